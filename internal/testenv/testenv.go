@@ -1,0 +1,86 @@
+// Package testenv starts the real dependencies that tests need: an embedded
+// NATS server with JetStream on a free loopback port, with its store in the
+// test's temporary directory, a connection to it, and the Tidemark stream.
+package testenv
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/tidemark/tidemark/stream"
+)
+
+// Env is a running embedded NATS server with the Tidemark stream on it.
+type Env struct {
+	// Server is the embedded NATS server.
+	Server *server.Server
+	// Conn is a connection to it, closed with the test.
+	Conn *stream.Conn
+	// JS is a JetStream context on Conn.
+	JS jetstream.JetStream
+	// Stream is the Tidemark stream.
+	Stream *stream.Stream
+	// Config is the stream's configuration.
+	Config stream.Config
+}
+
+// Start starts an embedded NATS server and creates the stream. Everything is
+// stopped when the test ends.
+func Start(t testing.TB) *Env {
+	t.Helper()
+	return StartDir(t, t.TempDir())
+}
+
+// StartDir is Start with the JetStream store in dir, so that a test can stop
+// the server and start it again on the same files.
+func StartDir(t testing.TB, dir string) *Env {
+	t.Helper()
+	s, err := stream.StartServer(stream.ServerConfig{Listen: "127.0.0.1:-1", StoreDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	e := &Env{Server: s, Config: stream.Config{Name: stream.DefaultName, Subject: stream.DefaultSubject}}
+	e.Conn = Connect(t, s.ClientURL())
+	e.JS, err = jetstream.New(e.Conn.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e.Stream, err = stream.Ensure(ctx, e.JS, e.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// Connect opens a connection to url that is closed when the test ends.
+func Connect(t testing.TB, url string) *stream.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	nc, err := stream.Connect(ctx, stream.ConnectConfig{URL: url, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// Eventually polls cond until it holds or timeout passes, then fails the test.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,106 @@
+package stream
+
+import (
+	"encoding/base64"
+	"strings"
+	"unicode/utf8"
+)
+
+// MaxKeyLen is the longest key, in bytes.
+const MaxKeyLen = 1024
+
+// Op is the kind of a write.
+type Op string
+
+// The write operations carried by stream messages.
+const (
+	OpPut    Op = "put"
+	OpDelete Op = "del"
+)
+
+// Message headers of the envelope, on stream messages.
+const (
+	// HeaderOp carries the Op of a stream message.
+	HeaderOp = "Tidemark-Op"
+	// HeaderMsgID is JetStream's deduplication header; Tidemark puts the write id in it.
+	HeaderMsgID = "Nats-Msg-Id"
+)
+
+// Entry is one decoded stream message: a put or a delete of a key.
+type Entry struct {
+	// Op is OpPut or OpDelete.
+	Op Op
+	// Key is the key written.
+	Key string
+	// Value is the value of a put; nil for a delete.
+	Value []byte
+}
+
+// Record is the state of one key as a replica holds it.
+type Record struct {
+	// Key is the key.
+	Key string
+	// Value is the current value; nil for a deleted key.
+	Value []byte
+	// Revision is the stream sequence of the write that produced this state.
+	Revision uint64
+	// Deleted reports that the last write of the key was a delete.
+	Deleted bool
+}
+
+// ValidateKey checks that key is 1 to MaxKeyLen bytes of valid UTF-8.
+func ValidateKey(key string) error {
+	switch {
+	case key == "":
+		return Errorf(ErrInvalidKey, "invalid key: empty")
+	case len(key) > MaxKeyLen:
+		return Errorf(ErrInvalidKey, "invalid key: %d bytes, the limit is %d", len(key), MaxKeyLen)
+	case !utf8.ValidString(key):
+		return Errorf(ErrInvalidKey, "invalid key: not valid UTF-8")
+	}
+	return nil
+}
+
+// keyEncoding turns any key into a single NATS subject token.
+var keyEncoding = base64.RawURLEncoding
+
+// KeySubject returns the stream subject of key under the stream subject
+// prefix: one subject per key, so that JetStream's per-subject sequence
+// checks make conditional writes atomic.
+func KeySubject(prefix, key string) string {
+	return prefix + "." + keyEncoding.EncodeToString([]byte(key))
+}
+
+// DecodeEntry decodes a stream message from its subject, its Op header and
+// its data. It fails with ErrInvalidRequest on anything a writer would not
+// have produced.
+func DecodeEntry(prefix, subject, op string, data []byte) (Entry, error) {
+	rest, ok := strings.CutPrefix(subject, prefix+".")
+	if !ok {
+		return Entry{}, Errorf(ErrInvalidRequest, "message subject %q is outside %s.>", subject, prefix)
+	}
+	k, err := keyEncoding.DecodeString(rest)
+	if err != nil {
+		return Entry{}, Errorf(ErrInvalidRequest, "message subject %q: bad key encoding", subject)
+	}
+	key := string(k)
+	if err := ValidateKey(key); err != nil {
+		return Entry{}, err
+	}
+	switch Op(op) {
+	case OpPut:
+		if data == nil {
+			data = []byte{}
+		}
+		return Entry{Op: OpPut, Key: key, Value: data}, nil
+	case OpDelete:
+		if len(data) != 0 {
+			return Entry{}, Errorf(ErrInvalidRequest, "delete message with a body")
+		}
+		return Entry{Op: OpDelete, Key: key}, nil
+	default:
+		return Entry{}, Errorf(ErrInvalidRequest, "message op %q is neither put nor del", op)
+	}
+}
+
+func validUTF8(s string) bool { return utf8.ValidString(s) }

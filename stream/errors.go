@@ -1,0 +1,106 @@
+package stream
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors shared by every role. Each maps to one error code of the
+// API; Code and FromCode convert between the two so that an error crosses a
+// NATS hop and still matches with errors.Is.
+var (
+	// ErrInvalidToken means a session token could not be parsed.
+	ErrInvalidToken = errors.New("invalid token")
+	// ErrTokenStreamMismatch means a token belongs to another (or a recreated) stream.
+	ErrTokenStreamMismatch = errors.New("token belongs to another stream")
+	// ErrTokenFromFuture means a token is ahead of the stream's last sequence.
+	ErrTokenFromFuture = errors.New("token is ahead of the stream")
+	// ErrInvalidKey means a key is empty, too long or not UTF-8.
+	ErrInvalidKey = errors.New("invalid key")
+	// ErrInvalidRequest means a request is malformed in some other way.
+	ErrInvalidRequest = errors.New("invalid request")
+	// ErrNotFound means the key does not exist (or was deleted).
+	ErrNotFound = errors.New("not found")
+	// ErrRevisionMismatch means a conditional write lost.
+	ErrRevisionMismatch = errors.New("revision mismatch")
+	// ErrValueTooLarge means a value is over the configured limit.
+	ErrValueTooLarge = errors.New("value too large")
+	// ErrUnavailable means NATS, the stream or every replica is unreachable.
+	ErrUnavailable = errors.New("unavailable")
+	// ErrTokenWaitTimeout means no replica reached the token in time.
+	ErrTokenWaitTimeout = errors.New("token wait timeout")
+	// ErrInternal is an unexpected failure.
+	ErrInternal = errors.New("internal error")
+)
+
+// Error codes, as they appear in HTTP error bodies and NATS error headers.
+const (
+	CodeInvalidToken        = "invalid_token"
+	CodeInvalidKey          = "invalid_key"
+	CodeInvalidRequest      = "invalid_request"
+	CodeTokenStreamMismatch = "token_stream_mismatch"
+	CodeTokenFromFuture     = "token_from_future"
+	CodeNotFound            = "not_found"
+	CodeRevisionMismatch    = "revision_mismatch"
+	CodeValueTooLarge       = "value_too_large"
+	CodeUnavailable         = "unavailable"
+	CodeTokenWaitTimeout    = "token_wait_timeout"
+	CodeInternal            = "internal"
+)
+
+var codes = []struct {
+	err  error
+	code string
+}{
+	{ErrInvalidToken, CodeInvalidToken},
+	{ErrTokenStreamMismatch, CodeTokenStreamMismatch},
+	{ErrTokenFromFuture, CodeTokenFromFuture},
+	{ErrInvalidKey, CodeInvalidKey},
+	{ErrInvalidRequest, CodeInvalidRequest},
+	{ErrNotFound, CodeNotFound},
+	{ErrRevisionMismatch, CodeRevisionMismatch},
+	{ErrValueTooLarge, CodeValueTooLarge},
+	{ErrUnavailable, CodeUnavailable},
+	{ErrTokenWaitTimeout, CodeTokenWaitTimeout},
+	{ErrInternal, CodeInternal},
+}
+
+// Code returns the API error code of err, or CodeInternal when err wraps none
+// of the sentinels.
+func Code(err error) string {
+	for _, c := range codes {
+		if errors.Is(err, c.err) {
+			return c.code
+		}
+	}
+	return CodeInternal
+}
+
+// FromCode rebuilds an error from a code and message received over the wire,
+// wrapping the matching sentinel so that errors.Is works on the far side.
+func FromCode(code, message string) error {
+	for _, c := range codes {
+		if c.code == code {
+			if message == "" || message == c.err.Error() {
+				return c.err
+			}
+			return &codedError{sentinel: c.err, msg: message}
+		}
+	}
+	return fmt.Errorf("%w: %s: %s", ErrInternal, code, message)
+}
+
+// Errorf returns an error that wraps sentinel with a formatted message. The
+// message is what clients see, so it should say what was wrong.
+func Errorf(sentinel error, format string, args ...any) error {
+	return &codedError{sentinel: sentinel, msg: fmt.Sprintf(format, args...)}
+}
+
+// codedError carries a client-facing message for a sentinel.
+type codedError struct {
+	sentinel error
+	msg      string
+}
+
+func (e *codedError) Error() string { return e.msg }
+func (e *codedError) Unwrap() error { return e.sentinel }

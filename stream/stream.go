@@ -1,0 +1,286 @@
+package stream
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Defaults of the stream definition.
+const (
+	DefaultName            = "TIDEMARK"
+	DefaultSubject         = "tidemark.kv"
+	DefaultDuplicateWindow = 2 * time.Minute
+)
+
+// metaID is the stream metadata key that holds the stream's identity.
+const metaID = "tidemark_id"
+
+// Config defines the stream.
+type Config struct {
+	// Name is the JetStream stream name.
+	Name string
+	// Subject is the subject prefix; the stream holds Subject.>.
+	Subject string
+	// Replicas is the JetStream replication factor (R1, R3, ...).
+	Replicas int
+	// MaxAge bounds how long messages are kept; 0 keeps them forever.
+	MaxAge time.Duration
+	// MaxBytes bounds the stream size; 0 or -1 is unlimited.
+	MaxBytes int64
+	// DuplicateWindow is how long a write id is remembered for deduplication.
+	DuplicateWindow time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Name == "" {
+		c.Name = DefaultName
+	}
+	if c.Subject == "" {
+		c.Subject = DefaultSubject
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.MaxBytes == 0 {
+		c.MaxBytes = -1
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = DefaultDuplicateWindow
+	}
+}
+
+// Stream is a handle on the Tidemark stream: its identity, subjects and the
+// JetStream calls the roles make against it. It is safe for concurrent use.
+type Stream struct {
+	js      jetstream.JetStream
+	cfg     Config
+	id      string
+	handle  jetstream.Stream
+	lastMu  sync.Mutex
+	last    uint64        // highest last sequence seen; only grows
+	refresh chan struct{} // non-nil while a refresh is in flight; closed when done
+	lastErr error         // result of the last refresh
+}
+
+// Ensure creates the stream, or brings an existing one's managed settings in
+// line with cfg, and returns a handle on it. A new stream gets a fresh random
+// identity, so tokens of an older stream of the same name are rejected.
+func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (*Stream, error) {
+	cfg.setDefaults()
+	want := jetstream.StreamConfig{
+		Name:        cfg.Name,
+		Description: "Tidemark replication stream",
+		Subjects:    []string{cfg.Subject + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		MaxAge:      cfg.MaxAge,
+		MaxBytes:    cfg.MaxBytes,
+		MaxMsgs:     -1,
+		// Every write of a key must stay until a replica has applied it:
+		// no per-subject compaction.
+		MaxMsgsPerSubject: -1,
+		Duplicates:        cfg.DuplicateWindow,
+		DenyDelete:        true,
+		AllowDirect:       true,
+	}
+	for attempt := 0; ; attempt++ {
+		h, err := js.Stream(ctx, cfg.Name)
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			id, err := newID()
+			if err != nil {
+				return nil, err
+			}
+			create := want
+			create.Metadata = map[string]string{metaID: id}
+			h, err = js.CreateStream(ctx, create)
+			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) && attempt < 3 {
+				continue // another process created it first
+			}
+			if err != nil {
+				return nil, fmt.Errorf("create stream %s: %w", cfg.Name, err)
+			}
+			return newStream(js, cfg, h)
+		case err != nil:
+			return nil, fmt.Errorf("look up stream %s: %w", cfg.Name, err)
+		}
+		have := h.CachedInfo().Config
+		if managedEqual(have, want) && have.Metadata[metaID] != "" {
+			return newStream(js, cfg, h)
+		}
+		upd := have
+		upd.Subjects, upd.Replicas, upd.MaxAge, upd.MaxBytes = want.Subjects, want.Replicas, want.MaxAge, want.MaxBytes
+		upd.Duplicates, upd.AllowDirect, upd.DenyDelete = want.Duplicates, want.AllowDirect, want.DenyDelete
+		upd.Metadata = maps(have.Metadata)
+		if upd.Metadata[metaID] == "" {
+			id, err := newID()
+			if err != nil {
+				return nil, err
+			}
+			upd.Metadata[metaID] = id
+		}
+		h, err = js.UpdateStream(ctx, upd)
+		if err != nil {
+			return nil, fmt.Errorf("update stream %s: %w", cfg.Name, err)
+		}
+		return newStream(js, cfg, h)
+	}
+}
+
+// Open returns a handle on an existing stream, waiting (with backoff) until
+// it exists or ctx ends. Roles that only read the stream use Open so that a
+// misconfigured one never changes it.
+func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Stream, error) {
+	cfg.setDefaults()
+	var b Backoff
+	for {
+		h, err := js.Stream(ctx, cfg.Name)
+		if err == nil {
+			return newStream(js, cfg, h)
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("open stream %s: %w", cfg.Name, err)
+		}
+		if err := b.Wait(ctx); err != nil {
+			return nil, fmt.Errorf("open stream %s: %w", cfg.Name, err)
+		}
+	}
+}
+
+func newStream(js jetstream.JetStream, cfg Config, h jetstream.Stream) (*Stream, error) {
+	info := h.CachedInfo()
+	id := info.Config.Metadata[metaID]
+	if !ValidStreamID(id) {
+		return nil, fmt.Errorf("stream %s has no Tidemark identity (metadata %s); was it created by another tool?", cfg.Name, metaID)
+	}
+	if !slices.Contains(info.Config.Subjects, cfg.Subject+".>") {
+		return nil, fmt.Errorf("stream %s does not hold subjects %s.>", cfg.Name, cfg.Subject)
+	}
+	return &Stream{js: js, cfg: cfg, id: id, handle: h, last: info.State.LastSeq}, nil
+}
+
+func managedEqual(a, b jetstream.StreamConfig) bool {
+	return slices.Equal(a.Subjects, b.Subjects) && a.Replicas == b.Replicas && a.MaxAge == b.MaxAge &&
+		a.MaxBytes == b.MaxBytes && a.Duplicates == b.Duplicates && a.AllowDirect == b.AllowDirect &&
+		a.DenyDelete == b.DenyDelete
+}
+
+func maps(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m)+1)
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func newID() (string, error) {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("stream id: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// ID returns the stream's identity, the one written into tokens.
+func (s *Stream) ID() string { return s.id }
+
+// Name returns the JetStream stream name.
+func (s *Stream) Name() string { return s.cfg.Name }
+
+// Subject returns the subject prefix of the stream.
+func (s *Stream) Subject() string { return s.cfg.Subject }
+
+// JetStream returns the JetStream context the stream was opened with.
+func (s *Stream) JetStream() jetstream.JetStream { return s.js }
+
+// KeySubject returns the stream subject that key is written on.
+func (s *Stream) KeySubject(key string) string { return KeySubject(s.cfg.Subject, key) }
+
+// Token returns a token of this stream at seq.
+func (s *Stream) Token(seq uint64) Token { return NewToken(s.id, seq) }
+
+// ObserveLast records that the stream's last sequence is at least seq, as
+// learned from a publish ack or a delivered message.
+func (s *Stream) ObserveLast(seq uint64) {
+	s.lastMu.Lock()
+	if seq > s.last {
+		s.last = seq
+	}
+	s.lastMu.Unlock()
+}
+
+// KnownLast returns the highest last sequence seen, without asking the server.
+func (s *Stream) KnownLast() uint64 {
+	s.lastMu.Lock()
+	defer s.lastMu.Unlock()
+	return s.last
+}
+
+// Info fetches the stream's current state from the server.
+func (s *Stream) Info(ctx context.Context) (*jetstream.StreamInfo, error) {
+	info, err := s.handle.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s info: %w", s.cfg.Name, err)
+	}
+	s.ObserveLast(info.State.LastSeq)
+	return info, nil
+}
+
+// LastSeq returns the stream's last sequence, asking the server. Concurrent
+// callers share one request.
+func (s *Stream) LastSeq(ctx context.Context) (uint64, error) {
+	s.lastMu.Lock()
+	ch := s.refresh
+	if ch == nil {
+		ch = make(chan struct{})
+		s.refresh = ch
+		s.lastMu.Unlock()
+		_, err := s.Info(ctx)
+		s.lastMu.Lock()
+		s.lastErr = err
+		s.refresh = nil
+		close(ch)
+		last := s.last
+		s.lastMu.Unlock()
+		return last, err
+	}
+	s.lastMu.Unlock()
+	select {
+	case <-ch:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	s.lastMu.Lock()
+	defer s.lastMu.Unlock()
+	return s.last, s.lastErr
+}
+
+// CheckToken verifies that t belongs to this stream and is not ahead of its
+// last sequence. It asks the server only when t is ahead of what this
+// process has already seen.
+func (s *Stream) CheckToken(ctx context.Context, t Token) error {
+	if err := t.Check(s.id); err != nil {
+		return err
+	}
+	if t.Seq <= s.KnownLast() {
+		return nil
+	}
+	last, err := s.LastSeq(ctx)
+	if err != nil {
+		return Errorf(ErrUnavailable, "stream %s: %v", s.cfg.Name, err)
+	}
+	if t.Seq > last {
+		return Errorf(ErrTokenFromFuture, "token sequence %d is ahead of the stream's last sequence %d", t.Seq, last)
+	}
+	return nil
+}
