@@ -103,6 +103,9 @@ type GetRequest struct {
 	// Wait bounds how long the read may wait for the token; 0 means the
 	// server's default.
 	Wait time.Duration
+	// Replica, when set, sends the read to that replica only; it is routing
+	// information, carried by the subject, not by the request.
+	Replica string
 }
 
 // GetResult is the outcome of a point read. On ErrNotFound it still carries
@@ -132,6 +135,8 @@ type ScanRequest struct {
 	Token Token
 	// Wait bounds how long the scan may wait for the token.
 	Wait time.Duration
+	// Replica, when set, sends the scan to that replica only.
+	Replica string
 }
 
 // Scan limits.
