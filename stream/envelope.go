@@ -62,7 +62,7 @@ func ValidateKey(key string) error {
 }
 
 // keyEncoding turns any key into a single NATS subject token.
-var keyEncoding = base64.RawURLEncoding
+var keyEncoding = base64.RawURLEncoding.Strict()
 
 // KeySubject returns the stream subject of key under the stream subject
 // prefix: one subject per key, so that JetStream's per-subject sequence

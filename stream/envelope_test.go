@@ -1,0 +1,91 @@
+package stream_test
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/tidemark/tidemark/stream"
+)
+
+func TestValidateKey(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		key  string
+		err  error
+	}{
+		{"simple", "user/42", nil},
+		{"unicode", "café ☕", nil},
+		{"max length", strings.Repeat("k", stream.MaxKeyLen), nil},
+		{"empty", "", stream.ErrInvalidKey},
+		{"too long", strings.Repeat("k", stream.MaxKeyLen+1), stream.ErrInvalidKey},
+		{"invalid utf-8", "a\xffb", stream.ErrInvalidKey},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := stream.ValidateKey(tt.key); !errors.Is(err, tt.err) {
+				t.Fatalf("ValidateKey(%q)=%v, want %v", tt.key, err, tt.err)
+			}
+		})
+	}
+}
+
+func TestEntryRoundTrip(t *testing.T) {
+	for _, key := range []string{"a", "user/42", "a.b.*.>", "café ☕", strings.Repeat("z", stream.MaxKeyLen)} {
+		subj := stream.KeySubject("tidemark.kv", key)
+		if strings.ContainsAny(subj[len("tidemark.kv."):], ".*> \t") {
+			t.Fatalf("KeySubject(%q)=%q is not a single subject token", key, subj)
+		}
+		e, err := stream.DecodeEntry("tidemark.kv", subj, "put", []byte("v"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := e.Key, key; got != want {
+			t.Fatalf("Key=%q, want %q", got, want)
+		}
+		if got, want := e.Op, stream.OpPut; got != want {
+			t.Fatalf("Op=%q, want %q", got, want)
+		}
+	}
+}
+
+func TestDecodeEntryRejects(t *testing.T) {
+	good := stream.KeySubject("tidemark.kv", "k")
+	for _, tt := range []struct {
+		name, subject, op string
+		data              []byte
+	}{
+		{"other prefix", "other.a", "put", nil},
+		{"bad base64", "tidemark.kv.!!", "put", nil},
+		{"empty key", "tidemark.kv.", "put", nil},
+		{"bad op", good, "zap", nil},
+		{"delete with body", good, "del", []byte("x")},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := stream.DecodeEntry("tidemark.kv", tt.subject, tt.op, tt.data); err == nil {
+				t.Fatalf("DecodeEntry(%q, %q) succeeded", tt.subject, tt.op)
+			}
+		})
+	}
+}
+
+func FuzzDecodeEntry(f *testing.F) {
+	f.Add(stream.KeySubject("p", "key"), "put", []byte("value"))
+	f.Add(stream.KeySubject("p", "key"), "del", []byte(nil))
+	f.Add("p.", "put", []byte{})
+	f.Fuzz(func(t *testing.T, subject, op string, data []byte) {
+		e, err := stream.DecodeEntry("p", subject, op, data)
+		if err != nil {
+			return
+		}
+		if err := stream.ValidateKey(e.Key); err != nil {
+			t.Fatalf("decoded invalid key %q: %v", e.Key, err)
+		}
+		if got := stream.KeySubject("p", e.Key); got != subject {
+			t.Fatalf("subject %q decodes to key %q which encodes to %q", subject, e.Key, got)
+		}
+		if e.Op == stream.OpPut && !bytes.Equal(e.Value, data) {
+			t.Fatalf("value changed")
+		}
+	})
+}
