@@ -1,0 +1,222 @@
+package config
+
+import "time"
+
+// Defaults for every setting; Default returns a Config holding them.
+const (
+	// DefaultNATSURL is the NATS server to connect to.
+	DefaultNATSURL = "nats://127.0.0.1:4222"
+
+	// DefaultStreamName is the JetStream stream holding the writes.
+	DefaultStreamName = "TIDEMARK"
+	// DefaultStreamSubject is the subject prefix of the stream.
+	DefaultStreamSubject = "tidemark.kv"
+	// DefaultStreamReplicas is the stream's replication factor.
+	DefaultStreamReplicas = 1
+	// DefaultStreamMaxAge is the stream's age limit; 0 is unlimited.
+	DefaultStreamMaxAge Duration = 0
+	// DefaultStreamMaxBytes is the stream's size limit; -1 is unlimited.
+	DefaultStreamMaxBytes int64 = -1
+	// DefaultStreamDuplicateWindow is how long the stream remembers message
+	// IDs to drop retried publishes.
+	DefaultStreamDuplicateWindow = Duration(2 * time.Minute)
+	// DefaultStreamSync is the stream's fsync policy.
+	DefaultStreamSync = SyncAlways
+
+	// DefaultAPIPrefix is the subject prefix of the NATS service endpoints.
+	DefaultAPIPrefix = "tidemark"
+
+	// DefaultGatewayHTTP is the gateway's HTTP listen address.
+	DefaultGatewayHTTP = ":8080"
+	// DefaultGatewayMaxValueBytes is the largest value the gateway accepts.
+	DefaultGatewayMaxValueBytes = 1 << 20
+	// DefaultGatewayDefaultWait bounds a read's wait for its token when the
+	// request does not say.
+	DefaultGatewayDefaultWait = Duration(5 * time.Second)
+	// DefaultGatewayMaxWait is the longest wait a request may ask for.
+	DefaultGatewayMaxWait = Duration(30 * time.Second)
+
+	// DefaultReplicaData is the replica's Badger directory.
+	DefaultReplicaData = "./tidemark-replica"
+	// DefaultReplicaSyncWrites makes Badger fsync every commit.
+	DefaultReplicaSyncWrites = true
+
+	// DefaultDevReplicas is how many replicas `tidemark dev` starts.
+	DefaultDevReplicas = 2
+	// DefaultDevNATSListen is the embedded NATS server's listen address.
+	DefaultDevNATSListen = "127.0.0.1:4222"
+	// DefaultDevData is the directory `tidemark dev` keeps its state in.
+	DefaultDevData = "./tidemark-data"
+	// DefaultDevDurable makes `tidemark dev` fsync like production.
+	DefaultDevDurable = false
+
+	// DefaultLogLevel is the lowest level logged.
+	DefaultLogLevel = "info"
+)
+
+// Values of StreamConfig.Sync.
+const (
+	// SyncAlways fsyncs every write to the stream (sync_interval: always).
+	SyncAlways = "always"
+	// SyncDefault leaves fsync to the server's sync_interval.
+	SyncDefault = "default"
+)
+
+// Values of LogConfig.Format; the empty string leaves it to the caller.
+const (
+	// LogFormatJSON writes one JSON object per line.
+	LogFormatJSON = "json"
+	// LogFormatConsole writes human-readable lines.
+	LogFormatConsole = "console"
+)
+
+// Limits enforced by Validate.
+const (
+	maxStreamReplicas    = 5
+	maxGatewayValueBytes = 64 << 20
+	maxDevReplicas       = 16
+	minJetStreamDuration = Duration(100 * time.Millisecond)
+	maxIdentifierLen     = 64
+)
+
+// Config is the whole Tidemark configuration.
+type Config struct {
+	NATS    NATSConfig    `yaml:"nats"`
+	Stream  StreamConfig  `yaml:"stream"`
+	API     APIConfig     `yaml:"api"`
+	Gateway GatewayConfig `yaml:"gateway"`
+	Replica ReplicaConfig `yaml:"replica"`
+	Dev     DevConfig     `yaml:"dev"`
+	Log     LogConfig     `yaml:"log"`
+}
+
+// NATSConfig says how to connect to NATS.
+type NATSConfig struct {
+	// URL is the server URL, or a comma-separated list of them.
+	URL string `yaml:"url"`
+	// Creds is the path of a credentials (JWT) file.
+	Creds string `yaml:"creds"`
+	// NKey is the path of an nkey seed file.
+	NKey string `yaml:"nkey"`
+	// TLSCert is the path of a client certificate.
+	TLSCert string `yaml:"tls_cert"`
+	// TLSKey is the path of the client certificate's key.
+	TLSKey string `yaml:"tls_key"`
+	// TLSCA is the path of the CA certificates to trust.
+	TLSCA string `yaml:"tls_ca"`
+	// Name is the connection name shown by the server; empty lets the
+	// caller choose.
+	Name string `yaml:"name"`
+}
+
+// StreamConfig describes the JetStream stream holding the writes.
+type StreamConfig struct {
+	// Name is the stream name.
+	Name string `yaml:"name"`
+	// Subject is the prefix of the stream's subjects.
+	Subject string `yaml:"subject"`
+	// Replicas is the replication factor, 1 to 5.
+	Replicas int `yaml:"replicas"`
+	// MaxAge drops messages older than this; 0 keeps them forever.
+	MaxAge Duration `yaml:"max_age"`
+	// MaxBytes caps the stream's size; -1 is unlimited.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// DuplicateWindow is how long message IDs are remembered to drop
+	// retried publishes.
+	DuplicateWindow Duration `yaml:"duplicate_window"`
+	// Sync is SyncAlways to fsync every write, or SyncDefault to leave it
+	// to the server's sync_interval.
+	Sync string `yaml:"sync"`
+}
+
+// APIConfig describes the NATS service endpoints.
+type APIConfig struct {
+	// Prefix is the subject prefix of the endpoints.
+	Prefix string `yaml:"prefix"`
+}
+
+// GatewayConfig describes the HTTP gateway.
+type GatewayConfig struct {
+	// HTTP is the listen address, host:port.
+	HTTP string `yaml:"http"`
+	// MaxValueBytes is the largest value accepted, 1 byte to 64 MiB.
+	MaxValueBytes int `yaml:"max_value_bytes"`
+	// DefaultWait bounds a read's wait for its token when the request does
+	// not say.
+	DefaultWait Duration `yaml:"default_wait"`
+	// MaxWait is the longest wait a request may ask for.
+	MaxWait Duration `yaml:"max_wait"`
+}
+
+// ReplicaConfig describes one replica.
+type ReplicaConfig struct {
+	// ID names the replica; empty means derive it from the hostname.
+	ID string `yaml:"id"`
+	// Data is the Badger directory.
+	Data string `yaml:"data"`
+	// SyncWrites makes Badger fsync every commit.
+	SyncWrites bool `yaml:"sync_writes"`
+	// HTTP is the listen address for health and metrics; empty is off.
+	HTTP string `yaml:"http"`
+}
+
+// DevConfig describes the single-process stack of `tidemark dev`.
+type DevConfig struct {
+	// Replicas is how many replicas to start, 1 to 16.
+	Replicas int `yaml:"replicas"`
+	// NATSListen is the embedded NATS server's listen address, host:port.
+	NATSListen string `yaml:"nats_listen"`
+	// Data is the directory for the stream and the replicas.
+	Data string `yaml:"data"`
+	// Durable makes the dev stack fsync like production.
+	Durable bool `yaml:"durable"`
+}
+
+// LogConfig describes logging.
+type LogConfig struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is LogFormatJSON, LogFormatConsole, or empty to let the
+	// caller decide.
+	Format string `yaml:"format"`
+}
+
+// Default returns a Config holding every default.
+func Default() Config {
+	return Config{
+		NATS: NATSConfig{
+			URL: DefaultNATSURL,
+		},
+		Stream: StreamConfig{
+			Name:            DefaultStreamName,
+			Subject:         DefaultStreamSubject,
+			Replicas:        DefaultStreamReplicas,
+			MaxAge:          DefaultStreamMaxAge,
+			MaxBytes:        DefaultStreamMaxBytes,
+			DuplicateWindow: DefaultStreamDuplicateWindow,
+			Sync:            DefaultStreamSync,
+		},
+		API: APIConfig{
+			Prefix: DefaultAPIPrefix,
+		},
+		Gateway: GatewayConfig{
+			HTTP:          DefaultGatewayHTTP,
+			MaxValueBytes: DefaultGatewayMaxValueBytes,
+			DefaultWait:   DefaultGatewayDefaultWait,
+			MaxWait:       DefaultGatewayMaxWait,
+		},
+		Replica: ReplicaConfig{
+			Data:       DefaultReplicaData,
+			SyncWrites: DefaultReplicaSyncWrites,
+		},
+		Dev: DevConfig{
+			Replicas:   DefaultDevReplicas,
+			NATSListen: DefaultDevNATSListen,
+			Data:       DefaultDevData,
+			Durable:    DefaultDevDurable,
+		},
+		Log: LogConfig{
+			Level: DefaultLogLevel,
+		},
+	}
+}
