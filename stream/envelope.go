@@ -104,3 +104,18 @@ func DecodeEntry(prefix, subject, op string, data []byte) (Entry, error) {
 }
 
 func validUTF8(s string) bool { return utf8.ValidString(s) }
+
+// ValidReplicaID reports whether id can name a replica: 1 to 64 letters,
+// digits, '-' or '_' (it becomes a subject token).
+func ValidReplicaID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

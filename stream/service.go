@@ -3,13 +3,20 @@ package stream
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 )
 
-// DefaultMaxInFlight bounds the requests one service handles at once.
-const DefaultMaxInFlight = 4096
+// Pool defaults.
+const (
+	// DefaultMaxInFlight bounds the requests one service handles at once.
+	DefaultMaxInFlight = 4096
+	// DefaultDrainGrace is how long Close lets requests in flight finish
+	// before it cancels them.
+	DefaultDrainGrace = 5 * time.Second
+)
 
 // Respond sends a service reply built by one of the Encode*Reply functions,
 // as a micro error reply when err is not nil (so micro stats count it).
@@ -20,15 +27,29 @@ func Respond(req micro.Request, h nats.Header, body []byte, err error) error {
 	return req.Respond(body, micro.WithHeaders(micro.Headers(h)))
 }
 
+// RespondUnavailable answers req with ErrUnavailable and message.
+func RespondUnavailable(req micro.Request, message string) error {
+	err := Errorf(ErrUnavailable, "%s", message)
+	h, body := errorReply(nats.Header{}, err)
+	return Respond(req, h, body, err)
+}
+
 // Pool runs micro request handlers concurrently: micro calls an endpoint's
 // handler on one goroutine, so a handler that waits (for a token, for a
 // publish ack) would hold up every other request of that endpoint. Pool
-// bounds the requests in flight and waits for them on Close.
+// bounds the requests in flight, refuses new ones once closing, and lets
+// those in flight finish on Close.
 type Pool struct {
+	// Grace is how long Close waits before cancelling requests in flight.
+	Grace time.Duration
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	sem    chan struct{}
 	wg     sync.WaitGroup
+
+	mu     sync.RWMutex
+	closed bool
 }
 
 // NewPool returns a pool of at most max concurrent handlers (DefaultMaxInFlight
@@ -38,28 +59,54 @@ func NewPool(ctx context.Context, max int) *Pool {
 		max = DefaultMaxInFlight
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	return &Pool{ctx: ctx, cancel: cancel, sem: make(chan struct{}, max)}
+	return &Pool{Grace: DefaultDrainGrace, ctx: ctx, cancel: cancel, sem: make(chan struct{}, max)}
 }
 
-// Handler wraps fn so that each request runs on its own goroutine, once a
-// slot is free.
+// Go runs fn on its own goroutine once a slot is free. It returns false,
+// without running fn, when the pool is closing.
+func (p *Pool) Go(fn func(ctx context.Context)) bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return false
+	}
+	select {
+	case p.sem <- struct{}{}:
+	case <-p.ctx.Done():
+		return false
+	}
+	p.wg.Add(1)
+	go func() {
+		defer func() { <-p.sem; p.wg.Done() }()
+		fn(p.ctx)
+	}()
+	return true
+}
+
+// Handler wraps fn so that each request runs on the pool; a request that
+// arrives while the pool closes is answered with ErrUnavailable.
 func (p *Pool) Handler(fn func(ctx context.Context, req micro.Request)) micro.Handler {
 	return micro.HandlerFunc(func(req micro.Request) {
-		select {
-		case p.sem <- struct{}{}:
-		case <-p.ctx.Done():
-			return
+		if !p.Go(func(ctx context.Context) { fn(ctx, req) }) {
+			_ = RespondUnavailable(req, "service is stopping")
 		}
-		p.wg.Add(1)
-		go func() {
-			defer func() { <-p.sem; p.wg.Done() }()
-			fn(p.ctx, req)
-		}()
 	})
 }
 
-// Close cancels the handlers' context and waits for them to return.
+// Close refuses new requests, lets those in flight finish for up to Grace,
+// then cancels them and waits until they return. It is idempotent.
 func (p *Pool) Close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	t := time.NewTimer(p.Grace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
 	p.cancel()
-	p.wg.Wait()
+	<-done
 }

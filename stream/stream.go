@@ -284,3 +284,6 @@ func (s *Stream) CheckToken(ctx context.Context, t Token) error {
 	}
 	return nil
 }
+
+// Handle returns the JetStream stream handle, for direct gets and the like.
+func (s *Stream) Handle() jetstream.Stream { return s.handle }

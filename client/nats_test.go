@@ -1,0 +1,252 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/rs/zerolog"
+
+	"github.com/tidemark/tidemark/client"
+	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/stream"
+	"github.com/tidemark/tidemark/writer"
+)
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// startWriter runs the writer service on e until the test ends.
+func startWriter(t *testing.T, e *testenv.Env, subjects stream.Subjects) {
+	t.Helper()
+	w := writer.New(writer.Config{Stream: e.Stream})
+	svc := writer.NewService(e.Conn.Conn, subjects, w, zerolog.Nop())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("writer Run: %v", err)
+		}
+	})
+	ping, err := micro.ControlSubject(micro.PingVerb, writer.ServiceName, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "writer service to answer PING", func() bool {
+		_, err := e.Conn.Request(ping, nil, time.Second)
+		return err == nil
+	})
+}
+
+// respond answers every request on subject with fn's reply, until the test
+// ends; a nil reply answers nothing.
+func respond(t *testing.T, nc *nats.Conn, subject string, fn func(*nats.Msg) *nats.Msg) {
+	t.Helper()
+	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
+		if r := fn(m); r != nil {
+			if err := m.RespondMsg(r); err != nil {
+				t.Errorf("respond: %v", err)
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func wantErr(t *testing.T, err, want error, msg string) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("err=%v, want %v", err, want)
+	}
+	if !strings.Contains(err.Error(), msg) {
+		t.Fatalf("err=%q, want it to mention %q", err, msg)
+	}
+}
+
+func TestNATS_Write(t *testing.T) {
+	e := testenv.Start(t)
+	subjects := stream.Subjects{}
+	startWriter(t, e, subjects)
+	c := client.NewNATS(e.Conn.Conn, subjects)
+
+	put, err := c.Write(testContext(t), stream.WriteRequest{Op: stream.OpPut, Key: "k", Value: []byte("v")})
+	if err != nil {
+		t.Fatalf("put: %v", err)
+	}
+	if got, want := put.Key, "k"; got != want {
+		t.Fatalf("put: Key=%q, want %q", got, want)
+	}
+	if got, want := put.Token, e.Stream.Token(put.Revision); got != want || put.Revision == 0 {
+		t.Fatalf("put: Token=%v, want %v (Revision %d)", got, want, put.Revision)
+	}
+
+	// No deadline on the context: the transport sets one.
+	del, err := c.Write(context.Background(), stream.WriteRequest{Op: stream.OpDelete, Key: "k", Token: put.Token, IfRevision: put.Revision})
+	if err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if del.Revision <= put.Revision {
+		t.Fatalf("delete: Revision=%d, want > %d", del.Revision, put.Revision)
+	}
+
+	// The writer's errors come back as the stream sentinels.
+	res, err := c.Write(testContext(t), stream.WriteRequest{Op: stream.OpPut, Key: "k", Value: []byte("v"), Token: del.Token, IfRevision: put.Revision})
+	wantErr(t, err, stream.ErrRevisionMismatch, "deleted at revision")
+	if got, want := res.Token, del.Token; got != want {
+		t.Fatalf("failed write: Token=%v, want %v", got, want)
+	}
+	if got, want := res.Key, "k"; got != want {
+		t.Fatalf("failed write: Key=%q, want %q", got, want)
+	}
+	_, err = c.Write(testContext(t), stream.WriteRequest{Op: stream.OpPut, Key: ""})
+	wantErr(t, err, stream.ErrInvalidKey, "empty")
+	_, err = c.Write(testContext(t), stream.WriteRequest{Op: "merge", Key: "k"})
+	wantErr(t, err, stream.ErrInvalidRequest, "merge")
+}
+
+func TestNATS_NoResponders(t *testing.T) {
+	e := testenv.Start(t)
+	c := client.NewNATS(e.Conn.Conn, stream.Subjects{})
+
+	_, err := c.Write(testContext(t), stream.WriteRequest{Op: stream.OpPut, Key: "k"})
+	wantErr(t, err, stream.ErrUnavailable, "no writer")
+	res, err := c.Get(testContext(t), stream.GetRequest{Key: "k", Token: e.Stream.Token(1)})
+	wantErr(t, err, stream.ErrUnavailable, "no replica")
+	if got, want := res.Token, e.Stream.Token(1); got != want {
+		t.Fatalf("Get: Token=%v, want the request's %v", got, want)
+	}
+	_, err = c.Get(testContext(t), stream.GetRequest{Key: "k", Replica: "r1"})
+	wantErr(t, err, stream.ErrUnavailable, "replica.r1.get")
+	_, err = c.Scan(testContext(t), stream.ScanRequest{Prefix: "k"})
+	wantErr(t, err, stream.ErrUnavailable, "no replica")
+	_, err = c.Scan(testContext(t), stream.ScanRequest{Replica: "r1"})
+	wantErr(t, err, stream.ErrUnavailable, "replica.r1.scan")
+}
+
+func TestNATS_Timeout(t *testing.T) {
+	e := testenv.Start(t)
+	subjects := stream.Subjects{}
+	// A replica that receives reads and never answers.
+	respond(t, e.Conn.Conn, subjects.Get(), func(*nats.Msg) *nats.Msg { return nil })
+	c := client.NewNATS(e.Conn.Conn, subjects)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := c.Get(ctx, stream.GetRequest{Key: "k"})
+	wantErr(t, err, stream.ErrUnavailable, "no reply")
+
+	// Without a deadline, the read's wait and the margin bound it.
+	c.ReadMargin = 50 * time.Millisecond
+	start := time.Now()
+	_, err = c.Get(context.Background(), stream.GetRequest{Key: "k", Wait: 50 * time.Millisecond})
+	wantErr(t, err, stream.ErrUnavailable, "no reply")
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Fatalf("Get took %v, want about 100ms", elapsed)
+	}
+
+	// A caller that gives up gets its own error back.
+	ctx, cancel = context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.Get(ctx, stream.GetRequest{Key: "k"}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err=%v, want %v", err, context.Canceled)
+	}
+}
+
+func TestNATS_Read(t *testing.T) {
+	e := testenv.Start(t)
+	subjects := stream.Subjects{Prefix: "test"}
+	tok := e.Stream.Token(7)
+	// Stand-in replicas that speak the protocol with stream's encoders.
+	respond(t, e.Conn.Conn, subjects.Get(), func(m *nats.Msg) *nats.Msg {
+		req, err := stream.DecodeGetRequest(m.Header)
+		if err != nil {
+			t.Errorf("DecodeGetRequest: %v", err)
+			return nil
+		}
+		var h nats.Header
+		var body []byte
+		switch req.Key {
+		case "missing":
+			h, body = stream.EncodeGetReply(stream.GetResult{Token: req.Token, Record: stream.Record{Revision: 5}, Replica: "any"}, stream.Errorf(stream.ErrNotFound, "key %q not found", req.Key))
+		case "slow":
+			h, body = stream.EncodeGetReply(stream.GetResult{Token: req.Token}, stream.Errorf(stream.ErrTokenWaitTimeout, "replica any did not reach the token in %v", req.Wait))
+		default:
+			h, body = stream.EncodeGetReply(stream.GetResult{Token: tok, Record: stream.Record{Key: req.Key, Value: []byte("v:" + req.Key), Revision: 6}, Replica: "any", Applied: 7}, nil)
+		}
+		return &nats.Msg{Header: h, Data: body}
+	})
+	respond(t, e.Conn.Conn, subjects.ReplicaGet("r2"), func(m *nats.Msg) *nats.Msg {
+		h, body := stream.EncodeGetReply(stream.GetResult{Token: tok, Record: stream.Record{Value: []byte("from r2"), Revision: 6}, Replica: "r2", Applied: 7}, nil)
+		return &nats.Msg{Header: h, Data: body}
+	})
+	respond(t, e.Conn.Conn, subjects.Scan(), func(m *nats.Msg) *nats.Msg {
+		req, err := stream.DecodeScanRequest(m.Header, m.Data)
+		if err != nil {
+			t.Errorf("DecodeScanRequest: %v", err)
+			return nil
+		}
+		items := []stream.Record{{Key: req.Prefix + "1", Value: []byte("a"), Revision: 3}, {Key: req.Prefix + "2", Value: []byte("b"), Revision: 4}}
+		h, body := stream.EncodeScanReply(stream.ScanResult{Items: items[:req.Limit], Next: items[req.Limit-1].Key, Token: tok, Replica: "any", Applied: 7}, nil)
+		return &nats.Msg{Header: h, Data: body}
+	})
+	c := client.NewNATS(e.Conn.Conn, subjects)
+
+	got, err := c.Get(testContext(t), stream.GetRequest{Key: "k", Token: e.Stream.Token(3), Wait: time.Second})
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	if got.Record.Key != "k" || string(got.Record.Value) != "v:k" || got.Record.Revision != 6 || got.Token != tok || got.Replica != "any" {
+		t.Fatalf("Get=%+v", got)
+	}
+	got, err = c.Get(testContext(t), stream.GetRequest{Key: "k", Replica: "r2"})
+	if err != nil {
+		t.Fatalf("Get from r2: %v", err)
+	}
+	if got, want := string(got.Record.Value), "from r2"; got != want {
+		t.Fatalf("Get from r2: Value=%q, want %q", got, want)
+	}
+
+	miss, err := c.Get(testContext(t), stream.GetRequest{Key: "missing", Token: tok})
+	wantErr(t, err, stream.ErrNotFound, "missing")
+	if !miss.Record.Deleted || miss.Record.Revision != 5 || miss.Token != tok {
+		t.Fatalf("Get missing=%+v, want a delete at revision 5 and the token", miss)
+	}
+	_, err = c.Get(testContext(t), stream.GetRequest{Key: "slow", Wait: 10 * time.Millisecond})
+	wantErr(t, err, stream.ErrTokenWaitTimeout, "did not reach")
+
+	page, err := c.Scan(testContext(t), stream.ScanRequest{Prefix: "p/", Limit: 1})
+	if err != nil {
+		t.Fatalf("Scan: %v", err)
+	}
+	if len(page.Items) != 1 || page.Items[0].Key != "p/1" || page.Next != "p/1" || page.Token != tok {
+		t.Fatalf("Scan=%+v", page)
+	}
+
+	_, err = c.Get(testContext(t), stream.GetRequest{Key: "k", Replica: "r.*"})
+	wantErr(t, err, stream.ErrInvalidRequest, "replica")
+}
+
+func TestNATS_ConnectionClosed(t *testing.T) {
+	e := testenv.Start(t)
+	nc := testenv.Connect(t, e.Server.ClientURL())
+	c := client.NewNATS(nc.Conn, stream.Subjects{})
+	nc.Close()
+	_, err := c.Write(testContext(t), stream.WriteRequest{Op: stream.OpPut, Key: "k"})
+	wantErr(t, err, stream.ErrUnavailable, "closed")
+	_, err = c.Get(testContext(t), stream.GetRequest{Key: "k"})
+	wantErr(t, err, stream.ErrUnavailable, "closed")
+}

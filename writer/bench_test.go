@@ -1,0 +1,68 @@
+package writer_test
+
+import (
+	"context"
+	"strconv"
+	"sync/atomic"
+	"testing"
+
+	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/stream"
+	"github.com/tidemark/tidemark/writer"
+)
+
+// BenchmarkWrite measures puts of 128-byte values to an embedded server
+// (file storage, no fsync on every write), one at a time and from parallel
+// callers.
+func BenchmarkWrite(b *testing.B) {
+	e := testenv.Start(b)
+	w := writer.New(writer.Config{Stream: e.Stream})
+	value := make([]byte, 128)
+	ctx := context.Background()
+	var n atomic.Uint64
+
+	b.Run("sequential", func(b *testing.B) {
+		b.SetBytes(int64(len(value)))
+		for b.Loop() {
+			req := stream.WriteRequest{Op: stream.OpPut, Key: "key-" + strconv.FormatUint(n.Add(1)%1000, 10), Value: value}
+			if _, err := w.Write(ctx, req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.SetBytes(int64(len(value)))
+		b.SetParallelism(16)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				req := stream.WriteRequest{Op: stream.OpPut, Key: "key-" + strconv.FormatUint(n.Add(1)%1000, 10), Value: value}
+				if _, err := w.Write(ctx, req); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+	b.Run("if-absent", func(b *testing.B) {
+		b.SetBytes(int64(len(value)))
+		for b.Loop() {
+			req := stream.WriteRequest{Op: stream.OpPut, Key: "new-" + strconv.FormatUint(n.Add(1), 10), Value: value, IfAbsent: true}
+			if _, err := w.Write(ctx, req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("if-match", func(b *testing.B) {
+		b.SetBytes(int64(len(value)))
+		res, err := w.Write(ctx, stream.WriteRequest{Op: stream.OpPut, Key: "cas", Value: value})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			req := stream.WriteRequest{Op: stream.OpPut, Key: "cas", Value: value, IfRevision: res.Revision}
+			if res, err = w.Write(ctx, req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

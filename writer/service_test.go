@@ -1,0 +1,220 @@
+package writer_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/rs/zerolog"
+
+	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/stream"
+	"github.com/tidemark/tidemark/writer"
+)
+
+// startService runs a writer service on e until the test ends, and waits
+// until it answers.
+func startService(t *testing.T, e *testenv.Env, subjects stream.Subjects) {
+	t.Helper()
+	svc := writer.NewService(e.Conn.Conn, subjects, newWriter(e, writer.Config{}), zerolog.Nop())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	ping, err := micro.ControlSubject(micro.PingVerb, writer.ServiceName, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "writer service to answer PING", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("Run: %v", err)
+		default:
+		}
+		_, err := e.Conn.Request(ping, nil, time.Second)
+		return err == nil
+	})
+}
+
+func request(t *testing.T, nc *nats.Conn, m *nats.Msg) (stream.WriteResult, error) {
+	t.Helper()
+	reply, err := nc.RequestMsg(m, 10*time.Second)
+	if err != nil {
+		t.Fatalf("request on %s: %v", m.Subject, err)
+	}
+	return stream.DecodeWriteReply(reply)
+}
+
+func TestService(t *testing.T) {
+	e := testenv.Start(t)
+	subjects := stream.Subjects{}
+	startService(t, e, subjects)
+	nc := e.Conn.Conn
+
+	res, err := request(t, nc, put("k", "v1").Msg(subjects.Put()))
+	if err != nil {
+		t.Fatalf("put: %v", err)
+	}
+	if got, want := res.Key, "k"; got != want {
+		t.Fatalf("put: Key=%q, want %q", got, want)
+	}
+	if got, want := res.Token, e.Stream.Token(res.Revision); got != want || res.Revision == 0 {
+		t.Fatalf("put: Token=%v, want %v (Revision=%d)", got, want, res.Revision)
+	}
+	if got, want := string(getMsg(t, e, res.Revision).Data), "v1"; got != want {
+		t.Fatalf("stored value=%q, want %q", got, want)
+	}
+
+	// The token travels both ways; the write id deduplicates.
+	req := put("k", "v2")
+	req.Token, req.WriteID = res.Token, "w-2"
+	res2, err := request(t, nc, req.Msg(subjects.Put()))
+	if err != nil {
+		t.Fatalf("put: %v", err)
+	}
+	if res2.Revision <= res.Revision {
+		t.Fatalf("put: Revision=%d, want > %d", res2.Revision, res.Revision)
+	}
+	again, err := request(t, nc, req.Msg(subjects.Put()))
+	if err != nil {
+		t.Fatalf("retried put: %v", err)
+	}
+	if got, want := again.Revision, res2.Revision; got != want {
+		t.Fatalf("retried put: Revision=%d, want %d", got, want)
+	}
+
+	// Errors cross the hop and still match.
+	req = put("k", "v3")
+	req.IfRevision, req.Token = res.Revision, res2.Token
+	failed, err := request(t, nc, req.Msg(subjects.Put()))
+	if !errors.Is(err, stream.ErrRevisionMismatch) {
+		t.Fatalf("stale If-Match: err=%v, want %v", err, stream.ErrRevisionMismatch)
+	}
+	if got, want := failed.Token, res2.Token; got != want {
+		t.Fatalf("stale If-Match: Token=%v, want the request's %v", got, want)
+	}
+	bad := nats.NewMsg(subjects.Put()) // no key
+	if _, err := request(t, nc, bad); !errors.Is(err, stream.ErrInvalidKey) {
+		t.Fatalf("no key: err=%v, want %v", err, stream.ErrInvalidKey)
+	}
+	bad = put("k", "v").Msg(subjects.Put())
+	bad.Header.Set(stream.HeaderToken, "garbage")
+	if _, err := request(t, nc, bad); !errors.Is(err, stream.ErrInvalidToken) {
+		t.Fatalf("bad token: err=%v, want %v", err, stream.ErrInvalidToken)
+	}
+	future := put("k", "v")
+	future.Token = e.Stream.Token(1000)
+	if _, err := request(t, nc, future.Msg(subjects.Put())); !errors.Is(err, stream.ErrTokenFromFuture) {
+		t.Fatalf("future token: err=%v, want %v", err, stream.ErrTokenFromFuture)
+	}
+
+	d := del("k")
+	d.Token = res2.Token
+	res3, err := request(t, nc, d.Msg(subjects.Delete()))
+	if err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if res3.Revision <= res2.Revision {
+		t.Fatalf("delete: Revision=%d, want > %d", res3.Revision, res2.Revision)
+	}
+	if got, want := getMsg(t, e, res3.Revision).Header.Get(stream.HeaderOp), string(stream.OpDelete); got != want {
+		t.Fatalf("delete: op header=%q, want %q", got, want)
+	}
+	withBody := del("k").Msg(subjects.Delete())
+	withBody.Data = []byte("x")
+	if _, err := request(t, nc, withBody); !errors.Is(err, stream.ErrInvalidRequest) {
+		t.Fatalf("delete with body: err=%v, want %v", err, stream.ErrInvalidRequest)
+	}
+}
+
+func TestService_Info(t *testing.T) {
+	e := testenv.Start(t)
+	subjects := stream.Subjects{Prefix: "test"}
+	startService(t, e, subjects)
+
+	subj, err := micro.ControlSubject(micro.InfoVerb, writer.ServiceName, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply, err := e.Conn.Request(subj, nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info micro.Info
+	if err := json.Unmarshal(reply.Data, &info); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := info.Version, writer.Version; got != want {
+		t.Fatalf("Version=%q, want %q", got, want)
+	}
+	if got, want := info.Metadata["stream_id"], e.Stream.ID(); got != want {
+		t.Fatalf("Metadata[stream_id]=%q, want %q", got, want)
+	}
+	var got []string
+	for _, ep := range info.Endpoints {
+		got = append(got, ep.Name+" "+ep.Subject+" "+ep.QueueGroup)
+	}
+	slices.Sort(got)
+	want := []string{"delete test.v1.delete tidemark-writer", "put test.v1.put tidemark-writer"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Endpoints=%q, want %q", got, want)
+	}
+}
+
+func TestService_Stop(t *testing.T) {
+	e := testenv.Start(t)
+	subjects := stream.Subjects{}
+	svc := writer.NewService(e.Conn.Conn, subjects, newWriter(e, writer.Config{}), zerolog.Nop())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	testenv.Eventually(t, 10*time.Second, "writer service to answer", func() bool {
+		_, err := e.Conn.RequestMsg(put("k", "v").Msg(subjects.Put()), time.Second)
+		return err == nil
+	})
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	if _, err := e.Conn.RequestMsg(put("k", "v").Msg(subjects.Put()), time.Second); !errors.Is(err, nats.ErrNoResponders) {
+		t.Fatalf("request after stop: err=%v, want %v", err, nats.ErrNoResponders)
+	}
+}
+
+func TestService_ConnectionClosed(t *testing.T) {
+	e := testenv.Start(t)
+	nc := testenv.Connect(t, e.Server.ClientURL())
+	svc := writer.NewService(nc.Conn, stream.Subjects{}, newWriter(e, writer.Config{}), zerolog.Nop())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(context.Background()) }()
+	ping, _ := micro.ControlSubject(micro.PingVerb, writer.ServiceName, "")
+	testenv.Eventually(t, 10*time.Second, "writer service to answer PING", func() bool {
+		_, err := e.Conn.Request(ping, nil, time.Second)
+		return err == nil
+	})
+	nc.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, nats.ErrConnectionClosed) {
+			t.Fatalf("Run: err=%v, want %v", err, nats.ErrConnectionClosed)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its connection closed")
+	}
+}

@@ -1,0 +1,346 @@
+package writer
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/rs/zerolog"
+
+	"github.com/tidemark/tidemark/stream"
+)
+
+// Defaults of Config.
+const (
+	// DefaultMaxValueBytes is the largest value a put may carry.
+	DefaultMaxValueBytes = 1 << 20
+	// DefaultRetryTimeout bounds how long one write keeps retrying transient
+	// failures (no responders while JetStream elects a leader, timeouts).
+	DefaultRetryTimeout = 10 * time.Second
+	// DefaultAttemptTimeout bounds one request to JetStream within a write.
+	DefaultAttemptTimeout = 5 * time.Second
+)
+
+// maxRetryDelay caps the backoff between two attempts of one request.
+const maxRetryDelay = time.Second
+
+// Config configures a Writer.
+type Config struct {
+	// Stream is the stream writes are published to.
+	Stream *stream.Stream
+	// MaxValueBytes is the largest value a put may carry;
+	// DefaultMaxValueBytes when 0.
+	MaxValueBytes int
+	// Logger receives the writer's debug lines (retries).
+	Logger zerolog.Logger
+	// RetryTimeout bounds how long a write retries transient failures before
+	// it fails with stream.ErrUnavailable; DefaultRetryTimeout when 0. The
+	// write's context may end it sooner.
+	RetryTimeout time.Duration
+	// AttemptTimeout bounds each request to JetStream; a request that times
+	// out is retried with the same message id. DefaultAttemptTimeout when 0.
+	AttemptTimeout time.Duration
+}
+
+// Writer publishes writes to the stream. It is safe for concurrent use.
+type Writer struct {
+	stream         *stream.Stream
+	js             jetstream.JetStream
+	maxValueBytes  int
+	retryTimeout   time.Duration
+	attemptTimeout time.Duration
+	log            zerolog.Logger
+
+	handleMu sync.Mutex
+	handle   jetstream.Stream // for direct gets; looked up on first use
+}
+
+// New returns a Writer for cfg, with defaults for the fields left zero.
+func New(cfg Config) *Writer {
+	w := &Writer{
+		stream:         cfg.Stream,
+		maxValueBytes:  cfg.MaxValueBytes,
+		retryTimeout:   cfg.RetryTimeout,
+		attemptTimeout: cfg.AttemptTimeout,
+		log:            cfg.Logger,
+	}
+	if cfg.Stream != nil {
+		w.js = cfg.Stream.JetStream()
+	}
+	if w.maxValueBytes <= 0 {
+		w.maxValueBytes = DefaultMaxValueBytes
+	}
+	if w.retryTimeout <= 0 {
+		w.retryTimeout = DefaultRetryTimeout
+	}
+	if w.attemptTimeout <= 0 {
+		w.attemptTimeout = DefaultAttemptTimeout
+	}
+	return w
+}
+
+// MaxValueBytes returns the largest value a put may carry.
+func (w *Writer) MaxValueBytes() int { return w.maxValueBytes }
+
+// Write publishes a put or a delete and returns its revision and the
+// session's new token. Invalid requests, and tokens of another stream or
+// ahead of it, fail at once and publish nothing. A write retried with the
+// same WriteID within the stream's duplicate window is stored once and
+// returns the same revision. A conditional write that loses fails with
+// stream.ErrRevisionMismatch; a write that cannot reach the stream in time
+// fails with stream.ErrUnavailable.
+func (w *Writer) Write(ctx context.Context, req stream.WriteRequest) (stream.WriteResult, error) {
+	failed := stream.WriteResult{Key: req.Key, Token: req.Token}
+	if err := w.validate(req); err != nil {
+		return failed, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, w.retryTimeout)
+	defer cancel()
+	if err := w.stream.CheckToken(ctx, req.Token); err != nil {
+		return failed, err
+	}
+
+	id := req.WriteID
+	if id == "" {
+		id = nuid.Next()
+	}
+	var seq uint64
+	var err error
+	switch {
+	case req.IfRevision != 0:
+		seq, err = w.writeIfRevision(ctx, req, id)
+	case req.IfAbsent:
+		seq, err = w.writeIfAbsent(ctx, req, id)
+	default:
+		seq, err = w.publish(ctx, req, id)
+	}
+	if err != nil {
+		return failed, err
+	}
+	w.stream.ObserveLast(seq)
+	// The token is normally just the write's; a retried write answered from
+	// the duplicate window may be older than the session's token, which must
+	// not go back.
+	tok, err := req.Token.Merge(w.stream.Token(seq))
+	if err != nil {
+		return failed, err
+	}
+	return stream.WriteResult{Key: req.Key, Revision: seq, Token: tok}, nil
+}
+
+// validate checks everything about req that needs no server.
+func (w *Writer) validate(req stream.WriteRequest) error {
+	if err := stream.ValidateKey(req.Key); err != nil {
+		return err
+	}
+	switch req.Op {
+	case stream.OpPut:
+		if len(req.Value) > w.maxValueBytes {
+			return stream.Errorf(stream.ErrValueTooLarge, "value is %d bytes, the limit is %d", len(req.Value), w.maxValueBytes)
+		}
+	case stream.OpDelete:
+		if len(req.Value) != 0 {
+			return stream.Errorf(stream.ErrInvalidRequest, "delete with a value")
+		}
+		if req.IfAbsent {
+			return stream.Errorf(stream.ErrInvalidRequest, "If-None-Match on a delete: a delete cannot require the key to be absent")
+		}
+	default:
+		return stream.Errorf(stream.ErrInvalidRequest, "unknown op %q: want %s or %s", req.Op, stream.OpPut, stream.OpDelete)
+	}
+	if len(req.WriteID) > stream.MaxWriteIDLen {
+		return stream.Errorf(stream.ErrInvalidRequest, "write id longer than %d bytes", stream.MaxWriteIDLen)
+	}
+	for i := 0; i < len(req.WriteID); i++ {
+		if c := req.WriteID[i]; c < 0x20 || c == 0x7f {
+			return stream.Errorf(stream.ErrInvalidRequest, "write id contains a control character")
+		}
+	}
+	if req.IfAbsent && req.IfRevision != 0 {
+		return stream.Errorf(stream.ErrInvalidRequest, "If-Match and If-None-Match together")
+	}
+	return nil
+}
+
+// msg builds the stream message of req: the key's subject, the op header and
+// the value.
+func (w *Writer) msg(req stream.WriteRequest) *nats.Msg {
+	m := nats.NewMsg(w.stream.KeySubject(req.Key))
+	m.Header.Set(stream.HeaderOp, string(req.Op))
+	if req.Op == stream.OpPut {
+		m.Data = req.Value
+	}
+	return m
+}
+
+// publish publishes req with message id id and the extra options opts,
+// retrying transient failures with the same id, and returns the stream
+// sequence from the ack.
+func (w *Writer) publish(ctx context.Context, req stream.WriteRequest, id string, opts ...jetstream.PublishOpt) (uint64, error) {
+	// JetStream's own no-responder retries are off: retry does them, with
+	// backoff, within the write's time budget.
+	opts = append(opts, jetstream.WithMsgID(id), jetstream.WithRetryAttempts(0))
+	var ack *jetstream.PubAck
+	err := w.retry(ctx, "publish", func(ctx context.Context) error {
+		var err error
+		ack, err = w.js.PublishMsg(ctx, w.msg(req), opts...)
+		return err
+	})
+	if err != nil {
+		return 0, w.publishError(req, err)
+	}
+	if ack.Stream != w.stream.Name() {
+		return 0, stream.Errorf(stream.ErrInternal, "write of %q was stored in stream %s, not %s", req.Key, ack.Stream, w.stream.Name())
+	}
+	if ack.Duplicate {
+		w.log.Debug().Str("key", req.Key).Str("write_id", id).Uint64("seq", ack.Sequence).Msg("duplicate write")
+	}
+	return ack.Sequence, nil
+}
+
+// publishError maps a publish failure that retry gave up on to a sentinel.
+func (w *Writer) publishError(req stream.WriteRequest, err error) error {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, stream.ErrUnavailable), wrongLastSeq(err):
+		return err
+	case errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum:
+		return stream.Errorf(stream.ErrValueTooLarge, "value is %d bytes, over the stream's maximum message size", len(req.Value))
+	case errors.Is(err, nats.ErrMaxPayload):
+		return stream.Errorf(stream.ErrValueTooLarge, "value is %d bytes, over the NATS maximum payload of %d bytes (with headers)", len(req.Value), w.js.Conn().MaxPayload())
+	default:
+		return w.requestError("publish", err)
+	}
+}
+
+// requestError maps a failed request to the stream that is not transient.
+func (w *Writer) requestError(what string, err error) error {
+	if closed(err) {
+		return stream.Errorf(stream.ErrUnavailable, "stream %s: %s: NATS connection closed", w.stream.Name(), what)
+	}
+	return stream.Errorf(stream.ErrInternal, "stream %s: %s: %v", w.stream.Name(), what, err)
+}
+
+// retry calls fn, each call bounded by the attempt timeout, until it succeeds,
+// fails with an error that is not transient (returned as is), or ctx ends
+// (an error wrapping stream.ErrUnavailable, whatever the last failure was).
+func (w *Writer) retry(ctx context.Context, what string, fn func(ctx context.Context) error) error {
+	b := stream.Backoff{Max: maxRetryDelay}
+	start := time.Now()
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, w.attemptTimeout)
+		err := fn(actx)
+		cancel()
+		if err == nil || (ctx.Err() == nil && !transient(err)) {
+			return err
+		}
+		if ctx.Err() == nil {
+			w.log.Debug().Err(err).Str("stream", w.stream.Name()).Str("request", what).Int("attempt", attempt).Msg("stream request failed; retrying")
+			if b.Wait(ctx) == nil {
+				continue
+			}
+		}
+		return stream.Errorf(stream.ErrUnavailable, "stream %s: %s: no answer after %d attempts in %v: %v",
+			w.stream.Name(), what, attempt, time.Since(start).Round(time.Millisecond), err)
+	}
+}
+
+// transient reports whether a failed request to JetStream may succeed if
+// repeated: nobody answered (a stream leader is being elected, the server is
+// restarting), the answer did not come in time, or JetStream said it is
+// temporarily unavailable.
+func transient(err error) bool {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, nats.ErrDisconnected):
+		return true
+	case errors.As(err, &apiErr):
+		return apiErr.Code == 503
+	}
+	return false
+}
+
+// closed reports whether err says the NATS connection is gone for good.
+func closed(err error) bool {
+	return errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining) ||
+		errors.Is(err, nats.ErrInvalidConnection)
+}
+
+// wrongLastSeq reports whether err is JetStream's refusal of a publish whose
+// expected last sequence of the subject did not hold.
+func wrongLastSeq(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// streamHandle returns the JetStream handle used for direct gets, looking it
+// up on first use.
+func (w *Writer) streamHandle(ctx context.Context) (jetstream.Stream, error) {
+	w.handleMu.Lock()
+	defer w.handleMu.Unlock()
+	if w.handle != nil {
+		return w.handle, nil
+	}
+	var h jetstream.Stream
+	err := w.retry(ctx, "look up stream", func(ctx context.Context) error {
+		var err error
+		h, err = w.js.Stream(ctx, w.stream.Name())
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, stream.ErrUnavailable) {
+			return nil, err
+		}
+		return nil, w.requestError("look up stream", err)
+	}
+	w.handle = h
+	return h, nil
+}
+
+// getMsg returns the message at seq or, with a subject, the first message of
+// that subject at or after seq; nil when there is none.
+func (w *Writer) getMsg(ctx context.Context, seq uint64, subject string) (*jetstream.RawStreamMsg, error) {
+	var opts []jetstream.GetMsgOpt
+	if subject != "" {
+		opts = append(opts, jetstream.WithGetMsgSubject(subject))
+	}
+	return w.get(ctx, "get message", func(ctx context.Context, h jetstream.Stream) (*jetstream.RawStreamMsg, error) {
+		return h.GetMsg(ctx, seq, opts...)
+	})
+}
+
+// lastMsg returns the last message of subject; nil when there is none.
+func (w *Writer) lastMsg(ctx context.Context, subject string) (*jetstream.RawStreamMsg, error) {
+	return w.get(ctx, "get last message", func(ctx context.Context, h jetstream.Stream) (*jetstream.RawStreamMsg, error) {
+		return h.GetLastMsgForSubject(ctx, subject)
+	})
+}
+
+func (w *Writer) get(ctx context.Context, what string, fn func(context.Context, jetstream.Stream) (*jetstream.RawStreamMsg, error)) (*jetstream.RawStreamMsg, error) {
+	h, err := w.streamHandle(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var m *jetstream.RawStreamMsg
+	err = w.retry(ctx, what, func(ctx context.Context) error {
+		var err error
+		m, err = fn(ctx, h)
+		return err
+	})
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return nil, nil
+	case errors.Is(err, stream.ErrUnavailable):
+		return nil, err
+	case err != nil:
+		return nil, w.requestError(what, err)
+	}
+	return m, nil
+}
