@@ -280,6 +280,15 @@ func (s *Stream) CheckToken(ctx context.Context, t Token) error {
 		return Errorf(ErrUnavailable, "stream %s: %v", s.cfg.Name, err)
 	}
 	if t.Seq > last {
+		// A shared refresh may have started before the token's write was
+		// acknowledged: ask once more, on our own, before rejecting.
+		info, err := s.Info(ctx)
+		if err != nil {
+			return Errorf(ErrUnavailable, "stream %s: %v", s.cfg.Name, err)
+		}
+		last = info.State.LastSeq
+	}
+	if t.Seq > last {
 		return Errorf(ErrTokenFromFuture, "token sequence %d is ahead of the stream's last sequence %d", t.Seq, last)
 	}
 	return nil

@@ -1,0 +1,246 @@
+package reader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tidemark/tidemark/stream"
+)
+
+// Defaults of Config.
+const (
+	// DefaultDefaultWait bounds a read's wait for its token when the request
+	// does not say.
+	DefaultDefaultWait = 5 * time.Second
+	// DefaultMaxWait is the longest wait a request may ask for.
+	DefaultMaxWait = 30 * time.Second
+)
+
+// Store is the replica state a Reader serves from.
+type Store interface {
+	// Applied returns the last stream sequence applied.
+	Applied() uint64
+	// WaitApplied returns once Applied() >= seq, or fails when ctx ends or
+	// the store stops.
+	WaitApplied(ctx context.Context, seq uint64) error
+	// Get returns a key's record and the applied sequence of the snapshot
+	// it was read from; stream.ErrNotFound (with the delete's record for a
+	// deleted key) when it does not exist.
+	Get(key string) (stream.Record, uint64, error)
+	// Scan returns a page of live keys and the applied sequence of the
+	// snapshot they were read from.
+	Scan(prefix, after string, limit int) ([]stream.Record, string, uint64, error)
+	// Err returns why the store refuses to serve, or nil.
+	Err() error
+}
+
+// Config configures a Reader.
+type Config struct {
+	// Replica is the replica's id, reported with every answer.
+	Replica string
+	// Store is the replica's state.
+	Store Store
+	// Stream is the stream the store replicates; tokens are checked against it.
+	Stream *stream.Stream
+	// DefaultWait bounds a read's wait for its token when the request does
+	// not say.
+	DefaultWait time.Duration
+	// MaxWait is the longest wait a request may ask for.
+	MaxWait time.Duration
+	// Logger receives the reader's logs.
+	Logger zerolog.Logger
+}
+
+// Reader answers reads from a Store, honouring session tokens. It is safe
+// for concurrent use.
+type Reader struct {
+	cfg Config
+	log zerolog.Logger
+}
+
+// New returns a Reader for cfg, with defaults for the zero fields.
+func New(cfg Config) *Reader {
+	if cfg.DefaultWait <= 0 {
+		cfg.DefaultWait = DefaultDefaultWait
+	}
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = DefaultMaxWait
+	}
+	if cfg.DefaultWait > cfg.MaxWait {
+		cfg.DefaultWait = cfg.MaxWait
+	}
+	return &Reader{cfg: cfg, log: cfg.Logger.With().Str("replica", cfg.Replica).Logger()}
+}
+
+// Replica returns the replica id the reader reports.
+func (r *Reader) Replica() string { return r.cfg.Replica }
+
+// Get reads one key as of at least the request's token. On
+// stream.ErrNotFound the result still carries the token and, for a deleted
+// key, the delete's revision.
+func (r *Reader) Get(ctx context.Context, req stream.GetRequest) (stream.GetResult, error) {
+	res := stream.GetResult{Record: stream.Record{Key: req.Key}, Replica: r.cfg.Replica}
+	if err := stream.ValidateKey(req.Key); err != nil {
+		return res, err
+	}
+	waited, err := r.await(ctx, req.Token, req.Wait)
+	res.Waited = waited
+	if err != nil {
+		res.Token, res.Applied = failedToken(req.Token, err), r.cfg.Store.Applied()
+		return res, err
+	}
+	rec, applied, err := r.cfg.Store.Get(req.Key)
+	res.Applied = applied
+	if err != nil && !errors.Is(err, stream.ErrNotFound) {
+		res.Token = req.Token
+		return res, r.internal("get", err)
+	}
+	if err := r.checkSnapshot(req.Token, applied); err != nil {
+		res.Token = req.Token
+		return res, err
+	}
+	res.Token = r.cfg.Stream.Token(max(req.Token.Seq, applied))
+	if err != nil {
+		res.Record = stream.Record{Key: req.Key, Revision: rec.Revision, Deleted: rec.Deleted}
+		if rec.Deleted {
+			return res, stream.Errorf(stream.ErrNotFound, "key %q not found (deleted at revision %d)", req.Key, rec.Revision)
+		}
+		return res, stream.Errorf(stream.ErrNotFound, "key %q not found", req.Key)
+	}
+	res.Record = rec
+	return res, nil
+}
+
+// Scan reads a page of live keys under a prefix as of at least the
+// request's token.
+func (r *Reader) Scan(ctx context.Context, req stream.ScanRequest) (stream.ScanResult, error) {
+	res := stream.ScanResult{Replica: r.cfg.Replica}
+	if err := req.Validate(); err != nil {
+		return res, err
+	}
+	waited, err := r.await(ctx, req.Token, req.Wait)
+	res.Waited = waited
+	if err != nil {
+		res.Token, res.Applied = failedToken(req.Token, err), r.cfg.Store.Applied()
+		return res, err
+	}
+	items, next, applied, err := r.cfg.Store.Scan(req.Prefix, req.After, req.Limit)
+	res.Applied = applied
+	if err != nil {
+		res.Token = req.Token
+		return res, r.internal("scan", err)
+	}
+	if err := r.checkSnapshot(req.Token, applied); err != nil {
+		res.Token = req.Token
+		return res, err
+	}
+	res.Token = r.cfg.Stream.Token(max(req.Token.Seq, applied))
+	if items == nil {
+		items = []stream.Record{}
+	}
+	res.Items, res.Next = items, next
+	return res, nil
+}
+
+// failedToken is the token a failed read reports: the request's, unless the
+// request's token was itself the problem.
+func failedToken(tok stream.Token, err error) stream.Token {
+	if errors.Is(err, stream.ErrTokenStreamMismatch) || errors.Is(err, stream.ErrTokenFromFuture) {
+		return stream.Token{}
+	}
+	return tok
+}
+
+// await checks that the store serves and that tok belongs to the stream,
+// then waits until the store has applied tok, bounded by the request's wait.
+// It returns how long it waited.
+//
+// When the store is behind the token, the token may also be ahead of the
+// stream; finding out may take a round trip to the server. The check runs
+// alongside the wait, so a valid token is never delayed by it and an invalid
+// one fails as soon as the server answers.
+func (r *Reader) await(ctx context.Context, tok stream.Token, wait time.Duration) (time.Duration, error) {
+	if err := r.cfg.Store.Err(); err != nil {
+		return 0, r.unavailable(err)
+	}
+	if err := tok.Check(r.cfg.Stream.ID()); err != nil {
+		return 0, err
+	}
+	if tok.Seq <= r.cfg.Store.Applied() {
+		return 0, nil // applied <= the stream's last, so tok is not from the future
+	}
+	start := time.Now()
+	if wait <= 0 {
+		wait = r.cfg.DefaultWait
+	}
+	wait = min(wait, r.cfg.MaxWait)
+
+	waitCtx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	checkCtx, stopCheck := context.WithCancel(waitCtx)
+	defer stopCheck()
+	var (
+		wg       sync.WaitGroup
+		checkErr error // set before the check cancels checkCtx
+	)
+	if tok.Seq > r.cfg.Stream.KnownLast() { // else CheckToken has nothing to ask
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := r.cfg.Stream.CheckToken(checkCtx, tok)
+			if errors.Is(err, stream.ErrTokenFromFuture) {
+				// The answer may come from a request that was already in
+				// flight before the token's write was acknowledged; a
+				// second request starts after this read arrived, so it
+				// sees the write if the token is genuine.
+				err = r.cfg.Stream.CheckToken(checkCtx, tok)
+			}
+			if errors.Is(err, stream.ErrTokenFromFuture) {
+				checkErr = err
+				stopCheck()
+			}
+			// Any other failure (the server is unreachable) leaves the
+			// wait to decide: a token the store reaches is valid.
+		}()
+	}
+	err := r.cfg.Store.WaitApplied(checkCtx, tok.Seq)
+	stopCheck()
+	wg.Wait()
+	waited := time.Since(start)
+	switch {
+	case err == nil:
+		return waited, nil
+	case checkErr != nil:
+		return waited, checkErr
+	case ctx.Err() != nil:
+		return waited, fmt.Errorf("wait for sequence %d: %w", tok.Seq, ctx.Err())
+	case waitCtx.Err() != nil:
+		return waited, stream.Errorf(stream.ErrTokenWaitTimeout,
+			"replica %s has applied %d, the token wants %d; waited %v", r.cfg.Replica, r.cfg.Store.Applied(), tok.Seq, waited.Round(time.Millisecond))
+	default:
+		return waited, r.unavailable(err)
+	}
+}
+
+// checkSnapshot guards the read-your-writes promise: a snapshot behind the
+// token is never served.
+func (r *Reader) checkSnapshot(tok stream.Token, applied uint64) error {
+	if applied < tok.Seq {
+		return stream.Errorf(stream.ErrInternal, "replica %s read a snapshot at %d behind the token %d", r.cfg.Replica, applied, tok.Seq)
+	}
+	return nil
+}
+
+func (r *Reader) unavailable(err error) error {
+	return stream.Errorf(stream.ErrUnavailable, "replica %s is not serving: %v", r.cfg.Replica, err)
+}
+
+func (r *Reader) internal(op string, err error) error {
+	r.log.Error().Err(err).Str("op", op).Msg("store read")
+	return stream.Errorf(stream.ErrInternal, "replica %s: %s: %v", r.cfg.Replica, op, err)
+}

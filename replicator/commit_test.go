@@ -1,0 +1,95 @@
+package replicator
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/stream"
+)
+
+// TestCommitSplitsLargeBatch feeds one batch far larger than a Badger
+// transaction may hold straight to commit: it must be split into several
+// transactions, each carrying its own applied, with nothing lost.
+func TestCommitSplitsLargeBatch(t *testing.T) {
+	env := testenv.Start(t)
+	r := New(Config{Dir: t.TempDir(), Stream: env.Stream, Logger: zerolog.Nop()})
+	if err := r.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+
+	const n = 100
+	value := bytes.Repeat([]byte("v"), DefaultValueThreshold-1024) // kept in the LSM tree
+	ds := make([]delivery, n)
+	for i := range ds {
+		ds[i] = delivery{seq: uint64(i + 1), entry: stream.Entry{Op: stream.OpPut, Key: fmt.Sprint(i), Value: value}}
+	}
+	if err := r.commit(r.db, ds); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	st := r.Stats()
+	t.Logf("stats %+v", st)
+	if st.Splits == 0 || st.Batches < 2 {
+		t.Fatalf("Stats=%+v, want the batch split into several transactions", st)
+	}
+	if got, want := st.Applied, uint64(n); got != want {
+		t.Fatalf("Applied=%d, want %d", got, want)
+	}
+	for i := range n {
+		rec, applied, err := r.Get(fmt.Sprint(i))
+		if err != nil || rec.Revision != uint64(i+1) || !bytes.Equal(rec.Value, value) || applied != n {
+			t.Fatalf("Get(%d)=rev %d, %d bytes, applied %d, %v", i, rec.Revision, len(rec.Value), applied, err)
+		}
+	}
+}
+
+// BenchmarkWaitAppliedWakeup measures how long a commit takes to wake a
+// waiter: the apply loop's advance against a blocked WaitApplied, ping-pong.
+func BenchmarkWaitAppliedWakeup(b *testing.B) {
+	r := New(Config{})
+	ctx := context.Background()
+	woke := make(chan struct{})
+	go func() {
+		for seq := uint64(1); seq <= uint64(b.N); seq++ {
+			if err := r.WaitApplied(ctx, seq); err != nil {
+				panic(err)
+			}
+			woke <- struct{}{}
+		}
+	}()
+	b.ResetTimer()
+	for i := range b.N {
+		r.advance(uint64(i + 1))
+		<-woke
+	}
+}
+
+// BenchmarkWaitAppliedMany measures advance with 1000 blocked waiters, each
+// commit waking one of them.
+func BenchmarkWaitAppliedMany(b *testing.B) {
+	const waiters = 1000
+	r := New(Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	woke := make(chan struct{}, waiters)
+	for w := range waiters {
+		go func() {
+			for seq := uint64(w + 1); ; seq += waiters {
+				if r.WaitApplied(ctx, seq) != nil {
+					return
+				}
+				woke <- struct{}{}
+			}
+		}()
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		r.advance(uint64(i + 1))
+		<-woke
+	}
+}

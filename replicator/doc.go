@@ -1,0 +1,64 @@
+// Package replicator consumes the Tidemark stream into a Badger database, in
+// stream order, and tells readers how far it has got.
+//
+// A Replicator owns one Badger directory. Open opens it and checks that it
+// belongs to the configured stream; Run consumes the stream from the stored
+// applied sequence + 1 with an ordered consumer and applies messages in
+// batches; Close stops Run and closes Badger. Applied and WaitApplied expose
+// progress (waiters are woken by the apply loop, never by polling); Get and
+// Scan read a consistent snapshot together with the applied sequence it
+// reflects.
+//
+// # Storage layout
+//
+// All keys live in one Badger keyspace:
+//
+//	d/<key>        [kind byte][revision uint64 big-endian][value]
+//	               kind 'p' is a put; kind 't' is a tombstone (a delete),
+//	               whose value part is empty. revision is the stream
+//	               sequence of the write.
+//	m/applied      uint64 big-endian: the last stream sequence applied.
+//	m/stream       the identity (stream.Stream.ID) of the stream applied.
+//	m/format       one byte, the layout version (1).
+//
+// Deletes keep a tombstone so that a read of a deleted key can report the
+// delete's revision; scans skip tombstones. Tombstones are never removed.
+//
+// # Crash safety
+//
+// Every batch of messages is written together with the new m/applied in one
+// Badger transaction, so after a crash (even kill -9) the database holds
+// exactly the writes up to its applied sequence, and Run resumes from
+// applied + 1: nothing is lost or applied twice. A batch too big for one
+// Badger transaction is split into several, each carrying its own applied.
+// Readers are told about a new applied only after its transaction has
+// committed. Config.SyncWrites makes Badger fsync every commit; without it a
+// machine crash (not a process crash) may lose recent commits, which the
+// replica then applies again from the stream.
+//
+// # Refusing to serve
+//
+// The replicator stops applying, Err reports why, and Run returns the error
+// in these cases; it never skips a message and never serves a state with a
+// hole in it:
+//
+//   - ErrGap: the stream no longer holds applied + 1 (limits, a purge), found
+//     when Run starts or when a delivered message is not applied + 1. The
+//     replica must be rebuilt from an empty directory (if the stream still
+//     holds sequence 1) or from a copy of a healthy replica.
+//   - ErrBadMessage: a message on the stream's subjects does not decode as a
+//     Tidemark write. Writers validate everything they publish, so this is
+//     either foreign data published on the stream's subjects or a write from
+//     a newer Tidemark whose format this replica does not know. Skipping it
+//     would silently diverge from replicas that understand it, so the replica
+//     stops just before it (everything before it is applied) and stays
+//     stopped across restarts until it is upgraded or the stream is fixed.
+//   - ErrAhead: the replica has applied sequences the stream does not have
+//     (the stream was restored from an older copy).
+//
+// Open fails with ErrStreamMismatch when the directory holds data of another
+// stream identity (the stream was deleted and recreated): the data belongs to
+// a stream that no longer exists, and tokens of the new stream would be
+// misread against it. Run stops with ErrStreamMismatch too when it finds,
+// while running, that the stream was deleted or recreated.
+package replicator

@@ -1,0 +1,311 @@
+package replicator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/rs/zerolog"
+
+	"github.com/tidemark/tidemark/stream"
+)
+
+// Defaults of Config and of the Badger settings.
+const (
+	// DefaultMaxBatch is the most messages applied in one transaction.
+	DefaultMaxBatch = 1024
+	// DefaultMaxBatchBytes is the most message bytes applied in one transaction.
+	DefaultMaxBatchBytes = 1 << 20
+	// DefaultProgressInterval is how often catch-up progress is logged.
+	DefaultProgressInterval = 5 * time.Second
+	// DefaultGCInterval is how often Badger's value log is garbage collected.
+	DefaultGCInterval = 5 * time.Minute
+	// DefaultCheckInterval is how often Run checks that the stream has not
+	// been deleted or recreated.
+	DefaultCheckInterval = 30 * time.Second
+
+	// DefaultMemTableSize is Badger's memtable size. With two memtables it
+	// bounds write buffering to 32 MiB per replica; a transaction may hold
+	// up to 15% of it (values over DefaultValueThreshold count as pointers).
+	DefaultMemTableSize = 16 << 20
+	// DefaultNumMemTables is how many memtables Badger keeps in memory.
+	DefaultNumMemTables = 2
+	// DefaultBlockCacheSize is Badger's block cache.
+	DefaultBlockCacheSize = 16 << 20
+	// DefaultIndexCacheSize bounds the memory Badger's table indexes take.
+	DefaultIndexCacheSize = 8 << 20
+	// DefaultValueThreshold is the value size from which Badger keeps a
+	// value in its value log rather than in the LSM tree.
+	DefaultValueThreshold = 64 << 10
+	// DefaultValueLogFileSize is the size of one Badger value log file.
+	DefaultValueLogFileSize = 64 << 20
+)
+
+// Config configures a Replicator.
+type Config struct {
+	// ID names the replica in logs.
+	ID string
+	// Dir is the Badger directory.
+	Dir string
+	// SyncWrites makes Badger fsync every commit; turn it off only in dev.
+	SyncWrites bool
+	// Stream is the stream to replicate.
+	Stream *stream.Stream
+	// Logger receives the replicator's logs and Badger's warnings.
+	Logger zerolog.Logger
+	// MaxBatch is the most messages applied in one transaction.
+	MaxBatch int
+	// MaxBatchBytes is the most message bytes applied in one transaction.
+	MaxBatchBytes int
+	// CheckInterval is how often Run checks that the stream has not been
+	// deleted or recreated.
+	CheckInterval time.Duration
+}
+
+// Stats are counters of the apply loop.
+type Stats struct {
+	// Applied is the last stream sequence applied.
+	Applied uint64
+	// Messages is how many messages this process has applied.
+	Messages uint64
+	// Batches is how many transactions this process has committed.
+	Batches uint64
+	// Splits is how many times a batch was split because it was too big
+	// for one Badger transaction.
+	Splits uint64
+}
+
+// Replicator applies the stream to a Badger database. Its methods are safe
+// for concurrent use; Run is called once.
+type Replicator struct {
+	cfg Config
+	log zerolog.Logger
+
+	applied  atomic.Uint64
+	messages atomic.Uint64
+	batches  atomic.Uint64
+	splits   atomic.Uint64
+
+	// dbMu guards db: reads hold it shared, Open and Close exclusively.
+	dbMu sync.RWMutex
+	db   *badger.DB
+
+	// mu guards the lifecycle, the stop reason, readiness and the waiters.
+	mu        sync.Mutex
+	running   bool
+	closed    bool
+	cancelRun context.CancelFunc
+	runDone   chan struct{}
+	err       error         // why the replicator stopped; nil while serving
+	stopCh    chan struct{} // closed when err is set
+	target    uint64        // the stream's last sequence when Run started
+	targetSet bool
+	readyCh   chan struct{} // closed once applied >= target
+	waiters   waitHeap
+
+	// pauseMu guards paused and resumeCh, and is held by the apply loop
+	// while it commits, so that Pause returns only after an in-flight
+	// commit.
+	pauseMu  sync.Mutex
+	paused   bool
+	resumeCh chan struct{}
+}
+
+// New returns a Replicator for cfg, with defaults for the zero fields. It
+// does no I/O; call Open.
+func New(cfg Config) *Replicator {
+	if cfg.MaxBatch == 0 {
+		cfg.MaxBatch = DefaultMaxBatch
+	}
+	if cfg.MaxBatchBytes == 0 {
+		cfg.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if cfg.CheckInterval == 0 {
+		cfg.CheckInterval = DefaultCheckInterval
+	}
+	log := cfg.Logger.With().Str("replica", cfg.ID).Logger()
+	if cfg.Stream != nil {
+		log = log.With().Str("stream", cfg.Stream.Name()).Logger()
+	}
+	return &Replicator{
+		cfg:     cfg,
+		log:     log,
+		stopCh:  make(chan struct{}),
+		readyCh: make(chan struct{}),
+	}
+}
+
+// Open validates the configuration, opens the Badger directory and reads
+// the applied sequence. It fails with ErrStreamMismatch when the directory
+// holds data of another stream identity.
+func (r *Replicator) Open() error {
+	switch {
+	case r.cfg.Dir == "":
+		return errors.New("replicator: no directory")
+	case r.cfg.Stream == nil:
+		return errors.New("replicator: no stream")
+	case r.cfg.MaxBatch < 0:
+		return fmt.Errorf("replicator: max batch %d: want > 0", r.cfg.MaxBatch)
+	case r.cfg.MaxBatchBytes < 0:
+		return fmt.Errorf("replicator: max batch bytes %d: want > 0", r.cfg.MaxBatchBytes)
+	case r.cfg.CheckInterval < 0:
+		return fmt.Errorf("replicator: check interval %v: want > 0", r.cfg.CheckInterval)
+	}
+	r.dbMu.Lock()
+	defer r.dbMu.Unlock()
+	r.mu.Lock()
+	closed := r.closed
+	r.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	if r.db != nil {
+		return errors.New("replicator: already open")
+	}
+	db, err := badger.Open(r.badgerOptions())
+	if err != nil {
+		return fmt.Errorf("open badger %s: %w", r.cfg.Dir, err)
+	}
+	applied, id, format, err := readMeta(db)
+	if err == nil {
+		err = r.checkIdentity(db, applied, id, format)
+	}
+	if err != nil {
+		_ = db.Close()
+		return err
+	}
+	r.db = db
+	r.applied.Store(applied)
+	r.cfg.Stream.ObserveLast(applied)
+	r.log.Info().Str("dir", r.cfg.Dir).Uint64("applied", applied).Str("stream_id", r.cfg.Stream.ID()).Msg("replica opened")
+	return nil
+}
+
+func (r *Replicator) checkIdentity(db *badger.DB, applied uint64, id string, format int) error {
+	want := r.cfg.Stream.ID()
+	switch {
+	case format != 0 && format != formatV1:
+		return fmt.Errorf("badger %s: storage format %d, this version reads %d", r.cfg.Dir, format, formatV1)
+	case id == want && format == formatV1:
+		return nil
+	case id != "" && id != want && applied > 0:
+		return fmt.Errorf("%w: %s holds data of stream id %s up to sequence %d, the stream %s has id %s (was it recreated?); remove the directory to rebuild the replica",
+			ErrStreamMismatch, r.cfg.Dir, id, applied, r.cfg.Stream.Name(), want)
+	}
+	// A new directory, or one that never applied anything: claim it.
+	if err := writeIdentity(db, want); err != nil {
+		return fmt.Errorf("badger %s: write stream id: %w", r.cfg.Dir, err)
+	}
+	return nil
+}
+
+// Close stops Run, wakes every waiter with ErrClosed and closes Badger. It
+// is idempotent.
+func (r *Replicator) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	cancel, done := r.cancelRun, r.runDone
+	r.mu.Unlock()
+
+	r.fail(ErrClosed)
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	r.dbMu.Lock()
+	defer r.dbMu.Unlock()
+	if r.db == nil {
+		return nil
+	}
+	err := r.db.Close()
+	r.db = nil
+	if err != nil {
+		return fmt.Errorf("close badger %s: %w", r.cfg.Dir, err)
+	}
+	return nil
+}
+
+func (r *Replicator) notOpen() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	return ErrNotOpen
+}
+
+// Err returns why the replicator does not serve (ErrGap, ErrBadMessage,
+// ErrClosed, ...), or nil while it does.
+func (r *Replicator) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+func (r *Replicator) isReady() bool {
+	select {
+	case <-r.readyCh:
+		return true
+	default:
+		return false
+	}
+}
+
+// Ready reports whether the replica has caught up, that is applied the
+// stream's last sequence as of the start of Run, and still serves.
+func (r *Replicator) Ready() bool { return r.isReady() && r.Err() == nil }
+
+// WaitReady returns once the replica has caught up. It returns Err() if the
+// replicator stops first, and ctx.Err() when ctx ends.
+func (r *Replicator) WaitReady(ctx context.Context) error {
+	select {
+	case <-r.readyCh:
+		return r.Err()
+	case <-r.stopCh:
+		return r.Err()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Pause holds the apply loop: once Pause returns, no transaction commits
+// until Resume. The consumer keeps receiving up to its buffer. It is meant
+// for tests and maintenance.
+func (r *Replicator) Pause() {
+	r.pauseMu.Lock()
+	defer r.pauseMu.Unlock()
+	if !r.paused {
+		r.paused = true
+		r.resumeCh = make(chan struct{})
+		r.log.Info().Uint64("applied", r.Applied()).Msg("apply loop paused")
+	}
+}
+
+// Resume lets a paused apply loop continue.
+func (r *Replicator) Resume() {
+	r.pauseMu.Lock()
+	defer r.pauseMu.Unlock()
+	if r.paused {
+		r.paused = false
+		close(r.resumeCh)
+		r.log.Info().Uint64("applied", r.Applied()).Msg("apply loop resumed")
+	}
+}
+
+// Stats returns the apply loop's counters.
+func (r *Replicator) Stats() Stats {
+	return Stats{
+		Applied:  r.applied.Load(),
+		Messages: r.messages.Load(),
+		Batches:  r.batches.Load(),
+		Splits:   r.splits.Load(),
+	}
+}

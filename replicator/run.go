@@ -1,0 +1,501 @@
+package replicator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/tidemark/tidemark/stream"
+)
+
+// delivery is one stream message as the pump hands it to the apply loop.
+type delivery struct {
+	seq   uint64
+	entry stream.Entry
+	size  int64 // bytes charged to the pump's budget
+	err   error // not nil for the last delivery: why the pump stopped
+}
+
+// Run consumes the stream from applied + 1 and applies it until ctx ends
+// (it then returns nil) or the replica cannot go on: ErrGap, ErrBadMessage,
+// ErrAhead or a Badger failure, which it logs and returns. When Run returns,
+// Err reports why and waiters fail. Run is called once.
+func (r *Replicator) Run(ctx context.Context) error {
+	r.dbMu.RLock()
+	db := r.db
+	r.dbMu.RUnlock()
+	r.mu.Lock()
+	switch {
+	case r.closed:
+		r.mu.Unlock()
+		return ErrClosed
+	case db == nil:
+		r.mu.Unlock()
+		return ErrNotOpen
+	case r.running || r.err != nil:
+		r.mu.Unlock()
+		return errors.New("replicator: Run called twice")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	r.running, r.cancelRun, r.runDone = true, cancel, done
+	r.mu.Unlock()
+	defer close(done)
+	defer cancel()
+
+	err := r.run(ctx, db)
+	if err != nil {
+		r.log.Error().Err(err).Uint64("applied", r.Applied()).Msg("replica stopped; not serving")
+		r.fail(err)
+		return err
+	}
+	r.fail(ErrStopped)
+	return nil
+}
+
+func (r *Replicator) run(ctx context.Context, db *badger.DB) error {
+	info, err := r.streamInfo(ctx)
+	if err != nil {
+		return nilOnDone(ctx, err)
+	}
+	applied := r.Applied()
+	first, last := info.State.FirstSeq, info.State.LastSeq
+	switch {
+	case applied > last:
+		return fmt.Errorf("%w: applied %d, the stream's last sequence is %d (was the stream restored from an older copy?)", ErrAhead, applied, last)
+	case last > applied && first > applied+1:
+		return fmt.Errorf("%w: applied %d, the stream now starts at %d (messages removed by limits or a purge); rebuild the replica", ErrGap, applied, first)
+	}
+	r.mu.Lock()
+	r.target, r.targetSet = last, true
+	r.mu.Unlock()
+	r.advance(applied) // ready at once if there is nothing to catch up
+	r.log.Info().Uint64("applied", applied).Uint64("target", last).Uint64("first", first).Msg("replicating")
+
+	cons, msgs, err := r.consume(ctx, applied+1)
+	if err != nil {
+		return nilOnDone(ctx, err)
+	}
+	defer r.deleteConsumer(ctx, cons)
+	pctx, pcancel := context.WithCancel(ctx)
+	budgetSize := 2 * int64(r.cfg.MaxBatchBytes)
+	budget := semaphore.NewWeighted(budgetSize)
+	in := make(chan delivery, r.cfg.MaxBatch)
+	lost := make(chan error, 1)
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); r.pump(pctx, msgs, in, budget, budgetSize, info.Created) }()
+	go func() { defer wg.Done(); r.collectGarbage(pctx, db) }()
+	go func() { defer wg.Done(); r.watchStream(pctx, info.Created, lost) }()
+
+	err = r.applyLoop(ctx, db, in, budget, lost)
+	pcancel()
+	msgs.Stop()
+	wg.Wait()
+	return nilOnDone(ctx, err)
+}
+
+func nilOnDone(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// streamInfo asks for the stream's state, retrying with backoff while NATS
+// is unreachable.
+func (r *Replicator) streamInfo(ctx context.Context) (*jetstream.StreamInfo, error) {
+	var b stream.Backoff
+	for attempt := 0; ; attempt++ {
+		info, err := r.cfg.Stream.Info(ctx)
+		if err == nil {
+			return info, nil
+		}
+		if errors.Is(err, jetstream.ErrStreamNotFound) || ctx.Err() != nil {
+			return nil, err
+		}
+		r.retryLog(attempt).Err(err).Msg("stream info; retrying")
+		if err := b.Wait(ctx); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// consume starts an ordered consumer from sequence start, retrying with
+// backoff while NATS is unreachable.
+func (r *Replicator) consume(ctx context.Context, start uint64) (jetstream.Consumer, jetstream.MessagesContext, error) {
+	js := r.cfg.Stream.JetStream()
+	// The client buffer is bounded in bytes; it must hold at least the
+	// largest message the server accepts, or the consumer would stall.
+	pullBytes := max(4*r.cfg.MaxBatchBytes, 2*int(js.Conn().MaxPayload()))
+	var b stream.Backoff
+	for attempt := 0; ; attempt++ {
+		cons, err := js.OrderedConsumer(ctx, r.cfg.Stream.Name(), jetstream.OrderedConsumerConfig{
+			DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+			OptStartSeq:   start,
+		})
+		if err == nil {
+			var msgs jetstream.MessagesContext
+			if msgs, err = cons.Messages(jetstream.PullMaxBytes(pullBytes)); err == nil {
+				return cons, msgs, nil
+			}
+			r.deleteConsumer(ctx, cons)
+		}
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		r.retryLog(attempt).Err(err).Uint64("seq", start).Msg("create consumer; retrying")
+		if err := b.Wait(ctx); err != nil {
+			return nil, nil, err
+		}
+	}
+}
+
+// deleteConsumer removes the ordered consumer's current server-side
+// consumer, which the server would otherwise keep until it has been idle
+// for a while. It is best effort.
+func (r *Replicator) deleteConsumer(ctx context.Context, cons jetstream.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deleteConsumerTimeout)
+	defer cancel()
+	if err := r.cfg.Stream.JetStream().DeleteConsumer(ctx, r.cfg.Stream.Name(), info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		r.log.Debug().Err(err).Str("consumer", info.Name).Msg("delete consumer")
+	}
+}
+
+// deleteConsumerTimeout bounds the clean-up of the consumer when Run ends.
+const deleteConsumerTimeout = 2 * time.Second
+
+// retryLog warns on the first failure of a retry loop and logs the rest at
+// debug level.
+func (r *Replicator) retryLog(attempt int) *zerolog.Event {
+	if attempt == 0 {
+		return r.log.Warn()
+	}
+	return r.log.Debug()
+}
+
+// pump receives messages, decodes them and hands them to the apply loop,
+// holding at most the budget's bytes in the hand-off. A message that does
+// not decode is handed over with its error and ends the pump.
+//
+// The ordered consumer replaces its server-side consumer on its own when it
+// loses it (a reconnect, missed heartbeats, a deleted stream) and carries on
+// from the next sequence. Before the first message of a new consumer, the
+// pump checks that the stream is still the one Run started on (created at
+// created), so that a recreated stream is never applied as if it continued
+// the old one. The first consumer is checked too: the stream could have been
+// recreated between Run's first look at it and the consumer's creation.
+func (r *Replicator) pump(ctx context.Context, msgs jetstream.MessagesContext, out chan<- delivery, budget *semaphore.Weighted, budgetSize int64, created time.Time) {
+	var (
+		b        stream.Backoff
+		consumer string
+	)
+	for attempt := 0; ; attempt++ {
+		msg, err := msgs.Next(jetstream.NextContext(ctx))
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			select {
+			case out <- delivery{err: fmt.Errorf("consumer closed: %w", err)}:
+			case <-ctx.Done():
+			}
+			return
+		}
+		if err != nil {
+			r.retryLog(attempt).Err(err).Msg("consume; retrying")
+			if b.Wait(ctx) != nil {
+				return
+			}
+			continue
+		}
+		attempt = -1
+		b.Reset()
+		d, name := r.decode(msg)
+		if name != consumer && d.err == nil {
+			r.log.Debug().Str("consumer", name).Uint64("seq", d.seq).Msg("consumer replaced; checking the stream")
+			if err := r.sameStream(ctx, created); err != nil {
+				d = delivery{err: err}
+			}
+		}
+		consumer = name
+		d.size = min(d.size, budgetSize)
+		if budget.Acquire(ctx, d.size) != nil {
+			return
+		}
+		select {
+		case out <- d:
+		case <-ctx.Done():
+			return
+		}
+		if d.err != nil {
+			return
+		}
+	}
+}
+
+// decode turns a message into a delivery, with ErrBadMessage if it is not a
+// Tidemark write, and returns the name of the consumer that delivered it.
+func (r *Replicator) decode(msg jetstream.Msg) (delivery, string) {
+	d := delivery{size: int64(len(msg.Data()) + len(msg.Subject()))}
+	meta, err := msg.Metadata()
+	if err != nil {
+		d.err = fmt.Errorf("%w: subject %q: no stream metadata: %v", ErrBadMessage, msg.Subject(), err)
+		return d, ""
+	}
+	d.seq = meta.Sequence.Stream
+	r.cfg.Stream.ObserveLast(d.seq + meta.NumPending)
+	op := msg.Headers().Get(stream.HeaderOp)
+	d.entry, err = stream.DecodeEntry(r.cfg.Stream.Subject(), msg.Subject(), op, msg.Data())
+	if err != nil {
+		d.err = fmt.Errorf("%w: seq %d, subject %q, op %q: %v; the replica stops before it (see the replicator package documentation)",
+			ErrBadMessage, d.seq, msg.Subject(), op, err)
+	}
+	return d, meta.Consumer
+}
+
+// applyLoop takes a first delivery (blocking), drains what else is already
+// there up to the batch limits, and applies the batch.
+func (r *Replicator) applyLoop(ctx context.Context, db *badger.DB, in <-chan delivery, budget *semaphore.Weighted, lost <-chan error) error {
+	batch := make([]delivery, 0, r.cfg.MaxBatch)
+	prog := progress{last: time.Now(), lastApplied: r.Applied(), start: time.Now(), done: r.isReady()}
+	for {
+		var first delivery
+		select {
+		case first = <-in:
+		case err := <-lost:
+			return err
+		case <-ctx.Done():
+			return nil
+		}
+		batch = r.drain(in, append(batch[:0], first))
+		if !r.holdUnpaused(ctx) {
+			return nil
+		}
+		batch = r.drain(in, batch)
+		err := r.applyBatch(db, batch)
+		r.pauseMu.Unlock()
+		var size int64
+		for _, d := range batch {
+			size += d.size
+		}
+		budget.Release(size)
+		if err != nil {
+			return err
+		}
+		r.logProgress(&prog)
+	}
+}
+
+// drain appends the deliveries already waiting, up to the batch limits, and
+// stops after one that carries an error.
+func (r *Replicator) drain(in <-chan delivery, batch []delivery) []delivery {
+	var size int64
+	for _, d := range batch {
+		if d.err != nil {
+			return batch
+		}
+		size += d.size
+	}
+	for len(batch) < r.cfg.MaxBatch && size < int64(r.cfg.MaxBatchBytes) {
+		select {
+		case d := <-in:
+			batch = append(batch, d)
+			if d.err != nil {
+				return batch
+			}
+			size += d.size
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// holdUnpaused waits while the replicator is paused and returns with pauseMu
+// held, or false (not held) when ctx ends.
+func (r *Replicator) holdUnpaused(ctx context.Context) bool {
+	r.pauseMu.Lock()
+	for r.paused {
+		ch := r.resumeCh
+		r.pauseMu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+		r.pauseMu.Lock()
+	}
+	return true
+}
+
+// applyBatch checks the batch's sequences and commits the messages up to the
+// first gap or bad message, whose error it then returns.
+func (r *Replicator) applyBatch(db *badger.DB, batch []delivery) error {
+	next := r.Applied() + 1
+	ok := make([]delivery, 0, len(batch))
+	var stop error
+	for _, d := range batch {
+		if d.err != nil {
+			stop = d.err
+			break
+		}
+		if d.seq < next {
+			continue // already applied (a redelivery)
+		}
+		if d.seq > next {
+			stop = fmt.Errorf("%w: applied %d, the stream delivered %d next (messages removed by limits or a purge); rebuild the replica", ErrGap, next-1, d.seq)
+			break
+		}
+		ok = append(ok, d)
+		next++
+	}
+	if len(ok) > 0 {
+		if err := r.commit(db, ok); err != nil {
+			return err
+		}
+	}
+	return stop
+}
+
+// commit applies ds in as few transactions as Badger allows, each carrying
+// its own applied, and publishes each new applied after its commit.
+func (r *Replicator) commit(db *badger.DB, ds []delivery) error {
+	for len(ds) > 0 {
+		n := len(ds)
+		for {
+			fit, err := commitTxn(db, ds[:n])
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, badger.ErrTxnTooBig) {
+				return fmt.Errorf("apply seq %d-%d: %w", ds[0].seq, ds[n-1].seq, err)
+			}
+			if fit >= n {
+				fit = n - 1
+			}
+			if fit < 1 {
+				return fmt.Errorf("apply seq %d: a single message does not fit a transaction: %w", ds[0].seq, err)
+			}
+			n = fit
+			r.splits.Add(1)
+		}
+		r.messages.Add(uint64(n))
+		r.batches.Add(1)
+		r.advance(ds[n-1].seq)
+		ds = ds[n:]
+	}
+	return nil
+}
+
+// progress is the state of catch-up logging.
+type progress struct {
+	start, last time.Time
+	lastApplied uint64
+	done        bool
+}
+
+// logProgress logs catch-up progress at most every DefaultProgressInterval,
+// and once when caught up.
+func (r *Replicator) logProgress(p *progress) {
+	if p.done {
+		return
+	}
+	applied := r.Applied()
+	if r.isReady() {
+		p.done = true
+		r.log.Info().Uint64("applied", applied).Dur("took", time.Since(p.start)).Msg("caught up")
+		return
+	}
+	now := time.Now()
+	if el := now.Sub(p.last); el >= DefaultProgressInterval {
+		r.mu.Lock()
+		target := r.target
+		r.mu.Unlock()
+		r.log.Info().Uint64("applied", applied).Uint64("target", target).
+			Float64("rate", float64(applied-p.lastApplied)/el.Seconds()).Msg("catching up")
+		p.last, p.lastApplied = now, applied
+	}
+}
+
+// collectGarbage runs Badger's value log garbage collection every
+// DefaultGCInterval.
+func (r *Replicator) collectGarbage(ctx context.Context, db *badger.DB) {
+	t := time.NewTicker(DefaultGCInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for ctx.Err() == nil {
+			if err := db.RunValueLogGC(0.5); err != nil {
+				if !errors.Is(err, badger.ErrNoRewrite) {
+					r.log.Warn().Err(err).Msg("value log gc")
+				}
+				break
+			}
+		}
+	}
+}
+
+// watchStream checks every CheckInterval that the stream is still the one
+// Run started on. A stream deleted and recreated under the same name would
+// otherwise be consumed as if it continued the old one: the ordered
+// consumer quietly resumes on the new stream at the next sequence.
+func (r *Replicator) watchStream(ctx context.Context, created time.Time, lost chan<- error) {
+	t := time.NewTicker(r.cfg.CheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		info, err := r.cfg.Stream.Info(ctx)
+		if err == nil || errors.Is(err, jetstream.ErrStreamNotFound) {
+			if err := r.checkCreated(info, err, created); err != nil {
+				lost <- err
+				return
+			}
+		}
+		// Other failures: unreachable for now; the consumer retries on its own.
+	}
+}
+
+// sameStream checks that the stream is still the one created at created,
+// retrying while NATS is unreachable.
+func (r *Replicator) sameStream(ctx context.Context, created time.Time) error {
+	info, err := r.streamInfo(ctx)
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return err
+	}
+	return r.checkCreated(info, err, created)
+}
+
+// checkCreated turns the answer to a stream info request into
+// ErrStreamMismatch if the stream is gone or is not the one created at
+// created.
+func (r *Replicator) checkCreated(info *jetstream.StreamInfo, err error, created time.Time) error {
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return fmt.Errorf("%w: the stream %s was deleted", ErrStreamMismatch, r.cfg.Stream.Name())
+	case err != nil:
+		return err
+	case !info.Created.Equal(created):
+		return fmt.Errorf("%w: the stream %s was recreated at %v", ErrStreamMismatch, r.cfg.Stream.Name(), info.Created)
+	}
+	return nil
+}

@@ -1,0 +1,243 @@
+package replicator
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tidemark/tidemark/stream"
+)
+
+// Storage layout; see the package documentation.
+const (
+	dataPrefix = "d/"
+	formatV1   = 1
+
+	kindPut       = 'p'
+	kindTombstone = 't'
+	recordHeader  = 1 + 8 // kind, revision
+)
+
+var (
+	keyApplied = []byte("m/applied")
+	keyStream  = []byte("m/stream")
+	keyFormat  = []byte("m/format")
+)
+
+func dataKey(key string) []byte {
+	b := make([]byte, 0, len(dataPrefix)+len(key))
+	return append(append(b, dataPrefix...), key...)
+}
+
+func encodeRecord(e stream.Entry, rev uint64) []byte {
+	kind := byte(kindPut)
+	if e.Op == stream.OpDelete {
+		kind = kindTombstone
+	}
+	b := make([]byte, recordHeader, recordHeader+len(e.Value))
+	b[0] = kind
+	binary.BigEndian.PutUint64(b[1:], rev)
+	if kind == kindPut {
+		b = append(b, e.Value...)
+	}
+	return b
+}
+
+// decodeRecord decodes a stored record of key; it does not retain b.
+func decodeRecord(key string, b []byte) (stream.Record, error) {
+	if len(b) < recordHeader || (b[0] != kindPut && b[0] != kindTombstone) {
+		return stream.Record{}, fmt.Errorf("key %q: corrupt record of %d bytes", key, len(b))
+	}
+	rec := stream.Record{Key: key, Revision: binary.BigEndian.Uint64(b[1:])}
+	if b[0] == kindTombstone {
+		rec.Deleted = true
+		return rec, nil
+	}
+	rec.Value = append([]byte{}, b[recordHeader:]...)
+	return rec, nil
+}
+
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+// readApplied reads the applied sequence in txn; 0 when none is stored.
+func readApplied(txn *badger.Txn) (uint64, error) {
+	item, err := txn.Get(keyApplied)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read applied: %w", err)
+	}
+	var v uint64
+	err = item.Value(func(b []byte) error {
+		if len(b) != 8 {
+			return fmt.Errorf("read applied: corrupt value of %d bytes", len(b))
+		}
+		v = binary.BigEndian.Uint64(b)
+		return nil
+	})
+	return v, err
+}
+
+// readMeta reads the stored applied sequence, stream identity and format.
+func readMeta(db *badger.DB) (applied uint64, id string, format int, err error) {
+	err = db.View(func(txn *badger.Txn) error {
+		if applied, err = readApplied(txn); err != nil {
+			return err
+		}
+		if item, err := txn.Get(keyStream); err == nil {
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return fmt.Errorf("read stream id: %w", err)
+			}
+			id = string(v)
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return fmt.Errorf("read stream id: %w", err)
+		}
+		if item, err := txn.Get(keyFormat); err == nil {
+			v, err := item.ValueCopy(nil)
+			if err != nil || len(v) != 1 {
+				return fmt.Errorf("read format: corrupt value")
+			}
+			format = int(v[0])
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return fmt.Errorf("read format: %w", err)
+		}
+		return nil
+	})
+	return applied, id, format, err
+}
+
+// writeIdentity records the stream identity and layout version.
+func writeIdentity(db *badger.DB, id string) error {
+	return db.Update(func(txn *badger.Txn) error {
+		if err := txn.Set(keyStream, []byte(id)); err != nil {
+			return err
+		}
+		return txn.Set(keyFormat, []byte{formatV1})
+	})
+}
+
+// commitTxn writes ds and the last one's sequence as applied in one
+// transaction. On badger.ErrTxnTooBig it returns how many messages fitted.
+func commitTxn(db *badger.DB, ds []delivery) (int, error) {
+	txn := db.NewTransaction(true)
+	defer txn.Discard()
+	for i, d := range ds {
+		if err := txn.Set(dataKey(d.entry.Key), encodeRecord(d.entry, d.seq)); err != nil {
+			return i, err
+		}
+	}
+	if err := txn.Set(keyApplied, u64(ds[len(ds)-1].seq)); err != nil {
+		return len(ds), err
+	}
+	return len(ds), txn.Commit()
+}
+
+// Get returns the record of key and the applied sequence of the snapshot it
+// was read from. It fails with stream.ErrNotFound when the key does not
+// exist; for a deleted key it also returns the record with Deleted set and
+// the delete's revision.
+func (r *Replicator) Get(key string) (stream.Record, uint64, error) {
+	r.dbMu.RLock()
+	defer r.dbMu.RUnlock()
+	if r.db == nil {
+		return stream.Record{}, 0, r.notOpen()
+	}
+	var (
+		rec     = stream.Record{Key: key}
+		applied uint64
+	)
+	err := r.db.View(func(txn *badger.Txn) error {
+		var err error
+		if applied, err = readApplied(txn); err != nil {
+			return err
+		}
+		item, err := txn.Get(dataKey(key))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return stream.ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("get %q: %w", key, err)
+		}
+		return item.Value(func(b []byte) error {
+			rec, err = decodeRecord(key, b)
+			return err
+		})
+	})
+	switch {
+	case errors.Is(err, stream.ErrNotFound):
+		return rec, applied, stream.ErrNotFound
+	case err != nil:
+		return stream.Record{Key: key}, applied, err
+	case rec.Deleted:
+		return rec, applied, stream.ErrNotFound
+	}
+	return rec, applied, nil
+}
+
+// Scan returns up to limit live keys that start with prefix and sort after
+// after, in key order, and the applied sequence of the snapshot they were
+// read from. next is the last key returned when more keys remain, else "".
+// A limit <= 0 means stream.DefaultScanLimit.
+func (r *Replicator) Scan(prefix, after string, limit int) (items []stream.Record, next string, applied uint64, err error) {
+	if limit <= 0 {
+		limit = stream.DefaultScanLimit
+	}
+	r.dbMu.RLock()
+	defer r.dbMu.RUnlock()
+	if r.db == nil {
+		return nil, "", 0, r.notOpen()
+	}
+	err = r.db.View(func(txn *badger.Txn) error {
+		var err error
+		if applied, err = readApplied(txn); err != nil {
+			return err
+		}
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = dataKey(prefix)
+		opts.PrefetchSize = min(limit+1, 100)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		start := opts.Prefix
+		if after != "" {
+			if k := dataKey(after + "\x00"); string(k) > string(start) {
+				start = k
+			}
+		}
+		more := false
+		for it.Seek(start); it.ValidForPrefix(opts.Prefix); it.Next() {
+			item := it.Item()
+			key := string(item.Key()[len(dataPrefix):])
+			var rec stream.Record
+			if err := item.Value(func(b []byte) error {
+				if len(b) > 0 && b[0] == kindTombstone {
+					rec.Deleted = true
+					return nil
+				}
+				rec, err = decodeRecord(key, b)
+				return err
+			}); err != nil {
+				return fmt.Errorf("scan %q: %w", prefix, err)
+			}
+			if rec.Deleted {
+				continue
+			}
+			if len(items) == limit {
+				more = true
+				break
+			}
+			items = append(items, rec)
+		}
+		if more {
+			next = items[len(items)-1].Key
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", applied, err
+	}
+	return items, next, applied, nil
+}
