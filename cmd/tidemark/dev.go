@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/replica"
+	"github.com/tidemark/tidemark/stream"
+)
+
+// runDev runs the embedded default: a NATS server with JetStream, the
+// writer, N replicas each over its own Badger directory, and the gateway,
+// all in this process. Restarting on the same --data keeps everything.
+func runDev(ctx context.Context, c config.Config, env *cmdEnv) error {
+	log := env.log
+	data := c.Dev.Data
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	srv, err := stream.StartServer(stream.ServerConfig{
+		Name: "tidemark-dev", Listen: c.Dev.NATSListen, StoreDir: filepath.Join(data, "nats"),
+		SyncAlways: c.Dev.Durable, Logger: log.With().Str("role", "nats").Logger(),
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	natsURL := srv.ClientURL()
+
+	nc, err := stream.Connect(ctx, stream.ConnectConfig{URL: natsURL, Name: "tidemark-dev", Logger: log})
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc.Conn)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	sc := streamConfig(c)
+	sc.Replicas = 1
+	st, err := stream.Ensure(ctx, js, sc)
+	if err != nil {
+		return err
+	}
+
+	// Services and replicas stop only after the gateway has drained, so that
+	// requests in flight are answered.
+	svcCtx, stopServices := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServices()
+	g, gctx := errgroup.WithContext(svcCtx)
+	wsvc := newWriterService(c, nc, st, log)
+	g.Go(func() error { return wsvc.Run(gctx) })
+	replicas := make([]*replica.Replica, 0, c.Dev.Replicas)
+	defer func() {
+		for _, r := range replicas {
+			if err := r.Close(); err != nil {
+				log.Error().Err(err).Str("replica", r.ID()).Msg("close replica")
+			}
+		}
+	}()
+	syncWrites := c.Dev.Durable
+	for i := 1; i <= c.Dev.Replicas; i++ {
+		id := fmt.Sprintf("r%d", i)
+		r, err := startReplica(gctx, g, c, nc, st, id, filepath.Join(data, "replica-"+id), syncWrites, log)
+		if err != nil {
+			stopServices()
+			_ = g.Wait()
+			return err
+		}
+		replicas = append(replicas, r)
+	}
+
+	gw := newGateway(c, nc, log, func() error {
+		for _, r := range replicas {
+			if err := r.Ready(); err != nil {
+				return fmt.Errorf("replica %s: %w", r.ID(), err)
+			}
+		}
+		return nil
+	})
+	ln, err := net.Listen("tcp", c.Gateway.HTTP)
+	if err != nil {
+		stopServices()
+		_ = g.Wait()
+		return fmt.Errorf("gateway listen: %w", err)
+	}
+	printBanner(env.stdout, ln.Addr(), natsURL, data, c, st)
+	gwErr := make(chan error, 1)
+	go func() { gwErr <- gw.Serve(ctx, ln) }()
+
+	var runErr error
+	select {
+	case runErr = <-gwErr:
+	case <-gctx.Done():
+		// a service failed: stop the gateway too
+		runErr = errors.New("a service stopped")
+	}
+	stopServices()
+	if err := g.Wait(); err != nil && runErr == nil {
+		runErr = err
+	}
+	if errors.Is(runErr, context.Canceled) {
+		runErr = nil
+	}
+	log.Info().Msg("tidemark dev stopped")
+	return runErr
+}
+
+func printBanner(w io.Writer, addr net.Addr, natsURL, data string, c config.Config, st *stream.Stream) {
+	host := addr.String()
+	if tcp, ok := addr.(*net.TCPAddr); ok && (tcp.IP.IsUnspecified() || tcp.IP == nil) {
+		host = fmt.Sprintf("localhost:%d", tcp.Port)
+	}
+	base := "http://" + host
+	mode := "fast (JetStream fsyncs every 2 minutes; a machine crash can lose the last writes; restart with --durable to fsync every write)"
+	if c.Dev.Durable {
+		mode = "durable (JetStream and Badger fsync every write)"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nTidemark dev is running.\n")
+	fmt.Fprintf(&b, "  gateway   %s\n", base)
+	fmt.Fprintf(&b, "  nats      %s (stream %s, id %s)\n", natsURL, st.Name(), st.ID())
+	fmt.Fprintf(&b, "  replicas  %d, data in %s\n", c.Dev.Replicas, data)
+	fmt.Fprintf(&b, "  mode      %s\n\n", mode)
+	fmt.Fprintf(&b, "Try read-your-writes:\n")
+	fmt.Fprintf(&b, "  TOKEN=$(curl -s -X PUT --data-binary 'hello' %s/v1/kv/greeting | sed -E 's/.*\"token\":\"([^\"]+)\".*/\\1/')\n", base)
+	fmt.Fprintf(&b, "  curl -i -H \"Tidemark-Token: $TOKEN\" %s/v1/kv/greeting\n", base)
+	fmt.Fprintf(&b, "  curl -s '%s/v1/kv?prefix=greet'\n", base)
+	fmt.Fprintf(&b, "  curl -i -X DELETE -H \"Tidemark-Token: $TOKEN\" %s/v1/kv/greeting\n", base)
+	fmt.Fprintf(&b, "Or let a cookie carry the token, as a browser does:\n")
+	fmt.Fprintf(&b, "  curl -c jar -b jar -X PUT --data-binary 'hi' %s/v1/kv/note && curl -b jar -c jar %s/v1/kv/note\n\n", base, base)
+	fmt.Fprintf(&b, "Press Ctrl-C to stop; data stays in %s.\n\n", data)
+	_, _ = io.WriteString(w, b.String())
+}

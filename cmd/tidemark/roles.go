@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tidemark/tidemark/client"
+	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/gateway"
+	"github.com/tidemark/tidemark/replica"
+	"github.com/tidemark/tidemark/stream"
+	"github.com/tidemark/tidemark/writer"
+)
+
+func streamConfig(c config.Config) stream.Config {
+	return stream.Config{
+		Name:            c.Stream.Name,
+		Subject:         c.Stream.Subject,
+		Replicas:        c.Stream.Replicas,
+		MaxAge:          time.Duration(c.Stream.MaxAge),
+		MaxBytes:        c.Stream.MaxBytes,
+		DuplicateWindow: time.Duration(c.Stream.DuplicateWindow),
+	}
+}
+
+func connect(ctx context.Context, c config.Config, url, name string, log zerolog.Logger) (*stream.Conn, jetstream.JetStream, error) {
+	nc, err := stream.Connect(ctx, stream.ConnectConfig{
+		URL: url, Name: name, Creds: c.NATS.Creds, NKey: c.NATS.NKey,
+		TLSCert: c.NATS.TLSCert, TLSKey: c.NATS.TLSKey, TLSCA: c.NATS.TLSCA,
+		Logger: log,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc.Conn)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return nc, js, nil
+}
+
+// startReplica opens a replica's Badger directory and runs it (applying
+// and serving reads over NATS) in g. The caller closes it after g is done.
+func startReplica(ctx context.Context, g *errgroup.Group, c config.Config, nc *stream.Conn, st *stream.Stream,
+	id, dir string, syncWrites bool, log zerolog.Logger) (*replica.Replica, error) {
+	r := replica.New(replica.Config{
+		ID: id, Dir: dir, SyncWrites: syncWrites, Stream: st, Conn: nc.Conn,
+		Subjects:    stream.Subjects{Prefix: c.API.Prefix},
+		DefaultWait: time.Duration(c.Gateway.DefaultWait), MaxWait: time.Duration(c.Gateway.MaxWait),
+		Logger: log,
+	})
+	if err := r.Open(); err != nil {
+		return nil, err
+	}
+	g.Go(func() error { return r.Run(ctx) })
+	return r, nil
+}
+
+func runReplica(ctx context.Context, c config.Config, env *cmdEnv) error {
+	id := c.Replica.ID
+	if id == "" {
+		id = defaultReplicaID()
+	}
+	log := env.log
+	nc, js, err := connect(ctx, c, c.NATS.URL, "tidemark-replica-"+id, log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	st, err := stream.Open(ctx, js, streamConfig(c))
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	r, err := startReplica(gctx, g, c, nc, st, id, c.Replica.Data, c.Replica.SyncWrites, log)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if c.Replica.HTTP != "" {
+		ready := func() error {
+			if !nc.Healthy() {
+				return errors.New("nats disconnected")
+			}
+			return r.Ready()
+		}
+		g.Go(func() error { return serveHealth(gctx, c.Replica.HTTP, ready, log) })
+	}
+	return g.Wait()
+}
+
+func runGateway(ctx context.Context, c config.Config, env *cmdEnv) error {
+	nc, _, err := connect(ctx, c, c.NATS.URL, "tidemark-gateway", env.log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	return newGateway(c, nc, env.log, nil).Run(ctx)
+}
+
+// newGateway returns the HTTP gateway over the NATS services; ready, when
+// set, adds to its readiness (dev: the local replicas have caught up).
+func newGateway(c config.Config, nc *stream.Conn, log zerolog.Logger, ready func() error) *gateway.Gateway {
+	t := client.NewNATS(nc.Conn, stream.Subjects{Prefix: c.API.Prefix})
+	return gateway.New(gateway.Config{
+		Addr: c.Gateway.HTTP, Writer: t, Reader: t,
+		MaxValueBytes: c.Gateway.MaxValueBytes,
+		DefaultWait:   time.Duration(c.Gateway.DefaultWait), MaxWait: time.Duration(c.Gateway.MaxWait),
+		Ready: func() error {
+			if !nc.Healthy() {
+				return errors.New("nats disconnected")
+			}
+			if ready != nil {
+				return ready()
+			}
+			return nil
+		},
+		Logger: log.With().Str("role", "gateway").Logger(),
+	})
+}
+
+func runWriter(ctx context.Context, c config.Config, env *cmdEnv) error {
+	nc, js, err := connect(ctx, c, c.NATS.URL, "tidemark-writer", env.log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	st, err := stream.Ensure(ctx, js, streamConfig(c))
+	if err != nil {
+		return err
+	}
+	env.log.Info().Str("stream", st.Name()).Str("id", st.ID()).Msg("stream ready")
+	return newWriterService(c, nc, st, env.log).Run(ctx)
+}
+
+func newWriterService(c config.Config, nc *stream.Conn, st *stream.Stream, log zerolog.Logger) *writer.Service {
+	log = log.With().Str("role", "writer").Logger()
+	w := writer.New(writer.Config{Stream: st, MaxValueBytes: c.Gateway.MaxValueBytes, Logger: log})
+	return writer.NewService(nc.Conn, stream.Subjects{Prefix: c.API.Prefix}, w, log)
+}
+
+// serveHealth serves /healthz and /readyz on addr until ctx ends.
+func serveHealth(ctx context.Context, addr string, ready func() error, log zerolog.Logger) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := ready(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, "not ready: "+err.Error()+"\n")
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("health listen: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	log.Info().Str("addr", ln.Addr().String()).Msg("health endpoints listening")
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+var notID = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
+
+func defaultReplicaID() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		h = "replica"
+	}
+	h = strings.Trim(notID.ReplaceAllString(h, "-"), "-")
+	if len(h) > 64 {
+		h = h[:64]
+	}
+	return h
+}

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strings"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tidemark/tidemark/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = ""
+
+// errUsage reports a command line that could not be understood; the usage
+// has been printed already.
+var errUsage = errors.New("usage")
+
+const usage = `Tidemark: session consistency over eventually consistent replicas.
+
+Usage:
+  tidemark dev       [flags]   whole pipeline in one process, embedded NATS (start here)
+  tidemark gateway   [flags]   HTTP gateway, against a NATS server or cluster
+  tidemark replica   [flags]   one replica (replicator + reader over its own Badger directory)
+  tidemark writer    [flags]   the writer service
+  tidemark version             print the version
+  tidemark health    URL       exit 0 if URL answers 2xx (container health checks)
+
+Every command takes --config FILE (or TIDEMARK_CONFIG), TIDEMARK_* environment
+variables and --set name=value; flags win over the environment, which wins over
+the file. 'tidemark <command> -h' lists a command's flags.
+`
+
+type command struct {
+	name  string
+	help  string
+	flags map[string]string // flag name -> config field
+	run   func(ctx context.Context, cfg config.Config, env *cmdEnv) error
+}
+
+// cmdEnv is what a command gets besides its configuration.
+type cmdEnv struct {
+	stdout, stderr io.Writer
+	log            zerolog.Logger
+}
+
+var commands = []command{
+	{name: "dev", help: "run the whole pipeline in one process on an embedded NATS server", run: runDev, flags: map[string]string{
+		"http": "gateway.http", "nats-listen": "dev.nats_listen", "data": "dev.data", "replicas": "dev.replicas", "durable": "dev.durable",
+	}},
+	{name: "gateway", help: "run the HTTP gateway", run: runGateway, flags: map[string]string{
+		"nats": "nats.url", "http": "gateway.http",
+	}},
+	{name: "replica", help: "run one replica", run: runReplica, flags: map[string]string{
+		"nats": "nats.url", "id": "replica.id", "data": "replica.data", "http": "replica.http",
+	}},
+	{name: "writer", help: "run the writer service", run: runWriter, flags: map[string]string{
+		"nats": "nats.url",
+	}},
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	if args[0] == "version" || args[0] == "--version" {
+		fmt.Fprintln(stdout, "tidemark", buildVersion())
+		return nil
+	}
+	if args[0] == "health" {
+		return runHealth(ctx, args[1:], stdout, stderr)
+	}
+	for _, c := range commands {
+		if c.name == args[0] {
+			cfg, err := loadConfig(c, args[1:], stderr)
+			if errors.Is(err, flag.ErrHelp) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			env := &cmdEnv{stdout: stdout, stderr: stderr, log: newLogger(cfg.Log, c.name == "dev", stderr)}
+			return c.run(ctx, cfg, env)
+		}
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// loadConfig builds a command's configuration: defaults, then the file,
+// then the environment, then flags; and validates the result.
+func loadConfig(c command, args []string, stderr io.Writer) (config.Config, error) {
+	fs := flag.NewFlagSet("tidemark "+c.name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("config", os.Getenv("TIDEMARK_CONFIG"), "YAML configuration file")
+	logLevel := fs.String("log-level", "", "log level: debug, info, warn, error")
+	var sets []string
+	fs.Func("set", "set any configuration field, `name=value` (repeatable; see the README for names)", func(s string) error {
+		if !strings.Contains(s, "=") {
+			return fmt.Errorf("want name=value, got %q", s)
+		}
+		sets = append(sets, s)
+		return nil
+	})
+	def := config.Default()
+	for name, field := range c.flags {
+		d, _ := def.Get(field)
+		if d == "true" || d == "false" {
+			fs.Bool(name, d == "true", "sets "+field)
+		} else {
+			fs.String(name, d, "sets "+field)
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return config.Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return config.Config{}, fmt.Errorf("tidemark %s: unexpected argument %q", c.name, fs.Arg(0))
+	}
+	cfg, err := config.Load(*file, os.Environ())
+	if err != nil {
+		return config.Config{}, err
+	}
+	for _, s := range sets {
+		name, value, _ := strings.Cut(s, "=")
+		if err := cfg.Set(name, value); err != nil {
+			return config.Config{}, fmt.Errorf("--set %s: %w", name, err)
+		}
+	}
+	var ferr error
+	fs.Visit(func(f *flag.Flag) {
+		if field, ok := c.flags[f.Name]; ok && ferr == nil {
+			ferr = cfg.Set(field, f.Value.String())
+		}
+	})
+	if ferr != nil {
+		return config.Config{}, ferr
+	}
+	if *logLevel != "" {
+		if err := cfg.Set("log.level", *logLevel); err != nil {
+			return config.Config{}, err
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return config.Config{}, fmt.Errorf("configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// newLogger returns a zerolog logger: human-readable console output for
+// dev (unless the configuration says json), JSON otherwise.
+func newLogger(c config.LogConfig, dev bool, w io.Writer) zerolog.Logger {
+	level, err := zerolog.ParseLevel(c.Level)
+	if err != nil || c.Level == "" {
+		level = zerolog.InfoLevel
+	}
+	format := c.Format
+	if format == "" {
+		format = config.LogFormatJSON
+		if dev {
+			format = config.LogFormatConsole
+		}
+	}
+	if format == config.LogFormatConsole {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"}
+	}
+	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}

@@ -1,0 +1,129 @@
+// Package replica puts a replicator and a reader together over one Badger
+// directory: what `tidemark replica` runs, and what a Go service embeds to
+// get a local read model with read-your-writes against tokens from anywhere.
+//
+//	r := replica.New(replica.Config{ID: "orders-1", Dir: "./orders-replica", Stream: st})
+//	if err := r.Open(); err != nil { ... }
+//	defer r.Close()
+//	go r.Run(ctx)
+//	res, err := r.Get(ctx, stream.GetRequest{Key: "order/42", Token: tok})
+package replica
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tidemark/tidemark/reader"
+	"github.com/tidemark/tidemark/replicator"
+	"github.com/tidemark/tidemark/stream"
+)
+
+// Config configures a Replica.
+type Config struct {
+	// ID names the replica; it becomes a subject token of its own endpoints.
+	ID string
+	// Dir is the Badger directory.
+	Dir string
+	// SyncWrites makes Badger fsync every applied batch.
+	SyncWrites bool
+	// Stream is the stream to replicate.
+	Stream *stream.Stream
+	// Conn, when set, serves the replica's reads over NATS as a micro
+	// service; an embedded replica that only reads locally leaves it nil.
+	Conn *nats.Conn
+	// Subjects are the service subjects (when Conn is set).
+	Subjects stream.Subjects
+	// DefaultWait and MaxWait bound how long a read waits for its token.
+	DefaultWait, MaxWait time.Duration
+	// Logger receives the replica's log lines.
+	Logger zerolog.Logger
+}
+
+// Replica is a replicator and a reader over one Badger directory.
+type Replica struct {
+	cfg  Config
+	repl *replicator.Replicator
+	rd   *reader.Reader
+}
+
+// New returns a replica; Open opens its directory.
+func New(cfg Config) *Replica {
+	repl := replicator.New(replicator.Config{ID: cfg.ID, Dir: cfg.Dir, SyncWrites: cfg.SyncWrites, Stream: cfg.Stream, Logger: cfg.Logger})
+	rd := reader.New(reader.Config{Replica: cfg.ID, Store: repl, Stream: cfg.Stream, DefaultWait: cfg.DefaultWait, MaxWait: cfg.MaxWait, Logger: cfg.Logger})
+	return &Replica{cfg: cfg, repl: repl, rd: rd}
+}
+
+// Open validates the configuration and opens the Badger directory.
+func (r *Replica) Open() error {
+	if !stream.ValidReplicaID(r.cfg.ID) {
+		return fmt.Errorf("replica id %q: want 1 to 64 letters, digits, '-' or '_'", r.cfg.ID)
+	}
+	if err := r.repl.Open(); err != nil {
+		return fmt.Errorf("replica %s: %w", r.cfg.ID, err)
+	}
+	return nil
+}
+
+// Run applies the stream and, when a connection is configured, serves
+// reads over NATS, until ctx ends. A replica that stops applying (a gap in
+// the stream, a foreign message) keeps running, serving nothing, so that
+// its readiness says why; the error is logged.
+func (r *Replica) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		err := r.repl.Run(gctx)
+		if err != nil && gctx.Err() == nil {
+			r.cfg.Logger.Error().Err(err).Str("replica", r.cfg.ID).Msg("replica stopped applying; not serving")
+		}
+		return nil
+	})
+	if r.cfg.Conn != nil {
+		svc := reader.NewService(r.cfg.Conn, r.cfg.Subjects, r.rd, r.cfg.Logger)
+		svc.Ready = r.repl.WaitReady
+		g.Go(func() error { return svc.Run(gctx) })
+	}
+	return g.Wait()
+}
+
+// Close closes the Badger directory; call it after Run has returned.
+func (r *Replica) Close() error { return r.repl.Close() }
+
+// ID returns the replica's id.
+func (r *Replica) ID() string { return r.cfg.ID }
+
+// Get reads a key, waiting for the request's token.
+func (r *Replica) Get(ctx context.Context, req stream.GetRequest) (stream.GetResult, error) {
+	return r.rd.Get(ctx, req)
+}
+
+// Scan reads a page of keys by prefix, waiting for the request's token.
+func (r *Replica) Scan(ctx context.Context, req stream.ScanRequest) (stream.ScanResult, error) {
+	return r.rd.Scan(ctx, req)
+}
+
+// Applied returns the last applied stream sequence.
+func (r *Replica) Applied() uint64 { return r.repl.Applied() }
+
+// WaitReady waits until the replica has caught up with the stream as of
+// its start.
+func (r *Replica) WaitReady(ctx context.Context) error { return r.repl.WaitReady(ctx) }
+
+// Ready reports nil when the replica serves, or why it does not.
+func (r *Replica) Ready() error {
+	if err := r.repl.Err(); err != nil {
+		return err
+	}
+	if !r.repl.Ready() {
+		return fmt.Errorf("catching up: applied %d", r.repl.Applied())
+	}
+	return nil
+}
+
+// Replicator returns the replicator, for its Stats and the Pause/Resume
+// test hooks.
+func (r *Replica) Replicator() *replicator.Replicator { return r.repl }
