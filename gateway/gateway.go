@@ -1,0 +1,153 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/tidemark/tidemark/stream"
+)
+
+// Defaults of the gateway.
+const (
+	DefaultAddr          = ":8080"
+	DefaultMaxValueBytes = 1 << 20
+	DefaultWait          = 5 * time.Second
+	DefaultMaxWait       = 30 * time.Second
+	// DefaultReplyMargin is how much longer than the read's wait bound the
+	// gateway waits for a replica's reply, so that the replica's own
+	// token_wait_timeout arrives before the gateway gives up.
+	DefaultReplyMargin = 2 * time.Second
+	// DefaultWriteTimeout bounds a write, retries included.
+	DefaultWriteTimeout = 10 * time.Second
+	// DefaultMaxHeaderBytes bounds request headers.
+	DefaultMaxHeaderBytes = 64 << 10
+)
+
+// Writer publishes writes. The NATS client transport and the writer itself
+// both satisfy it.
+type Writer interface {
+	Write(ctx context.Context, req stream.WriteRequest) (stream.WriteResult, error)
+}
+
+// Reader serves reads from replicas. The NATS client transport satisfies it.
+type Reader interface {
+	Get(ctx context.Context, req stream.GetRequest) (stream.GetResult, error)
+	Scan(ctx context.Context, req stream.ScanRequest) (stream.ScanResult, error)
+}
+
+// Config configures a Gateway.
+type Config struct {
+	// Addr is the HTTP listen address.
+	Addr string
+	// Writer and Reader reach the writers and replicas.
+	Writer Writer
+	Reader Reader
+	// MaxValueBytes bounds a value.
+	MaxValueBytes int
+	// DefaultWait is a read's wait bound when the request sets none;
+	// MaxWait caps what a request may ask for.
+	DefaultWait, MaxWait time.Duration
+	// Ready reports whether the gateway can serve (nil) or why not.
+	Ready func() error
+	// Registerer receives the gateway's metrics; nil uses a private registry.
+	Registerer prometheus.Registerer
+	// Gatherer serves /metrics; nil serves the private registry.
+	Gatherer prometheus.Gatherer
+	// Logger receives the gateway's log lines.
+	Logger zerolog.Logger
+}
+
+// Gateway serves the HTTP API.
+type Gateway struct {
+	cfg     Config
+	log     zerolog.Logger
+	metrics *metrics
+	handler http.Handler
+
+	mu   sync.Mutex
+	addr net.Addr
+}
+
+// New returns a gateway with defaults filled in; Run starts it.
+func New(cfg Config) *Gateway {
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if cfg.MaxValueBytes <= 0 {
+		cfg.MaxValueBytes = DefaultMaxValueBytes
+	}
+	if cfg.DefaultWait <= 0 {
+		cfg.DefaultWait = DefaultWait
+	}
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = DefaultMaxWait
+	}
+	if cfg.Ready == nil {
+		cfg.Ready = func() error { return nil }
+	}
+	g := &Gateway{cfg: cfg, log: cfg.Logger}
+	g.metrics = newMetrics(cfg.Registerer, cfg.Gatherer)
+	g.handler = g.routes()
+	return g
+}
+
+// Handler returns the gateway's HTTP handler, for tests and embedding.
+func (g *Gateway) Handler() http.Handler { return g.handler }
+
+// Addr returns the address the gateway listens on once Run has started, or nil.
+func (g *Gateway) Addr() net.Addr {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.addr
+}
+
+// Run listens and serves until ctx ends, then shuts down gracefully,
+// letting requests in flight finish.
+func (g *Gateway) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", g.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("gateway listen: %w", err)
+	}
+	return g.Serve(ctx, ln)
+}
+
+// Serve is Run on a listener the caller opened.
+func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	g.mu.Lock()
+	g.addr = ln.Addr()
+	g.mu.Unlock()
+	srv := &http.Server{
+		Handler:           g.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    DefaultMaxHeaderBytes,
+		ErrorLog:          nil,
+	}
+	g.log.Info().Str("addr", ln.Addr().String()).Msg("gateway listening")
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("gateway serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), g.cfg.MaxWait+DefaultReplyMargin)
+	defer cancel()
+	err := srv.Shutdown(shutCtx)
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("gateway shutdown: %w", err)
+	}
+	return nil
+}

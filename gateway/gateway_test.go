@@ -1,0 +1,334 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tidemark/tidemark/internal/stacktest"
+	"github.com/tidemark/tidemark/stream"
+)
+
+type reply struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func do(t *testing.T, method, url, body string, hdr ...string) reply {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i] == "Cookie" {
+			req.AddCookie(&http.Cookie{Name: "tidemark_token", Value: hdr[i+1]})
+			continue
+		}
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := stacktest.HTTPClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reply{resp.StatusCode, resp.Header, string(b)}
+}
+
+func put(t *testing.T, s *stacktest.Stack, key, value string, hdr ...string) stream.WriteJSON {
+	t.Helper()
+	r := do(t, "PUT", s.URL+"/v1/kv/"+key, value, hdr...)
+	if r.status != 200 {
+		t.Fatalf("PUT %s: status=%d body=%s", key, r.status, r.body)
+	}
+	var w stream.WriteJSON
+	if err := json.Unmarshal([]byte(r.body), &w); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := r.header.Get(stream.HeaderToken), w.Token; got != want {
+		t.Fatalf("token header=%q, body token %q", got, want)
+	}
+	return w
+}
+
+func errorCode(t *testing.T, r reply) string {
+	t.Helper()
+	var e stream.ErrorJSON
+	if err := json.Unmarshal([]byte(r.body), &e); err != nil {
+		t.Fatalf("error body %q: %v", r.body, err)
+	}
+	return e.Error.Code
+}
+
+// TestReadYourWritesAcrossReplicas holds replica r2 back: a read without the
+// token that lands on it returns the old value, and the same read with the
+// token waits until r2 has applied the write and returns it.
+func TestReadYourWritesAcrossReplicas(t *testing.T) {
+	s := stacktest.Start(t, stacktest.Options{Replicas: 2})
+	w1 := put(t, s, "profile", "old")
+	for _, id := range []string{"r1", "r2"} {
+		if r := do(t, "GET", s.URL+"/v1/kv/profile", "", stream.HeaderToken, w1.Token, stream.HeaderReplica, id); r.body != "old" {
+			t.Fatalf("%s: %q", id, r.body)
+		}
+	}
+	lag := s.Replica(t, "r2").Replicator()
+	lag.Pause()
+	w2 := put(t, s, "profile", "new")
+
+	// Without the token, the lagging replica serves the old value.
+	r := do(t, "GET", s.URL+"/v1/kv/profile", "", stream.HeaderReplica, "r2")
+	if got, want := r.body, "old"; got != want {
+		t.Fatalf("tokenless read on lagging replica=%q, want %q (the test must show staleness)", got, want)
+	}
+	// The up-to-date replica has it already.
+	r = do(t, "GET", s.URL+"/v1/kv/profile", "", stream.HeaderToken, w2.Token, stream.HeaderReplica, "r1")
+	if got, want := r.body, "new"; got != want {
+		t.Fatalf("token read on r1=%q, want %q", got, want)
+	}
+	// With the token, the lagging replica waits and then serves the write.
+	resumed := make(chan time.Time, 1)
+	time.AfterFunc(150*time.Millisecond, func() { resumed <- time.Now(); lag.Resume() })
+	r = do(t, "GET", s.URL+"/v1/kv/profile", "", stream.HeaderToken, w2.Token, stream.HeaderReplica, "r2")
+	done := time.Now()
+	if r.status != 200 || r.body != "new" {
+		t.Fatalf("token read on lagging replica: status=%d body=%q, want 200 new", r.status, r.body)
+	}
+	if done.Before(<-resumed) {
+		t.Fatal("token read returned before the lagging replica was resumed")
+	}
+	if got, want := r.header.Get(stream.HeaderReplica), "r2"; got != want {
+		t.Fatalf("served by %s, want %s", got, want)
+	}
+	if d, err := time.ParseDuration(r.header.Get(stream.HeaderWaited)); err != nil || d <= 0 {
+		t.Fatalf("Tidemark-Waited=%q, want > 0", r.header.Get(stream.HeaderWaited))
+	}
+	if got, want := r.header.Get(stream.HeaderToken), w2.Token; got != want {
+		t.Fatalf("reply token=%s, want %s", got, want)
+	}
+}
+
+// TestTokenWaitTimeout: a replica that cannot catch up in time answers 504
+// and never the stale value.
+func TestTokenWaitTimeout(t *testing.T) {
+	s := stacktest.Start(t, stacktest.Options{Replicas: 1})
+	put(t, s, "k", "stale")
+	s.Replicas[0].Replicator().Pause()
+	defer s.Replicas[0].Replicator().Resume()
+	w := put(t, s, "k", "fresh")
+	r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderToken, w.Token, stream.HeaderWait, "200ms")
+	if got, want := r.status, http.StatusGatewayTimeout; got != want {
+		t.Fatalf("status=%d, want %d (body %s)", got, want, r.body)
+	}
+	if got, want := errorCode(t, r), stream.CodeTokenWaitTimeout; got != want {
+		t.Fatalf("code=%s, want %s", got, want)
+	}
+	if strings.Contains(r.body, "stale") {
+		t.Fatalf("timeout body carries stale data: %s", r.body)
+	}
+	if r.header.Get("Retry-After") == "" {
+		t.Fatal("504 without Retry-After")
+	}
+	if got, want := r.header.Get(stream.HeaderToken), w.Token; got != want {
+		t.Fatalf("504 token=%q, want the request's %q", got, want)
+	}
+	// Scans too.
+	r = do(t, "GET", s.URL+"/v1/kv?prefix=k", "", stream.HeaderToken, w.Token, stream.HeaderWait, "100ms")
+	if got, want := r.status, http.StatusGatewayTimeout; got != want {
+		t.Fatalf("scan status=%d, want %d", got, want)
+	}
+}
+
+func TestBadInputWritesNothing(t *testing.T) {
+	s := stacktest.Start(t, stacktest.Options{Replicas: 1, MaxValueBytes: 1024})
+	w := put(t, s, "seed", "v")
+	ctx := context.Background()
+	last, err := s.Stream.LastSeq(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ahead := s.Stream.Token(w.Revision + 1000).String()
+	foreign := stream.NewToken("0123456789ab", 1).String()
+	long := strings.Repeat("k", stream.MaxKeyLen+1)
+	for _, tt := range []struct {
+		name, method, path, body string
+		hdr                      []string
+		status                   int
+		code                     string
+	}{
+		{"malformed token", "PUT", "/v1/kv/a", "v", []string{stream.HeaderToken, "nope"}, 400, stream.CodeInvalidToken},
+		{"malformed token read", "GET", "/v1/kv/a", "", []string{stream.HeaderToken, "1.ab"}, 400, stream.CodeInvalidToken},
+		{"malformed cookie", "GET", "/v1/kv/a", "", []string{"Cookie", "x.y.z"}, 400, stream.CodeInvalidToken},
+		{"foreign token write", "PUT", "/v1/kv/a", "v", []string{stream.HeaderToken, foreign}, 400, stream.CodeTokenStreamMismatch},
+		{"foreign token read", "GET", "/v1/kv/seed", "", []string{stream.HeaderToken, foreign}, 400, stream.CodeTokenStreamMismatch},
+		{"future token write", "PUT", "/v1/kv/a", "v", []string{stream.HeaderToken, ahead}, 400, stream.CodeTokenFromFuture},
+		{"future token read", "GET", "/v1/kv/seed", "", []string{stream.HeaderToken, ahead}, 400, stream.CodeTokenFromFuture},
+		{"future token cookie", "GET", "/v1/kv/seed", "", []string{"Cookie", ahead}, 400, stream.CodeTokenFromFuture},
+		{"empty key", "PUT", "/v1/kv/", "v", nil, 400, stream.CodeInvalidKey},
+		{"long key", "PUT", "/v1/kv/" + long, "v", nil, 400, stream.CodeInvalidKey},
+		{"invalid utf-8 key", "PUT", "/v1/kv/a%FFb", "v", nil, 400, stream.CodeInvalidKey},
+		{"value too large", "PUT", "/v1/kv/a", strings.Repeat("x", 1025), nil, 413, stream.CodeValueTooLarge},
+		{"bad if-match", "PUT", "/v1/kv/a", "v", []string{"If-Match", "W/\"x\""}, 400, stream.CodeInvalidRequest},
+		{"bad if-none-match", "PUT", "/v1/kv/a", "v", []string{"If-None-Match", `"3"`}, 400, stream.CodeInvalidRequest},
+		{"bad wait", "GET", "/v1/kv/seed", "", []string{stream.HeaderWait, "soon"}, 400, stream.CodeInvalidRequest},
+		{"bad limit", "GET", "/v1/kv?limit=x", "", nil, 400, stream.CodeInvalidRequest},
+		{"limit too big", "GET", "/v1/kv?limit=100000", "", nil, 400, stream.CodeInvalidRequest},
+		{"long write id", "PUT", "/v1/kv/a", "v", []string{"Idempotency-Key", strings.Repeat("i", 200)}, 400, stream.CodeInvalidRequest},
+		{"bad method", "POST", "/v1/kv/a", "v", nil, 405, stream.CodeInvalidRequest},
+		{"unknown path", "GET", "/v2/kv/a", "", nil, 404, stream.CodeInvalidRequest},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := do(t, tt.method, s.URL+tt.path, tt.body, tt.hdr...)
+			if r.status != tt.status {
+				t.Fatalf("status=%d, want %d (body %s)", r.status, tt.status, r.body)
+			}
+			if got := errorCode(t, r); got != tt.code {
+				t.Fatalf("code=%s, want %s", got, tt.code)
+			}
+		})
+	}
+	after, err := s.Stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := after.State.LastSeq, last; got != want {
+		t.Fatalf("stream last sequence=%d after bad requests, want %d: something was written", got, want)
+	}
+}
+
+func TestRetriedWriteSameRevision(t *testing.T) {
+	s := stacktest.Start(t, stacktest.Options{Replicas: 1})
+	a := put(t, s, "order", "1", "Idempotency-Key", "order-1-create")
+	b := put(t, s, "order", "1", "Idempotency-Key", "order-1-create")
+	if a.Revision != b.Revision {
+		t.Fatalf("retried write revisions %d and %d, want equal", a.Revision, b.Revision)
+	}
+	info, err := s.Stream.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := info.State.Msgs, uint64(1); got != want {
+		t.Fatalf("stream holds %d messages, want %d", got, want)
+	}
+	c := put(t, s, "order", "1", stream.HeaderWriteID, "order-1-update")
+	if c.Revision <= a.Revision {
+		t.Fatalf("new write id got revision %d, want > %d", c.Revision, a.Revision)
+	}
+}
+
+func TestCookieCarriesToken(t *testing.T) {
+	s := stacktest.Start(t, stacktest.Options{Replicas: 1})
+	r := do(t, "PUT", s.URL+"/v1/kv/c", "v")
+	var cookie string
+	for _, c := range (&http.Response{Header: r.header}).Cookies() {
+		if c.Name == "tidemark_token" {
+			cookie = c.Value
+			if !c.HttpOnly || c.Path != "/" || c.SameSite != http.SameSiteLaxMode {
+				t.Fatalf("cookie attributes %+v", c)
+			}
+		}
+	}
+	if cookie == "" || cookie != r.header.Get(stream.HeaderToken) {
+		t.Fatalf("cookie %q, header %q", cookie, r.header.Get(stream.HeaderToken))
+	}
+	// Header and cookie: the later token wins.
+	w2 := put(t, s, "c", "v2")
+	g := do(t, "GET", s.URL+"/v1/kv/c", "", stream.HeaderToken, cookie, "Cookie", w2.Token)
+	if got, want := g.header.Get(stream.HeaderToken), w2.Token; got != want || g.body != "v2" {
+		t.Fatalf("token=%s body=%s, want %s v2", got, g.body, want)
+	}
+	// A stale cookie of another stream is cleared.
+	g = do(t, "GET", s.URL+"/v1/kv/c", "", "Cookie", stream.NewToken("0123456789ab", 1).String())
+	if g.status != 400 || !strings.Contains(strings.Join(g.header.Values("Set-Cookie"), ";"), "Max-Age=0") {
+		t.Fatalf("foreign cookie: status=%d set-cookie=%v", g.status, g.header.Values("Set-Cookie"))
+	}
+}
+
+func TestDeleteAndScan(t *testing.T) {
+	s := stacktest.Start(t, stacktest.Options{Replicas: 2})
+	var tok string
+	for _, k := range []string{"u/1", "u/2", "u/3", "u/4", "u/5", "v/1"} {
+		tok = put(t, s, k, "val-"+k, stream.HeaderToken, tok).Token
+	}
+	r := do(t, "DELETE", s.URL+"/v1/kv/u/3", "", stream.HeaderToken, tok)
+	if r.status != 200 {
+		t.Fatalf("DELETE status=%d", r.status)
+	}
+	tok = r.header.Get(stream.HeaderToken)
+	delRev := r.header.Get(stream.HeaderRevision)
+	g := do(t, "GET", s.URL+"/v1/kv/u%2F3", "", stream.HeaderToken, tok)
+	if g.status != 404 || g.header.Get(stream.HeaderRevision) != delRev {
+		t.Fatalf("GET deleted: status=%d revision=%q, want 404 %s", g.status, g.header.Get(stream.HeaderRevision), delRev)
+	}
+	var keys []string
+	after := ""
+	for pages := 0; ; pages++ {
+		if pages > 10 {
+			t.Fatal("scan does not end")
+		}
+		r := do(t, "GET", s.URL+"/v1/kv?prefix=u/&limit=2&after="+after, "", stream.HeaderToken, tok)
+		if r.status != 200 {
+			t.Fatalf("scan status=%d body=%s", r.status, r.body)
+		}
+		var page stream.ScanJSON
+		if err := json.Unmarshal([]byte(r.body), &page); err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range page.Items {
+			if string(it.Value) != "val-"+it.Key {
+				t.Fatalf("item %s value %q", it.Key, it.Value)
+			}
+			keys = append(keys, it.Key)
+		}
+		if page.Next == "" {
+			break
+		}
+		after = page.Next
+	}
+	if got, want := strings.Join(keys, ","), "u/1,u/2,u/4,u/5"; got != want {
+		t.Fatalf("scan keys=%s, want %s", got, want)
+	}
+}
+
+func TestConditionalWrites(t *testing.T) {
+	s := stacktest.Start(t, stacktest.Options{Replicas: 1})
+	a := put(t, s, "doc", "v1", "If-None-Match", "*")
+	r := do(t, "PUT", s.URL+"/v1/kv/doc", "again", "If-None-Match", "*")
+	if r.status != http.StatusPreconditionFailed || errorCode(t, r) != stream.CodeRevisionMismatch {
+		t.Fatalf("second create: status=%d body=%s", r.status, r.body)
+	}
+	b := put(t, s, "doc", "v2", "If-Match", `"`+itoa(a.Revision)+`"`)
+	r = do(t, "PUT", s.URL+"/v1/kv/doc", "v3", "If-Match", `"`+itoa(a.Revision)+`"`)
+	if r.status != http.StatusPreconditionFailed {
+		t.Fatalf("stale If-Match: status=%d body=%s", r.status, r.body)
+	}
+	g := do(t, "GET", s.URL+"/v1/kv/doc", "", stream.HeaderToken, b.Token)
+	if g.body != "v2" {
+		t.Fatalf("value=%q, want v2", g.body)
+	}
+}
+
+func TestHealthAndMetrics(t *testing.T) {
+	s := stacktest.Start(t, stacktest.Options{Replicas: 1})
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if r := do(t, "GET", s.URL+p, ""); r.status != 200 {
+			t.Fatalf("%s status=%d", p, r.status)
+		}
+	}
+	put(t, s, "m", "v")
+	r := do(t, "GET", s.URL+"/metrics", "")
+	if r.status != 200 || !strings.Contains(r.body, `tidemark_gateway_requests_total{op="put",status="200"} 1`) {
+		t.Fatalf("metrics status=%d body lacks the put counter", r.status)
+	}
+}
+
+func itoa(n uint64) string { return strconv.FormatUint(n, 10) }

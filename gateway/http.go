@@ -1,0 +1,338 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tidemark/tidemark/stream"
+)
+
+// HTTP names of the API, besides the stream's shared header names.
+const (
+	// CookieToken is the cookie that carries the session token for browsers.
+	CookieToken = "tidemark_token"
+	// HeaderIdempotencyKey is accepted as a write id, as many HTTP APIs do.
+	HeaderIdempotencyKey = "Idempotency-Key"
+	kvPath               = "/v1/kv"
+)
+
+func (g *Gateway) routes() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Routed by hand, on the escaped path: http.ServeMux cleans paths
+		// and would redirect keys such as "a/../b" to another key.
+		path := r.URL.EscapedPath()
+		switch {
+		case path == "/healthz":
+			w.Header().Set("Content-Type", "text/plain")
+			_, _ = io.WriteString(w, "ok\n")
+		case path == "/readyz":
+			g.readyz(w)
+		case path == "/metrics":
+			g.metrics.handler.ServeHTTP(w, r)
+		case path == kvPath:
+			g.instrument("scan", w, r, g.scan, http.MethodGet)
+		case strings.HasPrefix(path, kvPath+"/"):
+			switch r.Method {
+			case http.MethodGet, http.MethodHead:
+				g.instrument("get", w, r, g.get, r.Method)
+			case http.MethodPut:
+				g.instrument("put", w, r, g.put, r.Method)
+			case http.MethodDelete:
+				g.instrument("delete", w, r, g.del, r.Method)
+			default:
+				w.Header().Set("Allow", "GET, HEAD, PUT, DELETE")
+				writeJSON(w, http.StatusMethodNotAllowed, stream.ErrorBodyOf(
+					stream.Errorf(stream.ErrInvalidRequest, "method %s not allowed", r.Method)))
+			}
+		default:
+			writeJSON(w, http.StatusNotFound, stream.ErrorJSON{Error: stream.ErrorBody{
+				Code: stream.CodeInvalidRequest, Message: "no such endpoint: " + path}})
+		}
+	})
+}
+
+func (g *Gateway) readyz(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/plain")
+	if err := g.cfg.Ready(); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, "not ready: "+err.Error()+"\n")
+		return
+	}
+	_, _ = io.WriteString(w, "ready\n")
+}
+
+// handlerFunc handles one API request with the session's token and returns
+// the session's new token and the error to report, if any.
+type handlerFunc func(w http.ResponseWriter, r *http.Request, tok stream.Token) (stream.Token, error)
+
+// instrument parses the session token, runs h, and writes the token and any
+// error into the response: every response carries the session's token.
+func (g *Gateway) instrument(op string, w http.ResponseWriter, r *http.Request, h handlerFunc, methods ...string) {
+	start := time.Now()
+	status := http.StatusOK
+	defer func() { g.metrics.observe(op, status, time.Since(start)) }()
+	if !contains(methods, r.Method) {
+		w.Header().Set("Allow", strings.Join(methods, ", "))
+		status = http.StatusMethodNotAllowed
+		writeJSON(w, status, stream.ErrorBodyOf(stream.Errorf(stream.ErrInvalidRequest, "method %s not allowed", r.Method)))
+		return
+	}
+	tok, err := requestToken(r)
+	if err != nil {
+		status = writeError(w, err)
+		return
+	}
+	out, err := h(w, r, tok)
+	if err != nil {
+		if errors.Is(err, stream.ErrTokenStreamMismatch) {
+			clearTokenCookie(w) // a stale token of a recreated stream: drop it
+		} else {
+			setToken(w, out, tok)
+		}
+		status = writeError(w, err)
+		if status >= 500 {
+			g.log.Warn().Err(err).Str("op", op).Int("status", status).Msg("request failed")
+		}
+	}
+}
+
+// requestToken reads the session token from the Tidemark-Token header and
+// the tidemark_token cookie; with both, the later one. Tokens of two
+// different streams: the header wins (the cookie may be stale).
+func requestToken(r *http.Request) (stream.Token, error) {
+	hdr, err := stream.ParseToken(r.Header.Get(stream.HeaderToken))
+	if err != nil {
+		return stream.Token{}, err
+	}
+	c, err := r.Cookie(CookieToken)
+	if err != nil || c.Value == "" {
+		return hdr, nil
+	}
+	ck, err := stream.ParseToken(c.Value)
+	if err != nil {
+		if !hdr.IsZero() {
+			return hdr, nil
+		}
+		return stream.Token{}, err
+	}
+	merged, err := hdr.Merge(ck)
+	if err != nil {
+		return hdr, nil
+	}
+	return merged, nil
+}
+
+// setToken sets the response token header and cookie: out when known, else
+// the request's token.
+func setToken(w http.ResponseWriter, out, in stream.Token) {
+	if m, err := in.Merge(out); err == nil {
+		out = m
+	} else if out.IsZero() {
+		out = in
+	}
+	if out.IsZero() {
+		return
+	}
+	s := out.String()
+	w.Header().Set(stream.HeaderToken, s)
+	http.SetCookie(w, &http.Cookie{Name: CookieToken, Value: s, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
+}
+
+func clearTokenCookie(w http.ResponseWriter) {
+	http.SetCookie(w, &http.Cookie{Name: CookieToken, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+}
+
+// requestKey returns the key of a /v1/kv/{key} request, path-unescaped.
+func requestKey(r *http.Request) (string, error) {
+	esc := strings.TrimPrefix(r.URL.EscapedPath(), kvPath+"/")
+	key, err := url.PathUnescape(esc)
+	if err != nil {
+		return "", stream.Errorf(stream.ErrInvalidKey, "invalid key: bad percent-encoding")
+	}
+	return key, stream.ValidateKey(key)
+}
+
+// waitBound returns the request's Tidemark-Wait, defaulted and capped.
+func (g *Gateway) waitBound(r *http.Request) (time.Duration, error) {
+	d, err := stream.ParseWait(r.Header.Get(stream.HeaderWait))
+	if err != nil {
+		return 0, err
+	}
+	if d == 0 {
+		d = g.cfg.DefaultWait
+	}
+	return min(d, g.cfg.MaxWait), nil
+}
+
+func (g *Gateway) put(w http.ResponseWriter, r *http.Request, tok stream.Token) (stream.Token, error) {
+	key, err := requestKey(r)
+	if err != nil {
+		return stream.Token{}, err
+	}
+	if r.ContentLength > int64(g.cfg.MaxValueBytes) {
+		return stream.Token{}, tooLarge(r.ContentLength, g.cfg.MaxValueBytes)
+	}
+	value, err := io.ReadAll(io.LimitReader(r.Body, int64(g.cfg.MaxValueBytes)+1))
+	if err != nil {
+		return stream.Token{}, stream.Errorf(stream.ErrInvalidRequest, "reading body: %v", err)
+	}
+	if len(value) > g.cfg.MaxValueBytes {
+		return stream.Token{}, tooLarge(-1, g.cfg.MaxValueBytes)
+	}
+	return g.write(w, r, stream.WriteRequest{Op: stream.OpPut, Key: key, Value: value, Token: tok})
+}
+
+func tooLarge(n int64, limit int) error {
+	if n < 0 {
+		return stream.Errorf(stream.ErrValueTooLarge, "value is over the limit of %d bytes", limit)
+	}
+	return stream.Errorf(stream.ErrValueTooLarge, "value of %d bytes is over the limit of %d bytes", n, limit)
+}
+
+func (g *Gateway) del(w http.ResponseWriter, r *http.Request, tok stream.Token) (stream.Token, error) {
+	key, err := requestKey(r)
+	if err != nil {
+		return stream.Token{}, err
+	}
+	return g.write(w, r, stream.WriteRequest{Op: stream.OpDelete, Key: key, Token: tok})
+}
+
+func (g *Gateway) write(w http.ResponseWriter, r *http.Request, req stream.WriteRequest) (stream.Token, error) {
+	req.WriteID = r.Header.Get(stream.HeaderWriteID)
+	if req.WriteID == "" {
+		req.WriteID = r.Header.Get(HeaderIdempotencyKey)
+	}
+	if len(req.WriteID) > stream.MaxWriteIDLen {
+		return stream.Token{}, stream.Errorf(stream.ErrInvalidRequest, "write id longer than %d bytes", stream.MaxWriteIDLen)
+	}
+	if s := r.Header.Get(stream.HeaderIfMatch); s != "" {
+		rev, err := stream.ParseRevision(s)
+		if err != nil {
+			return stream.Token{}, err
+		}
+		req.IfRevision = rev
+	}
+	switch s := r.Header.Get(stream.HeaderIfNoneMatch); s {
+	case "":
+	case "*":
+		req.IfAbsent = true
+	default:
+		return stream.Token{}, stream.Errorf(stream.ErrInvalidRequest, "If-None-Match on a write supports only *")
+	}
+	if req.IfAbsent && req.IfRevision != 0 {
+		return stream.Token{}, stream.Errorf(stream.ErrInvalidRequest, "If-Match and If-None-Match together")
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), DefaultWriteTimeout)
+	defer cancel()
+	res, err := g.cfg.Writer.Write(ctx, req)
+	if err != nil {
+		if res.Revision != 0 {
+			w.Header().Set(stream.HeaderRevision, strconv.FormatUint(res.Revision, 10))
+		}
+		return res.Token, err
+	}
+	setToken(w, res.Token, req.Token)
+	w.Header().Set(stream.HeaderRevision, strconv.FormatUint(res.Revision, 10))
+	w.Header().Set("ETag", etag(res.Revision))
+	writeJSON(w, http.StatusOK, stream.WriteJSON{Key: req.Key, Revision: res.Revision, Token: res.Token.String()})
+	return res.Token, nil
+}
+
+func etag(rev uint64) string { return `"` + strconv.FormatUint(rev, 10) + `"` }
+
+// readContext bounds a read by its wait plus the reply margin.
+func readContext(r *http.Request, wait time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), wait+DefaultReplyMargin)
+}
+
+func (g *Gateway) get(w http.ResponseWriter, r *http.Request, tok stream.Token) (stream.Token, error) {
+	key, err := requestKey(r)
+	if err != nil {
+		return stream.Token{}, err
+	}
+	wait, err := g.waitBound(r)
+	if err != nil {
+		return stream.Token{}, err
+	}
+	ctx, cancel := readContext(r, wait)
+	defer cancel()
+	res, err := g.cfg.Reader.Get(ctx, stream.GetRequest{Key: key, Token: tok, Wait: wait, Replica: r.Header.Get(stream.HeaderReplica)})
+	servedBy(w, res.Replica, res.Applied, res.Waited)
+	g.metrics.waited(res.Waited)
+	if err != nil {
+		if res.Record.Revision != 0 {
+			w.Header().Set(stream.HeaderRevision, strconv.FormatUint(res.Record.Revision, 10))
+		}
+		return res.Token, err
+	}
+	setToken(w, res.Token, tok)
+	h := w.Header()
+	h.Set(stream.HeaderRevision, strconv.FormatUint(res.Record.Revision, 10))
+	h.Set("ETag", etag(res.Record.Revision))
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Length", strconv.Itoa(len(res.Record.Value)))
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(res.Record.Value)
+	}
+	return res.Token, nil
+}
+
+func (g *Gateway) scan(w http.ResponseWriter, r *http.Request, tok stream.Token) (stream.Token, error) {
+	q := r.URL.Query()
+	req := stream.ScanRequest{Prefix: q.Get("prefix"), After: q.Get("after"), Token: tok, Replica: r.Header.Get(stream.HeaderReplica)}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return stream.Token{}, stream.Errorf(stream.ErrInvalidRequest, "invalid limit %q", s)
+		}
+		req.Limit = n
+	}
+	if err := req.Validate(); err != nil {
+		return stream.Token{}, err
+	}
+	wait, err := g.waitBound(r)
+	if err != nil {
+		return stream.Token{}, err
+	}
+	req.Wait = wait
+	ctx, cancel := readContext(r, wait)
+	defer cancel()
+	res, err := g.cfg.Reader.Scan(ctx, req)
+	servedBy(w, res.Replica, res.Applied, res.Waited)
+	g.metrics.waited(res.Waited)
+	if err != nil {
+		return res.Token, err
+	}
+	setToken(w, res.Token, tok)
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, res.ToScanJSON())
+	return res.Token, nil
+}
+
+func servedBy(w http.ResponseWriter, replica string, applied uint64, waited time.Duration) {
+	if replica == "" {
+		return
+	}
+	h := w.Header()
+	h.Set(stream.HeaderReplica, replica)
+	h.Set(stream.HeaderApplied, strconv.FormatUint(applied, 10))
+	h.Set(stream.HeaderWaited, waited.String())
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
