@@ -335,4 +335,3 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
-
