@@ -279,12 +279,11 @@ func TestBadTokensFailFast(t *testing.T) {
 
 func TestScanPaging(t *testing.T) {
 	f := setup(t)
-	var last stream.Token
 	for i := range 7 {
-		last = f.put(t, fmt.Sprintf("p/%d", i), fmt.Sprint(i))
+		f.put(t, fmt.Sprintf("p/%d", i), fmt.Sprint(i))
 	}
 	f.put(t, "q", "other")
-	last = f.write(t, "p/3", nil)
+	last := f.write(t, "p/3", nil)
 	ctx := context.Background()
 
 	var keys []string
