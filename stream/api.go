@@ -23,6 +23,11 @@ const (
 	HeaderReplica     = "Tidemark-Replica"
 	HeaderApplied     = "Tidemark-Applied"
 	HeaderWaited      = "Tidemark-Waited"
+	HeaderConsistency = "Tidemark-Consistency"
+	HeaderOnTimeout   = "Tidemark-On-Timeout"
+	HeaderStreamLast  = "Tidemark-Stream-Last"
+	HeaderSession     = "Tidemark-Session"
+	HeaderSessionSeq  = "Tidemark-Session-Seq"
 	HeaderIfMatch     = "If-Match"
 	HeaderIfNoneMatch = "If-None-Match"
 	// HeaderErrorCode and HeaderError are the micro service error headers.
@@ -64,6 +69,34 @@ func (s Subjects) ReplicaGet(id string) string { return s.base() + ".replica." +
 // ReplicaScan is the prefix scan endpoint of one replica.
 func (s Subjects) ReplicaScan(id string) string { return s.base() + ".replica." + id + ".scan" }
 
+// Consistency is a read's consistency level.
+type Consistency string
+
+// The consistency levels of a read.
+const (
+	// Session (the default) waits until the replica has applied the
+	// request's token: read-your-writes and monotonic reads.
+	Session Consistency = "session"
+	// Strong waits until the replica has applied the stream's last
+	// sequence as of the request, so it also sees every other session's
+	// acknowledged writes.
+	Strong Consistency = "strong"
+	// Eventual never waits; the reply says how far the replica had applied
+	// and the stream's last sequence as the replica knew it.
+	Eventual Consistency = "eventual"
+)
+
+// ParseConsistency parses a consistency level; "" is Session.
+func ParseConsistency(s string) (Consistency, error) {
+	switch c := Consistency(s); c {
+	case "", Session:
+		return Session, nil
+	case Strong, Eventual:
+		return c, nil
+	}
+	return "", Errorf(ErrInvalidRequest, "invalid consistency %q: want session, strong or eventual", s)
+}
+
 // WriteRequest is a put or a delete as a writer receives it.
 type WriteRequest struct {
 	// Op is OpPut or OpDelete.
@@ -82,6 +115,11 @@ type WriteRequest struct {
 	IfRevision uint64
 	// IfAbsent makes the write happen only if the key does not exist.
 	IfAbsent bool
+	// Session and SessionSeq, when set, order the write within its
+	// session: a write whose SessionSeq is not above the highest one
+	// already stored for Session is never applied (monotonic writes).
+	Session    string
+	SessionSeq uint64
 }
 
 // WriteResult is the outcome of a write.
@@ -103,9 +141,14 @@ type GetRequest struct {
 	// Wait bounds how long the read may wait for the token; 0 means the
 	// server's default.
 	Wait time.Duration
+	// Consistency is the read's level; "" is Session.
+	Consistency Consistency
 	// Replica, when set, sends the read to that replica only; it is routing
 	// information, carried by the subject, not by the request.
 	Replica string
+	// Forward, when the chosen replica cannot reach the token in time,
+	// tries the freshest other replica before failing (routing only).
+	Forward bool
 }
 
 // GetResult is the outcome of a point read. On ErrNotFound it still carries
@@ -121,6 +164,8 @@ type GetResult struct {
 	Applied uint64
 	// Waited is how long the read waited for the token.
 	Waited time.Duration
+	// StreamLast is the stream's last sequence as the replica knew it.
+	StreamLast uint64
 }
 
 // ScanRequest is a prefix scan.
@@ -135,8 +180,12 @@ type ScanRequest struct {
 	Token Token
 	// Wait bounds how long the scan may wait for the token.
 	Wait time.Duration
+	// Consistency is the scan's level; "" is Session.
+	Consistency Consistency
 	// Replica, when set, sends the scan to that replica only.
 	Replica string
+	// Forward is as in GetRequest.
+	Forward bool
 }
 
 // Scan limits.
@@ -153,10 +202,11 @@ type ScanResult struct {
 	Next string
 	// Token is the session's new token.
 	Token Token
-	// Replica, Applied and Waited are as in GetResult.
-	Replica string
-	Applied uint64
-	Waited  time.Duration
+	// Replica, Applied, Waited and StreamLast are as in GetResult.
+	Replica    string
+	Applied    uint64
+	Waited     time.Duration
+	StreamLast uint64
 }
 
 // WriteJSON is the JSON body of a successful write, over HTTP and NATS.
@@ -226,6 +276,25 @@ func DecodeKey(s string) (string, error) {
 	return key, ValidateKey(key)
 }
 
+// MaxSessionLen bounds a session id.
+const MaxSessionLen = 64
+
+// ParseSession parses a write's session id and sequence: both absent, or
+// an id of 1 to 64 letters, digits, '-' or '_' with a positive sequence.
+func ParseSession(id, seq string) (string, uint64, error) {
+	if id == "" && seq == "" {
+		return "", 0, nil
+	}
+	if !ValidReplicaID(id) {
+		return "", 0, Errorf(ErrInvalidRequest, "invalid session %q: want 1 to %d letters, digits, '-' or '_'", id, MaxSessionLen)
+	}
+	n, err := strconv.ParseUint(seq, 10, 64)
+	if err != nil || n == 0 {
+		return "", 0, Errorf(ErrInvalidRequest, "invalid session sequence %q: want a positive integer", seq)
+	}
+	return id, n, nil
+}
+
 // ParseWait parses a wait bound ("250ms", "2s"); "" is 0 (the default).
 func ParseWait(s string) (time.Duration, error) {
 	if s == "" {
@@ -275,6 +344,10 @@ func (w WriteRequest) Msg(subject string) *nats.Msg {
 	if w.IfAbsent {
 		m.Header.Set(HeaderIfNoneMatch, "*")
 	}
+	if w.Session != "" {
+		m.Header.Set(HeaderSession, w.Session)
+		m.Header.Set(HeaderSessionSeq, strconv.FormatUint(w.SessionSeq, 10))
+	}
 	if w.Op == OpPut {
 		m.Data = w.Value
 	}
@@ -309,6 +382,9 @@ func DecodeWriteRequest(op Op, h nats.Header, data []byte) (WriteRequest, error)
 	}
 	if w.IfAbsent && w.IfRevision != 0 {
 		return WriteRequest{}, Errorf(ErrInvalidRequest, "If-Match and If-None-Match together")
+	}
+	if w.Session, w.SessionSeq, err = ParseSession(header(h, HeaderSession), header(h, HeaderSessionSeq)); err != nil {
+		return WriteRequest{}, err
 	}
 	switch op {
 	case OpPut:
@@ -359,7 +435,7 @@ func DecodeWriteReply(m *nats.Msg) (WriteResult, error) {
 func (g GetRequest) Msg(subject string) *nats.Msg {
 	m := nats.NewMsg(subject)
 	m.Header.Set(HeaderKey, EncodeKey(g.Key))
-	setReadHeaders(m.Header, g.Token, g.Wait)
+	setReadHeaders(m.Header, g.Token, g.Wait, g.Consistency)
 	return m
 }
 
@@ -369,18 +445,18 @@ func DecodeGetRequest(h nats.Header) (GetRequest, error) {
 	if err != nil {
 		return GetRequest{}, err
 	}
-	tok, wait, err := readHeaders(h)
+	tok, wait, c, err := readHeaders(h)
 	if err != nil {
 		return GetRequest{}, err
 	}
-	return GetRequest{Key: key, Token: tok, Wait: wait}, nil
+	return GetRequest{Key: key, Token: tok, Wait: wait, Consistency: c}, nil
 }
 
 // EncodeGetReply encodes the reply to a point read: headers and body (the value).
 func EncodeGetReply(res GetResult, err error) (nats.Header, []byte) {
 	h := nats.Header{}
 	setTokenRev(h, res.Token, res.Record.Revision)
-	setServedBy(h, res.Replica, res.Applied, res.Waited)
+	setServedBy(h, res.Replica, res.Applied, res.Waited, res.StreamLast)
 	if err != nil {
 		return errorReply(h, err)
 	}
@@ -394,7 +470,7 @@ func DecodeGetReply(key string, m *nats.Msg) (GetResult, error) {
 	if err != nil {
 		return res, err
 	}
-	res.Replica, res.Applied, res.Waited = servedBy(m.Header)
+	res.Replica, res.Applied, res.Waited, res.StreamLast = servedBy(m.Header)
 	if err := replyError(m); err != nil {
 		res.Record.Deleted = res.Record.Revision != 0
 		return res, err
@@ -409,14 +485,14 @@ func DecodeGetReply(key string, m *nats.Msg) (GetResult, error) {
 // Msg builds the NATS request for s on subject.
 func (s ScanRequest) Msg(subject string) *nats.Msg {
 	m := nats.NewMsg(subject)
-	setReadHeaders(m.Header, s.Token, s.Wait)
+	setReadHeaders(m.Header, s.Token, s.Wait, s.Consistency)
 	m.Data, _ = json.Marshal(ScanRequestJSON{Prefix: s.Prefix, After: s.After, Limit: s.Limit})
 	return m
 }
 
 // DecodeScanRequest decodes a prefix scan from NATS headers and data.
 func DecodeScanRequest(h nats.Header, data []byte) (ScanRequest, error) {
-	tok, wait, err := readHeaders(h)
+	tok, wait, c, err := readHeaders(h)
 	if err != nil {
 		return ScanRequest{}, err
 	}
@@ -426,7 +502,7 @@ func DecodeScanRequest(h nats.Header, data []byte) (ScanRequest, error) {
 			return ScanRequest{}, Errorf(ErrInvalidRequest, "invalid scan request: %v", err)
 		}
 	}
-	s := ScanRequest{Prefix: body.Prefix, After: body.After, Limit: body.Limit, Token: tok, Wait: wait}
+	s := ScanRequest{Prefix: body.Prefix, After: body.After, Limit: body.Limit, Token: tok, Wait: wait, Consistency: c}
 	return s, s.Validate()
 }
 
@@ -454,7 +530,7 @@ func (s *ScanRequest) Validate() error {
 func EncodeScanReply(res ScanResult, err error) (nats.Header, []byte) {
 	h := nats.Header{}
 	setTokenRev(h, res.Token, 0)
-	setServedBy(h, res.Replica, res.Applied, res.Waited)
+	setServedBy(h, res.Replica, res.Applied, res.Waited, res.StreamLast)
 	if err != nil {
 		return errorReply(h, err)
 	}
@@ -469,7 +545,7 @@ func DecodeScanReply(m *nats.Msg) (ScanResult, error) {
 	if err != nil {
 		return res, err
 	}
-	res.Replica, res.Applied, res.Waited = servedBy(m.Header)
+	res.Replica, res.Applied, res.Waited, res.StreamLast = servedBy(m.Header)
 	if err := replyError(m); err != nil {
 		return res, err
 	}
@@ -485,25 +561,32 @@ func DecodeScanReply(m *nats.Msg) (ScanResult, error) {
 	return res, nil
 }
 
-func setReadHeaders(h nats.Header, tok Token, wait time.Duration) {
+func setReadHeaders(h nats.Header, tok Token, wait time.Duration, c Consistency) {
 	if !tok.IsZero() {
 		h.Set(HeaderToken, tok.String())
 	}
 	if wait > 0 {
 		h.Set(HeaderWait, wait.String())
 	}
+	if c != "" && c != Session {
+		h.Set(HeaderConsistency, string(c))
+	}
 }
 
-func readHeaders(h nats.Header) (Token, time.Duration, error) {
+func readHeaders(h nats.Header) (Token, time.Duration, Consistency, error) {
 	tok, err := ParseToken(header(h, HeaderToken))
 	if err != nil {
-		return Token{}, 0, err
+		return Token{}, 0, "", err
 	}
 	wait, err := ParseWait(header(h, HeaderWait))
 	if err != nil {
-		return Token{}, 0, err
+		return Token{}, 0, "", err
 	}
-	return tok, wait, nil
+	c, err := ParseConsistency(header(h, HeaderConsistency))
+	if err != nil {
+		return Token{}, 0, "", err
+	}
+	return tok, wait, c, nil
 }
 
 func setTokenRev(h nats.Header, tok Token, rev uint64) {
@@ -515,19 +598,31 @@ func setTokenRev(h nats.Header, tok Token, rev uint64) {
 	}
 }
 
-func setServedBy(h nats.Header, replica string, applied uint64, waited time.Duration) {
+// SetServedBy writes the headers that say which replica served a read, how
+// far it had applied, how long the read waited and the stream's last
+// sequence as the replica knew it. HTTP and NATS replies share it.
+func SetServedBy(h map[string][]string, replica string, applied uint64, waited time.Duration, streamLast uint64) {
 	if replica == "" {
 		return
 	}
-	h.Set(HeaderReplica, replica)
-	h.Set(HeaderApplied, strconv.FormatUint(applied, 10))
-	h.Set(HeaderWaited, waited.String())
+	hh := nats.Header(h)
+	hh.Set(HeaderReplica, replica)
+	hh.Set(HeaderApplied, strconv.FormatUint(applied, 10))
+	hh.Set(HeaderWaited, waited.String())
+	if streamLast != 0 {
+		hh.Set(HeaderStreamLast, strconv.FormatUint(streamLast, 10))
+	}
 }
 
-func servedBy(h nats.Header) (string, uint64, time.Duration) {
+func setServedBy(h nats.Header, replica string, applied uint64, waited time.Duration, streamLast uint64) {
+	SetServedBy(h, replica, applied, waited, streamLast)
+}
+
+func servedBy(h nats.Header) (string, uint64, time.Duration, uint64) {
 	applied, _ := strconv.ParseUint(header(h, HeaderApplied), 10, 64)
 	waited, _ := time.ParseDuration(header(h, HeaderWaited))
-	return header(h, HeaderReplica), applied, waited
+	last, _ := strconv.ParseUint(header(h, HeaderStreamLast), 10, 64)
+	return header(h, HeaderReplica), applied, waited, last
 }
 
 func replyTokenRev(m *nats.Msg) (Token, uint64, error) {

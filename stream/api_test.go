@@ -18,6 +18,7 @@ func TestWriteRequestRoundTrip(t *testing.T) {
 		{Op: stream.OpPut, Key: "k", Value: []byte{}, IfRevision: 3},
 		{Op: stream.OpPut, Key: "k", Value: []byte("x"), IfAbsent: true},
 		{Op: stream.OpDelete, Key: "☕"},
+		{Op: stream.OpPut, Key: "s", Value: []byte("v"), Session: "sess-1", SessionSeq: 4},
 	} {
 		m := w.Msg("subj")
 		got, err := stream.DecodeWriteRequest(w.Op, m.Header, m.Data)
@@ -25,7 +26,7 @@ func TestWriteRequestRoundTrip(t *testing.T) {
 			t.Fatalf("DecodeWriteRequest(%+v): %v", w, err)
 		}
 		if got.Key != w.Key || got.Token != w.Token || got.WriteID != w.WriteID || got.IfRevision != w.IfRevision ||
-			got.IfAbsent != w.IfAbsent || !bytes.Equal(got.Value, w.Value) {
+			got.IfAbsent != w.IfAbsent || got.Session != w.Session || got.SessionSeq != w.SessionSeq || !bytes.Equal(got.Value, w.Value) {
 			t.Fatalf("round trip %+v -> %+v", w, got)
 		}
 	}
@@ -49,6 +50,9 @@ func TestDecodeWriteRequestRejects(t *testing.T) {
 		{"long write id", stream.OpPut, map[string]string{stream.HeaderKey: "k", stream.HeaderWriteID: strings.Repeat("w", 200)}, nil, stream.ErrInvalidRequest},
 		{"delete body", stream.OpDelete, map[string]string{stream.HeaderKey: "k"}, []byte("x"), stream.ErrInvalidRequest},
 		{"bad op", stream.Op("zap"), map[string]string{stream.HeaderKey: "k"}, nil, stream.ErrInvalidRequest},
+		{"session without seq", stream.OpPut, map[string]string{stream.HeaderKey: "k", stream.HeaderSession: "s"}, nil, stream.ErrInvalidRequest},
+		{"session seq zero", stream.OpPut, map[string]string{stream.HeaderKey: "k", stream.HeaderSession: "s", stream.HeaderSessionSeq: "0"}, nil, stream.ErrInvalidRequest},
+		{"bad session id", stream.OpPut, map[string]string{stream.HeaderKey: "k", stream.HeaderSession: "a.b", stream.HeaderSessionSeq: "1"}, nil, stream.ErrInvalidRequest},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			h := nats.Header{}
@@ -63,7 +67,7 @@ func TestDecodeWriteRequestRejects(t *testing.T) {
 }
 
 func TestReadRequestsRoundTrip(t *testing.T) {
-	g := stream.GetRequest{Key: "k/1", Token: stream.NewToken("ab", 9), Wait: 1500 * time.Millisecond}
+	g := stream.GetRequest{Key: "k/1", Token: stream.NewToken("ab", 9), Wait: 1500 * time.Millisecond, Consistency: stream.Session}
 	m := g.Msg("s")
 	got, err := stream.DecodeGetRequest(m.Header)
 	if err != nil {
@@ -72,7 +76,7 @@ func TestReadRequestsRoundTrip(t *testing.T) {
 	if got != g {
 		t.Fatalf("get round trip %+v -> %+v", g, got)
 	}
-	s := stream.ScanRequest{Prefix: "k/", After: "k/1", Limit: 10, Token: stream.NewToken("ab", 9), Wait: time.Second}
+	s := stream.ScanRequest{Prefix: "k/", After: "k/1", Limit: 10, Token: stream.NewToken("ab", 9), Wait: time.Second, Consistency: stream.Strong}
 	m = s.Msg("s")
 	gs, err := stream.DecodeScanRequest(m.Header, m.Data)
 	if err != nil {
@@ -109,7 +113,7 @@ func TestRepliesRoundTrip(t *testing.T) {
 func TestCodes(t *testing.T) {
 	for _, err := range []error{stream.ErrInvalidToken, stream.ErrTokenStreamMismatch, stream.ErrTokenFromFuture, stream.ErrInvalidKey,
 		stream.ErrInvalidRequest, stream.ErrNotFound, stream.ErrRevisionMismatch, stream.ErrValueTooLarge, stream.ErrUnavailable,
-		stream.ErrTokenWaitTimeout, stream.ErrInternal} {
+		stream.ErrTokenWaitTimeout, stream.ErrOutOfOrder, stream.ErrInternal} {
 		wrapped := stream.Errorf(err, "details")
 		back := stream.FromCode(stream.Code(wrapped), wrapped.Error())
 		if !errors.Is(back, err) {
@@ -165,6 +169,7 @@ func FuzzDecodeReadRequests(f *testing.F) {
 		h.Set(stream.HeaderKey, key)
 		h.Set(stream.HeaderToken, tok)
 		h.Set(stream.HeaderWait, wait)
+		h.Set(stream.HeaderConsistency, tok)
 		if g, err := stream.DecodeGetRequest(h); err == nil {
 			if stream.ValidateKey(g.Key) != nil || g.Wait < 0 {
 				t.Fatalf("accepted %+v", g)

@@ -29,6 +29,9 @@ var (
 	ErrUnavailable = errors.New("unavailable")
 	// ErrTokenWaitTimeout means no replica reached the token in time.
 	ErrTokenWaitTimeout = errors.New("token wait timeout")
+	// ErrOutOfOrder means a session's write arrived after a later write of
+	// the same session had been stored; it is not applied.
+	ErrOutOfOrder = errors.New("write out of session order")
 	// ErrInternal is an unexpected failure.
 	ErrInternal = errors.New("internal error")
 )
@@ -45,6 +48,7 @@ const (
 	CodeValueTooLarge       = "value_too_large"
 	CodeUnavailable         = "unavailable"
 	CodeTokenWaitTimeout    = "token_wait_timeout"
+	CodeOutOfOrder          = "write_out_of_order"
 	CodeInternal            = "internal"
 )
 
@@ -62,6 +66,7 @@ var codes = []struct {
 	{ErrValueTooLarge, CodeValueTooLarge},
 	{ErrUnavailable, CodeUnavailable},
 	{ErrTokenWaitTimeout, CodeTokenWaitTimeout},
+	{ErrOutOfOrder, CodeOutOfOrder},
 	{ErrInternal, CodeInternal},
 }
 
