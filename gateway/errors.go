@@ -18,6 +18,8 @@ func statusOf(code string) int {
 		return http.StatusNotFound
 	case stream.CodeRevisionMismatch:
 		return http.StatusPreconditionFailed
+	case stream.CodeOutOfOrder:
+		return http.StatusConflict
 	case stream.CodeValueTooLarge:
 		return http.StatusRequestEntityTooLarge
 	case stream.CodeUnavailable:

@@ -158,16 +158,40 @@ func requestKey(r *http.Request) (string, error) {
 	return key, stream.ValidateKey(key)
 }
 
-// waitBound returns the request's Tidemark-Wait, defaulted and capped.
-func (g *Gateway) waitBound(r *http.Request) (time.Duration, error) {
+// readOptions are the request headers every read takes.
+type readOptions struct {
+	wait        time.Duration
+	consistency stream.Consistency
+	replica     string
+	forward     bool
+}
+
+// readHeaders parses a read's Tidemark-Wait (defaulted and capped),
+// Tidemark-Consistency, Tidemark-Replica and Tidemark-On-Timeout.
+func (g *Gateway) readHeaders(r *http.Request) (readOptions, error) {
 	d, err := stream.ParseWait(r.Header.Get(stream.HeaderWait))
 	if err != nil {
-		return 0, err
+		return readOptions{}, err
 	}
 	if d == 0 {
 		d = g.cfg.DefaultWait
 	}
-	return min(d, g.cfg.MaxWait), nil
+	c, err := stream.ParseConsistency(r.Header.Get(stream.HeaderConsistency))
+	if err != nil {
+		return readOptions{}, err
+	}
+	o := readOptions{wait: min(d, g.cfg.MaxWait), consistency: c, replica: r.Header.Get(stream.HeaderReplica)}
+	if o.replica != "" && !stream.ValidReplicaID(o.replica) {
+		return readOptions{}, stream.Errorf(stream.ErrInvalidRequest, "invalid %s %q", stream.HeaderReplica, o.replica)
+	}
+	switch s := r.Header.Get(stream.HeaderOnTimeout); s {
+	case "", "fail":
+	case "forward":
+		o.forward = true
+	default:
+		return readOptions{}, stream.Errorf(stream.ErrInvalidRequest, "invalid %s %q: want fail or forward", stream.HeaderOnTimeout, s)
+	}
+	return o, nil
 }
 
 func (g *Gateway) put(w http.ResponseWriter, r *http.Request, tok stream.Token) (stream.Token, error) {
@@ -228,6 +252,10 @@ func (g *Gateway) write(w http.ResponseWriter, r *http.Request, req stream.Write
 	if req.IfAbsent && req.IfRevision != 0 {
 		return stream.Token{}, stream.Errorf(stream.ErrInvalidRequest, "If-Match and If-None-Match together")
 	}
+	var err error
+	if req.Session, req.SessionSeq, err = stream.ParseSession(r.Header.Get(stream.HeaderSession), r.Header.Get(stream.HeaderSessionSeq)); err != nil {
+		return stream.Token{}, err
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), DefaultWriteTimeout)
 	defer cancel()
 	res, err := g.cfg.Writer.Write(ctx, req)
@@ -256,14 +284,14 @@ func (g *Gateway) get(w http.ResponseWriter, r *http.Request, tok stream.Token) 
 	if err != nil {
 		return stream.Token{}, err
 	}
-	wait, err := g.waitBound(r)
+	o, err := g.readHeaders(r)
 	if err != nil {
 		return stream.Token{}, err
 	}
-	ctx, cancel := readContext(r, wait)
+	ctx, cancel := readContext(r, o.wait)
 	defer cancel()
-	res, err := g.cfg.Reader.Get(ctx, stream.GetRequest{Key: key, Token: tok, Wait: wait, Replica: r.Header.Get(stream.HeaderReplica)})
-	servedBy(w, res.Replica, res.Applied, res.Waited)
+	res, err := g.cfg.Reader.Get(ctx, stream.GetRequest{Key: key, Token: tok, Wait: o.wait, Consistency: o.consistency, Replica: o.replica, Forward: o.forward})
+	stream.SetServedBy(w.Header(), res.Replica, res.Applied, res.Waited, res.StreamLast)
 	g.metrics.waited(res.Waited)
 	if err != nil {
 		if res.Record.Revision != 0 {
@@ -287,7 +315,12 @@ func (g *Gateway) get(w http.ResponseWriter, r *http.Request, tok stream.Token) 
 
 func (g *Gateway) scan(w http.ResponseWriter, r *http.Request, tok stream.Token) (stream.Token, error) {
 	q := r.URL.Query()
-	req := stream.ScanRequest{Prefix: q.Get("prefix"), After: q.Get("after"), Token: tok, Replica: r.Header.Get(stream.HeaderReplica)}
+	o, err := g.readHeaders(r)
+	if err != nil {
+		return stream.Token{}, err
+	}
+	req := stream.ScanRequest{Prefix: q.Get("prefix"), After: q.Get("after"), Token: tok, Wait: o.wait,
+		Consistency: o.consistency, Replica: o.replica, Forward: o.forward}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil {
@@ -298,15 +331,10 @@ func (g *Gateway) scan(w http.ResponseWriter, r *http.Request, tok stream.Token)
 	if err := req.Validate(); err != nil {
 		return stream.Token{}, err
 	}
-	wait, err := g.waitBound(r)
-	if err != nil {
-		return stream.Token{}, err
-	}
-	req.Wait = wait
-	ctx, cancel := readContext(r, wait)
+	ctx, cancel := readContext(r, o.wait)
 	defer cancel()
 	res, err := g.cfg.Reader.Scan(ctx, req)
-	servedBy(w, res.Replica, res.Applied, res.Waited)
+	stream.SetServedBy(w.Header(), res.Replica, res.Applied, res.Waited, res.StreamLast)
 	g.metrics.waited(res.Waited)
 	if err != nil {
 		return res.Token, err
@@ -315,16 +343,6 @@ func (g *Gateway) scan(w http.ResponseWriter, r *http.Request, tok stream.Token)
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, res.ToScanJSON())
 	return res.Token, nil
-}
-
-func servedBy(w http.ResponseWriter, replica string, applied uint64, waited time.Duration) {
-	if replica == "" {
-		return
-	}
-	h := w.Header()
-	h.Set(stream.HeaderReplica, replica)
-	h.Set(stream.HeaderApplied, strconv.FormatUint(applied, 10))
-	h.Set(stream.HeaderWaited, waited.String())
 }
 
 func contains(list []string, s string) bool {

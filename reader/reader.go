@@ -88,8 +88,8 @@ func (r *Reader) Get(ctx context.Context, req stream.GetRequest) (stream.GetResu
 	if err := stream.ValidateKey(req.Key); err != nil {
 		return res, err
 	}
-	waited, err := r.await(ctx, req.Token, req.Wait)
-	res.Waited = waited
+	need, waited, err := r.awaitLevel(ctx, req.Token, req.Consistency, req.Wait)
+	res.Waited, res.StreamLast = waited, r.cfg.Stream.KnownLast()
 	if err != nil {
 		res.Token, res.Applied = failedToken(req.Token, err), r.cfg.Store.Applied()
 		return res, err
@@ -100,7 +100,7 @@ func (r *Reader) Get(ctx context.Context, req stream.GetRequest) (stream.GetResu
 		res.Token = req.Token
 		return res, r.internal("get", err)
 	}
-	if err := r.checkSnapshot(req.Token, applied); err != nil {
+	if err := r.checkSnapshot(need, applied); err != nil {
 		res.Token = req.Token
 		return res, err
 	}
@@ -123,8 +123,8 @@ func (r *Reader) Scan(ctx context.Context, req stream.ScanRequest) (stream.ScanR
 	if err := req.Validate(); err != nil {
 		return res, err
 	}
-	waited, err := r.await(ctx, req.Token, req.Wait)
-	res.Waited = waited
+	need, waited, err := r.awaitLevel(ctx, req.Token, req.Consistency, req.Wait)
+	res.Waited, res.StreamLast = waited, r.cfg.Stream.KnownLast()
 	if err != nil {
 		res.Token, res.Applied = failedToken(req.Token, err), r.cfg.Store.Applied()
 		return res, err
@@ -135,7 +135,7 @@ func (r *Reader) Scan(ctx context.Context, req stream.ScanRequest) (stream.ScanR
 		res.Token = req.Token
 		return res, r.internal("scan", err)
 	}
-	if err := r.checkSnapshot(req.Token, applied); err != nil {
+	if err := r.checkSnapshot(need, applied); err != nil {
 		res.Token = req.Token
 		return res, err
 	}
@@ -228,12 +228,43 @@ func (r *Reader) await(ctx context.Context, tok stream.Token, wait time.Duration
 }
 
 // checkSnapshot guards the read-your-writes promise: a snapshot behind the
-// token is never served.
-func (r *Reader) checkSnapshot(tok stream.Token, applied uint64) error {
-	if applied < tok.Seq {
-		return stream.Errorf(stream.ErrInternal, "replica %s read a snapshot at %d behind the token %d", r.cfg.Replica, applied, tok.Seq)
+// position the read must reflect is never served.
+func (r *Reader) checkSnapshot(need, applied uint64) error {
+	if applied < need {
+		return stream.Errorf(stream.ErrInternal, "replica %s read a snapshot at %d behind the token %d", r.cfg.Replica, applied, need)
 	}
 	return nil
+}
+
+// awaitLevel waits for what the read's consistency level needs and returns
+// the stream position the read must reflect:
+//   - Session: the request's token;
+//   - Strong: the stream's last sequence as of the request (asked of the
+//     server now, not from a cache, so every write acknowledged before the
+//     request is included), or the token if later;
+//   - Eventual: nothing; the read is served at once from whatever the
+//     replica has applied.
+func (r *Reader) awaitLevel(ctx context.Context, tok stream.Token, c stream.Consistency, wait time.Duration) (uint64, time.Duration, error) {
+	switch c {
+	case stream.Eventual:
+		if err := r.cfg.Store.Err(); err != nil {
+			return 0, 0, r.unavailable(err)
+		}
+		return 0, 0, tok.Check(r.cfg.Stream.ID())
+	case stream.Strong:
+		if err := tok.Check(r.cfg.Stream.ID()); err != nil {
+			return 0, 0, err
+		}
+		info, err := r.cfg.Stream.Info(ctx)
+		if err != nil {
+			return 0, 0, stream.Errorf(stream.ErrUnavailable, "strong read: the stream's last sequence is unknown: %v", err)
+		}
+		if last := info.State.LastSeq; last > tok.Seq {
+			tok = r.cfg.Stream.Token(last)
+		}
+	}
+	waited, err := r.await(ctx, tok, wait)
+	return tok.Seq, waited, err
 }
 
 func (r *Reader) unavailable(err error) error {

@@ -77,6 +77,9 @@ type Stats struct {
 	// Splits is how many times a batch was split because it was too big
 	// for one Badger transaction.
 	Splits uint64
+	// Skipped is how many writes this process left out because they came
+	// out of their session's order (see stream.SessionWindow).
+	Skipped uint64
 }
 
 // Replicator applies the stream to a Badger database. Its methods are safe
@@ -89,6 +92,7 @@ type Replicator struct {
 	messages atomic.Uint64
 	batches  atomic.Uint64
 	splits   atomic.Uint64
+	skipped  atomic.Uint64
 
 	// dbMu guards db: reads hold it shared, Open and Close exclusively.
 	dbMu sync.RWMutex
@@ -307,5 +311,6 @@ func (r *Replicator) Stats() Stats {
 		Messages: r.messages.Load(),
 		Batches:  r.batches.Load(),
 		Splits:   r.splits.Load(),
+		Skipped:  r.skipped.Load(),
 	}
 }

@@ -19,6 +19,7 @@ import (
 type delivery struct {
 	seq   uint64
 	entry stream.Entry
+	time  int64 // the message's stream timestamp, in Unix nanoseconds
 	size  int64 // bytes charged to the pump's budget
 	err   error // not nil for the last delivery: why the pump stopped
 }
@@ -256,8 +257,9 @@ func (r *Replicator) decode(msg jetstream.Msg) (delivery, string) {
 	}
 	d.seq = meta.Sequence.Stream
 	r.cfg.Stream.ObserveLast(d.seq + meta.NumPending)
+	d.time = meta.Timestamp.UnixNano()
 	op := msg.Headers().Get(stream.HeaderOp)
-	d.entry, err = stream.DecodeEntry(r.cfg.Stream.Subject(), msg.Subject(), op, msg.Data())
+	d.entry, err = stream.DecodeMessage(r.cfg.Stream.Subject(), msg.Subject(), msg.Headers(), msg.Data())
 	if err != nil {
 		d.err = fmt.Errorf("%w: seq %d, subject %q, op %q: %v; the replica stops before it (see the replicator package documentation)",
 			ErrBadMessage, d.seq, msg.Subject(), op, err)
@@ -375,8 +377,9 @@ func (r *Replicator) commit(db *badger.DB, ds []delivery) error {
 	for len(ds) > 0 {
 		n := len(ds)
 		for {
-			fit, err := commitTxn(db, ds[:n])
+			fit, skipped, err := commitTxn(db, ds[:n])
 			if err == nil {
+				r.skipped.Add(uint64(skipped))
 				break
 			}
 			if !errors.Is(err, badger.ErrTxnTooBig) {

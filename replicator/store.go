@@ -12,8 +12,9 @@ import (
 
 // Storage layout; see the package documentation.
 const (
-	dataPrefix = "d/"
-	formatV1   = 1
+	dataPrefix    = "d/"
+	sessionPrefix = "s/"
+	formatV1      = 1
 
 	kindPut       = 'p'
 	kindTombstone = 't'
@@ -121,19 +122,65 @@ func writeIdentity(db *badger.DB, id string) error {
 }
 
 // commitTxn writes ds and the last one's sequence as applied in one
-// transaction. On badger.ErrTxnTooBig it returns how many messages fitted.
-func commitTxn(db *badger.DB, ds []delivery) (int, error) {
+// transaction, leaving out the writes that came out of session order. It
+// returns how many messages it applied (counted or not) and how many of them
+// it left out; on badger.ErrTxnTooBig, how many fitted.
+func commitTxn(db *badger.DB, ds []delivery) (int, int, error) {
 	txn := db.NewTransaction(true)
 	defer txn.Discard()
+	skipped := 0
 	for i, d := range ds {
+		if d.entry.Session != "" {
+			apply, err := sessionOrder(txn, d)
+			if err != nil {
+				return i, 0, err
+			}
+			if !apply {
+				skipped++
+				continue
+			}
+		}
 		if err := txn.Set(dataKey(d.entry.Key), encodeRecord(d.entry, d.seq)); err != nil {
-			return i, err
+			return i, 0, err
 		}
 	}
 	if err := txn.Set(keyApplied, u64(ds[len(ds)-1].seq)); err != nil {
-		return len(ds), err
+		return len(ds), 0, err
 	}
-	return len(ds), txn.Commit()
+	return len(ds), skipped, txn.Commit()
+}
+
+// sessionOrder applies the monotonic-writes rule to d, in txn: a write is
+// applied only if its session sequence is above the highest one stored for
+// its session within stream.SessionWindow of stream time, and then becomes
+// that highest one. Every replica reads the same stream, so every replica
+// makes the same decision. The record is read through txn, so it sees the
+// writes of this same batch.
+func sessionOrder(txn *badger.Txn, d delivery) (bool, error) {
+	key := append([]byte(sessionPrefix), d.entry.Session...)
+	item, err := txn.Get(key)
+	switch {
+	case err == nil:
+		var seq uint64
+		var at int64
+		if err := item.Value(func(b []byte) error {
+			if len(b) != 16 {
+				return fmt.Errorf("session %q: corrupt record of %d bytes", d.entry.Session, len(b))
+			}
+			seq, at = binary.BigEndian.Uint64(b), int64(binary.BigEndian.Uint64(b[8:]))
+			return nil
+		}); err != nil {
+			return false, err
+		}
+		if d.entry.SessionSeq <= seq && d.time-at < int64(stream.SessionWindow) {
+			return false, nil
+		}
+	case !errors.Is(err, badger.ErrKeyNotFound):
+		return false, fmt.Errorf("read session %q: %w", d.entry.Session, err)
+	}
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, 16), d.entry.SessionSeq)
+	v = binary.BigEndian.AppendUint64(v, uint64(d.time))
+	return true, txn.Set(key, v)
 }
 
 // Get returns the record of key and the applied sequence of the snapshot it

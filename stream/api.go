@@ -344,10 +344,7 @@ func (w WriteRequest) Msg(subject string) *nats.Msg {
 	if w.IfAbsent {
 		m.Header.Set(HeaderIfNoneMatch, "*")
 	}
-	if w.Session != "" {
-		m.Header.Set(HeaderSession, w.Session)
-		m.Header.Set(HeaderSessionSeq, strconv.FormatUint(w.SessionSeq, 10))
-	}
+	SetSession(m.Header, w.Session, w.SessionSeq)
 	if w.Op == OpPut {
 		m.Data = w.Value
 	}

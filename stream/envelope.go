@@ -2,8 +2,12 @@ package stream
 
 import (
 	"encoding/base64"
+	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
 )
 
 // MaxKeyLen is the longest key, in bytes.
@@ -34,7 +38,19 @@ type Entry struct {
 	Key string
 	// Value is the value of a put; nil for a delete.
 	Value []byte
+	// Session and SessionSeq order the write within its session (both
+	// empty when the write has no session); see SessionWindow.
+	Session    string
+	SessionSeq uint64
 }
+
+// SessionWindow is how long, in stream time, a session's highest write
+// sequence is remembered. Every replica applies the same rule to the same
+// stream: a write whose session sequence is not above the highest one
+// stored for its session within the window is not applied. Measuring the
+// window in the stream's own message timestamps keeps the rule the same on
+// every replica, however late each applies the message.
+const SessionWindow = 24 * time.Hour
 
 // Record is the state of one key as a replica holds it.
 type Record struct {
@@ -100,6 +116,27 @@ func DecodeEntry(prefix, subject, op string, data []byte) (Entry, error) {
 		return Entry{Op: OpDelete, Key: key}, nil
 	default:
 		return Entry{}, Errorf(ErrInvalidRequest, "message op %q is neither put nor del", op)
+	}
+}
+
+// DecodeMessage decodes a stream message from its subject, headers and data:
+// the entry of DecodeEntry plus its session ordering headers.
+func DecodeMessage(prefix, subject string, h nats.Header, data []byte) (Entry, error) {
+	e, err := DecodeEntry(prefix, subject, header(h, HeaderOp), data)
+	if err != nil {
+		return Entry{}, err
+	}
+	if e.Session, e.SessionSeq, err = ParseSession(header(h, HeaderSession), header(h, HeaderSessionSeq)); err != nil {
+		return Entry{}, err
+	}
+	return e, nil
+}
+
+// SetSession writes a write's session ordering headers on h.
+func SetSession(h nats.Header, session string, seq uint64) {
+	if session != "" {
+		h.Set(HeaderSession, session)
+		h.Set(HeaderSessionSeq, strconv.FormatUint(seq, 10))
 	}
 }
 

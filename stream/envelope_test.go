@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/tidemark/tidemark/stream"
 )
 
@@ -86,6 +88,35 @@ func FuzzDecodeEntry(f *testing.F) {
 		}
 		if e.Op == stream.OpPut && !bytes.Equal(e.Value, data) {
 			t.Fatalf("value changed")
+		}
+	})
+}
+
+func FuzzDecodeMessage(f *testing.F) {
+	f.Add(stream.KeySubject("p", "key"), "put", "sess", "3", []byte("value"))
+	f.Add(stream.KeySubject("p", "key"), "del", "", "", []byte(nil))
+	f.Fuzz(func(t *testing.T, subject, op, session, seq string, data []byte) {
+		h := nats.Header{}
+		h.Set(stream.HeaderOp, op)
+		if session != "" {
+			h.Set(stream.HeaderSession, session)
+		}
+		if seq != "" {
+			h.Set(stream.HeaderSessionSeq, seq)
+		}
+		e, err := stream.DecodeMessage("p", subject, h, data)
+		if err != nil {
+			return
+		}
+		if (e.Session == "") != (e.SessionSeq == 0) {
+			t.Fatalf("half a session: %+v", e)
+		}
+		h2 := nats.Header{}
+		h2.Set(stream.HeaderOp, string(e.Op))
+		stream.SetSession(h2, e.Session, e.SessionSeq)
+		again, err := stream.DecodeMessage("p", subject, h2, e.Value)
+		if err != nil || again.Session != e.Session || again.SessionSeq != e.SessionSeq || again.Key != e.Key {
+			t.Fatalf("re-encode %+v -> %+v, %v", e, again, err)
 		}
 	})
 }

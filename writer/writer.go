@@ -3,6 +3,7 @@ package writer
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"time"
 
@@ -57,6 +58,8 @@ type Writer struct {
 
 	handleMu sync.Mutex
 	handle   jetstream.Stream // for direct gets; looked up on first use
+
+	sessions sessions
 }
 
 // New returns a Writer for cfg, with defaults for the fields left zero.
@@ -67,6 +70,7 @@ func New(cfg Config) *Writer {
 		retryTimeout:   cfg.RetryTimeout,
 		attemptTimeout: cfg.AttemptTimeout,
 		log:            cfg.Logger,
+		sessions:       sessions{max: DefaultMaxSessions},
 	}
 	if cfg.Stream != nil {
 		w.js = cfg.Stream.JetStream()
@@ -108,6 +112,25 @@ func (w *Writer) Write(ctx context.Context, req stream.WriteRequest) (stream.Wri
 	if id == "" {
 		id = nuid.Next()
 	}
+	if req.Session != "" {
+		ss, err := w.sessions.acquire(req, id)
+		if err != nil {
+			return failed, err
+		}
+		var published uint64
+		defer func() { w.sessions.release(req.Session, ss, published != 0, id, req.SessionSeq) }()
+		res, err := w.write(ctx, req, id)
+		if err == nil {
+			published = res.Revision
+		}
+		return res, err
+	}
+	return w.write(ctx, req, id)
+}
+
+// write publishes a validated request with write id id.
+func (w *Writer) write(ctx context.Context, req stream.WriteRequest, id string) (stream.WriteResult, error) {
+	failed := stream.WriteResult{Key: req.Key, Token: req.Token}
 	var seq uint64
 	var err error
 	switch {
@@ -163,6 +186,11 @@ func (w *Writer) validate(req stream.WriteRequest) error {
 	if req.IfAbsent && req.IfRevision != 0 {
 		return stream.Errorf(stream.ErrInvalidRequest, "If-Match and If-None-Match together")
 	}
+	if req.Session != "" || req.SessionSeq != 0 {
+		if _, _, err := stream.ParseSession(req.Session, strconv.FormatUint(req.SessionSeq, 10)); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -171,6 +199,7 @@ func (w *Writer) validate(req stream.WriteRequest) error {
 func (w *Writer) msg(req stream.WriteRequest) *nats.Msg {
 	m := nats.NewMsg(w.stream.KeySubject(req.Key))
 	m.Header.Set(stream.HeaderOp, string(req.Op))
+	stream.SetSession(m.Header, req.Session, req.SessionSeq)
 	if req.Op == stream.OpPut {
 		m.Data = req.Value
 	}
