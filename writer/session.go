@@ -56,11 +56,15 @@ func (s *sessions) acquire(req stream.WriteRequest, writeID string) (*session, e
 	s.mu.Unlock()
 
 	ss.mu.Lock()
-	if req.SessionSeq < ss.seq || (req.SessionSeq == ss.seq && writeID != ss.writeID) {
-		seq := ss.seq
+	switch seq := ss.seq; {
+	case req.SessionSeq < seq:
 		s.release(req.Session, ss, false, "", 0)
 		return nil, stream.Errorf(stream.ErrOutOfOrder,
 			"session %s: write %d arrived after write %d of the same session was stored; it is not applied", req.Session, req.SessionSeq, seq)
+	case req.SessionSeq == seq && writeID != ss.writeID:
+		s.release(req.Session, ss, false, "", 0)
+		return nil, stream.Errorf(stream.ErrOutOfOrder,
+			"session %s: write %d was already stored with another write id; a retry must reuse the write id", req.Session, seq)
 	}
 	return ss, nil
 }

@@ -1,0 +1,99 @@
+package gateway_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/tidemark/tidemark/internal/netproxy"
+	"github.com/tidemark/tidemark/internal/stacktest"
+	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/stream"
+	"github.com/tidemark/tidemark/writer"
+)
+
+// TestLateWriteIsNotApplied reproduces a write delivered late: a writer's
+// NATS connection holds a session's first write (its bytes stuck, as in a
+// buffer flushed after a reconnect) until its caller has given up and the
+// session's second write has been stored through another writer. When the
+// first write finally reaches the stream, every replica leaves it out: the
+// session's writes are never silently reordered, and the first write's
+// caller was told the outcome was unknown, not that it succeeded.
+func TestLateWriteIsNotApplied(t *testing.T) {
+	s := stacktest.Start(t, stacktest.Options{Replicas: 2})
+	ctx := context.Background()
+
+	proxy, err := netproxy.Start(s.Server.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	slowConn := testenv.Connect(t, "nats://"+proxy.Addr())
+	slowJS, err := jetstream.New(slowConn.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slowStream, err := stream.Open(ctx, slowJS, s.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := writer.New(writer.Config{Stream: slowStream, RetryTimeout: 300 * time.Millisecond,
+		AttemptTimeout: 100 * time.Millisecond, Logger: zerolog.Nop()})
+
+	// Write 1 of session s, through the slow writer, whose bytes are held.
+	proxy.Hold()
+	_, err = slow.Write(ctx, stream.WriteRequest{Op: stream.OpPut, Key: "cart", Value: []byte("one item"),
+		Session: "s", SessionSeq: 1, WriteID: "s-1"})
+	if !errors.Is(err, stream.ErrUnavailable) {
+		t.Fatalf("held write: err=%v, want ErrUnavailable (an unknown outcome)", err)
+	}
+	// Write 2 of the session, through the gateway, is stored.
+	w2 := put(t, s, "cart", "two items", stream.HeaderSession, "s", stream.HeaderSessionSeq, "2", stream.HeaderWriteID, "s-2")
+
+	// Now write 1 reaches the stream, after write 2.
+	proxy.Release()
+	testenv.Eventually(t, 10*time.Second, "the held write to reach the stream", func() bool {
+		last, err := s.Stream.LastSeq(ctx)
+		return err == nil && last > w2.Revision
+	})
+	late, err := s.Stream.Handle().GetMsg(ctx, w2.Revision+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(late.Data), "one item"; got != want {
+		t.Fatalf("message after write 2 holds %q, want the late write %q", got, want)
+	}
+	lateTok := s.Stream.Token(w2.Revision + 1).String()
+	for _, id := range []string{"r1", "r2"} {
+		r := do(t, "GET", s.URL+"/v1/kv/cart", "", stream.HeaderToken, lateTok, stream.HeaderReplica, id)
+		if r.status != 200 || r.body != "two items" {
+			t.Fatalf("%s after the late write: status=%d body=%q, want two items", id, r.status, r.body)
+		}
+		if got := s.Replica(t, id).Replicator().Stats().Skipped; got != 1 {
+			t.Fatalf("%s skipped %d writes, want 1", id, got)
+		}
+	}
+
+	// The same late write sent again through a writer that has seen write 2
+	// is refused at once with a clear error.
+	r := do(t, "PUT", s.URL+"/v1/kv/cart", "one item", stream.HeaderSession, "s", stream.HeaderSessionSeq, "1",
+		stream.HeaderWriteID, "s-1")
+	if r.status != http.StatusConflict || errorCode(t, r) != stream.CodeOutOfOrder {
+		t.Fatalf("late write through the gateway: status=%d body=%s, want 409 %s", r.status, r.body, stream.CodeOutOfOrder)
+	}
+	// A retry of write 2 itself (same write id) is not out of order, and
+	// returns the same revision; the same sequence with another write id is.
+	again := put(t, s, "cart", "two items", stream.HeaderSession, "s", stream.HeaderSessionSeq, "2", stream.HeaderWriteID, "s-2")
+	if got, want := again.Revision, w2.Revision; got != want {
+		t.Fatalf("retried write 2: revision %d, want %d", got, want)
+	}
+	r = do(t, "PUT", s.URL+"/v1/kv/cart", "other", stream.HeaderSession, "s", stream.HeaderSessionSeq, "2")
+	if r.status != http.StatusConflict {
+		t.Fatalf("write 2 with another write id: status=%d, want 409", r.status)
+	}
+}
