@@ -77,6 +77,7 @@ const (
 	maxDevReplicas       = 16
 	minJetStreamDuration = Duration(100 * time.Millisecond)
 	maxIdentifierLen     = 64
+	minTokenKeyLen       = 16
 )
 
 // Config is the whole Tidemark configuration.
@@ -146,6 +147,15 @@ type GatewayConfig struct {
 	DefaultWait Duration `yaml:"default_wait"`
 	// MaxWait is the longest wait a request may ask for.
 	MaxWait Duration `yaml:"max_wait"`
+	// TokenKeys, when set, is a comma-separated list of secret keys (each at
+	// least 16 bytes): tokens given to HTTP clients are signed with the
+	// first, and a token that none of them verifies is rejected. List a new
+	// key first and keep the old one while its tokens are in use to rotate.
+	TokenKeys string `yaml:"token_keys"`
+	// Affinity pins each HTTP session's reads to one replica while it
+	// answers, with the tidemark_replica cookie, as sticky sessions would.
+	// Tokens still apply.
+	Affinity bool `yaml:"affinity"`
 }
 
 // ReplicaConfig describes one replica.

@@ -58,6 +58,11 @@ func (c Config) Validate() error {
 	v.between("gateway.max_value_bytes", int64(c.Gateway.MaxValueBytes), 1, maxGatewayValueBytes)
 	v.positive("gateway.default_wait", c.Gateway.DefaultWait)
 	v.positive("gateway.max_wait", c.Gateway.MaxWait)
+	for i, k := range strings.Split(c.Gateway.TokenKeys, ",") {
+		if k = strings.TrimSpace(k); k != "" && len(k) < minTokenKeyLen {
+			v.add("gateway.token_keys", fmt.Sprintf("key %d is %d bytes, want at least %d", i+1, len(k), minTokenKeyLen))
+		}
+	}
 	if c.Gateway.MaxWait > 0 && c.Gateway.DefaultWait > c.Gateway.MaxWait {
 		v.add("gateway.default_wait", fmt.Sprintf("must not exceed gateway.max_wait (%s), got %s", c.Gateway.MaxWait, c.Gateway.DefaultWait))
 	}

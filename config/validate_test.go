@@ -167,3 +167,16 @@ func TestValidate_ListsEveryError(t *testing.T) {
 		t.Fatalf("Validate()=%q has %d newlines, want %d", err, got, want)
 	}
 }
+
+func TestValidateTokenKeys(t *testing.T) {
+	c := config.Default()
+	c.Gateway.TokenKeys = "a-key-of-twenty-bytes, short"
+	err := c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "gateway.token_keys: key 2 is 5 bytes") {
+		t.Fatalf("Validate()=%v, want the short key named", err)
+	}
+	c.Gateway.TokenKeys = "a-key-of-twenty-bytes,another-long-key-here"
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,82 @@
+package stream_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/tidemark/tidemark/stream"
+)
+
+func TestSigner(t *testing.T) {
+	oldKey, newKey := []byte("old-key-0123456789"), []byte("new-key-0123456789")
+	old, err := stream.NewSigner(oldKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated, err := stream.NewSigner(newKey, oldKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newOnly, err := stream.NewSigner(newKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := stream.NewToken("a1b2c3", 42)
+	signed := old.Format(tok)
+	if !strings.HasPrefix(signed, tok.String()+".") {
+		t.Fatalf("signed token %q", signed)
+	}
+	for _, tt := range []struct {
+		name string
+		s    *stream.Signer
+		in   string
+		err  error
+	}{
+		{"same key", old, signed, nil},
+		{"rotated keeps old tokens", rotated, signed, nil},
+		{"retired key", newOnly, signed, stream.ErrInvalidToken},
+		{"unsigned", old, tok.String(), stream.ErrInvalidToken},
+		{"altered sequence", old, strings.Replace(signed, ".42.", ".43.", 1), stream.ErrInvalidToken},
+		{"altered signature", old, signed[:len(signed)-1] + "A", stream.ErrInvalidToken},
+		{"empty is no token", old, "", nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.s.Parse(tt.in)
+			if !errors.Is(err, tt.err) {
+				t.Fatalf("Parse(%q) err=%v, want %v", tt.in, err, tt.err)
+			}
+			if err == nil && tt.in != "" && got != tok {
+				t.Fatalf("Parse=%v, want %v", got, tok)
+			}
+		})
+	}
+	if _, err := rotated.Parse(rotated.Format(tok)); err != nil {
+		t.Fatalf("new key's token: %v", err)
+	}
+	if _, err := stream.NewSigner([]byte("short")); err == nil {
+		t.Fatal("short key accepted")
+	}
+	var none *stream.Signer
+	if got, want := none.Format(tok), tok.String(); got != want {
+		t.Fatalf("nil signer Format=%q, want %q", got, want)
+	}
+}
+
+func FuzzSignedToken(f *testing.F) {
+	s, _ := stream.NewSigner([]byte("fuzz-key-0123456789"))
+	f.Add(s.Format(stream.NewToken("ab", 7)))
+	f.Add("1.ab.7.xxxxxxxxxxxxxxxxxxxxxx")
+	f.Fuzz(func(t *testing.T, in string) {
+		tok, err := s.Parse(in)
+		if err != nil {
+			if !errors.Is(err, stream.ErrInvalidToken) {
+				t.Fatalf("err=%v", err)
+			}
+			return
+		}
+		if in != "" && s.Format(tok) != in {
+			t.Fatalf("accepted %q, which is not what the signer makes (%q)", in, s.Format(tok))
+		}
+	})
+}
