@@ -35,6 +35,10 @@ type NATS struct {
 	// ReadMargin is added to a read's wait; together they bound a read whose
 	// context has no deadline.
 	ReadWait, ReadMargin time.Duration
+	// Router, when set, routes each read that names no replica to one that
+	// has already reached its token, or is expected to first; without it,
+	// reads go to the shared subject and any one ready replica answers.
+	Router *Router
 
 	nc       *nats.Conn
 	subjects stream.Subjects
@@ -79,46 +83,138 @@ func (c *NATS) Write(ctx context.Context, req stream.WriteRequest) (stream.Write
 	return res, err
 }
 
-// Get sends a point read to any replica, or to req.Replica when set. On
-// stream.ErrNotFound the result still carries the token and, for a deleted
-// key, the delete's revision. When no replica answers, it fails with
-// stream.ErrUnavailable.
+// Get sends a point read to the replica the Router picks, to req.Replica
+// when set, or else to any ready replica. On stream.ErrNotFound the result
+// still carries the token and, for a deleted key, the delete's revision.
+// When no replica answers, it fails with stream.ErrUnavailable.
 func (c *NATS) Get(ctx context.Context, req stream.GetRequest) (stream.GetResult, error) {
-	failed := stream.GetResult{Record: stream.Record{Key: req.Key}, Token: req.Token}
-	subject := c.subjects.Get()
-	if req.Replica != "" {
-		if err := validReplica(req.Replica); err != nil {
-			return failed, err
+	res := stream.GetResult{Record: stream.Record{Key: req.Key}, Token: req.Token}
+	r := route{pinned: req.Replica, seq: req.Token.Seq, consistency: req.Consistency, wait: req.Wait, forward: req.Forward,
+		shared: c.subjects.Get(), perReplica: c.subjects.ReplicaGet}
+	err := c.routed(ctx, r, func(ctx context.Context, subject string, wait time.Duration) (string, uint64, error) {
+		one := req
+		one.Wait = wait
+		reply, err := c.request(ctx, one.Msg(subject), "replica")
+		if err != nil {
+			return "", 0, err
 		}
-		subject = c.subjects.ReplicaGet(req.Replica)
+		res, err = stream.DecodeGetReply(req.Key, reply)
+		return res.Replica, res.Applied, err
+	})
+	if res.Token.IsZero() && !errors.Is(err, stream.ErrTokenStreamMismatch) && !errors.Is(err, stream.ErrTokenFromFuture) {
+		res.Token = req.Token
 	}
-	ctx, cancel := withDefaultTimeout(ctx, c.readTimeout(req.Wait))
-	defer cancel()
-	reply, err := c.request(ctx, req.Msg(subject), "replica")
-	if err != nil {
-		return failed, err
-	}
-	return stream.DecodeGetReply(req.Key, reply)
+	return res, err
 }
 
-// Scan sends a prefix scan to any replica, or to req.Replica when set. When
-// no replica answers, it fails with stream.ErrUnavailable.
+// Scan sends a prefix scan, routed as Get is. When no replica answers, it
+// fails with stream.ErrUnavailable.
 func (c *NATS) Scan(ctx context.Context, req stream.ScanRequest) (stream.ScanResult, error) {
-	failed := stream.ScanResult{Token: req.Token}
-	subject := c.subjects.Scan()
-	if req.Replica != "" {
-		if err := validReplica(req.Replica); err != nil {
-			return failed, err
+	res := stream.ScanResult{Token: req.Token}
+	r := route{pinned: req.Replica, seq: req.Token.Seq, consistency: req.Consistency, wait: req.Wait, forward: req.Forward,
+		shared: c.subjects.Scan(), perReplica: c.subjects.ReplicaScan}
+	err := c.routed(ctx, r, func(ctx context.Context, subject string, wait time.Duration) (string, uint64, error) {
+		one := req
+		one.Wait = wait
+		reply, err := c.request(ctx, one.Msg(subject), "replica")
+		if err != nil {
+			return "", 0, err
 		}
-		subject = c.subjects.ReplicaScan(req.Replica)
+		res, err = stream.DecodeScanReply(reply)
+		return res.Replica, res.Applied, err
+	})
+	if res.Token.IsZero() && !errors.Is(err, stream.ErrTokenStreamMismatch) && !errors.Is(err, stream.ErrTokenFromFuture) {
+		res.Token = req.Token
 	}
-	ctx, cancel := withDefaultTimeout(ctx, c.readTimeout(req.Wait))
-	defer cancel()
-	reply, err := c.request(ctx, req.Msg(subject), "replica")
-	if err != nil {
-		return failed, err
+	return res, err
+}
+
+// route is what routing a read needs to know of it.
+type route struct {
+	pinned      string
+	seq         uint64
+	consistency stream.Consistency
+	wait        time.Duration
+	forward     bool
+	shared      string
+	perReplica  func(id string) string
+}
+
+// forwardShare is the part of a read's wait kept for forwarding it when
+// the first replica cannot reach the token in time.
+const forwardShare = 4
+
+// routed sends one read: to the pinned replica; or to the replica the Router
+// picks (falling back to the shared subject when that replica does not
+// answer); or to the shared subject. With forward, a read whose replica
+// timed out waiting for the token is sent once more, to the freshest other
+// replica, with the rest of the wait. send returns which replica answered
+// and how far it had applied, which the Router learns from.
+func (c *NATS) routed(ctx context.Context, r route, send func(ctx context.Context, subject string, wait time.Duration) (string, uint64, error)) error {
+	if r.pinned != "" {
+		if err := validReplica(r.pinned); err != nil {
+			return err
+		}
+		ctx, cancel := withDefaultTimeout(ctx, c.readTimeout(r.wait))
+		defer cancel()
+		_, _, err := send(ctx, r.perReplica(r.pinned), r.wait)
+		return err
 	}
-	return stream.DecodeScanReply(reply)
+	wait := r.wait
+	if wait <= 0 {
+		wait = c.ReadWait
+	}
+	first, rest := wait, time.Duration(0)
+	if r.forward {
+		rest = wait / forwardShare
+		first = wait - rest
+	}
+	target := ""
+	if c.Router != nil {
+		switch r.consistency {
+		case stream.Strong:
+			target = c.Router.Freshest("")
+		default:
+			target = c.Router.Pick(r.seq, "")
+		}
+	}
+	attempt := func(target string, wait time.Duration) (string, error) {
+		subject := r.shared
+		if target != "" {
+			subject = r.perReplica(target)
+		}
+		actx, cancel := withDefaultTimeout(ctx, wait+c.ReadMargin)
+		defer cancel()
+		served, applied, err := send(actx, subject, wait)
+		if c.Router != nil && served != "" {
+			c.Router.Observe(served, applied, -1, true)
+		}
+		if target != "" && errors.Is(err, nats.ErrNoResponders) {
+			// The advertisement outlived the replica: forget it, and let
+			// any ready replica answer.
+			c.Router.Forget(target)
+			return c.sendShared(actx, r, send, wait)
+		}
+		return served, err
+	}
+	served, err := attempt(target, first)
+	if !r.forward || !errors.Is(err, stream.ErrTokenWaitTimeout) {
+		return err
+	}
+	next := ""
+	if c.Router != nil {
+		next = c.Router.Freshest(served)
+	}
+	_, err = attempt(next, rest)
+	return err
+}
+
+func (c *NATS) sendShared(ctx context.Context, r route, send func(ctx context.Context, subject string, wait time.Duration) (string, uint64, error), wait time.Duration) (string, error) {
+	served, applied, err := send(ctx, r.shared, wait)
+	if c.Router != nil && served != "" {
+		c.Router.Observe(served, applied, -1, true)
+	}
+	return served, err
 }
 
 // readTimeout bounds a read of wait whose context has no deadline.
@@ -138,7 +234,7 @@ func (c *NATS) request(ctx context.Context, m *nats.Msg, who string) (*nats.Msg,
 	case err == nil:
 		return reply, nil
 	case errors.Is(err, nats.ErrNoResponders):
-		return nil, stream.Errorf(stream.ErrUnavailable, "no %s is listening on %s", who, m.Subject)
+		return nil, &noResponders{stream.Errorf(stream.ErrUnavailable, "no %s is listening on %s", who, m.Subject)}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 		return nil, stream.Errorf(stream.ErrUnavailable, "no reply from a %s on %s in time (waited %v)",
 			who, m.Subject, time.Since(start).Round(time.Millisecond))
@@ -171,3 +267,10 @@ func validReplica(id string) error {
 	}
 	return nil
 }
+
+// noResponders is ErrUnavailable for a request nobody listened to; it also
+// matches nats.ErrNoResponders, so routing can tell it from a timeout.
+type noResponders struct{ error }
+
+func (e *noResponders) Is(target error) bool { return target == nats.ErrNoResponders }
+func (e *noResponders) Unwrap() error        { return e.error }

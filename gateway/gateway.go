@@ -57,6 +57,13 @@ type Config struct {
 	DefaultWait, MaxWait time.Duration
 	// Ready reports whether the gateway can serve (nil) or why not.
 	Ready func() error
+	// Signer, when set, signs the tokens handed to clients and rejects
+	// tokens it did not sign (see stream.Signer).
+	Signer *stream.Signer
+	// Affinity pins a session's reads to the replica that served its first
+	// read (cookie tidemark_replica) while that replica answers, as sticky
+	// sessions would. Tokens still apply.
+	Affinity bool
 	// Registerer receives the gateway's metrics; nil uses a private registry.
 	Registerer prometheus.Registerer
 	// Gatherer serves /metrics; nil serves the private registry.

@@ -17,6 +17,8 @@ import (
 const (
 	// CookieToken is the cookie that carries the session token for browsers.
 	CookieToken = "tidemark_token"
+	// CookieReplica pins a session's reads to one replica under Affinity.
+	CookieReplica = "tidemark_replica"
 	// HeaderIdempotencyKey is accepted as a write id, as many HTTP APIs do.
 	HeaderIdempotencyKey = "Idempotency-Key"
 	kvPath               = "/v1/kv"
@@ -83,7 +85,7 @@ func (g *Gateway) instrument(op string, w http.ResponseWriter, r *http.Request, 
 		writeJSON(w, status, stream.ErrorBodyOf(stream.Errorf(stream.ErrInvalidRequest, "method %s not allowed", r.Method)))
 		return
 	}
-	tok, err := requestToken(r)
+	tok, err := g.requestToken(r)
 	if err != nil {
 		status = writeError(w, err)
 		return
@@ -93,7 +95,7 @@ func (g *Gateway) instrument(op string, w http.ResponseWriter, r *http.Request, 
 		if errors.Is(err, stream.ErrTokenStreamMismatch) {
 			clearTokenCookie(w) // a stale token of a recreated stream: drop it
 		} else {
-			setToken(w, out, tok)
+			g.setToken(w, out, tok)
 		}
 		status = writeError(w, err)
 		if status >= 500 {
@@ -105,8 +107,8 @@ func (g *Gateway) instrument(op string, w http.ResponseWriter, r *http.Request, 
 // requestToken reads the session token from the Tidemark-Token header and
 // the tidemark_token cookie; with both, the later one. Tokens of two
 // different streams: the header wins (the cookie may be stale).
-func requestToken(r *http.Request) (stream.Token, error) {
-	hdr, err := stream.ParseToken(r.Header.Get(stream.HeaderToken))
+func (g *Gateway) requestToken(r *http.Request) (stream.Token, error) {
+	hdr, err := g.cfg.Signer.Parse(r.Header.Get(stream.HeaderToken))
 	if err != nil {
 		return stream.Token{}, err
 	}
@@ -114,7 +116,7 @@ func requestToken(r *http.Request) (stream.Token, error) {
 	if err != nil || c.Value == "" {
 		return hdr, nil
 	}
-	ck, err := stream.ParseToken(c.Value)
+	ck, err := g.cfg.Signer.Parse(c.Value)
 	if err != nil {
 		if !hdr.IsZero() {
 			return hdr, nil
@@ -129,19 +131,20 @@ func requestToken(r *http.Request) (stream.Token, error) {
 }
 
 // setToken sets the response token header and cookie: out when known, else
-// the request's token.
-func setToken(w http.ResponseWriter, out, in stream.Token) {
+// the request's token. It returns the token as the client sees it.
+func (g *Gateway) setToken(w http.ResponseWriter, out, in stream.Token) string {
 	if m, err := in.Merge(out); err == nil {
 		out = m
 	} else if out.IsZero() {
 		out = in
 	}
 	if out.IsZero() {
-		return
+		return ""
 	}
-	s := out.String()
+	s := g.cfg.Signer.Format(out)
 	w.Header().Set(stream.HeaderToken, s)
 	http.SetCookie(w, &http.Cookie{Name: CookieToken, Value: s, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	return s
 }
 
 func clearTokenCookie(w http.ResponseWriter) {
@@ -164,6 +167,16 @@ type readOptions struct {
 	consistency stream.Consistency
 	replica     string
 	forward     bool
+	sticky      bool   // affinity applies to this read
+	pinned      string // the replica the affinity cookie named
+}
+
+// pin sets the affinity cookie to the replica that served a sticky read.
+func (g *Gateway) pin(w http.ResponseWriter, o readOptions, served string) {
+	if !o.sticky || served == "" || served == o.pinned {
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: CookieReplica, Value: served, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
 }
 
 // readHeaders parses a read's Tidemark-Wait (defaulted and capped),
@@ -183,6 +196,12 @@ func (g *Gateway) readHeaders(r *http.Request) (readOptions, error) {
 	o := readOptions{wait: min(d, g.cfg.MaxWait), consistency: c, replica: r.Header.Get(stream.HeaderReplica)}
 	if o.replica != "" && !stream.ValidReplicaID(o.replica) {
 		return readOptions{}, stream.Errorf(stream.ErrInvalidRequest, "invalid %s %q", stream.HeaderReplica, o.replica)
+	}
+	if g.cfg.Affinity && o.replica == "" {
+		o.sticky = true
+		if c, err := r.Cookie(CookieReplica); err == nil && stream.ValidReplicaID(c.Value) {
+			o.replica, o.pinned = c.Value, c.Value
+		}
 	}
 	switch s := r.Header.Get(stream.HeaderOnTimeout); s {
 	case "", "fail":
@@ -265,10 +284,10 @@ func (g *Gateway) write(w http.ResponseWriter, r *http.Request, req stream.Write
 		}
 		return res.Token, err
 	}
-	setToken(w, res.Token, req.Token)
+	tok := g.setToken(w, res.Token, req.Token)
 	w.Header().Set(stream.HeaderRevision, strconv.FormatUint(res.Revision, 10))
 	w.Header().Set("ETag", etag(res.Revision))
-	writeJSON(w, http.StatusOK, stream.WriteJSON{Key: req.Key, Revision: res.Revision, Token: res.Token.String()})
+	writeJSON(w, http.StatusOK, stream.WriteJSON{Key: req.Key, Revision: res.Revision, Token: tok})
 	return res.Token, nil
 }
 
@@ -290,7 +309,13 @@ func (g *Gateway) get(w http.ResponseWriter, r *http.Request, tok stream.Token) 
 	}
 	ctx, cancel := readContext(r, o.wait)
 	defer cancel()
-	res, err := g.cfg.Reader.Get(ctx, stream.GetRequest{Key: key, Token: tok, Wait: o.wait, Consistency: o.consistency, Replica: o.replica, Forward: o.forward})
+	req := stream.GetRequest{Key: key, Token: tok, Wait: o.wait, Consistency: o.consistency, Replica: o.replica, Forward: o.forward}
+	res, err := g.cfg.Reader.Get(ctx, req)
+	if o.sticky && errors.Is(err, stream.ErrUnavailable) {
+		req.Replica = "" // the pinned replica is gone: any other
+		res, err = g.cfg.Reader.Get(ctx, req)
+	}
+	g.pin(w, o, res.Replica)
 	stream.SetServedBy(w.Header(), res.Replica, res.Applied, res.Waited, res.StreamLast)
 	g.metrics.waited(res.Waited)
 	if err != nil {
@@ -299,7 +324,7 @@ func (g *Gateway) get(w http.ResponseWriter, r *http.Request, tok stream.Token) 
 		}
 		return res.Token, err
 	}
-	setToken(w, res.Token, tok)
+	g.setToken(w, res.Token, tok)
 	h := w.Header()
 	h.Set(stream.HeaderRevision, strconv.FormatUint(res.Record.Revision, 10))
 	h.Set("ETag", etag(res.Record.Revision))
@@ -334,14 +359,20 @@ func (g *Gateway) scan(w http.ResponseWriter, r *http.Request, tok stream.Token)
 	ctx, cancel := readContext(r, o.wait)
 	defer cancel()
 	res, err := g.cfg.Reader.Scan(ctx, req)
+	if o.sticky && errors.Is(err, stream.ErrUnavailable) {
+		req.Replica = ""
+		res, err = g.cfg.Reader.Scan(ctx, req)
+	}
+	g.pin(w, o, res.Replica)
 	stream.SetServedBy(w.Header(), res.Replica, res.Applied, res.Waited, res.StreamLast)
 	g.metrics.waited(res.Waited)
 	if err != nil {
 		return res.Token, err
 	}
-	setToken(w, res.Token, tok)
+	body := res.ToScanJSON()
+	body.Token = g.setToken(w, res.Token, tok)
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, res.ToScanJSON())
+	writeJSON(w, http.StatusOK, body)
 	return res.Token, nil
 }
 

@@ -86,6 +86,7 @@ func (r *Replica) Run(ctx context.Context) error {
 		svc := reader.NewService(r.cfg.Conn, r.cfg.Subjects, r.rd, r.cfg.Logger)
 		svc.Ready = r.repl.WaitReady
 		g.Go(func() error { return svc.Run(gctx) })
+		g.Go(func() error { return r.advertise(gctx) })
 	}
 	return g.Wait()
 }

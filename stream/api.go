@@ -653,3 +653,36 @@ func replyError(m *nats.Msg) error {
 	}
 	return nil
 }
+
+// Status is where a replica advertises its progress.
+func (s Subjects) Status(id string) string { return s.base() + ".status." + id }
+
+// StatusAll matches every replica's status subject.
+func (s Subjects) StatusAll() string { return s.base() + ".status.*" }
+
+// ReplicaStatus is what a replica advertises on its status subject, often
+// and cheaply, so that readers can be routed to a replica that has already
+// reached their token.
+type ReplicaStatus struct {
+	// Replica is the replica's id; Stream its stream's identity.
+	Replica string `json:"replica"`
+	Stream  string `json:"stream"`
+	// Applied is the last applied stream sequence.
+	Applied uint64 `json:"applied"`
+	// Rate is the recent apply rate, in messages per second.
+	Rate float64 `json:"rate"`
+	// Ready reports whether the replica has caught up and serves shared reads.
+	Ready bool `json:"ready"`
+}
+
+// DecodeStatus decodes a replica status advertisement.
+func DecodeStatus(data []byte) (ReplicaStatus, error) {
+	var st ReplicaStatus
+	if err := json.Unmarshal(data, &st); err != nil {
+		return ReplicaStatus{}, Errorf(ErrInvalidRequest, "invalid replica status: %v", err)
+	}
+	if !ValidReplicaID(st.Replica) || !ValidStreamID(st.Stream) || st.Rate < 0 || st.Rate != st.Rate {
+		return ReplicaStatus{}, Errorf(ErrInvalidRequest, "invalid replica status: bad replica, stream or rate")
+	}
+	return st, nil
+}

@@ -186,3 +186,17 @@ func FuzzDecodeReadRequests(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeStatus(f *testing.F) {
+	f.Add([]byte(`{"replica":"r1","stream":"ab12","applied":42,"rate":100.5,"ready":true}`))
+	f.Add([]byte(`{"replica":"a.b"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		st, err := stream.DecodeStatus(data)
+		if err != nil {
+			return
+		}
+		if !stream.ValidReplicaID(st.Replica) || st.Rate < 0 {
+			t.Fatalf("accepted %+v", st)
+		}
+	})
+}

@@ -80,7 +80,7 @@ func runDev(ctx context.Context, c config.Config, env *cmdEnv) error {
 		replicas = append(replicas, r)
 	}
 
-	gw := newGateway(c, nc, log, func() error {
+	gw, err := newGateway(c, nc, log, func() error {
 		for _, r := range replicas {
 			if err := r.Ready(); err != nil {
 				return fmt.Errorf("replica %s: %w", r.ID(), err)
@@ -88,6 +88,11 @@ func runDev(ctx context.Context, c config.Config, env *cmdEnv) error {
 		}
 		return nil
 	})
+	if err != nil {
+		stopServices()
+		_ = g.Wait()
+		return err
+	}
 	ln, err := net.Listen("tcp", c.Gateway.HTTP)
 	if err != nil {
 		stopServices()

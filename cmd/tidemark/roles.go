@@ -108,14 +108,29 @@ func runGateway(ctx context.Context, c config.Config, env *cmdEnv) error {
 		return err
 	}
 	defer nc.Close()
-	return newGateway(c, nc, env.log, nil).Run(ctx)
+	gw, err := newGateway(c, nc, env.log, nil)
+	if err != nil {
+		return err
+	}
+	return gw.Run(ctx)
 }
 
 // newGateway returns the HTTP gateway over the NATS services; ready, when
 // set, adds to its readiness (dev: the local replicas have caught up).
-func newGateway(c config.Config, nc *stream.Conn, log zerolog.Logger, ready func() error) *gateway.Gateway {
-	t := client.NewNATS(nc.Conn, stream.Subjects{Prefix: c.API.Prefix})
+func newGateway(c config.Config, nc *stream.Conn, log zerolog.Logger, ready func() error) (*gateway.Gateway, error) {
+	subjects := stream.Subjects{Prefix: c.API.Prefix}
+	t := client.NewNATS(nc.Conn, subjects)
+	router, err := client.NewRouter(nc.Conn, subjects)
+	if err != nil {
+		return nil, fmt.Errorf("read router: %w", err)
+	}
+	t.Router = router
+	signer, err := stream.NewSigner(stream.ParseSigningKeys(c.Gateway.TokenKeys)...)
+	if err != nil {
+		return nil, err
+	}
 	return gateway.New(gateway.Config{
+		Signer: signer, Affinity: c.Gateway.Affinity,
 		Addr: c.Gateway.HTTP, Writer: t, Reader: t,
 		MaxValueBytes: c.Gateway.MaxValueBytes,
 		DefaultWait:   time.Duration(c.Gateway.DefaultWait), MaxWait: time.Duration(c.Gateway.MaxWait),
@@ -129,7 +144,7 @@ func newGateway(c config.Config, nc *stream.Conn, log zerolog.Logger, ready func
 			return nil
 		},
 		Logger: log.With().Str("role", "gateway").Logger(),
-	})
+	}), nil
 }
 
 func runWriter(ctx context.Context, c config.Config, env *cmdEnv) error {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,6 +36,12 @@ type Options struct {
 	DefaultWait, MaxWait time.Duration
 	// Logger receives the components' logs; the zero value discards them.
 	Logger zerolog.Logger
+	// Signer signs the gateway's tokens; Affinity turns on sticky sessions.
+	Signer   *stream.Signer
+	Affinity bool
+	// NoRouter sends reads to the shared subject (any ready replica)
+	// instead of routing them by the replicas' advertised progress.
+	NoRouter bool
 }
 
 // Stack is a running pipeline.
@@ -54,6 +61,9 @@ type Stack struct {
 
 	opts Options
 	dir  string
+
+	mu      sync.Mutex
+	running map[string]running
 }
 
 // Start starts a stack that is stopped when the test ends.
@@ -62,18 +72,13 @@ func Start(t testing.TB, opts Options) *Stack {
 	if opts.Replicas == 0 {
 		opts.Replicas = 2
 	}
-	s := &Stack{Env: testenv.Start(t), opts: opts, dir: t.TempDir()}
+	s := &Stack{Env: testenv.Start(t), opts: opts, dir: t.TempDir(), running: map[string]running{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	g, gctx := errgroup.WithContext(ctx)
 	t.Cleanup(func() {
 		cancel()
 		if err := g.Wait(); err != nil {
 			t.Errorf("stack: %v", err)
-		}
-		for _, r := range s.Replicas {
-			if err := r.Close(); err != nil {
-				t.Errorf("close replica %s: %v", r.ID(), err)
-			}
 		}
 	})
 	s.Writer = writer.New(writer.Config{Stream: s.Stream, MaxValueBytes: opts.MaxValueBytes, Logger: opts.Logger})
@@ -82,10 +87,20 @@ func Start(t testing.TB, opts Options) *Stack {
 	for i := 1; i <= opts.Replicas; i++ {
 		s.Replicas = append(s.Replicas, s.startReplica(t, g, gctx, fmt.Sprintf("r%d", i)))
 	}
+	t.Cleanup(s.stopReplicas)
 	s.Transport = client.NewNATS(s.Conn.Conn, s.Subjects)
+	if !opts.NoRouter {
+		router, err := client.NewRouter(s.Conn.Conn, s.Subjects)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = router.Close() })
+		s.Transport.Router = router
+	}
 	s.Gateway = gateway.New(gateway.Config{
 		Writer: s.Transport, Reader: s.Transport, MaxValueBytes: opts.MaxValueBytes,
 		DefaultWait: opts.DefaultWait, MaxWait: opts.MaxWait, Logger: opts.Logger,
+		Signer: opts.Signer, Affinity: opts.Affinity,
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -118,8 +133,51 @@ func (s *Stack) startReplica(t testing.TB, g *errgroup.Group, ctx context.Contex
 	if err := r.Open(); err != nil {
 		t.Fatal(err)
 	}
-	g.Go(func() error { return r.Run(ctx) })
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	s.mu.Lock()
+	s.running[id] = running{cancel: cancel, done: done, replica: r}
+	s.mu.Unlock()
+	g.Go(func() error { err := r.Run(rctx); done <- err; return err })
 	return r
+}
+
+type running struct {
+	cancel  context.CancelFunc
+	done    chan error
+	replica *replica.Replica
+}
+
+// StopReplica stops replica id as if its process ended: it stops serving
+// and applying, and its Badger directory is closed. The other replicas go on.
+func (s *Stack) StopReplica(t testing.TB, id string) {
+	t.Helper()
+	s.mu.Lock()
+	run, ok := s.running[id]
+	delete(s.running, id)
+	s.mu.Unlock()
+	if !ok {
+		t.Fatalf("replica %q is not running", id)
+	}
+	run.cancel()
+	if err := <-run.done; err != nil {
+		t.Fatalf("replica %s: %v", id, err)
+	}
+	if err := run.replica.Close(); err != nil {
+		t.Fatalf("close replica %s: %v", id, err)
+	}
+}
+
+func (s *Stack) stopReplicas() {
+	s.mu.Lock()
+	runs := s.running
+	s.running = map[string]running{}
+	s.mu.Unlock()
+	for _, run := range runs {
+		run.cancel()
+		<-run.done
+		_ = run.replica.Close()
+	}
 }
 
 // Replica returns the replica with id, or fails the test.

@@ -1,0 +1,117 @@
+package gateway_test
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/tidemark/tidemark/internal/stacktest"
+	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/stream"
+)
+
+// TestRoutingPrefersReplicaThatReachedToken: with r2 held back, token reads
+// that name no replica go to r1, which has the write, and do not wait.
+func TestRoutingPrefersReplicaThatReachedToken(t *testing.T) {
+	s := stacktest.Start(t, stacktest.Options{Replicas: 2})
+	s.Replica(t, "r2").Replicator().Pause()
+	defer s.Replica(t, "r2").Replicator().Resume()
+	w := put(t, s, "k", "v")
+	// r1 advertises its progress within milliseconds.
+	testenv.Eventually(t, 10*time.Second, "the router to hear r1 reach the write", func() bool {
+		return s.Transport.Router.Pick(w.Revision, "r2") == "r1" && s.Transport.Router.Pick(w.Revision, "") == "r1"
+	})
+	for i := 0; i < 20; i++ {
+		r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderToken, w.Token, stream.HeaderWait, "1s")
+		if r.status != 200 || r.body != "v" || r.header.Get(stream.HeaderReplica) != "r1" {
+			t.Fatalf("read %d: status=%d body=%q replica=%s, want 200 v r1", i, r.status, r.body, r.header.Get(stream.HeaderReplica))
+		}
+	}
+}
+
+// TestForwardOnTimeout: a read routed to a replica that advertised progress
+// it does not have (say, it restarted from an older state) times out there
+// and, with Tidemark-On-Timeout: forward, is served by the freshest other
+// replica instead; with the default (fail) it is a 504.
+func TestForwardOnTimeout(t *testing.T) {
+	s := stacktest.Start(t, stacktest.Options{Replicas: 2})
+	lag := s.Replica(t, "r2").Replicator()
+	lag.Pause()
+	defer lag.Resume()
+	w := put(t, s, "k", "v")
+	testenv.Eventually(t, 10*time.Second, "r1 to apply the write", func() bool { return s.Replica(t, "r1").Applied() >= w.Revision })
+	mislead := func() {
+		// r2 claims far more than it has; r1 looks behind.
+		s.Transport.Router.Observe("r2", w.Revision+1000, 1e6, true)
+		s.Transport.Router.Observe("r1", 0, 1, true)
+	}
+	mislead()
+	r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderToken, w.Token, stream.HeaderWait, "300ms")
+	if r.status != 504 {
+		t.Fatalf("without forward: status=%d body=%s, want 504", r.status, r.body)
+	}
+	mislead()
+	r = do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderToken, w.Token, stream.HeaderWait, "400ms", stream.HeaderOnTimeout, "forward")
+	if r.status != 200 || r.body != "v" || r.header.Get(stream.HeaderReplica) != "r1" {
+		t.Fatalf("with forward: status=%d body=%q replica=%s, want 200 v r1", r.status, r.body, r.header.Get(stream.HeaderReplica))
+	}
+}
+
+// TestConsistencyLevels: strong reads see other sessions' acknowledged
+// writes (waiting for them), eventual reads never wait and say how far
+// behind they may be, and a write sent with a token gets a later revision.
+func TestConsistencyLevels(t *testing.T) {
+	s := stacktest.Start(t, stacktest.Options{Replicas: 2})
+	first := put(t, s, "k", "first")
+	for _, id := range []string{"r1", "r2"} {
+		testenv.Eventually(t, 10*time.Second, id+" to apply", func() bool { return s.Replica(t, id).Applied() >= first.Revision })
+	}
+	lag := s.Replica(t, "r2").Replicator()
+	lag.Pause()
+	// Another session writes; this session has no token for it.
+	other := put(t, s, "k", "second")
+
+	// Eventual: the lagging replica answers at once with what it has.
+	r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderReplica, "r2", stream.HeaderConsistency, "eventual")
+	if r.status != 200 || r.body != "first" {
+		t.Fatalf("eventual: status=%d body=%q, want first", r.status, r.body)
+	}
+	applied, _ := strconv.ParseUint(r.header.Get(stream.HeaderApplied), 10, 64)
+	streamLast, _ := strconv.ParseUint(r.header.Get(stream.HeaderStreamLast), 10, 64)
+	if applied != first.Revision || streamLast < other.Revision {
+		t.Fatalf("eventual: applied=%d stream last=%d, want %d and >= %d", applied, streamLast, first.Revision, other.Revision)
+	}
+	// Session with no token: also served at once (nothing to wait for).
+	if r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderReplica, "r2"); r.body != "first" {
+		t.Fatalf("session without token: %q", r.body)
+	}
+	// Strong: waits until the replica has the other session's write.
+	time.AfterFunc(100*time.Millisecond, lag.Resume)
+	r = do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderReplica, "r2", stream.HeaderConsistency, "strong")
+	if r.status != 200 || r.body != "second" {
+		t.Fatalf("strong: status=%d body=%q, want second", r.status, r.body)
+	}
+	// Strong on a replica that cannot catch up: 504, never stale.
+	lag.Pause()
+	defer lag.Resume()
+	put(t, s, "k", "third")
+	r = do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderReplica, "r2", stream.HeaderConsistency, "strong", stream.HeaderWait, "200ms")
+	if r.status != 504 {
+		t.Fatalf("strong on a stuck replica: status=%d body=%q, want 504", r.status, r.body)
+	}
+	// Bad level.
+	if r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderConsistency, "linearizable"); r.status != 400 {
+		t.Fatalf("bad consistency: status=%d", r.status)
+	}
+
+	// Writes follow reads: a write sent with a token gets a later revision.
+	g := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderReplica, "r1", stream.HeaderConsistency, "strong")
+	tok, err := stream.ParseToken(g.header.Get(stream.HeaderToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := put(t, s, "after-read", "x", stream.HeaderToken, tok.String())
+	if w.Revision <= tok.Seq {
+		t.Fatalf("write with token %d got revision %d", tok.Seq, w.Revision)
+	}
+}
