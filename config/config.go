@@ -11,8 +11,9 @@ const (
 	DefaultStreamName = "TIDEMARK"
 	// DefaultStreamSubject is the subject prefix of the stream.
 	DefaultStreamSubject = "tidemark.kv"
-	// DefaultStreamReplicas is the stream's replication factor.
-	DefaultStreamReplicas = 1
+	// DefaultStreamReplicas is the stream's replication factor: 0 picks R3
+	// when the NATS cluster has at least three servers, else R1.
+	DefaultStreamReplicas = 0
 	// DefaultStreamMaxAge is the stream's age limit; 0 is unlimited.
 	DefaultStreamMaxAge Duration = 0
 	// DefaultStreamMaxBytes is the stream's size limit; -1 is unlimited.
@@ -20,8 +21,6 @@ const (
 	// DefaultStreamDuplicateWindow is how long the stream remembers message
 	// IDs to drop retried publishes.
 	DefaultStreamDuplicateWindow = Duration(2 * time.Minute)
-	// DefaultStreamSync is the stream's fsync policy.
-	DefaultStreamSync = SyncAlways
 
 	// DefaultAPIPrefix is the subject prefix of the NATS service endpoints.
 	DefaultAPIPrefix = "tidemark"
@@ -52,14 +51,6 @@ const (
 
 	// DefaultLogLevel is the lowest level logged.
 	DefaultLogLevel = "info"
-)
-
-// Values of StreamConfig.Sync.
-const (
-	// SyncAlways fsyncs every write to the stream (sync_interval: always).
-	SyncAlways = "always"
-	// SyncDefault leaves fsync to the server's sync_interval.
-	SyncDefault = "default"
 )
 
 // Values of LogConfig.Format; the empty string leaves it to the caller.
@@ -116,7 +107,8 @@ type StreamConfig struct {
 	Name string `yaml:"name"`
 	// Subject is the prefix of the stream's subjects.
 	Subject string `yaml:"subject"`
-	// Replicas is the replication factor, 1 to 5.
+	// Replicas is the replication factor, 1 to 5, or 0 for R3 on a cluster
+	// of three or more servers and R1 otherwise.
 	Replicas int `yaml:"replicas"`
 	// MaxAge drops messages older than this; 0 keeps them forever.
 	MaxAge Duration `yaml:"max_age"`
@@ -125,9 +117,11 @@ type StreamConfig struct {
 	// DuplicateWindow is how long message IDs are remembered to drop
 	// retried publishes.
 	DuplicateWindow Duration `yaml:"duplicate_window"`
-	// Sync is SyncAlways to fsync every write, or SyncDefault to leave it
-	// to the server's sync_interval.
-	Sync string `yaml:"sync"`
+	// Reconfigure lets a writer change an existing stream whose replicas or
+	// limits differ from this configuration. Without it the writer keeps
+	// the stream as it is and warns, so that one misconfigured writer
+	// cannot shrink the stream's replication or make it drop messages.
+	Reconfigure bool `yaml:"reconfigure"`
 }
 
 // APIConfig describes the NATS service endpoints.
@@ -204,7 +198,6 @@ func Default() Config {
 			MaxAge:          DefaultStreamMaxAge,
 			MaxBytes:        DefaultStreamMaxBytes,
 			DuplicateWindow: DefaultStreamDuplicateWindow,
-			Sync:            DefaultStreamSync,
 		},
 		API: APIConfig{
 			Prefix: DefaultAPIPrefix,

@@ -39,7 +39,7 @@ stream:
   max_age: 720h
   max_bytes: 1073741824
   duplicate_window: 5m
-  sync: default
+  reconfigure: true
 api:
   prefix: prod.api
 gateway:
@@ -79,7 +79,7 @@ func fullConfig() config.Config {
 			MaxAge:          config.Duration(720 * time.Hour),
 			MaxBytes:        1 << 30,
 			DuplicateWindow: config.Duration(5 * time.Minute),
-			Sync:            config.SyncDefault,
+			Reconfigure:     true,
 		},
 		API: config.APIConfig{Prefix: "prod.api"},
 		Gateway: config.GatewayConfig{

@@ -32,7 +32,7 @@ func (c Config) Validate() error {
 	// stream
 	v.check("stream.name", identifier(c.Stream.Name))
 	v.check("stream.subject", subject(c.Stream.Subject))
-	v.between("stream.replicas", int64(c.Stream.Replicas), 1, maxStreamReplicas)
+	v.between("stream.replicas", int64(c.Stream.Replicas), 0, maxStreamReplicas)
 	switch d := c.Stream.MaxAge; {
 	case d < 0:
 		v.add("stream.max_age", fmt.Sprintf("must not be negative, got %s", d))
@@ -48,7 +48,6 @@ func (c Config) Validate() error {
 	case c.Stream.MaxAge >= minJetStreamDuration && d > c.Stream.MaxAge:
 		v.add("stream.duplicate_window", fmt.Sprintf("must not exceed stream.max_age (%s), got %s", c.Stream.MaxAge, d))
 	}
-	v.oneOf("stream.sync", c.Stream.Sync, SyncAlways, SyncDefault)
 
 	// api
 	v.check("api.prefix", subject(c.API.Prefix))

@@ -38,8 +38,8 @@ func TestValidate_Errors(t *testing.T) {
 		{"stream.subject empty token", func(c *config.Config) { c.Stream.Subject = "tidemark..kv" }, "stream.subject", `got "tidemark..kv"`},
 		{"stream.subject trailing dot", func(c *config.Config) { c.Stream.Subject = "tidemark." }, "stream.subject", `got "tidemark."`},
 		{"stream.subject space", func(c *config.Config) { c.Stream.Subject = "tide mark" }, "stream.subject", `got "tide mark"`},
-		{"stream.replicas 0", func(c *config.Config) { c.Stream.Replicas = 0 }, "stream.replicas", "stream.replicas: must be between 1 and 5, got 0"},
-		{"stream.replicas 6", func(c *config.Config) { c.Stream.Replicas = 6 }, "stream.replicas", "stream.replicas: must be between 1 and 5, got 6"},
+		{"stream.replicas -1", func(c *config.Config) { c.Stream.Replicas = -1 }, "stream.replicas", "stream.replicas: must be between 0 and 5, got -1"},
+		{"stream.replicas 6", func(c *config.Config) { c.Stream.Replicas = 6 }, "stream.replicas", "stream.replicas: must be between 0 and 5, got 6"},
 		{"stream.max_age negative", func(c *config.Config) { c.Stream.MaxAge = -1 }, "stream.max_age", "stream.max_age: must not be negative, got -1ns"},
 		{"stream.max_age too short", func(c *config.Config) { c.Stream.MaxAge = config.Duration(time.Millisecond) }, "stream.max_age", "stream.max_age: must be 0 (unlimited) or at least 100ms, got 1ms"},
 		{"stream.max_bytes 0", func(c *config.Config) { c.Stream.MaxBytes = 0 }, "stream.max_bytes", "stream.max_bytes: must be -1 (unlimited) or positive, got 0"},
@@ -47,8 +47,6 @@ func TestValidate_Errors(t *testing.T) {
 		{"stream.duplicate_window 0", func(c *config.Config) { c.Stream.DuplicateWindow = 0 }, "stream.duplicate_window", "stream.duplicate_window: must be at least 100ms, got 0s"},
 		{"stream.duplicate_window negative", func(c *config.Config) { c.Stream.DuplicateWindow = config.Duration(-time.Second) }, "stream.duplicate_window", "stream.duplicate_window: must be at least 100ms, got -1s"},
 		{"stream.duplicate_window over max_age", func(c *config.Config) { c.Stream.MaxAge = config.Duration(time.Minute) }, "stream.duplicate_window", "stream.duplicate_window: must not exceed stream.max_age (1m0s), got 2m0s"},
-		{"stream.sync", func(c *config.Config) { c.Stream.Sync = "never" }, "stream.sync", `stream.sync: must be one of "always", "default", got "never"`},
-		{"stream.sync empty", func(c *config.Config) { c.Stream.Sync = "" }, "stream.sync", `stream.sync: must be one of "always", "default", got ""`},
 
 		// api
 		{"api.prefix empty", func(c *config.Config) { c.API.Prefix = "" }, "api.prefix", `api.prefix: must be dot-separated tokens`},
@@ -132,7 +130,6 @@ func TestValidate_OK(t *testing.T) {
 		{"stream.max_age equals window", func(c *config.Config) { c.Stream.MaxAge = c.Stream.DuplicateWindow }},
 		{"stream.max_bytes positive", func(c *config.Config) { c.Stream.MaxBytes = 1 }},
 		{"stream.duplicate_window 100ms", func(c *config.Config) { c.Stream.DuplicateWindow = config.Duration(100 * time.Millisecond) }},
-		{"stream.sync default", func(c *config.Config) { c.Stream.Sync = config.SyncDefault }},
 		{"gateway.http port 0", func(c *config.Config) { c.Gateway.HTTP = "127.0.0.1:0" }},
 		{"gateway.http ipv6", func(c *config.Config) { c.Gateway.HTTP = "[::1]:8080" }},
 		{"gateway.max_value_bytes 64MiB", func(c *config.Config) { c.Gateway.MaxValueBytes = 64 << 20 }},

@@ -144,7 +144,9 @@ func (r *Replicator) consume(ctx context.Context, start uint64) (jetstream.Consu
 		})
 		if err == nil {
 			var msgs jetstream.MessagesContext
-			if msgs, err = cons.Messages(jetstream.PullMaxBytes(pullBytes)); err == nil {
+			// A one-second heartbeat notices a lost server (the consumer's
+			// leader going away) in about two seconds, not the default ten.
+			if msgs, err = cons.Messages(jetstream.PullMaxBytes(pullBytes), jetstream.PullHeartbeat(time.Second)); err == nil {
 				return cons, msgs, nil
 			}
 			r.deleteConsumer(ctx, cons)

@@ -29,7 +29,8 @@ type Config struct {
 	Name string
 	// Subject is the subject prefix; the stream holds Subject.>.
 	Subject string
-	// Replicas is the JetStream replication factor (R1, R3, ...).
+	// Replicas is the JetStream replication factor (R1, R3, ...); 0 picks
+	// R3 when the NATS cluster has at least three servers, else R1.
 	Replicas int
 	// MaxAge bounds how long messages are kept; 0 keeps them forever.
 	MaxAge time.Duration
@@ -37,6 +38,12 @@ type Config struct {
 	MaxBytes int64
 	// DuplicateWindow is how long a write id is remembered for deduplication.
 	DuplicateWindow time.Duration
+	// Reconfigure lets Ensure change an existing stream whose replicas or
+	// limits differ from this configuration. Without it Ensure keeps the
+	// stream as it is and reports the differences (Stream.Drift), so that a
+	// misconfigured writer cannot shrink replication or make the stream
+	// drop messages that replicas still need.
+	Reconfigure bool
 }
 
 func (c *Config) setDefaults() {
@@ -45,9 +52,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.Subject == "" {
 		c.Subject = DefaultSubject
-	}
-	if c.Replicas == 0 {
-		c.Replicas = 1
 	}
 	if c.MaxBytes == 0 {
 		c.MaxBytes = -1
@@ -68,6 +72,7 @@ type Stream struct {
 	last    uint64        // highest last sequence seen; only grows
 	refresh chan struct{} // non-nil while a refresh is in flight; closed when done
 	lastErr error         // result of the last refresh
+	drift   []string      // settings Ensure kept though configured otherwise
 }
 
 // Ensure creates the stream, or brings an existing one's managed settings in
@@ -75,6 +80,12 @@ type Stream struct {
 // identity, so tokens of an older stream of the same name are rejected.
 func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (*Stream, error) {
 	cfg.setDefaults()
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+		if len(js.Conn().Servers()) >= 3 {
+			cfg.Replicas = 3
+		}
+	}
 	want := jetstream.StreamConfig{
 		Name:        cfg.Name,
 		Description: "Tidemark replication stream",
@@ -115,8 +126,19 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (*Stream, e
 			return nil, fmt.Errorf("look up stream %s: %w", cfg.Name, err)
 		}
 		have := h.CachedInfo().Config
-		if managedEqual(have, want) && have.Metadata[metaID] != "" {
-			return newStream(js, cfg, h)
+		if have.Storage != jetstream.FileStorage {
+			return nil, fmt.Errorf("stream %s uses %s storage; Tidemark needs file storage so that acknowledged writes survive a restart", cfg.Name, have.Storage)
+		}
+		if have.Retention != jetstream.LimitsPolicy || have.MaxMsgsPerSubject > 0 {
+			return nil, fmt.Errorf("stream %s keeps messages by %s retention with %d per subject; Tidemark needs limits retention with every write kept", cfg.Name, have.Retention, have.MaxMsgsPerSubject)
+		}
+		drift := driftOf(have, want)
+		if have.Metadata[metaID] != "" && (len(drift) == 0 || !cfg.Reconfigure) {
+			s, err := newStream(js, cfg, h)
+			if s != nil {
+				s.drift = drift
+			}
+			return s, err
 		}
 		upd := have
 		upd.Subjects, upd.Replicas, upd.MaxAge, upd.MaxBytes = want.Subjects, want.Replicas, want.MaxAge, want.MaxBytes
@@ -169,11 +191,41 @@ func newStream(js jetstream.JetStream, cfg Config, h jetstream.Stream) (*Stream,
 	return &Stream{js: js, cfg: cfg, id: id, handle: h, last: info.State.LastSeq}, nil
 }
 
-func managedEqual(a, b jetstream.StreamConfig) bool {
-	return slices.Equal(a.Subjects, b.Subjects) && a.Replicas == b.Replicas && a.MaxAge == b.MaxAge &&
-		a.MaxBytes == b.MaxBytes && a.Duplicates == b.Duplicates && a.AllowDirect == b.AllowDirect &&
-		a.DenyDelete == b.DenyDelete
+// driftOf describes how an existing stream's managed settings differ from
+// the configured ones.
+func driftOf(have, want jetstream.StreamConfig) []string {
+	var d []string
+	add := func(name string, h, w any) { d = append(d, fmt.Sprintf("%s is %v, configured %v", name, h, w)) }
+	if !slices.Equal(have.Subjects, want.Subjects) {
+		add("subjects", have.Subjects, want.Subjects)
+	}
+	if have.Replicas != want.Replicas {
+		add("replicas", have.Replicas, want.Replicas)
+	}
+	if have.MaxAge != want.MaxAge {
+		add("max age", have.MaxAge, want.MaxAge)
+	}
+	if have.MaxBytes != want.MaxBytes {
+		add("max bytes", have.MaxBytes, want.MaxBytes)
+	}
+	if have.Duplicates != want.Duplicates {
+		add("duplicate window", have.Duplicates, want.Duplicates)
+	}
+	if have.AllowDirect != want.AllowDirect {
+		add("allow direct", have.AllowDirect, want.AllowDirect)
+	}
+	if have.DenyDelete != want.DenyDelete {
+		add("deny delete", have.DenyDelete, want.DenyDelete)
+	}
+	return d
 }
+
+// Drift lists how the stream's settings differ from the configuration it
+// was ensured with, when Ensure kept them (Config.Reconfigure unset).
+func (s *Stream) Drift() []string { return s.drift }
+
+// Replicas returns the stream's replication factor.
+func (s *Stream) Replicas() int { return s.handle.CachedInfo().Config.Replicas }
 
 func maps(m map[string]string) map[string]string {
 	out := make(map[string]string, len(m)+1)

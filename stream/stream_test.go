@@ -22,15 +22,31 @@ func TestEnsureKeepsIdentity(t *testing.T) {
 	if got, want := again.ID(), id; got != want {
 		t.Fatalf("ID after second Ensure=%q, want %q", got, want)
 	}
-	// A changed limit is applied without changing the identity.
+	// A changed limit is kept as it is, and reported, unless asked for.
 	cfg := e.Config
 	cfg.MaxAge = time.Hour
+	kept, err := stream.Ensure(ctx, e.JS, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := kept.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Config.MaxAge != 0 || len(kept.Drift()) != 1 {
+		t.Fatalf("max age %v, drift %v; want the stream kept (0) and one drift", info.Config.MaxAge, kept.Drift())
+	}
+	// With Reconfigure it is applied, without changing the identity.
+	cfg.Reconfigure = true
 	upd, err := stream.Ensure(ctx, e.JS, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, want := upd.ID(), id; got != want {
 		t.Fatalf("ID after update=%q, want %q", got, want)
+	}
+	if info, err = upd.Info(ctx); err != nil || info.Config.MaxAge != time.Hour {
+		t.Fatalf("max age after reconfigure %v, %v; want 1h", info.Config.MaxAge, err)
 	}
 	// A recreated stream gets a new identity, so old tokens are rejected.
 	if err := e.JS.DeleteStream(ctx, e.Config.Name); err != nil {

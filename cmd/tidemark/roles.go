@@ -32,6 +32,7 @@ func streamConfig(c config.Config) stream.Config {
 		MaxAge:          time.Duration(c.Stream.MaxAge),
 		MaxBytes:        c.Stream.MaxBytes,
 		DuplicateWindow: time.Duration(c.Stream.DuplicateWindow),
+		Reconfigure:     c.Stream.Reconfigure,
 	}
 }
 
@@ -157,7 +158,11 @@ func runWriter(ctx context.Context, c config.Config, env *cmdEnv) error {
 	if err != nil {
 		return err
 	}
-	env.log.Info().Str("stream", st.Name()).Str("id", st.ID()).Msg("stream ready")
+	env.log.Info().Str("stream", st.Name()).Str("id", st.ID()).Int("replicas", st.Replicas()).Msg("stream ready")
+	for _, d := range st.Drift() {
+		env.log.Warn().Str("stream", st.Name()).Str("setting", d).
+			Msg("stream differs from the configuration; kept as it is (set stream.reconfigure=true to change it)")
+	}
 	return newWriterService(c, nc, st, env.log).Run(ctx)
 }
 
