@@ -39,6 +39,9 @@ const (
 	DefaultReplicaData = "./tidemark-replica"
 	// DefaultReplicaSyncWrites makes Badger fsync every commit.
 	DefaultReplicaSyncWrites = true
+	// DefaultReplicaBootstrap lets a replica behind a purge or the stream's
+	// limits bootstrap from a snapshot of another replica.
+	DefaultReplicaBootstrap = true
 
 	// DefaultDevReplicas is how many replicas `tidemark dev` starts.
 	DefaultDevReplicas = 2
@@ -162,6 +165,10 @@ type ReplicaConfig struct {
 	SyncWrites bool `yaml:"sync_writes"`
 	// HTTP is the listen address for health and metrics; empty is off.
 	HTTP string `yaml:"http"`
+	// Bootstrap lets a replica that finds the stream no longer holds what
+	// it needs (stream limits, a purge) restore a snapshot of a ready
+	// replica and go on from there; off, it stops serving and says why.
+	Bootstrap bool `yaml:"bootstrap"`
 }
 
 // DevConfig describes the single-process stack of `tidemark dev`.
@@ -211,6 +218,7 @@ func Default() Config {
 		Replica: ReplicaConfig{
 			Data:       DefaultReplicaData,
 			SyncWrites: DefaultReplicaSyncWrites,
+			Bootstrap:  DefaultReplicaBootstrap,
 		},
 		Dev: DevConfig{
 			Replicas:   DefaultDevReplicas,

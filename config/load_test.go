@@ -52,6 +52,7 @@ replica:
   data: /var/lib/tidemark
   sync_writes: false
   http: 127.0.0.1:9100
+  bootstrap: false
 dev:
   replicas: 3
   nats_listen: 127.0.0.1:14222
@@ -93,6 +94,7 @@ func fullConfig() config.Config {
 			Data:       "/var/lib/tidemark",
 			SyncWrites: false,
 			HTTP:       "127.0.0.1:9100",
+			Bootstrap:  false,
 		},
 		Dev: config.DevConfig{
 			Replicas:   3,

@@ -59,8 +59,9 @@ type Config struct {
 // Reader answers reads from a Store, honouring session tokens. It is safe
 // for concurrent use.
 type Reader struct {
-	cfg Config
-	log zerolog.Logger
+	cfg     Config
+	log     zerolog.Logger
+	metrics readMetrics // Prometheus metrics (metrics.go)
 }
 
 // New returns a Reader for cfg, with defaults for the zero fields.
@@ -80,10 +81,8 @@ func New(cfg Config) *Reader {
 // Replica returns the replica id the reader reports.
 func (r *Reader) Replica() string { return r.cfg.Replica }
 
-// Get reads one key as of at least the request's token. On
-// stream.ErrNotFound the result still carries the token and, for a deleted
-// key, the delete's revision.
-func (r *Reader) Get(ctx context.Context, req stream.GetRequest) (stream.GetResult, error) {
+// get is Get (metrics.go), unmeasured.
+func (r *Reader) get(ctx context.Context, req stream.GetRequest) (stream.GetResult, error) {
 	res := stream.GetResult{Record: stream.Record{Key: req.Key}, Replica: r.cfg.Replica}
 	if err := stream.ValidateKey(req.Key); err != nil {
 		return res, err
@@ -116,9 +115,8 @@ func (r *Reader) Get(ctx context.Context, req stream.GetRequest) (stream.GetResu
 	return res, nil
 }
 
-// Scan reads a page of live keys under a prefix as of at least the
-// request's token.
-func (r *Reader) Scan(ctx context.Context, req stream.ScanRequest) (stream.ScanResult, error) {
+// scan is Scan (metrics.go), unmeasured.
+func (r *Reader) scan(ctx context.Context, req stream.ScanRequest) (stream.ScanResult, error) {
 	res := stream.ScanResult{Replica: r.cfg.Replica}
 	if err := req.Validate(); err != nil {
 		return res, err

@@ -24,7 +24,39 @@ const (
 	QueueGroup = "tidemark-reader"
 	// DefaultMaxInFlight bounds the requests a service handles at once.
 	DefaultMaxInFlight = stream.DefaultMaxInFlight
+	// Description is the service description `nats micro info` shows.
+	Description = "Tidemark reads: get and scan wait until the replica has applied the session token"
 )
+
+// endpointMetadata describes an endpoint's request and reply, for `nats
+// micro info` and for callers in any language; whose says which replicas
+// serve it. Values stay short: natscli cuts long ones.
+func endpointMetadata(scan bool, whose string) map[string]string {
+	m := map[string]string{
+		"request.token":       "header Tidemark-Token: wait until the replica has applied it",
+		"request.wait":        "header Tidemark-Wait: how long to wait for it (e.g. 2s)",
+		"request.consistency": "header Tidemark-Consistency: session (default), strong, eventual",
+		"reply.headers":       "Tidemark-Token (the session's new token), Tidemark-Replica",
+		"reply.served_by":     "Tidemark-Applied, Tidemark-Waited, Tidemark-Stream-Last",
+		"errors":              `header Nats-Service-Error-Code; body {"error":{"code","message"}}`,
+		"errors.input":        "invalid_key invalid_token invalid_request",
+		"errors.token":        "token_stream_mismatch token_from_future token_wait_timeout",
+		"errors.server":       "unavailable internal",
+	}
+	if scan {
+		m["description"] = "Scan a page of keys by prefix, " + whose
+		m["request.body"] = `{"prefix":"...","after":"...","limit":N}, all optional`
+		m["reply.body"] = `{"items":[{"key","value":"<base64>","revision"}],"next","token"}`
+		m["reply.next"] = `the after of the next page; "" on the last page`
+		return m
+	}
+	m["description"] = "Read one key, " + whose
+	m["request.key"] = "header Tidemark-Key: the key, percent-encoded (required)"
+	m["request.body"] = "empty"
+	m["reply.body"] = "the value; header Tidemark-Revision"
+	m["errors.read"] = "not_found (for a deleted key, with its Tidemark-Revision)"
+	return m
+}
 
 // Service serves a Reader over NATS: the shared get and scan endpoints, in
 // a queue group that any one replica answers, once the replica is ready;
@@ -68,9 +100,14 @@ func (s *Service) Run(ctx context.Context) error {
 	svc, err := micro.AddService(s.nc, micro.Config{
 		Name:        ServiceName,
 		Version:     Version,
-		Description: "Tidemark reads that honour a session token",
-		Metadata:    map[string]string{"replica": id, "stream": s.r.cfg.Stream.ID()},
-		QueueGroup:  QueueGroup,
+		Description: Description,
+		Metadata: map[string]string{
+			"replica":   id,
+			"stream":    s.r.cfg.Stream.Name(),
+			"stream_id": s.r.cfg.Stream.ID(),
+			"api":       strings.TrimSuffix(s.subjects.Get(), ".get"),
+		},
+		QueueGroup: QueueGroup,
 	})
 	if err != nil {
 		return fmt.Errorf("reader service: %w", err)
@@ -82,10 +119,13 @@ func (s *Service) Run(ctx context.Context) error {
 	}()
 
 	get, scan := s.getHandler(pool), s.scanHandler(pool)
-	if err := svc.AddEndpoint("replica_get", get, micro.WithEndpointSubject(s.subjects.ReplicaGet(id)), micro.WithEndpointQueueGroupDisabled()); err != nil {
+	own := "this replica only, even catching up"
+	if err := svc.AddEndpoint("replica_get", get, micro.WithEndpointSubject(s.subjects.ReplicaGet(id)), micro.WithEndpointQueueGroupDisabled(),
+		micro.WithEndpointMetadata(endpointMetadata(false, own))); err != nil {
 		return fmt.Errorf("reader service: %w", err)
 	}
-	if err := svc.AddEndpoint("replica_scan", scan, micro.WithEndpointSubject(s.subjects.ReplicaScan(id)), micro.WithEndpointQueueGroupDisabled()); err != nil {
+	if err := svc.AddEndpoint("replica_scan", scan, micro.WithEndpointSubject(s.subjects.ReplicaScan(id)), micro.WithEndpointQueueGroupDisabled(),
+		micro.WithEndpointMetadata(endpointMetadata(true, own))); err != nil {
 		return fmt.Errorf("reader service: %w", err)
 	}
 	s.log.Info().Str("get", s.subjects.ReplicaGet(id)).Str("scan", s.subjects.ReplicaScan(id)).Msg("reader service started")
@@ -114,10 +154,13 @@ func (s *Service) join(ctx context.Context, svc micro.Service, get, scan micro.H
 			return nil
 		}
 	}
-	if err := svc.AddEndpoint("get", get, micro.WithEndpointSubject(s.subjects.Get()), micro.WithEndpointQueueGroup(QueueGroup)); err != nil {
+	shared := "any caught-up replica"
+	if err := svc.AddEndpoint("get", get, micro.WithEndpointSubject(s.subjects.Get()), micro.WithEndpointQueueGroup(QueueGroup),
+		micro.WithEndpointMetadata(endpointMetadata(false, shared))); err != nil {
 		return fmt.Errorf("reader service: %w", err)
 	}
-	if err := svc.AddEndpoint("scan", scan, micro.WithEndpointSubject(s.subjects.Scan()), micro.WithEndpointQueueGroup(QueueGroup)); err != nil {
+	if err := svc.AddEndpoint("scan", scan, micro.WithEndpointSubject(s.subjects.Scan()), micro.WithEndpointQueueGroup(QueueGroup),
+		micro.WithEndpointMetadata(endpointMetadata(true, shared))); err != nil {
 		return fmt.Errorf("reader service: %w", err)
 	}
 	s.log.Info().Str("get", s.subjects.Get()).Str("scan", s.subjects.Scan()).Str("queue", QueueGroup).Msg("reader taking shared reads")

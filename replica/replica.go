@@ -42,6 +42,11 @@ type Config struct {
 	DefaultWait, MaxWait time.Duration
 	// Logger receives the replica's log lines.
 	Logger zerolog.Logger
+	// Bootstrap lets a replica that finds the stream no longer holds what
+	// it needs (limits, a purge) restore a snapshot of a ready replica,
+	// carried by a JetStream object store, and go on from there; without
+	// it the replica stops with replicator.ErrGap. See bootstrap.go.
+	Bootstrap bool
 }
 
 // Replica is a replicator and a reader over one Badger directory.
@@ -53,7 +58,12 @@ type Replica struct {
 
 // New returns a replica; Open opens its directory.
 func New(cfg Config) *Replica {
-	repl := replicator.New(replicator.Config{ID: cfg.ID, Dir: cfg.Dir, SyncWrites: cfg.SyncWrites, Stream: cfg.Stream, Logger: cfg.Logger})
+	// Snapshot bootstrap (bootstrap.go): a nil interface when off.
+	var boot replicator.Bootstrapper
+	if cfg.Bootstrap {
+		boot = &fetcher{id: cfg.ID, st: cfg.Stream, subjects: cfg.Subjects, nc: cfg.Conn, log: cfg.Logger.With().Str("replica", cfg.ID).Logger()}
+	}
+	repl := replicator.New(replicator.Config{ID: cfg.ID, Dir: cfg.Dir, SyncWrites: cfg.SyncWrites, Stream: cfg.Stream, Logger: cfg.Logger, Bootstrap: boot})
 	rd := reader.New(reader.Config{Replica: cfg.ID, Store: repl, Stream: cfg.Stream, DefaultWait: cfg.DefaultWait, MaxWait: cfg.MaxWait, Logger: cfg.Logger})
 	return &Replica{cfg: cfg, repl: repl, rd: rd}
 }
@@ -87,6 +97,7 @@ func (r *Replica) Run(ctx context.Context) error {
 		svc.Ready = r.repl.WaitReady
 		g.Go(func() error { return svc.Run(gctx) })
 		g.Go(func() error { return r.advertise(gctx) })
+		g.Go(func() error { return r.serveSnapshots(gctx) }) // snapshots for bootstrapping replicas (bootstrap.go)
 	}
 	return g.Wait()
 }
@@ -116,6 +127,9 @@ func (r *Replica) WaitReady(ctx context.Context) error { return r.repl.WaitReady
 
 // Ready reports nil when the replica serves, or why it does not.
 func (r *Replica) Ready() error {
+	if err := r.repl.Bootstrapping(); err != nil { // restoring a snapshot (bootstrap.go)
+		return err
+	}
 	if err := r.repl.Err(); err != nil {
 		return err
 	}

@@ -45,7 +45,9 @@
 //   - ErrGap: the stream no longer holds applied + 1 (limits, a purge), found
 //     when Run starts or when a delivered message is not applied + 1. The
 //     replica must be rebuilt from an empty directory (if the stream still
-//     holds sequence 1) or from a copy of a healthy replica.
+//     holds sequence 1) or from a copy of a healthy replica. With
+//     Config.Bootstrap, Run does that itself: it restores a snapshot of
+//     another replica (Snapshot, Restore) and goes on from there.
 //   - ErrBadMessage: a message on the stream's subjects does not decode as a
 //     Tidemark write. Writers validate everything they publish, so this is
 //     either foreign data published on the stream's subjects or a write from

@@ -23,4 +23,10 @@ var (
 	ErrStopped = errors.New("replicator stopped")
 	// ErrNotOpen means Run, Get or Scan was called before Open.
 	ErrNotOpen = errors.New("replicator not open")
+	// ErrBadSnapshot means a snapshot is corrupt, truncated, of another
+	// stream, or too old to continue from the stream; it is not restored.
+	ErrBadSnapshot = errors.New("bad snapshot")
+	// ErrBootstrapping means the replicator is restoring a snapshot of
+	// another replica (see Config.Bootstrap).
+	ErrBootstrapping = errors.New("bootstrapping from a snapshot")
 )

@@ -64,6 +64,10 @@ type Config struct {
 	// CheckInterval is how often Run checks that the stream has not been
 	// deleted or recreated.
 	CheckInterval time.Duration
+	// Bootstrap, when set, lets Run restore a snapshot of another replica
+	// when the stream no longer holds the next sequence (ErrGap), and go on
+	// from there; without it Run stops with ErrGap. See bootstrap.go.
+	Bootstrap Bootstrapper
 }
 
 // Stats are counters of the apply loop.
@@ -92,6 +96,7 @@ type Replicator struct {
 	messages atomic.Uint64
 	batches  atomic.Uint64
 	splits   atomic.Uint64
+	metrics  applyMetrics // Prometheus metrics (metrics.go)
 	skipped  atomic.Uint64
 
 	// dbMu guards db: reads hold it shared, Open and Close exclusively.
@@ -110,6 +115,7 @@ type Replicator struct {
 	targetSet bool
 	readyCh   chan struct{} // closed once applied >= target
 	waiters   waitHeap
+	boot      error // while Run restores a snapshot: why and how far (bootstrap.go)
 
 	// pauseMu guards paused and resumeCh, and is held by the apply loop
 	// while it commits, so that Pause returns only after an in-flight
@@ -169,6 +175,9 @@ func (r *Replicator) Open() error {
 	}
 	if r.db != nil {
 		return errors.New("replicator: already open")
+	}
+	if err := r.recoverInstall(); err != nil { // an interrupted snapshot install (bootstrap.go)
+		return fmt.Errorf("badger %s: %w", r.cfg.Dir, err)
 	}
 	db, err := badger.Open(r.badgerOptions())
 	if err != nil {
@@ -264,8 +273,11 @@ func (r *Replicator) isReady() bool {
 }
 
 // Ready reports whether the replica has caught up, that is applied the
-// stream's last sequence as of the start of Run, and still serves.
-func (r *Replicator) Ready() bool { return r.isReady() && r.Err() == nil }
+// stream's last sequence as of the start of Run, and still serves; not
+// while it bootstraps from a snapshot (bootstrap.go).
+func (r *Replicator) Ready() bool {
+	return r.isReady() && r.Err() == nil && r.Bootstrapping() == nil
+}
 
 // WaitReady returns once the replica has caught up. It returns Err() if the
 // replicator stops first, and ctx.Err() when ctx ends.

@@ -51,7 +51,7 @@ func (r *Replicator) Run(ctx context.Context) error {
 	defer close(done)
 	defer cancel()
 
-	err := r.run(ctx, db)
+	err := r.runBootstrapping(ctx, db) // run, with snapshot bootstrap (bootstrap.go)
 	if err != nil {
 		r.log.Error().Err(err).Uint64("applied", r.Applied()).Msg("replica stopped; not serving")
 		r.fail(err)
@@ -399,6 +399,7 @@ func (r *Replicator) commit(db *badger.DB, ds []delivery) error {
 		r.messages.Add(uint64(n))
 		r.batches.Add(1)
 		r.advance(ds[n-1].seq)
+		r.committed(ds[:n]) // metrics.go
 		ds = ds[n:]
 	}
 	return nil

@@ -193,15 +193,15 @@ func (r *Replicator) Get(key string) (stream.Record, uint64, error) {
 	if r.db == nil {
 		return stream.Record{}, 0, r.notOpen()
 	}
-	var (
-		rec     = stream.Record{Key: key}
-		applied uint64
-	)
+	// The apply loop publishes applied only once its commit is visible, so
+	// a snapshot taken after loading applied reflects at least that much.
+	// It may reflect a later commit too: a write of this key there shows as
+	// the record's revision, and the read is as of that revision. One
+	// Badger lookup instead of two (Scan, whose keys could each be newer,
+	// reads applied from its snapshot instead).
+	rec := stream.Record{Key: key}
+	applied := r.applied.Load()
 	err := r.db.View(func(txn *badger.Txn) error {
-		var err error
-		if applied, err = readApplied(txn); err != nil {
-			return err
-		}
 		item, err := txn.Get(dataKey(key))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return stream.ErrNotFound
@@ -214,6 +214,7 @@ func (r *Replicator) Get(key string) (stream.Record, uint64, error) {
 			return err
 		})
 	})
+	applied = max(applied, rec.Revision)
 	switch {
 	case errors.Is(err, stream.ErrNotFound):
 		return rec, applied, stream.ErrNotFound

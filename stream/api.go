@@ -69,6 +69,10 @@ func (s Subjects) ReplicaGet(id string) string { return s.base() + ".replica." +
 // ReplicaScan is the prefix scan endpoint of one replica.
 func (s Subjects) ReplicaScan(id string) string { return s.base() + ".replica." + id + ".scan" }
 
+// Snapshot is where a bootstrapping replica asks any one ready replica for
+// a snapshot of its state.
+func (s Subjects) Snapshot() string { return s.base() + ".snapshot" }
+
 // Consistency is a read's consistency level.
 type Consistency string
 

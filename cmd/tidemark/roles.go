@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
@@ -61,7 +62,7 @@ func startReplica(ctx context.Context, g *errgroup.Group, c config.Config, nc *s
 		ID: id, Dir: dir, SyncWrites: syncWrites, Stream: st, Conn: nc.Conn,
 		Subjects:    stream.Subjects{Prefix: c.API.Prefix},
 		DefaultWait: time.Duration(c.Gateway.DefaultWait), MaxWait: time.Duration(c.Gateway.MaxWait),
-		Logger: log,
+		Logger: log, Bootstrap: c.Replica.Bootstrap,
 	})
 	if err := r.Open(); err != nil {
 		return nil, err
@@ -98,7 +99,8 @@ func runReplica(ctx context.Context, c config.Config, env *cmdEnv) error {
 			}
 			return r.Ready()
 		}
-		g.Go(func() error { return serveHealth(gctx, c.Replica.HTTP, ready, log) })
+		reg := newRegistry(nc, r.Collector())
+		g.Go(func() error { return serveHealth(gctx, c.Replica.HTTP, ready, metricsHandler(reg), log) })
 	}
 	return g.Wait()
 }
@@ -117,8 +119,9 @@ func runGateway(ctx context.Context, c config.Config, env *cmdEnv) error {
 }
 
 // newGateway returns the HTTP gateway over the NATS services; ready, when
-// set, adds to its readiness (dev: the local replicas have caught up).
-func newGateway(c config.Config, nc *stream.Conn, log zerolog.Logger, ready func() error) (*gateway.Gateway, error) {
+// set, adds to its readiness (dev: the local replicas have caught up), and
+// its /metrics serves cs too.
+func newGateway(c config.Config, nc *stream.Conn, log zerolog.Logger, ready func() error, cs ...prometheus.Collector) (*gateway.Gateway, error) {
 	subjects := stream.Subjects{Prefix: c.API.Prefix}
 	t := client.NewNATS(nc.Conn, subjects)
 	router, err := client.NewRouter(nc.Conn, subjects)
@@ -130,6 +133,7 @@ func newGateway(c config.Config, nc *stream.Conn, log zerolog.Logger, ready func
 	if err != nil {
 		return nil, err
 	}
+	reg := newRegistry(nc, cs...)
 	return gateway.New(gateway.Config{
 		Signer: signer, Affinity: c.Gateway.Affinity,
 		Addr: c.Gateway.HTTP, Writer: t, Reader: t,
@@ -144,6 +148,7 @@ func newGateway(c config.Config, nc *stream.Conn, log zerolog.Logger, ready func
 			}
 			return nil
 		},
+		Registerer: reg, Gatherer: reg,
 		Logger: log.With().Str("role", "gateway").Logger(),
 	}), nil
 }
@@ -172,9 +177,10 @@ func newWriterService(c config.Config, nc *stream.Conn, st *stream.Stream, log z
 	return writer.NewService(nc.Conn, stream.Subjects{Prefix: c.API.Prefix}, w, log)
 }
 
-// serveHealth serves /healthz and /readyz on addr until ctx ends.
-func serveHealth(ctx context.Context, addr string, ready func() error, log zerolog.Logger) error {
+// serveHealth serves /healthz, /readyz and /metrics on addr until ctx ends.
+func serveHealth(ctx context.Context, addr string, ready func() error, metrics http.Handler, log zerolog.Logger) error {
 	mux := http.NewServeMux()
+	mux.Handle("/metrics", metrics)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if err := ready(); err != nil {

@@ -1,0 +1,378 @@
+package replica
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/rs/zerolog"
+
+	"github.com/tidemark/tidemark/replicator"
+	"github.com/tidemark/tidemark/stream"
+)
+
+// Snapshot bootstrap: a replica that finds the stream no longer holds what
+// it needs (Config.Bootstrap) asks, on Subjects.Snapshot, any one ready
+// replica for a snapshot; that replica writes a consistent snapshot of its
+// Badger database into the JetStream object store SnapshotBucket and
+// replies with the object's name and applied sequence; the asking replica
+// downloads and restores it, deletes the object, and applies the stream
+// from there (see replicator.Bootstrapper).
+const (
+	// SnapshotServiceName is the micro service that answers snapshot
+	// requests, as `nats micro ls` lists it.
+	SnapshotServiceName = "tidemark-snapshot"
+	// SnapshotServiceVersion is its version.
+	SnapshotServiceVersion = "1.0.0"
+	// SnapshotQueueGroup is the queue group of the ready replicas that
+	// answer snapshot requests: any one answers.
+	SnapshotQueueGroup = "tidemark-snapshot"
+
+	// DefaultSnapshotTimeout bounds how long a bootstrapping replica waits
+	// for a snapshot to be made and stored.
+	DefaultSnapshotTimeout = 10 * time.Minute
+	// DefaultSnapshotCatchUp bounds how long a replica asked for a snapshot
+	// at a sequence it has not applied yet waits to apply it.
+	DefaultSnapshotCatchUp = 10 * time.Second
+	// DefaultSnapshotTTL is how long the object store keeps a snapshot that
+	// its asker did not delete (it crashed, say).
+	DefaultSnapshotTTL = time.Hour
+)
+
+// Object metadata of a stored snapshot.
+const (
+	metaStream  = "tidemark-stream"
+	metaApplied = "tidemark-applied"
+	metaReplica = "tidemark-replica"
+	metaCreated = "tidemark-created"
+)
+
+// maxSnapshotName bounds an object name received in a reply.
+const maxSnapshotName = 256
+
+// SnapshotBucket is the object store bucket that carries the snapshots of
+// the replicas of the stream named streamName.
+func SnapshotBucket(streamName string) string { return streamName + "_SNAPSHOTS" }
+
+// snapshotRequest asks a replica for a snapshot.
+type snapshotRequest struct {
+	// Stream is the identity of the stream the asker replicates.
+	Stream string `json:"stream"`
+	// Replica is the asker's id.
+	Replica string `json:"replica"`
+	// Need is the lowest applied sequence the snapshot may have.
+	Need uint64 `json:"need"`
+}
+
+// snapshotReply names a stored snapshot.
+type snapshotReply struct {
+	// Name is the object's name in SnapshotBucket.
+	Name string `json:"name"`
+	// Stream, Applied and Replica say whose state, up to which sequence.
+	Stream  string `json:"stream"`
+	Applied uint64 `json:"applied"`
+	Replica string `json:"replica"`
+	// Size is the snapshot's size in bytes.
+	Size uint64 `json:"size"`
+}
+
+// decodeSnapshotRequest decodes and checks a request from the wire.
+func decodeSnapshotRequest(b []byte) (snapshotRequest, error) {
+	var q snapshotRequest
+	if err := json.Unmarshal(b, &q); err != nil {
+		return q, stream.Errorf(stream.ErrInvalidRequest, "snapshot request: %v", err)
+	}
+	if q.Stream == "" || !stream.ValidReplicaID(q.Replica) {
+		return q, stream.Errorf(stream.ErrInvalidRequest, "snapshot request: want a stream id and a replica id")
+	}
+	return q, nil
+}
+
+// decodeSnapshotReply decodes and checks a reply from the wire.
+func decodeSnapshotReply(b []byte) (snapshotReply, error) {
+	var rep snapshotReply
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return rep, fmt.Errorf("snapshot reply: %w", err)
+	}
+	if rep.Name == "" || len(rep.Name) > maxSnapshotName || rep.Stream == "" {
+		return rep, errors.New("snapshot reply: want an object name of 1 to 256 bytes and a stream id")
+	}
+	return rep, nil
+}
+
+// snapshotBucketConfig is the object store that carries snapshots: file
+// storage, replicated like the stream, snapshots expiring after
+// DefaultSnapshotTTL.
+func snapshotBucketConfig(st *stream.Stream) jetstream.ObjectStoreConfig {
+	return jetstream.ObjectStoreConfig{
+		Bucket:      SnapshotBucket(st.Name()),
+		Description: "Tidemark replica snapshots, for replicas that bootstrap",
+		TTL:         DefaultSnapshotTTL,
+		Storage:     jetstream.FileStorage,
+		Replicas:    st.Replicas(),
+	}
+}
+
+// serveSnapshots answers snapshot requests in SnapshotQueueGroup once the
+// replica is ready, until ctx ends. A replica that never gets ready answers
+// none. A failure to register is logged, not fatal: the replica still
+// serves reads.
+//
+// Requests are handled on micro's goroutine, one at a time (a replica makes
+// one snapshot at a time; others wait in the subscription), which keeps
+// micro's statistics right; serveSnapshots waits for the one in flight
+// before it returns.
+func (r *Replica) serveSnapshots(ctx context.Context) error {
+	if err := r.repl.WaitReady(ctx); err != nil {
+		return nil
+	}
+	r.removeSnapshotFiles()
+	log := r.cfg.Logger.With().Str("replica", r.cfg.ID).Logger()
+	svc, err := micro.AddService(r.cfg.Conn, micro.Config{
+		Name:        SnapshotServiceName,
+		Version:     SnapshotServiceVersion,
+		Description: "Tidemark replica snapshots, for replicas that bootstrap",
+		Metadata:    map[string]string{"replica": r.cfg.ID, "stream": r.cfg.Stream.ID()},
+		QueueGroup:  SnapshotQueueGroup,
+	})
+	if err != nil {
+		log.Error().Err(err).Msg("snapshot service; not serving snapshots")
+		return nil
+	}
+	var (
+		mu      sync.Mutex // guards stopped and the calls to wg.Add
+		stopped bool
+		wg      sync.WaitGroup
+	)
+	defer func() {
+		if err := svc.Stop(); err != nil {
+			log.Warn().Err(err).Msg("stop snapshot service")
+		}
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
+		wg.Wait()
+	}()
+	handler := micro.HandlerFunc(func(req micro.Request) {
+		mu.Lock()
+		if stopped {
+			mu.Unlock()
+			_ = stream.RespondUnavailable(req, "replica is stopping")
+			return
+		}
+		wg.Add(1)
+		mu.Unlock()
+		defer wg.Done()
+		r.answerSnapshot(ctx, req, log)
+	})
+	subject := r.cfg.Subjects.Snapshot()
+	if err := svc.AddEndpoint("snapshot", handler, micro.WithEndpointSubject(subject), micro.WithEndpointQueueGroup(SnapshotQueueGroup)); err != nil {
+		log.Error().Err(err).Msg("snapshot service; not serving snapshots")
+		return nil
+	}
+	log.Info().Str("subject", subject).Str("queue", SnapshotQueueGroup).Msg("serving snapshots")
+	<-ctx.Done()
+	return nil
+}
+
+func (r *Replica) answerSnapshot(ctx context.Context, req micro.Request, log zerolog.Logger) {
+	q, err := decodeSnapshotRequest(req.Data())
+	var rep snapshotReply
+	if err == nil {
+		start := time.Now()
+		if rep, err = r.storeSnapshot(ctx, q); err == nil {
+			log.Info().Str("for", q.Replica).Str("name", rep.Name).Uint64("applied", rep.Applied).
+				Uint64("bytes", rep.Size).Dur("took", time.Since(start)).Msg("snapshot stored")
+			b, _ := json.Marshal(rep)
+			if err := req.Respond(b); err != nil {
+				log.Warn().Err(err).Msg("answer snapshot request")
+			}
+			return
+		}
+	}
+	ev := log.Warn()
+	if errors.Is(err, stream.ErrUnavailable) {
+		ev = log.Debug() // not ready, or asked by itself: another replica answers
+	}
+	ev.Err(err).Str("for", q.Replica).Uint64("need", q.Need).Msg("snapshot request refused")
+	if err := req.Error(stream.Code(err), err.Error(), nil); err != nil {
+		log.Warn().Err(err).Msg("answer snapshot request")
+	}
+}
+
+// storeSnapshot writes a snapshot to a file in the replica's directory (on
+// the same volume as its data), so that Badger's read transaction lasts
+// only as long as the local write, then stores it in the object store.
+func (r *Replica) storeSnapshot(ctx context.Context, q snapshotRequest) (snapshotReply, error) {
+	switch {
+	case q.Stream != r.cfg.Stream.ID():
+		return snapshotReply{}, stream.Errorf(stream.ErrInvalidRequest, "snapshot of stream id %s asked of a replica of stream id %s", q.Stream, r.cfg.Stream.ID())
+	case q.Replica == r.cfg.ID:
+		return snapshotReply{}, stream.Errorf(stream.ErrUnavailable, "replica %s does not bootstrap from itself", r.cfg.ID)
+	}
+	if err := r.Ready(); err != nil {
+		return snapshotReply{}, stream.Errorf(stream.ErrUnavailable, "replica %s is not ready: %v", r.cfg.ID, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, DefaultSnapshotCatchUp)
+	err := r.repl.WaitApplied(wctx, q.Need)
+	cancel()
+	if err != nil {
+		return snapshotReply{}, stream.Errorf(stream.ErrUnavailable, "replica %s has applied %d, the snapshot must hold %d: %v", r.cfg.ID, r.repl.Applied(), q.Need, err)
+	}
+
+	f, err := os.CreateTemp(r.cfg.Dir, replicator.SnapshotFilePrefix+"*")
+	if err != nil {
+		return snapshotReply{}, fmt.Errorf("snapshot file: %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	applied, err := r.repl.Snapshot(ctx, f)
+	if err != nil {
+		return snapshotReply{}, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return snapshotReply{}, fmt.Errorf("snapshot file: %w", err)
+	}
+
+	js := r.cfg.Stream.JetStream()
+	obs, err := js.CreateOrUpdateObjectStore(ctx, snapshotBucketConfig(r.cfg.Stream))
+	if err != nil {
+		return snapshotReply{}, fmt.Errorf("snapshot bucket: %w", err)
+	}
+	now := time.Now().UTC()
+	name := fmt.Sprintf("%s-%d-%d", r.cfg.ID, applied, now.UnixNano())
+	info, err := obs.Put(ctx, jetstream.ObjectMeta{
+		Name:        name,
+		Description: fmt.Sprintf("snapshot of replica %s at sequence %d, for %s", r.cfg.ID, applied, q.Replica),
+		Metadata: map[string]string{
+			metaStream:  r.cfg.Stream.ID(),
+			metaApplied: strconv.FormatUint(applied, 10),
+			metaReplica: r.cfg.ID,
+			metaCreated: now.Format(time.RFC3339Nano),
+		},
+	}, f)
+	if err != nil {
+		return snapshotReply{}, fmt.Errorf("store snapshot: %w", err)
+	}
+	return snapshotReply{Name: name, Stream: r.cfg.Stream.ID(), Applied: applied, Replica: r.cfg.ID, Size: info.Size}, nil
+}
+
+// removeSnapshotFiles removes the snapshot files a crashed replica left in
+// its directory.
+func (r *Replica) removeSnapshotFiles() {
+	entries, err := os.ReadDir(r.cfg.Dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.IsDir() && strings.HasPrefix(e.Name(), replicator.SnapshotFilePrefix) {
+			_ = os.Remove(filepath.Join(r.cfg.Dir, e.Name()))
+		}
+	}
+}
+
+// fetcher is the replicator.Bootstrapper of a replica: it asks the ready
+// replicas for a snapshot and downloads it from the object store.
+type fetcher struct {
+	id       string
+	st       *stream.Stream
+	subjects stream.Subjects
+	nc       *nats.Conn // nil: the stream's connection
+	log      zerolog.Logger
+}
+
+// maxSnapshotAsks is how many times one bootstrap attempt asks while the
+// replicas that answer cannot help.
+const maxSnapshotAsks = 4
+
+// ask sends one snapshot request and waits for its answer.
+func (f *fetcher) ask(ctx context.Context, nc *nats.Conn, q []byte) (*nats.Msg, error) {
+	ctx, cancel := context.WithTimeout(ctx, DefaultSnapshotTimeout)
+	defer cancel()
+	msg, err := nc.RequestWithContext(ctx, f.subjects.Snapshot(), q)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return nil, errors.New("no ready replica serves snapshots")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ask for a snapshot: %w", err)
+	}
+	if code := msg.Header.Get(stream.HeaderErrorCode); code != "" {
+		return nil, fmt.Errorf("ask for a snapshot: %w", stream.FromCode(code, msg.Header.Get(stream.HeaderError)))
+	}
+	return msg, nil
+}
+
+// Bootstrap implements replicator.Bootstrapper.
+func (f *fetcher) Bootstrap(ctx context.Context, need uint64, restore func(io.Reader) (uint64, error)) error {
+	nc := f.nc
+	if nc == nil {
+		nc = f.st.JetStream().Conn()
+	}
+	q, err := json.Marshal(snapshotRequest{Stream: f.st.ID(), Replica: f.id, Need: need})
+	if err != nil {
+		return err
+	}
+	f.log.Info().Uint64("need", need).Str("subject", f.subjects.Snapshot()).Msg("asking for a snapshot")
+	var msg *nats.Msg
+	for try := 1; ; try++ {
+		msg, err = f.ask(ctx, nc, q)
+		// The queue group picks a replica at random: one that cannot
+		// help (this very replica, if it was serving) may be followed
+		// by one that can.
+		if !errors.Is(err, stream.ErrUnavailable) || try == maxSnapshotAsks {
+			break
+		}
+	}
+	if err != nil {
+		return err
+	}
+	rep, err := decodeSnapshotReply(msg.Data)
+	if err != nil {
+		return err
+	}
+	switch {
+	case rep.Stream != f.st.ID():
+		return fmt.Errorf("%w: replica %s offers a snapshot of stream id %s, want %s: %w", replicator.ErrBadSnapshot, rep.Replica, rep.Stream, f.st.ID(), replicator.ErrStreamMismatch)
+	case rep.Applied < need:
+		return fmt.Errorf("%w: replica %s offers a snapshot at %d, need %d", replicator.ErrBadSnapshot, rep.Replica, rep.Applied, need)
+	}
+
+	obs, err := f.st.JetStream().ObjectStore(ctx, SnapshotBucket(f.st.Name()))
+	if err != nil {
+		return fmt.Errorf("snapshot bucket: %w", err)
+	}
+	defer func() {
+		// The snapshot was made for this replica alone.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := obs.Delete(dctx, rep.Name); err != nil {
+			f.log.Debug().Err(err).Str("name", rep.Name).Msg("delete snapshot")
+		}
+	}()
+	f.log.Info().Str("from", rep.Replica).Str("name", rep.Name).Uint64("applied", rep.Applied).Uint64("bytes", rep.Size).
+		Msg("downloading and restoring a snapshot")
+	res, err := obs.Get(ctx, rep.Name)
+	if err != nil {
+		return fmt.Errorf("get snapshot %s: %w", rep.Name, err)
+	}
+	defer res.Close()
+	applied, err := restore(res)
+	if err != nil {
+		return err
+	}
+	if applied != rep.Applied {
+		return fmt.Errorf("%w: snapshot %s holds sequences up to %d, its replica said %d", replicator.ErrBadSnapshot, rep.Name, applied, rep.Applied)
+	}
+	return nil
+}
