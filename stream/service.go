@@ -18,11 +18,15 @@ const (
 	DefaultDrainGrace = 5 * time.Second
 )
 
-// Respond sends a service reply built by one of the Encode*Reply functions,
-// as a micro error reply when err is not nil (so micro stats count it).
+// Respond sends a service reply built by one of the Encode*Reply functions;
+// an error reply carries the micro error headers that the encoder set.
+// It never calls req.Error: that records the error on the request for
+// micro's stats, which micro reads when the handler returns, and a Pool
+// handler replies on another goroutine afterwards (a data race).
 func Respond(req micro.Request, h nats.Header, body []byte, err error) error {
-	if err != nil {
-		return req.Error(h.Get(HeaderErrorCode), h.Get(HeaderError), body, micro.WithHeaders(micro.Headers(h)))
+	if err != nil && h.Get(HeaderErrorCode) == "" {
+		h.Set(HeaderErrorCode, Code(err))
+		h.Set(HeaderError, err.Error())
 	}
 	return req.Respond(body, micro.WithHeaders(micro.Headers(h)))
 }
