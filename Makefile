@@ -43,8 +43,16 @@ fuzz:
 		done; \
 	done
 
-bench:
-	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS)
+## bench: the Go benchmarks of the hot paths, then `tidemark bench`: Tidemark next to raw
+## JetStream and NATS KV on one embedded server, fast and durable modes (README, Performance)
+BENCHTIME   ?= 1s
+BENCH_FLAGS ?= --mode both --repeat 3 --json bin/bench.json
+bench: bench-go build
+	bin/tidemark bench $(BENCH_FLAGS)
+
+.PHONY: bench-go
+bench-go:
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) $(PKGS)
 
 clean:
 	rm -rf bin tidemark-data
@@ -80,3 +88,29 @@ down:
 ## compose-test: bring up a separate stack, write, read, stop a NATS server and a replica, tear down
 compose-test:
 	$(GO) test -tags compose -count=1 -v -timeout 20m ./deploy/...
+
+## chaos: the long fault campaign: every seed on one NATS server and on a
+## three-server cluster, real processes, every fault, a history checker.
+## Writes $(CHAOS_REPORT)/report.txt and report.json; fails on any violation.
+CHAOS_SEEDS      ?= 1,2,3
+CHAOS_DURATION   ?= 3m
+CHAOS_TOPOLOGIES ?= single,cluster
+CHAOS_REPORT     ?= chaos-report
+
+.PHONY: chaos
+chaos:
+	CGO_ENABLED=0 $(GO) build -o bin/tidemark ./cmd/tidemark
+	CGO_ENABLED=0 $(GO) build -o bin/nats-server github.com/nats-io/nats-server/v2
+	bin/tidemark chaos --log-level warn --seeds $(CHAOS_SEEDS) --duration $(CHAOS_DURATION) \
+		--topologies $(CHAOS_TOPOLOGIES) --report $(CHAOS_REPORT) --nats-server bin/nats-server
+
+## natscli-test: drive the writer and reader NATS services with the real nats
+## CLI (natscli v0.5.0; installed into $(go env GOPATH)/bin when missing)
+NATSCLI ?= github.com/nats-io/natscli/nats@v0.5.0
+
+.PHONY: natscli-test
+natscli-test:
+	@export PATH="$$PATH:$$($(GO) env GOPATH)/bin"; \
+	if ! command -v nats >/dev/null 2>&1; then echo "go install $(NATSCLI)"; $(GO) install $(NATSCLI); fi; \
+	nats --version; \
+	$(GO) test -tags natscli -count=1 -run NATSCLI -v ./client/...

@@ -1,12 +1,28 @@
 // Package client is the Go client library of Tidemark.
 //
-// For now it holds the NATS transport, NATS: it sends writes to the writer
-// service and reads to the replicas over NATS request/reply, using the wire
-// protocol of package stream, and maps transport failures to the stream
-// errors (stream.ErrUnavailable when no writer or replica answers). The HTTP
-// gateway uses it to reach writers and replicas.
+// A Client runs over one Transport: NATS (NewNATS), which calls the writer
+// and replica services over NATS request/reply, or HTTP (NewHTTP), which
+// calls a gateway. Both speak the same protocol and return the same stream
+// types and sentinel errors (errors.Is(err, stream.ErrNotFound), ...). A
+// Client can also read from an embedded replica (WithReader) while it
+// writes through its transport.
 //
-// A Session type, which carries the session token from call to call for the
-// caller so that it reads its own writes, is coming; until then callers pass
-// the token of each result into their next request themselves.
+// A Session carries the session token for the caller: it sends it with
+// every call and merges the token of every reply, so the session reads its
+// own writes and never goes back in time, on any replica; it also applies
+// its writes in the order they were made. Export it with String and resume
+// it elsewhere with ResumeSession.
+//
+//	c := client.New(client.NewHTTP("http://localhost:8080"))
+//	s := c.NewSession()
+//	if _, err := s.Put(ctx, "greeting", []byte("hello")); err != nil { ... }
+//	res, err := s.Get(ctx, "greeting") // "hello", on whichever replica
+//
+// Between services the token travels like trace context: Middleware reads
+// it from an incoming HTTP request into the request's context and writes
+// the merged token into the response, RoundTripper attaches it to outgoing
+// HTTP requests, and InjectNATS, ExtractNATS, RequestNATS, MsgHandler and
+// MicroHandler do the same for NATS messages. A Client's calls with such a
+// context run in its session, so in a chain A -> B -> C, C reads what A
+// wrote without A and C ever talking.
 package client

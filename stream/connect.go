@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -99,7 +100,7 @@ func Connect(ctx context.Context, cfg ConnectConfig) (*Conn, error) {
 			log.Info().Str("server", nc.ConnectedUrlRedacted()).Msg("nats connected")
 			return c, nil
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || permanent(err) {
 			return nil, fmt.Errorf("connect %s: %w", url, err)
 		}
 		ev := log.Debug()
@@ -111,4 +112,12 @@ func Connect(ctx context.Context, cfg ConnectConfig) (*Conn, error) {
 			return nil, fmt.Errorf("connect %s: %w", url, err)
 		}
 	}
+}
+
+// permanent reports connection errors that retrying cannot fix: bad
+// credentials or TLS set-up.
+func permanent(err error) bool {
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
+		errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAccountAuthExpired) ||
+		errors.Is(err, nats.ErrSecureConnRequired) || errors.Is(err, nats.ErrSecureConnWanted)
 }

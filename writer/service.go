@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,8 +22,11 @@ const (
 	// QueueGroup is the queue group of the writer endpoints: one writer
 	// answers each request.
 	QueueGroup = "tidemark-writer"
-	// Version is the service version the micro service announces.
-	Version = "0.1.0"
+	// Version is the service version the micro service announces: the
+	// version of the protocol its endpoints speak.
+	Version = "1.0.0"
+	// Description is the service description `nats micro info` shows.
+	Description = "Tidemark writes: put and delete; a reply carries the revision and the session token"
 )
 
 // Endpoint names of the writer service.
@@ -30,6 +34,41 @@ const (
 	EndpointPut    = "put"
 	EndpointDelete = "delete"
 )
+
+// endpointMetadata describes each endpoint's request and reply, for `nats
+// micro info` and for callers in any language. Values stay short: natscli
+// cuts long ones.
+var endpointMetadata = map[string]map[string]string{
+	EndpointPut: writeMetadata(map[string]string{
+		"description":  "Set a key to the request body",
+		"request.body": "the value, up to max_value_bytes",
+		"request.if":   "header If-Match: N (only at revision N) or If-None-Match: *",
+	}),
+	EndpointDelete: writeMetadata(map[string]string{
+		"description":  "Delete a key",
+		"request.body": "empty",
+		"request.if":   "header If-Match: N (only at revision N)",
+	}),
+}
+
+// writeMetadata adds what put and delete share to m.
+func writeMetadata(m map[string]string) map[string]string {
+	for k, v := range map[string]string{
+		"request.key":      "header Tidemark-Key: the key, percent-encoded (required)",
+		"request.token":    "header Tidemark-Token: the session token",
+		"request.write_id": "header Tidemark-Write-Id: a retry within 2m is stored once",
+		"request.session":  "headers Tidemark-Session, -Session-Seq: the session's write order",
+		"reply.body":       `{"key":"...","revision":N,"token":"..."}`,
+		"reply.headers":    "Tidemark-Token (the session's new token), Tidemark-Revision",
+		"errors":           `header Nats-Service-Error-Code; body {"error":{"code","message"}}`,
+		"errors.input":     "invalid_key invalid_token invalid_request value_too_large",
+		"errors.token":     "token_stream_mismatch token_from_future",
+		"errors.write":     "revision_mismatch write_out_of_order unavailable internal",
+	} {
+		m[k] = v
+	}
+	return m
+}
 
 // Service serves a Writer as the NATS micro service "tidemark-writer", with
 // the endpoints put and delete on the subjects of stream.Subjects.
@@ -64,11 +103,12 @@ func (s *Service) Run(ctx context.Context) error {
 	svc, err := micro.AddService(s.nc, micro.Config{
 		Name:        ServiceName,
 		Version:     Version,
-		Description: "Tidemark writer: publishes puts and deletes to the stream; replies carry the revision and the session token",
+		Description: Description,
 		Metadata: map[string]string{
 			"stream":          s.w.stream.Name(),
 			"stream_id":       s.w.stream.ID(),
 			"max_value_bytes": strconv.Itoa(s.w.maxValueBytes),
+			"api":             strings.TrimSuffix(s.subjects.Put(), "."+EndpointPut),
 		},
 		QueueGroup:  QueueGroup,
 		DoneHandler: func(micro.Service) { once.Do(func() { close(connClosed) }) },
@@ -93,8 +133,8 @@ func (s *Service) Run(ctx context.Context) error {
 		{EndpointPut, s.subjects.Put(), stream.OpPut},
 		{EndpointDelete, s.subjects.Delete(), stream.OpDelete},
 	} {
-		err := svc.AddEndpoint(e.name, h.endpoint(e.op),
-			micro.WithEndpointSubject(e.subject), micro.WithEndpointQueueGroup(QueueGroup))
+		err := svc.AddEndpoint(e.name, h.endpoint(e.op), micro.WithEndpointSubject(e.subject),
+			micro.WithEndpointQueueGroup(QueueGroup), micro.WithEndpointMetadata(endpointMetadata[e.name]))
 		if err != nil {
 			stop()
 			return fmt.Errorf("writer service: endpoint %s on %s: %w", e.name, e.subject, err)

@@ -60,6 +60,7 @@ type Writer struct {
 	handle   jetstream.Stream // for direct gets; looked up on first use
 
 	sessions sessions
+	metrics  writeMetrics // Prometheus metrics (metrics.go)
 }
 
 // New returns a Writer for cfg, with defaults for the fields left zero.
@@ -90,14 +91,8 @@ func New(cfg Config) *Writer {
 // MaxValueBytes returns the largest value a put may carry.
 func (w *Writer) MaxValueBytes() int { return w.maxValueBytes }
 
-// Write publishes a put or a delete and returns its revision and the
-// session's new token. Invalid requests, and tokens of another stream or
-// ahead of it, fail at once and publish nothing. A write retried with the
-// same WriteID within the stream's duplicate window is stored once and
-// returns the same revision. A conditional write that loses fails with
-// stream.ErrRevisionMismatch; a write that cannot reach the stream in time
-// fails with stream.ErrUnavailable.
-func (w *Writer) Write(ctx context.Context, req stream.WriteRequest) (stream.WriteResult, error) {
+// perform is Write (metrics.go), unmeasured.
+func (w *Writer) perform(ctx context.Context, req stream.WriteRequest) (stream.WriteResult, error) {
 	failed := stream.WriteResult{Key: req.Key, Token: req.Token}
 	if err := w.validate(req); err != nil {
 		return failed, err

@@ -1,0 +1,101 @@
+package client
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/tidemark/tidemark/stream"
+)
+
+// FuzzRequestToken feeds Middleware's token reading arbitrary headers and
+// cookies: it never panics, and whatever it accepts is a valid token that
+// the response carries.
+func FuzzRequestToken(f *testing.F) {
+	f.Add("1.abc123.5", "1.abc123.7")
+	f.Add("", "1.abc123.7")
+	f.Add("1.abc123.5", "1.def456.9")
+	f.Add("garbage", "%%%")
+	f.Add("1..5", "1.abc123.18446744073709551615")
+	f.Fuzz(func(t *testing.T, header, cookie string) {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set(stream.HeaderToken, header)
+		r.Header.Set("Cookie", CookieToken+"="+cookie)
+		var in stream.Token
+		h := Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			in = TokenFrom(r.Context())
+		}))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if in.IsZero() {
+			return
+		}
+		if _, err := stream.ParseToken(in.String()); err != nil {
+			t.Fatalf("accepted token %v does not parse: %v", in, err)
+		}
+		if hdr, err := stream.ParseToken(header); err == nil && !hdr.IsZero() && in.Stream == hdr.Stream && in.Seq < hdr.Seq {
+			t.Fatalf("token %v is behind the header's %v", in, hdr)
+		}
+		if got := rec.Header().Get(stream.HeaderToken); got != in.String() {
+			t.Fatalf("response token %q, want %q", got, in)
+		}
+	})
+}
+
+// FuzzMsgToken feeds the NATS token reading arbitrary header values.
+func FuzzMsgToken(f *testing.F) {
+	f.Add("1.abc123.5")
+	f.Add("")
+	f.Add("2.abc123.5")
+	f.Add("1.ABC.5")
+	f.Fuzz(func(t *testing.T, v string) {
+		m := &nats.Msg{Header: nats.Header{stream.HeaderToken: {v}}}
+		tok := TokenFrom(ExtractNATS(t.Context(), m))
+		want, err := stream.ParseToken(v)
+		if err != nil {
+			want = stream.Token{}
+		}
+		if tok != want {
+			t.Fatalf("ExtractNATS(%q)=%v, want %v", v, tok, want)
+		}
+	})
+}
+
+// FuzzHTTPReplies feeds the HTTP transport's reply decoders arbitrary
+// statuses, headers and bodies: they never panic, and a success carries
+// what a success must.
+func FuzzHTTPReplies(f *testing.F) {
+	f.Add(200, "1.abc123.5", "5", "r1", "5", `{"key":"k","revision":5,"token":"1.abc123.5"}`)
+	f.Add(200, "", "", "", "", `{"items":[{"key":"k","value":"dg==","revision":3}],"next":"k","token":"1.abc123.5"}`)
+	f.Add(404, "1.abc123.5", "4", "r2", "x", `{"error":{"code":"not_found","message":"key \"k\" not found"}}`)
+	f.Add(504, "", "", "", "", `{"error":{"code":"token_wait_timeout","message":"waited"}}`)
+	f.Add(502, "", "", "", "", "<html>bad gateway</html>")
+	f.Add(200, "1.abc123.5", "-1", "", "", `{"revision":0}`)
+	f.Add(200, "1.abc123.5.AAAAAAAAAAAAAAAAAAAAAA", "5", "r1", "5", `{"key":"k","revision":5,"token":"1.abc123.5.AAAAAAAAAAAAAAAAAAAAAA"}`)
+	f.Fuzz(func(t *testing.T, status int, token, revision, replica, applied, body string) {
+		h := http.Header{}
+		for k, v := range map[string]string{stream.HeaderToken: token, stream.HeaderRevision: revision, stream.HeaderReplica: replica, stream.HeaderApplied: applied} {
+			if v != "" {
+				h.Set(k, v)
+			}
+		}
+		parse := NewHTTP("http://localhost").parseToken
+		w, err := decodeHTTPWrite(status, h, []byte(body), parse)
+		if err == nil && (w.Revision == 0 || status != http.StatusOK) {
+			t.Fatalf("write reply %d %q decoded as a success without a revision: %+v", status, body, w)
+		}
+		g, err := decodeHTTPGet("k", status, h, []byte(body), parse)
+		if err == nil && (g.Record.Revision == 0 || g.Record.Value == nil || status != http.StatusOK) {
+			t.Fatalf("get reply %d decoded as a success without a revision or value: %+v", status, g)
+		}
+		s, err := decodeHTTPScan(status, h, []byte(body), parse)
+		if err == nil && (s.Items == nil || status != http.StatusOK) {
+			t.Fatalf("scan reply %d decoded as a success without items: %+v", status, s)
+		}
+		if err != nil && stream.Code(err) == "" {
+			t.Fatalf("error without a code: %v", err)
+		}
+	})
+}

@@ -1,0 +1,432 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tidemark/tidemark/stream"
+)
+
+// Defaults of HTTP.
+const (
+	// DefaultHTTPReadMargin is added to a read's wait, for the reply to
+	// travel, when the context has no deadline. It is longer than the
+	// gateway's own margin, so that the gateway's token_wait_timeout
+	// arrives before the client gives up.
+	DefaultHTTPReadMargin = 3 * time.Second
+	// DefaultMaxResponseBytes bounds the body of a reply.
+	DefaultMaxResponseBytes = 64 << 20
+	// maxSigned bounds the signed tokens an HTTP transport remembers.
+	maxSigned = 4096
+)
+
+// HTTP is the HTTP transport: it calls a gateway's API v1 (PUT, GET and
+// DELETE /v1/kv/{key}, GET /v1/kv?prefix=...). Errors of the gateway come
+// back as the stream sentinels, rebuilt from the JSON error body; a gateway
+// that cannot be reached, or does not answer in time, fails with
+// stream.ErrUnavailable. It is safe for concurrent use.
+//
+// A gateway that signs its tokens (gateway.token_keys) accepts only the
+// signed form back; HTTP remembers the signed form of the tokens it
+// receives and sends that. A token it did not receive itself (one resumed
+// from another process) is sent unsigned, and such a gateway refuses it.
+type HTTP struct {
+	// Client sends the requests. It should have no cookie jar: a Session
+	// carries the token.
+	Client *http.Client
+	// WriteTimeout bounds a write whose context has no deadline; 0 leaves
+	// it unbounded.
+	WriteTimeout time.Duration
+	// ReadWait is the wait assumed for a read that does not set one, and
+	// ReadMargin is added to a read's wait; together they bound a read whose
+	// context has no deadline.
+	ReadWait, ReadMargin time.Duration
+	// MaxResponseBytes bounds the body of a reply.
+	MaxResponseBytes int64
+
+	base string // without a trailing slash
+	err  error  // a bad base URL, reported by every call
+
+	sigMu  sync.Mutex
+	signed map[stream.Token]string // signed forms, as a signing gateway handed them out
+}
+
+// NewHTTP returns a transport for the gateway at baseURL, such as
+// "http://localhost:8080". A malformed URL fails every call with
+// stream.ErrInvalidRequest.
+func NewHTTP(baseURL string) *HTTP {
+	h := &HTTP{
+		Client:           &http.Client{},
+		WriteTimeout:     DefaultWriteTimeout,
+		ReadWait:         DefaultReadWait,
+		ReadMargin:       DefaultHTTPReadMargin,
+		MaxResponseBytes: DefaultMaxResponseBytes,
+		base:             strings.TrimRight(baseURL, "/"),
+	}
+	u, err := url.Parse(h.base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		h.err = stream.Errorf(stream.ErrInvalidRequest, "gateway URL %q: want http://host:port or https://host:port, with an optional path", baseURL)
+	}
+	return h
+}
+
+// Write sends a put (PUT /v1/kv/{key}) or a delete (DELETE /v1/kv/{key}).
+func (h *HTTP) Write(ctx context.Context, req stream.WriteRequest) (stream.WriteResult, error) {
+	failed := stream.WriteResult{Key: req.Key, Token: req.Token}
+	if h.err != nil {
+		return failed, h.err
+	}
+	var method string
+	var body io.Reader
+	switch req.Op {
+	case stream.OpPut:
+		method, body = http.MethodPut, bytes.NewReader(req.Value)
+	case stream.OpDelete:
+		method = http.MethodDelete
+	default:
+		return failed, stream.Errorf(stream.ErrInvalidRequest, "unknown op %q: want %s or %s", req.Op, stream.OpPut, stream.OpDelete)
+	}
+	ctx, cancel := withDefaultTimeout(ctx, h.WriteTimeout)
+	defer cancel()
+	hr, err := http.NewRequestWithContext(ctx, method, h.keyURL(req.Key), body)
+	if err != nil {
+		return failed, stream.Errorf(stream.ErrInvalidRequest, "write %q: %v", req.Key, err)
+	}
+	setToken(hr.Header, h.formatToken(req.Token))
+	if req.WriteID != "" {
+		hr.Header.Set(stream.HeaderWriteID, req.WriteID)
+	}
+	if req.IfRevision != 0 {
+		hr.Header.Set(stream.HeaderIfMatch, `"`+strconv.FormatUint(req.IfRevision, 10)+`"`)
+	}
+	if req.IfAbsent {
+		hr.Header.Set(stream.HeaderIfNoneMatch, "*")
+	}
+	if req.Session != "" {
+		hr.Header.Set(stream.HeaderSession, req.Session)
+		hr.Header.Set(stream.HeaderSessionSeq, strconv.FormatUint(req.SessionSeq, 10))
+	}
+	resp, data, err := h.do(hr)
+	if err != nil {
+		return failed, err
+	}
+	res, err := decodeHTTPWrite(resp.StatusCode, resp.Header, data, h.parseToken)
+	if res.Key == "" {
+		res.Key = req.Key
+	}
+	if res.Token.IsZero() && !errors.Is(err, stream.ErrTokenStreamMismatch) && !errors.Is(err, stream.ErrTokenFromFuture) {
+		res.Token = req.Token
+	}
+	return res, err
+}
+
+// Get sends a point read (GET /v1/kv/{key}); the gateway picks the replica,
+// or req.Replica when set. On stream.ErrNotFound the result still carries
+// the token and, for a deleted key, the delete's revision.
+func (h *HTTP) Get(ctx context.Context, req stream.GetRequest) (stream.GetResult, error) {
+	failed := stream.GetResult{Record: stream.Record{Key: req.Key}, Token: req.Token}
+	if h.err != nil {
+		return failed, h.err
+	}
+	ctx, cancel := withDefaultTimeout(ctx, h.readTimeout(req.Wait))
+	defer cancel()
+	hr, err := http.NewRequestWithContext(ctx, http.MethodGet, h.keyURL(req.Key), nil)
+	if err != nil {
+		return failed, stream.Errorf(stream.ErrInvalidRequest, "get %q: %v", req.Key, err)
+	}
+	setReadHeaders(hr.Header, h.formatToken(req.Token), req.Wait, req.Consistency, req.Replica)
+	resp, data, err := h.do(hr)
+	if err != nil {
+		return failed, err
+	}
+	return decodeHTTPGet(req.Key, resp.StatusCode, resp.Header, data, h.parseToken)
+}
+
+// Scan sends a prefix scan (GET /v1/kv?prefix=P&limit=N&after=K).
+func (h *HTTP) Scan(ctx context.Context, req stream.ScanRequest) (stream.ScanResult, error) {
+	failed := stream.ScanResult{Token: req.Token}
+	if h.err != nil {
+		return failed, h.err
+	}
+	q := url.Values{"prefix": {req.Prefix}}
+	if req.After != "" {
+		q.Set("after", req.After)
+	}
+	if req.Limit != 0 {
+		q.Set("limit", strconv.Itoa(req.Limit))
+	}
+	ctx, cancel := withDefaultTimeout(ctx, h.readTimeout(req.Wait))
+	defer cancel()
+	hr, err := http.NewRequestWithContext(ctx, http.MethodGet, h.base+"/v1/kv?"+q.Encode(), nil)
+	if err != nil {
+		return failed, stream.Errorf(stream.ErrInvalidRequest, "scan: %v", err)
+	}
+	setReadHeaders(hr.Header, h.formatToken(req.Token), req.Wait, req.Consistency, req.Replica)
+	resp, data, err := h.do(hr)
+	if err != nil {
+		return failed, err
+	}
+	return decodeHTTPScan(resp.StatusCode, resp.Header, data, h.parseToken)
+}
+
+// keyURL is the URL of key: path-escaped, so that "/" and "%" in a key
+// survive, with the dot segments "." and ".." escaped too, so that nothing
+// between client and gateway resolves them.
+func (h *HTTP) keyURL(key string) string {
+	esc := url.PathEscape(key)
+	if key == "." || key == ".." {
+		esc = strings.ReplaceAll(key, ".", "%2E")
+	}
+	return h.base + "/v1/kv/" + esc
+}
+
+// readTimeout bounds a read of wait whose context has no deadline.
+func (h *HTTP) readTimeout(wait time.Duration) time.Duration {
+	if wait <= 0 {
+		wait = h.ReadWait
+	}
+	return wait + h.ReadMargin
+}
+
+// do sends hr and reads the reply's body, mapping transport failures to
+// stream errors.
+func (h *HTTP) do(hr *http.Request) (*http.Response, []byte, error) {
+	start := time.Now()
+	resp, err := h.Client.Do(hr)
+	if err != nil {
+		return nil, nil, h.transportError(hr, start, err)
+	}
+	defer resp.Body.Close()
+	limit := h.MaxResponseBytes
+	if limit <= 0 {
+		limit = DefaultMaxResponseBytes
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, nil, h.transportError(hr, start, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, nil, stream.Errorf(stream.ErrInternal, "%s %s: reply over %d bytes", hr.Method, hr.URL.Redacted(), limit)
+	}
+	return resp, data, nil
+}
+
+func (h *HTTP) transportError(hr *http.Request, start time.Time, err error) error {
+	ctx := hr.Context()
+	switch {
+	case errors.Is(ctx.Err(), context.Canceled):
+		return ctx.Err()
+	case errors.Is(ctx.Err(), context.DeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
+		return stream.Errorf(stream.ErrUnavailable, "no reply from the gateway to %s %s in time (waited %v)",
+			hr.Method, hr.URL.Redacted(), time.Since(start).Round(time.Millisecond))
+	default:
+		return stream.Errorf(stream.ErrUnavailable, "%s %s: %v", hr.Method, hr.URL.Redacted(), unwrapURLError(err))
+	}
+}
+
+// unwrapURLError drops the method and URL that *url.Error repeats.
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// parseToken parses a token of a reply; a signed one ("<token>.<sig>") is
+// remembered, so that formatToken sends it back signed.
+func (h *HTTP) parseToken(s string) (stream.Token, error) {
+	tok, err := stream.ParseToken(s)
+	if err == nil || strings.Count(s, ".") != 3 {
+		return tok, err
+	}
+	i := strings.LastIndexByte(s, '.')
+	if sig := s[i+1:]; sig == "" || len(sig) > 64 || strings.Trim(sig, base64URL) != "" {
+		return tok, err
+	}
+	if tok, err = stream.ParseToken(s[:i]); err != nil || tok.IsZero() {
+		return tok, err
+	}
+	h.sigMu.Lock()
+	defer h.sigMu.Unlock()
+	if h.signed == nil || len(h.signed) >= maxSigned {
+		h.signed = make(map[stream.Token]string)
+	}
+	h.signed[tok] = s
+	return tok, nil
+}
+
+const base64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+// formatToken is tok as the gateway wants it back: signed, if it was.
+func (h *HTTP) formatToken(tok stream.Token) string {
+	h.sigMu.Lock()
+	defer h.sigMu.Unlock()
+	if s, ok := h.signed[tok]; ok {
+		return s
+	}
+	return tok.String()
+}
+
+func setToken(h http.Header, tok string) {
+	if tok != "" {
+		h.Set(stream.HeaderToken, tok)
+	}
+}
+
+func setReadHeaders(h http.Header, tok string, wait time.Duration, c stream.Consistency, replica string) {
+	setToken(h, tok)
+	if wait > 0 {
+		h.Set(stream.HeaderWait, wait.String())
+	}
+	if c != "" && c != stream.Session {
+		h.Set(stream.HeaderConsistency, string(c))
+	}
+	if replica != "" {
+		h.Set(stream.HeaderReplica, replica)
+	}
+}
+
+// --- decoding the gateway's replies --------------------------------------
+
+// tokenParser parses the tokens of replies.
+type tokenParser func(string) (stream.Token, error)
+
+// decodeHTTPWrite decodes the reply to a write.
+func decodeHTTPWrite(status int, h http.Header, body []byte, parse tokenParser) (stream.WriteResult, error) {
+	tok, rev, err := replyTokenRevision(h, parse)
+	res := stream.WriteResult{Token: tok, Revision: rev}
+	if err != nil {
+		return res, err
+	}
+	if status != http.StatusOK {
+		return res, decodeHTTPError(status, body)
+	}
+	var w stream.WriteJSON
+	if err := json.Unmarshal(body, &w); err != nil {
+		return res, stream.Errorf(stream.ErrInternal, "bad write reply: %v", err)
+	}
+	if w.Revision == 0 {
+		return res, stream.Errorf(stream.ErrInternal, "bad write reply: no revision")
+	}
+	res.Key, res.Revision = w.Key, w.Revision
+	if res.Token.IsZero() {
+		if res.Token, err = parse(w.Token); err != nil {
+			return res, stream.Errorf(stream.ErrInternal, "bad token in write reply: %v", err)
+		}
+	}
+	return res, nil
+}
+
+// decodeHTTPGet decodes the reply to a point read of key.
+func decodeHTTPGet(key string, status int, h http.Header, body []byte, parse tokenParser) (stream.GetResult, error) {
+	tok, rev, err := replyTokenRevision(h, parse)
+	res := stream.GetResult{Record: stream.Record{Key: key, Revision: rev}, Token: tok}
+	if err != nil {
+		return res, err
+	}
+	res.Replica, res.Applied, res.Waited, res.StreamLast = replyServedBy(h)
+	if status != http.StatusOK {
+		err := decodeHTTPError(status, body)
+		if errors.Is(err, stream.ErrNotFound) {
+			res.Record.Deleted = rev != 0
+		} else {
+			res.Record.Revision = 0
+		}
+		return res, err
+	}
+	if rev == 0 {
+		return res, stream.Errorf(stream.ErrInternal, "bad get reply: no %s", stream.HeaderRevision)
+	}
+	res.Record.Value = body
+	if res.Record.Value == nil {
+		res.Record.Value = []byte{}
+	}
+	return res, nil
+}
+
+// decodeHTTPScan decodes the reply to a scan.
+func decodeHTTPScan(status int, h http.Header, body []byte, parse tokenParser) (stream.ScanResult, error) {
+	tok, _, err := replyTokenRevision(h, parse)
+	res := stream.ScanResult{Token: tok}
+	if err != nil {
+		return res, err
+	}
+	res.Replica, res.Applied, res.Waited, res.StreamLast = replyServedBy(h)
+	if status != http.StatusOK {
+		return res, decodeHTTPError(status, body)
+	}
+	var page stream.ScanJSON
+	if err := json.Unmarshal(body, &page); err != nil {
+		return res, stream.Errorf(stream.ErrInternal, "bad scan reply: %v", err)
+	}
+	if res.Token.IsZero() {
+		if res.Token, err = parse(page.Token); err != nil {
+			return res, stream.Errorf(stream.ErrInternal, "bad token in scan reply: %v", err)
+		}
+	}
+	res.Next = page.Next
+	res.Items = make([]stream.Record, len(page.Items))
+	for i, it := range page.Items {
+		if it.Value == nil {
+			it.Value = []byte{}
+		}
+		res.Items[i] = stream.Record{Key: it.Key, Value: it.Value, Revision: it.Revision}
+	}
+	return res, nil
+}
+
+// decodeHTTPError rebuilds the error of a reply that is not 200 from its
+// JSON body; a reply without one (a proxy's) is mapped by its status.
+func decodeHTTPError(status int, body []byte) error {
+	var e stream.ErrorJSON
+	if json.Unmarshal(body, &e) == nil && e.Error.Code != "" {
+		return stream.FromCode(e.Error.Code, e.Error.Message)
+	}
+	text := fmt.Sprintf("gateway answered %d %s without an error body", status, http.StatusText(status))
+	switch {
+	case status == http.StatusRequestEntityTooLarge:
+		return stream.Errorf(stream.ErrValueTooLarge, "%s", text)
+	case status == http.StatusTooManyRequests, status == http.StatusBadGateway,
+		status == http.StatusServiceUnavailable, status == http.StatusGatewayTimeout:
+		return stream.Errorf(stream.ErrUnavailable, "%s", text)
+	case status >= 400 && status < 500:
+		return stream.Errorf(stream.ErrInvalidRequest, "%s (is the URL a Tidemark gateway?)", text)
+	default:
+		return stream.Errorf(stream.ErrInternal, "%s", text)
+	}
+}
+
+// replyTokenRevision reads the token and revision headers of a reply.
+func replyTokenRevision(h http.Header, parse tokenParser) (stream.Token, uint64, error) {
+	tok, err := parse(h.Get(stream.HeaderToken))
+	if err != nil {
+		return stream.Token{}, 0, stream.Errorf(stream.ErrInternal, "bad token in reply: %v", err)
+	}
+	var rev uint64
+	if s := h.Get(stream.HeaderRevision); s != "" {
+		if rev, err = strconv.ParseUint(s, 10, 64); err != nil {
+			return tok, 0, stream.Errorf(stream.ErrInternal, "bad revision in reply %q", s)
+		}
+	}
+	return tok, rev, nil
+}
+
+// replyServedBy reads the headers that say which replica served a read.
+// They are informative, so malformed values read as zero.
+func replyServedBy(h http.Header) (string, uint64, time.Duration, uint64) {
+	applied, _ := strconv.ParseUint(h.Get(stream.HeaderApplied), 10, 64)
+	waited, _ := time.ParseDuration(h.Get(stream.HeaderWaited))
+	last, _ := strconv.ParseUint(h.Get(stream.HeaderStreamLast), 10, 64)
+	return h.Get(stream.HeaderReplica), applied, waited, last
+}
