@@ -16,10 +16,23 @@ dev:
 build:
 	CGO_ENABLED=0 $(GO) build -o bin/tidemark ./cmd/tidemark
 
-## test: formatting, vet, staticcheck, the race-enabled test suite, and a short fuzz run of every decoder
+## test: formatting, vet, staticcheck, the race-enabled test suite, the services
+## driven by the real nats CLI, the compose stack (where a Docker engine runs; it
+## says so and skips otherwise), and a short fuzz run of every decoder
 test: lint
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	$(MAKE) natscli-test
+	$(MAKE) compose-test-if-docker
 	$(MAKE) fuzz FUZZTIME=$(FUZZTIME)
+
+.PHONY: compose-test-if-docker
+compose-test-if-docker:
+	@if command -v docker >/dev/null 2>&1 && command -v $(COMPOSE) >/dev/null 2>&1 \
+		&& timeout 30 docker info >/dev/null 2>&1; then \
+		$(MAKE) compose-test; \
+	else \
+		echo "compose test skipped: no Docker engine (needs docker, $(COMPOSE) and a running engine)"; \
+	fi
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
