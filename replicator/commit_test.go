@@ -93,3 +93,38 @@ func BenchmarkWaitAppliedMany(b *testing.B) {
 		<-woke
 	}
 }
+
+// TestSweepSessions: session records older than stream.SessionWindow (in
+// stream time) are forgotten; newer ones stay, and the order rule is the
+// same before and after the sweep.
+func TestSweepSessions(t *testing.T) {
+	env := testenv.Start(t)
+	r := New(Config{Dir: t.TempDir(), Stream: env.Stream, Logger: zerolog.Nop()})
+	if err := r.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	day := int64(stream.SessionWindow)
+	at := func(seq uint64, sess string, n uint64, time int64) delivery {
+		return delivery{seq: seq, time: time, entry: stream.Entry{Op: stream.OpPut, Key: sess, Value: []byte{byte(n)}, Session: sess, SessionSeq: n}}
+	}
+	if err := r.commit(r.db, []delivery{at(1, "old", 5, 1), at(2, "new", 5, 2*day)}); err != nil {
+		t.Fatal(err)
+	}
+	r.sweepSessions(r.db, 2*day+10)
+	if got, want := r.sessionsSwept.Load(), uint64(1); got != want {
+		t.Fatalf("swept %d sessions, want %d", got, want)
+	}
+	// "new" is still remembered: its late write is left out. "old" is
+	// forgotten, as the rule already treated it: its write 1 is applied.
+	if err := r.commit(r.db, []delivery{at(3, "new", 4, 2*day+20), at(4, "old", 1, 2*day+20)}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := r.Stats().Skipped, uint64(1); got != want {
+		t.Fatalf("Skipped=%d, want %d", got, want)
+	}
+	rec, _, err := r.Get("old")
+	if err != nil || rec.Revision != 4 {
+		t.Fatalf("Get(old)=%+v, %v; want revision 4", rec, err)
+	}
+}

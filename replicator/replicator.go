@@ -99,6 +99,8 @@ type Replicator struct {
 	metrics  applyMetrics // Prometheus metrics (metrics.go)
 	skipped  atomic.Uint64
 
+	sessionsSwept atomic.Uint64 // session records forgotten (sweepSessions)
+
 	// dbMu guards db: reads hold it shared, Open and Close exclusively.
 	dbMu sync.RWMutex
 	db   *badger.DB

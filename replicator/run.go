@@ -274,6 +274,7 @@ func (r *Replicator) decode(msg jetstream.Msg) (delivery, string) {
 func (r *Replicator) applyLoop(ctx context.Context, db *badger.DB, in <-chan delivery, budget *semaphore.Weighted, lost <-chan error) error {
 	batch := make([]delivery, 0, r.cfg.MaxBatch)
 	prog := progress{last: time.Now(), lastApplied: r.Applied(), start: time.Now(), done: r.isReady()}
+	sweep := struct{ last time.Time }{last: time.Now()}
 	for {
 		var first delivery
 		select {
@@ -299,6 +300,10 @@ func (r *Replicator) applyLoop(ctx context.Context, db *badger.DB, in <-chan del
 			return err
 		}
 		r.logProgress(&prog)
+		if len(batch) > 0 && time.Since(sweep.last) >= sessionSweepInterval {
+			sweep.last = time.Now()
+			r.sweepSessions(db, batch[len(batch)-1].time)
+		}
 	}
 }
 

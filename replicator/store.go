@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -288,4 +289,50 @@ func (r *Replicator) Scan(prefix, after string, limit int) (items []stream.Recor
 		return nil, "", applied, err
 	}
 	return items, next, applied, nil
+}
+
+// sessionSweepInterval is how often the apply loop forgets expired sessions.
+const sessionSweepInterval = 10 * time.Minute
+
+// sweepSessions deletes the session records that stream.SessionWindow has
+// expired as of the stream time now (Unix nanoseconds): records the order
+// rule already treats as absent, so deleting them changes no decision. It
+// runs on the apply goroutine, between batches, so no apply transaction
+// races with it. Failures are logged and left for the next sweep.
+func (r *Replicator) sweepSessions(db *badger.DB, now int64) {
+	cutoff := now - int64(stream.SessionWindow)
+	var expired [][]byte
+	err := db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(sessionPrefix), PrefetchValues: true, PrefetchSize: 256})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			err := item.Value(func(b []byte) error {
+				if len(b) == 16 && int64(binary.BigEndian.Uint64(b[8:])) < cutoff {
+					expired = append(expired, item.KeyCopy(nil))
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for len(expired) > 0 && err == nil {
+		n := min(len(expired), 1000)
+		err = db.Update(func(txn *badger.Txn) error {
+			for _, k := range expired[:n] {
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		r.sessionsSwept.Add(uint64(n))
+		expired = expired[n:]
+	}
+	if err != nil {
+		r.log.Warn().Err(err).Msg("forget expired sessions")
+	}
 }
