@@ -1,0 +1,173 @@
+package chaos_test
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tidemark/tidemark/chaos"
+)
+
+var (
+	flagBin     = flag.String("chaos.bin", "", "directory with prebuilt tidemark and nats-server binaries (default: build them)")
+	flagVerbose = flag.Bool("chaos.v", false, "log the harness's progress")
+	flagDir     = flag.String("chaos.dir", "", "keep each run's data, logs and history under this directory")
+	flagLong    = flag.Bool("chaos.long", false, "run the long fault campaign (TestFaultsLong), configured by the CHAOS_* environment")
+)
+
+func binaries(t *testing.T) chaos.Binaries {
+	t.Helper()
+	if *flagBin != "" {
+		return chaos.Binaries{Tidemark: filepath.Join(*flagBin, "tidemark"), NATSServer: filepath.Join(*flagBin, "nats-server")}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	b, err := chaos.Build(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func logger() zerolog.Logger {
+	if *flagVerbose {
+		return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr}).With().Timestamp().Logger()
+	}
+	return zerolog.Nop()
+}
+
+func runDir(t *testing.T) string {
+	t.Helper()
+	if *flagDir == "" {
+		return t.TempDir()
+	}
+	d, err := os.MkdirTemp(*flagDir, t.Name()+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestFaultsShort is the short fault run: the real processes on one NATS
+// server (two writers, three replicas, two gateways), a workload of eight
+// sessions for about forty seconds, and every single-server fault injected
+// at least once. It must end with no violation, nothing lost, no process
+// crashed, and the replicas converged.
+func TestFaultsShort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes for about a minute")
+	}
+	res, err := chaos.Run(context.Background(), chaos.Options{
+		Seed: 1, Dir: runDir(t), Binaries: binaries(t), Topology: chaos.Single,
+		Duration: 40 * time.Second, Sessions: 8, SessionOrder: true,
+		Faults: []chaos.FaultKind{chaos.KillReplica, chaos.KillReplicaMidBatch, chaos.KillGateway, chaos.KillWriter,
+			chaos.KillNATS, chaos.Pause, chaos.PartitionReplica},
+		MinGap: 500 * time.Millisecond, MaxGap: 1500 * time.Millisecond, MaxHold: 2 * time.Second,
+		Logger: logger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := &chaos.Report{Results: []*chaos.Result{res}}
+	var table bytes.Buffer
+	rep.WriteTable(&table)
+	t.Logf("\n%s", table.String())
+	for _, f := range res.Faults {
+		t.Logf("fault %s on %s at %v, held %v, recovered in %v %s", f.Kind, f.Target, f.At.Round(time.Millisecond),
+			f.Held.Round(time.Millisecond), f.Recovered.Round(time.Millisecond), f.Error)
+	}
+	if !res.OK() {
+		t.Fatalf("the fault run failed (history in %s):\n%s", res.History, table.String())
+	}
+	kinds := map[chaos.FaultKind]bool{}
+	for _, f := range res.Faults {
+		kinds[f.Kind] = true
+		if f.Error != "" {
+			t.Errorf("fault %s on %s: %s", f.Kind, f.Target, f.Error)
+		}
+	}
+	if got, want := len(kinds), 7; got != want {
+		t.Fatalf("%d fault kinds injected, want %d", got, want)
+	}
+	if got, want := res.Check.Writes["ok"], 500; got < want {
+		t.Fatalf("%d acknowledged writes, want at least %d: the workload did not get going", got, want)
+	}
+}
+
+// TestFaultsLong is the long campaign (make chaos): every seed of
+// CHAOS_SEEDS on one server and on a three-server cluster, CHAOS_DURATION
+// each, every fault. It writes report.json and report.txt into
+// CHAOS_REPORT. It runs only with -chaos.long.
+func TestFaultsLong(t *testing.T) {
+	if !*flagLong {
+		t.Skip("the long fault campaign runs with -chaos.long (make chaos)")
+	}
+	c, err := chaos.CampaignFromEnv(os.Environ())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Binaries, c.Logger = binaries(t), logger()
+	rep, err := chaos.RunCampaign(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table bytes.Buffer
+	rep.WriteTable(&table)
+	t.Logf("report in %s\n%s", c.Dir, table.String())
+	if !rep.OK() {
+		t.Fatal("the campaign found violations or failed")
+	}
+}
+
+func TestCampaignFromEnv(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     []string
+		ok      bool
+		seeds   int
+		topos   int
+		faults  int
+		minutes time.Duration
+	}{
+		{"defaults", nil, true, 3, 2, len(chaos.AllFaults), 3},
+		{"set", []string{"CHAOS_SEEDS=4,5", "CHAOS_TOPOLOGIES=cluster", "CHAOS_FAULTS=kill-nats,pause", "CHAOS_DURATION=1m", "PATH=/bin"}, true, 2, 1, 2, 1},
+		{"bad seed", []string{"CHAOS_SEEDS=x"}, false, 0, 0, 0, 0},
+		{"bad topology", []string{"CHAOS_TOPOLOGIES=mesh"}, false, 0, 0, 0, 0},
+		{"bad fault", []string{"CHAOS_FAULTS=meteor"}, false, 0, 0, 0, 0},
+		{"bad duration", []string{"CHAOS_DURATION=-1s"}, false, 0, 0, 0, 0},
+		{"bad sessions", []string{"CHAOS_SESSIONS=0"}, false, 0, 0, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := chaos.CampaignFromEnv(tt.env)
+			if got, want := err == nil, tt.ok; got != want {
+				t.Fatalf("CampaignFromEnv(%q) error=%v, want ok=%v", tt.env, err, want)
+			}
+			if !tt.ok {
+				return
+			}
+			if len(c.Seeds) != tt.seeds || len(c.Topologies) != tt.topos || len(c.Faults) != tt.faults || c.Duration != tt.minutes*time.Minute {
+				t.Fatalf("CampaignFromEnv(%q)=%+v", tt.env, c)
+			}
+		})
+	}
+}
+
+// FuzzCampaignFromEnv: the campaign's environment never panics the parser.
+func FuzzCampaignFromEnv(f *testing.F) {
+	f.Add("1,2,3", "single,cluster", "all", "3m", "8")
+	f.Add("", "", "kill-nats", "1s", "x")
+	f.Fuzz(func(t *testing.T, seeds, topos, faults, dur, sessions string) {
+		c, err := chaos.CampaignFromEnv([]string{"CHAOS_SEEDS=" + seeds, "CHAOS_TOPOLOGIES=" + topos,
+			"CHAOS_FAULTS=" + faults, "CHAOS_DURATION=" + dur, "CHAOS_SESSIONS=" + sessions})
+		if err == nil && (len(c.Seeds) == 0 || len(c.Topologies) == 0 || c.Duration <= 0 || c.Sessions < 1) {
+			t.Fatalf("accepted a campaign that cannot run: %+v", c)
+		}
+	})
+}

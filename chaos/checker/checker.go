@@ -1,0 +1,558 @@
+// Package checker verifies a history of client sessions against the session
+// guarantees and the final states against the stream. It sees only what a
+// history file holds (the operations as the clients saw them, the stream's
+// messages and each replica's keys) and imports no Tidemark package but the
+// history format, so that a bug in the code under test cannot hide itself
+// in the checker.
+//
+// Per session: read-your-writes, monotonic reads, monotonic writes and
+// writes-follow-reads. Per read: the value is the one the stream holds at
+// the read's revision, and equals the fold of the stream at the position
+// the replica said it had applied. Durability: every acknowledged write is
+// in the stream at its revision, none is lost, stored twice or stored
+// without having been asked for, and every replica's state equals the fold
+// of the stream up to what it applied, which must be the whole stream.
+package checker
+
+import (
+	"bytes"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/tidemark/tidemark/chaos/history"
+)
+
+// Kind names a class of violation.
+type Kind string
+
+// The violations the checker reports.
+const (
+	// ReadYourWrites: a read did not reflect a write its own session had
+	// been acknowledged before the read was sent.
+	ReadYourWrites Kind = "read-your-writes"
+	// MonotonicReads: a read reflected an older state than an earlier
+	// read of the same session.
+	MonotonicReads Kind = "monotonic-reads"
+	// MonotonicWrites: a session's acknowledged writes are not in
+	// increasing revision (and session sequence) order.
+	MonotonicWrites Kind = "monotonic-writes"
+	// WritesFollowReads: a write got a revision not above the token it
+	// carried or what its session had already read.
+	WritesFollowReads Kind = "writes-follow-reads"
+	// TokenIgnored: a read was served from a snapshot behind the token it
+	// carried, or a reply's token went back.
+	TokenIgnored Kind = "token-ignored"
+	// PhantomRead: a read returned a value (or a delete) that the stream
+	// does not hold at the revision it gave.
+	PhantomRead Kind = "phantom-read"
+	// SnapshotMismatch: a read does not equal the fold of the stream at
+	// the position the replica said it had applied.
+	SnapshotMismatch Kind = "snapshot-mismatch"
+	// LostWrite: an acknowledged write is not in the final stream.
+	LostWrite Kind = "lost-write"
+	// DuplicateWrite: one write is stored more than once.
+	DuplicateWrite Kind = "duplicate-write"
+	// UnexpectedWrite: the stream holds a write no session made.
+	UnexpectedWrite Kind = "unexpected-write"
+	// CorruptWrite: the stream holds a write with another key, kind or
+	// value than its session sent.
+	CorruptWrite Kind = "corrupt-write"
+	// WrongRevision: a write is stored at another revision than its
+	// acknowledgement said.
+	WrongRevision Kind = "wrong-revision"
+	// FailedWriteApplied: a write reported as failed took effect.
+	FailedWriteApplied Kind = "failed-write-applied"
+	// AckedWriteSkipped: an acknowledged write is in the stream but the
+	// session-ordering rule makes replicas skip it.
+	AckedWriteSkipped Kind = "acked-write-skipped"
+	// ReplicaNotFold: a replica's state is not the fold of the stream up
+	// to what it says it applied.
+	ReplicaNotFold Kind = "replica-not-fold"
+	// NotConverged: a replica had not applied the whole stream at the end.
+	NotConverged Kind = "not-converged"
+	// NoFinalState: the history has no final state, so durability was not
+	// checked.
+	NoFinalState Kind = "no-final-state"
+)
+
+// MaxExamples is how many violations of each kind a Report keeps.
+const MaxExamples = 10
+
+// Violation is one breach of a guarantee.
+type Violation struct {
+	Kind Kind `json:"kind"`
+	// Session and Index locate the operation, when one is at fault (-1 when not).
+	Session int `json:"session"`
+	Index   int `json:"index"`
+	// Seq is the stream sequence involved, if any.
+	Seq uint64 `json:"seq,omitempty"`
+	// Replica is the replica involved, if any.
+	Replica string `json:"replica,omitempty"`
+	// Detail says what was seen and what was expected.
+	Detail string `json:"detail"`
+}
+
+// String formats v on one line.
+func (v Violation) String() string {
+	var b strings.Builder
+	b.WriteString(string(v.Kind))
+	if v.Session >= 0 {
+		fmt.Fprintf(&b, " session %d op %d", v.Session, v.Index)
+	}
+	if v.Seq != 0 {
+		fmt.Fprintf(&b, " seq %d", v.Seq)
+	}
+	if v.Replica != "" {
+		fmt.Fprintf(&b, " replica %s", v.Replica)
+	}
+	return b.String() + ": " + v.Detail
+}
+
+// Report is the checker's verdict.
+type Report struct {
+	// Ops counts the operations; Writes, Reads by outcome.
+	Ops    int                     `json:"ops"`
+	Writes map[history.Outcome]int `json:"writes"`
+	Reads  map[history.Outcome]int `json:"reads"`
+	// StreamLen is the number of messages in the final stream;
+	// Replicas the number of replica states checked.
+	StreamLen int `json:"stream_len"`
+	Replicas  int `json:"replicas"`
+	// Lost, Duplicated and Unexpected count writes lost, stored twice or
+	// more, and stored without a session having sent them.
+	Lost       int `json:"lost"`
+	Duplicated int `json:"duplicated"`
+	Unexpected int `json:"unexpected"`
+	// IndeterminateStored counts indeterminate writes found in the stream.
+	IndeterminateStored int `json:"indeterminate_stored"`
+	// Counts holds how many violations of each kind were found; Examples
+	// up to MaxExamples of each.
+	Counts   map[Kind]int         `json:"counts"`
+	Examples map[Kind][]Violation `json:"examples"`
+}
+
+// Violations returns the total number of violations.
+func (r *Report) Violations() int {
+	n := 0
+	for _, c := range r.Counts {
+		n += c
+	}
+	return n
+}
+
+// OK reports whether no violation was found.
+func (r *Report) OK() bool { return r.Violations() == 0 }
+
+// Summary lists the counts by kind and the examples, one per line.
+func (r *Report) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d ops (writes %v, reads %v), stream %d messages, %d replicas: %d violations, %d lost, %d duplicated, %d unexpected\n",
+		r.Ops, r.Writes, r.Reads, r.StreamLen, r.Replicas, r.Violations(), r.Lost, r.Duplicated, r.Unexpected)
+	kinds := make([]string, 0, len(r.Counts))
+	for k := range r.Counts {
+		kinds = append(kinds, string(k))
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		fmt.Fprintf(&b, "  %s: %d\n", k, r.Counts[Kind(k)])
+		for _, v := range r.Examples[Kind(k)] {
+			fmt.Fprintf(&b, "    %s\n", v)
+		}
+	}
+	return b.String()
+}
+
+func (r *Report) add(v Violation) {
+	r.Counts[v.Kind]++
+	if len(r.Examples[v.Kind]) < MaxExamples {
+		r.Examples[v.Kind] = append(r.Examples[v.Kind], v)
+	}
+}
+
+func (r *Report) opViolation(k Kind, op *history.Op, format string, args ...any) {
+	r.add(Violation{Kind: k, Session: op.Session, Index: op.Index, Detail: fmt.Sprintf(format, args...)})
+}
+
+// Check verifies h and returns what it found.
+func Check(h *history.History) *Report {
+	r := &Report{
+		Ops:      len(h.Ops),
+		Writes:   map[history.Outcome]int{},
+		Reads:    map[history.Outcome]int{},
+		Counts:   map[Kind]int{},
+		Examples: map[Kind][]Violation{},
+	}
+	for _, op := range h.Ops {
+		if op.Kind.IsWrite() {
+			r.Writes[op.Outcome]++
+		} else {
+			r.Reads[op.Outcome]++
+		}
+	}
+	var snaps *history.Snapshots
+	if h.Final != nil {
+		snaps = history.NewSnapshots(h.Final.Stream)
+		r.StreamLen = len(h.Final.Stream)
+		r.Replicas = len(h.Final.Replicas)
+		checkStream(r, h, snaps)
+		for _, rep := range h.Final.Replicas {
+			checkReplica(r, snaps, rep)
+		}
+	} else {
+		r.add(Violation{Kind: NoFinalState, Session: -1, Index: -1, Detail: "the history has no final state; durability not checked"})
+	}
+	for _, ops := range h.Sessions() {
+		checkSession(r, snaps, ops)
+	}
+	return r
+}
+
+// checkStream matches the stream's messages with the writes of the history.
+func checkStream(r *Report, h *history.History, s *history.Snapshots) {
+	byID := map[string]*history.Op{}
+	byValue := map[string]*history.Op{}
+	for i := range h.Ops {
+		op := &h.Ops[i]
+		if !op.Kind.IsWrite() {
+			continue
+		}
+		if op.WriteID != "" {
+			byID[op.WriteID] = op
+		}
+		if op.Kind == history.Put && len(op.Value) > 0 {
+			byValue[string(op.Value)] = op
+		}
+	}
+	stored := map[*history.Op]uint64{}
+	for _, m := range s.Stream {
+		op := byID[m.MsgID]
+		if op == nil && m.Kind == history.Put {
+			op = byValue[string(m.Value)]
+		}
+		if op == nil {
+			r.Unexpected++
+			r.add(Violation{Kind: UnexpectedWrite, Session: -1, Index: -1, Seq: m.Seq,
+				Detail: fmt.Sprintf("%s %q (msg id %q) was sent by no session", m.Kind, m.Key, m.MsgID)})
+			continue
+		}
+		if first, dup := stored[op]; dup {
+			r.Duplicated++
+			r.add(Violation{Kind: DuplicateWrite, Session: op.Session, Index: op.Index, Seq: m.Seq,
+				Detail: fmt.Sprintf("%s %q stored at %d and again at %d", op.Kind, op.Key, first, m.Seq)})
+			continue
+		}
+		stored[op] = m.Seq
+		if m.Key != op.Key || m.Kind != op.Kind || (op.Kind == history.Put && !bytes.Equal(m.Value, op.Value)) {
+			r.add(Violation{Kind: CorruptWrite, Session: op.Session, Index: op.Index, Seq: m.Seq,
+				Detail: fmt.Sprintf("stored %s %q = %q, sent %s %q = %q", m.Kind, m.Key, m.Value, op.Kind, op.Key, op.Value)})
+		}
+		switch op.Outcome {
+		case history.OK:
+			if op.Revision != m.Seq {
+				r.add(Violation{Kind: WrongRevision, Session: op.Session, Index: op.Index, Seq: m.Seq,
+					Detail: fmt.Sprintf("acknowledged with revision %d, stored at %d", op.Revision, m.Seq)})
+			}
+			if s.Final.Skipped[m.Seq] {
+				r.add(Violation{Kind: AckedWriteSkipped, Session: op.Session, Index: op.Index, Seq: m.Seq,
+					Detail: fmt.Sprintf("acknowledged, but session %s sequence %d is not above an earlier one", m.SessionID, m.SessionSeq)})
+			}
+		case history.Failed:
+			if !s.Final.Skipped[m.Seq] {
+				r.add(Violation{Kind: FailedWriteApplied, Session: op.Session, Index: op.Index, Seq: m.Seq,
+					Detail: fmt.Sprintf("reported failed (%s), but stored and applied", op.Code)})
+			}
+		case history.Indeterminate:
+			r.IndeterminateStored++
+		}
+	}
+	for i := range h.Ops {
+		op := &h.Ops[i]
+		if !op.Kind.IsWrite() || op.Outcome != history.OK {
+			continue
+		}
+		if _, ok := stored[op]; !ok {
+			r.Lost++
+			r.opViolation(LostWrite, op, "%s %q acknowledged at revision %d is not in the stream", op.Kind, op.Key, op.Revision)
+		}
+	}
+}
+
+// checkReplica compares a replica's state with the fold of the stream up to
+// its applied sequence.
+func checkReplica(r *Report, s *history.Snapshots, rep history.Replica) {
+	last := uint64(len(s.Stream))
+	if rep.Applied > last {
+		r.add(Violation{Kind: ReplicaNotFold, Session: -1, Index: -1, Replica: rep.ID, Seq: rep.Applied,
+			Detail: fmt.Sprintf("applied %d, beyond the stream's last %d", rep.Applied, last)})
+		return
+	}
+	if rep.Applied < last {
+		r.add(Violation{Kind: NotConverged, Session: -1, Index: -1, Replica: rep.ID, Seq: rep.Applied,
+			Detail: fmt.Sprintf("applied %d of %d", rep.Applied, last)})
+	}
+	want := s.Final
+	if rep.Applied < last {
+		want = s.FoldTo(rep.Applied)
+	}
+	bad := func(key string, format string, args ...any) {
+		r.add(Violation{Kind: ReplicaNotFold, Session: -1, Index: -1, Replica: rep.ID,
+			Detail: fmt.Sprintf("key %q: ", key) + fmt.Sprintf(format, args...)})
+	}
+	have := map[string]history.Record{}
+	for _, rec := range rep.Records {
+		if _, dup := have[rec.Key]; dup {
+			bad(rec.Key, "listed twice")
+			continue
+		}
+		have[rec.Key] = rec
+	}
+	keys := make([]string, 0, len(want.Keys))
+	for k := range want.Keys {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		w := want.Keys[k]
+		g, ok := have[k]
+		switch {
+		case !ok:
+			bad(k, "missing; the fold at %d has %s", rep.Applied, describe(w))
+		case g.Deleted != w.Deleted || g.Revision != w.Revision || (!w.Deleted && !bytes.Equal(g.Value, w.Value)):
+			bad(k, "has %s; the fold at %d has %s", describe(g), rep.Applied, describe(w))
+		}
+	}
+	extra := make([]string, 0)
+	for k := range have {
+		if _, ok := want.Keys[k]; !ok {
+			extra = append(extra, k)
+		}
+	}
+	sort.Strings(extra)
+	for _, k := range extra {
+		bad(k, "has %s; the fold at %d never wrote it", describe(have[k]), rep.Applied)
+	}
+}
+
+func describe(rec history.Record) string {
+	if rec.Deleted {
+		return fmt.Sprintf("a tombstone at %d", rec.Revision)
+	}
+	return fmt.Sprintf("%q at %d", abbrev(rec.Value), rec.Revision)
+}
+
+func abbrev(b []byte) string {
+	if len(b) > 48 {
+		return string(b[:48]) + "..."
+	}
+	return string(b)
+}
+
+// sessionState is what a session has done and seen so far.
+type sessionState struct {
+	own       map[string]uint64 // key -> revision of the session's last acknowledged write
+	ownMax    uint64            // highest revision of its acknowledged writes
+	lastWrite uint64            // revision of its last acknowledged write
+	lastSSeq  uint64            // session sequence of its last acknowledged write
+	seen      map[string]uint64 // key -> highest revision read
+	pos       uint64            // highest snapshot position read
+	seenMax   uint64            // highest revision or position read
+}
+
+// checkSession checks the session guarantees over one session's
+// operations, in the order it issued them, and each read against the stream.
+func checkSession(r *Report, s *history.Snapshots, ops []history.Op) {
+	st := sessionState{own: map[string]uint64{}, seen: map[string]uint64{}}
+	for i := range ops {
+		op := &ops[i]
+		if op.TokenIn != 0 && op.TokenOut != 0 && op.TokenOut < op.TokenIn {
+			r.opViolation(TokenIgnored, op, "reply token %d is behind the request token %d", op.TokenOut, op.TokenIn)
+		}
+		if op.Outcome != history.OK {
+			continue
+		}
+		switch op.Kind {
+		case history.Put, history.Delete:
+			checkWrite(r, &st, op)
+		case history.Get:
+			checkGet(r, s, &st, op)
+		case history.Scan:
+			checkScan(r, s, &st, op)
+		}
+	}
+}
+
+func checkWrite(r *Report, st *sessionState, op *history.Op) {
+	switch {
+	case op.Revision == 0:
+		r.opViolation(WrongRevision, op, "acknowledged without a revision")
+		return
+	case op.Revision <= st.lastWrite:
+		r.opViolation(MonotonicWrites, op, "revision %d is not above the session's previous write at %d", op.Revision, st.lastWrite)
+	case op.SessionSeq != 0 && op.SessionSeq <= st.lastSSeq:
+		r.opViolation(MonotonicWrites, op, "session sequence %d is not above the previous write's %d", op.SessionSeq, st.lastSSeq)
+	}
+	if floor := max(op.TokenIn, st.seenMax); op.Revision <= floor {
+		r.opViolation(WritesFollowReads, op, "revision %d is not above the token %d / what the session had read (%d)", op.Revision, op.TokenIn, st.seenMax)
+	}
+	st.own[op.Key] = max(st.own[op.Key], op.Revision)
+	st.ownMax = max(st.ownMax, op.Revision)
+	st.lastWrite = max(st.lastWrite, op.Revision)
+	st.lastSSeq = max(st.lastSSeq, op.SessionSeq)
+}
+
+// checkPosition checks a read's snapshot position against the token it
+// carried and the session's past.
+func checkPosition(r *Report, st *sessionState, op *history.Op) {
+	if op.Applied == 0 {
+		return
+	}
+	switch {
+	case op.TokenIn != 0 && op.Applied < op.TokenIn:
+		r.opViolation(TokenIgnored, op, "served by %s at applied %d, behind the token %d", op.ServedBy, op.Applied, op.TokenIn)
+	case op.Applied < st.ownMax:
+		r.opViolation(ReadYourWrites, op, "served by %s at applied %d, behind the session's own write at %d", op.ServedBy, op.Applied, st.ownMax)
+	case op.Applied < st.pos:
+		r.opViolation(MonotonicReads, op, "served by %s at applied %d, behind an earlier read at %d", op.ServedBy, op.Applied, st.pos)
+	}
+	st.pos = max(st.pos, op.Applied)
+	st.seenMax = max(st.seenMax, op.Applied)
+}
+
+func checkGet(r *Report, s *history.Snapshots, st *sessionState, op *history.Op) {
+	// The value against the stream.
+	if s != nil {
+		checkGetValue(r, s, op)
+	}
+	// Session guarantees, on the key's revision.
+	switch {
+	case op.Revision < st.own[op.Key]:
+		r.opViolation(ReadYourWrites, op, "read %q at revision %d (found %v) from %s, the session wrote it at %d",
+			op.Key, op.Revision, op.Found, op.ServedBy, st.own[op.Key])
+	case op.Revision < st.seen[op.Key]:
+		r.opViolation(MonotonicReads, op, "read %q at revision %d from %s, the session had read it at %d",
+			op.Key, op.Revision, op.ServedBy, st.seen[op.Key])
+	}
+	checkPosition(r, st, op)
+	st.seen[op.Key] = max(st.seen[op.Key], op.Revision)
+	st.seenMax = max(st.seenMax, op.Revision)
+}
+
+func checkGetValue(r *Report, s *history.Snapshots, op *history.Op) {
+	if op.Revision != 0 {
+		m, ok := s.Message(op.Revision)
+		wantKind := history.Put
+		if !op.Found {
+			wantKind = history.Delete
+		}
+		switch {
+		case !ok:
+			r.opViolation(PhantomRead, op, "read %q at revision %d, beyond the stream's %d messages", op.Key, op.Revision, len(s.Stream))
+			return
+		case m.Key != op.Key || m.Kind != wantKind || (op.Found && !bytes.Equal(m.Value, op.Value)):
+			r.opViolation(PhantomRead, op, "read %q = %q (found %v) at revision %d; the stream holds %s %q = %q there",
+				op.Key, abbrev(op.Value), op.Found, op.Revision, m.Kind, m.Key, abbrev(m.Value))
+			return
+		case s.Final.Skipped[op.Revision]:
+			r.opViolation(PhantomRead, op, "read %q at revision %d, a write replicas must skip", op.Key, op.Revision)
+			return
+		}
+	} else if op.Found {
+		r.opViolation(PhantomRead, op, "read %q = %q without a revision", op.Key, abbrev(op.Value))
+		return
+	}
+	if op.Applied == 0 {
+		return
+	}
+	if op.Applied > uint64(len(s.Stream)) {
+		r.opViolation(PhantomRead, op, "served at applied %d, beyond the stream's %d messages", op.Applied, len(s.Stream))
+		return
+	}
+	want, ok := s.At(op.Key, op.Applied)
+	switch {
+	case !ok && op.Revision == 0:
+	case ok && want.Revision == op.Revision && want.Deleted == !op.Found:
+	default:
+		got := history.Record{Key: op.Key, Revision: op.Revision, Value: op.Value, Deleted: !op.Found}
+		wantDesc := "absent"
+		if ok {
+			wantDesc = describe(want)
+		}
+		r.opViolation(SnapshotMismatch, op, "read %q from %s at applied %d: got %s, the fold there has %s",
+			op.Key, op.ServedBy, op.Applied, describe(got), wantDesc)
+	}
+}
+
+func checkScan(r *Report, s *history.Snapshots, st *sessionState, op *history.Op) {
+	if s != nil {
+		checkScanValues(r, s, op)
+	}
+	items := map[string]uint64{}
+	for _, it := range op.Items {
+		items[it.Key] = it.Revision
+		if w := st.own[it.Key]; it.Revision < w {
+			r.opViolation(ReadYourWrites, op, "scan returned %q at revision %d from %s, the session wrote it at %d", it.Key, it.Revision, op.ServedBy, w)
+		} else if seen := st.seen[it.Key]; it.Revision < seen {
+			r.opViolation(MonotonicReads, op, "scan returned %q at revision %d from %s, the session had read it at %d", it.Key, it.Revision, op.ServedBy, seen)
+		}
+	}
+	checkPosition(r, st, op)
+	for k, rev := range items {
+		st.seen[k] = max(st.seen[k], rev)
+		st.seenMax = max(st.seenMax, rev)
+	}
+}
+
+// inScanRange reports whether key belongs to the page op returned.
+func inScanRange(op *history.Op, key string) bool {
+	if !strings.HasPrefix(key, op.Prefix) || key <= op.After {
+		return false
+	}
+	return op.Next == "" || key <= op.Next
+}
+
+func checkScanValues(r *Report, s *history.Snapshots, op *history.Op) {
+	prev := ""
+	for _, it := range op.Items {
+		if !inScanRange(op, it.Key) || it.Key <= prev {
+			r.opViolation(PhantomRead, op, "scan returned %q, outside its range or out of order", it.Key)
+			return
+		}
+		prev = it.Key
+		m, ok := s.Message(it.Revision)
+		if !ok || m.Key != it.Key || m.Kind != history.Put || !bytes.Equal(m.Value, it.Value) || s.Final.Skipped[it.Revision] {
+			r.opViolation(PhantomRead, op, "scan returned %q = %q at revision %d, which the stream does not hold", it.Key, abbrev(it.Value), it.Revision)
+			return
+		}
+	}
+	if op.Limit > 0 && len(op.Items) > op.Limit {
+		r.opViolation(PhantomRead, op, "scan returned %d items, over its limit %d", len(op.Items), op.Limit)
+	}
+	if op.Applied == 0 || op.Applied > uint64(len(s.Stream)) {
+		return
+	}
+	// The page must be exactly the live keys of the fold in its range.
+	got := map[string]uint64{}
+	for _, it := range op.Items {
+		got[it.Key] = it.Revision
+	}
+	for key := range s.Final.Keys {
+		if !inScanRange(op, key) {
+			continue
+		}
+		want, ok := s.At(key, op.Applied)
+		live := ok && !want.Deleted
+		rev, returned := got[key]
+		switch {
+		case live && !returned:
+			r.opViolation(SnapshotMismatch, op, "scan from %s at applied %d left out %q, live there at %d", op.ServedBy, op.Applied, key, want.Revision)
+			return
+		case !live && returned:
+			r.opViolation(SnapshotMismatch, op, "scan from %s at applied %d returned %q at %d, not live there", op.ServedBy, op.Applied, key, rev)
+			return
+		case live && returned && rev != want.Revision:
+			r.opViolation(SnapshotMismatch, op, "scan from %s at applied %d returned %q at %d, the fold there has it at %d", op.ServedBy, op.Applied, key, rev, want.Revision)
+			return
+		}
+	}
+}

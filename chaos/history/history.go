@@ -1,0 +1,238 @@
+// Package history is the record a fault test keeps: every operation its
+// client sessions made (what was asked, when, and what came back) and the
+// final states of the stream and of every replica, in one JSON file that
+// the checker reads. It depends on no other Tidemark package, so that a
+// history can be checked by code that shares nothing with the code under
+// test.
+package history
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Version is the format version of a history file.
+const Version = 1
+
+// Kind is what an operation did.
+type Kind string
+
+// The operations of a workload.
+const (
+	Put    Kind = "put"
+	Delete Kind = "delete"
+	Get    Kind = "get"
+	Scan   Kind = "scan"
+)
+
+// IsWrite reports whether k changes data.
+func (k Kind) IsWrite() bool { return k == Put || k == Delete }
+
+// Outcome is how an operation ended, as the client saw it.
+type Outcome string
+
+// The outcomes of an operation.
+const (
+	// OK: the operation took effect (a write was acknowledged with its
+	// revision; a read returned a value or a definite not-found).
+	OK Outcome = "ok"
+	// Failed: the operation definitely did not take effect (a write
+	// rejected before it was stored; a read that returned an error).
+	Failed Outcome = "failed"
+	// Indeterminate: the client cannot know (a timeout, an unavailable
+	// reply, a dropped connection): a write may or may not be stored.
+	Indeterminate Outcome = "indeterminate"
+)
+
+// Item is one key of a scan reply.
+type Item struct {
+	Key      string `json:"key"`
+	Value    []byte `json:"value"`
+	Revision uint64 `json:"revision"`
+}
+
+// Op is one operation of one session.
+type Op struct {
+	// Session numbers the session; Index is the operation's position in
+	// it. A session issues its operations one at a time, in Index order.
+	Session int `json:"session"`
+	Index   int `json:"index"`
+	// Kind is the operation.
+	Kind Kind `json:"kind"`
+	// Via names the path the request took ("http 127.0.0.1:8080",
+	// "nats"); Replica is the replica a read was pinned to, if any.
+	Via     string `json:"via,omitempty"`
+	Replica string `json:"replica,omitempty"`
+
+	// Key is the key of a put, delete or get.
+	Key string `json:"key,omitempty"`
+	// Value is the value a put wrote or a get read.
+	Value []byte `json:"value,omitempty"`
+	// WriteID is the write's unique id (the stream message id).
+	WriteID string `json:"write_id,omitempty"`
+	// SessionID and SessionSeq are the write's session ordering, if used.
+	SessionID  string `json:"session_id,omitempty"`
+	SessionSeq uint64 `json:"session_seq,omitempty"`
+
+	// Prefix, After and Limit are a scan's request; Items and Next its reply.
+	Prefix string `json:"prefix,omitempty"`
+	After  string `json:"after,omitempty"`
+	Limit  int    `json:"limit,omitempty"`
+	Items  []Item `json:"items,omitempty"`
+	Next   string `json:"next,omitempty"`
+
+	// TokenIn is the sequence of the token the request carried (0: none);
+	// TokenOut the sequence of the token the reply carried (0: none).
+	TokenIn  uint64 `json:"token_in,omitempty"`
+	TokenOut uint64 `json:"token_out,omitempty"`
+
+	// Invoke and Complete are when the request was sent and when its
+	// reply (or failure) arrived.
+	Invoke   time.Time `json:"invoke"`
+	Complete time.Time `json:"complete"`
+	// Outcome is how it ended; Code is the error code of a failure.
+	Outcome Outcome `json:"outcome"`
+	Code    string  `json:"code,omitempty"`
+	Error   string  `json:"error,omitempty"`
+
+	// Revision is a write's revision, or the revision of the state a get
+	// read (for a not-found of a deleted key, the delete's revision).
+	Revision uint64 `json:"revision,omitempty"`
+	// Found reports that a get returned a value (false: not found).
+	Found bool `json:"found,omitempty"`
+	// ServedBy is the replica that served a read; Applied how far it had
+	// applied in the snapshot it read from (0: unknown).
+	ServedBy string `json:"served_by,omitempty"`
+	Applied  uint64 `json:"applied,omitempty"`
+}
+
+// Message is one message of the stream, as a final dump read it.
+type Message struct {
+	// Seq is the stream sequence, the write's revision.
+	Seq uint64 `json:"seq"`
+	// Kind is Put or Delete.
+	Kind Kind `json:"kind"`
+	// Key and Value are the key written and, for a put, the value.
+	Key   string `json:"key"`
+	Value []byte `json:"value,omitempty"`
+	// MsgID is the message's deduplication id (the write id).
+	MsgID string `json:"msg_id,omitempty"`
+	// SessionID and SessionSeq are the write's session ordering, if any.
+	SessionID  string `json:"session_id,omitempty"`
+	SessionSeq uint64 `json:"session_seq,omitempty"`
+}
+
+// Record is the state of one key in a replica.
+type Record struct {
+	Key      string `json:"key"`
+	Value    []byte `json:"value,omitempty"`
+	Revision uint64 `json:"revision"`
+	// Deleted reports a tombstone: the key's last write was a delete.
+	Deleted bool `json:"deleted,omitempty"`
+}
+
+// Replica is the final state of one replica.
+type Replica struct {
+	// ID names the replica.
+	ID string `json:"id"`
+	// Applied is the last stream sequence it had applied.
+	Applied uint64 `json:"applied"`
+	// Records are its keys, tombstones included, in any order.
+	Records []Record `json:"records"`
+}
+
+// Final is the state after the run: the whole stream and every replica.
+type Final struct {
+	// Stream is every message of the stream, in sequence order.
+	Stream []Message `json:"stream"`
+	// Replicas are the replicas' states.
+	Replicas []Replica `json:"replicas"`
+}
+
+// History is what a fault test hands the checker.
+type History struct {
+	// Version is the file format version.
+	Version int `json:"version"`
+	// Ops are the operations of every session.
+	Ops []Op `json:"ops"`
+	// Final is the final state; nil when the run could not dump one.
+	Final *Final `json:"final,omitempty"`
+}
+
+// ErrFormat means a history file is not a well-formed history.
+var ErrFormat = errors.New("bad history")
+
+// Encode writes h as JSON.
+func Encode(w io.Writer, h *History) error {
+	h.Version = Version
+	enc := json.NewEncoder(w)
+	if err := enc.Encode(h); err != nil {
+		return fmt.Errorf("encode history: %w", err)
+	}
+	return nil
+}
+
+// Decode reads a history written by Encode and validates it. It fails with
+// ErrFormat on anything Encode would not have written.
+func Decode(r io.Reader) (*History, error) {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	var h History
+	if err := dec.Decode(&h); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
+	}
+	if err := h.Validate(); err != nil {
+		return nil, err
+	}
+	return &h, nil
+}
+
+// Validate checks that h is well formed: a known version, known kinds and
+// outcomes, sessions whose operations are numbered in order, and a stream
+// in sequence order.
+func (h *History) Validate() error {
+	if h.Version != Version {
+		return fmt.Errorf("%w: version %d, want %d", ErrFormat, h.Version, Version)
+	}
+	next := map[int]int{}
+	for i, op := range h.Ops {
+		switch op.Kind {
+		case Put, Delete, Get, Scan:
+		default:
+			return fmt.Errorf("%w: op %d: unknown kind %q", ErrFormat, i, op.Kind)
+		}
+		switch op.Outcome {
+		case OK, Failed, Indeterminate:
+		default:
+			return fmt.Errorf("%w: op %d: unknown outcome %q", ErrFormat, i, op.Outcome)
+		}
+		if op.Session < 0 || op.Index != next[op.Session] {
+			return fmt.Errorf("%w: op %d: session %d index %d, want %d", ErrFormat, i, op.Session, op.Index, next[op.Session])
+		}
+		next[op.Session]++
+	}
+	if h.Final == nil {
+		return nil
+	}
+	for i, m := range h.Final.Stream {
+		if m.Seq != uint64(i)+1 {
+			return fmt.Errorf("%w: stream message %d has sequence %d, want %d", ErrFormat, i, m.Seq, i+1)
+		}
+		if m.Kind != Put && m.Kind != Delete {
+			return fmt.Errorf("%w: stream message %d: kind %q", ErrFormat, m.Seq, m.Kind)
+		}
+	}
+	return nil
+}
+
+// Sessions returns the operations grouped by session, each in Index order.
+func (h *History) Sessions() map[int][]Op {
+	out := map[int][]Op{}
+	for _, op := range h.Ops {
+		out[op.Session] = append(out[op.Session], op)
+	}
+	return out
+}

@@ -1,0 +1,118 @@
+package history_test
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tidemark/tidemark/chaos/checker"
+	"github.com/tidemark/tidemark/chaos/history"
+)
+
+func sample() *history.History {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	return &history.History{
+		Ops: []history.Op{
+			{Session: 0, Index: 0, Kind: history.Put, Key: "k", Value: []byte{0, 1, 0xff}, WriteID: "w", Outcome: history.OK,
+				Revision: 1, TokenOut: 1, Invoke: now, Complete: now.Add(time.Millisecond)},
+			{Session: 0, Index: 1, Kind: history.Scan, Prefix: "k", Outcome: history.OK, TokenIn: 1, TokenOut: 1, Applied: 1,
+				Items: []history.Item{{Key: "k", Value: []byte{0, 1, 0xff}, Revision: 1}}, Invoke: now, Complete: now},
+		},
+		Final: &history.Final{
+			Stream:   []history.Message{{Seq: 1, Kind: history.Put, Key: "k", Value: []byte{0, 1, 0xff}, MsgID: "w"}},
+			Replicas: []history.Replica{{ID: "r1", Applied: 1, Records: []history.Record{{Key: "k", Value: []byte{0, 1, 0xff}, Revision: 1}}}},
+		},
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	var buf bytes.Buffer
+	if err := history.Encode(&buf, sample()); err != nil {
+		t.Fatal(err)
+	}
+	h, err := history.Decode(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(h.Ops), 2; got != want {
+		t.Fatalf("len(Ops)=%d, want %d", got, want)
+	}
+	if got, want := string(h.Final.Stream[0].Value), "\x00\x01\xff"; got != want {
+		t.Fatalf("value=%q, want %q", got, want)
+	}
+	if r := checker.Check(h); !r.OK() {
+		t.Fatalf("sample history has violations:\n%s", r.Summary())
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	tests := []struct{ name, in string }{
+		{"empty", ""},
+		{"not json", "hello"},
+		{"wrong version", `{"version":2,"ops":[]}`},
+		{"unknown field", `{"version":1,"ops":[],"extra":1}`},
+		{"unknown kind", `{"version":1,"ops":[{"session":0,"index":0,"kind":"cas","outcome":"ok","invoke":"2026-01-01T00:00:00Z","complete":"2026-01-01T00:00:00Z"}]}`},
+		{"unknown outcome", `{"version":1,"ops":[{"session":0,"index":0,"kind":"get","outcome":"maybe","invoke":"2026-01-01T00:00:00Z","complete":"2026-01-01T00:00:00Z"}]}`},
+		{"index gap", `{"version":1,"ops":[{"session":0,"index":1,"kind":"get","outcome":"ok","invoke":"2026-01-01T00:00:00Z","complete":"2026-01-01T00:00:00Z"}]}`},
+		{"stream gap", `{"version":1,"ops":[],"final":{"stream":[{"seq":2,"kind":"put","key":"k"}],"replicas":[]}}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := history.Decode(strings.NewReader(tt.in)); !errors.Is(err, history.ErrFormat) {
+				t.Fatalf("Decode(%q) error=%v, want ErrFormat", tt.in, err)
+			}
+		})
+	}
+}
+
+func TestSnapshotsAt(t *testing.T) {
+	s := history.NewSnapshots([]history.Message{
+		{Seq: 1, Kind: history.Put, Key: "a", Value: []byte("1")},
+		{Seq: 2, Kind: history.Put, Key: "b", Value: []byte("x")},
+		{Seq: 3, Kind: history.Delete, Key: "a"},
+		{Seq: 4, Kind: history.Put, Key: "a", Value: []byte("4")},
+	})
+	tests := []struct {
+		at      uint64
+		ok      bool
+		rev     uint64
+		deleted bool
+	}{{0, false, 0, false}, {1, true, 1, false}, {2, true, 1, false}, {3, true, 3, true}, {4, true, 4, false}, {9, true, 4, false}}
+	for _, tt := range tests {
+		rec, ok := s.At("a", tt.at)
+		if ok != tt.ok || rec.Revision != tt.rev || rec.Deleted != tt.deleted {
+			t.Fatalf("At(a, %d)=%+v %v, want rev %d deleted %v ok %v", tt.at, rec, ok, tt.rev, tt.deleted, tt.ok)
+		}
+	}
+}
+
+// FuzzDecode feeds arbitrary bytes to Decode: it never panics, and what it
+// accepts re-encodes and checks without panicking.
+func FuzzDecode(f *testing.F) {
+	var buf bytes.Buffer
+	if err := history.Encode(&buf, sample()); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	f.Add([]byte(`{"version":1,"ops":[]}`))
+	f.Add([]byte(`{"version":1,"ops":[],"final":{"stream":[],"replicas":[{"id":"r","applied":5,"records":[{"key":"a","revision":9,"deleted":true}]}]}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		h, err := history.Decode(bytes.NewReader(data))
+		if err != nil {
+			if !errors.Is(err, history.ErrFormat) {
+				t.Fatalf("error %v does not match ErrFormat", err)
+			}
+			return
+		}
+		_ = checker.Check(h)
+		var out bytes.Buffer
+		if err := history.Encode(&out, h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := history.Decode(&out); err != nil {
+			t.Fatalf("re-decode: %v", err)
+		}
+	})
+}
