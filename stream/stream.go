@@ -104,6 +104,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (*Stream, e
 		DenyDelete:        true,
 		AllowDirect:       true,
 	}
+	var lookup Backoff
 	for attempt := 0; ; attempt++ {
 		h, err := js.Stream(ctx, cfg.Name)
 		switch {
@@ -123,7 +124,16 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (*Stream, e
 			}
 			return newStream(js, cfg, h)
 		case err != nil:
-			return nil, fmt.Errorf("look up stream %s: %w", cfg.Name, err)
+			// JetStream may still be forming (a cluster electing its meta
+			// leader) or the server briefly away: try again until ctx ends.
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("look up stream %s: %w", cfg.Name, err)
+			}
+			if err := lookup.Wait(ctx); err != nil {
+				return nil, fmt.Errorf("look up stream %s: %w", cfg.Name, err)
+			}
+			attempt--
+			continue
 		}
 		have := h.CachedInfo().Config
 		if have.Storage != jetstream.FileStorage {
