@@ -20,9 +20,9 @@ import (
 
 // rawReply is a response read off a raw connection.
 type rawReply struct {
-	status int
-	code   string // the JSON error code, if the body is one
-	body   string
+	Status int
+	Code   string // the JSON error code, if the body is one
+	Body   string
 }
 
 // raw sends request, byte for byte, on a new TCP connection to the stack's
@@ -50,10 +50,10 @@ func readRaw(t *testing.T, c net.Conn) rawReply {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	r := rawReply{status: resp.StatusCode, body: string(b)}
+	r := rawReply{Status: resp.StatusCode, Body: string(b)}
 	var e stream.ErrorJSON
 	if json.Unmarshal(b, &e) == nil {
-		r.code = e.Error.Code
+		r.Code = e.Error.Code
 	}
 	return r
 }
@@ -90,20 +90,20 @@ func TestAbuse(t *testing.T) {
 
 	t.Run("huge headers", func(t *testing.T) {
 		r := raw(t, s, "GET /v1/kv/keep/00 HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("a", 200<<10)+"\r\n\r\n")
-		if got, want := r.status, http.StatusRequestHeaderFieldsTooLarge; got != want {
+		if got, want := r.Status, http.StatusRequestHeaderFieldsTooLarge; got != want {
 			t.Fatalf("200 KiB header: status=%d, want %d", got, want)
 		}
 		r2 := do(t, "GET", s.URL+"/v1/kv/keep/00", "", stream.HeaderToken, strings.Repeat("1", 4096))
-		if r2.status != http.StatusBadRequest || errorCode(t, r2) != stream.CodeInvalidToken {
-			t.Fatalf("4 KiB token: status=%d body=%s, want 400 invalid_token", r2.status, r2.body)
+		if r2.Status != http.StatusBadRequest || errorCode(t, r2) != stream.CodeInvalidToken {
+			t.Fatalf("4 KiB token: status=%d body=%s, want 400 invalid_token", r2.Status, r2.Body)
 		}
 	})
 
 	t.Run("huge bodies", func(t *testing.T) {
 		big := strings.Repeat("b", 2<<20)
 		r := do(t, "PUT", s.URL+"/v1/kv/abuse/big", big)
-		if r.status != http.StatusRequestEntityTooLarge || errorCode(t, r) != stream.CodeValueTooLarge {
-			t.Fatalf("2 MiB body: status=%d body=%s, want 413 value_too_large", r.status, r.body)
+		if r.Status != http.StatusRequestEntityTooLarge || errorCode(t, r) != stream.CodeValueTooLarge {
+			t.Fatalf("2 MiB body: status=%d body=%s, want 413 value_too_large", r.Status, r.Body)
 		}
 		// Chunked: no Content-Length to reject up front.
 		req := "PUT /v1/kv/abuse/chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -112,8 +112,8 @@ func TestAbuse(t *testing.T) {
 		}
 		req += "0\r\n\r\n"
 		rr := raw(t, s, req)
-		if rr.status != http.StatusRequestEntityTooLarge || rr.code != stream.CodeValueTooLarge {
-			t.Fatalf("2 MiB chunked body: status=%d body=%.200s, want 413 value_too_large", rr.status, rr.body)
+		if rr.Status != http.StatusRequestEntityTooLarge || rr.Code != stream.CodeValueTooLarge {
+			t.Fatalf("2 MiB chunked body: status=%d body=%.200s, want 413 value_too_large", rr.Status, rr.Body)
 		}
 		// A body that claims more than it sends, then stalls, is not stored.
 		c, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
@@ -157,8 +157,8 @@ func TestAbuse(t *testing.T) {
 		for range 10 {
 			start := time.Now()
 			r := do(t, "GET", s.URL+"/v1/kv/keep/02", "", stream.HeaderToken, token)
-			if r.status != http.StatusOK || r.body != values["keep/02"] {
-				t.Fatalf("a normal read during the slow clients: status=%d body=%q", r.status, r.body)
+			if r.Status != http.StatusOK || r.Body != values["keep/02"] {
+				t.Fatalf("a normal read during the slow clients: status=%d body=%q", r.Status, r.Body)
 			}
 			if d := time.Since(start); d > 5*time.Second {
 				t.Fatalf("a normal read took %v while slow clients trickled", d)
@@ -170,8 +170,8 @@ func TestAbuse(t *testing.T) {
 			t.Fatalf("trickling: %v", err)
 		}
 		for _, c := range conns {
-			if r := readRaw(t, c); r.status != http.StatusOK || r.body != values["keep/01"] {
-				t.Fatalf("a slow client's read: status=%d body=%q", r.status, r.body)
+			if r := readRaw(t, c); r.Status != http.StatusOK || r.Body != values["keep/01"] {
+				t.Fatalf("a slow client's read: status=%d body=%q", r.Status, r.Body)
 			}
 		}
 	})
@@ -180,20 +180,20 @@ func TestAbuse(t *testing.T) {
 		for _, path := range []string{"/v1/kv/%ff", "/v1/kv/a%c3%28b", "/v1/kv/%ed%a0%80", "/v1/kv/", "/v1/kv/" + strings.Repeat("k", 1025)} {
 			for _, method := range []string{"PUT", "GET", "DELETE"} {
 				r := do(t, method, s.URL+path, "v")
-				if r.status != http.StatusBadRequest || errorCode(t, r) != stream.CodeInvalidKey {
-					t.Fatalf("%s %.60s: status=%d body=%s, want 400 invalid_key", method, path, r.status, r.body)
+				if r.Status != http.StatusBadRequest || errorCode(t, r) != stream.CodeInvalidKey {
+					t.Fatalf("%s %.60s: status=%d body=%s, want 400 invalid_key", method, path, r.Status, r.Body)
 				}
 			}
 		}
 		// Raw bytes that are not UTF-8, unescaped in the request line.
 		r := raw(t, s, "PUT /v1/kv/\xff\xfe HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nv")
-		if r.status != http.StatusBadRequest {
-			t.Fatalf("raw invalid UTF-8 key: status=%d body=%s, want 400", r.status, r.body)
+		if r.Status != http.StatusBadRequest {
+			t.Fatalf("raw invalid UTF-8 key: status=%d body=%s, want 400", r.Status, r.Body)
 		}
 		// A scan prefix that is not UTF-8.
 		r2 := do(t, "GET", s.URL+"/v1/kv?prefix=%ff", "")
-		if r2.status != http.StatusBadRequest || errorCode(t, r2) != stream.CodeInvalidKey {
-			t.Fatalf("scan prefix %%ff: status=%d body=%s, want 400 invalid_key", r2.status, r2.body)
+		if r2.Status != http.StatusBadRequest || errorCode(t, r2) != stream.CodeInvalidKey {
+			t.Fatalf("scan prefix %%ff: status=%d body=%s, want 400 invalid_key", r2.Status, r2.Body)
 		}
 	})
 
@@ -208,18 +208,18 @@ func TestAbuse(t *testing.T) {
 		}
 		for _, tt := range literal {
 			r := raw(t, s, "PUT "+tt.path+" HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\ntrick")
-			if r.status != http.StatusOK {
-				t.Fatalf("PUT %s: status=%d body=%s, want 200 (the key %q)", tt.path, r.status, r.body, tt.key)
+			if r.Status != http.StatusOK {
+				t.Fatalf("PUT %s: status=%d body=%s, want 200 (the key %q)", tt.path, r.Status, r.Body, tt.key)
 			}
 			var w stream.WriteJSON
-			if err := json.Unmarshal([]byte(r.body), &w); err != nil || w.Key != tt.key {
+			if err := json.Unmarshal([]byte(r.Body), &w); err != nil || w.Key != tt.key {
 				t.Fatalf("PUT %s wrote key %q, want %q", tt.path, w.Key, tt.key)
 			}
 			written++
 		}
 		for _, key := range []string{"x", "a", "a/b"} {
-			if r := do(t, "GET", s.URL+"/v1/kv/"+key, "", stream.HeaderToken, token); r.status != http.StatusNotFound {
-				t.Fatalf("GET %s after the path tricks: status=%d body=%q, want 404", key, r.status, r.body)
+			if r := do(t, "GET", s.URL+"/v1/kv/"+key, "", stream.HeaderToken, token); r.Status != http.StatusNotFound {
+				t.Fatalf("GET %s after the path tricks: status=%d body=%q, want 404", key, r.Status, r.Body)
 			}
 		}
 		answered := []struct {
@@ -237,8 +237,8 @@ func TestAbuse(t *testing.T) {
 		}
 		for _, tt := range answered {
 			r := raw(t, s, tt.request)
-			if r.status != tt.status {
-				t.Fatalf("%q: status=%d body=%s, want %d", strings.SplitN(tt.request, "\r\n", 2)[0], r.status, r.body, tt.status)
+			if r.Status != tt.status {
+				t.Fatalf("%q: status=%d body=%s, want %d", strings.SplitN(tt.request, "\r\n", 2)[0], r.Status, r.Body, tt.status)
 			}
 		}
 	})
@@ -304,18 +304,18 @@ func TestAbuse(t *testing.T) {
 
 	// The gateway is up and nothing written before is lost or changed;
 	// nothing the abuse sent was written but the literal path-trick keys.
-	if r := do(t, "GET", s.URL+"/healthz", ""); r.status != http.StatusOK {
-		t.Fatalf("healthz after the abuse: %d", r.status)
+	if r := do(t, "GET", s.URL+"/healthz", ""); r.Status != http.StatusOK {
+		t.Fatalf("healthz after the abuse: %d", r.Status)
 	}
 	for k, v := range values {
 		r := do(t, "GET", s.URL+"/v1/kv/"+k, "", stream.HeaderToken, token)
-		if r.status != http.StatusOK || r.body != v {
-			t.Fatalf("GET %s after the abuse: status=%d body=%q, want %q", k, r.status, r.body, v)
+		if r.Status != http.StatusOK || r.Body != v {
+			t.Fatalf("GET %s after the abuse: status=%d body=%q, want %q", k, r.Status, r.Body, v)
 		}
 	}
 	for _, k := range []string{"abuse/big", "abuse/chunked", "abuse/short"} {
-		if r := do(t, "GET", s.URL+"/v1/kv/"+k, "", stream.HeaderToken, token); r.status != http.StatusNotFound {
-			t.Fatalf("GET %s: status=%d, want 404: a rejected write was stored", k, r.status)
+		if r := do(t, "GET", s.URL+"/v1/kv/"+k, "", stream.HeaderToken, token); r.Status != http.StatusNotFound {
+			t.Fatalf("GET %s: status=%d, want 404: a rejected write was stored", k, r.Status)
 		}
 	}
 	if got, want := streamLast(t, s), written; got != want {

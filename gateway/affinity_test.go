@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,7 +12,7 @@ import (
 )
 
 func replicaCookie(r reply) string {
-	for _, c := range (&http.Response{Header: r.header}).Cookies() {
+	for _, c := range (&http.Response{Header: r.Header}).Cookies() {
 		if c.Name == "tidemark_replica" {
 			return c.Value
 		}
@@ -34,13 +33,13 @@ func TestAffinityAloneLosesReadYourWrites(t *testing.T) {
 	}
 	// The session's first read pins it to a replica; pin it to r1.
 	first := do(t, "GET", s.URL+"/v1/kv/profile", "", stream.HeaderReplica, "r1")
-	if first.status != 200 {
-		t.Fatalf("first read: %d", first.status)
+	if first.Status != 200 {
+		t.Fatalf("first read: %d", first.Status)
 	}
 	pinned := "r1"
 	// Subsequent reads stay on the pinned replica.
-	r := doCookies(t, "GET", s.URL+"/v1/kv/profile", map[string]string{"tidemark_replica": pinned})
-	if got := r.header.Get(stream.HeaderReplica); got != pinned {
+	r := do(t, "GET", s.URL+"/v1/kv/profile", "", "Cookie:tidemark_replica", pinned)
+	if got := r.Header.Get(stream.HeaderReplica); got != pinned {
 		t.Fatalf("sticky read served by %s, want %s", got, pinned)
 	}
 
@@ -49,47 +48,26 @@ func TestAffinityAloneLosesReadYourWrites(t *testing.T) {
 	defer s.Replica(t, "r2").Replicator().Resume()
 	w := put(t, s, "profile", "new")
 	testenv.Eventually(t, 10*time.Second, "r1 to apply", func() bool { return s.Replica(t, "r1").Applied() >= w.Revision })
-	if r := doCookies(t, "GET", s.URL+"/v1/kv/profile", map[string]string{"tidemark_replica": pinned}); r.body != "new" {
-		t.Fatalf("sticky read before the loss: %q, want new", r.body)
+	if r := do(t, "GET", s.URL+"/v1/kv/profile", "", "Cookie:tidemark_replica", pinned); r.Body != "new" {
+		t.Fatalf("sticky read before the loss: %q, want new", r.Body)
 	}
 
 	// The pinned replica is lost. Affinity moves the session to r2, which
 	// is behind: without the token, the session reads the past.
 	s.StopReplica(t, "r1")
-	r = doCookies(t, "GET", s.URL+"/v1/kv/profile", map[string]string{"tidemark_replica": pinned})
-	if r.status != 200 || r.body != "old" {
-		t.Fatalf("affinity alone after losing the pinned replica: status=%d body=%q, want 200 old (read-your-writes lost)", r.status, r.body)
+	r = do(t, "GET", s.URL+"/v1/kv/profile", "", "Cookie:tidemark_replica", pinned)
+	if r.Status != 200 || r.Body != "old" {
+		t.Fatalf("affinity alone after losing the pinned replica: status=%d body=%q, want 200 old (read-your-writes lost)", r.Status, r.Body)
 	}
 	if got := replicaCookie(r); got != "r2" {
 		t.Fatalf("session re-pinned to %q, want r2", got)
 	}
 	// With the token, the same read waits for r2 to catch up.
 	time.AfterFunc(100*time.Millisecond, s.Replica(t, "r2").Replicator().Resume)
-	r = doCookies(t, "GET", s.URL+"/v1/kv/profile", map[string]string{"tidemark_replica": "r2", "tidemark_token": w.Token})
-	if r.status != 200 || r.body != "new" {
-		t.Fatalf("affinity with token: status=%d body=%q, want 200 new", r.status, r.body)
+	r = do(t, "GET", s.URL+"/v1/kv/profile", "", "Cookie:tidemark_replica", "r2", "Cookie:tidemark_token", w.Token)
+	if r.Status != 200 || r.Body != "new" {
+		t.Fatalf("affinity with token: status=%d body=%q, want 200 new", r.Status, r.Body)
 	}
-}
-
-func doCookies(t *testing.T, method, url string, cookies map[string]string) reply {
-	t.Helper()
-	req, err := http.NewRequest(method, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range cookies {
-		req.AddCookie(&http.Cookie{Name: k, Value: v})
-	}
-	resp, err := stacktest.HTTPClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return reply{resp.StatusCode, resp.Header, string(b)}
 }
 
 // TestSignedTokens: with signing keys, the gateway hands out signed tokens
@@ -104,8 +82,8 @@ func TestSignedTokens(t *testing.T) {
 	if !strings.HasPrefix(w.Token, s.Stream.Token(w.Revision).String()+".") {
 		t.Fatalf("token %q is not signed", w.Token)
 	}
-	if r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderToken, w.Token); r.status != 200 || r.header.Get(stream.HeaderToken) != w.Token {
-		t.Fatalf("signed token read: status=%d token=%q", r.status, r.header.Get(stream.HeaderToken))
+	if r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderToken, w.Token); r.Status != 200 || r.Header.Get(stream.HeaderToken) != w.Token {
+		t.Fatalf("signed token read: status=%d token=%q", r.Status, r.Header.Get(stream.HeaderToken))
 	}
 	forged := []string{
 		s.Stream.Token(w.Revision).String(),                                // unsigned
@@ -114,8 +92,8 @@ func TestSignedTokens(t *testing.T) {
 	}
 	for _, f := range forged {
 		r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderToken, f)
-		if r.status != 400 || errorCode(t, r) != stream.CodeInvalidToken {
-			t.Fatalf("forged token %q: status=%d body=%s, want 400 invalid_token", f, r.status, r.body)
+		if r.Status != 400 || errorCode(t, r) != stream.CodeInvalidToken {
+			t.Fatalf("forged token %q: status=%d body=%s, want 400 invalid_token", f, r.Status, r.Body)
 		}
 	}
 }

@@ -23,8 +23,8 @@ func TestRoutingPrefersReplicaThatReachedToken(t *testing.T) {
 	})
 	for i := 0; i < 20; i++ {
 		r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderToken, w.Token, stream.HeaderWait, "1s")
-		if r.status != 200 || r.body != "v" || r.header.Get(stream.HeaderReplica) != "r1" {
-			t.Fatalf("read %d: status=%d body=%q replica=%s, want 200 v r1", i, r.status, r.body, r.header.Get(stream.HeaderReplica))
+		if r.Status != 200 || r.Body != "v" || r.Header.Get(stream.HeaderReplica) != "r1" {
+			t.Fatalf("read %d: status=%d body=%q replica=%s, want 200 v r1", i, r.Status, r.Body, r.Header.Get(stream.HeaderReplica))
 		}
 	}
 }
@@ -35,25 +35,29 @@ func TestRoutingPrefersReplicaThatReachedToken(t *testing.T) {
 // replica instead; with the default (fail) it is a 504.
 func TestForwardOnTimeout(t *testing.T) {
 	s := stacktest.Start(t, stacktest.Options{Replicas: 2})
+	put(t, s, "k", "old")
 	lag := s.Replica(t, "r2").Replicator()
 	lag.Pause()
 	defer lag.Resume()
+	// The router stops hearing advertisements, so what it believes is
+	// only what the test tells it: r1 is behind, r2 far ahead.
+	router := s.Transport.Router
+	if err := router.Close(); err != nil {
+		t.Fatal(err)
+	}
 	w := put(t, s, "k", "v")
 	testenv.Eventually(t, 10*time.Second, "r1 to apply the write", func() bool { return s.Replica(t, "r1").Applied() >= w.Revision })
-	mislead := func() {
-		// r2 claims far more than it has; r1 looks behind.
-		s.Transport.Router.Observe("r2", w.Revision+1000, 1e6, true)
-		s.Transport.Router.Observe("r1", 0, 1, true)
+	router.Observe("r2", w.Revision+1000, 1e6, true)
+	if got := router.Pick(w.Revision, ""); got != "r2" {
+		t.Fatalf("router picks %q, want the misleading r2", got)
 	}
-	mislead()
 	r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderToken, w.Token, stream.HeaderWait, "300ms")
-	if r.status != 504 {
-		t.Fatalf("without forward: status=%d body=%s, want 504", r.status, r.body)
+	if r.Status != 504 || r.Header.Get(stream.HeaderReplica) != "r2" {
+		t.Fatalf("without forward: status=%d replica=%s body=%s, want 504 from r2", r.Status, r.Header.Get(stream.HeaderReplica), r.Body)
 	}
-	mislead()
 	r = do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderToken, w.Token, stream.HeaderWait, "400ms", stream.HeaderOnTimeout, "forward")
-	if r.status != 200 || r.body != "v" || r.header.Get(stream.HeaderReplica) != "r1" {
-		t.Fatalf("with forward: status=%d body=%q replica=%s, want 200 v r1", r.status, r.body, r.header.Get(stream.HeaderReplica))
+	if r.Status != 200 || r.Body != "v" || r.Header.Get(stream.HeaderReplica) != "r1" {
+		t.Fatalf("with forward: status=%d body=%q replica=%s, want 200 v r1", r.Status, r.Body, r.Header.Get(stream.HeaderReplica))
 	}
 }
 
@@ -73,40 +77,40 @@ func TestConsistencyLevels(t *testing.T) {
 
 	// Eventual: the lagging replica answers at once with what it has.
 	r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderReplica, "r2", stream.HeaderConsistency, "eventual")
-	if r.status != 200 || r.body != "first" {
-		t.Fatalf("eventual: status=%d body=%q, want first", r.status, r.body)
+	if r.Status != 200 || r.Body != "first" {
+		t.Fatalf("eventual: status=%d body=%q, want first", r.Status, r.Body)
 	}
-	applied, _ := strconv.ParseUint(r.header.Get(stream.HeaderApplied), 10, 64)
-	streamLast, _ := strconv.ParseUint(r.header.Get(stream.HeaderStreamLast), 10, 64)
+	applied, _ := strconv.ParseUint(r.Header.Get(stream.HeaderApplied), 10, 64)
+	streamLast, _ := strconv.ParseUint(r.Header.Get(stream.HeaderStreamLast), 10, 64)
 	if applied != first.Revision || streamLast < other.Revision {
 		t.Fatalf("eventual: applied=%d stream last=%d, want %d and >= %d", applied, streamLast, first.Revision, other.Revision)
 	}
 	// Session with no token: also served at once (nothing to wait for).
-	if r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderReplica, "r2"); r.body != "first" {
-		t.Fatalf("session without token: %q", r.body)
+	if r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderReplica, "r2"); r.Body != "first" {
+		t.Fatalf("session without token: %q", r.Body)
 	}
 	// Strong: waits until the replica has the other session's write.
 	time.AfterFunc(100*time.Millisecond, lag.Resume)
 	r = do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderReplica, "r2", stream.HeaderConsistency, "strong")
-	if r.status != 200 || r.body != "second" {
-		t.Fatalf("strong: status=%d body=%q, want second", r.status, r.body)
+	if r.Status != 200 || r.Body != "second" {
+		t.Fatalf("strong: status=%d body=%q, want second", r.Status, r.Body)
 	}
 	// Strong on a replica that cannot catch up: 504, never stale.
 	lag.Pause()
 	defer lag.Resume()
 	put(t, s, "k", "third")
 	r = do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderReplica, "r2", stream.HeaderConsistency, "strong", stream.HeaderWait, "200ms")
-	if r.status != 504 {
-		t.Fatalf("strong on a stuck replica: status=%d body=%q, want 504", r.status, r.body)
+	if r.Status != 504 {
+		t.Fatalf("strong on a stuck replica: status=%d body=%q, want 504", r.Status, r.Body)
 	}
 	// Bad level.
-	if r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderConsistency, "linearizable"); r.status != 400 {
-		t.Fatalf("bad consistency: status=%d", r.status)
+	if r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderConsistency, "linearizable"); r.Status != 400 {
+		t.Fatalf("bad consistency: status=%d", r.Status)
 	}
 
 	// Writes follow reads: a write sent with a token gets a later revision.
 	g := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderReplica, "r1", stream.HeaderConsistency, "strong")
-	tok, err := stream.ParseToken(g.header.Get(stream.HeaderToken))
+	tok, err := stream.ParseToken(g.Header.Get(stream.HeaderToken))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -14,48 +13,24 @@ import (
 	"github.com/tidemark/tidemark/stream"
 )
 
-type reply struct {
-	status int
-	header http.Header
-	body   string
-}
+type reply = stacktest.Response
 
 func do(t *testing.T, method, url, body string, hdr ...string) reply {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		if hdr[i] == "Cookie" {
-			req.AddCookie(&http.Cookie{Name: "tidemark_token", Value: hdr[i+1]})
-			continue
-		}
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := stacktest.HTTPClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return reply{resp.StatusCode, resp.Header, string(b)}
+	return stacktest.Do(t, method, url, body, hdr...)
 }
 
 func put(t *testing.T, s *stacktest.Stack, key, value string, hdr ...string) stream.WriteJSON {
 	t.Helper()
 	r := do(t, "PUT", s.URL+"/v1/kv/"+key, value, hdr...)
-	if r.status != 200 {
-		t.Fatalf("PUT %s: status=%d body=%s", key, r.status, r.body)
+	if r.Status != 200 {
+		t.Fatalf("PUT %s: status=%d body=%s", key, r.Status, r.Body)
 	}
 	var w stream.WriteJSON
-	if err := json.Unmarshal([]byte(r.body), &w); err != nil {
+	if err := json.Unmarshal([]byte(r.Body), &w); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := r.header.Get(stream.HeaderToken), w.Token; got != want {
+	if got, want := r.Header.Get(stream.HeaderToken), w.Token; got != want {
 		t.Fatalf("token header=%q, body token %q", got, want)
 	}
 	return w
@@ -64,8 +39,8 @@ func put(t *testing.T, s *stacktest.Stack, key, value string, hdr ...string) str
 func errorCode(t *testing.T, r reply) string {
 	t.Helper()
 	var e stream.ErrorJSON
-	if err := json.Unmarshal([]byte(r.body), &e); err != nil {
-		t.Fatalf("error body %q: %v", r.body, err)
+	if err := json.Unmarshal([]byte(r.Body), &e); err != nil {
+		t.Fatalf("error body %q: %v", r.Body, err)
 	}
 	return e.Error.Code
 }
@@ -77,8 +52,8 @@ func TestReadYourWritesAcrossReplicas(t *testing.T) {
 	s := stacktest.Start(t, stacktest.Options{Replicas: 2})
 	w1 := put(t, s, "profile", "old")
 	for _, id := range []string{"r1", "r2"} {
-		if r := do(t, "GET", s.URL+"/v1/kv/profile", "", stream.HeaderToken, w1.Token, stream.HeaderReplica, id); r.body != "old" {
-			t.Fatalf("%s: %q", id, r.body)
+		if r := do(t, "GET", s.URL+"/v1/kv/profile", "", stream.HeaderToken, w1.Token, stream.HeaderReplica, id); r.Body != "old" {
+			t.Fatalf("%s: %q", id, r.Body)
 		}
 	}
 	lag := s.Replica(t, "r2").Replicator()
@@ -87,12 +62,12 @@ func TestReadYourWritesAcrossReplicas(t *testing.T) {
 
 	// Without the token, the lagging replica serves the old value.
 	r := do(t, "GET", s.URL+"/v1/kv/profile", "", stream.HeaderReplica, "r2")
-	if got, want := r.body, "old"; got != want {
+	if got, want := r.Body, "old"; got != want {
 		t.Fatalf("tokenless read on lagging replica=%q, want %q (the test must show staleness)", got, want)
 	}
 	// The up-to-date replica has it already.
 	r = do(t, "GET", s.URL+"/v1/kv/profile", "", stream.HeaderToken, w2.Token, stream.HeaderReplica, "r1")
-	if got, want := r.body, "new"; got != want {
+	if got, want := r.Body, "new"; got != want {
 		t.Fatalf("token read on r1=%q, want %q", got, want)
 	}
 	// With the token, the lagging replica waits and then serves the write.
@@ -100,19 +75,19 @@ func TestReadYourWritesAcrossReplicas(t *testing.T) {
 	time.AfterFunc(150*time.Millisecond, func() { resumed <- time.Now(); lag.Resume() })
 	r = do(t, "GET", s.URL+"/v1/kv/profile", "", stream.HeaderToken, w2.Token, stream.HeaderReplica, "r2")
 	done := time.Now()
-	if r.status != 200 || r.body != "new" {
-		t.Fatalf("token read on lagging replica: status=%d body=%q, want 200 new", r.status, r.body)
+	if r.Status != 200 || r.Body != "new" {
+		t.Fatalf("token read on lagging replica: status=%d body=%q, want 200 new", r.Status, r.Body)
 	}
 	if done.Before(<-resumed) {
 		t.Fatal("token read returned before the lagging replica was resumed")
 	}
-	if got, want := r.header.Get(stream.HeaderReplica), "r2"; got != want {
+	if got, want := r.Header.Get(stream.HeaderReplica), "r2"; got != want {
 		t.Fatalf("served by %s, want %s", got, want)
 	}
-	if d, err := time.ParseDuration(r.header.Get(stream.HeaderWaited)); err != nil || d <= 0 {
-		t.Fatalf("Tidemark-Waited=%q, want > 0", r.header.Get(stream.HeaderWaited))
+	if d, err := time.ParseDuration(r.Header.Get(stream.HeaderWaited)); err != nil || d <= 0 {
+		t.Fatalf("Tidemark-Waited=%q, want > 0", r.Header.Get(stream.HeaderWaited))
 	}
-	if got, want := r.header.Get(stream.HeaderToken), w2.Token; got != want {
+	if got, want := r.Header.Get(stream.HeaderToken), w2.Token; got != want {
 		t.Fatalf("reply token=%s, want %s", got, want)
 	}
 }
@@ -126,24 +101,24 @@ func TestTokenWaitTimeout(t *testing.T) {
 	defer s.Replicas[0].Replicator().Resume()
 	w := put(t, s, "k", "fresh")
 	r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderToken, w.Token, stream.HeaderWait, "200ms")
-	if got, want := r.status, http.StatusGatewayTimeout; got != want {
-		t.Fatalf("status=%d, want %d (body %s)", got, want, r.body)
+	if got, want := r.Status, http.StatusGatewayTimeout; got != want {
+		t.Fatalf("status=%d, want %d (body %s)", got, want, r.Body)
 	}
 	if got, want := errorCode(t, r), stream.CodeTokenWaitTimeout; got != want {
 		t.Fatalf("code=%s, want %s", got, want)
 	}
-	if strings.Contains(r.body, "stale") {
-		t.Fatalf("timeout body carries stale data: %s", r.body)
+	if strings.Contains(r.Body, "stale") {
+		t.Fatalf("timeout body carries stale data: %s", r.Body)
 	}
-	if r.header.Get("Retry-After") == "" {
+	if r.Header.Get("Retry-After") == "" {
 		t.Fatal("504 without Retry-After")
 	}
-	if got, want := r.header.Get(stream.HeaderToken), w.Token; got != want {
+	if got, want := r.Header.Get(stream.HeaderToken), w.Token; got != want {
 		t.Fatalf("504 token=%q, want the request's %q", got, want)
 	}
 	// Scans too.
 	r = do(t, "GET", s.URL+"/v1/kv?prefix=k", "", stream.HeaderToken, w.Token, stream.HeaderWait, "100ms")
-	if got, want := r.status, http.StatusGatewayTimeout; got != want {
+	if got, want := r.Status, http.StatusGatewayTimeout; got != want {
 		t.Fatalf("scan status=%d, want %d", got, want)
 	}
 }
@@ -188,8 +163,8 @@ func TestBadInputWritesNothing(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := do(t, tt.method, s.URL+tt.path, tt.body, tt.hdr...)
-			if r.status != tt.status {
-				t.Fatalf("status=%d, want %d (body %s)", r.status, tt.status, r.body)
+			if r.Status != tt.status {
+				t.Fatalf("status=%d, want %d (body %s)", r.Status, tt.status, r.Body)
 			}
 			if got := errorCode(t, r); got != tt.code {
 				t.Fatalf("code=%s, want %s", got, tt.code)
@@ -229,7 +204,7 @@ func TestCookieCarriesToken(t *testing.T) {
 	s := stacktest.Start(t, stacktest.Options{Replicas: 1})
 	r := do(t, "PUT", s.URL+"/v1/kv/c", "v")
 	var cookie string
-	for _, c := range (&http.Response{Header: r.header}).Cookies() {
+	for _, c := range (&http.Response{Header: r.Header}).Cookies() {
 		if c.Name == "tidemark_token" {
 			cookie = c.Value
 			if !c.HttpOnly || c.Path != "/" || c.SameSite != http.SameSiteLaxMode {
@@ -237,19 +212,19 @@ func TestCookieCarriesToken(t *testing.T) {
 			}
 		}
 	}
-	if cookie == "" || cookie != r.header.Get(stream.HeaderToken) {
-		t.Fatalf("cookie %q, header %q", cookie, r.header.Get(stream.HeaderToken))
+	if cookie == "" || cookie != r.Header.Get(stream.HeaderToken) {
+		t.Fatalf("cookie %q, header %q", cookie, r.Header.Get(stream.HeaderToken))
 	}
 	// Header and cookie: the later token wins.
 	w2 := put(t, s, "c", "v2")
 	g := do(t, "GET", s.URL+"/v1/kv/c", "", stream.HeaderToken, cookie, "Cookie", w2.Token)
-	if got, want := g.header.Get(stream.HeaderToken), w2.Token; got != want || g.body != "v2" {
-		t.Fatalf("token=%s body=%s, want %s v2", got, g.body, want)
+	if got, want := g.Header.Get(stream.HeaderToken), w2.Token; got != want || g.Body != "v2" {
+		t.Fatalf("token=%s body=%s, want %s v2", got, g.Body, want)
 	}
 	// A stale cookie of another stream is cleared.
 	g = do(t, "GET", s.URL+"/v1/kv/c", "", "Cookie", stream.NewToken("0123456789ab", 1).String())
-	if g.status != 400 || !strings.Contains(strings.Join(g.header.Values("Set-Cookie"), ";"), "Max-Age=0") {
-		t.Fatalf("foreign cookie: status=%d set-cookie=%v", g.status, g.header.Values("Set-Cookie"))
+	if g.Status != 400 || !strings.Contains(strings.Join(g.Header.Values("Set-Cookie"), ";"), "Max-Age=0") {
+		t.Fatalf("foreign cookie: status=%d set-cookie=%v", g.Status, g.Header.Values("Set-Cookie"))
 	}
 }
 
@@ -260,14 +235,14 @@ func TestDeleteAndScan(t *testing.T) {
 		tok = put(t, s, k, "val-"+k, stream.HeaderToken, tok).Token
 	}
 	r := do(t, "DELETE", s.URL+"/v1/kv/u/3", "", stream.HeaderToken, tok)
-	if r.status != 200 {
-		t.Fatalf("DELETE status=%d", r.status)
+	if r.Status != 200 {
+		t.Fatalf("DELETE status=%d", r.Status)
 	}
-	tok = r.header.Get(stream.HeaderToken)
-	delRev := r.header.Get(stream.HeaderRevision)
+	tok = r.Header.Get(stream.HeaderToken)
+	delRev := r.Header.Get(stream.HeaderRevision)
 	g := do(t, "GET", s.URL+"/v1/kv/u%2F3", "", stream.HeaderToken, tok)
-	if g.status != 404 || g.header.Get(stream.HeaderRevision) != delRev {
-		t.Fatalf("GET deleted: status=%d revision=%q, want 404 %s", g.status, g.header.Get(stream.HeaderRevision), delRev)
+	if g.Status != 404 || g.Header.Get(stream.HeaderRevision) != delRev {
+		t.Fatalf("GET deleted: status=%d revision=%q, want 404 %s", g.Status, g.Header.Get(stream.HeaderRevision), delRev)
 	}
 	var keys []string
 	after := ""
@@ -276,11 +251,11 @@ func TestDeleteAndScan(t *testing.T) {
 			t.Fatal("scan does not end")
 		}
 		r := do(t, "GET", s.URL+"/v1/kv?prefix=u/&limit=2&after="+after, "", stream.HeaderToken, tok)
-		if r.status != 200 {
-			t.Fatalf("scan status=%d body=%s", r.status, r.body)
+		if r.Status != 200 {
+			t.Fatalf("scan status=%d body=%s", r.Status, r.Body)
 		}
 		var page stream.ScanJSON
-		if err := json.Unmarshal([]byte(r.body), &page); err != nil {
+		if err := json.Unmarshal([]byte(r.Body), &page); err != nil {
 			t.Fatal(err)
 		}
 		for _, it := range page.Items {
@@ -303,31 +278,31 @@ func TestConditionalWrites(t *testing.T) {
 	s := stacktest.Start(t, stacktest.Options{Replicas: 1})
 	a := put(t, s, "doc", "v1", "If-None-Match", "*")
 	r := do(t, "PUT", s.URL+"/v1/kv/doc", "again", "If-None-Match", "*")
-	if r.status != http.StatusPreconditionFailed || errorCode(t, r) != stream.CodeRevisionMismatch {
-		t.Fatalf("second create: status=%d body=%s", r.status, r.body)
+	if r.Status != http.StatusPreconditionFailed || errorCode(t, r) != stream.CodeRevisionMismatch {
+		t.Fatalf("second create: status=%d body=%s", r.Status, r.Body)
 	}
 	b := put(t, s, "doc", "v2", "If-Match", `"`+itoa(a.Revision)+`"`)
 	r = do(t, "PUT", s.URL+"/v1/kv/doc", "v3", "If-Match", `"`+itoa(a.Revision)+`"`)
-	if r.status != http.StatusPreconditionFailed {
-		t.Fatalf("stale If-Match: status=%d body=%s", r.status, r.body)
+	if r.Status != http.StatusPreconditionFailed {
+		t.Fatalf("stale If-Match: status=%d body=%s", r.Status, r.Body)
 	}
 	g := do(t, "GET", s.URL+"/v1/kv/doc", "", stream.HeaderToken, b.Token)
-	if g.body != "v2" {
-		t.Fatalf("value=%q, want v2", g.body)
+	if g.Body != "v2" {
+		t.Fatalf("value=%q, want v2", g.Body)
 	}
 }
 
 func TestHealthAndMetrics(t *testing.T) {
 	s := stacktest.Start(t, stacktest.Options{Replicas: 1})
 	for _, p := range []string{"/healthz", "/readyz"} {
-		if r := do(t, "GET", s.URL+p, ""); r.status != 200 {
-			t.Fatalf("%s status=%d", p, r.status)
+		if r := do(t, "GET", s.URL+p, ""); r.Status != 200 {
+			t.Fatalf("%s status=%d", p, r.Status)
 		}
 	}
 	put(t, s, "m", "v")
 	r := do(t, "GET", s.URL+"/metrics", "")
-	if r.status != 200 || !strings.Contains(r.body, `tidemark_gateway_requests_total{op="put",status="200"} 1`) {
-		t.Fatalf("metrics status=%d body lacks the put counter", r.status)
+	if r.Status != 200 || !strings.Contains(r.Body, `tidemark_gateway_requests_total{op="put",status="200"} 1`) {
+		t.Fatalf("metrics status=%d body lacks the put counter", r.Status)
 	}
 }
 

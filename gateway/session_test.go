@@ -71,8 +71,8 @@ func TestLateWriteIsNotApplied(t *testing.T) {
 	lateTok := s.Stream.Token(w2.Revision + 1).String()
 	for _, id := range []string{"r1", "r2"} {
 		r := do(t, "GET", s.URL+"/v1/kv/cart", "", stream.HeaderToken, lateTok, stream.HeaderReplica, id)
-		if r.status != 200 || r.body != "two items" {
-			t.Fatalf("%s after the late write: status=%d body=%q, want two items", id, r.status, r.body)
+		if r.Status != 200 || r.Body != "two items" {
+			t.Fatalf("%s after the late write: status=%d body=%q, want two items", id, r.Status, r.Body)
 		}
 		if got := s.Replica(t, id).Replicator().Stats().Skipped; got != 1 {
 			t.Fatalf("%s skipped %d writes, want 1", id, got)
@@ -83,8 +83,8 @@ func TestLateWriteIsNotApplied(t *testing.T) {
 	// is refused at once with a clear error.
 	r := do(t, "PUT", s.URL+"/v1/kv/cart", "one item", stream.HeaderSession, "s", stream.HeaderSessionSeq, "1",
 		stream.HeaderWriteID, "s-1")
-	if r.status != http.StatusConflict || errorCode(t, r) != stream.CodeOutOfOrder {
-		t.Fatalf("late write through the gateway: status=%d body=%s, want 409 %s", r.status, r.body, stream.CodeOutOfOrder)
+	if r.Status != http.StatusConflict || errorCode(t, r) != stream.CodeOutOfOrder {
+		t.Fatalf("late write through the gateway: status=%d body=%s, want 409 %s", r.Status, r.Body, stream.CodeOutOfOrder)
 	}
 	// A retry of write 2 itself (same write id) is not out of order, and
 	// returns the same revision; the same sequence with another write id is.
@@ -93,7 +93,7 @@ func TestLateWriteIsNotApplied(t *testing.T) {
 		t.Fatalf("retried write 2: revision %d, want %d", got, want)
 	}
 	r = do(t, "PUT", s.URL+"/v1/kv/cart", "other", stream.HeaderSession, "s", stream.HeaderSessionSeq, "2")
-	if r.status != http.StatusConflict {
-		t.Fatalf("write 2 with another write id: status=%d, want 409", r.status)
+	if r.Status != http.StatusConflict {
+		t.Fatalf("write 2 with another write id: status=%d, want 409", r.Status)
 	}
 }

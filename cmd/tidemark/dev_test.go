@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tidemark/tidemark/internal/stacktest"
 )
 
 // startDev runs `tidemark dev` in-process on free ports over dataDir and
@@ -60,31 +62,9 @@ func startDev(t *testing.T, dataDir string, extra ...string) (string, func() err
 	return base, stop
 }
 
-type response struct {
-	status int
-	header http.Header
-	body   string
-}
-
-func do(t *testing.T, method, url, body string, hdr ...string) response {
+func do(t *testing.T, method, url, body string, hdr ...string) stacktest.Response {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return response{resp.StatusCode, resp.Header, string(b)}
+	return stacktest.Do(t, method, url, body, hdr...)
 }
 
 func TestDevEndToEnd(t *testing.T) {
@@ -96,45 +76,45 @@ func TestDevEndToEnd(t *testing.T) {
 
 	waitReady(t, base)
 	r := do(t, "PUT", base+"/v1/kv/greeting", "hello")
-	if r.status != 200 {
-		t.Fatalf("PUT status=%d body=%s", r.status, r.body)
+	if r.Status != 200 {
+		t.Fatalf("PUT status=%d body=%s", r.Status, r.Body)
 	}
 	var put struct {
 		Key      string `json:"key"`
 		Revision uint64 `json:"revision"`
 		Token    string `json:"token"`
 	}
-	if err := json.Unmarshal([]byte(r.body), &put); err != nil {
+	if err := json.Unmarshal([]byte(r.Body), &put); err != nil {
 		t.Fatal(err)
 	}
-	if put.Token == "" || put.Revision == 0 || r.header.Get("Tidemark-Token") != put.Token {
-		t.Fatalf("PUT reply %+v, header token %q", put, r.header.Get("Tidemark-Token"))
+	if put.Token == "" || put.Revision == 0 || r.Header.Get("Tidemark-Token") != put.Token {
+		t.Fatalf("PUT reply %+v, header token %q", put, r.Header.Get("Tidemark-Token"))
 	}
 	// Each read with the token sees the write, whichever replica serves it.
 	for i := 0; i < 10; i++ {
 		g := do(t, "GET", base+"/v1/kv/greeting", "", "Tidemark-Token", put.Token)
-		if g.status != 200 || g.body != "hello" {
-			t.Fatalf("GET with token: status=%d body=%q", g.status, g.body)
+		if g.Status != 200 || g.Body != "hello" {
+			t.Fatalf("GET with token: status=%d body=%q", g.Status, g.Body)
 		}
-		if got, want := g.header.Get("ETag"), `"1"`; put.Revision == 1 && got != want {
+		if got, want := g.Header.Get("ETag"), `"1"`; put.Revision == 1 && got != want {
 			t.Fatalf("ETag=%s, want %s", got, want)
 		}
 	}
 	s := do(t, "GET", base+"/v1/kv?prefix=greet", "", "Tidemark-Token", put.Token)
-	if s.status != 200 || !strings.Contains(s.body, `"key":"greeting"`) {
-		t.Fatalf("scan: status=%d body=%s", s.status, s.body)
+	if s.Status != 200 || !strings.Contains(s.Body, `"key":"greeting"`) {
+		t.Fatalf("scan: status=%d body=%s", s.Status, s.Body)
 	}
 	d := do(t, "DELETE", base+"/v1/kv/greeting", "", "Tidemark-Token", put.Token)
-	if d.status != 200 {
-		t.Fatalf("DELETE status=%d body=%s", d.status, d.body)
+	if d.Status != 200 {
+		t.Fatalf("DELETE status=%d body=%s", d.Status, d.Body)
 	}
-	delTok := d.header.Get("Tidemark-Token")
+	delTok := d.Header.Get("Tidemark-Token")
 	g := do(t, "GET", base+"/v1/kv/greeting", "", "Tidemark-Token", delTok)
-	if g.status != 404 || !strings.Contains(g.body, `"not_found"`) {
-		t.Fatalf("GET after delete: status=%d body=%s", g.status, g.body)
+	if g.Status != 404 || !strings.Contains(g.Body, `"not_found"`) {
+		t.Fatalf("GET after delete: status=%d body=%s", g.Status, g.Body)
 	}
 	r = do(t, "PUT", base+"/v1/kv/kept", "across restarts")
-	keptTok := r.header.Get("Tidemark-Token")
+	keptTok := r.Header.Get("Tidemark-Token")
 	if err := stop(); err != nil {
 		t.Fatalf("dev stopped with %v", err)
 	}
@@ -143,12 +123,12 @@ func TestDevEndToEnd(t *testing.T) {
 	base, _ = startDev(t, data)
 	waitReady(t, base)
 	g = do(t, "GET", base+"/v1/kv/kept", "", "Tidemark-Token", keptTok)
-	if g.status != 200 || g.body != "across restarts" {
-		t.Fatalf("GET after restart: status=%d body=%q", g.status, g.body)
+	if g.Status != 200 || g.Body != "across restarts" {
+		t.Fatalf("GET after restart: status=%d body=%q", g.Status, g.Body)
 	}
 	g = do(t, "GET", base+"/v1/kv/greeting", "", "Tidemark-Token", keptTok)
-	if g.status != 404 {
-		t.Fatalf("deleted key after restart: status=%d", g.status)
+	if g.Status != 404 {
+		t.Fatalf("deleted key after restart: status=%d", g.Status)
 	}
 }
 

@@ -8,9 +8,11 @@ package stacktest
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -194,3 +196,42 @@ func (s *Stack) Replica(t testing.TB, id string) *replica.Replica {
 
 // HTTPClient is a client for the gateway with a short timeout.
 var HTTPClient = &http.Client{Timeout: 60 * time.Second}
+
+// Response is an HTTP response read whole.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   string
+}
+
+// Do sends an HTTP request and reads the whole response. hdr holds header
+// name and value pairs; the name "Cookie" adds the value as the session
+// token cookie (tidemark_token), and "Cookie:NAME" as the cookie NAME.
+func Do(t testing.TB, method, url, body string, hdr ...string) Response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		name, value := hdr[i], hdr[i+1]
+		switch {
+		case name == "Cookie":
+			req.AddCookie(&http.Cookie{Name: "tidemark_token", Value: value})
+		case strings.HasPrefix(name, "Cookie:"):
+			req.AddCookie(&http.Cookie{Name: strings.TrimPrefix(name, "Cookie:"), Value: value})
+		default:
+			req.Header.Set(name, value)
+		}
+	}
+	resp, err := HTTPClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Response{Status: resp.StatusCode, Header: resp.Header, Body: string(b)}
+}
