@@ -23,6 +23,7 @@ import (
 	"github.com/tidemark/tidemark/chaos/history"
 	"github.com/tidemark/tidemark/chaos/workload"
 	"github.com/tidemark/tidemark/internal/stacktest"
+	"github.com/tidemark/tidemark/replicator"
 	"github.com/tidemark/tidemark/stream"
 )
 
@@ -49,17 +50,19 @@ func TestHelperBrokenReplica(t *testing.T) {
 	os.Exit(0)
 }
 
-// The broken replica's storage: "d/<key>" holds kind, revision and value;
-// "m/applied" the applied sequence.
+// The replicator's storage (see the replicator package documentation):
+// "d/<key>" holds kind, revision and value; "m/applied" the applied sequence.
 var keyApplied = []byte("m/applied")
 
-// brokenReplica applies the stream the way the replicator must not: each
-// batch's data in one transaction and the applied sequence in a second one
-// after it. Once it has committed the data of a batch that reaches hold
-// (when hold > 0), it prints "holding" and waits to be killed between the
-// two commits. It prints "done N" once it has applied the whole stream.
+// brokenReplica runs the real replicator broken on purpose
+// (replicator.Config.UnsafeSplitApplied): each batch's data in one
+// transaction and the applied sequence in a second one after it. Once it
+// has committed the data of a batch that reaches hold (when hold > 0), it
+// prints "holding" and waits to be killed between the two commits. It
+// prints "done N" once it has applied the whole stream.
 func brokenReplica(url, dir string, hold uint64, out io.Writer) error {
-	ctx := context.Background()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	nc, err := nats.Connect(url)
 	if err != nil {
 		return err
@@ -69,82 +72,38 @@ func brokenReplica(url, dir string, hold uint64, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	db, err := badger.Open(badger.DefaultOptions(dir).WithSyncWrites(true).WithLogger(nil))
+	st, err := stream.Open(ctx, js, stream.Config{})
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	applied, err := readApplied(db)
+	last, err := st.LastSeq(ctx)
 	if err != nil {
 		return err
 	}
-	st, err := js.Stream(ctx, stream.DefaultName)
-	if err != nil {
-		return err
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return err
-	}
-	last := info.State.LastSeq
-	if applied >= last {
-		fmt.Fprintf(out, "done %d\n", applied)
-		return nil
-	}
-	cons, err := js.OrderedConsumer(ctx, stream.DefaultName, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: applied + 1,
+	r := replicator.New(replicator.Config{
+		ID: "broken", Dir: dir, SyncWrites: true, Stream: st, MaxBatch: 16,
+		UnsafeSplitApplied: true,
+		UnsafeAfterData: func(seq uint64) {
+			if hold > 0 && seq >= hold {
+				fmt.Fprintf(out, "holding %d\n", seq)
+				select {} // killed here, between the two commits
+			}
+		},
 	})
-	if err != nil {
+	if err := r.Open(); err != nil {
 		return err
 	}
-	for applied < last {
-		batch, err := cons.Fetch(16, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return err
-		}
-		txn := db.NewTransaction(true)
-		top := applied
-		for msg := range batch.Messages() {
-			meta, err := msg.Metadata()
-			if err != nil {
-				return err
-			}
-			e, err := stream.DecodeEntry(stream.DefaultSubject, msg.Subject(), msg.Headers().Get(stream.HeaderOp), msg.Data())
-			if err != nil {
-				return err
-			}
-			top = meta.Sequence.Stream
-			rec := binary.BigEndian.AppendUint64([]byte{'p'}, top)
-			if e.Op == stream.OpDelete {
-				rec[0] = 't'
-			} else {
-				rec = append(rec, e.Value...)
-			}
-			if err := txn.Set([]byte("d/"+e.Key), rec); err != nil {
-				return err
-			}
-		}
-		if batch.Error() != nil {
-			return batch.Error()
-		}
-		if top == applied {
-			continue
-		}
-		if err := txn.Commit(); err != nil {
-			return err
-		}
-		if hold > 0 && top >= hold {
-			fmt.Fprintf(out, "holding %d (applied %d)\n", top, applied)
-			select {} // killed here, between the two commits
-		}
-		if err := db.Update(func(txn *badger.Txn) error {
-			return txn.Set(keyApplied, binary.BigEndian.AppendUint64(nil, top))
-		}); err != nil {
-			return err
-		}
-		applied = top
+	defer r.Close()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	if err := r.WaitApplied(ctx, last); err != nil {
+		return err
 	}
-	fmt.Fprintf(out, "done %d\n", applied)
+	cancel()
+	if err := <-done; err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "done %d\n", r.Applied())
 	return nil
 }
 

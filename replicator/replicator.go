@@ -68,6 +68,16 @@ type Config struct {
 	// when the stream no longer holds the next sequence (ErrGap), and go on
 	// from there; without it Run stops with ErrGap. See bootstrap.go.
 	Bootstrap Bootstrapper
+
+	// UnsafeSplitApplied breaks the replicator on purpose, to show that the
+	// tests catch what it guards against: each batch's data and its applied
+	// sequence are committed in two transactions, the data first, so a
+	// crash between them leaves a state ahead of its applied. Never set it
+	// outside such tests.
+	UnsafeSplitApplied bool
+	// UnsafeAfterData, with UnsafeSplitApplied, is called between the two
+	// commits with the batch's last sequence (a test kills the process there).
+	UnsafeAfterData func(seq uint64)
 }
 
 // Stats are counters of the apply loop.

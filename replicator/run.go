@@ -384,7 +384,7 @@ func (r *Replicator) commit(db *badger.DB, ds []delivery) error {
 	for len(ds) > 0 {
 		n := len(ds)
 		for {
-			fit, skipped, err := commitTxn(db, ds[:n])
+			fit, skipped, err := r.commitTxn(db, ds[:n])
 			if err == nil {
 				r.skipped.Add(uint64(skipped))
 				break

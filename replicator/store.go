@@ -126,7 +126,7 @@ func writeIdentity(db *badger.DB, id string) error {
 // transaction, leaving out the writes that came out of session order. It
 // returns how many messages it applied (counted or not) and how many of them
 // it left out; on badger.ErrTxnTooBig, how many fitted.
-func commitTxn(db *badger.DB, ds []delivery) (int, int, error) {
+func (r *Replicator) commitTxn(db *badger.DB, ds []delivery) (int, int, error) {
 	txn := db.NewTransaction(true)
 	defer txn.Discard()
 	skipped := 0
@@ -145,7 +145,18 @@ func commitTxn(db *badger.DB, ds []delivery) (int, int, error) {
 			return i, 0, err
 		}
 	}
-	if err := txn.Set(keyApplied, u64(ds[len(ds)-1].seq)); err != nil {
+	last := ds[len(ds)-1].seq
+	if r.cfg.UnsafeSplitApplied {
+		if err := txn.Commit(); err != nil {
+			return len(ds), 0, err
+		}
+		if r.cfg.UnsafeAfterData != nil {
+			r.cfg.UnsafeAfterData(last)
+		}
+		txn = db.NewTransaction(true)
+		defer txn.Discard()
+	}
+	if err := txn.Set(keyApplied, u64(last)); err != nil {
 		return len(ds), 0, err
 	}
 	return len(ds), skipped, txn.Commit()
