@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tidemark/tidemark/config"
@@ -80,6 +81,10 @@ func runDev(ctx context.Context, c config.Config, env *cmdEnv) error {
 		replicas = append(replicas, r)
 	}
 
+	metrics := []prometheus.Collector{wsvc.Collector()}
+	for _, r := range replicas {
+		metrics = append(metrics, r.Collector())
+	}
 	gw, err := newGateway(c, nc, log, func() error {
 		for _, r := range replicas {
 			if err := r.Ready(); err != nil {
@@ -87,7 +92,7 @@ func runDev(ctx context.Context, c config.Config, env *cmdEnv) error {
 			}
 		}
 		return nil
-	})
+	}, metrics...)
 	if err != nil {
 		stopServices()
 		_ = g.Wait()

@@ -29,6 +29,8 @@ Usage:
   tidemark gateway   [flags]   HTTP gateway, against a NATS server or cluster
   tidemark replica   [flags]   one replica (replicator + reader over its own Badger directory)
   tidemark writer    [flags]   the writer service
+  tidemark bench     [flags]   measure Tidemark next to raw JetStream and NATS KV
+  tidemark chaos     [flags]   fault campaign on real processes, checked against the session guarantees
   tidemark version             print the version
   tidemark health    URL       exit 0 if URL answers 2xx (container health checks)
 
@@ -42,6 +44,9 @@ type command struct {
 	help  string
 	flags map[string]string // flag name -> config field
 	run   func(ctx context.Context, cfg config.Config, env *cmdEnv) error
+	// own, when set, declares flags of the command's own, beyond the
+	// configuration fields.
+	own func(fs *flag.FlagSet)
 }
 
 // cmdEnv is what a command gets besides its configuration.
@@ -54,15 +59,27 @@ var commands = []command{
 	{name: "dev", help: "run the whole pipeline in one process on an embedded NATS server", run: runDev, flags: map[string]string{
 		"http": "gateway.http", "nats-listen": "dev.nats_listen", "data": "dev.data", "replicas": "dev.replicas", "durable": "dev.durable",
 	}},
-	{name: "gateway", help: "run the HTTP gateway", run: runGateway, flags: map[string]string{
-		"nats": "nats.url", "http": "gateway.http",
-	}},
-	{name: "replica", help: "run one replica", run: runReplica, flags: map[string]string{
-		"nats": "nats.url", "id": "replica.id", "data": "replica.data", "http": "replica.http",
-	}},
-	{name: "writer", help: "run the writer service", run: runWriter, flags: map[string]string{
-		"nats": "nats.url",
-	}},
+	{name: "gateway", help: "run the HTTP gateway", run: runGateway, flags: withNATS(map[string]string{
+		"http": "gateway.http",
+	})},
+	{name: "replica", help: "run one replica", run: runReplica, flags: withNATS(map[string]string{
+		"id": "replica.id", "data": "replica.data", "http": "replica.http",
+	})},
+	{name: "writer", help: "run the writer service", run: runWriter, flags: withNATS(nil)},
+	{name: "bench", help: "measure Tidemark next to raw JetStream and NATS KV", run: runBench, own: benchFlags},
+	{name: "chaos", help: "run the fault campaign: real processes, faults, a history checker", run: runChaos, own: chaosFlags},
+}
+
+// withNATS adds the flags that say how to reach NATS to a command's flags.
+func withNATS(flags map[string]string) map[string]string {
+	out := map[string]string{
+		"nats": "nats.url", "creds": "nats.creds", "nkey": "nats.nkey",
+		"tls-cert": "nats.tls_cert", "tls-key": "nats.tls_key", "tls-ca": "nats.tls_ca",
+	}
+	for k, v := range flags {
+		out[k] = v
+	}
+	return out
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -109,6 +126,9 @@ func loadConfig(c command, args []string, stderr io.Writer) (config.Config, erro
 		sets = append(sets, s)
 		return nil
 	})
+	if c.own != nil {
+		c.own(fs)
+	}
 	def := config.Default()
 	for name, field := range c.flags {
 		d, _ := def.Get(field)

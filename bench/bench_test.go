@@ -1,0 +1,158 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+func TestParseBatchAck(t *testing.T) {
+	for _, tc := range []struct {
+		name, data string
+		n          int
+		seq        uint64
+		ok         bool
+	}{
+		{"committed", `{"stream":"S","seq":42,"batch":"b","count":3}`, 3, 42, true},
+		{"error", `{"stream":"S","error":{"code":400,"err_code":10176,"description":"atomic publish batch is incomplete"}}`, 3, 0, false},
+		{"short count", `{"stream":"S","seq":42,"batch":"b","count":2}`, 3, 0, false},
+		{"sequence too small", `{"stream":"S","seq":2,"batch":"b","count":3}`, 3, 0, false},
+		{"not json", `nope`, 1, 0, false},
+		{"empty", ``, 1, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			seq, err := parseBatchAck([]byte(tc.data), tc.n)
+			if got, want := err == nil, tc.ok; got != want {
+				t.Fatalf("parseBatchAck err=%v, want ok=%v", err, want)
+			}
+			if got, want := seq, tc.seq; got != want {
+				t.Fatalf("parseBatchAck=%d, want %d", got, want)
+			}
+		})
+	}
+}
+
+func FuzzParseBatchAck(f *testing.F) {
+	f.Add([]byte(`{"stream":"S","seq":42,"batch":"b","count":3}`), 3)
+	f.Add([]byte(`{"error":{"code":503}}`), 1)
+	f.Fuzz(func(t *testing.T, data []byte, n int) {
+		seq, err := parseBatchAck(data, n)
+		if err == nil && (n < 0 || seq < uint64(n)) {
+			t.Fatalf("parseBatchAck(%q, %d)=%d without error", data, n, seq)
+		}
+	})
+}
+
+func TestParseProcStatus(t *testing.T) {
+	status := "Name:\ttidemark\nVmPeak:\t 2000 kB\nVmHWM:\t  1536 kB\nVmRSS:\t  1024 kB\nThreads:\t12\n"
+	hwm, rss, err := parseProcStatus(strings.NewReader(status))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := hwm, int64(1536<<10); got != want {
+		t.Fatalf("VmHWM=%d, want %d", got, want)
+	}
+	if got, want := rss, int64(1024<<10); got != want {
+		t.Fatalf("VmRSS=%d, want %d", got, want)
+	}
+	if _, _, err := parseProcStatus(strings.NewReader("Name:\tx\n")); err == nil {
+		t.Fatal("no VmHWM: want an error")
+	}
+}
+
+func FuzzParseProcStatus(f *testing.F) {
+	f.Add("VmHWM:\t  1536 kB\nVmRSS:\t  1024 kB\n")
+	f.Add("VmHWM: -1 kB\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		hwm, rss, err := parseProcStatus(strings.NewReader(s))
+		if err == nil && (hwm <= 0 || rss < 0) {
+			t.Fatalf("parseProcStatus(%q)=%d, %d without error", s, hwm, rss)
+		}
+	})
+}
+
+func TestMedian(t *testing.T) {
+	runs := [][]Row{
+		{{Section: "s", Name: "a", Value: 1, Ratio: 0.5, goal: goal{minRatio: 1}}},
+		{{Section: "s", Name: "a", Value: 3, Ratio: 1.5, goal: goal{minRatio: 1}}},
+		{{Section: "s", Name: "a", Value: 2, Ratio: 1.0, goal: goal{minRatio: 1}}},
+	}
+	m := median(runs)
+	if got, want := len(m), 1; got != want {
+		t.Fatalf("rows=%d, want %d", got, want)
+	}
+	if got, want := m[0].Value, 2.0; got != want {
+		t.Fatalf("Value=%v, want %v", got, want)
+	}
+	if m[0].Met == nil || !*m[0].Met {
+		t.Fatalf("Met=%v, want true (median ratio 1.0 >= 1)", m[0].Met)
+	}
+	if got, want := m[0].Runs, 3; got != want {
+		t.Fatalf("Runs=%d, want %d", got, want)
+	}
+}
+
+func TestPercentiles(t *testing.T) {
+	r := &recorder{}
+	for i := 1; i <= 1000; i++ {
+		r.record(time.Duration(i)*time.Microsecond, nil)
+	}
+	s := merge(time.Second, []*recorder{r})
+	for _, tc := range []struct {
+		p    float64
+		want time.Duration
+	}{{50, 500 * time.Microsecond}, {99, 990 * time.Microsecond}, {99.9, 999 * time.Microsecond}, {100, time.Millisecond}} {
+		if got := s.pct(tc.p); got != tc.want {
+			t.Errorf("p%v=%v, want %v", tc.p, got, tc.want)
+		}
+	}
+	if got, want := s.rate(), 1000.0; got != want {
+		t.Fatalf("rate=%v, want %v", got, want)
+	}
+}
+
+// TestRun runs every section but memory (which needs the tidemark binary)
+// in fast mode, briefly, and checks that each produced its rows.
+func TestRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole benchmark briefly; skipped with -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, Config{
+		Mode: ModeFast, Concurrency: 4, Duration: 300 * time.Millisecond, Ops: 300, Keys: 50,
+		CatchUp: 2000, MemoryKeys: 10, Dir: t.TempDir(), Logger: zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(rep.Modes), 1; got != want {
+		t.Fatalf("modes=%d, want %d", got, want)
+	}
+	seen := map[string]bool{}
+	for _, r := range rep.Modes[0].Rows {
+		seen[r.Section] = true
+		if r.Section != "memory" && r.Value <= 0 {
+			t.Errorf("%s / %s: value %v", r.Section, r.Name, r.Value)
+		}
+	}
+	for _, s := range Sections {
+		if !seen[s] {
+			t.Errorf("no rows for section %s", s)
+		}
+	}
+	var table, js bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table.String(), "NATS KV Get") || !strings.Contains(js.String(), `"section": "catchup"`) {
+		t.Fatalf("report lacks rows:\n%s", table.String())
+	}
+}

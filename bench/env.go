@@ -1,0 +1,384 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tidemark/tidemark/client"
+	"github.com/tidemark/tidemark/gateway"
+	"github.com/tidemark/tidemark/reader"
+	"github.com/tidemark/tidemark/replica"
+	"github.com/tidemark/tidemark/stream"
+	"github.com/tidemark/tidemark/writer"
+)
+
+// Names of what the benchmark creates next to the stack.
+const (
+	// fillStream is the Tidemark stream of the catch-up and memory phases.
+	fillStream  = "TIDEMARK_BENCH_FILL"
+	fillSubject = "tidemark-bench-fill.kv"
+	fillPrefix  = "tidemark-bench-fill"
+	// kvBucket is the NATS KV bucket of the read baseline.
+	kvBucket = "tidemark_bench"
+)
+
+// Names of the gateways the benchmark measures.
+const (
+	gwNATS  = "nats"  // writer and reads over NATS request/reply, as `tidemark gateway` runs
+	gwLocal = "local" // writer and replicas called in-process, as `tidemark dev` can
+)
+
+// env is the system under test for one mode: a NATS server (embedded or
+// remote), the Tidemark stream with its writer and replicas, gateways, and
+// a separate client connection for the benchmark's own calls.
+type env struct {
+	mode    string
+	durable bool
+	remote  bool
+	dir     string
+	log     zerolog.Logger
+
+	srv    *server.Server // embedded server; nil when remote
+	url    string
+	stackC *stream.Conn // the stack's connection (embedded only)
+	cliC   *stream.Conn // the benchmark clients' connection
+	js     jetstream.JetStream
+	st     *stream.Stream // the Tidemark stream, as the benchmark's in-process parts see it
+
+	writer     *writer.Writer     // an in-process writer on st
+	transport  *client.NATS       // the writer and reader services over NATS
+	replicas   []*replica.Replica // in-process replicas (embedded: the stack's)
+	serviceIDs []string           // replica ids served over NATS
+	gateways   map[string]string  // gateway variant -> base URL
+	http       *http.Client
+
+	cancel context.CancelFunc
+	g      *errgroup.Group
+}
+
+// subjects are the stack's service subjects.
+var subjects = stream.Subjects{}
+
+// startEnv starts (embedded) or attaches to (remote) the system for mode.
+func startEnv(ctx context.Context, cfg Config, mode string) (*env, error) {
+	dir, err := os.MkdirTemp(cfg.Dir, "tidemark-bench-"+mode+"-")
+	if err != nil {
+		return nil, fmt.Errorf("temp dir: %w", err)
+	}
+	e := &env{mode: mode, durable: mode == ModeDurable, remote: cfg.NATSURL != "", dir: dir, log: cfg.Logger,
+		gateways: map[string]string{}}
+	e.http = &http.Client{Transport: &http.Transport{
+		MaxIdleConns: 4 * cfg.Concurrency, MaxIdleConnsPerHost: 4 * cfg.Concurrency,
+		IdleConnTimeout: time.Minute, DisableCompression: true,
+	}, Timeout: time.Minute}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	e.cancel = cancel
+	e.g, rctx = errgroup.WithContext(rctx)
+	if err := e.start(ctx, rctx, cfg); err != nil {
+		e.close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *env) start(ctx, rctx context.Context, cfg Config) error {
+	if e.remote {
+		e.url = cfg.NATSURL
+	} else {
+		srv, err := stream.StartServer(stream.ServerConfig{
+			Name: "tidemark-bench", Listen: "127.0.0.1:-1", StoreDir: filepath.Join(e.dir, "nats"),
+			SyncAlways: e.durable, Logger: e.log,
+		})
+		if err != nil {
+			return err
+		}
+		e.srv, e.url = srv, srv.ClientURL()
+	}
+	var err error
+	if e.cliC, err = stream.Connect(ctx, stream.ConnectConfig{URL: e.url, Name: "tidemark-bench", Logger: e.log}); err != nil {
+		return err
+	}
+	if e.js, err = jetstream.New(e.cliC.Conn); err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	e.transport = client.NewNATS(e.cliC.Conn, subjects)
+	if e.remote {
+		return e.attach(ctx, rctx, cfg)
+	}
+	return e.startStack(ctx, rctx, cfg)
+}
+
+// startStack starts the pipeline the way `tidemark dev` does: the writer
+// service, the replicas and a gateway share one NATS connection.
+func (e *env) startStack(ctx, rctx context.Context, cfg Config) error {
+	var err error
+	if e.stackC, err = stream.Connect(ctx, stream.ConnectConfig{URL: e.url, Name: "tidemark-bench-stack", Logger: e.log}); err != nil {
+		return err
+	}
+	sjs, err := jetstream.New(e.stackC.Conn)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	st, err := stream.Ensure(ctx, sjs, stream.Config{})
+	if err != nil {
+		return err
+	}
+	if err := allowAtomic(ctx, sjs, st.Name()); err != nil {
+		return err
+	}
+	e.st = st
+	e.writer = writer.New(writer.Config{Stream: st, Logger: e.log})
+	wsvc := writer.NewService(e.stackC.Conn, subjects, e.writer, e.log)
+	e.g.Go(func() error { return wsvc.Run(rctx) })
+	for i := 1; i <= cfg.Replicas; i++ {
+		id := fmt.Sprintf("r%d", i)
+		r := replica.New(replica.Config{
+			ID: id, Dir: filepath.Join(e.dir, "replica-"+id), SyncWrites: e.durable, Stream: st,
+			Conn: e.stackC.Conn, Subjects: subjects, Logger: e.log,
+		})
+		if err := r.Open(); err != nil {
+			return err
+		}
+		e.replicas = append(e.replicas, r)
+		e.serviceIDs = append(e.serviceIDs, id)
+		e.g.Go(func() error { return r.Run(rctx) })
+	}
+	// As `tidemark gateway` does: reads routed by the replicas' status.
+	nt := client.NewNATS(e.stackC.Conn, subjects)
+	if nt.Router, err = client.NewRouter(e.stackC.Conn, subjects); err != nil {
+		return fmt.Errorf("read router: %w", err)
+	}
+	if err := e.startGateway(rctx, gwNATS, nt, nt); err != nil {
+		return err
+	}
+	if err := e.startGateway(rctx, gwLocal, e.writer, newLocalReader(e.replicas)); err != nil {
+		return err
+	}
+	return e.waitReady(ctx)
+}
+
+// attach measures a running stack: its writer service and replicas over
+// NATS, the gateway at cfg.GatewayURL, and an in-process replica of its
+// stream for the in-process measurements.
+func (e *env) attach(ctx, rctx context.Context, cfg Config) error {
+	st, err := stream.Open(ctx, e.js, stream.Config{})
+	if err != nil {
+		return err
+	}
+	e.st = st
+	e.writer = writer.New(writer.Config{Stream: st, Logger: e.log})
+	r := replica.New(replica.Config{ID: "bench", Dir: filepath.Join(e.dir, "replica-bench"), SyncWrites: e.durable, Stream: st, Logger: e.log})
+	if err := r.Open(); err != nil {
+		return err
+	}
+	e.replicas = append(e.replicas, r)
+	e.g.Go(func() error { return r.Run(rctx) })
+	if e.serviceIDs, err = discoverReplicas(ctx, e.cliC.Conn); err != nil {
+		return err
+	}
+	if cfg.GatewayURL != "" {
+		e.gateways[gwNATS] = cfg.GatewayURL
+	}
+	if err := e.startGateway(rctx, gwLocal, e.writer, newLocalReader(e.replicas)); err != nil {
+		return err
+	}
+	return e.waitReady(ctx)
+}
+
+func (e *env) startGateway(ctx context.Context, name string, w gateway.Writer, r gateway.Reader) error {
+	gw := gateway.New(gateway.Config{Writer: w, Reader: r, Logger: e.log})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("gateway listen: %w", err)
+	}
+	e.gateways[name] = "http://" + ln.Addr().String()
+	e.g.Go(func() error { return gw.Serve(ctx, ln) })
+	return nil
+}
+
+// waitReady waits until the in-process replicas have caught up and the
+// read services answer.
+func (e *env) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	for _, r := range e.replicas {
+		if err := r.WaitReady(ctx); err != nil {
+			return fmt.Errorf("replica %s: %w", r.ID(), err)
+		}
+	}
+	for _, id := range e.serviceIDs {
+		for {
+			_, err := e.transport.Get(ctx, stream.GetRequest{Key: "bench-probe", Replica: id, Wait: time.Second})
+			if err == nil || errors.Is(err, stream.ErrNotFound) {
+				break
+			}
+			if err := sleep(ctx, 20*time.Millisecond); err != nil {
+				return fmt.Errorf("replica service %s: %w", id, err)
+			}
+		}
+	}
+	return nil
+}
+
+// close stops everything the env started and removes its files.
+func (e *env) close() {
+	if e.cancel != nil {
+		e.cancel()
+		_ = e.g.Wait()
+	}
+	for _, r := range e.replicas {
+		_ = r.Close()
+	}
+	if e.remote && e.js != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = e.js.DeleteStream(ctx, fillStream)
+		_ = e.js.DeleteKeyValue(ctx, kvBucket)
+		cancel()
+	}
+	if e.stackC != nil {
+		e.stackC.Close()
+	}
+	if e.cliC != nil {
+		e.cliC.Close()
+	}
+	if e.srv != nil {
+		e.srv.Shutdown()
+		e.srv.WaitForShutdown()
+	}
+	_ = os.RemoveAll(e.dir)
+}
+
+// allowAtomic turns on atomic batch publishing on a stream, which the
+// benchmark's fills and its group commit use.
+func allowAtomic(ctx context.Context, js jetstream.JetStream, name string) error {
+	h, err := js.Stream(ctx, name)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", name, err)
+	}
+	c := h.CachedInfo().Config
+	if c.AllowAtomicPublish {
+		return nil
+	}
+	c.AllowAtomicPublish = true
+	if _, err := js.UpdateStream(ctx, c); err != nil {
+		return fmt.Errorf("stream %s: allow atomic publish: %w", name, err)
+	}
+	return nil
+}
+
+// discoverReplicas asks the reader services of a running stack for their
+// replica ids.
+func discoverReplicas(ctx context.Context, nc *nats.Conn) ([]string, error) {
+	inbox := nats.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, fmt.Errorf("discover replicas: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.PublishRequest("$SRV.INFO."+reader.ServiceName, inbox, nil); err != nil {
+		return nil, fmt.Errorf("discover replicas: %w", err)
+	}
+	var ids []string
+	deadline := time.Now().Add(500 * time.Millisecond)
+	for {
+		m, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			break
+		}
+		var info micro.Info
+		if json.Unmarshal(m.Data, &info) == nil && info.Metadata["replica"] != "" {
+			ids = append(ids, info.Metadata["replica"])
+		}
+	}
+	if len(ids) == 0 {
+		return nil, errors.New("discover replicas: no reader service answered on " + "$SRV.INFO." + reader.ServiceName)
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids), ctx.Err()
+}
+
+// localReader serves a gateway's reads from in-process replicas: a read
+// that names a replica goes to it; another goes to a serving replica that
+// has reached its token, round robin, or else to the freshest one.
+type localReader struct {
+	rs   []*replica.Replica
+	next atomic.Uint32
+}
+
+func newLocalReader(rs []*replica.Replica) *localReader { return &localReader{rs: rs} }
+
+func (l *localReader) pick(id string, tok stream.Token) (*replica.Replica, error) {
+	if id != "" {
+		for _, r := range l.rs {
+			if r.ID() == id {
+				return r, nil
+			}
+		}
+		return nil, stream.Errorf(stream.ErrUnavailable, "no replica %q in this process", id)
+	}
+	n := uint32(len(l.rs))
+	start := l.next.Add(1)
+	var best *replica.Replica
+	for i := range n {
+		r := l.rs[(start+i)%n]
+		if r.Ready() != nil {
+			continue
+		}
+		if r.Applied() >= tok.Seq {
+			return r, nil
+		}
+		if best == nil || r.Applied() > best.Applied() {
+			best = r
+		}
+	}
+	if best == nil {
+		return nil, stream.Errorf(stream.ErrUnavailable, "no replica in this process is serving")
+	}
+	return best, nil
+}
+
+// Get implements gateway.Reader.
+func (l *localReader) Get(ctx context.Context, req stream.GetRequest) (stream.GetResult, error) {
+	r, err := l.pick(req.Replica, req.Token)
+	if err != nil {
+		return stream.GetResult{Record: stream.Record{Key: req.Key}, Token: req.Token}, err
+	}
+	return r.Get(ctx, req)
+}
+
+// Scan implements gateway.Reader.
+func (l *localReader) Scan(ctx context.Context, req stream.ScanRequest) (stream.ScanResult, error) {
+	r, err := l.pick(req.Replica, req.Token)
+	if err != nil {
+		return stream.ScanResult{Token: req.Token}, err
+	}
+	return r.Scan(ctx, req)
+}
+
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

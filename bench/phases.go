@@ -1,0 +1,336 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tidemark/tidemark/stream"
+)
+
+// phases runs the measurements of one run on one env and collects rows.
+type phases struct {
+	e     *env
+	cfg   Config
+	value []byte
+	rows  []Row
+
+	serviceWriteRate float64 // the writer service's rate, for the RYW loads
+
+	fill     *stream.Stream // the benchmark's own Tidemark stream
+	applyDir string         // the apply phase's replica, at the fill stream's end
+	distinct int            // distinct keys published to the fill stream
+}
+
+func (p *phases) progress(format string, args ...any) {
+	fmt.Fprintf(p.cfg.Progress, "  "+format+"\n", args...)
+}
+
+func (p *phases) add(r Row) Row {
+	p.rows = append(p.rows, r)
+	return r
+}
+
+// load is the closed-loop load of a phase.
+func (p *phases) load() load {
+	return load{workers: p.cfg.Concurrency, duration: p.cfg.Duration, ops: p.cfg.Ops}
+}
+
+// warm runs fn briefly, unmeasured, so that connections, caches and the
+// scheduler are warm when the measured phase starts.
+func (p *phases) warm(ctx context.Context, fn op) {
+	d := min(time.Second, max(p.cfg.Duration/10, 100*time.Millisecond))
+	closedLoop(ctx, load{workers: p.cfg.Concurrency, duration: d, ops: 20 * p.cfg.Concurrency}, fn)
+}
+
+func writeKey(i int) string { return "bench/w/" + strconv.Itoa(i%10000) }
+func readKey(i int) string  { return "bench/r/" + strconv.Itoa(i) }
+
+// writes measures writes through each path next to raw JetStream publishes
+// of the same message to the same server.
+func (p *phases) writes(ctx context.Context) error {
+	e := p.e
+	// The baselines publish the very messages the writer would, to the same
+	// stream, so that the replicas apply them as they apply the writer's:
+	// both sides of each ratio run under the same load.
+	rawMsg := func(i int) *nats.Msg { return envelope(e.st.Subject(), writeKey(i), p.value) }
+
+	p.progress("writes: raw JetStream async publish")
+	async := latencyRow("writes", "raw JetStream async publish", asyncPublish(ctx, e.js, p.load(), p.cfg.Window, rawMsg))
+	async.Note = joinNote(async.Note, fmt.Sprintf("one publisher, %d acks outstanding", p.cfg.Window))
+	p.add(async)
+
+	p.progress("writes: raw JetStream sync publish")
+	rawSync := func(ctx context.Context, i int) error {
+		_, err := e.js.PublishMsg(ctx, rawMsg(i))
+		return err
+	}
+	p.warm(ctx, rawSync)
+	sync := p.add(latencyRow("writes", "raw JetStream sync publish", closedLoop(ctx, p.load(), rawSync)))
+
+	base := async
+	if e.durable {
+		base = sync
+		p.progress("writes: raw JetStream group commit (atomic batches)")
+		gctx, stop := context.WithCancel(ctx)
+		gc := newGroupCommitter(e.cliC.Conn, e.js, 2)
+		go gc.run(gctx)
+		fn := func(ctx context.Context, i int) error { _, err := gc.commit(ctx, rawMsg(i)); return err }
+		p.warm(ctx, fn)
+		r := latencyRow("writes", "raw JetStream group commit of concurrent publishes", closedLoop(ctx, p.load(), fn))
+		r.Note = joinNote(r.Note, "what the writer can reach by group commit: atomic batches of the messages waiting, 2 in flight, one fsync each")
+		compare(&r, base)
+		p.add(r)
+		stop()
+	}
+	target := goal{minRatio: 0.7}
+	if e.durable {
+		target = goal{minRatio: 2}
+	}
+
+	put := func(i int) stream.WriteRequest {
+		return stream.WriteRequest{Op: stream.OpPut, Key: writeKey(i), Value: p.value}
+	}
+	paths := []struct {
+		name string
+		fn   op
+		goal goal
+	}{
+		{"writer, in-process", func(ctx context.Context, i int) error { _, err := e.writer.Write(ctx, put(i)); return err }, goal{}},
+		{"writer service over NATS", func(ctx context.Context, i int) error { _, err := e.transport.Write(ctx, put(i)); return err }, goal{}},
+	}
+	for _, gw := range []string{gwNATS, gwLocal} {
+		base, ok := e.gateways[gw]
+		if !ok {
+			continue
+		}
+		paths = append(paths, struct {
+			name string
+			fn   op
+			goal goal
+		}{gatewayName(gw), func(ctx context.Context, i int) error { return p.httpPut(ctx, base, writeKey(i)) }, target})
+	}
+	for _, path := range paths {
+		p.progress("writes: %s", path.name)
+		p.warm(ctx, path.fn)
+		r := latencyRow("writes", path.name, closedLoop(ctx, p.load(), path.fn))
+		compare(&r, base)
+		r.goal = path.goal
+		p.add(r)
+		if path.name == "writer service over NATS" {
+			p.serviceWriteRate = r.Value
+		}
+	}
+	return nil
+}
+
+func gatewayName(gw string) string {
+	if gw == gwLocal {
+		return "gateway, in-process writer and replicas (HTTP)"
+	}
+	return "gateway over NATS (HTTP)"
+}
+
+func joinNote(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
+
+// httpPut writes key through a gateway.
+func (p *phases) httpPut(ctx context.Context, base, key string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, base+"/v1/kv/"+url.PathEscape(key), bytes.NewReader(p.value))
+	if err != nil {
+		return err
+	}
+	return p.do(req, nil)
+}
+
+// httpGet reads key through a gateway with a token.
+func (p *phases) httpGet(ctx context.Context, base, key, token string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/kv/"+url.PathEscape(key), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set(stream.HeaderToken, token)
+	return p.do(req, nil)
+}
+
+func (p *phases) do(req *http.Request, body *bytes.Buffer) error {
+	resp, err := p.e.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if body != nil {
+		_, err = body.ReadFrom(resp.Body)
+	} else {
+		_, err = io.Copy(io.Discard, resp.Body)
+	}
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s: status %d", req.Method, req.URL.Path, resp.StatusCode)
+	}
+	return nil
+}
+
+// ryw measures read-your-writes: a write through the writer service, then
+// at once a read with its token on a replica named in the request, at
+// 10%, 50% and 90% of the writer service's maximum rate.
+func (p *phases) ryw(ctx context.Context) error {
+	e := p.e
+	rate := p.serviceWriteRate
+	if rate == 0 {
+		p.progress("ryw: measuring the writer service's maximum rate")
+		fn := func(ctx context.Context, i int) error {
+			_, err := e.transport.Write(ctx, stream.WriteRequest{Op: stream.OpPut, Key: writeKey(i), Value: p.value})
+			return err
+		}
+		p.warm(ctx, fn)
+		rate = closedLoop(ctx, p.load(), fn).rate()
+	}
+	if rate < 10 {
+		return fmt.Errorf("the writer service managed %.1f writes/s", rate)
+	}
+	duration := p.cfg.Duration
+	if duration <= 0 {
+		duration = DefaultDuration
+	}
+	for _, frac := range []float64{0.1, 0.5, 0.9} {
+		p.progress("ryw: %.0f%% of %.0f writes/s", frac*100, rate)
+		waited := &recorder{}
+		waits := make(chan time.Duration, 1024)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for w := range waits {
+				waited.record(w, nil)
+			}
+		}()
+		s := openLoop(ctx, frac*rate, 4*p.cfg.Concurrency, duration, func(ctx context.Context, i int) (time.Duration, error) {
+			key := writeKey(i)
+			res, err := e.transport.Write(ctx, stream.WriteRequest{Op: stream.OpPut, Key: key, Value: p.value})
+			if err != nil {
+				return 0, err
+			}
+			start := time.Now()
+			g, err := e.transport.Get(ctx, stream.GetRequest{Key: key, Token: res.Token, Replica: e.serviceIDs[i%len(e.serviceIDs)]})
+			d := time.Since(start)
+			if err == nil && g.Record.Revision < res.Revision {
+				err = fmt.Errorf("read-your-writes violated: wrote revision %d, read %d", res.Revision, g.Record.Revision)
+			}
+			if err == nil {
+				waits <- g.Waited
+			}
+			return d, err
+		})
+		close(waits)
+		<-done
+		r := latencyRow("ryw", fmt.Sprintf("read after write, %.0f%% load: whole read", frac*100), s)
+		r.Unit = "writes/s"
+		r.Note = joinNote(r.Note, fmt.Sprintf("load %.0f of %.0f writes/s, each write then a token read on replica %s", frac*rate, rate, strings.Join(e.serviceIDs, " or ")))
+		p.add(r)
+		ws := merge(s.elapsed, []*recorder{waited})
+		w := latencyRow("ryw", fmt.Sprintf("read after write, %.0f%% load: token wait", frac*100), ws)
+		w.Unit = "reads/s"
+		w.Note = "how long the replica held the read until it had applied the write (Tidemark-Waited); the rest of the whole read is the NATS round trip"
+		if frac == 0.5 {
+			w.goal = goal{maxP99: 2 * time.Millisecond}
+		}
+		p.add(w)
+	}
+	return nil
+}
+
+// reads measures token point reads of the same keys through each path,
+// next to NATS KV Get of the same data on the same server.
+func (p *phases) reads(ctx context.Context) error {
+	e := p.e
+	n := p.cfg.Keys
+	p.progress("reads: writing %d keys to Tidemark and to a NATS KV bucket", n)
+	res := closedLoop(ctx, load{workers: p.cfg.Concurrency, ops: n}, func(ctx context.Context, i int) error {
+		_, err := e.transport.Write(ctx, stream.WriteRequest{Op: stream.OpPut, Key: readKey(i), Value: p.value})
+		return err
+	})
+	if res.errs > 0 {
+		return fmt.Errorf("writing the read keys: %w", res.firstErr)
+	}
+	last, err := e.st.LastSeq(ctx)
+	if err != nil {
+		return err
+	}
+	tok := e.st.Token(last)
+	token := tok.String()
+
+	_ = e.js.DeleteKeyValue(ctx, kvBucket)
+	kv, err := e.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: kvBucket, Storage: jetstream.FileStorage})
+	if err != nil {
+		return fmt.Errorf("create kv bucket: %w", err)
+	}
+	res = closedLoop(ctx, load{workers: p.cfg.Concurrency, ops: n}, func(ctx context.Context, i int) error {
+		_, err := kv.Put(ctx, kvKey(i), p.value)
+		return err
+	})
+	if res.errs > 0 {
+		return fmt.Errorf("writing the kv keys: %w", res.firstErr)
+	}
+
+	kvGet := func(ctx context.Context, i int) error {
+		_, err := kv.Get(ctx, kvKey(i%n))
+		return err
+	}
+	p.progress("reads: NATS KV Get")
+	p.warm(ctx, kvGet)
+	base := p.add(latencyRow("reads", "NATS KV Get", closedLoop(ctx, p.load(), kvGet)))
+
+	local := e.replicas[0]
+	paths := []struct {
+		name string
+		fn   op
+		goal goal
+	}{
+		{"in-process replica Get, token", func(ctx context.Context, i int) error {
+			_, err := local.Get(ctx, stream.GetRequest{Key: readKey(i % n), Token: tok})
+			return err
+		}, goal{minRatio: 20}},
+		{"reader service over NATS, token", func(ctx context.Context, i int) error {
+			_, err := e.transport.Get(ctx, stream.GetRequest{Key: readKey(i % n), Token: tok})
+			return err
+		}, goal{}},
+	}
+	for _, gw := range []string{gwNATS, gwLocal} {
+		url, ok := e.gateways[gw]
+		if !ok {
+			continue
+		}
+		paths = append(paths, struct {
+			name string
+			fn   op
+			goal goal
+		}{gatewayName(gw) + ", token", func(ctx context.Context, i int) error { return p.httpGet(ctx, url, readKey(i%n), token) }, goal{minRatio: 2}})
+	}
+	for _, path := range paths {
+		p.progress("reads: %s", path.name)
+		p.warm(ctx, path.fn)
+		r := latencyRow("reads", path.name, closedLoop(ctx, p.load(), path.fn))
+		compare(&r, base)
+		r.goal = path.goal
+		p.add(r)
+	}
+	return nil
+}
+
+// kvKey is readKey in the characters a KV key allows.
+func kvKey(i int) string { return "bench.r." + strconv.Itoa(i) }

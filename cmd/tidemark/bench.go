@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tidemark/tidemark/bench"
+	"github.com/tidemark/tidemark/config"
+)
+
+// benchOptions are the flags of `tidemark bench`, which are not
+// configuration fields.
+type benchOptions struct {
+	fs          *flag.FlagSet
+	nats        string
+	gateway     string
+	mode        string
+	concurrency int
+	duration    time.Duration
+	ops         int
+	size        int
+	keys        int
+	catchUp     int
+	memoryKeys  int
+	repeat      int
+	only        string
+	json        string
+}
+
+var benchOpts benchOptions
+
+// benchFlags declares the flags of `tidemark bench` on fs.
+func benchFlags(fs *flag.FlagSet) {
+	o := &benchOpts
+	o.fs = fs
+	fs.StringVar(&o.nats, "nats", "", "measure the stack running on this NATS server; empty starts an embedded one")
+	fs.StringVar(&o.gateway, "gateway", "", "the running stack's gateway base URL, with --nats (e.g. http://127.0.0.1:8080)")
+	fs.StringVar(&o.mode, "mode", bench.DefaultMode, "fast, durable or both (embedded only)")
+	fs.IntVar(&o.concurrency, "concurrency", bench.DefaultConcurrency, "concurrent callers in each phase")
+	fs.DurationVar(&o.duration, "duration", bench.DefaultDuration, "length of each phase")
+	fs.IntVar(&o.ops, "ops", 0, "end each phase after this many operations, if sooner than --duration")
+	fs.IntVar(&o.size, "size", bench.DefaultSize, "value size in bytes")
+	fs.IntVar(&o.keys, "keys", bench.DefaultKeys, "keys read by the read phases")
+	fs.IntVar(&o.catchUp, "catchup", bench.DefaultCatchUp, "messages behind the catch-up replica starts")
+	fs.IntVar(&o.memoryKeys, "memory-keys", bench.DefaultMemoryKeys, "keys held by the replica process of the memory phase")
+	fs.IntVar(&o.repeat, "repeat", bench.DefaultRepeat, "runs of each mode; the report shows medians")
+	fs.StringVar(&o.only, "only", "", "comma-separated sections to run: "+strings.Join(bench.Sections, ","))
+	fs.StringVar(&o.json, "json", "", "also write the report as JSON to this file")
+}
+
+// runBench is `tidemark bench`: it measures Tidemark next to raw JetStream
+// and NATS KV on the same server, prints a table and writes JSON.
+func runBench(ctx context.Context, c config.Config, env *cmdEnv) error {
+	o := benchOpts
+	log := env.log
+	if c.Log.Level == config.DefaultLogLevel {
+		// The components' start-up lines, and the requests cut short at the
+		// end of each phase, would drown the progress.
+		log = log.Level(zerolog.ErrorLevel)
+	}
+	cfg := bench.Config{
+		NATSURL: o.nats, GatewayURL: o.gateway, Mode: o.mode, Concurrency: o.concurrency,
+		Duration: o.duration, Ops: o.ops, Size: o.size, Keys: o.keys, CatchUp: o.catchUp,
+		MemoryKeys: o.memoryKeys, Repeat: o.repeat, Progress: env.stderr, Logger: log,
+	}
+	if o.only != "" {
+		cfg.Only = strings.Split(o.only, ",")
+	}
+	if exe, err := os.Executable(); err == nil {
+		cfg.ReplicaCommand = func(args ...string) *exec.Cmd { return exec.Command(exe, args...) }
+	}
+	rep, err := bench.Run(ctx, cfg)
+	if rep != nil {
+		rep.Command = benchCommand(o.fs)
+		if terr := rep.WriteTable(env.stdout); terr != nil && err == nil {
+			err = terr
+		}
+		if o.json != "" {
+			if jerr := writeJSONReport(o.json, rep); jerr != nil && err == nil {
+				err = jerr
+			}
+		}
+	}
+	return err
+}
+
+// benchCommand rebuilds the command line from the flags that were set.
+func benchCommand(fs *flag.FlagSet) string {
+	parts := []string{"tidemark bench"}
+	if fs != nil {
+		fs.Visit(func(f *flag.Flag) { parts = append(parts, "--"+f.Name+"="+f.Value.String()) })
+	}
+	return strings.Join(parts, " ")
+}
+
+func writeJSONReport(path string, rep *bench.Report) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("json report: %w", err)
+	}
+	if err := rep.WriteJSON(f); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("json report %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("json report %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,111 @@
+package stream_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/tidemark/tidemark/stream"
+)
+
+// BenchmarkToken measures the session token codec: every request parses
+// one and every reply formats one.
+func BenchmarkToken(b *testing.B) {
+	tok := stream.NewToken("3f9a0c21b7d4", 1234567)
+	s := tok.String()
+	b.Run("parse", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := stream.ParseToken(s); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("string", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = tok.String()
+		}
+	})
+	b.Run("merge", func(b *testing.B) {
+		b.ReportAllocs()
+		o := stream.NewToken(tok.Stream, tok.Seq+1)
+		for b.Loop() {
+			if _, err := tok.Merge(o); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkEnvelope measures the stream message codec: the writer encodes
+// a key into its subject, every replica decodes every message.
+func BenchmarkEnvelope(b *testing.B) {
+	const key = "orders/2024/0042"
+	value := make([]byte, 128)
+	subject := stream.KeySubject(stream.DefaultSubject, key)
+	b.Run("encode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = stream.KeySubject(stream.DefaultSubject, key)
+		}
+	})
+	b.Run("decode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := stream.DecodeEntry(stream.DefaultSubject, subject, string(stream.OpPut), value); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkWire measures the service protocol's encoding and decoding of a
+// put and of a point read's reply, as the client and the services do it.
+func BenchmarkWire(b *testing.B) {
+	tok := stream.NewToken("3f9a0c21b7d4", 1234567)
+	value := make([]byte, 128)
+	subjects := stream.Subjects{}
+	b.Run("write-request", func(b *testing.B) {
+		b.ReportAllocs()
+		req := stream.WriteRequest{Op: stream.OpPut, Key: "orders/42", Value: value, Token: tok}
+		for b.Loop() {
+			m := req.Msg(subjects.Put())
+			if _, err := stream.DecodeWriteRequest(stream.OpPut, m.Header, m.Data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("write-reply", func(b *testing.B) {
+		b.ReportAllocs()
+		res := stream.WriteResult{Key: "orders/42", Revision: tok.Seq, Token: tok}
+		for b.Loop() {
+			h, body := stream.EncodeWriteReply(res, nil)
+			if _, err := stream.DecodeWriteReply(&nats.Msg{Header: h, Data: body}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("get-request", func(b *testing.B) {
+		b.ReportAllocs()
+		req := stream.GetRequest{Key: "orders/42", Token: tok, Wait: 2 * time.Second}
+		for b.Loop() {
+			m := req.Msg(subjects.Get())
+			if _, err := stream.DecodeGetRequest(m.Header); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("get-reply", func(b *testing.B) {
+		b.ReportAllocs()
+		res := stream.GetResult{Record: stream.Record{Key: "orders/42", Value: value, Revision: 7}, Token: tok,
+			Replica: "r1", Applied: tok.Seq, StreamLast: tok.Seq}
+		for b.Loop() {
+			h, body := stream.EncodeGetReply(res, nil)
+			if _, err := stream.DecodeGetReply("orders/42", &nats.Msg{Header: h, Data: body}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
