@@ -119,6 +119,13 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (*Stream, e
 			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) && attempt < 3 {
 				continue // another process created it first
 			}
+			if err != nil && attempt < 5 && ctx.Err() == nil {
+				// The server may still be removing the files of a stream of
+				// the same name ("error creating store for stream").
+				if werr := lookup.Wait(ctx); werr == nil {
+					continue
+				}
+			}
 			if err != nil {
 				return nil, fmt.Errorf("create stream %s: %w", cfg.Name, err)
 			}
