@@ -228,7 +228,7 @@ func (e *env) waitReady(ctx context.Context) error {
 			if err == nil || errors.Is(err, stream.ErrNotFound) {
 				break
 			}
-			if err := sleep(ctx, 20*time.Millisecond); err != nil {
+			if err := stream.Sleep(ctx, 20*time.Millisecond); err != nil {
 				return fmt.Errorf("replica service %s: %w", id, err)
 			}
 		}
@@ -369,16 +369,4 @@ func (l *localReader) Scan(ctx context.Context, req stream.ScanRequest) (stream.
 		return stream.ScanResult{Token: req.Token}, err
 	}
 	return r.Scan(ctx, req)
-}
-
-// sleep waits for d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

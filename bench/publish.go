@@ -158,7 +158,7 @@ func fillFor(ctx context.Context, nc *nats.Conn, n int, d time.Duration, mk func
 				if err == nil {
 					break
 				}
-				_ = sleep(pctx, time.Duration(attempt+1)*50*time.Millisecond)
+				_ = stream.Sleep(pctx, time.Duration(attempt+1)*50*time.Millisecond)
 			}
 			mu.Lock()
 			defer mu.Unlock()

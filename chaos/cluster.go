@@ -325,7 +325,7 @@ func (c *Cluster) waitJetStream(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := stream.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return fmt.Errorf("jetstream not ready: %w", err)
 		}
 	}
@@ -340,7 +340,7 @@ func (c *Cluster) waitStream(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := stream.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return fmt.Errorf("stream not created: %w", err)
 		}
 	}
@@ -364,20 +364,9 @@ func waitHTTP(ctx context.Context, p *faults.Proc, url string, timeout time.Dura
 		if !p.Running() {
 			return fmt.Errorf("%s exited before it was ready (see %s)", p.Name, p.Log)
 		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := stream.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return fmt.Errorf("%s not ready at %s (see %s): %w", p.Name, url, p.Log, err)
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 

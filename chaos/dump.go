@@ -187,7 +187,7 @@ func Converge(ctx context.Context, js jetstream.JetStream, t *client.NATS, ids [
 		if err != nil {
 			lastErr = err
 		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+		if err := stream.Sleep(ctx, 50*time.Millisecond); err != nil {
 			return time.Since(start), fmt.Errorf("replicas did not converge in %v: %v (last: %v)", timeout, err, lastErr)
 		}
 	}

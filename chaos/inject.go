@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/chaos/faults"
+	"github.com/tidemark/tidemark/stream"
 )
 
 // FaultKind names a fault the harness injects.
@@ -100,7 +101,7 @@ func (in *injector) run(ctx context.Context) []Fault {
 	var out []Fault
 	var queue []FaultKind
 	for {
-		if sleep(ctx, in.between(in.minGap, in.maxGap)) != nil {
+		if stream.Sleep(ctx, in.between(in.minGap, in.maxGap)) != nil {
 			return out
 		}
 		if len(queue) == 0 {
@@ -155,7 +156,7 @@ func (in *injector) inject(ctx context.Context, kind FaultKind) Fault {
 		if err = inject(); err != nil {
 			return
 		}
-		_ = sleep(context.WithoutCancel(ctx), hold)
+		_ = stream.Sleep(context.WithoutCancel(ctx), hold)
 		err = heal()
 		f.Held = time.Since(t0)
 	}
@@ -179,12 +180,12 @@ func (in *injector) inject(ctx context.Context, kind FaultKind) Fault {
 			if err := proc.Stop(); err != nil {
 				return err
 			}
-			_ = sleep(context.WithoutCancel(ctx), hold)
+			_ = stream.Sleep(context.WithoutCancel(ctx), hold)
 			if err := proc.Cont(); err != nil {
 				return err
 			}
 			// The replica now applies the backlog; kill it while it does.
-			_ = sleep(context.WithoutCancel(ctx), time.Duration(in.rng.Int64N(int64(50*time.Millisecond))))
+			_ = stream.Sleep(context.WithoutCancel(ctx), time.Duration(in.rng.Int64N(int64(50*time.Millisecond))))
 			return proc.Kill()
 		}, proc.Start)
 	case KillNATS:
@@ -291,7 +292,7 @@ func (in *injector) inject(ctx context.Context, kind FaultKind) Fault {
 			if last, err = probe(func(ctx context.Context) (uint64, error) { return StreamLast(ctx, c.js) }); err == nil || cctx.Err() != nil {
 				break
 			}
-			_ = sleep(cctx, 20*time.Millisecond)
+			_ = stream.Sleep(cctx, 20*time.Millisecond)
 		}
 		for _, id := range affected {
 			for err == nil {
@@ -302,7 +303,7 @@ func (in *injector) inject(ctx context.Context, kind FaultKind) Fault {
 				if err != nil && cctx.Err() == nil {
 					err = nil // not answering yet
 				}
-				if serr := sleep(cctx, 20*time.Millisecond); serr != nil {
+				if serr := stream.Sleep(cctx, 20*time.Millisecond); serr != nil {
 					err = serr
 				}
 			}

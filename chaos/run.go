@@ -159,7 +159,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	go func() {
 		defer close(timerDone)
 		defer stop()
-		if sleep(wctx, o.Duration) != nil {
+		if stream.Sleep(wctx, o.Duration) != nil {
 			return
 		}
 		t := time.NewTimer(o.Duration)

@@ -87,29 +87,21 @@ func (r *Reader) get(ctx context.Context, req stream.GetRequest) (stream.GetResu
 	if err := stream.ValidateKey(req.Key); err != nil {
 		return res, err
 	}
-	need, waited, err := r.awaitLevel(ctx, req.Token, req.Consistency, req.Wait)
-	res.Waited, res.StreamLast = waited, r.cfg.Stream.KnownLast()
-	if err != nil {
-		res.Token, res.Applied = failedToken(req.Token, err), r.cfg.Store.Applied()
-		return res, err
-	}
-	rec, applied, err := r.cfg.Store.Get(req.Key)
-	res.Applied = applied
-	if err != nil && !errors.Is(err, stream.ErrNotFound) {
-		res.Token = req.Token
-		return res, r.internal("get", err)
-	}
-	if err := r.checkSnapshot(need, applied); err != nil {
-		res.Token = req.Token
-		return res, err
-	}
-	res.Token = r.cfg.Stream.Token(max(req.Token.Seq, applied))
-	if err != nil {
+	var rec stream.Record
+	s, err := r.read(ctx, "get", req.Token, req.Consistency, req.Wait, func() (applied uint64, err error) {
+		rec, applied, err = r.cfg.Store.Get(req.Key)
+		return applied, err
+	})
+	res.Token, res.Applied, res.Waited, res.StreamLast = s.token, s.applied, s.waited, s.streamLast
+	switch {
+	case errors.Is(err, stream.ErrNotFound) && s.found:
 		res.Record = stream.Record{Key: req.Key, Revision: rec.Revision, Deleted: rec.Deleted}
 		if rec.Deleted {
 			return res, stream.Errorf(stream.ErrNotFound, "key %q not found (deleted at revision %d)", req.Key, rec.Revision)
 		}
 		return res, stream.Errorf(stream.ErrNotFound, "key %q not found", req.Key)
+	case err != nil:
+		return res, err
 	}
 	res.Record = rec
 	return res, nil
@@ -121,28 +113,58 @@ func (r *Reader) scan(ctx context.Context, req stream.ScanRequest) (stream.ScanR
 	if err := req.Validate(); err != nil {
 		return res, err
 	}
-	need, waited, err := r.awaitLevel(ctx, req.Token, req.Consistency, req.Wait)
-	res.Waited, res.StreamLast = waited, r.cfg.Stream.KnownLast()
+	var (
+		items []stream.Record
+		next  string
+	)
+	s, err := r.read(ctx, "scan", req.Token, req.Consistency, req.Wait, func() (applied uint64, err error) {
+		items, next, applied, err = r.cfg.Store.Scan(req.Prefix, req.After, req.Limit)
+		return applied, err
+	})
+	res.Token, res.Applied, res.Waited, res.StreamLast = s.token, s.applied, s.waited, s.streamLast
 	if err != nil {
-		res.Token, res.Applied = failedToken(req.Token, err), r.cfg.Store.Applied()
 		return res, err
 	}
-	items, next, applied, err := r.cfg.Store.Scan(req.Prefix, req.After, req.Limit)
-	res.Applied = applied
-	if err != nil {
-		res.Token = req.Token
-		return res, r.internal("scan", err)
-	}
-	if err := r.checkSnapshot(need, applied); err != nil {
-		res.Token = req.Token
-		return res, err
-	}
-	res.Token = r.cfg.Stream.Token(max(req.Token.Seq, applied))
 	if items == nil {
 		items = []stream.Record{}
 	}
 	res.Items, res.Next = items, next
 	return res, nil
+}
+
+// served is what a read reports besides its data.
+type served struct {
+	token      stream.Token
+	applied    uint64
+	waited     time.Duration
+	streamLast uint64
+	found      bool // the store answered (possibly stream.ErrNotFound)
+}
+
+// read is what every read does around its store call: wait for what the
+// consistency level needs, call the store (which returns the applied
+// sequence of the snapshot it read; stream.ErrNotFound passes through),
+// refuse a snapshot behind what was needed, and work out the reply token.
+func (r *Reader) read(ctx context.Context, op string, tok stream.Token, c stream.Consistency, wait time.Duration,
+	store func() (uint64, error)) (served, error) {
+	need, waited, err := r.awaitLevel(ctx, tok, c, wait)
+	s := served{waited: waited, streamLast: r.cfg.Stream.KnownLast()}
+	if err != nil {
+		s.token, s.applied = failedToken(tok, err), r.cfg.Store.Applied()
+		return s, err
+	}
+	applied, err := store()
+	s.applied = applied
+	if err != nil && !errors.Is(err, stream.ErrNotFound) {
+		s.token = tok
+		return s, r.internal(op, err)
+	}
+	if cerr := r.checkSnapshot(need, applied); cerr != nil {
+		s.token = tok
+		return s, cerr
+	}
+	s.token, s.found = r.cfg.Stream.Token(max(tok.Seq, applied)), true
+	return s, err
 }
 
 // failedToken is the token a failed read reports: the request's, unless the
