@@ -91,19 +91,16 @@ func (c *NATS) Get(ctx context.Context, req stream.GetRequest) (stream.GetResult
 	res := stream.GetResult{Record: stream.Record{Key: req.Key}, Token: req.Token}
 	r := route{pinned: req.Replica, seq: req.Token.Seq, consistency: req.Consistency, wait: req.Wait, forward: req.Forward,
 		shared: c.subjects.Get(), perReplica: c.subjects.ReplicaGet}
-	err := c.routed(ctx, r, func(ctx context.Context, subject string, wait time.Duration) (string, uint64, error) {
+	err := c.read(ctx, r, func(subject string, wait time.Duration) *nats.Msg {
 		one := req
 		one.Wait = wait
-		reply, err := c.request(ctx, one.Msg(subject), "replica")
-		if err != nil {
-			return "", 0, err
-		}
+		return one.Msg(subject)
+	}, func(reply *nats.Msg) (string, uint64, error) {
+		var err error
 		res, err = stream.DecodeGetReply(req.Key, reply)
 		return res.Replica, res.Applied, err
 	})
-	if res.Token.IsZero() && !errors.Is(err, stream.ErrTokenStreamMismatch) && !errors.Is(err, stream.ErrTokenFromFuture) {
-		res.Token = req.Token
-	}
+	res.Token = replyToken(res.Token, req.Token, err)
 	return res, err
 }
 
@@ -113,20 +110,39 @@ func (c *NATS) Scan(ctx context.Context, req stream.ScanRequest) (stream.ScanRes
 	res := stream.ScanResult{Token: req.Token}
 	r := route{pinned: req.Replica, seq: req.Token.Seq, consistency: req.Consistency, wait: req.Wait, forward: req.Forward,
 		shared: c.subjects.Scan(), perReplica: c.subjects.ReplicaScan}
-	err := c.routed(ctx, r, func(ctx context.Context, subject string, wait time.Duration) (string, uint64, error) {
+	err := c.read(ctx, r, func(subject string, wait time.Duration) *nats.Msg {
 		one := req
 		one.Wait = wait
-		reply, err := c.request(ctx, one.Msg(subject), "replica")
-		if err != nil {
-			return "", 0, err
-		}
+		return one.Msg(subject)
+	}, func(reply *nats.Msg) (string, uint64, error) {
+		var err error
 		res, err = stream.DecodeScanReply(reply)
 		return res.Replica, res.Applied, err
 	})
-	if res.Token.IsZero() && !errors.Is(err, stream.ErrTokenStreamMismatch) && !errors.Is(err, stream.ErrTokenFromFuture) {
-		res.Token = req.Token
-	}
+	res.Token = replyToken(res.Token, req.Token, err)
 	return res, err
+}
+
+// read sends one routed read built by msg and decodes each reply with
+// decode, which returns the replica that served it and its applied.
+func (c *NATS) read(ctx context.Context, r route, msg func(subject string, wait time.Duration) *nats.Msg,
+	decode func(*nats.Msg) (string, uint64, error)) error {
+	return c.routed(ctx, r, func(ctx context.Context, subject string, wait time.Duration) (string, uint64, error) {
+		reply, err := c.request(ctx, msg(subject, wait), "replica")
+		if err != nil {
+			return "", 0, err
+		}
+		return decode(reply)
+	})
+}
+
+// replyToken is the token a read reports: the reply's, or else the
+// request's, unless the request's token was itself the problem.
+func replyToken(got, sent stream.Token, err error) stream.Token {
+	if got.IsZero() && !errors.Is(err, stream.ErrTokenStreamMismatch) && !errors.Is(err, stream.ErrTokenFromFuture) {
+		return sent
+	}
+	return got
 }
 
 // route is what routing a read needs to know of it.
