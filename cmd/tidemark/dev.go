@@ -59,7 +59,7 @@ func runDev(ctx context.Context, c config.Config, env *cmdEnv) error {
 	svcCtx, stopServices := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServices()
 	g, gctx := errgroup.WithContext(svcCtx)
-	wsvc := newWriterService(c, nc, st, log)
+	wsvc, w := newWriter(c, nc, st, log)
 	g.Go(func() error { return wsvc.Run(gctx) })
 	replicas := make([]*replica.Replica, 0, c.Dev.Replicas)
 	defer func() {
@@ -92,7 +92,7 @@ func runDev(ctx context.Context, c config.Config, env *cmdEnv) error {
 			}
 		}
 		return nil
-	}, metrics...)
+	}, w, metrics...)
 	if err != nil {
 		stopServices()
 		_ = g.Wait()

@@ -111,7 +111,7 @@ func runGateway(ctx context.Context, c config.Config, env *cmdEnv) error {
 		return err
 	}
 	defer nc.Close()
-	gw, err := newGateway(c, nc, env.log, nil)
+	gw, err := newGateway(c, nc, env.log, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -119,9 +119,10 @@ func runGateway(ctx context.Context, c config.Config, env *cmdEnv) error {
 }
 
 // newGateway returns the HTTP gateway over the NATS services; ready, when
-// set, adds to its readiness (dev: the local replicas have caught up), and
-// its /metrics serves cs too.
-func newGateway(c config.Config, nc *stream.Conn, log zerolog.Logger, ready func() error, cs ...prometheus.Collector) (*gateway.Gateway, error) {
+// set, adds to its readiness (dev: the local replicas have caught up); w,
+// when set, is a writer in this process that writes go to directly rather
+// than over NATS; and its /metrics serves cs too.
+func newGateway(c config.Config, nc *stream.Conn, log zerolog.Logger, ready func() error, w gateway.Writer, cs ...prometheus.Collector) (*gateway.Gateway, error) {
 	subjects := stream.Subjects{Prefix: c.API.Prefix}
 	t := client.NewNATS(nc.Conn, subjects)
 	router, err := client.NewRouter(nc.Conn, subjects)
@@ -134,9 +135,12 @@ func newGateway(c config.Config, nc *stream.Conn, log zerolog.Logger, ready func
 		return nil, err
 	}
 	reg := newRegistry(nc, cs...)
+	if w == nil {
+		w = t
+	}
 	return gateway.New(gateway.Config{
 		Signer: signer, Affinity: c.Gateway.Affinity,
-		Addr: c.Gateway.HTTP, Writer: t, Reader: t,
+		Addr: c.Gateway.HTTP, Writer: w, Reader: t,
 		MaxValueBytes: c.Gateway.MaxValueBytes,
 		DefaultWait:   time.Duration(c.Gateway.DefaultWait), MaxWait: time.Duration(c.Gateway.MaxWait),
 		Ready: func() error {
@@ -172,9 +176,15 @@ func runWriter(ctx context.Context, c config.Config, env *cmdEnv) error {
 }
 
 func newWriterService(c config.Config, nc *stream.Conn, st *stream.Stream, log zerolog.Logger) *writer.Service {
+	s, _ := newWriter(c, nc, st, log)
+	return s
+}
+
+// newWriter returns a writer and its NATS service.
+func newWriter(c config.Config, nc *stream.Conn, st *stream.Stream, log zerolog.Logger) (*writer.Service, *writer.Writer) {
 	log = log.With().Str("role", "writer").Logger()
 	w := writer.New(writer.Config{Stream: st, MaxValueBytes: c.Gateway.MaxValueBytes, Logger: log})
-	return writer.NewService(nc.Conn, stream.Subjects{Prefix: c.API.Prefix}, w, log)
+	return writer.NewService(nc.Conn, stream.Subjects{Prefix: c.API.Prefix}, w, log), w
 }
 
 // serveHealth serves /healthz, /readyz and /metrics on addr until ctx ends.
