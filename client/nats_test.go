@@ -8,43 +8,17 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
-	"github.com/rs/zerolog"
 
 	"github.com/tidemark/tidemark/client"
+	"github.com/tidemark/tidemark/internal/stacktest"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/stream"
-	"github.com/tidemark/tidemark/writer"
 )
 
 func testContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// startWriter runs the writer service on e until the test ends.
-func startWriter(t *testing.T, e *testenv.Env, subjects stream.Subjects) {
-	t.Helper()
-	w := writer.New(writer.Config{Stream: e.Stream})
-	svc := writer.NewService(e.Conn.Conn, subjects, w, zerolog.Nop())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("writer Run: %v", err)
-		}
-	})
-	ping, err := micro.ControlSubject(micro.PingVerb, writer.ServiceName, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	testenv.Eventually(t, 10*time.Second, "writer service to answer PING", func() bool {
-		_, err := e.Conn.Request(ping, nil, time.Second)
-		return err == nil
-	})
 }
 
 // respond answers every request on subject with fn's reply, until the test
@@ -80,7 +54,7 @@ func wantErr(t *testing.T, err, want error, msg string) {
 func TestNATS_Write(t *testing.T) {
 	e := testenv.Start(t)
 	subjects := stream.Subjects{}
-	startWriter(t, e, subjects)
+	stacktest.RunWriter(t, e, subjects)
 	c := client.NewNATS(e.Conn.Conn, subjects)
 
 	put, err := c.Write(testContext(t), stream.WriteRequest{Op: stream.OpPut, Key: "k", Value: []byte("v")})

@@ -12,39 +12,11 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
+	"github.com/tidemark/tidemark/internal/stacktest"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/stream"
 	"github.com/tidemark/tidemark/writer"
 )
-
-// startService runs a writer service on e until the test ends, and waits
-// until it answers.
-func startService(t *testing.T, e *testenv.Env, subjects stream.Subjects) {
-	t.Helper()
-	svc := writer.NewService(e.Conn.Conn, subjects, newWriter(e, writer.Config{}), zerolog.Nop())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	ping, err := micro.ControlSubject(micro.PingVerb, writer.ServiceName, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	testenv.Eventually(t, 10*time.Second, "writer service to answer PING", func() bool {
-		select {
-		case err := <-done:
-			t.Fatalf("Run: %v", err)
-		default:
-		}
-		_, err := e.Conn.Request(ping, nil, time.Second)
-		return err == nil
-	})
-}
 
 func request(t *testing.T, nc *nats.Conn, m *nats.Msg) (stream.WriteResult, error) {
 	t.Helper()
@@ -58,7 +30,7 @@ func request(t *testing.T, nc *nats.Conn, m *nats.Msg) (stream.WriteResult, erro
 func TestService(t *testing.T) {
 	e := testenv.Start(t)
 	subjects := stream.Subjects{}
-	startService(t, e, subjects)
+	stacktest.RunWriter(t, e, subjects)
 	nc := e.Conn.Conn
 
 	res, err := request(t, nc, put("k", "v1").Msg(subjects.Put()))
@@ -140,7 +112,7 @@ func TestService(t *testing.T) {
 func TestService_Info(t *testing.T) {
 	e := testenv.Start(t)
 	subjects := stream.Subjects{Prefix: "test"}
-	startService(t, e, subjects)
+	stacktest.RunWriter(t, e, subjects)
 
 	subj, err := micro.ControlSubject(micro.InfoVerb, writer.ServiceName, "")
 	if err != nil {

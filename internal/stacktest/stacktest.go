@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
@@ -234,4 +235,30 @@ func Do(t testing.TB, method, url, body string, hdr ...string) Response {
 		t.Fatal(err)
 	}
 	return Response{Status: resp.StatusCode, Header: resp.Header, Body: string(b)}
+}
+
+// RunWriter runs a writer service for e's stream on e's connection until
+// the test ends, and returns once it answers a PING.
+func RunWriter(t testing.TB, e *testenv.Env, subjects stream.Subjects) *writer.Writer {
+	t.Helper()
+	w := writer.New(writer.Config{Stream: e.Stream, Logger: zerolog.Nop()})
+	svc := writer.NewService(e.Conn.Conn, subjects, w, zerolog.Nop())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("writer service: %v", err)
+		}
+	})
+	ping, err := micro.ControlSubject(micro.PingVerb, writer.ServiceName, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "writer service to answer PING", func() bool {
+		_, err := e.Conn.Request(ping, nil, time.Second)
+		return err == nil
+	})
+	return w
 }
