@@ -124,22 +124,5 @@ func (m *readMetrics) observe(replica string, op int, start time.Time, waits boo
 // registry.
 func (r *Reader) Collector() prometheus.Collector {
 	r.metrics.init(r.cfg.Replica)
-	return collectors{r.metrics.reads, r.metrics.seconds, r.metrics.wait}
-}
-
-// collectors is several collectors as one.
-type collectors []prometheus.Collector
-
-// Describe implements prometheus.Collector.
-func (cs collectors) Describe(ch chan<- *prometheus.Desc) {
-	for _, c := range cs {
-		c.Describe(ch)
-	}
-}
-
-// Collect implements prometheus.Collector.
-func (cs collectors) Collect(ch chan<- prometheus.Metric) {
-	for _, c := range cs {
-		c.Collect(ch)
-	}
+	return stream.Collectors{r.metrics.reads, r.metrics.seconds, r.metrics.wait}
 }

@@ -89,24 +89,7 @@ func (m *writeMetrics) observe(op stream.Op, start time.Time, err error) {
 // and outcome, and write latency. Register it once per registry.
 func (w *Writer) Collector() prometheus.Collector {
 	w.metrics.init()
-	return collectors{w.metrics.writes, w.metrics.seconds}
-}
-
-// collectors is several collectors as one.
-type collectors []prometheus.Collector
-
-// Describe implements prometheus.Collector.
-func (cs collectors) Describe(ch chan<- *prometheus.Desc) {
-	for _, c := range cs {
-		c.Describe(ch)
-	}
-}
-
-// Collect implements prometheus.Collector.
-func (cs collectors) Collect(ch chan<- prometheus.Metric) {
-	for _, c := range cs {
-		c.Collect(ch)
-	}
+	return stream.Collectors{w.metrics.writes, w.metrics.seconds}
 }
 
 // Collector returns the Prometheus metrics of the service's writer.
