@@ -194,7 +194,8 @@ func (c *NATS) routed(ctx context.Context, r route, send func(ctx context.Contex
 			target = c.Router.Pick(r.seq, "")
 		}
 	}
-	attempt := func(target string, wait time.Duration) (string, error) {
+	var attempt func(target string, wait time.Duration) (string, error)
+	attempt = func(target string, wait time.Duration) (string, error) {
 		subject := r.shared
 		if target != "" {
 			subject = r.perReplica(target)
@@ -209,7 +210,7 @@ func (c *NATS) routed(ctx context.Context, r route, send func(ctx context.Contex
 			// The advertisement outlived the replica: forget it, and let
 			// any ready replica answer.
 			c.Router.Forget(target)
-			return c.sendShared(actx, r, send, wait)
+			return attempt("", wait)
 		}
 		return served, err
 	}
@@ -223,14 +224,6 @@ func (c *NATS) routed(ctx context.Context, r route, send func(ctx context.Contex
 	}
 	_, err = attempt(next, rest)
 	return err
-}
-
-func (c *NATS) sendShared(ctx context.Context, r route, send func(ctx context.Context, subject string, wait time.Duration) (string, uint64, error), wait time.Duration) (string, error) {
-	served, applied, err := send(ctx, r.shared, wait)
-	if c.Router != nil && served != "" {
-		c.Router.Observe(served, applied, -1, true)
-	}
-	return served, err
 }
 
 // readTimeout bounds a read of wait whose context has no deadline.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -79,7 +80,7 @@ func (g *Gateway) instrument(op string, w http.ResponseWriter, r *http.Request, 
 	start := time.Now()
 	status := http.StatusOK
 	defer func() { g.metrics.observe(op, status, time.Since(start)) }()
-	if !contains(methods, r.Method) {
+	if !slices.Contains(methods, r.Method) {
 		w.Header().Set("Allow", strings.Join(methods, ", "))
 		status = http.StatusMethodNotAllowed
 		writeJSON(w, status, stream.ErrorBodyOf(stream.Errorf(stream.ErrInvalidRequest, "method %s not allowed", r.Method)))
@@ -374,13 +375,4 @@ func (g *Gateway) scan(w http.ResponseWriter, r *http.Request, tok stream.Token)
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, body)
 	return res.Token, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

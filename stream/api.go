@@ -457,7 +457,7 @@ func DecodeGetRequest(h nats.Header) (GetRequest, error) {
 func EncodeGetReply(res GetResult, err error) (nats.Header, []byte) {
 	h := nats.Header{}
 	setTokenRev(h, res.Token, res.Record.Revision)
-	setServedBy(h, res.Replica, res.Applied, res.Waited, res.StreamLast)
+	SetServedBy(h, res.Replica, res.Applied, res.Waited, res.StreamLast)
 	if err != nil {
 		return errorReply(h, err)
 	}
@@ -531,7 +531,7 @@ func (s *ScanRequest) Validate() error {
 func EncodeScanReply(res ScanResult, err error) (nats.Header, []byte) {
 	h := nats.Header{}
 	setTokenRev(h, res.Token, 0)
-	setServedBy(h, res.Replica, res.Applied, res.Waited, res.StreamLast)
+	SetServedBy(h, res.Replica, res.Applied, res.Waited, res.StreamLast)
 	if err != nil {
 		return errorReply(h, err)
 	}
@@ -613,10 +613,6 @@ func SetServedBy(h map[string][]string, replica string, applied uint64, waited t
 	if streamLast != 0 {
 		hh.Set(HeaderStreamLast, strconv.FormatUint(streamLast, 10))
 	}
-}
-
-func setServedBy(h nats.Header, replica string, applied uint64, waited time.Duration, streamLast uint64) {
-	SetServedBy(h, replica, applied, waited, streamLast)
 }
 
 func servedBy(h nats.Header) (string, uint64, time.Duration, uint64) {

@@ -172,12 +172,8 @@ func runWriter(ctx context.Context, c config.Config, env *cmdEnv) error {
 		env.log.Warn().Str("stream", st.Name()).Str("setting", d).
 			Msg("stream differs from the configuration; kept as it is (set stream.reconfigure=true to change it)")
 	}
-	return newWriterService(c, nc, st, env.log).Run(ctx)
-}
-
-func newWriterService(c config.Config, nc *stream.Conn, st *stream.Stream, log zerolog.Logger) *writer.Service {
-	s, _ := newWriter(c, nc, st, log)
-	return s
+	svc, _ := newWriter(c, nc, st, env.log)
+	return svc.Run(ctx)
 }
 
 // newWriter returns a writer and its NATS service.
