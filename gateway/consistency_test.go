@@ -48,8 +48,12 @@ func TestForwardOnTimeout(t *testing.T) {
 	w := put(t, s, "k", "v")
 	testenv.Eventually(t, 10*time.Second, "r1 to apply the write", func() bool { return s.Replica(t, "r1").Applied() >= w.Revision })
 	router.Observe("r2", w.Revision+1000, 1e6, true)
+	router.Observe("r1", 0, 1, true) // known, but (as far as the router knows) behind
 	if got := router.Pick(w.Revision, ""); got != "r2" {
 		t.Fatalf("router picks %q, want the misleading r2", got)
+	}
+	if got := router.Freshest("r2"); got != "r1" {
+		t.Fatalf("freshest other than r2 is %q, want r1", got)
 	}
 	r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderToken, w.Token, stream.HeaderWait, "300ms")
 	if r.Status != 504 || r.Header.Get(stream.HeaderReplica) != "r2" {
