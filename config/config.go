@@ -42,6 +42,8 @@ const (
 	// DefaultReplicaBootstrap lets a replica behind a purge or the stream's
 	// limits bootstrap from a snapshot of another replica.
 	DefaultReplicaBootstrap = true
+	// DefaultReplicaCacheMB is the size of a replica's record cache, in MiB.
+	DefaultReplicaCacheMB = 64
 
 	// DefaultDevReplicas is how many replicas `tidemark dev` starts.
 	DefaultDevReplicas = 2
@@ -69,6 +71,7 @@ const (
 	maxStreamReplicas    = 5
 	maxGatewayValueBytes = 64 << 20
 	maxDevReplicas       = 16
+	maxReplicaCacheMB    = 1 << 20 // 1 TiB: a typo guard, not a policy
 	minJetStreamDuration = Duration(100 * time.Millisecond)
 	maxIdentifierLen     = 64
 	minTokenKeyLen       = 16
@@ -169,6 +172,10 @@ type ReplicaConfig struct {
 	// it needs (stream limits, a purge) restore a snapshot of a ready
 	// replica and go on from there; off, it stops serving and says why.
 	Bootstrap bool `yaml:"bootstrap"`
+	// CacheMB bounds the in-memory cache of current records that point
+	// reads are served from without a Badger transaction, in MiB; 0 turns
+	// it off. `tidemark dev` gives each of its replicas this much.
+	CacheMB int `yaml:"cache_mb"`
 }
 
 // DevConfig describes the single-process stack of `tidemark dev`.
@@ -219,6 +226,7 @@ func Default() Config {
 			Data:       DefaultReplicaData,
 			SyncWrites: DefaultReplicaSyncWrites,
 			Bootstrap:  DefaultReplicaBootstrap,
+			CacheMB:    DefaultReplicaCacheMB,
 		},
 		Dev: DevConfig{
 			Replicas:   DefaultDevReplicas,

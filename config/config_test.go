@@ -40,6 +40,7 @@ func TestDefault_Values(t *testing.T) {
 		{"replica.sync_writes", c.Replica.SyncWrites, true},
 		{"replica.http", c.Replica.HTTP, ""},
 		{"replica.bootstrap", c.Replica.Bootstrap, true},
+		{"replica.cache_mb", c.Replica.CacheMB, 64},
 		{"dev.replicas", c.Dev.Replicas, 2},
 		{"dev.nats_listen", c.Dev.NATSListen, "127.0.0.1:4222"},
 		{"dev.data", c.Dev.Data, "./tidemark-data"},
@@ -57,7 +58,7 @@ func TestDefault_Values(t *testing.T) {
 
 func TestFields(t *testing.T) {
 	names := config.Fields()
-	if got, want := len(names), 32; got != want {
+	if got, want := len(names), 33; got != want {
 		t.Fatalf("len(Fields())=%d, want %d: %v", got, want, names)
 	}
 	if !slices.IsSorted(names) {

@@ -53,6 +53,7 @@ replica:
   sync_writes: false
   http: 127.0.0.1:9100
   bootstrap: false
+  cache_mb: 16
 dev:
   replicas: 3
   nats_listen: 127.0.0.1:14222
@@ -95,6 +96,7 @@ func fullConfig() config.Config {
 			SyncWrites: false,
 			HTTP:       "127.0.0.1:9100",
 			Bootstrap:  false,
+			CacheMB:    16,
 		},
 		Dev: config.DevConfig{
 			Replicas:   3,

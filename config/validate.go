@@ -71,6 +71,7 @@ func (c Config) Validate() error {
 		v.check("replica.id", identifier(c.Replica.ID))
 	}
 	v.nonEmpty("replica.data", c.Replica.Data)
+	v.between("replica.cache_mb", int64(c.Replica.CacheMB), 0, maxReplicaCacheMB)
 	if c.Replica.HTTP != "" {
 		v.check("replica.http", listenAddr(c.Replica.HTTP))
 	}

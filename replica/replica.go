@@ -42,6 +42,9 @@ type Config struct {
 	DefaultWait, MaxWait time.Duration
 	// Logger receives the replica's log lines.
 	Logger zerolog.Logger
+	// CacheBytes bounds the cache of current records point reads are served
+	// from; 0 means replicator.DefaultCacheBytes, negative turns it off.
+	CacheBytes int64
 	// Bootstrap lets a replica that finds the stream no longer holds what
 	// it needs (limits, a purge) restore a snapshot of a ready replica,
 	// carried by a JetStream object store, and go on from there; without
@@ -63,7 +66,8 @@ func New(cfg Config) *Replica {
 	if cfg.Bootstrap {
 		boot = &fetcher{id: cfg.ID, st: cfg.Stream, subjects: cfg.Subjects, nc: cfg.Conn, log: cfg.Logger.With().Str("replica", cfg.ID).Logger()}
 	}
-	repl := replicator.New(replicator.Config{ID: cfg.ID, Dir: cfg.Dir, SyncWrites: cfg.SyncWrites, Stream: cfg.Stream, Logger: cfg.Logger, Bootstrap: boot})
+	repl := replicator.New(replicator.Config{ID: cfg.ID, Dir: cfg.Dir, SyncWrites: cfg.SyncWrites, Stream: cfg.Stream, Logger: cfg.Logger, Bootstrap: boot,
+		CacheBytes: cfg.CacheBytes})
 	rd := reader.New(reader.Config{Replica: cfg.ID, Store: repl, Stream: cfg.Stream, DefaultWait: cfg.DefaultWait, MaxWait: cfg.MaxWait, Logger: cfg.Logger})
 	return &Replica{cfg: cfg, repl: repl, rd: rd}
 }

@@ -253,6 +253,7 @@ func (r *Replicator) install(tmp string) (*badger.DB, error) {
 		return nil, fmt.Errorf("%w: %w", errInstall, err)
 	}
 	r.db = db
+	r.cache.reset()
 	r.cfg.Stream.ObserveLast(applied)
 	r.advance(applied)
 	return db, nil

@@ -9,6 +9,14 @@
 // Scan read a consistent snapshot together with the applied sequence it
 // reflects.
 //
+// Get answers from a bounded in-memory cache of current records when it can
+// (Config.CacheBytes): the apply loop puts every record it commits there
+// before it publishes the new applied sequence, and reads add what they
+// find in Badger unless an apply has begun since their snapshot, so the
+// cache never holds a record older than Badger's (cache.go explains why).
+// A point read that needs no wait then costs a map lookup, not a Badger
+// transaction. The cache is emptied whenever the database is replaced.
+//
 // # Storage layout
 //
 // All keys live in one Badger keyspace:

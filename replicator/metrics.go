@@ -19,6 +19,9 @@ const (
 	MetricBatches       = "tidemark_replica_batches_total"
 	MetricBatchMessages = "tidemark_replica_batch_messages"
 	MetricApplyDelay    = "tidemark_replica_apply_delay_seconds"
+	MetricCacheHits     = "tidemark_replica_cache_hits_total"
+	MetricCacheMisses   = "tidemark_replica_cache_misses_total"
+	MetricCacheEntries  = "tidemark_replica_cache_entries"
 )
 
 // applyMetrics are the apply loop's histograms and the timestamp behind
@@ -71,7 +74,7 @@ func (r *Replicator) Collector() prometheus.Collector {
 
 type collector struct {
 	r     *Replicator
-	descs [7]*prometheus.Desc // applied, last, lag messages, lag seconds, ready, messages, batches
+	descs [10]*prometheus.Desc // applied, last, lag messages, lag seconds, ready, messages, batches, cache hits, misses, entries
 }
 
 func newCollector(r *Replicator) *collector {
@@ -85,6 +88,9 @@ func newCollector(r *Replicator) *collector {
 		{MetricReady, "1 when the replica has caught up and serves, else 0."},
 		{MetricMessages, "Messages applied by this process."},
 		{MetricBatches, "Badger transactions committed by this process."},
+		{MetricCacheHits, "Point reads answered from the record cache."},
+		{MetricCacheMisses, "Point reads that looked the key up in Badger."},
+		{MetricCacheEntries, "Records in the record cache."},
 	} {
 		c.descs[i] = prometheus.NewDesc(d.name, d.help, nil, labels)
 	}
@@ -122,6 +128,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.descs[5], prometheus.CounterValue, float64(st.Messages))
 	ch <- prometheus.MustNewConstMetric(c.descs[6], prometheus.CounterValue, float64(st.Batches))
+	ch <- prometheus.MustNewConstMetric(c.descs[7], prometheus.CounterValue, float64(st.CacheHits))
+	ch <- prometheus.MustNewConstMetric(c.descs[8], prometheus.CounterValue, float64(st.CacheMisses))
+	ch <- prometheus.MustNewConstMetric(c.descs[9], prometheus.GaugeValue, float64(st.CacheEntries))
 	r.metrics.batch.Collect(ch)
 	r.metrics.delay.Collect(ch)
 }

@@ -64,6 +64,10 @@ type Config struct {
 	// CheckInterval is how often Run checks that the stream has not been
 	// deleted or recreated.
 	CheckInterval time.Duration
+	// CacheBytes bounds the cache of current records that point reads are
+	// served from without a Badger transaction (see cache.go); 0 means
+	// DefaultCacheBytes, a negative value turns the cache off.
+	CacheBytes int64
 	// Bootstrap, when set, lets Run restore a snapshot of another replica
 	// when the stream no longer holds the next sequence (ErrGap), and go on
 	// from there; without it Run stops with ErrGap. See bootstrap.go.
@@ -94,6 +98,10 @@ type Stats struct {
 	// Skipped is how many writes this process left out because they came
 	// out of their session's order (see stream.SessionWindow).
 	Skipped uint64
+	// CacheHits and CacheMisses count point reads answered from the record
+	// cache and from Badger; CacheEntries is how many records it holds.
+	CacheHits, CacheMisses uint64
+	CacheEntries           int
 }
 
 // Replicator applies the stream to a Badger database. Its methods are safe
@@ -114,6 +122,8 @@ type Replicator struct {
 	// dbMu guards db: reads hold it shared, Open and Close exclusively.
 	dbMu sync.RWMutex
 	db   *badger.DB
+	// cache holds current records for point reads (cache.go); nil when off.
+	cache *recordCache
 
 	// mu guards the lifecycle, the stop reason, readiness and the waiters.
 	mu        sync.Mutex
@@ -149,6 +159,9 @@ func New(cfg Config) *Replicator {
 	if cfg.CheckInterval == 0 {
 		cfg.CheckInterval = DefaultCheckInterval
 	}
+	if cfg.CacheBytes == 0 {
+		cfg.CacheBytes = DefaultCacheBytes
+	}
 	log := cfg.Logger.With().Str("replica", cfg.ID).Logger()
 	if cfg.Stream != nil {
 		log = log.With().Str("stream", cfg.Stream.Name()).Logger()
@@ -158,6 +171,7 @@ func New(cfg Config) *Replicator {
 		log:     log,
 		stopCh:  make(chan struct{}),
 		readyCh: make(chan struct{}),
+		cache:   newRecordCache(cfg.CacheBytes),
 	}
 }
 
@@ -204,6 +218,7 @@ func (r *Replicator) Open() error {
 		return err
 	}
 	r.db = db
+	r.cache.reset()
 	r.applied.Store(applied)
 	r.cfg.Stream.ObserveLast(applied)
 	r.log.Info().Str("dir", r.cfg.Dir).Uint64("applied", applied).Str("stream_id", r.cfg.Stream.ID()).Msg("replica opened")
@@ -252,6 +267,7 @@ func (r *Replicator) Close() error {
 	}
 	err := r.db.Close()
 	r.db = nil
+	r.cache.reset()
 	if err != nil {
 		return fmt.Errorf("close badger %s: %w", r.cfg.Dir, err)
 	}
@@ -270,6 +286,11 @@ func (r *Replicator) notOpen() error {
 // Err returns why the replicator does not serve (ErrGap, ErrBadMessage,
 // ErrClosed, ...), or nil while it does.
 func (r *Replicator) Err() error {
+	select {
+	case <-r.stopCh:
+	default:
+		return nil // the common case, without the lock readers would share
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.err
@@ -336,5 +357,9 @@ func (r *Replicator) Stats() Stats {
 		Batches:  r.batches.Load(),
 		Splits:   r.splits.Load(),
 		Skipped:  r.skipped.Load(),
+
+		CacheHits:    r.cache.hitCount(),
+		CacheMisses:  r.cache.missCount(),
+		CacheEntries: r.cache.len(),
 	}
 }

@@ -22,6 +22,7 @@ type delivery struct {
 	time  int64 // the message's stream timestamp, in Unix nanoseconds
 	size  int64 // bytes charged to the pump's budget
 	err   error // not nil for the last delivery: why the pump stopped
+	skip  bool  // set by commitTxn: left out by the session order rule
 }
 
 // Run consumes the stream from applied + 1 and applies it until ctx ends

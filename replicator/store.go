@@ -130,13 +130,16 @@ func (r *Replicator) commitTxn(db *badger.DB, ds []delivery) (int, int, error) {
 	txn := db.NewTransaction(true)
 	defer txn.Discard()
 	skipped := 0
-	for i, d := range ds {
+	for i := range ds {
+		d := &ds[i]
+		d.skip = false
 		if d.entry.Session != "" {
-			apply, err := sessionOrder(txn, d)
+			apply, err := sessionOrder(txn, *d)
 			if err != nil {
 				return i, 0, err
 			}
 			if !apply {
+				d.skip = true
 				skipped++
 				continue
 			}
@@ -159,7 +162,23 @@ func (r *Replicator) commitTxn(db *badger.DB, ds []delivery) (int, int, error) {
 	if err := txn.Set(keyApplied, u64(last)); err != nil {
 		return len(ds), 0, err
 	}
-	return len(ds), skipped, txn.Commit()
+	if err := txn.Commit(); err != nil {
+		return len(ds), 0, err
+	}
+	// The records become the cache's before the caller publishes applied.
+	r.cache.beginApply()
+	for _, d := range ds {
+		if d.skip {
+			continue
+		}
+		rec := stream.Record{Key: d.entry.Key, Revision: d.seq, Deleted: d.entry.Op == stream.OpDelete}
+		if !rec.Deleted {
+			rec.Value = d.entry.Value
+		}
+		r.cache.set(d.entry.Key, rec)
+	}
+	r.cache.endApply()
+	return len(ds), skipped, nil
 }
 
 // sessionOrder applies the monotonic-writes rule to d, in txn: a write is
@@ -211,8 +230,12 @@ func (r *Replicator) Get(key string) (stream.Record, uint64, error) {
 	// the record's revision, and the read is as of that revision. One
 	// Badger lookup instead of two (Scan, whose keys could each be newer,
 	// reads applied from its snapshot instead).
-	rec := stream.Record{Key: key}
 	applied := r.applied.Load()
+	if rec, ok := r.cache.get(key); ok {
+		return served(rec, applied)
+	}
+	gen := r.cache.generation() // before the snapshot: see recordCache
+	rec := stream.Record{Key: key}
 	err := r.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(dataKey(key))
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -226,15 +249,23 @@ func (r *Replicator) Get(key string) (stream.Record, uint64, error) {
 			return err
 		})
 	})
+	if err != nil && !errors.Is(err, stream.ErrNotFound) {
+		return stream.Record{Key: key}, max(applied, rec.Revision), err
+	}
+	// Not found is cached as Revision 0, like a record.
+	r.cache.fill(key, rec, gen)
+	return served(rec, applied)
+}
+
+// served is what Get returns for rec, the key's record (Revision 0 when it
+// does not exist), read when applied was the applied sequence. The value is
+// copied: the cache keeps its own.
+func served(rec stream.Record, applied uint64) (stream.Record, uint64, error) {
 	applied = max(applied, rec.Revision)
-	switch {
-	case errors.Is(err, stream.ErrNotFound):
-		return rec, applied, stream.ErrNotFound
-	case err != nil:
-		return stream.Record{Key: key}, applied, err
-	case rec.Deleted:
+	if rec.Revision == 0 || rec.Deleted {
 		return rec, applied, stream.ErrNotFound
 	}
+	rec.Value = append([]byte{}, rec.Value...)
 	return rec, applied, nil
 }
 

@@ -62,13 +62,21 @@ func startReplica(ctx context.Context, g *errgroup.Group, c config.Config, nc *s
 		ID: id, Dir: dir, SyncWrites: syncWrites, Stream: st, Conn: nc.Conn,
 		Subjects:    stream.Subjects{Prefix: c.API.Prefix},
 		DefaultWait: time.Duration(c.Gateway.DefaultWait), MaxWait: time.Duration(c.Gateway.MaxWait),
-		Logger: log, Bootstrap: c.Replica.Bootstrap,
+		Logger: log, Bootstrap: c.Replica.Bootstrap, CacheBytes: cacheBytes(c.Replica.CacheMB),
 	})
 	if err := r.Open(); err != nil {
 		return nil, err
 	}
 	g.Go(func() error { return r.Run(ctx) })
 	return r, nil
+}
+
+// cacheBytes turns replica.cache_mb into replica.Config.CacheBytes.
+func cacheBytes(mb int) int64 {
+	if mb <= 0 {
+		return -1 // off
+	}
+	return int64(mb) << 20
 }
 
 func runReplica(ctx context.Context, c config.Config, env *cmdEnv) error {
@@ -111,7 +119,7 @@ func runGateway(ctx context.Context, c config.Config, env *cmdEnv) error {
 		return err
 	}
 	defer nc.Close()
-	gw, err := newGateway(c, nc, env.log, nil, nil)
+	gw, err := newGateway(c, nc, env.log, nil, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -119,10 +127,10 @@ func runGateway(ctx context.Context, c config.Config, env *cmdEnv) error {
 }
 
 // newGateway returns the HTTP gateway over the NATS services; ready, when
-// set, adds to its readiness (dev: the local replicas have caught up); w,
-// when set, is a writer in this process that writes go to directly rather
-// than over NATS; and its /metrics serves cs too.
-func newGateway(c config.Config, nc *stream.Conn, log zerolog.Logger, ready func() error, w gateway.Writer, cs ...prometheus.Collector) (*gateway.Gateway, error) {
+// set, adds to its readiness (dev: the local replicas have caught up); w and
+// rd, when set, are a writer and replicas in this process that writes and
+// reads go to directly rather than over NATS; and its /metrics serves cs too.
+func newGateway(c config.Config, nc *stream.Conn, log zerolog.Logger, ready func() error, w gateway.Writer, rd gateway.Reader, cs ...prometheus.Collector) (*gateway.Gateway, error) {
 	subjects := stream.Subjects{Prefix: c.API.Prefix}
 	t := client.NewNATS(nc.Conn, subjects)
 	router, err := client.NewRouter(nc.Conn, subjects)
@@ -138,9 +146,12 @@ func newGateway(c config.Config, nc *stream.Conn, log zerolog.Logger, ready func
 	if w == nil {
 		w = t
 	}
+	if rd == nil {
+		rd = t
+	}
 	return gateway.New(gateway.Config{
 		Signer: signer, Affinity: c.Gateway.Affinity,
-		Addr: c.Gateway.HTTP, Writer: w, Reader: t,
+		Addr: c.Gateway.HTTP, Writer: w, Reader: rd,
 		MaxValueBytes: c.Gateway.MaxValueBytes,
 		DefaultWait:   time.Duration(c.Gateway.DefaultWait), MaxWait: time.Duration(c.Gateway.MaxWait),
 		Ready: func() error {

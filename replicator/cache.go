@@ -1,0 +1,213 @@
+package replicator
+
+import (
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+
+	"github.com/tidemark/tidemark/stream"
+)
+
+// DefaultCacheBytes is the default size of the record cache.
+const DefaultCacheBytes = 64 << 20
+
+// cacheShards is the number of independently locked parts of the cache.
+const cacheShards = 64
+
+// entryOverhead is what the cache charges an entry beyond its key and value:
+// the map slot, the entry and the slice headers, roughly.
+const entryOverhead = 96
+
+// recordCache holds the current record of recently written and recently read
+// keys, so that a point read that needs no wait costs a map lookup instead
+// of a Badger transaction. It never serves anything older than Badger would:
+//
+//   - The apply loop sets the record of every key it writes after the
+//     commit and before it publishes the new applied sequence, so an entry
+//     reflects at least every commit up to the applied sequence a reader
+//     loaded before looking the entry up (it may reflect a later one; the
+//     record's revision then says so, as it does for a Badger read).
+//   - A read that missed adds what it read from Badger only if no apply
+//     began since before its Badger snapshot (gen unchanged and even) and
+//     the key is still absent: otherwise a write the snapshot missed could
+//     already have set the entry, or set and evicted it, and the stale
+//     record would hide it. The check and the insert hold the shard's lock,
+//     and the apply loop bumps gen before it takes any shard lock, so an
+//     apply that starts after the check overwrites the insert.
+//
+// Absent keys are cached too (as a record with Revision 0), so a read of a
+// key that does not exist is as cheap.
+type recordCache struct {
+	// gen is odd while the apply loop updates entries; it only grows.
+	gen    atomic.Uint64
+	seed   maphash.Seed
+	limit  int64 // bytes per shard
+	shards [cacheShards]cacheShard
+
+	hits, misses atomic.Uint64
+}
+
+type cacheShard struct {
+	mu    sync.RWMutex
+	m     map[string]stream.Record
+	bytes int64
+	_     [40]byte // keep shards on separate cache lines
+}
+
+// newRecordCache returns a cache of about size bytes; nil when size <= 0.
+func newRecordCache(size int64) *recordCache {
+	if size <= 0 {
+		return nil
+	}
+	c := &recordCache{seed: maphash.MakeSeed(), limit: max(size/cacheShards, 1)}
+	for i := range c.shards {
+		c.shards[i].m = make(map[string]stream.Record)
+	}
+	return c
+}
+
+func (c *recordCache) shard(key string) *cacheShard {
+	return &c.shards[maphash.String(c.seed, key)%cacheShards]
+}
+
+func cost(key string, rec stream.Record) int64 {
+	return int64(len(key) + len(rec.Value) + entryOverhead)
+}
+
+// get returns the cached record of key. The record's Value is shared with
+// the cache: callers copy it before handing it out.
+func (c *recordCache) get(key string) (stream.Record, bool) {
+	if c == nil {
+		return stream.Record{}, false
+	}
+	s := c.shard(key)
+	s.mu.RLock()
+	rec, ok := s.m[key]
+	s.mu.RUnlock()
+	if ok {
+		c.hits.Add(1)
+	} else {
+		c.misses.Add(1)
+	}
+	return rec, ok
+}
+
+// generation is what a read that may fill the cache loads before it opens
+// its Badger snapshot.
+func (c *recordCache) generation() uint64 {
+	if c == nil {
+		return 1
+	}
+	return c.gen.Load()
+}
+
+// fill adds what a read found in a Badger snapshot opened after it loaded
+// gen, unless an apply has begun since or the key is cached already.
+func (c *recordCache) fill(key string, rec stream.Record, gen uint64) {
+	if c == nil || gen%2 == 1 {
+		return
+	}
+	s := c.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.gen.Load() != gen {
+		return
+	}
+	if _, ok := s.m[key]; ok {
+		return
+	}
+	c.put(s, key, rec)
+}
+
+// beginApply and endApply bracket the apply loop's updates of one commit.
+func (c *recordCache) beginApply() {
+	if c != nil {
+		c.gen.Add(1)
+	}
+}
+
+func (c *recordCache) endApply() {
+	if c != nil {
+		c.gen.Add(1)
+	}
+}
+
+// set records key's new record; the apply loop calls it between beginApply
+// and endApply.
+func (c *recordCache) set(key string, rec stream.Record) {
+	if c == nil {
+		return
+	}
+	s := c.shard(key)
+	s.mu.Lock()
+	c.put(s, key, rec)
+	s.mu.Unlock()
+}
+
+// put stores rec under key in s, which the caller holds, evicting other
+// entries while the shard is over its budget. A record too large for a
+// shard is not kept, and an older entry of the key is dropped with it.
+func (c *recordCache) put(s *cacheShard, key string, rec stream.Record) {
+	if old, ok := s.m[key]; ok {
+		s.bytes -= cost(key, old)
+		delete(s.m, key)
+	}
+	n := cost(key, rec)
+	if n > c.limit/2 {
+		return
+	}
+	// Map iteration starts at a random place, so this evicts at random.
+	for k, v := range s.m {
+		if s.bytes+n <= c.limit {
+			break
+		}
+		s.bytes -= cost(k, v)
+		delete(s.m, k)
+	}
+	s.m[key] = rec
+	s.bytes += n
+}
+
+// reset empties the cache; the database under it was replaced.
+func (c *recordCache) reset() {
+	if c == nil {
+		return
+	}
+	c.gen.Add(2) // no read that began before can fill
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		clear(s.m)
+		s.bytes = 0
+		s.mu.Unlock()
+	}
+}
+
+// len returns the number of cached entries.
+func (c *recordCache) len() int {
+	if c == nil {
+		return 0
+	}
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		n += len(s.m)
+		s.mu.RUnlock()
+	}
+	return n
+}
+
+func (c *recordCache) hitCount() uint64 {
+	if c == nil {
+		return 0
+	}
+	return c.hits.Load()
+}
+
+func (c *recordCache) missCount() uint64 {
+	if c == nil {
+		return 0
+	}
+	return c.misses.Load()
+}
