@@ -92,7 +92,7 @@ func runDev(ctx context.Context, c config.Config, env *cmdEnv) error {
 			}
 		}
 		return nil
-	}, w, metrics...)
+	}, w, replica.NewLocal(replicas...), metrics...)
 	if err != nil {
 		stopServices()
 		_ = g.Wait()

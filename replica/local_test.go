@@ -1,0 +1,91 @@
+package replica_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/tidemark/tidemark/replica"
+	"github.com/tidemark/tidemark/stream"
+)
+
+// TestLocalRouting reads through a Local over two in-process replicas, one
+// of them paused: token reads go to the one that has applied the token,
+// named reads to the named one, and a forwarded read that times out on the
+// lagging replica is answered by the other.
+func TestLocalRouting(t *testing.T) {
+	f := newFixture(t)
+	r1 := f.start(t, "r1", false, false)
+	r2 := f.start(t, "r2", false, false)
+	waitReady(t, r1)
+	waitReady(t, r2)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+
+	r2.Replicator().Pause()
+	res, err := f.w.Write(ctx, stream.WriteRequest{Op: stream.OpPut, Key: "k", Value: []byte("v1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitApplied(t, r1, res.Revision)
+	l := replica.NewLocal(r1.Replica, r2.Replica)
+
+	for range 20 { // round robin would reach r2 within a few reads
+		g, err := l.Get(ctx, stream.GetRequest{Key: "k", Token: res.Token, Wait: time.Second})
+		if err != nil || g.Replica != "r1" || string(g.Record.Value) != "v1" {
+			t.Fatalf("token read: %+v, %v; want v1 from r1", g, err)
+		}
+	}
+	s, err := l.Scan(ctx, stream.ScanRequest{Prefix: "k", Token: res.Token, Wait: time.Second})
+	if err != nil || s.Replica != "r1" || len(s.Items) != 1 {
+		t.Fatalf("token scan: %+v, %v; want one item from r1", s, err)
+	}
+
+	// Named: r2 has not applied the write, and a read pinned to it waits.
+	_, err = l.Get(ctx, stream.GetRequest{Key: "k", Token: res.Token, Replica: "r2", Wait: 50 * time.Millisecond})
+	if !errors.Is(err, stream.ErrTokenWaitTimeout) {
+		t.Fatalf("read pinned to the paused r2: %v; want token_wait_timeout", err)
+	}
+	if _, err := l.Get(ctx, stream.GetRequest{Key: "k", Replica: "r9"}); !errors.Is(err, stream.ErrUnavailable) {
+		t.Fatalf("read of an unknown replica: %v; want unavailable", err)
+	}
+
+	// Forward: r2 is ahead of r1, both behind the token. The read starts on
+	// the freshest, r2, which stays paused; when it times out there, the
+	// read is forwarded to r1, resumed meanwhile.
+	r1.Replicator().Pause()
+	r2.Replicator().Resume()
+	res2, err := f.w.Write(ctx, stream.WriteRequest{Op: stream.OpPut, Key: "k", Value: []byte("v2"), Token: res.Token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitApplied(t, r2, res2.Revision)
+	r2.Replicator().Pause()
+	res3, err := f.w.Write(ctx, stream.WriteRequest{Op: stream.OpPut, Key: "k", Value: []byte("v3"), Token: res2.Token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const wait = 800 * time.Millisecond
+	type result struct {
+		g    stream.GetResult
+		err  error
+		took time.Duration
+	}
+	got := make(chan result, 1)
+	go func() {
+		start := time.Now()
+		g, err := l.Get(ctx, stream.GetRequest{Key: "k", Token: res3.Token, Wait: wait, Forward: true})
+		got <- result{g, err, time.Since(start)}
+	}()
+	time.Sleep(100 * time.Millisecond) // the read has picked r2 by now (if not, the check on took below says so)
+	r1.Replicator().Resume()
+	r := <-got
+	if r.err != nil || r.g.Replica != "r1" || string(r.g.Record.Value) != "v3" {
+		t.Fatalf("forwarded read: %+v, %v; want v3 from r1", r.g, r.err)
+	}
+	if first := wait - wait/4; r.took < first {
+		t.Fatalf("read answered after %v, before the first replica's share of the wait (%v) ran out: it was not forwarded", r.took, first)
+	}
+	r2.Replicator().Resume()
+}
