@@ -283,6 +283,13 @@ func (r *Reader) awaitLevel(ctx context.Context, tok stream.Token, c stream.Cons
 	return tok.Seq, waited, err
 }
 
+// answersAtOnce reports whether a read with tok at level c needs no wait
+// and no request to the server: its token is applied already, or it is
+// eventual. The read itself still checks everything.
+func (r *Reader) answersAtOnce(tok stream.Token, c stream.Consistency) bool {
+	return c == stream.Eventual || (c != stream.Strong && tok.Seq <= r.cfg.Store.Applied())
+}
+
 func (r *Reader) unavailable(err error) error {
 	return stream.Errorf(stream.ErrUnavailable, "replica %s is not serving: %v", r.cfg.Replica, err)
 }

@@ -179,21 +179,29 @@ type scanCall struct {
 	scan stream.ScanRequest
 }
 
-// getHandler decodes on micro's goroutine, answering bad requests at once,
-// and serves the rest on the pool, where they may wait for their token.
+// getHandler decodes on micro's goroutine, answering bad requests at once.
+// A read the replica can answer without waiting (its token applied, or
+// eventual) is served there too, sparing a goroutine; the rest go to the
+// pool, where they may wait for their token.
 func (s *Service) getHandler(pool *stream.Pool) micro.Handler {
-	serve := pool.Handler(func(ctx context.Context, req micro.Request) {
-		c := req.(*getCall)
-		res, err := s.r.Get(ctx, c.get)
+	get := func(ctx context.Context, req micro.Request, g stream.GetRequest) {
+		res, err := s.r.Get(ctx, g)
 		err = s.shutdown(ctx, err)
 		h, body := stream.EncodeGetReply(res, err)
-		s.respond(c.Request, h, body, err)
+		s.respond(req, h, body, err)
+	}
+	serve := pool.Handler(func(ctx context.Context, req micro.Request) {
+		c := req.(*getCall)
+		get(ctx, c.Request, c.get)
 	})
 	return micro.HandlerFunc(func(req micro.Request) {
 		g, err := stream.DecodeGetRequest(nats.Header(req.Headers()))
 		if err != nil {
 			h, body := stream.EncodeGetReply(stream.GetResult{}, err)
 			s.respond(req, h, body, err)
+			return
+		}
+		if s.r.answersAtOnce(g.Token, g.Consistency) && pool.Do(func(ctx context.Context) { get(ctx, req, g) }) {
 			return
 		}
 		serve.Handle(&getCall{Request: req, get: g})

@@ -87,6 +87,24 @@ func (p *Pool) Go(fn func(ctx context.Context)) bool {
 	return true
 }
 
+// Do runs fn on the calling goroutine as one of the pool's requests, for a
+// request that will not wait: no goroutine is started for it, and Close
+// waits for it like the others. It returns false, without running fn, when
+// the pool is closing. It does not take a slot: the caller's goroutine is
+// what bounds such requests.
+func (p *Pool) Do(fn func(ctx context.Context)) bool {
+	p.mu.RLock()
+	if p.closed {
+		p.mu.RUnlock()
+		return false
+	}
+	p.wg.Add(1)
+	p.mu.RUnlock()
+	defer p.wg.Done()
+	fn(p.ctx)
+	return true
+}
+
 // Handler wraps fn so that each request runs on the pool; a request that
 // arrives while the pool closes is answered with ErrUnavailable.
 func (p *Pool) Handler(fn func(ctx context.Context, req micro.Request)) micro.Handler {
