@@ -27,6 +27,18 @@ const (
 	ModeRemote = "remote"
 )
 
+// Layouts of the stack the benchmark starts for a mode.
+const (
+	// StackProcess runs `tidemark dev` in a process of its own (Command
+	// must be set) and measures it from the benchmark's process, as
+	// clients and servers are deployed: each process gets its share of the
+	// CPUs from the operating system.
+	StackProcess = "process"
+	// StackInProcess runs the NATS server, the pipeline and the load in
+	// the benchmark's own process, sharing one Go scheduler.
+	StackInProcess = "inprocess"
+)
+
 // Defaults of Config.
 const (
 	DefaultMode        = ModeBoth
@@ -70,6 +82,9 @@ type Config struct {
 	Repeat int
 	// Replicas is the number of replicas of the embedded stack.
 	Replicas int
+	// Stack is StackProcess (the default when Command is set) or
+	// StackInProcess.
+	Stack string
 	// Window bounds the raw async baseline's publishes awaiting an ack.
 	Window int
 	// Only, when not empty, runs only these sections (writes, apply, ryw,
@@ -77,14 +92,16 @@ type Config struct {
 	Only []string
 	// Dir is where temporary directories go; "" is the system's.
 	Dir string
-	// ReplicaCommand returns the command that runs `tidemark replica`
-	// with args, for the memory phase, which needs a process of its own;
-	// nil skips that phase.
-	ReplicaCommand func(args ...string) *exec.Cmd
+	// Command returns the command that runs the tidemark binary with args:
+	// `tidemark dev` for StackProcess, and `tidemark replica` for the
+	// memory phase, which needs a process of its own (nil skips it).
+	Command func(args ...string) *exec.Cmd
 	// Progress receives a line as each phase starts; nil discards them.
 	Progress io.Writer
 	// Logger receives the components' logs.
 	Logger zerolog.Logger
+
+	devProcess bool // NATSURL and GatewayURL are a `tidemark dev` this run started
 }
 
 // Sections of a run, in the order they run.
@@ -124,6 +141,12 @@ func New(cfg Config) Config {
 	if cfg.Window <= 0 {
 		cfg.Window = DefaultWindow
 	}
+	if cfg.Stack == "" {
+		cfg.Stack = StackInProcess
+		if cfg.Command != nil {
+			cfg.Stack = StackProcess
+		}
+	}
 	if cfg.Progress == nil {
 		cfg.Progress = io.Discard
 	}
@@ -143,6 +166,12 @@ func (c Config) validate() error {
 		if !contains(Sections, s) {
 			return fmt.Errorf("%w: section %q: want one of %v", ErrConfig, s, Sections)
 		}
+	}
+	switch {
+	case c.Stack != StackProcess && c.Stack != StackInProcess:
+		return fmt.Errorf("%w: stack %q: want %s or %s", ErrConfig, c.Stack, StackProcess, StackInProcess)
+	case c.Stack == StackProcess && c.Command == nil:
+		return fmt.Errorf("%w: stack %s needs the tidemark command", ErrConfig, StackProcess)
 	}
 	if c.Size > 1<<20 {
 		return fmt.Errorf("%w: size %d: at most 1 MiB", ErrConfig, c.Size)
@@ -174,6 +203,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Ops: cfg.Ops, Size: cfg.Size, Keys: cfg.Keys, CatchUp: cfg.CatchUp, MemoryKeys: cfg.MemoryKeys,
 		Repeat: cfg.Repeat, Remote: cfg.NATSURL != "",
 	}}
+	if !rep.Settings.Remote {
+		rep.Settings.Stack = cfg.Stack
+	}
 	if cfg.Duration > 0 {
 		rep.Settings.Duration = cfg.Duration.String()
 	}
@@ -194,6 +226,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 // runMode measures one run of one mode on a fresh system.
 func runMode(ctx context.Context, cfg Config, mode string) ([]Row, error) {
+	if mode != ModeRemote && cfg.Stack == StackProcess {
+		dev, err := startDev(ctx, cfg, mode)
+		if err != nil {
+			return nil, err
+		}
+		defer dev.stop()
+		cfg.NATSURL, cfg.GatewayURL, cfg.devProcess = dev.natsURL, dev.gatewayURL, true
+	}
 	e, err := startEnv(ctx, cfg, mode)
 	if err != nil {
 		return nil, err

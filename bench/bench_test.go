@@ -3,6 +3,9 @@ package bench
 import (
 	"bytes"
 	"context"
+	"errors"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -154,5 +157,50 @@ func TestRun(t *testing.T) {
 	}
 	if !strings.Contains(table.String(), "NATS KV Get") || !strings.Contains(js.String(), `"section": "catchup"`) {
 		t.Fatalf("report lacks rows:\n%s", table.String())
+	}
+}
+
+// TestRunProcessStack runs the writes, reads and memory sections against
+// `tidemark dev` in a process of its own, as `tidemark bench` does by
+// default, and checks that the dev process's gateway was measured.
+func TestRunProcessStack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the tidemark binary; skipped with -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	bin := filepath.Join(t.TempDir(), "tidemark")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/tidemark/tidemark/cmd/tidemark")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	rep, err := Run(ctx, Config{
+		Mode: ModeFast, Concurrency: 4, Duration: 300 * time.Millisecond, Ops: 300, Keys: 50,
+		MemoryKeys: 500, Only: []string{"writes", "reads", "memory"}, Dir: t.TempDir(), Logger: zerolog.Nop(),
+		Command: func(args ...string) *exec.Cmd { return exec.Command(bin, args...) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Settings.Stack != StackProcess {
+		t.Fatalf("stack %q, want %s", rep.Settings.Stack, StackProcess)
+	}
+	found := 0
+	for _, r := range rep.Modes[0].Rows {
+		if strings.HasPrefix(r.Name, gwDev) {
+			found++
+			if r.Value <= 0 || r.Ratio <= 0 {
+				t.Errorf("%s / %s: value %v, ratio %v", r.Section, r.Name, r.Value, r.Ratio)
+			}
+		}
+		if r.Section == "memory" && r.Value <= 0 {
+			t.Errorf("memory: %+v", r)
+		}
+	}
+	if found != 2 {
+		t.Fatalf("%d rows of the dev process's gateway, want 2 (a write and a read row)", found)
+	}
+	if _, err := Run(ctx, Config{Stack: StackProcess}); !errors.Is(err, ErrConfig) {
+		t.Fatalf("process stack without a command: %v, want ErrConfig", err)
 	}
 }

@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -40,9 +40,15 @@ const (
 
 // Names of the gateways the benchmark measures.
 const (
-	gwNATS  = "nats"  // writer and reads over NATS request/reply, as `tidemark gateway` runs
-	gwLocal = "local" // writer and replicas called in-process, as `tidemark dev` can
+	gwNATS  = "gateway over NATS (HTTP)"                          // as `tidemark gateway` runs
+	gwLocal = "gateway, in-process writer and replicas (HTTP)"    // as `tidemark dev` runs
+	gwStack = "the stack's gateway (HTTP)"                        // --gateway of a running stack
+	gwDev   = "gateway of tidemark dev in its own process (HTTP)" // StackProcess
+	gwBench = "gateway in the benchmark's process, in-process writer and replica (HTTP)"
 )
+
+// gatewayURL is a gateway the benchmark measures.
+type gatewayURL struct{ name, url string }
 
 // env is the system under test for one mode: a NATS server (embedded or
 // remote), the Tidemark stream with its writer and replicas, gateways, and
@@ -65,7 +71,8 @@ type env struct {
 	transport  *client.NATS       // the writer and reader services over NATS
 	replicas   []*replica.Replica // in-process replicas (embedded: the stack's)
 	serviceIDs []string           // replica ids served over NATS
-	gateways   map[string]string  // gateway variant -> base URL
+	gateways   []gatewayURL       // the gateways measured, in order
+	emptyHTTP  string             // base URL of a server that does nothing (startEmptyHTTP)
 	http       *http.Client
 
 	cancel context.CancelFunc
@@ -81,8 +88,7 @@ func startEnv(ctx context.Context, cfg Config, mode string) (*env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("temp dir: %w", err)
 	}
-	e := &env{mode: mode, durable: mode == ModeDurable, remote: cfg.NATSURL != "", dir: dir, log: cfg.Logger,
-		gateways: map[string]string{}}
+	e := &env{mode: mode, durable: mode == ModeDurable, remote: cfg.NATSURL != "", dir: dir, log: cfg.Logger}
 	e.http = &http.Client{Transport: &http.Transport{
 		MaxIdleConns: 4 * cfg.Concurrency, MaxIdleConnsPerHost: 4 * cfg.Concurrency,
 		IdleConnTimeout: time.Minute, DisableCompression: true,
@@ -118,6 +124,9 @@ func (e *env) start(ctx, rctx context.Context, cfg Config) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	e.transport = client.NewNATS(e.cliC.Conn, subjects)
+	if err := e.startEmptyHTTP(rctx); err != nil {
+		return err
+	}
 	if e.remote {
 		return e.attach(ctx, rctx, cfg)
 	}
@@ -167,7 +176,7 @@ func (e *env) startStack(ctx, rctx context.Context, cfg Config) error {
 	if err := e.startGateway(rctx, gwNATS, nt, nt); err != nil {
 		return err
 	}
-	if err := e.startGateway(rctx, gwLocal, e.writer, newLocalReader(e.replicas)); err != nil {
+	if err := e.startGateway(rctx, gwLocal, e.writer, replica.NewLocal(e.replicas...)); err != nil {
 		return err
 	}
 	return e.waitReady(ctx)
@@ -193,9 +202,13 @@ func (e *env) attach(ctx, rctx context.Context, cfg Config) error {
 		return err
 	}
 	if cfg.GatewayURL != "" {
-		e.gateways[gwNATS] = cfg.GatewayURL
+		name := gwStack
+		if cfg.devProcess {
+			name = gwDev
+		}
+		e.gateways = append(e.gateways, gatewayURL{name, cfg.GatewayURL})
 	}
-	if err := e.startGateway(rctx, gwLocal, e.writer, newLocalReader(e.replicas)); err != nil {
+	if err := e.startGateway(rctx, gwBench, e.writer, replica.NewLocal(e.replicas...)); err != nil {
 		return err
 	}
 	return e.waitReady(ctx)
@@ -207,8 +220,34 @@ func (e *env) startGateway(ctx context.Context, name string, w gateway.Writer, r
 	if err != nil {
 		return fmt.Errorf("gateway listen: %w", err)
 	}
-	e.gateways[name] = "http://" + ln.Addr().String()
+	e.gateways = append(e.gateways, gatewayURL{name, "http://" + ln.Addr().String()})
 	e.g.Go(func() error { return gw.Serve(ctx, ln) })
+	return nil
+}
+
+// startEmptyHTTP starts an HTTP server whose handler reads the request body
+// and answers 200 with a token-sized header and a value-sized body, doing
+// nothing else: the ceiling of any HTTP path on this machine with the
+// benchmark's client, to read the gateway rows against.
+func (e *env) startEmptyHTTP(ctx context.Context) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("empty http listen: %w", err)
+	}
+	body := make([]byte, 128)
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set(stream.HeaderToken, "1.000000000000.1")
+		_, _ = w.Write(body)
+	})}
+	e.emptyHTTP = "http://" + ln.Addr().String()
+	e.g.Go(func() error {
+		go func() { <-ctx.Done(); _ = srv.Close() }()
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
 	return nil
 }
 
@@ -311,62 +350,4 @@ func discoverReplicas(ctx context.Context, nc *nats.Conn) ([]string, error) {
 	}
 	slices.Sort(ids)
 	return slices.Compact(ids), ctx.Err()
-}
-
-// localReader serves a gateway's reads from in-process replicas: a read
-// that names a replica goes to it; another goes to a serving replica that
-// has reached its token, round robin, or else to the freshest one.
-type localReader struct {
-	rs   []*replica.Replica
-	next atomic.Uint32
-}
-
-func newLocalReader(rs []*replica.Replica) *localReader { return &localReader{rs: rs} }
-
-func (l *localReader) pick(id string, tok stream.Token) (*replica.Replica, error) {
-	if id != "" {
-		for _, r := range l.rs {
-			if r.ID() == id {
-				return r, nil
-			}
-		}
-		return nil, stream.Errorf(stream.ErrUnavailable, "no replica %q in this process", id)
-	}
-	n := uint32(len(l.rs))
-	start := l.next.Add(1)
-	var best *replica.Replica
-	for i := range n {
-		r := l.rs[(start+i)%n]
-		if r.Ready() != nil {
-			continue
-		}
-		if r.Applied() >= tok.Seq {
-			return r, nil
-		}
-		if best == nil || r.Applied() > best.Applied() {
-			best = r
-		}
-	}
-	if best == nil {
-		return nil, stream.Errorf(stream.ErrUnavailable, "no replica in this process is serving")
-	}
-	return best, nil
-}
-
-// Get implements gateway.Reader.
-func (l *localReader) Get(ctx context.Context, req stream.GetRequest) (stream.GetResult, error) {
-	r, err := l.pick(req.Replica, req.Token)
-	if err != nil {
-		return stream.GetResult{Record: stream.Record{Key: req.Key}, Token: req.Token}, err
-	}
-	return r.Get(ctx, req)
-}
-
-// Scan implements gateway.Reader.
-func (l *localReader) Scan(ctx context.Context, req stream.ScanRequest) (stream.ScanResult, error) {
-	r, err := l.pick(req.Replica, req.Token)
-	if err != nil {
-		return stream.ScanResult{Token: req.Token}, err
-	}
-	return r.Scan(ctx, req)
 }

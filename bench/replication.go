@@ -246,7 +246,7 @@ func distinctKey(i int) string { return fmt.Sprintf("bench/c/%09d", i) }
 // process that applies the fill stream, holding cfg.MemoryKeys distinct
 // keys or more.
 func (p *phases) memory(ctx context.Context) error {
-	if p.cfg.ReplicaCommand == nil {
+	if p.cfg.Command == nil {
 		p.add(Row{Section: "memory", Name: "peak RSS of a replica process", Note: "skipped: no replica command"})
 		return nil
 	}
@@ -270,7 +270,7 @@ func (p *phases) memory(ctx context.Context) error {
 	}
 	p.progress("memory: a replica process applying %d messages (%d distinct keys)", last, p.distinct)
 	dir := filepath.Join(e.dir, "replica-memory")
-	cmd := p.cfg.ReplicaCommand("replica", "--nats", e.url, "--id", "memory", "--data", dir, "--log-level", "warn",
+	cmd := p.cfg.Command("replica", "--nats", e.url, "--id", "memory", "--data", dir, "--log-level", "warn",
 		"--set", "stream.name="+fillStream, "--set", "stream.subject="+fillSubject, "--set", "api.prefix="+fillPrefix,
 		"--set", "replica.sync_writes="+strconv.FormatBool(e.durable))
 	cmd.Stdout, cmd.Stderr = nil, nil

@@ -112,6 +112,7 @@ type Settings struct {
 	MemoryKeys  int    `json:"memory_keys"`
 	Repeat      int    `json:"repeat"`
 	Remote      bool   `json:"remote,omitempty"`
+	Stack       string `json:"stack,omitempty"`
 }
 
 // median combines the rows of several runs of one mode: each figure is the

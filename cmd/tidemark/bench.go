@@ -32,6 +32,7 @@ type benchOptions struct {
 	repeat      int
 	only        string
 	json        string
+	stack       string
 }
 
 var benchOpts benchOptions
@@ -53,6 +54,7 @@ func benchFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.repeat, "repeat", bench.DefaultRepeat, "runs of each mode; the report shows medians")
 	fs.StringVar(&o.only, "only", "", "comma-separated sections to run: "+strings.Join(bench.Sections, ","))
 	fs.StringVar(&o.json, "json", "", "also write the report as JSON to this file")
+	fs.StringVar(&o.stack, "stack", bench.StackProcess, "where the embedded stack runs: process (tidemark dev in a process of its own) or inprocess (in the benchmark's process)")
 }
 
 // runBench is `tidemark bench`: it measures Tidemark next to raw JetStream
@@ -68,13 +70,13 @@ func runBench(ctx context.Context, c config.Config, env *cmdEnv) error {
 	cfg := bench.Config{
 		NATSURL: o.nats, GatewayURL: o.gateway, Mode: o.mode, Concurrency: o.concurrency,
 		Duration: o.duration, Ops: o.ops, Size: o.size, Keys: o.keys, CatchUp: o.catchUp,
-		MemoryKeys: o.memoryKeys, Repeat: o.repeat, Progress: env.stderr, Logger: log,
+		MemoryKeys: o.memoryKeys, Repeat: o.repeat, Stack: o.stack, Progress: env.stderr, Logger: log,
 	}
 	if o.only != "" {
 		cfg.Only = strings.Split(o.only, ",")
 	}
 	if exe, err := os.Executable(); err == nil {
-		cfg.ReplicaCommand = func(args ...string) *exec.Cmd { return exec.Command(exe, args...) }
+		cfg.Command = func(args ...string) *exec.Cmd { return exec.Command(exe, args...) }
 	}
 	rep, err := bench.Run(ctx, cfg)
 	if rep != nil {
