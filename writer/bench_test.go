@@ -2,6 +2,7 @@ package writer_test
 
 import (
 	"context"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -30,19 +31,9 @@ func BenchmarkWrite(b *testing.B) {
 			}
 		}
 	})
-	b.Run("parallel", func(b *testing.B) {
-		b.SetBytes(int64(len(value)))
-		b.SetParallelism(16)
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				req := stream.WriteRequest{Op: stream.OpPut, Key: "key-" + strconv.FormatUint(n.Add(1)%1000, 10), Value: value}
-				if _, err := w.Write(ctx, req); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	})
+	b.Run("parallel", func(b *testing.B) { writeParallel(b, w, 16, &n, value) })
+	// About 64 callers in all, whatever the number of CPUs.
+	b.Run("parallel-64", func(b *testing.B) { writeParallel(b, w, max(1, 64/runtime.GOMAXPROCS(0)), &n, value) })
 	b.Run("if-absent", func(b *testing.B) {
 		b.SetBytes(int64(len(value)))
 		for b.Loop() {
@@ -62,6 +53,23 @@ func BenchmarkWrite(b *testing.B) {
 			req := stream.WriteRequest{Op: stream.OpPut, Key: "cas", Value: value, IfRevision: res.Revision}
 			if res, err = w.Write(ctx, req); err != nil {
 				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// writeParallel puts value from parallelism callers per CPU (b.SetParallelism)
+// until the benchmark ends, to keys numbered by n.
+func writeParallel(b *testing.B, w *writer.Writer, parallelism int, n *atomic.Uint64, value []byte) {
+	ctx := context.Background()
+	b.SetBytes(int64(len(value)))
+	b.SetParallelism(parallelism)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req := stream.WriteRequest{Op: stream.OpPut, Key: "key-" + strconv.FormatUint(n.Add(1)%1000, 10), Value: value}
+			if _, err := w.Write(ctx, req); err != nil {
+				b.Error(err)
+				return
 			}
 		}
 	})

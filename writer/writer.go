@@ -50,7 +50,8 @@ type Config struct {
 // Writer publishes writes to the stream. It is safe for concurrent use.
 type Writer struct {
 	stream         *stream.Stream
-	js             jetstream.JetStream
+	js             jetstream.JetStream // for everything but publishes
+	pub            *publisher
 	maxValueBytes  int
 	retryTimeout   time.Duration
 	attemptTimeout time.Duration
@@ -73,9 +74,6 @@ func New(cfg Config) *Writer {
 		log:            cfg.Logger,
 		sessions:       sessions{max: DefaultMaxSessions},
 	}
-	if cfg.Stream != nil {
-		w.js = cfg.Stream.JetStream()
-	}
 	if w.maxValueBytes <= 0 {
 		w.maxValueBytes = DefaultMaxValueBytes
 	}
@@ -84,6 +82,10 @@ func New(cfg Config) *Writer {
 	}
 	if w.attemptTimeout <= 0 {
 		w.attemptTimeout = DefaultAttemptTimeout
+	}
+	if cfg.Stream != nil {
+		w.js = cfg.Stream.JetStream()
+		w.pub = newPublisher(w.js.Conn(), w.attemptTimeout)
 	}
 	return w
 }
@@ -211,7 +213,7 @@ func (w *Writer) publish(ctx context.Context, req stream.WriteRequest, id string
 	var ack *jetstream.PubAck
 	err := w.retry(ctx, "publish", func(ctx context.Context) error {
 		var err error
-		ack, err = w.js.PublishMsg(ctx, w.msg(req), opts...)
+		ack, err = w.pub.publish(ctx, w.msg(req), opts...)
 		return err
 	})
 	if err != nil {
@@ -282,7 +284,7 @@ func transient(err error) bool {
 	switch {
 	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout),
-		errors.Is(err, nats.ErrDisconnected):
+		errors.Is(err, jetstream.ErrAsyncPublishTimeout), errors.Is(err, nats.ErrDisconnected):
 		return true
 	case errors.As(err, &apiErr):
 		return apiErr.Code == 503

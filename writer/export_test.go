@@ -1,0 +1,4 @@
+package writer
+
+// MaxPendingAcks is maxPendingAcks, for the tests.
+const MaxPendingAcks = maxPendingAcks
