@@ -22,21 +22,26 @@ const entryOverhead = 96
 // keys, so that a point read that needs no wait costs a map lookup instead
 // of a Badger transaction. It never serves anything older than Badger would:
 //
-//   - The apply loop sets the record of every key it writes after the
-//     commit and before it publishes the new applied sequence, so an entry
-//     reflects at least every commit up to the applied sequence a reader
-//     loaded before looking the entry up (it may reflect a later one; the
-//     record's revision then says so, as it does for a Badger read).
-//   - A read that missed adds what it read from Badger only if no apply
-//     began since before its Badger snapshot (gen unchanged and even) and
-//     the key is still absent: otherwise a write the snapshot missed could
-//     already have set the entry, or set and evicted it, and the stale
-//     record would hide it. The check and the insert hold the shard's lock,
-//     and the apply loop bumps gen before it takes any shard lock, so an
-//     apply that starts after the check overwrites the insert.
+//   - After each commit, and before it publishes the new applied sequence,
+//     the apply loop replaces the entry of every key it wrote that the
+//     cache holds. An entry therefore reflects at least every commit up to
+//     the applied sequence a reader loaded before looking the entry up (it
+//     may reflect a later one; the record's revision then says so, as it
+//     does for a Badger read).
+//   - Entries are added by reads that missed, with what they read from
+//     Badger, and only if no apply began since before their Badger
+//     snapshot (gen unchanged and even) and the key is still absent:
+//     otherwise a write the snapshot missed could already have been
+//     applied while the key was absent (or replaced and then evicted), and
+//     the stale record would hide it. The check and the insert hold the
+//     shard's lock, and the apply loop bumps gen before it takes any shard
+//     lock, so an apply that starts after the check finds the entry and
+//     replaces it.
 //
-// Absent keys are cached too (as a record with Revision 0), so a read of a
-// key that does not exist is as cheap.
+// The apply loop adds nothing itself, so a replica catching up (or one
+// nobody reads from) spends a lookup per write on the cache, and no
+// memory. Absent keys are cached too (as a record with Revision 0), so a
+// read of a key that does not exist is as cheap.
 type recordCache struct {
 	// gen is odd while the apply loop updates entries; it only grows.
 	gen    atomic.Uint64
@@ -132,15 +137,18 @@ func (c *recordCache) endApply() {
 	}
 }
 
-// set records key's new record; the apply loop calls it between beginApply
+// update replaces key's entry, if the cache holds one, with the record the
+// apply loop has just committed; the apply loop calls it between beginApply
 // and endApply.
-func (c *recordCache) set(key string, rec stream.Record) {
+func (c *recordCache) update(key string, rec stream.Record) {
 	if c == nil {
 		return
 	}
 	s := c.shard(key)
 	s.mu.Lock()
-	c.put(s, key, rec)
+	if _, ok := s.m[key]; ok {
+		c.put(s, key, rec)
+	}
 	s.mu.Unlock()
 }
 

@@ -17,8 +17,11 @@ func TestRecordCacheFillRules(t *testing.T) {
 	if _, ok := c.get("k"); ok {
 		t.Fatal("filled while an apply was under way")
 	}
-	c.set("k2", rec(2))
+	c.update("k2", rec(2)) // the apply loop replaces entries, adds none
 	c.endApply()
+	if _, ok := c.get("k2"); ok {
+		t.Fatal("an apply added an entry")
+	}
 	c.fill("k", rec(1), g) // an apply began after g was loaded
 	if _, ok := c.get("k"); ok {
 		t.Fatal("filled with a generation an apply has passed")
@@ -34,7 +37,7 @@ func TestRecordCacheFillRules(t *testing.T) {
 		t.Fatalf("fill replaced an entry: %+v", got)
 	}
 	c.beginApply()
-	c.set("k", rec(5)) // the apply loop always replaces
+	c.update("k", rec(5)) // the apply loop replaces what is there
 	c.endApply()
 	if got, _ := c.get("k"); got.Revision != 5 {
 		t.Fatalf("set: %+v", got)
@@ -54,7 +57,7 @@ func TestRecordCacheFillRules(t *testing.T) {
 func TestRecordCacheBounds(t *testing.T) {
 	c := newRecordCache(cacheShards * 1000)
 	for i := range 10000 {
-		c.set(fmt.Sprintf("key-%d", i), stream.Record{Revision: uint64(i + 1), Value: make([]byte, 100)})
+		c.fill(fmt.Sprintf("key-%d", i), stream.Record{Revision: uint64(i + 1), Value: make([]byte, 100)}, c.generation())
 	}
 	for i := range c.shards {
 		s := &c.shards[i]
@@ -68,8 +71,11 @@ func TestRecordCacheBounds(t *testing.T) {
 	}
 	// A record too large for a shard is not kept, and takes the key's older
 	// entry with it.
-	c.set("big", stream.Record{Revision: 1, Value: []byte("x")})
-	c.set("big", stream.Record{Revision: 2, Value: make([]byte, c.limit)})
+	c.fill("big", stream.Record{Revision: 1, Value: []byte("x")}, c.generation())
+	if _, ok := c.get("big"); !ok {
+		t.Fatal("fill did not add a small record")
+	}
+	c.update("big", stream.Record{Revision: 2, Value: make([]byte, c.limit)})
 	if _, ok := c.get("big"); ok {
 		t.Fatal("an oversized record, or its predecessor, is cached")
 	}
@@ -77,7 +83,7 @@ func TestRecordCacheBounds(t *testing.T) {
 		t.Fatal("a cache of no size exists")
 	}
 	var off *recordCache // every method works on the nil (disabled) cache
-	off.set("k", stream.Record{Revision: 1})
+	off.update("k", stream.Record{Revision: 1})
 	off.fill("k", stream.Record{Revision: 1}, off.generation())
 	if _, ok := off.get("k"); ok || off.len() != 0 {
 		t.Fatal("the nil cache holds something")

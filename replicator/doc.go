@@ -10,10 +10,11 @@
 // reflects.
 //
 // Get answers from a bounded in-memory cache of current records when it can
-// (Config.CacheBytes): the apply loop puts every record it commits there
-// before it publishes the new applied sequence, and reads add what they
-// find in Badger unless an apply has begun since their snapshot, so the
-// cache never holds a record older than Badger's (cache.go explains why).
+// (Config.CacheBytes): reads add what they find in Badger unless an apply
+// has begun since their snapshot, and the apply loop replaces the entries
+// of the keys it commits before it publishes the new applied sequence, so
+// the cache never holds a record older than Badger's (cache.go explains
+// why).
 // A point read that needs no wait then costs a map lookup, not a Badger
 // transaction. The cache is emptied whenever the database is replaced.
 //

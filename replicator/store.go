@@ -165,7 +165,8 @@ func (r *Replicator) commitTxn(db *badger.DB, ds []delivery) (int, int, error) {
 	if err := txn.Commit(); err != nil {
 		return len(ds), 0, err
 	}
-	// The records become the cache's before the caller publishes applied.
+	// The cache's entries of these keys are replaced before the caller
+	// publishes applied.
 	r.cache.beginApply()
 	for _, d := range ds {
 		if d.skip {
@@ -175,7 +176,7 @@ func (r *Replicator) commitTxn(db *badger.DB, ds []delivery) (int, int, error) {
 		if !rec.Deleted {
 			rec.Value = d.entry.Value
 		}
-		r.cache.set(d.entry.Key, rec)
+		r.cache.update(d.entry.Key, rec)
 	}
 	r.cache.endApply()
 	return len(ds), skipped, nil
