@@ -3,14 +3,12 @@ package bench
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 )
 
@@ -21,67 +19,60 @@ const devTimeout = time.Minute
 type devProcess struct {
 	natsURL, gatewayURL string
 	dir                 string
-	exited              chan error
-	stop                func()
+	proc                *child
 }
 
 // startDev starts `tidemark dev` for mode in a process of its own, on free
 // loopback ports and a temporary directory, and waits until its gateway is
-// ready. stop ends it (SIGTERM, then SIGKILL) and removes its directory.
+// ready. stop ends it and removes its directory.
 func startDev(ctx context.Context, cfg Config, mode string) (*devProcess, error) {
 	dir, err := os.MkdirTemp(cfg.Dir, "tidemark-bench-dev-"+mode+"-")
 	if err != nil {
 		return nil, fmt.Errorf("temp dir: %w", err)
 	}
-	natsAddr, err := freeAddr()
-	if err == nil {
-		var gwAddr string
-		if gwAddr, err = freeAddr(); err == nil {
-			d := &devProcess{natsURL: "nats://" + natsAddr, gatewayURL: "http://" + gwAddr, dir: dir}
-			if err = d.start(ctx, cfg, mode, natsAddr, gwAddr); err == nil {
-				return d, nil
-			}
-		}
+	d := &devProcess{dir: dir}
+	if err := d.start(ctx, cfg, mode); err != nil {
+		d.stop()
+		return nil, err
 	}
-	_ = os.RemoveAll(dir)
-	return nil, err
+	return d, nil
 }
 
-func (d *devProcess) start(ctx context.Context, cfg Config, mode, natsAddr, gwAddr string) error {
+func (d *devProcess) start(ctx context.Context, cfg Config, mode string) error {
+	natsAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	gwAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	d.natsURL, d.gatewayURL = "nats://"+natsAddr, "http://"+gwAddr
 	logPath := filepath.Join(d.dir, "dev.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return fmt.Errorf("dev log: %w", err)
 	}
+	defer logFile.Close() // the child has its own descriptor once started
 	cmd := cfg.Command("dev", "--data", filepath.Join(d.dir, "data"), "--nats-listen", natsAddr, "--http", gwAddr,
 		"--replicas", strconv.Itoa(cfg.Replicas), "--log-level", "warn",
 		"--set", "dev.durable="+strconv.FormatBool(mode == ModeDurable))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		_ = logFile.Close()
-		return fmt.Errorf("start tidemark dev: %w", err)
-	}
-	d.exited = make(chan error, 1)
-	go func() { d.exited <- cmd.Wait(); _ = logFile.Close() }()
-	d.stop = func() {
-		select {
-		case <-d.exited:
-		default:
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-d.exited:
-			case <-time.After(30 * time.Second):
-				_ = cmd.Process.Kill()
-				<-d.exited
-			}
-		}
-		_ = os.RemoveAll(d.dir)
+	if d.proc, err = startChild(cmd); err != nil {
+		return fmt.Errorf("tidemark dev: %w", err)
 	}
 	if err := d.waitReady(ctx); err != nil {
-		d.stop()
 		return fmt.Errorf("tidemark dev: %w; its log: %s", err, tail(logPath, 2000))
 	}
 	return nil
+}
+
+// stop ends the process, if it was started, and removes its directory.
+func (d *devProcess) stop() {
+	if d.proc != nil {
+		d.proc.stop()
+	}
+	_ = os.RemoveAll(d.dir)
 }
 
 // waitReady polls the gateway's /readyz until it answers 200.
@@ -101,9 +92,8 @@ func (d *devProcess) waitReady(ctx context.Context) error {
 			}
 		}
 		select {
-		case err := <-d.exited:
-			d.exited <- err // for stop
-			return fmt.Errorf("exited before it was ready: %v", err)
+		case <-d.proc.done:
+			return fmt.Errorf("exited before it was ready: %v", d.proc.err)
 		case <-time.After(50 * time.Millisecond):
 		case <-ctx.Done():
 			return fmt.Errorf("not ready within %v: %w", devTimeout, ctx.Err())
@@ -126,7 +116,7 @@ func freeAddr() (string, error) {
 func tail(path string, n int) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Sprintf("(unreadable: %v)", errors.Unwrap(err))
+		return fmt.Sprintf("(unreadable: %v)", err)
 	}
 	if len(b) > n {
 		b = b[len(b)-n:]

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -275,24 +274,11 @@ func (p *phases) memory(ctx context.Context) error {
 		"--set", "replica.sync_writes="+strconv.FormatBool(e.durable))
 	cmd.Stdout, cmd.Stderr = nil, nil
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start replica process: %w", err)
+	proc, err := startChild(cmd)
+	if err != nil {
+		return fmt.Errorf("replica process: %w", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		select {
-		case <-exited:
-		default:
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-exited:
-			case <-time.After(30 * time.Second):
-				_ = cmd.Process.Kill()
-				<-exited
-			}
-		}
-	}()
+	defer proc.stop()
 	t := client.NewNATS(e.cliC.Conn, stream.Subjects{Prefix: fillPrefix})
 	for {
 		res, err := t.Get(ctx, stream.GetRequest{Key: "bench-probe", Replica: "memory", Wait: time.Millisecond})
@@ -300,8 +286,8 @@ func (p *phases) memory(ctx context.Context) error {
 			break
 		}
 		select {
-		case err := <-exited:
-			return fmt.Errorf("replica process exited: %v", err)
+		case <-proc.done:
+			return fmt.Errorf("replica process exited: %v", proc.err)
 		case <-time.After(50 * time.Millisecond):
 		case <-ctx.Done():
 			return ctx.Err()
