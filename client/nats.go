@@ -156,10 +156,6 @@ type route struct {
 	perReplica  func(id string) string
 }
 
-// forwardShare is the part of a read's wait kept for forwarding it when
-// the first replica cannot reach the token in time.
-const forwardShare = 4
-
 // routed sends one read: to the pinned replica; or to the replica the Router
 // picks (falling back to the shared subject when that replica does not
 // answer); or to the shared subject. With forward, a read whose replica
@@ -182,8 +178,7 @@ func (c *NATS) routed(ctx context.Context, r route, send func(ctx context.Contex
 	}
 	first, rest := wait, time.Duration(0)
 	if r.forward {
-		rest = wait / forwardShare
-		first = wait - rest
+		first, rest = stream.SplitForward(wait)
 	}
 	target := ""
 	if c.Router != nil {

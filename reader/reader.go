@@ -78,6 +78,15 @@ func New(cfg Config) *Reader {
 	return &Reader{cfg: cfg, log: cfg.Logger.With().Str("replica", cfg.Replica).Logger()}
 }
 
+// Wait returns how long a read that asks to wait d may wait for its token:
+// the default wait when d <= 0, and at most the maximum wait.
+func (r *Reader) Wait(d time.Duration) time.Duration {
+	if d <= 0 {
+		d = r.cfg.DefaultWait
+	}
+	return min(d, r.cfg.MaxWait)
+}
+
 // Replica returns the replica id the reader reports.
 func (r *Reader) Replica() string { return r.cfg.Replica }
 
@@ -195,10 +204,7 @@ func (r *Reader) await(ctx context.Context, tok stream.Token, wait time.Duration
 		return 0, nil // applied <= the stream's last, so tok is not from the future
 	}
 	start := time.Now()
-	if wait <= 0 {
-		wait = r.cfg.DefaultWait
-	}
-	wait = min(wait, r.cfg.MaxWait)
+	wait = r.Wait(wait)
 
 	waitCtx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()

@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tidemark/tidemark/reader"
 	"github.com/tidemark/tidemark/stream"
 )
 
@@ -17,7 +16,7 @@ import (
 // has applied its token (round robin), or else to the freshest. With
 // Forward, a read whose replica timed out waiting for the token is tried
 // once more on the freshest other replica with the last quarter of the
-// wait, as the NATS client does. It is safe for concurrent use.
+// wait (stream.SplitForward), as the NATS client does. It is safe for concurrent use.
 type Local struct {
 	rs   []*Replica
 	next atomic.Uint32
@@ -25,9 +24,6 @@ type Local struct {
 
 // NewLocal returns a Local over rs.
 func NewLocal(rs ...*Replica) *Local { return &Local{rs: rs} }
-
-// forwardShare is the part of a read's wait kept for forwarding it.
-const forwardShare = 4
 
 // pick chooses the replica for a read that names id (or none) and needs
 // seq; freshest asks for the most advanced one; not is skipped.
@@ -72,11 +68,8 @@ func (l *Local) do(id string, tok stream.Token, c stream.Consistency, wait time.
 	if !forward || id != "" || len(l.rs) < 2 {
 		return read(r, wait)
 	}
-	if wait <= 0 {
-		wait = reader.DefaultDefaultWait
-	}
-	rest := wait / forwardShare
-	err = read(r, wait-rest)
+	first, rest := stream.SplitForward(r.rd.Wait(wait))
+	err = read(r, first)
 	if !errors.Is(err, stream.ErrTokenWaitTimeout) {
 		return err
 	}

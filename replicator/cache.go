@@ -48,15 +48,14 @@ type recordCache struct {
 	seed   maphash.Seed
 	limit  int64 // bytes per shard
 	shards [cacheShards]cacheShard
-
-	hits, misses atomic.Uint64
 }
 
 type cacheShard struct {
-	mu    sync.RWMutex
-	m     map[string]stream.Record
-	bytes int64
-	_     [40]byte // keep shards on separate cache lines
+	mu           sync.RWMutex
+	m            map[string]stream.Record
+	bytes        int64
+	hits, misses atomic.Uint64 // per shard, so that readers share no counter
+	_            [8]byte       // 64 bytes: shards on separate cache lines
 }
 
 // newRecordCache returns a cache of about size bytes; nil when size <= 0.
@@ -79,8 +78,8 @@ func cost(key string, rec stream.Record) int64 {
 	return int64(len(key) + len(rec.Value) + entryOverhead)
 }
 
-// get returns the cached record of key. The record's Value is shared with
-// the cache: callers copy it before handing it out.
+// get returns the cached record of key. The record's Value is the cache's:
+// callers copy it before handing it out.
 func (c *recordCache) get(key string) (stream.Record, bool) {
 	if c == nil {
 		return stream.Record{}, false
@@ -90,9 +89,9 @@ func (c *recordCache) get(key string) (stream.Record, bool) {
 	rec, ok := s.m[key]
 	s.mu.RUnlock()
 	if ok {
-		c.hits.Add(1)
+		s.hits.Add(1)
 	} else {
-		c.misses.Add(1)
+		s.misses.Add(1)
 	}
 	return rec, ok
 }
@@ -101,13 +100,14 @@ func (c *recordCache) get(key string) (stream.Record, bool) {
 // its Badger snapshot.
 func (c *recordCache) generation() uint64 {
 	if c == nil {
-		return 1
+		return 0
 	}
 	return c.gen.Load()
 }
 
 // fill adds what a read found in a Badger snapshot opened after it loaded
-// gen, unless an apply has begun since or the key is cached already.
+// gen, unless an apply has begun since or the key is cached already. It
+// keeps a copy of the value: rec's is the caller's.
 func (c *recordCache) fill(key string, rec stream.Record, gen uint64) {
 	if c == nil || gen%2 == 1 {
 		return
@@ -120,6 +120,9 @@ func (c *recordCache) fill(key string, rec stream.Record, gen uint64) {
 	}
 	if _, ok := s.m[key]; ok {
 		return
+	}
+	if rec.Value != nil {
+		rec.Value = append([]byte{}, rec.Value...)
 	}
 	c.put(s, key, rec)
 }
@@ -164,13 +167,15 @@ func (c *recordCache) put(s *cacheShard, key string, rec stream.Record) {
 	if n > c.limit/2 {
 		return
 	}
-	// Map iteration starts at a random place, so this evicts at random.
-	for k, v := range s.m {
-		if s.bytes+n <= c.limit {
-			break
+	if s.bytes+n > c.limit {
+		// Map iteration starts at a random place: this evicts at random.
+		for k, v := range s.m {
+			s.bytes -= cost(k, v)
+			delete(s.m, k)
+			if s.bytes+n <= c.limit {
+				break
+			}
 		}
-		s.bytes -= cost(k, v)
-		delete(s.m, k)
 	}
 	s.m[key] = rec
 	s.bytes += n
@@ -191,31 +196,18 @@ func (c *recordCache) reset() {
 	}
 }
 
-// len returns the number of cached entries.
-func (c *recordCache) len() int {
+// stats returns the hits, misses and entries of the cache.
+func (c *recordCache) stats() (hits, misses uint64, entries int) {
 	if c == nil {
-		return 0
+		return 0, 0, 0
 	}
-	n := 0
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.RLock()
-		n += len(s.m)
+		entries += len(s.m)
 		s.mu.RUnlock()
+		hits += s.hits.Load()
+		misses += s.misses.Load()
 	}
-	return n
-}
-
-func (c *recordCache) hitCount() uint64 {
-	if c == nil {
-		return 0
-	}
-	return c.hits.Load()
-}
-
-func (c *recordCache) missCount() uint64 {
-	if c == nil {
-		return 0
-	}
-	return c.misses.Load()
+	return hits, misses, entries
 }

@@ -351,15 +351,13 @@ func (r *Replicator) Resume() {
 
 // Stats returns the apply loop's counters.
 func (r *Replicator) Stats() Stats {
-	return Stats{
+	st := Stats{
 		Applied:  r.applied.Load(),
 		Messages: r.messages.Load(),
 		Batches:  r.batches.Load(),
 		Splits:   r.splits.Load(),
 		Skipped:  r.skipped.Load(),
-
-		CacheHits:    r.cache.hitCount(),
-		CacheMisses:  r.cache.missCount(),
-		CacheEntries: r.cache.len(),
 	}
+	st.CacheHits, st.CacheMisses, st.CacheEntries = r.cache.stats()
+	return st
 }

@@ -233,6 +233,9 @@ func (r *Replicator) Get(key string) (stream.Record, uint64, error) {
 	// reads applied from its snapshot instead).
 	applied := r.applied.Load()
 	if rec, ok := r.cache.get(key); ok {
+		if rec.Value != nil {
+			rec.Value = append([]byte{}, rec.Value...) // the cache keeps its own
+		}
 		return served(rec, applied)
 	}
 	gen := r.cache.generation() // before the snapshot: see recordCache
@@ -259,14 +262,12 @@ func (r *Replicator) Get(key string) (stream.Record, uint64, error) {
 }
 
 // served is what Get returns for rec, the key's record (Revision 0 when it
-// does not exist), read when applied was the applied sequence. The value is
-// copied: the cache keeps its own.
+// does not exist), read when applied was the applied sequence.
 func served(rec stream.Record, applied uint64) (stream.Record, uint64, error) {
 	applied = max(applied, rec.Revision)
 	if rec.Revision == 0 || rec.Deleted {
 		return rec, applied, stream.ErrNotFound
 	}
-	rec.Value = append([]byte{}, rec.Value...)
 	return rec, applied, nil
 }
 

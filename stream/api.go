@@ -155,6 +155,14 @@ type GetRequest struct {
 	Forward bool
 }
 
+// SplitForward splits the wait of a read with Forward between the first
+// replica and the one it is forwarded to: the last quarter is kept for the
+// second.
+func SplitForward(wait time.Duration) (first, rest time.Duration) {
+	rest = wait / 4
+	return wait - rest, rest
+}
+
 // GetResult is the outcome of a point read. On ErrNotFound it still carries
 // the token and, for a deleted key, the delete's revision.
 type GetResult struct {
