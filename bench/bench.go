@@ -170,7 +170,7 @@ func (c Config) validate() error {
 	switch {
 	case c.Stack != StackProcess && c.Stack != StackInProcess:
 		return fmt.Errorf("%w: stack %q: want %s or %s", ErrConfig, c.Stack, StackProcess, StackInProcess)
-	case c.Stack == StackProcess && c.Command == nil:
+	case c.Stack == StackProcess && c.Command == nil && c.NATSURL == "":
 		return fmt.Errorf("%w: stack %s needs the tidemark command", ErrConfig, StackProcess)
 	}
 	if c.Size > 1<<20 {

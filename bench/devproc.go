@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/tidemark/tidemark/chaos/faults"
 )
 
 // devTimeout bounds how long `tidemark dev` may take to start serving.
@@ -19,7 +19,7 @@ const devTimeout = time.Minute
 type devProcess struct {
 	natsURL, gatewayURL string
 	dir                 string
-	proc                *child
+	proc                *faults.Proc
 }
 
 // startDev starts `tidemark dev` for mode in a process of its own, on free
@@ -39,30 +39,24 @@ func startDev(ctx context.Context, cfg Config, mode string) (*devProcess, error)
 }
 
 func (d *devProcess) start(ctx context.Context, cfg Config, mode string) error {
-	natsAddr, err := freeAddr()
+	natsAddr, err := faults.FreeAddr()
 	if err != nil {
 		return err
 	}
-	gwAddr, err := freeAddr()
+	gwAddr, err := faults.FreeAddr()
 	if err != nil {
 		return err
 	}
 	d.natsURL, d.gatewayURL = "nats://"+natsAddr, "http://"+gwAddr
-	logPath := filepath.Join(d.dir, "dev.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return fmt.Errorf("dev log: %w", err)
-	}
-	defer logFile.Close() // the child has its own descriptor once started
-	cmd := cfg.Command("dev", "--data", filepath.Join(d.dir, "data"), "--nats-listen", natsAddr, "--http", gwAddr,
+	d.proc = command(cfg, "tidemark dev", filepath.Join(d.dir, "dev.log"),
+		"dev", "--data", filepath.Join(d.dir, "data"), "--nats-listen", natsAddr, "--http", gwAddr,
 		"--replicas", strconv.Itoa(cfg.Replicas), "--log-level", "warn",
 		"--set", "dev.durable="+strconv.FormatBool(mode == ModeDurable))
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if d.proc, err = startChild(cmd); err != nil {
-		return fmt.Errorf("tidemark dev: %w", err)
+	if err := d.proc.Start(); err != nil {
+		return err
 	}
-	if err := d.waitReady(ctx); err != nil {
-		return fmt.Errorf("tidemark dev: %w; its log: %s", err, tail(logPath, 2000))
+	if err := faults.WaitHTTP(ctx, d.proc, d.gatewayURL+"/readyz", devTimeout); err != nil {
+		return fmt.Errorf("%w; its log: %s", err, tail(d.proc.Log, 2000))
 	}
 	return nil
 }
@@ -70,46 +64,16 @@ func (d *devProcess) start(ctx context.Context, cfg Config, mode string) error {
 // stop ends the process, if it was started, and removes its directory.
 func (d *devProcess) stop() {
 	if d.proc != nil {
-		d.proc.stop()
+		_ = d.proc.Close()
 	}
 	_ = os.RemoveAll(d.dir)
 }
 
-// waitReady polls the gateway's /readyz until it answers 200.
-func (d *devProcess) waitReady(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, devTimeout)
-	defer cancel()
-	hc := &http.Client{Timeout: time.Second}
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.gatewayURL+"/readyz", nil)
-		if err != nil {
-			return err
-		}
-		if resp, err := hc.Do(req); err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-d.proc.done:
-			return fmt.Errorf("exited before it was ready: %v", d.proc.err)
-		case <-time.After(50 * time.Millisecond):
-		case <-ctx.Done():
-			return fmt.Errorf("not ready within %v: %w", devTimeout, ctx.Err())
-		}
-	}
-}
-
-// freeAddr returns a loopback address with a port free at the time of the
-// call.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("free port: %w", err)
-	}
-	addr := ln.Addr().String()
-	return addr, ln.Close()
+// command returns the tidemark binary of cfg run with args as a child
+// process named name, logging to log.
+func command(cfg Config, name, log string, args ...string) *faults.Proc {
+	cmd := cfg.Command(args...)
+	return &faults.Proc{Name: name, Path: cmd.Path, Args: cmd.Args[1:], Env: cmd.Env, Log: log}
 }
 
 // tail returns the last n bytes of the file at path.

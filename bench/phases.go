@@ -102,14 +102,14 @@ func (p *phases) writes(ctx context.Context) error {
 	}
 	paths := []path{
 		{"writer, in-process", func(ctx context.Context, i int) error { _, err := e.writer.Write(ctx, put(i)); return err }, goal{}},
-		{"writer service over NATS", func(ctx context.Context, i int) error { _, err := e.transport.Write(ctx, put(i)); return err }, goal{}},
+		{writerService, func(ctx context.Context, i int) error { _, err := e.transport.Write(ctx, put(i)); return err }, goal{}},
 	}
 	for _, gw := range e.gateways {
 		paths = append(paths, path{gw.name, func(ctx context.Context, i int) error { return p.httpPut(ctx, gw.url, writeKey(i)) }, target})
 	}
 	paths = append(paths, path{httpCeiling, func(ctx context.Context, i int) error { return p.httpPut(ctx, e.emptyHTTP, writeKey(i)) }, goal{}})
 	for _, r := range p.measure(ctx, "writes", base, paths) {
-		if r.Name == "writer service over NATS" {
+		if r.Name == writerService {
 			p.serviceWriteRate = r.Value
 		}
 	}
@@ -130,6 +130,10 @@ func (p *phases) measure(ctx context.Context, section string, base Row, paths []
 	}
 	return rows
 }
+
+// writerService names the writes row whose rate the ryw phase loads a
+// fraction of.
+const writerService = "writer service over NATS"
 
 // path is one way of doing a phase's operation, measured against the
 // phase's baseline.

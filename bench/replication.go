@@ -269,16 +269,15 @@ func (p *phases) memory(ctx context.Context) error {
 	}
 	p.progress("memory: a replica process applying %d messages (%d distinct keys)", last, p.distinct)
 	dir := filepath.Join(e.dir, "replica-memory")
-	cmd := p.cfg.Command("replica", "--nats", e.url, "--id", "memory", "--data", dir, "--log-level", "warn",
+	proc := command(p.cfg, "replica process", filepath.Join(e.dir, "replica-memory.log"),
+		"replica", "--nats", e.url, "--id", "memory", "--data", dir, "--log-level", "warn",
 		"--set", "stream.name="+fillStream, "--set", "stream.subject="+fillSubject, "--set", "api.prefix="+fillPrefix,
 		"--set", "replica.sync_writes="+strconv.FormatBool(e.durable))
-	cmd.Stdout, cmd.Stderr = nil, nil
 	start := time.Now()
-	proc, err := startChild(cmd)
-	if err != nil {
-		return fmt.Errorf("replica process: %w", err)
+	if err := proc.Start(); err != nil {
+		return err
 	}
-	defer proc.stop()
+	defer proc.Close()
 	t := client.NewNATS(e.cliC.Conn, stream.Subjects{Prefix: fillPrefix})
 	for {
 		res, err := t.Get(ctx, stream.GetRequest{Key: "bench-probe", Replica: "memory", Wait: time.Millisecond})
@@ -286,15 +285,15 @@ func (p *phases) memory(ctx context.Context) error {
 			break
 		}
 		select {
-		case <-proc.done:
-			return fmt.Errorf("replica process exited: %v", proc.err)
+		case <-proc.Exited():
+			return fmt.Errorf("replica process exited; its log: %s", tail(proc.Log, 2000))
 		case <-time.After(50 * time.Millisecond):
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 	took := time.Since(start)
-	hwm, rss, err := procMemory(cmd.Process.Pid)
+	hwm, rss, err := procMemory(proc.Pid())
 	if err != nil {
 		return err
 	}

@@ -3,8 +3,6 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,19 +113,10 @@ type Cluster struct {
 }
 
 // freePort returns a loopback address with a port that was free a moment ago.
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 func freePorts(n int) ([]string, error) {
 	out := make([]string, n)
 	for i := range out {
-		a, err := freePort()
+		a, err := faults.FreeAddr()
 		if err != nil {
 			return nil, err
 		}
@@ -201,7 +190,7 @@ func StartCluster(ctx context.Context, dir string, bins Binaries, topo Topology,
 	}
 	for i := range topo.Replicas {
 		n := &node{id: fmt.Sprintf("r%d", i+1)}
-		if n.http, err = freePort(); err != nil {
+		if n.http, err = faults.FreeAddr(); err != nil {
 			return nil, err
 		}
 		var urls []string
@@ -222,7 +211,7 @@ func StartCluster(ctx context.Context, dir string, bins Binaries, topo Topology,
 	}
 	for i := range topo.Gateways {
 		n := &node{id: fmt.Sprintf("g%d", i+1)}
-		if n.http, err = freePort(); err != nil {
+		if n.http, err = faults.FreeAddr(); err != nil {
 			return nil, err
 		}
 		n.proc = c.proc("gateway-"+n.id, append([]string{"gateway", "--http", n.http}, common(front)...))
@@ -232,7 +221,7 @@ func StartCluster(ctx context.Context, dir string, bins Binaries, topo Topology,
 		}
 	}
 	for _, n := range append(append([]*node{}, c.replicas...), c.gateways...) {
-		if err := waitHTTP(ctx, n.proc, "http://"+n.http+"/readyz", readyTimeout); err != nil {
+		if err := faults.WaitHTTP(ctx, n.proc, "http://"+n.http+"/readyz", readyTimeout); err != nil {
 			return nil, err
 		}
 	}
@@ -306,7 +295,7 @@ func (c *Cluster) startNATS(ctx context.Context) error {
 		}
 	}
 	for _, nn := range c.nats {
-		if err := waitHTTP(ctx, nn.proc, "http://"+nn.monitor+"/healthz", readyTimeout); err != nil {
+		if err := faults.WaitHTTP(ctx, nn.proc, "http://"+nn.monitor+"/healthz", readyTimeout); err != nil {
 			return err
 		}
 	}
@@ -342,30 +331,6 @@ func (c *Cluster) waitStream(ctx context.Context) error {
 		}
 		if err := stream.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return fmt.Errorf("stream not created: %w", err)
-		}
-	}
-}
-
-var healthClient = &http.Client{Timeout: 2 * time.Second}
-
-// waitHTTP polls url until it answers 200, the process exits or timeout
-// passes.
-func waitHTTP(ctx context.Context, p *faults.Proc, url string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		resp, err := healthClient.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		if !p.Running() {
-			return fmt.Errorf("%s exited before it was ready (see %s)", p.Name, p.Log)
-		}
-		if err := stream.Sleep(ctx, 100*time.Millisecond); err != nil {
-			return fmt.Errorf("%s not ready at %s (see %s): %w", p.Name, url, p.Log, err)
 		}
 	}
 }

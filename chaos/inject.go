@@ -255,7 +255,7 @@ func (in *injector) inject(ctx context.Context, kind FaultKind) Fault {
 		path = "/healthz"
 	}
 	if readyAt != "" {
-		if werr := waitHTTP(ctx, proc, "http://"+readyAt+path, recoverTimeout); werr != nil && ctx.Err() == nil {
+		if werr := faults.WaitHTTP(ctx, proc, "http://"+readyAt+path, recoverTimeout); werr != nil && ctx.Err() == nil {
 			f.Error = werr.Error()
 		}
 	}
@@ -263,7 +263,7 @@ func (in *injector) inject(ctx context.Context, kind FaultKind) Fault {
 		// The server answers /healthz before it has caught up with the
 		// cluster; let the Tidemark roles see it back too.
 		for _, n := range c.replicas {
-			if werr := waitHTTP(ctx, n.proc, "http://"+n.http+"/readyz", recoverTimeout); werr != nil && ctx.Err() == nil {
+			if werr := faults.WaitHTTP(ctx, n.proc, "http://"+n.http+"/readyz", recoverTimeout); werr != nil && ctx.Err() == nil {
 				f.Error = werr.Error()
 			}
 		}

@@ -54,7 +54,7 @@ func benchFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.repeat, "repeat", bench.DefaultRepeat, "runs of each mode; the report shows medians")
 	fs.StringVar(&o.only, "only", "", "comma-separated sections to run: "+strings.Join(bench.Sections, ","))
 	fs.StringVar(&o.json, "json", "", "also write the report as JSON to this file")
-	fs.StringVar(&o.stack, "stack", bench.StackProcess, "where the embedded stack runs: process (tidemark dev in a process of its own) or inprocess (in the benchmark's process)")
+	fs.StringVar(&o.stack, "stack", "", "where the embedded stack runs: process (tidemark dev in a process of its own; the default) or inprocess (in the benchmark's process)")
 }
 
 // runBench is `tidemark bench`: it measures Tidemark next to raw JetStream
