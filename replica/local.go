@@ -16,7 +16,8 @@ import (
 // has applied its token (round robin), or else to the freshest. With
 // Forward, a read whose replica timed out waiting for the token is tried
 // once more on the freshest other replica with the last quarter of the
-// wait (stream.SplitForward), as the NATS client does. It is safe for concurrent use.
+// wait (stream.SplitForward), as the NATS client does. It is safe for
+// concurrent use.
 type Local struct {
 	rs   []*Replica
 	next atomic.Uint32

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -90,29 +91,7 @@ func TestWrite_ConditionalConcurrentOneWriter(t *testing.T) {
 		{"if-match", stream.WriteRequest{Op: stream.OpPut, Key: "current", IfRevision: current.Revision}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			const writers = 16
-			errs := make([]error, writers)
-			var wg sync.WaitGroup
-			for i := range writers {
-				wg.Go(func() {
-					req := tt.req
-					req.Value = []byte(fmt.Sprint(i))
-					_, errs[i] = w.Write(testContext(t), req)
-				})
-			}
-			wg.Wait()
-			won := 0
-			for i, err := range errs {
-				switch {
-				case err == nil:
-					won++
-				case !errors.Is(err, stream.ErrRevisionMismatch):
-					t.Fatalf("write %d: err=%v, want nil or %v", i, err, stream.ErrRevisionMismatch)
-				}
-			}
-			if got, want := won, 1; got != want {
-				t.Fatalf("%d writes won, want %d", got, want)
-			}
+			oneWins(t, slices.Repeat([]*writer.Writer{w}, 16), tt.req)
 		})
 	}
 }

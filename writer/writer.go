@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -50,15 +49,11 @@ type Config struct {
 // Writer publishes writes to the stream. It is safe for concurrent use.
 type Writer struct {
 	stream         *stream.Stream
-	js             jetstream.JetStream // for everything but publishes
 	pub            *publisher
 	maxValueBytes  int
 	retryTimeout   time.Duration
 	attemptTimeout time.Duration
 	log            zerolog.Logger
-
-	handleMu sync.Mutex
-	handle   jetstream.Stream // for direct gets; looked up on first use
 
 	sessions sessions
 	metrics  writeMetrics // Prometheus metrics (metrics.go)
@@ -84,8 +79,7 @@ func New(cfg Config) *Writer {
 		w.attemptTimeout = DefaultAttemptTimeout
 	}
 	if cfg.Stream != nil {
-		w.js = cfg.Stream.JetStream()
-		w.pub = newPublisher(w.js.Conn(), w.attemptTimeout)
+		w.pub = newPublisher(cfg.Stream.JetStream().Conn(), w.attemptTimeout)
 	}
 	return w
 }
@@ -237,7 +231,7 @@ func (w *Writer) publishError(req stream.WriteRequest, err error) error {
 	case errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum:
 		return stream.Errorf(stream.ErrValueTooLarge, "value is %d bytes, over the stream's maximum message size", len(req.Value))
 	case errors.Is(err, nats.ErrMaxPayload):
-		return stream.Errorf(stream.ErrValueTooLarge, "value is %d bytes, over the NATS maximum payload of %d bytes (with headers)", len(req.Value), w.js.Conn().MaxPayload())
+		return stream.Errorf(stream.ErrValueTooLarge, "value is %d bytes, over the NATS maximum payload of %d bytes (with headers)", len(req.Value), w.stream.JetStream().Conn().MaxPayload())
 	default:
 		return w.requestError("publish", err)
 	}
@@ -306,30 +300,6 @@ func wrongLastSeq(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
-// streamHandle returns the JetStream handle used for direct gets, looking it
-// up on first use.
-func (w *Writer) streamHandle(ctx context.Context) (jetstream.Stream, error) {
-	w.handleMu.Lock()
-	defer w.handleMu.Unlock()
-	if w.handle != nil {
-		return w.handle, nil
-	}
-	var h jetstream.Stream
-	err := w.retry(ctx, "look up stream", func(ctx context.Context) error {
-		var err error
-		h, err = w.js.Stream(ctx, w.stream.Name())
-		return err
-	})
-	if err != nil {
-		if errors.Is(err, stream.ErrUnavailable) {
-			return nil, err
-		}
-		return nil, w.requestError("look up stream", err)
-	}
-	w.handle = h
-	return h, nil
-}
-
 // getMsg returns the message at seq or, with a subject, the first message of
 // that subject at or after seq; nil when there is none.
 func (w *Writer) getMsg(ctx context.Context, seq uint64, subject string) (*jetstream.RawStreamMsg, error) {
@@ -350,14 +320,10 @@ func (w *Writer) lastMsg(ctx context.Context, subject string) (*jetstream.RawStr
 }
 
 func (w *Writer) get(ctx context.Context, what string, fn func(context.Context, jetstream.Stream) (*jetstream.RawStreamMsg, error)) (*jetstream.RawStreamMsg, error) {
-	h, err := w.streamHandle(ctx)
-	if err != nil {
-		return nil, err
-	}
 	var m *jetstream.RawStreamMsg
-	err = w.retry(ctx, what, func(ctx context.Context) error {
+	err := w.retry(ctx, what, func(ctx context.Context) error {
 		var err error
-		m, err = fn(ctx, h)
+		m, err = fn(ctx, w.stream.Handle())
 		return err
 	})
 	switch {

@@ -304,31 +304,7 @@ func TestWrite_IfAbsentConcurrent(t *testing.T) {
 
 	for _, key := range []string{"new", "deleted"} {
 		t.Run(key, func(t *testing.T) {
-			const writers = 8
-			var wg sync.WaitGroup
-			errs := make([]error, writers)
-			for i := range writers {
-				// One Writer each: as if on separate writer processes.
-				w := newWriter(e, writer.Config{})
-				wg.Go(func() {
-					req := put(key, fmt.Sprint(i))
-					req.IfAbsent = true
-					_, errs[i] = w.Write(testContext(t), req)
-				})
-			}
-			wg.Wait()
-			won := 0
-			for i, err := range errs {
-				switch {
-				case err == nil:
-					won++
-				case !errors.Is(err, stream.ErrRevisionMismatch):
-					t.Fatalf("writer %d: err=%v, want nil or %v", i, err, stream.ErrRevisionMismatch)
-				}
-			}
-			if got, want := won, 1; got != want {
-				t.Fatalf("%d writers won, want %d", got, want)
-			}
+			oneWins(t, separateWriters(e, 8), stream.WriteRequest{Op: stream.OpPut, Key: key, IfAbsent: true})
 		})
 	}
 }
@@ -337,15 +313,28 @@ func TestWrite_IfRevisionConcurrent(t *testing.T) {
 	e := testenv.Start(t)
 	w := newWriter(e, writer.Config{})
 	v1 := mustWrite(t, w, put("k", "1"))
+	oneWins(t, separateWriters(e, 8), stream.WriteRequest{Op: stream.OpPut, Key: "k", IfRevision: v1.Revision})
+}
 
-	const writers = 8
+// separateWriters returns n Writers on e: as if on separate writer processes.
+func separateWriters(e *testenv.Env, n int) []*writer.Writer {
+	ws := make([]*writer.Writer, n)
+	for i := range ws {
+		ws[i] = newWriter(e, writer.Config{})
+	}
+	return ws
+}
+
+// oneWins writes req through each of ws at once, with value i for ws[i]:
+// exactly one write must win, the others lose with ErrRevisionMismatch.
+func oneWins(t *testing.T, ws []*writer.Writer, req stream.WriteRequest) {
+	t.Helper()
+	errs := make([]error, len(ws))
 	var wg sync.WaitGroup
-	errs := make([]error, writers)
-	for i := range writers {
-		w := newWriter(e, writer.Config{})
+	for i, w := range ws {
 		wg.Go(func() {
-			req := put("k", fmt.Sprint(i))
-			req.IfRevision = v1.Revision
+			req := req
+			req.Value = []byte(fmt.Sprint(i))
 			_, errs[i] = w.Write(testContext(t), req)
 		})
 	}
@@ -356,11 +345,11 @@ func TestWrite_IfRevisionConcurrent(t *testing.T) {
 		case err == nil:
 			won++
 		case !errors.Is(err, stream.ErrRevisionMismatch):
-			t.Fatalf("writer %d: err=%v, want nil or %v", i, err, stream.ErrRevisionMismatch)
+			t.Fatalf("write %d: err=%v, want nil or %v", i, err, stream.ErrRevisionMismatch)
 		}
 	}
 	if got, want := won, 1; got != want {
-		t.Fatalf("%d writers won, want %d", got, want)
+		t.Fatalf("%d writes won, want %d", got, want)
 	}
 }
 
