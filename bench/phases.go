@@ -101,7 +101,7 @@ func (p *phases) writes(ctx context.Context) error {
 		return stream.WriteRequest{Op: stream.OpPut, Key: writeKey(i), Value: p.value}
 	}
 	paths := []path{
-		{"writer, in-process", func(ctx context.Context, i int) error { _, err := e.writer.Write(ctx, put(i)); return err }, goal{}},
+		{"writer in the benchmark's process", func(ctx context.Context, i int) error { _, err := e.writer.Write(ctx, put(i)); return err }, goal{}},
 		{writerService, func(ctx context.Context, i int) error { _, err := e.transport.Write(ctx, put(i)); return err }, goal{}},
 	}
 	for _, gw := range e.gateways {

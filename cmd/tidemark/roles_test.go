@@ -13,7 +13,9 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
 
+	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/replicator"
 	"github.com/tidemark/tidemark/stream"
 )
 
@@ -114,4 +116,14 @@ func TestConnectWithNKey(t *testing.T) {
 		t.Fatalf("connect with nkey: %v", err)
 	}
 	nc.Close()
+}
+
+// The configuration's default cache size is the replicator's.
+func TestCacheBytesDefault(t *testing.T) {
+	if got, want := cacheBytes(config.DefaultReplicaCacheMB), int64(replicator.DefaultCacheBytes); got != want {
+		t.Fatalf("replica.cache_mb default gives %d bytes, the replicator's default is %d", got, want)
+	}
+	if cacheBytes(0) >= 0 {
+		t.Fatal("replica.cache_mb 0 does not turn the cache off")
+	}
 }
