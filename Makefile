@@ -49,13 +49,7 @@ vet:
 
 ## fuzz: run each fuzz target for FUZZTIME
 fuzz:
-	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
-		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-			echo "fuzz $$pkg $$f"; \
-			out=$$($(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) $$pkg 2>&1) || { echo "$$out"; exit 1; }; \
-			echo "$$out" | tail -n 1; \
-		done; \
-	done
+	GO=$(GO) scripts/fuzz.sh $(FUZZTIME) $(PKGS)
 
 ## bench: the Go benchmarks of the hot paths, then `tidemark bench`: Tidemark next to raw
 ## JetStream and NATS KV on one embedded server, fast and durable modes (README, Performance)
