@@ -13,43 +13,6 @@ import (
 	"github.com/rs/zerolog"
 )
 
-func TestParseBatchAck(t *testing.T) {
-	for _, tc := range []struct {
-		name, data string
-		n          int
-		seq        uint64
-		ok         bool
-	}{
-		{"committed", `{"stream":"S","seq":42,"batch":"b","count":3}`, 3, 42, true},
-		{"error", `{"stream":"S","error":{"code":400,"err_code":10176,"description":"atomic publish batch is incomplete"}}`, 3, 0, false},
-		{"short count", `{"stream":"S","seq":42,"batch":"b","count":2}`, 3, 0, false},
-		{"sequence too small", `{"stream":"S","seq":2,"batch":"b","count":3}`, 3, 0, false},
-		{"not json", `nope`, 1, 0, false},
-		{"empty", ``, 1, 0, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			seq, err := parseBatchAck([]byte(tc.data), tc.n)
-			if got, want := err == nil, tc.ok; got != want {
-				t.Fatalf("parseBatchAck err=%v, want ok=%v", err, want)
-			}
-			if got, want := seq, tc.seq; got != want {
-				t.Fatalf("parseBatchAck=%d, want %d", got, want)
-			}
-		})
-	}
-}
-
-func FuzzParseBatchAck(f *testing.F) {
-	f.Add([]byte(`{"stream":"S","seq":42,"batch":"b","count":3}`), 3)
-	f.Add([]byte(`{"error":{"code":503}}`), 1)
-	f.Fuzz(func(t *testing.T, data []byte, n int) {
-		seq, err := parseBatchAck(data, n)
-		if err == nil && (n < 0 || seq < uint64(n)) {
-			t.Fatalf("parseBatchAck(%q, %d)=%d without error", data, n, seq)
-		}
-	})
-}
-
 func TestParseProcStatus(t *testing.T) {
 	status := "Name:\ttidemark\nVmPeak:\t 2000 kB\nVmHWM:\t  1536 kB\nVmRSS:\t  1024 kB\nThreads:\t12\n"
 	hwm, rss, err := parseProcStatus(strings.NewReader(status))

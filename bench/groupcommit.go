@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 
+	"github.com/tidemark/tidemark/stream"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -35,8 +37,8 @@ type gcResult struct {
 }
 
 func newGroupCommitter(nc *nats.Conn, js jetstream.JetStream, inflight int) *groupCommitter {
-	return &groupCommitter{nc: nc, js: js, maxBatch: maxAtomicBatch, minBatch: 4,
-		in: make(chan gcReq, maxAtomicBatch), sem: make(chan struct{}, inflight)}
+	return &groupCommitter{nc: nc, js: js, maxBatch: stream.MaxAtomicBatch, minBatch: 4,
+		in: make(chan gcReq, stream.MaxAtomicBatch), sem: make(chan struct{}, inflight)}
 }
 
 // run gathers and publishes batches until ctx ends.
@@ -81,7 +83,7 @@ func (g *groupCommitter) publish(ctx context.Context, b []gcReq) {
 		for i, r := range b {
 			msgs[i] = r.msg
 		}
-		last, err := publishBatch(ctx, g.nc, msgs)
+		last, err := stream.PublishBatch(ctx, g.nc, msgs)
 		if err == nil {
 			first := last - uint64(len(b)) + 1
 			for i, r := range b {
@@ -90,9 +92,7 @@ func (g *groupCommitter) publish(ctx context.Context, b []gcReq) {
 			return
 		}
 		for _, m := range msgs {
-			for _, h := range []string{hdrBatchID, hdrBatchSeq, hdrBatchCommit} {
-				m.Header.Del(h)
-			}
+			stream.UnbatchMsg(m)
 		}
 	}
 	for _, r := range b {

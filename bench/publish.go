@@ -2,29 +2,15 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 
 	"github.com/tidemark/tidemark/stream"
 )
-
-// JetStream's atomic batch publish headers.
-const (
-	hdrBatchID     = "Nats-Batch-Id"
-	hdrBatchSeq    = "Nats-Batch-Sequence"
-	hdrBatchCommit = "Nats-Batch-Commit"
-)
-
-// maxAtomicBatch is the server's default limit on an atomic batch.
-const maxAtomicBatch = 1000
 
 // errOverloaded counts an open-loop call that found every worker busy.
 var errOverloaded = errors.New("every worker busy: the load is over capacity")
@@ -38,75 +24,8 @@ func envelope(subject, key string, value []byte) *nats.Msg {
 	return m
 }
 
-// batchAck is the server's answer to the commit of an atomic batch.
-type batchAck struct {
-	Stream string `json:"stream"`
-	Seq    uint64 `json:"seq"`
-	Batch  string `json:"batch"`
-	Count  int    `json:"count"`
-	Error  *struct {
-		Code        int    `json:"code"`
-		ErrCode     int    `json:"err_code"`
-		Description string `json:"description"`
-	} `json:"error"`
-}
-
-// publishBatch publishes msgs as one atomic batch: JetStream stores all of
-// them, contiguously, or none, with one fsync under sync_interval: always.
-// It returns the sequence of the last message.
-func publishBatch(ctx context.Context, nc *nats.Conn, msgs []*nats.Msg) (uint64, error) {
-	if len(msgs) == 0 {
-		return 0, nil
-	}
-	id := nuid.Next()
-	for i, m := range msgs {
-		if m.Header == nil {
-			m.Header = nats.Header{}
-		}
-		m.Header.Set(hdrBatchID, id)
-		m.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
-		if i == len(msgs)-1 {
-			m.Header.Set(hdrBatchCommit, "1")
-			break
-		}
-		if err := nc.PublishMsg(m); err != nil {
-			return 0, fmt.Errorf("batch publish: %w", err)
-		}
-	}
-	reply, err := nc.RequestMsgWithContext(ctx, msgs[len(msgs)-1])
-	if err != nil {
-		return 0, fmt.Errorf("batch commit: %w", err)
-	}
-	return parseBatchAck(reply.Data, len(msgs))
-}
-
-// parseBatchAck decodes the server's answer to the commit of an atomic
-// batch of n messages and returns the sequence of the last one.
-func parseBatchAck(data []byte, n int) (uint64, error) {
-	var ack batchAck
-	if err := json.Unmarshal(data, &ack); err != nil {
-		return 0, fmt.Errorf("batch commit: bad ack %q: %w", truncate(data, 200), err)
-	}
-	switch {
-	case ack.Error != nil:
-		return 0, fmt.Errorf("batch commit: %s (%d)", ack.Error.Description, ack.Error.ErrCode)
-	case ack.Count != n:
-		return 0, fmt.Errorf("batch commit: %d messages stored, want %d", ack.Count, n)
-	case ack.Seq < uint64(n):
-		return 0, fmt.Errorf("batch commit: last sequence %d for %d messages", ack.Seq, n)
-	}
-	return ack.Seq, nil
-}
-
-func truncate(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[:n]
-	}
-	return b
-}
-
 // fillFor publishes messages made by mk in atomic batches of up to
-// maxAtomicBatch, a few batches in flight, until n messages (n > 0) or for
+// stream.MaxAtomicBatch, a few batches in flight, until n messages (n > 0) or for
 // d (d > 0), whichever comes first, and returns how many it published and
 // the last sequence.
 func fillFor(ctx context.Context, nc *nats.Conn, n int, d time.Duration, mk func(i int) *nats.Msg) (int, uint64, error) {
@@ -125,8 +44,8 @@ func fillFor(ctx context.Context, nc *nats.Conn, n int, d time.Duration, mk func
 	)
 	sem := make(chan struct{}, inflight)
 	pctx := context.WithoutCancel(ctx) // batches already sent are seen through
-	for start := 0; n <= 0 || start < n; start += maxAtomicBatch {
-		end := start + maxAtomicBatch
+	for start := 0; n <= 0 || start < n; start += stream.MaxAtomicBatch {
+		end := start + stream.MaxAtomicBatch
 		if n > 0 {
 			end = min(end, n)
 		}
@@ -153,7 +72,7 @@ func fillFor(ctx context.Context, nc *nats.Conn, n int, d time.Duration, mk func
 				// A batch the server dropped (a full ingest queue) is
 				// refused whole: send it again.
 				bctx, cancel := context.WithTimeout(pctx, 30*time.Second)
-				seq, err = publishBatch(bctx, nc, msgs)
+				seq, err = stream.PublishBatch(bctx, nc, msgs)
 				cancel()
 				if err == nil {
 					break

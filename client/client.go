@@ -165,15 +165,7 @@ func (c *Client) send(ctx context.Context, req stream.WriteRequest) (stream.Writ
 // indeterminate reports whether a failed write may nevertheless have been
 // stored: anything but an answer that says it was refused (the writer or
 // the transport gave up waiting, the caller did, something unexpected).
-func indeterminate(err error) bool {
-	switch stream.Code(err) {
-	case stream.CodeInvalidToken, stream.CodeInvalidKey, stream.CodeInvalidRequest,
-		stream.CodeTokenStreamMismatch, stream.CodeTokenFromFuture, stream.CodeRevisionMismatch,
-		stream.CodeValueTooLarge, stream.CodeOutOfOrder, stream.CodeNotFound:
-		return false
-	}
-	return true
-}
+func indeterminate(err error) bool { return !stream.Refused(stream.Code(err)) }
 
 // newWriteID names a write for deduplication.
 func newWriteID() string { return nuid.Next() }

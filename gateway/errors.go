@@ -20,6 +20,8 @@ func statusOf(code string) int {
 		return http.StatusPreconditionFailed
 	case stream.CodeOutOfOrder:
 		return http.StatusConflict
+	case stream.CodeWriteIDReused:
+		return http.StatusUnprocessableEntity
 	case stream.CodeValueTooLarge:
 		return http.StatusRequestEntityTooLarge
 	case stream.CodeUnavailable:

@@ -133,6 +133,12 @@ func (r *Replicator) commitTxn(db *badger.DB, ds []delivery) (int, int, error) {
 	for i := range ds {
 		d := &ds[i]
 		d.skip = false
+		if d.entry.Op == stream.OpSession {
+			// A session order marker: it only holds the session's place
+			// in the stream for the write that follows it.
+			d.skip = true
+			continue
+		}
 		if d.entry.Session != "" {
 			apply, err := sessionOrder(txn, *d)
 			if err != nil {

@@ -20,6 +20,10 @@ type Op string
 const (
 	OpPut    Op = "put"
 	OpDelete Op = "del"
+	// OpSession marks a session order marker: the stream message by which
+	// a writer claims a session's write number before it publishes the
+	// write (SessionSubject). It changes no key.
+	OpSession Op = "session"
 )
 
 // Message headers of the envelope, on stream messages.
@@ -30,7 +34,8 @@ const (
 	HeaderMsgID = "Nats-Msg-Id"
 )
 
-// Entry is one decoded stream message: a put or a delete of a key.
+// Entry is one decoded stream message: a put or a delete of a key, or a
+// session order marker (OpSession, no key).
 type Entry struct {
 	// Op is OpPut or OpDelete.
 	Op Op
@@ -87,6 +92,20 @@ func KeySubject(prefix, key string) string {
 	return prefix + "." + keyEncoding.EncodeToString([]byte(key))
 }
 
+// sessionToken is the subject token between the prefix and a session id in
+// SessionSubject. Key subjects have one token after the prefix and session
+// subjects two, so the two never meet.
+const sessionToken = "session"
+
+// SessionSubject returns the subject of session's order markers under the
+// stream subject prefix. Each marker claims the next write number of the
+// session, and a session's write is published only while its marker is
+// the last message of this subject, so the stream itself keeps a session's
+// writes in order across every writer (see package writer).
+func SessionSubject(prefix, session string) string {
+	return prefix + "." + sessionToken + "." + session
+}
+
 // DecodeEntry decodes a stream message from its subject, its Op header and
 // its data. It fails with ErrInvalidRequest on anything a writer would not
 // have produced.
@@ -94,6 +113,17 @@ func DecodeEntry(prefix, subject, op string, data []byte) (Entry, error) {
 	rest, ok := strings.CutPrefix(subject, prefix+".")
 	if !ok {
 		return Entry{}, Errorf(ErrInvalidRequest, "message subject %q is outside %s.>", subject, prefix)
+	}
+	if session, ok := strings.CutPrefix(rest, sessionToken+"."); ok {
+		switch {
+		case !ValidReplicaID(session):
+			return Entry{}, Errorf(ErrInvalidRequest, "message subject %q: bad session id", subject)
+		case Op(op) != OpSession:
+			return Entry{}, Errorf(ErrInvalidRequest, "session marker with op %q", op)
+		case len(data) != 0:
+			return Entry{}, Errorf(ErrInvalidRequest, "session marker with a body")
+		}
+		return Entry{Op: OpSession, Session: session}, nil
 	}
 	k, err := keyEncoding.DecodeString(rest)
 	if err != nil {
@@ -126,8 +156,12 @@ func DecodeMessage(prefix, subject string, h nats.Header, data []byte) (Entry, e
 	if err != nil {
 		return Entry{}, err
 	}
+	session := e.Session
 	if e.Session, e.SessionSeq, err = ParseSession(header(h, HeaderSession), header(h, HeaderSessionSeq)); err != nil {
 		return Entry{}, err
+	}
+	if e.Op == OpSession && e.Session != session {
+		return Entry{}, Errorf(ErrInvalidRequest, "session marker of %q on the subject of %q", e.Session, session)
 	}
 	return e, nil
 }

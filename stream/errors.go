@@ -32,6 +32,9 @@ var (
 	// ErrOutOfOrder means a session's write arrived after a later write of
 	// the same session had been stored; it is not applied.
 	ErrOutOfOrder = errors.New("write out of session order")
+	// ErrWriteIDReused means a write id already names a different write
+	// (another key, op, value, condition or session number).
+	ErrWriteIDReused = errors.New("write id reused")
 	// ErrInternal is an unexpected failure.
 	ErrInternal = errors.New("internal error")
 )
@@ -49,6 +52,7 @@ const (
 	CodeUnavailable         = "unavailable"
 	CodeTokenWaitTimeout    = "token_wait_timeout"
 	CodeOutOfOrder          = "write_out_of_order"
+	CodeWriteIDReused       = "write_id_reused"
 	CodeInternal            = "internal"
 )
 
@@ -67,6 +71,7 @@ var codes = []struct {
 	{ErrUnavailable, CodeUnavailable},
 	{ErrTokenWaitTimeout, CodeTokenWaitTimeout},
 	{ErrOutOfOrder, CodeOutOfOrder},
+	{ErrWriteIDReused, CodeWriteIDReused},
 	{ErrInternal, CodeInternal},
 }
 
@@ -109,3 +114,17 @@ type codedError struct {
 
 func (e *codedError) Error() string { return e.msg }
 func (e *codedError) Unwrap() error { return e.sentinel }
+
+// Refused reports whether a failed write with error code code was certainly
+// not stored: the writer refused it before or instead of publishing it.
+// Any other failure (the writer or the transport gave up waiting, something
+// unexpected) may have stored it, and a retry must reuse its write id.
+func Refused(code string) bool {
+	switch code {
+	case CodeInvalidToken, CodeInvalidKey, CodeInvalidRequest,
+		CodeTokenStreamMismatch, CodeTokenFromFuture, CodeRevisionMismatch,
+		CodeValueTooLarge, CodeOutOfOrder, CodeWriteIDReused, CodeNotFound:
+		return true
+	}
+	return false
+}

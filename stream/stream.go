@@ -103,6 +103,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (*Stream, e
 		Duplicates:        cfg.DuplicateWindow,
 		DenyDelete:        true,
 		AllowDirect:       true,
+		// A conditional write of a session goes to the stream as one
+		// atomic batch with its session's order marker (package writer).
+		AllowAtomicPublish: true,
 	}
 	var lookup Backoff
 	for attempt := 0; ; attempt++ {
@@ -150,7 +153,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (*Stream, e
 			return nil, fmt.Errorf("stream %s keeps messages by %s retention with %d per subject; Tidemark needs limits retention with every write kept", cfg.Name, have.Retention, have.MaxMsgsPerSubject)
 		}
 		drift := driftOf(have, want)
-		if have.Metadata[metaID] != "" && (len(drift) == 0 || !cfg.Reconfigure) {
+		// Atomic publishes only add a way to write: a stream made before
+		// the writer needed them gets them without Reconfigure.
+		if have.Metadata[metaID] != "" && have.AllowAtomicPublish && (len(drift) == 0 || !cfg.Reconfigure) {
 			s, err := newStream(js, cfg, h)
 			if s != nil {
 				s.drift = drift
@@ -158,8 +163,12 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (*Stream, e
 			return s, err
 		}
 		upd := have
-		upd.Subjects, upd.Replicas, upd.MaxAge, upd.MaxBytes = want.Subjects, want.Replicas, want.MaxAge, want.MaxBytes
-		upd.Duplicates, upd.AllowDirect, upd.DenyDelete = want.Duplicates, want.AllowDirect, want.DenyDelete
+		if cfg.Reconfigure || have.Metadata[metaID] == "" {
+			upd.Subjects, upd.Replicas, upd.MaxAge, upd.MaxBytes = want.Subjects, want.Replicas, want.MaxAge, want.MaxBytes
+			upd.Duplicates, upd.AllowDirect, upd.DenyDelete = want.Duplicates, want.AllowDirect, want.DenyDelete
+			drift = nil
+		}
+		upd.AllowAtomicPublish = true
 		upd.Metadata = maps(have.Metadata)
 		if upd.Metadata[metaID] == "" {
 			id, err := newID()
@@ -172,7 +181,11 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (*Stream, e
 		if err != nil {
 			return nil, fmt.Errorf("update stream %s: %w", cfg.Name, err)
 		}
-		return newStream(js, cfg, h)
+		s, err := newStream(js, cfg, h)
+		if s != nil {
+			s.drift = drift
+		}
+		return s, err
 	}
 }
 

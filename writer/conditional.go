@@ -22,7 +22,7 @@ const maxAbsentRounds = 3
 // message never changes, so the check cannot race with other writers, and the
 // publish's expectation then makes the write atomic: it lands only while that
 // put is still the key's last message.
-func (w *Writer) writeIfRevision(ctx context.Context, req stream.WriteRequest, id string) (uint64, error) {
+func (w *Writer) writeIfRevision(ctx context.Context, req stream.WriteRequest, id string, ss *session) (uint64, error) {
 	subject := w.stream.KeySubject(req.Key)
 	n := req.IfRevision
 	m, err := w.getMsg(ctx, n, "")
@@ -32,7 +32,7 @@ func (w *Writer) writeIfRevision(ctx context.Context, req stream.WriteRequest, i
 	if m == nil || m.Subject != subject || msgOp(m) != stream.OpPut {
 		return 0, w.mismatch(ctx, req, subject, nil)
 	}
-	seq, err := w.publish(ctx, req, id, jetstream.WithExpectLastSequencePerSubject(n))
+	seq, err := w.publishIf(ctx, req, id, ss, n)
 	if !wrongLastSeq(err) {
 		return seq, err
 	}
@@ -45,7 +45,7 @@ func (w *Writer) writeIfRevision(ctx context.Context, req stream.WriteRequest, i
 		return 0, err
 	}
 	if next != nil && msgID(next) == id {
-		return next.Sequence, nil
+		return w.stored(ctx, req, id, next.Sequence, next)
 	}
 	return 0, w.mismatch(ctx, req, subject, nil)
 }
@@ -54,11 +54,11 @@ func (w *Writer) writeIfRevision(ctx context.Context, req stream.WriteRequest, i
 // message at all, or its last message is a delete. Like JetStream's KV
 // Create, it first expects no message, and on a tombstone expects the
 // tombstone's sequence, which keeps the write atomic.
-func (w *Writer) writeIfAbsent(ctx context.Context, req stream.WriteRequest, id string) (uint64, error) {
+func (w *Writer) writeIfAbsent(ctx context.Context, req stream.WriteRequest, id string, ss *session) (uint64, error) {
 	subject := w.stream.KeySubject(req.Key)
 	var expect uint64 // no message on the subject
 	for round := 1; ; round++ {
-		seq, err := w.publish(ctx, req, id, jetstream.WithExpectLastSequencePerSubject(expect))
+		seq, err := w.publishIf(ctx, req, id, ss, expect)
 		if !wrongLastSeq(err) {
 			return seq, err
 		}
@@ -70,7 +70,7 @@ func (w *Writer) writeIfAbsent(ctx context.Context, req stream.WriteRequest, id 
 		case last != nil && msgID(last) == id:
 			// This write, stored by an earlier attempt or the client's
 			// first try (see writeIfRevision).
-			return last.Sequence, nil
+			return w.stored(ctx, req, id, last.Sequence, last)
 		case last != nil && msgOp(last) != stream.OpDelete, round >= maxAbsentRounds:
 			return 0, w.mismatch(ctx, req, subject, last)
 		case last == nil:

@@ -1,8 +1,13 @@
 package writer
 
 import (
+	"context"
+	"strconv"
 	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tidemark/tidemark/stream"
 )
@@ -15,13 +20,31 @@ const DefaultMaxSessions = 100_000
 // forget it to make room.
 const sessionIdle = time.Minute
 
-// sessions serializes each session's writes through this writer and
-// remembers the highest write sequence it published for each, so that a
-// write that arrives after a later write of its session fails at once with
-// stream.ErrOutOfOrder instead of being published only for every replica
-// to leave it out. The replicas' rule is the authority (it also covers
-// writes that went through other writers); this is the fast, explicit
-// answer for the common case.
+// maxClaimRounds bounds how often a write claims its session number again
+// after losing the claim to a concurrent write of the same session.
+const maxClaimRounds = 5
+
+// Monotonic writes are kept by the stream, for every writer at once. Each
+// session has a subject of its own (stream.SessionSubject) that holds its
+// order markers. A session's write numbered n first claims n: the writer
+// reads the session's last marker (numbered m, at stream sequence L), and
+// publishes a marker numbered n only if n > m, expecting the subject's last
+// sequence to be L, so that of two writers claiming at once only one gets
+// through. Then the write itself is published expecting the session
+// subject's last sequence to be its own marker's: it is stored only while
+// no later write of the session has claimed a number. So the stream holds
+// each session's writes in increasing order, every replica applies all of
+// them (their session rule never has to leave one out), and a write that
+// would land out of order is refused with stream.ErrOutOfOrder.
+//
+// A conditional write of a session needs two expectations at once (the
+// key's and the session's), which one message cannot carry: its marker and
+// the write go to the stream as one atomic batch.
+
+// sessions serializes each session's writes through this writer, so that
+// they do not race each other for their claims, and remembers each
+// session's last marker, which saves a lookup per write. What it remembers
+// is only a guess: the stream's expectation decides.
 type sessions struct {
 	max int
 
@@ -30,50 +53,42 @@ type sessions struct {
 }
 
 type session struct {
-	mu      sync.Mutex // held for the whole of one write of the session
-	seq     uint64     // highest sequence published through this writer
-	writeID string     // its write id: a retry of it is not out of order
-	used    time.Time
-	refs    int // writes holding or waiting for mu; guarded by sessions.mu
+	mu   sync.Mutex // held for the whole of one write of the session
+	last marker     // the session's last marker, when known
+	used time.Time
+	refs int // writes holding or waiting for mu; guarded by sessions.mu
 }
 
-// acquire locks the session of req and checks its order; release must
-// follow with whether the write was published.
-func (s *sessions) acquire(req stream.WriteRequest, writeID string) (*session, error) {
+// marker is a session order marker in the stream.
+type marker struct {
+	seq uint64 // its stream sequence; 0 when the session has no marker
+	n   uint64 // the write number it claims
+	id  string // its message id
+	ok  bool   // known
+}
+
+// acquire locks the session id; release must follow.
+func (s *sessions) acquire(id string) *session {
 	s.mu.Lock()
 	if s.m == nil {
 		s.m = make(map[string]*session)
 	}
-	ss := s.m[req.Session]
+	ss := s.m[id]
 	if ss == nil {
 		if len(s.m) >= s.max {
 			s.evict()
 		}
 		ss = &session{}
-		s.m[req.Session] = ss
+		s.m[id] = ss
 	}
 	ss.refs++
 	s.mu.Unlock()
-
 	ss.mu.Lock()
-	switch seq := ss.seq; {
-	case req.SessionSeq < seq:
-		s.release(req.Session, ss, false, "", 0)
-		return nil, stream.Errorf(stream.ErrOutOfOrder,
-			"session %s: write %d arrived after write %d of the same session was stored; it is not applied", req.Session, req.SessionSeq, seq)
-	case req.SessionSeq == seq && writeID != ss.writeID:
-		s.release(req.Session, ss, false, "", 0)
-		return nil, stream.Errorf(stream.ErrOutOfOrder,
-			"session %s: write %d was already stored with another write id; a retry must reuse the write id", req.Session, seq)
-	}
-	return ss, nil
+	return ss
 }
 
-// release unlocks ss, recording seq and writeID when the write was published.
-func (s *sessions) release(id string, ss *session, published bool, writeID string, seq uint64) {
-	if published && seq > ss.seq {
-		ss.seq, ss.writeID = seq, writeID
-	}
+// release unlocks ss.
+func (s *sessions) release(ss *session) {
 	ss.used = time.Now()
 	ss.mu.Unlock()
 	s.mu.Lock()
@@ -89,4 +104,135 @@ func (s *sessions) evict() {
 			delete(s.m, id)
 		}
 	}
+}
+
+// markerID is the message id of the marker of the write with write id id.
+func markerID(id string) string { return "session:" + id }
+
+// markerMsg builds the order marker of req's session, claiming req's number.
+func (w *Writer) markerMsg(req stream.WriteRequest) *nats.Msg {
+	m := nats.NewMsg(stream.SessionSubject(w.stream.Subject(), req.Session))
+	m.Header.Set(stream.HeaderOp, string(stream.OpSession))
+	stream.SetSession(m.Header, req.Session, req.SessionSeq)
+	return m
+}
+
+// lastMarker reads the session's last marker from the stream.
+func (w *Writer) lastMarker(ctx context.Context, session string) (marker, error) {
+	m, err := w.lastMsg(ctx, stream.SessionSubject(w.stream.Subject(), session))
+	if err != nil || m == nil {
+		return marker{ok: err == nil}, err
+	}
+	n, err := strconv.ParseUint(m.Header.Get(stream.HeaderSessionSeq), 10, 64)
+	if err != nil {
+		return marker{}, stream.Errorf(stream.ErrInternal, "session %s: marker at %d has a bad number %q", session, m.Sequence, m.Header.Get(stream.HeaderSessionSeq))
+	}
+	return marker{seq: m.Sequence, n: n, id: msgID(m), ok: true}, nil
+}
+
+// claim is the state of one session write's claim on its number.
+type claim struct {
+	subject string // the session's marker subject
+	last    marker // the marker the claim expects to follow (or is, once claimed)
+	mine    bool   // last is this write's own marker
+}
+
+// order decides whether req may claim its number after the session's last
+// marker (looked up when ss does not know it): it returns the claim to
+// make, or one already made by an earlier attempt of this write.
+func (w *Writer) order(ctx context.Context, req stream.WriteRequest, id string, ss *session) (*claim, error) {
+	fresh := false
+	for {
+		if !ss.last.ok {
+			last, err := w.lastMarker(ctx, req.Session)
+			if err != nil {
+				return nil, err
+			}
+			ss.last, fresh = last, true
+		}
+		last := ss.last
+		switch {
+		case last.seq != 0 && last.id == markerID(id):
+			if last.n != req.SessionSeq {
+				return nil, reused(id, last.seq)
+			}
+			return &claim{subject: stream.SessionSubject(w.stream.Subject(), req.Session), last: last, mine: true}, nil
+		case last.seq == 0 || req.SessionSeq > last.n:
+			return &claim{subject: stream.SessionSubject(w.stream.Subject(), req.Session), last: last}, nil
+		case !fresh:
+			ss.last.ok = false // decide on what the stream says
+			continue
+		case req.SessionSeq == last.n:
+			return nil, stream.Errorf(stream.ErrOutOfOrder,
+				"session %s: write %d was already claimed by another write id; a retry must reuse the write id", req.Session, req.SessionSeq)
+		default:
+			return nil, stream.Errorf(stream.ErrOutOfOrder,
+				"session %s: write %d arrived after write %d of the same session; it is not applied", req.Session, req.SessionSeq, last.n)
+		}
+	}
+}
+
+// claimNumber publishes the marker of c unless it is already claimed, and
+// returns the marker the write must follow.
+func (w *Writer) claimNumber(ctx context.Context, req stream.WriteRequest, id string, ss *session) (*claim, error) {
+	for round := 1; ; round++ {
+		c, err := w.order(ctx, req, id, ss)
+		if err != nil || c.mine {
+			return c, err
+		}
+		ack, err := w.publishMsg(ctx, req, w.markerMsg(req), markerID(id), jetstream.WithExpectLastSequencePerSubject(c.last.seq))
+		if err == nil && ack.Duplicate {
+			// An earlier attempt of this write id stored a marker: it must
+			// be this write's.
+			ss.last.ok = false
+			m, err := w.getMsg(ctx, ack.Sequence, "")
+			if err != nil {
+				return nil, err
+			}
+			if m == nil || m.Header.Get(stream.HeaderSessionSeq) != strconv.FormatUint(req.SessionSeq, 10) || m.Subject != c.subject {
+				return nil, reused(id, ack.Sequence)
+			}
+		}
+		switch {
+		case err == nil:
+			ss.last = marker{seq: ack.Sequence, n: req.SessionSeq, id: markerID(id), ok: true}
+			c.last, c.mine = ss.last, true
+			return c, nil
+		case wrongLastSeq(err) && round < maxClaimRounds:
+			ss.last.ok = false // another writer claimed: look again
+		case wrongLastSeq(err):
+			return nil, stream.Errorf(stream.ErrUnavailable, "session %s: write %d lost its claim %d times to concurrent writes of the session", req.Session, req.SessionSeq, round)
+		default:
+			ss.last.ok = false
+			return nil, w.publishError(req, err)
+		}
+	}
+}
+
+// overtaken answers a session write whose publish found a later marker of
+// its session: an earlier attempt of this very write may have been stored
+// before that marker (it is the first message of the key with this write id
+// after c's marker and before the next one); otherwise the write is out of
+// order.
+func (w *Writer) overtaken(ctx context.Context, req stream.WriteRequest, id string, c *claim) (uint64, error) {
+	next, err := w.getMsg(ctx, c.last.seq+1, c.subject)
+	if err != nil {
+		return 0, err
+	}
+	subject := w.stream.KeySubject(req.Key)
+	for from := c.last.seq + 1; next != nil; {
+		m, err := w.getMsg(ctx, from, subject)
+		if err != nil {
+			return 0, err
+		}
+		if m == nil || m.Sequence > next.Sequence {
+			break
+		}
+		if msgID(m) == id {
+			return w.stored(ctx, req, id, m.Sequence, m)
+		}
+		from = m.Sequence + 1
+	}
+	return 0, stream.Errorf(stream.ErrOutOfOrder,
+		"session %s: a later write of the session was claimed before write %d was stored; it is not applied", req.Session, req.SessionSeq)
 }

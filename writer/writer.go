@@ -103,32 +103,27 @@ func (w *Writer) perform(ctx context.Context, req stream.WriteRequest) (stream.W
 	if id == "" {
 		id = nuid.Next()
 	}
+	var ss *session
 	if req.Session != "" {
-		ss, err := w.sessions.acquire(req, id)
-		if err != nil {
-			return failed, err
-		}
-		var published uint64
-		defer func() { w.sessions.release(req.Session, ss, published != 0, id, req.SessionSeq) }()
-		res, err := w.write(ctx, req, id)
-		if err == nil {
-			published = res.Revision
-		}
-		return res, err
+		ss = w.sessions.acquire(req.Session)
+		defer w.sessions.release(ss)
 	}
-	return w.write(ctx, req, id)
+	return w.write(ctx, req, id, ss)
 }
 
-// write publishes a validated request with write id id.
-func (w *Writer) write(ctx context.Context, req stream.WriteRequest, id string) (stream.WriteResult, error) {
+// write publishes a validated request with write id id; ss is its session,
+// locked, or nil.
+func (w *Writer) write(ctx context.Context, req stream.WriteRequest, id string, ss *session) (stream.WriteResult, error) {
 	failed := stream.WriteResult{Key: req.Key, Token: req.Token}
 	var seq uint64
 	var err error
 	switch {
 	case req.IfRevision != 0:
-		seq, err = w.writeIfRevision(ctx, req, id)
+		seq, err = w.writeIfRevision(ctx, req, id, ss)
 	case req.IfAbsent:
-		seq, err = w.writeIfAbsent(ctx, req, id)
+		seq, err = w.writeIfAbsent(ctx, req, id, ss)
+	case ss != nil:
+		seq, err = w.writeInSession(ctx, req, id, ss)
 	default:
 		seq, err = w.publish(ctx, req, id)
 	}
@@ -144,6 +139,90 @@ func (w *Writer) write(ctx context.Context, req stream.WriteRequest, id string) 
 		return failed, err
 	}
 	return stream.WriteResult{Key: req.Key, Revision: seq, Token: tok}, nil
+}
+
+// writeInSession publishes an unconditional write of a session after
+// claiming its number (session.go).
+func (w *Writer) writeInSession(ctx context.Context, req stream.WriteRequest, id string, ss *session) (uint64, error) {
+	c, err := w.claimNumber(ctx, req, id, ss)
+	if err != nil {
+		return 0, err
+	}
+	seq, err := w.publish(ctx, req, id, jetstream.WithExpectLastSequenceForSubject(c.last.seq, c.subject))
+	if wrongLastSeq(err) {
+		ss.last.ok = false
+		return w.overtaken(ctx, req, id, c)
+	}
+	return seq, err
+}
+
+// publishIf publishes req only while its key's last sequence is expect. A
+// session's write (ss not nil) goes to the stream in one atomic batch with
+// the marker that claims its number (session.go). A lost condition fails
+// with JetStream's wrong-last-sequence error.
+func (w *Writer) publishIf(ctx context.Context, req stream.WriteRequest, id string, ss *session, expect uint64) (uint64, error) {
+	if ss == nil {
+		return w.publish(ctx, req, id, jetstream.WithExpectLastSequencePerSubject(expect))
+	}
+	for round := 1; ; round++ {
+		c, err := w.order(ctx, req, id, ss)
+		if err != nil {
+			return 0, err
+		}
+		if c.mine {
+			// An earlier attempt stored the batch: the write follows its marker.
+			return w.stored(ctx, req, id, c.last.seq+1, nil)
+		}
+		mk := w.markerMsg(req)
+		mk.Header.Set(stream.HeaderMsgID, markerID(id))
+		mk.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(c.last.seq, 10))
+		m := w.msg(req)
+		m.Header.Set(stream.HeaderMsgID, id)
+		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expect, 10))
+		var seq uint64
+		err = w.retry(ctx, "publish batch", func(ctx context.Context) error {
+			var err error
+			seq, err = stream.PublishBatch(ctx, w.stream.JetStream().Conn(), []*nats.Msg{mk, m})
+			return err
+		})
+		ss.last.ok = false
+		switch {
+		case err == nil:
+			ss.last = marker{seq: seq - 1, n: req.SessionSeq, id: markerID(id), ok: true}
+			return seq, nil
+		case apiErrorCode(err) == errCodeBatchDuplicate && round == 1:
+			continue // stored by an earlier attempt: order finds its marker
+		case apiErrorCode(err) == errCodeBatchDuplicate:
+			return 0, stream.Errorf(stream.ErrWriteIDReused, "write id %q already names a stored write; use a new write id for a new write", id)
+		case wrongLastSeq(err):
+			last, lerr := w.lastMarker(ctx, req.Session)
+			if lerr != nil {
+				return 0, lerr
+			}
+			ss.last = last
+			if last.seq == c.last.seq {
+				return 0, err // the key's condition, not the session's
+			}
+			if round >= maxClaimRounds {
+				return 0, stream.Errorf(stream.ErrUnavailable, "session %s: write %d lost its claim %d times to concurrent writes of the session", req.Session, req.SessionSeq, round)
+			}
+		default:
+			return 0, w.publishError(req, err)
+		}
+	}
+}
+
+// errCodeBatchDuplicate is JetStream's refusal of an atomic batch that holds
+// a message id already in the duplicate window.
+const errCodeBatchDuplicate = 10201
+
+// apiErrorCode returns the JetStream error code err carries, or 0.
+func apiErrorCode(err error) jetstream.ErrorCode {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode
+	}
+	return 0
 }
 
 // validate checks everything about req that needs no server.
@@ -199,27 +278,41 @@ func (w *Writer) msg(req stream.WriteRequest) *nats.Msg {
 
 // publish publishes req with message id id and the extra options opts,
 // retrying transient failures with the same id, and returns the stream
-// sequence from the ack.
+// sequence from the ack. An ack from the duplicate window is checked to be
+// req's own write.
 func (w *Writer) publish(ctx context.Context, req stream.WriteRequest, id string, opts ...jetstream.PublishOpt) (uint64, error) {
+	ack, err := w.publishMsg(ctx, req, w.msg(req), id, opts...)
+	if err != nil {
+		return 0, err
+	}
+	if ack.Duplicate {
+		// The write id is in the duplicate window: a retry of this write,
+		// or another write that reuses its id.
+		w.log.Debug().Str("key", req.Key).Str("write_id", id).Uint64("seq", ack.Sequence).Msg("duplicate write")
+		return w.stored(ctx, req, id, ack.Sequence, nil)
+	}
+	return ack.Sequence, nil
+}
+
+// publishMsg publishes m, a message of req, with message id id and the extra
+// options opts, retrying transient failures with the same id.
+func (w *Writer) publishMsg(ctx context.Context, req stream.WriteRequest, m *nats.Msg, id string, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
 	// JetStream's own no-responder retries are off: retry does them, with
 	// backoff, within the write's time budget.
 	opts = append(opts, jetstream.WithMsgID(id), jetstream.WithRetryAttempts(0))
 	var ack *jetstream.PubAck
 	err := w.retry(ctx, "publish", func(ctx context.Context) error {
 		var err error
-		ack, err = w.pub.publish(ctx, w.msg(req), opts...)
+		ack, err = w.pub.publish(ctx, m, opts...)
 		return err
 	})
 	if err != nil {
-		return 0, w.publishError(req, err)
+		return nil, w.publishError(req, err)
 	}
 	if ack.Stream != w.stream.Name() {
-		return 0, stream.Errorf(stream.ErrInternal, "write of %q was stored in stream %s, not %s", req.Key, ack.Stream, w.stream.Name())
+		return nil, stream.Errorf(stream.ErrInternal, "write of %q was stored in stream %s, not %s", req.Key, ack.Stream, w.stream.Name())
 	}
-	if ack.Duplicate {
-		w.log.Debug().Str("key", req.Key).Str("write_id", id).Uint64("seq", ack.Sequence).Msg("duplicate write")
-	}
-	return ack.Sequence, nil
+	return ack, nil
 }
 
 // publishError maps a publish failure that retry gave up on to a sentinel.

@@ -281,10 +281,7 @@ func (s *session) do(ctx context.Context, op *history.Op) {
 // is a definite failure; anything that may have reached the stream is
 // indeterminate.
 func writeOutcome(code string) history.Outcome {
-	switch code {
-	case stream.CodeInvalidToken, stream.CodeInvalidKey, stream.CodeInvalidRequest,
-		stream.CodeTokenStreamMismatch, stream.CodeTokenFromFuture, stream.CodeRevisionMismatch,
-		stream.CodeValueTooLarge, stream.CodeOutOfOrder:
+	if stream.Refused(code) {
 		return history.Failed
 	}
 	return history.Indeterminate

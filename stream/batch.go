@@ -1,0 +1,96 @@
+package stream
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+)
+
+// JetStream's atomic batch publish headers.
+const (
+	HeaderBatchID     = "Nats-Batch-Id"
+	HeaderBatchSeq    = "Nats-Batch-Sequence"
+	HeaderBatchCommit = "Nats-Batch-Commit"
+)
+
+// MaxAtomicBatch is the server's default limit on the messages of an atomic
+// batch.
+const MaxAtomicBatch = 1000
+
+// batchAck is the server's answer to the commit of an atomic batch.
+type batchAck struct {
+	Stream string              `json:"stream"`
+	Seq    uint64              `json:"seq"`
+	Batch  string              `json:"batch"`
+	Count  int                 `json:"count"`
+	Error  *jetstream.APIError `json:"error"`
+}
+
+// PublishBatch publishes msgs as one JetStream atomic batch: the stream
+// stores all of them, contiguously, or none, checking every message's
+// expectations (Nats-Expected-*) at the commit. The stream must allow
+// atomic publishes. It returns the sequence of the last message; a refused
+// batch fails with the server's *jetstream.APIError.
+func PublishBatch(ctx context.Context, nc *nats.Conn, msgs []*nats.Msg) (uint64, error) {
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	id := nuid.Next()
+	for i, m := range msgs {
+		if m.Header == nil {
+			m.Header = nats.Header{}
+		}
+		m.Header.Set(HeaderBatchID, id)
+		m.Header.Set(HeaderBatchSeq, strconv.Itoa(i+1))
+		if i == len(msgs)-1 {
+			m.Header.Set(HeaderBatchCommit, "1")
+			break
+		}
+		if err := nc.PublishMsg(m); err != nil {
+			return 0, fmt.Errorf("batch publish: %w", err)
+		}
+	}
+	reply, err := nc.RequestMsgWithContext(ctx, msgs[len(msgs)-1])
+	if err != nil {
+		return 0, fmt.Errorf("batch commit: %w", err)
+	}
+	return ParseBatchAck(reply.Data, len(msgs))
+}
+
+// UnbatchMsg removes the atomic batch headers PublishBatch set on m, so that
+// it can be published on its own.
+func UnbatchMsg(m *nats.Msg) {
+	for _, h := range []string{HeaderBatchID, HeaderBatchSeq, HeaderBatchCommit} {
+		m.Header.Del(h)
+	}
+}
+
+// ParseBatchAck decodes the server's answer to the commit of an atomic
+// batch of n messages and returns the sequence of the last one.
+func ParseBatchAck(data []byte, n int) (uint64, error) {
+	var ack batchAck
+	if err := json.Unmarshal(data, &ack); err != nil {
+		return 0, fmt.Errorf("batch commit: bad ack %q: %w", truncate(data, 200), err)
+	}
+	switch {
+	case ack.Error != nil:
+		return 0, fmt.Errorf("batch commit: %w", ack.Error)
+	case ack.Count != n:
+		return 0, fmt.Errorf("batch commit: %d messages stored, want %d", ack.Count, n)
+	case ack.Seq < uint64(n):
+		return 0, fmt.Errorf("batch commit: last sequence %d for %d messages", ack.Seq, n)
+	}
+	return ack.Seq, nil
+}
+
+func truncate(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
+}

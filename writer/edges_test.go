@@ -1,0 +1,128 @@
+package writer_test
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/stream"
+	"github.com/tidemark/tidemark/writer"
+)
+
+// A write id names one write: reusing it for another key, op or value is
+// refused with ErrWriteIDReused and stores nothing, on every write path;
+// the same write sent again gets its revision.
+func TestWrite_WriteIDReused(t *testing.T) {
+	e := testenv.Start(t)
+	w := newWriter(e, writer.Config{})
+	first := put("a", "1")
+	first.WriteID = "X"
+	v1 := mustWrite(t, w, first)
+	mustWrite(t, w, put("a", "other")) // the key moves on
+	cur := lastSeq(t, e)
+
+	with := func(req stream.WriteRequest) stream.WriteRequest { req.WriteID = "X"; return req }
+	ifAbsent := func(req stream.WriteRequest) stream.WriteRequest { req.IfAbsent = true; return req }
+	ifRev := func(req stream.WriteRequest, rev uint64) stream.WriteRequest { req.IfRevision = rev; return req }
+	session := func(req stream.WriteRequest, n uint64) stream.WriteRequest { req.Session, req.SessionSeq = "s", n; return req }
+	for _, tc := range []struct {
+		name string
+		req  stream.WriteRequest
+	}{
+		{"another key", with(put("b", "1"))},
+		{"another value", with(put("a", "2"))},
+		{"a delete", with(del("a"))},
+		{"another key, create only", with(ifAbsent(put("fresh", "1")))},
+		{"another value, if-match", with(ifRev(put("a", "3"), cur))},
+		{"another key, in a session", with(session(put("c", "1"), 1))},
+		{"another key, create only in a session", with(session(ifAbsent(put("d", "1")), 2))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := lastSeq(t, e)
+			res, err := w.Write(testContext(t), tc.req)
+			if !errors.Is(err, stream.ErrWriteIDReused) {
+				t.Fatalf("Write=%+v, %v; want %v", res, err, stream.ErrWriteIDReused)
+			}
+			if got, want := stream.Code(err), stream.CodeWriteIDReused; got != want {
+				t.Fatalf("Code=%q, want %q", got, want)
+			}
+			// Nothing stored but, in a session, its order marker.
+			for seq := before + 1; seq <= lastSeq(t, e); seq++ {
+				if m := getMsg(t, e, seq); m.Header.Get(stream.HeaderOp) != string(stream.OpSession) {
+					t.Fatalf("message %d on %s stored by a refused write", seq, m.Subject)
+				}
+			}
+		})
+	}
+	if got, want := mustWrite(t, w, first).Revision, v1.Revision; got != want {
+		t.Fatalf("the same write again: Revision=%d, want %d", got, want)
+	}
+}
+
+// Two writers (separate connections, as separate processes) given the same
+// session number at once never both succeed, and every write they
+// acknowledge is one the replicas apply: the stream holds each session's
+// acknowledged writes in increasing order.
+func TestWrite_SessionOrderAcrossWriters(t *testing.T) {
+	e := testenv.Start(t)
+	ws := separateWriters(e, 2)
+	for _, conditional := range []bool{false, true} {
+		t.Run(fmt.Sprintf("conditional=%v", conditional), func(t *testing.T) {
+			for trial := range 20 {
+				sess := fmt.Sprintf("s%v%d", conditional, trial)
+				// Same number through both writers; then numbers 1 and 2 at once.
+				for _, nums := range [][2]uint64{{1, 1}, {2, 3}} {
+					errs := make([]error, 2)
+					res := make([]stream.WriteResult, 2)
+					var wg sync.WaitGroup
+					for i := range 2 {
+						wg.Go(func() {
+							req := put(fmt.Sprintf("%s-%d-k%d", sess, nums[0], i), fmt.Sprint(i))
+							req.Session, req.SessionSeq = sess, nums[i]
+							req.IfAbsent = conditional
+							res[i], errs[i] = ws[i].Write(testContext(t), req)
+						})
+					}
+					wg.Wait()
+					ok := 0
+					for i, err := range errs {
+						switch {
+						case err == nil:
+							ok++
+						case !errors.Is(err, stream.ErrOutOfOrder):
+							t.Fatalf("trial %d %v: write %d: %v, want nil or %v", trial, nums, i, err, stream.ErrOutOfOrder)
+						}
+					}
+					if nums[0] == nums[1] && ok != 1 {
+						t.Fatalf("trial %d: %d writes with session number %d succeeded, want exactly 1", trial, ok, nums[0])
+					}
+					if ok == 2 && (res[0].Revision > res[1].Revision) != (nums[0] > nums[1]) {
+						t.Fatalf("trial %d: write %d at %d and write %d at %d: stored out of session order",
+							trial, nums[0], res[0].Revision, nums[1], res[1].Revision)
+					}
+				}
+			}
+		})
+	}
+	// Every replica applies the stream by the session rule: a write whose
+	// number is not above its session's highest so far is left out. Read
+	// the stream as a replica does: nothing may be left out.
+	high := map[string]uint64{}
+	for seq := uint64(1); seq <= lastSeq(t, e); seq++ {
+		m := getMsg(t, e, seq)
+		ent, err := stream.DecodeMessage(e.Stream.Subject(), m.Subject, m.Header, m.Data)
+		if err != nil {
+			t.Fatalf("message %d: %v", seq, err)
+		}
+		if ent.Op == stream.OpSession || ent.Session == "" {
+			continue
+		}
+		if ent.SessionSeq <= high[ent.Session] {
+			t.Fatalf("message %d: write %d of session %s after write %d: replicas would leave it out",
+				seq, ent.SessionSeq, ent.Session, high[ent.Session])
+		}
+		high[ent.Session] = ent.SessionSeq
+	}
+}
