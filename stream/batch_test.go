@@ -38,4 +38,3 @@ func FuzzParseBatchAck(f *testing.F) {
 		}
 	})
 }
-

@@ -26,7 +26,10 @@ func TestWrite_WriteIDReused(t *testing.T) {
 	with := func(req stream.WriteRequest) stream.WriteRequest { req.WriteID = "X"; return req }
 	ifAbsent := func(req stream.WriteRequest) stream.WriteRequest { req.IfAbsent = true; return req }
 	ifRev := func(req stream.WriteRequest, rev uint64) stream.WriteRequest { req.IfRevision = rev; return req }
-	session := func(req stream.WriteRequest, n uint64) stream.WriteRequest { req.Session, req.SessionSeq = "s", n; return req }
+	session := func(req stream.WriteRequest, n uint64) stream.WriteRequest {
+		req.Session, req.SessionSeq = "s", n
+		return req
+	}
 	for _, tc := range []struct {
 		name string
 		req  stream.WriteRequest
