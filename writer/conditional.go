@@ -2,6 +2,7 @@ package writer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -29,10 +30,24 @@ func (w *Writer) writeIfRevision(ctx context.Context, req stream.WriteRequest, i
 	if err != nil {
 		return 0, err
 	}
-	if m == nil || m.Subject != subject || msgOp(m) != stream.OpPut {
+	expect := n
+	if m == nil {
+		// Not in the stream: ahead of it, or removed by limits or a purge
+		// together with every older message of the key. Then only a
+		// replica knows whether n is still the key's revision, and the
+		// key has no message left: expecting none keeps the write atomic.
+		rec, err := w.removedHistory(ctx, req.Key)
+		if err != nil {
+			return 0, err
+		}
+		if rec == nil || rec.Deleted || rec.Revision != n {
+			return 0, mismatchOf(lostCondition(req), rec)
+		}
+		expect = 0
+	} else if m.Subject != subject || msgOp(m) != stream.OpPut {
 		return 0, w.mismatch(ctx, req, subject, nil)
 	}
-	seq, err := w.publishIf(ctx, req, id, ss, n)
+	seq, err := w.publishIf(ctx, req, id, ss, expect)
 	if !wrongLastSeq(err) {
 		return seq, err
 	}
@@ -56,6 +71,13 @@ func (w *Writer) writeIfRevision(ctx context.Context, req stream.WriteRequest, i
 // tombstone's sequence, which keeps the write atomic.
 func (w *Writer) writeIfAbsent(ctx context.Context, req stream.WriteRequest, id string, ss *session) (uint64, error) {
 	subject := w.stream.KeySubject(req.Key)
+	// With no message of the key in the stream, the key may still live in
+	// the replicas, its history removed by limits or a purge.
+	if rec, err := w.removedHistory(ctx, req.Key); err != nil {
+		return 0, err
+	} else if rec != nil && !rec.Deleted {
+		return 0, mismatchOf(lostCondition(req), rec)
+	}
 	var expect uint64 // no message on the subject
 	for round := 1; ; round++ {
 		seq, err := w.publishIf(ctx, req, id, ss, expect)
@@ -81,13 +103,56 @@ func (w *Writer) writeIfAbsent(ctx context.Context, req stream.WriteRequest, id 
 	}
 }
 
+// removedHistory returns the key's current record as the replicas hold it
+// (read with strong consistency) when the stream has removed messages, by
+// limits or a purge, and nil when it holds its whole history, so that the
+// key's messages in the stream tell its state. A caller that finds no message
+// of the key in the stream asks it: a key whose every message was removed
+// may still live.
+func (w *Writer) removedHistory(ctx context.Context, key string) (*stream.Record, error) {
+	info, err := w.stream.Info(ctx)
+	if err != nil {
+		return nil, stream.Errorf(stream.ErrUnavailable, "stream %s: %v", w.stream.Name(), err)
+	}
+	if info.State.FirstSeq <= 1 && info.State.NumDeleted == 0 {
+		return nil, nil
+	}
+	if w.records == nil {
+		return nil, stream.Errorf(stream.ErrUnavailable,
+			"conditional write of %q: the stream no longer holds every message (it starts at %d), and this writer has no replica to read the key from",
+			key, info.State.FirstSeq)
+	}
+	res, err := w.records.Get(ctx, stream.GetRequest{Key: key, Consistency: stream.Strong})
+	switch {
+	case errors.Is(err, stream.ErrNotFound):
+		if res.Record.Revision == 0 {
+			return &stream.Record{Key: key, Deleted: true}, nil // never written
+		}
+		res.Record.Deleted = true
+		return &res.Record, nil
+	case err != nil:
+		return nil, fmt.Errorf("conditional write of %q: read the key's current revision: %w", key, err)
+	}
+	return &res.Record, nil
+}
+
+// mismatchOf returns the stream.ErrRevisionMismatch of a condition lost
+// against rec, the key's current record (nil or revision 0: none).
+func mismatchOf(lost string, rec *stream.Record) error {
+	switch {
+	case rec == nil || rec.Revision == 0:
+		return stream.Errorf(stream.ErrRevisionMismatch, "%s: it does not exist", lost)
+	case rec.Deleted:
+		return stream.Errorf(stream.ErrRevisionMismatch, "%s: it was deleted at revision %d", lost, rec.Revision)
+	default:
+		return stream.Errorf(stream.ErrRevisionMismatch, "%s: its current revision is %d", lost, rec.Revision)
+	}
+}
+
 // mismatch returns the stream.ErrRevisionMismatch of a lost condition,
 // naming the key's current revision as last (looked up when nil) shows it.
 func (w *Writer) mismatch(ctx context.Context, req stream.WriteRequest, subject string, last *jetstream.RawStreamMsg) error {
-	lost := fmt.Sprintf("key %q is not at revision %d", req.Key, req.IfRevision)
-	if req.IfAbsent {
-		lost = fmt.Sprintf("key %q exists", req.Key)
-	}
+	lost := lostCondition(req)
 	if last == nil {
 		var err error
 		if last, err = w.lastMsg(ctx, subject); err != nil {
@@ -98,14 +163,19 @@ func (w *Writer) mismatch(ctx context.Context, req stream.WriteRequest, subject 
 		// Lost maxAbsentRounds times to writers that left it deleted.
 		lost = fmt.Sprintf("key %q kept changing during the write", req.Key)
 	}
-	switch {
-	case last == nil:
-		return stream.Errorf(stream.ErrRevisionMismatch, "%s: it does not exist", lost)
-	case msgOp(last) == stream.OpDelete:
-		return stream.Errorf(stream.ErrRevisionMismatch, "%s: it was deleted at revision %d", lost, last.Sequence)
-	default:
-		return stream.Errorf(stream.ErrRevisionMismatch, "%s: its current revision is %d", lost, last.Sequence)
+	var rec *stream.Record
+	if last != nil {
+		rec = &stream.Record{Key: req.Key, Revision: last.Sequence, Deleted: msgOp(last) == stream.OpDelete}
 	}
+	return mismatchOf(lost, rec)
+}
+
+// lostCondition says which condition of req did not hold.
+func lostCondition(req stream.WriteRequest) string {
+	if req.IfAbsent {
+		return fmt.Sprintf("key %q exists", req.Key)
+	}
+	return fmt.Sprintf("key %q is not at revision %d", req.Key, req.IfRevision)
 }
 
 // msgOp returns the op of a stream message.

@@ -44,6 +44,17 @@ type Config struct {
 	// AttemptTimeout bounds each request to JetStream; a request that times
 	// out is retried with the same message id. DefaultAttemptTimeout when 0.
 	AttemptTimeout time.Duration
+	// Records reads keys from the replicas. A conditional write asks it,
+	// with strong consistency, for the current revision of a key none of
+	// whose messages the stream holds any more (removed by limits or a
+	// purge); without it such a write fails with stream.ErrUnavailable.
+	Records Records
+}
+
+// Records reads a key's record from the replicas: a replica.Local, or the
+// NATS client of the reader services.
+type Records interface {
+	Get(ctx context.Context, req stream.GetRequest) (stream.GetResult, error)
 }
 
 // Writer publishes writes to the stream. It is safe for concurrent use.
@@ -55,6 +66,7 @@ type Writer struct {
 	attemptTimeout time.Duration
 	log            zerolog.Logger
 
+	records  Records
 	sessions sessions
 	metrics  writeMetrics // Prometheus metrics (metrics.go)
 }
@@ -67,6 +79,7 @@ func New(cfg Config) *Writer {
 		retryTimeout:   cfg.RetryTimeout,
 		attemptTimeout: cfg.AttemptTimeout,
 		log:            cfg.Logger,
+		records:        cfg.Records,
 		sessions:       sessions{max: DefaultMaxSessions},
 	}
 	if w.maxValueBytes <= 0 {

@@ -187,11 +187,14 @@ func runWriter(ctx context.Context, c config.Config, env *cmdEnv) error {
 	return svc.Run(ctx)
 }
 
-// newWriter returns a writer and its NATS service.
+// newWriter returns a writer and its NATS service. The writer reads keys
+// whose history the stream no longer holds from the replicas' services.
 func newWriter(c config.Config, nc *stream.Conn, st *stream.Stream, log zerolog.Logger) (*writer.Service, *writer.Writer) {
 	log = log.With().Str("role", "writer").Logger()
-	w := writer.New(writer.Config{Stream: st, MaxValueBytes: c.Gateway.MaxValueBytes, Logger: log})
-	return writer.NewService(nc.Conn, stream.Subjects{Prefix: c.API.Prefix}, w, log), w
+	subjects := stream.Subjects{Prefix: c.API.Prefix}
+	w := writer.New(writer.Config{Stream: st, MaxValueBytes: c.Gateway.MaxValueBytes, Logger: log,
+		Records: client.NewNATS(nc.Conn, subjects)})
+	return writer.NewService(nc.Conn, subjects, w, log), w
 }
 
 // serveHealth serves /healthz, /readyz and /metrics on addr until ctx ends.

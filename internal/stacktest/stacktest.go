@@ -84,7 +84,8 @@ func Start(t testing.TB, opts Options) *Stack {
 			t.Errorf("stack: %v", err)
 		}
 	})
-	s.Writer = writer.New(writer.Config{Stream: s.Stream, MaxValueBytes: opts.MaxValueBytes, Logger: opts.Logger})
+	s.Writer = writer.New(writer.Config{Stream: s.Stream, MaxValueBytes: opts.MaxValueBytes, Logger: opts.Logger,
+		Records: client.NewNATS(s.Conn.Conn, s.Subjects)})
 	wsvc := writer.NewService(s.Conn.Conn, s.Subjects, s.Writer, opts.Logger)
 	g.Go(func() error { return wsvc.Run(gctx) })
 	for i := 1; i <= opts.Replicas; i++ {
