@@ -37,10 +37,12 @@ func (w *Writer) writeIfRevision(ctx context.Context, req stream.WriteRequest, i
 		// replica knows whether n is still the key's revision, and the
 		// key has no message left: expecting none keeps the write atomic.
 		rec, err := w.removedHistory(ctx, req.Key)
-		if err != nil {
+		switch {
+		case err != nil:
 			return 0, err
-		}
-		if rec == nil || rec.Deleted || rec.Revision != n {
+		case rec == nil: // the stream holds everything: n is ahead of it
+			return 0, w.mismatch(ctx, req, subject, nil)
+		case rec.Deleted || rec.Revision != n:
 			return 0, mismatchOf(lostCondition(req), rec)
 		}
 		expect = 0
