@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -66,7 +67,8 @@ func (c *Config) setDefaults() {
 type Stream struct {
 	js      jetstream.JetStream
 	cfg     Config
-	id      string
+	ident   atomic.Pointer[identity] // the stream's identity (identity.go)
+	suspect atomic.Bool              // the identity may have changed (identity.go)
 	handle  jetstream.Stream
 	lastMu  sync.Mutex
 	last    uint64        // highest last sequence seen; only grows
@@ -218,7 +220,10 @@ func newStream(js jetstream.JetStream, cfg Config, h jetstream.Stream) (*Stream,
 	if !slices.Contains(info.Config.Subjects, cfg.Subject+".>") {
 		return nil, fmt.Errorf("stream %s does not hold subjects %s.>", cfg.Name, cfg.Subject)
 	}
-	return &Stream{js: js, cfg: cfg, id: id, handle: h, last: info.State.LastSeq}, nil
+	s := &Stream{js: js, cfg: cfg, handle: h, last: info.State.LastSeq}
+	s.ident.Store(&identity{id: id, created: info.Created})
+	s.watchIdentity()
+	return s, nil
 }
 
 // driftOf describes how an existing stream's managed settings differ from
@@ -274,7 +279,7 @@ func newID() (string, error) {
 }
 
 // ID returns the stream's identity, the one written into tokens.
-func (s *Stream) ID() string { return s.id }
+func (s *Stream) ID() string { return s.ident.Load().id }
 
 // Name returns the JetStream stream name.
 func (s *Stream) Name() string { return s.cfg.Name }
@@ -289,7 +294,7 @@ func (s *Stream) JetStream() jetstream.JetStream { return s.js }
 func (s *Stream) KeySubject(key string) string { return KeySubject(s.cfg.Subject, key) }
 
 // Token returns a token of this stream at seq.
-func (s *Stream) Token(seq uint64) Token { return NewToken(s.id, seq) }
+func (s *Stream) Token(seq uint64) Token { return NewToken(s.ID(), seq) }
 
 // ObserveLast records that the stream's last sequence is at least seq, as
 // learned from a publish ack or a delivered message.
@@ -351,7 +356,7 @@ func (s *Stream) LastSeq(ctx context.Context) (uint64, error) {
 // last sequence. It asks the server only when t is ahead of what this
 // process has already seen.
 func (s *Stream) CheckToken(ctx context.Context, t Token) error {
-	if err := t.Check(s.id); err != nil {
+	if err := t.Check(s.ID()); err != nil {
 		return err
 	}
 	if t.Seq <= s.KnownLast() {

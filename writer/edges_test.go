@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/stream"
 	"github.com/tidemark/tidemark/writer"
@@ -128,4 +129,52 @@ func TestWrite_SessionOrderAcrossWriters(t *testing.T) {
 		}
 		high[ent.Session] = ent.SessionSeq
 	}
+}
+
+// A writer that keeps running while its stream is deleted and recreated
+// (by another writer's Ensure) hands out tokens of the new stream for
+// writes the new stream holds, never of the old one; and it takes the new
+// stream's tokens at once.
+func TestWrite_StreamRecreated(t *testing.T) {
+	e := testenv.Start(t)
+	conn := testenv.Connect(t, e.Server.ClientURL())
+	js, err := jetstream.New(conn.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := stream.Open(testContext(t), js, e.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := writer.New(writer.Config{Stream: st})
+	for i := range 5 {
+		mustWrite(t, w, put(fmt.Sprint("k", i), "old"))
+	}
+	old := st.ID()
+	if err := e.JS.DeleteStream(testContext(t), e.Config.Name); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := stream.Ensure(testContext(t), e.JS, e.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh.ID() == old {
+		t.Fatal("recreated stream kept its identity")
+	}
+	res := mustWrite(t, w, put("k", "new"))
+	if got, want := res.Token.Stream, fresh.ID(); got != want {
+		t.Fatalf("token of a write into the recreated stream names stream %s, want %s (the old one was %s)", got, want, old)
+	}
+	m, err := fresh.Handle().GetMsg(testContext(t), res.Revision)
+	if err != nil || string(m.Data) != "new" {
+		t.Fatalf("recreated stream at %d: %v %v, want the write", res.Revision, m, err)
+	}
+	// A token of the old stream is refused; one of the new is taken.
+	req := put("k", "newer")
+	req.Token = stream.NewToken(old, 1)
+	if _, err := w.Write(testContext(t), req); !errors.Is(err, stream.ErrTokenStreamMismatch) {
+		t.Fatalf("write with an old-stream token: %v, want %v", err, stream.ErrTokenStreamMismatch)
+	}
+	req.Token = res.Token
+	mustWrite(t, w, req)
 }

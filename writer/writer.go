@@ -108,7 +108,12 @@ func (w *Writer) perform(ctx context.Context, req stream.WriteRequest) (stream.W
 	}
 	ctx, cancel := context.WithTimeout(ctx, w.retryTimeout)
 	defer cancel()
-	if err := w.stream.CheckToken(ctx, req.Token); err != nil {
+	err := w.stream.CheckToken(ctx, req.Token)
+	if errors.Is(err, stream.ErrTokenStreamMismatch) && w.stream.Refresh(ctx) == nil {
+		// The stream may have been recreated since this writer last looked.
+		err = w.stream.CheckToken(ctx, req.Token)
+	}
+	if err != nil {
 		return failed, err
 	}
 
@@ -128,6 +133,7 @@ func (w *Writer) perform(ctx context.Context, req stream.WriteRequest) (stream.W
 // locked, or nil.
 func (w *Writer) write(ctx context.Context, req stream.WriteRequest, id string, ss *session) (stream.WriteResult, error) {
 	failed := stream.WriteResult{Key: req.Key, Token: req.Token}
+	was := w.stream.ID()
 	var seq uint64
 	var err error
 	switch {
@@ -143,6 +149,9 @@ func (w *Writer) write(ctx context.Context, req stream.WriteRequest, id string, 
 	if err != nil {
 		return failed, err
 	}
+	if err := w.sameStream(ctx, was, seq, id); err != nil {
+		return failed, err
+	}
 	w.stream.ObserveLast(seq)
 	// The token is normally just the write's; a retried write answered from
 	// the duplicate window may be older than the session's token, which must
@@ -152,6 +161,34 @@ func (w *Writer) write(ctx context.Context, req stream.WriteRequest, id string, 
 		return failed, err
 	}
 	return stream.WriteResult{Key: req.Key, Revision: seq, Token: tok}, nil
+}
+
+// sameStream makes sure that the token of a write stored at seq names the
+// stream that stored it: after a sign that the stream was deleted and
+// recreated (stream.Stream.Suspected), the handle takes on the identity of
+// the stream that now has the name, and a write that was in flight across
+// the change is answered only if the new stream holds it at seq. Which
+// stream stored it is otherwise unknown, and it fails with
+// stream.ErrUnavailable: the client retries it with its write id.
+func (w *Writer) sameStream(ctx context.Context, was string, seq uint64, id string) error {
+	if !w.stream.Suspected() && w.stream.ID() == was {
+		return nil
+	}
+	if err := w.stream.Refresh(ctx); err != nil {
+		return err
+	}
+	if w.stream.ID() == was {
+		return nil
+	}
+	m, err := w.getMsg(ctx, seq, "")
+	if err != nil {
+		return err
+	}
+	if m == nil || msgID(m) != id {
+		return stream.Errorf(stream.ErrUnavailable,
+			"stream %s was recreated while the write was in flight; its outcome is unknown: retry it with its write id", w.stream.Name())
+	}
+	return nil
 }
 
 // writeInSession publishes an unconditional write of a session after
@@ -193,6 +230,7 @@ func (w *Writer) publishIf(ctx context.Context, req stream.WriteRequest, id stri
 		m.Header.Set(stream.HeaderMsgID, id)
 		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expect, 10))
 		var seq uint64
+		known := w.stream.KnownLast()
 		err = w.retry(ctx, "publish batch", func(ctx context.Context) error {
 			var err error
 			seq, err = stream.PublishBatch(ctx, w.stream.JetStream().Conn(), []*nats.Msg{mk, m})
@@ -201,6 +239,9 @@ func (w *Writer) publishIf(ctx context.Context, req stream.WriteRequest, id stri
 		ss.last.ok = false
 		switch {
 		case err == nil:
+			if seq <= known {
+				w.stream.Suspect() // as in publishMsg
+			}
 			ss.last = marker{seq: seq - 1, n: req.SessionSeq, id: markerID(id), ok: true}
 			return seq, nil
 		case apiErrorCode(err) == errCodeBatchDuplicate && round == 1:
@@ -313,6 +354,7 @@ func (w *Writer) publishMsg(ctx context.Context, req stream.WriteRequest, m *nat
 	// JetStream's own no-responder retries are off: retry does them, with
 	// backoff, within the write's time budget.
 	opts = append(opts, jetstream.WithMsgID(id), jetstream.WithRetryAttempts(0))
+	known := w.stream.KnownLast()
 	var ack *jetstream.PubAck
 	err := w.retry(ctx, "publish", func(ctx context.Context) error {
 		var err error
@@ -324,6 +366,11 @@ func (w *Writer) publishMsg(ctx context.Context, req stream.WriteRequest, m *nat
 	}
 	if ack.Stream != w.stream.Name() {
 		return nil, stream.Errorf(stream.ErrInternal, "write of %q was stored in stream %s, not %s", req.Key, ack.Stream, w.stream.Name())
+	}
+	if !ack.Duplicate && ack.Sequence <= known {
+		// Stored below the last sequence seen before it was sent: not in
+		// the stream that sequence was seen in.
+		w.stream.Suspect()
 	}
 	return ack, nil
 }
