@@ -80,8 +80,11 @@ func decodeMessage(prefix string, seq uint64, subject string, h nats.Header, dat
 		return history.Message{}, fmt.Errorf("dump stream: seq %d: %w", seq, err)
 	}
 	m := history.Message{Seq: seq, Kind: history.Put, Key: e.Key, Value: e.Value, MsgID: h.Get(stream.HeaderMsgID)}
-	if e.Op == stream.OpDelete {
+	switch e.Op {
+	case stream.OpDelete:
 		m.Kind, m.Value = history.Delete, nil
+	case stream.OpSession:
+		m.Kind, m.Value = history.Marker, nil
 	}
 	if m.SessionID = h.Get(stream.HeaderSession); m.SessionID != "" {
 		if m.SessionSeq, err = strconv.ParseUint(h.Get(stream.HeaderSessionSeq), 10, 64); err != nil {
@@ -117,6 +120,9 @@ func DumpReplica(ctx context.Context, t *client.NATS, id string, msgs []history.
 	}
 	keys := map[string]bool{}
 	for _, m := range msgs {
+		if m.Kind == history.Marker {
+			continue
+		}
 		keys[m.Key] = true
 	}
 	sorted := make([]string, 0, len(keys))

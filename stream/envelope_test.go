@@ -51,6 +51,23 @@ func TestEntryRoundTrip(t *testing.T) {
 	}
 }
 
+func TestDecodeMarker(t *testing.T) {
+	h := nats.Header{}
+	h.Set(stream.HeaderOp, string(stream.OpSession))
+	stream.SetSession(h, "s1", 7)
+	e, err := stream.DecodeMessage("tidemark.kv", stream.SessionSubject("tidemark.kv", "s1"), h, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Op != stream.OpSession || e.Session != "s1" || e.SessionSeq != 7 || e.Key != "" {
+		t.Fatalf("DecodeMessage(marker)=%+v", e)
+	}
+	stream.SetSession(h, "s2", 7)
+	if _, err := stream.DecodeMessage("tidemark.kv", stream.SessionSubject("tidemark.kv", "s1"), h, nil); err == nil {
+		t.Fatal("marker of session s2 on the subject of s1 decoded")
+	}
+}
+
 func TestDecodeEntryRejects(t *testing.T) {
 	good := stream.KeySubject("tidemark.kv", "k")
 	for _, tt := range []struct {
@@ -62,6 +79,10 @@ func TestDecodeEntryRejects(t *testing.T) {
 		{"empty key", "tidemark.kv.", "put", nil},
 		{"bad op", good, "zap", nil},
 		{"delete with body", good, "del", []byte("x")},
+		{"marker with a put op", stream.SessionSubject("tidemark.kv", "s"), "put", nil},
+		{"marker with a body", stream.SessionSubject("tidemark.kv", "s"), "session", []byte("x")},
+		{"marker of a bad session", "tidemark.kv.session.a.b", "session", nil},
+		{"session op on a key", good, "session", nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := stream.DecodeEntry("tidemark.kv", tt.subject, tt.op, tt.data); err == nil {
@@ -75,9 +96,16 @@ func FuzzDecodeEntry(f *testing.F) {
 	f.Add(stream.KeySubject("p", "key"), "put", []byte("value"))
 	f.Add(stream.KeySubject("p", "key"), "del", []byte(nil))
 	f.Add("p.", "put", []byte{})
+	f.Add(stream.SessionSubject("p", "s"), "session", []byte(nil))
 	f.Fuzz(func(t *testing.T, subject, op string, data []byte) {
 		e, err := stream.DecodeEntry("p", subject, op, data)
 		if err != nil {
+			return
+		}
+		if e.Op == stream.OpSession {
+			if got := stream.SessionSubject("p", e.Session); got != subject || e.Key != "" || len(data) != 0 {
+				t.Fatalf("marker %+v decoded from %q (%d bytes)", e, subject, len(data))
+			}
 			return
 		}
 		if err := stream.ValidateKey(e.Key); err != nil {
@@ -95,6 +123,8 @@ func FuzzDecodeEntry(f *testing.F) {
 func FuzzDecodeMessage(f *testing.F) {
 	f.Add(stream.KeySubject("p", "key"), "put", "sess", "3", []byte("value"))
 	f.Add(stream.KeySubject("p", "key"), "del", "", "", []byte(nil))
+	f.Add(stream.SessionSubject("p", "sess"), "session", "sess", "3", []byte(nil))
+	f.Add(stream.SessionSubject("p", "sess"), "session", "other", "3", []byte(nil))
 	f.Fuzz(func(t *testing.T, subject, op, session, seq string, data []byte) {
 		h := nats.Header{}
 		h.Set(stream.HeaderOp, op)

@@ -23,6 +23,9 @@ func NewFold() *Fold {
 // whether the message changed a key (false: skipped by session ordering).
 func (f *Fold) Apply(m Message) bool {
 	f.Applied = m.Seq
+	if m.Kind == Marker {
+		return false // changes no key, and a replica never counts it as skipped
+	}
 	if m.SessionID != "" {
 		if m.SessionSeq <= f.sessions[m.SessionID] {
 			f.Skipped[m.Seq] = true

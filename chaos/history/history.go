@@ -24,6 +24,8 @@ type Kind string
 const (
 	Put    Kind = "put"
 	Delete Kind = "delete"
+	// Marker is a session order marker in the stream: it changes no key.
+	Marker Kind = "marker"
 	Get    Kind = "get"
 	Scan   Kind = "scan"
 )
@@ -113,7 +115,7 @@ type Op struct {
 type Message struct {
 	// Seq is the stream sequence, the write's revision.
 	Seq uint64 `json:"seq"`
-	// Kind is Put or Delete.
+	// Kind is Put, Delete or Marker.
 	Kind Kind `json:"kind"`
 	// Key and Value are the key written and, for a put, the value.
 	Key   string `json:"key"`
@@ -221,7 +223,7 @@ func (h *History) Validate() error {
 		if m.Seq != uint64(i)+1 {
 			return fmt.Errorf("%w: stream message %d has sequence %d, want %d", ErrFormat, i, m.Seq, i+1)
 		}
-		if m.Kind != Put && m.Kind != Delete {
+		if m.Kind != Put && m.Kind != Delete && m.Kind != Marker {
 			return fmt.Errorf("%w: stream message %d: kind %q", ErrFormat, m.Seq, m.Kind)
 		}
 	}
