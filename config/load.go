@@ -19,8 +19,10 @@ import (
 // The file is read strictly: an unknown or repeated field is an error
 // naming it and its line, and a field with no value (null) keeps the value
 // it had. An empty file is fine; a missing one is an error matching
-// fs.ErrNotExist. Every TIDEMARK_ variable except EnvConfig must name a
-// setting (see EnvName); an empty value is applied like any other.
+// fs.ErrNotExist. A TIDEMARK_ variable that names no setting (see EnvName)
+// is left alone, so that an unrelated variable never breaks a command;
+// UnknownEnv lists them for a warning. An empty value is applied like any
+// other.
 func Load(path string, environ []string) (Config, error) {
 	c := Default()
 	if path != "" {
@@ -48,14 +50,30 @@ func (c *Config) applyEnv(environ []string) error {
 		}
 		f, ok := fields().byEnv[key]
 		if !ok {
-			errs = append(errs, unknown(key, "unknown environment variable"))
-			continue
+			continue // UnknownEnv
 		}
 		if err := c.Set(f.name, value); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", key, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// UnknownEnv returns the TIDEMARK_ variables in environ that name no
+// setting, which Load leaves alone: a misspelt setting, or a variable of
+// something else.
+func UnknownEnv(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		key, _, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(key, EnvPrefix) || key == EnvConfig {
+			continue
+		}
+		if _, ok := fields().byEnv[key]; !ok {
+			out = append(out, key)
+		}
+	}
+	return out
 }
 
 // applyYAML sets every field given in the YAML document data; file names

@@ -20,6 +20,7 @@ func TestRunCommandLine(t *testing.T) {
 		out     string // in stdout
 		errText string // in the error; "" means success
 	}{
+		{"no command", nil, "", "usage"},
 		{"version", []string{"version"}, "tidemark ", ""},
 		{"help", []string{"help"}, "tidemark dev", ""},
 		{"unknown command", []string{"serve"}, "", `unknown command "serve"`},
