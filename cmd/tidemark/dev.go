@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +28,26 @@ func runDev(ctx context.Context, c config.Config, env *cmdEnv) error {
 	data := c.Dev.Data
 	if err := os.MkdirAll(data, 0o755); err != nil {
 		return fmt.Errorf("data directory: %w", err)
+	}
+	// Everything that can be refused is tried first, so that a second dev
+	// on the same data or ports fails at once and changes nothing.
+	unlock, err := lockDir(data)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	httpAddr := c.Gateway.HTTP
+	if httpAddr == config.DefaultGatewayHTTP {
+		// dev listens on loopback unless told otherwise (--http 0.0.0.0:8080).
+		httpAddr = "127.0.0.1" + config.DefaultGatewayHTTP
+	}
+	ln, err := net.Listen("tcp", httpAddr)
+	if err != nil {
+		return fmt.Errorf("gateway listen on %s: %w (is another tidemark dev running? --http picks another address)", httpAddr, err)
+	}
+	defer ln.Close()
+	if err := portFree(c.Dev.NATSListen); err != nil {
+		return fmt.Errorf("embedded NATS listen on %s: %w (is another NATS server or tidemark dev running? --nats-listen picks another address)", c.Dev.NATSListen, err)
 	}
 	srv, err := stream.StartServer(stream.ServerConfig{
 		Name: "tidemark-dev", Listen: c.Dev.NATSListen, StoreDir: filepath.Join(data, "nats"),
@@ -98,12 +119,6 @@ func runDev(ctx context.Context, c config.Config, env *cmdEnv) error {
 		_ = g.Wait()
 		return err
 	}
-	ln, err := net.Listen("tcp", c.Gateway.HTTP)
-	if err != nil {
-		stopServices()
-		_ = g.Wait()
-		return fmt.Errorf("gateway listen: %w", err)
-	}
 	printBanner(env.stdout, ln.Addr(), natsURL, data, c, st)
 	gwErr := make(chan error, 1)
 	go func() { gwErr <- gw.Serve(ctx, ln) }()
@@ -151,4 +166,29 @@ func printBanner(w io.Writer, addr net.Addr, natsURL, data string, c config.Conf
 	fmt.Fprintf(&b, "  curl -c jar -b jar -X PUT --data-binary 'hi' %s/v1/kv/note && curl -b jar -c jar %s/v1/kv/note\n\n", base, base)
 	fmt.Fprintf(&b, "Press Ctrl-C to stop; data stays in %s.\n\n", data)
 	_, _ = io.WriteString(w, b.String())
+}
+
+// lockDir takes an exclusive lock on the data directory dir for as long as
+// this process runs (the returned func releases it), so that two dev
+// processes never share one store.
+func lockDir(dir string) (unlock func(), err error) {
+	path := filepath.Join(dir, "LOCK")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("data directory lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data directory %s is in use by another process (%s is locked): %w", dir, path, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// portFree checks that addr can be listened on now.
+func portFree(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return l.Close()
 }

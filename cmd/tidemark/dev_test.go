@@ -4,8 +4,13 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"io/fs"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -147,5 +152,48 @@ func waitReady(t *testing.T, base string) {
 			t.Fatalf("%s not ready: %v", base, err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A second dev on the same data directory, or on a port in use, fails at
+// once with a message that says why, before it starts anything.
+func TestDevRefusesBusyDataAndPorts(t *testing.T) {
+	data := t.TempDir()
+	base, _ := startDev(t, data)
+	busyHTTP := strings.TrimPrefix(base, "http://")
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"same data", []string{"--data", data}, "in use by another process"},
+		{"http port in use", []string{"--data", t.TempDir(), "--http", busyHTTP}, "gateway listen on " + busyHTTP},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"dev", "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0", "--log-level", "warn"}, tt.args...)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			err := run(ctx, args, io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("second dev: %v, want an error naming %q", err, tt.want)
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("second dev took until its deadline to fail: %v", err)
+			}
+		})
+	}
+	// A NATS port in use.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	other := t.TempDir()
+	err = run(context.Background(), []string{"dev", "--http", "127.0.0.1:0", "--nats-listen", l.Addr().String(), "--data", other, "--log-level", "warn"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "embedded NATS listen on") {
+		t.Fatalf("dev on a busy NATS port: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(other, "nats")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("dev on a busy NATS port created its store: %v", err)
 	}
 }
