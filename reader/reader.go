@@ -237,6 +237,10 @@ func (r *Reader) await(ctx context.Context, tok stream.Token, wait time.Duration
 	switch {
 	case err == nil:
 		return waited, nil
+	case r.cfg.Store.Applied() >= tok.Seq:
+		// Applied while the check ended the wait: the token is valid,
+		// whatever an answer of the server said.
+		return waited, nil
 	case checkErr != nil:
 		return waited, checkErr
 	case ctx.Err() != nil:
