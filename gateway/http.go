@@ -195,6 +195,12 @@ func (g *Gateway) pin(w http.ResponseWriter, o readOptions, served string) {
 	http.SetCookie(w, &http.Cookie{Name: CookieReplica, Value: served, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
 }
 
+// pinnedGone reports whether err says the replica a sticky read was pinned
+// to no longer serves, so that the read goes to any other.
+func pinnedGone(err error) bool {
+	return errors.Is(err, stream.ErrUnavailable) || errors.Is(err, stream.ErrUnknownReplica)
+}
+
 // readHeaders parses a read's Tidemark-Wait (defaulted and capped),
 // Tidemark-Consistency, Tidemark-Replica and Tidemark-On-Timeout.
 func (g *Gateway) readHeaders(r *http.Request) (readOptions, error) {
@@ -327,7 +333,7 @@ func (g *Gateway) get(w http.ResponseWriter, r *http.Request, tok stream.Token) 
 	defer cancel()
 	req := stream.GetRequest{Key: key, Token: tok, Wait: o.wait, Consistency: o.consistency, Replica: o.replica, Forward: o.forward}
 	res, err := g.cfg.Reader.Get(ctx, req)
-	if o.sticky && errors.Is(err, stream.ErrUnavailable) {
+	if o.sticky && pinnedGone(err) {
 		req.Replica = "" // the pinned replica is gone: any other
 		res, err = g.cfg.Reader.Get(ctx, req)
 	}
@@ -375,7 +381,7 @@ func (g *Gateway) scan(w http.ResponseWriter, r *http.Request, tok stream.Token)
 	ctx, cancel := readContext(r, o.wait)
 	defer cancel()
 	res, err := g.cfg.Reader.Scan(ctx, req)
-	if o.sticky && errors.Is(err, stream.ErrUnavailable) {
+	if o.sticky && pinnedGone(err) {
 		req.Replica = ""
 		res, err = g.cfg.Reader.Scan(ctx, req)
 	}

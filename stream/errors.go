@@ -32,6 +32,8 @@ var (
 	// ErrOutOfOrder means a session's write arrived after a later write of
 	// the same session had been stored; it is not applied.
 	ErrOutOfOrder = errors.New("write out of session order")
+	// ErrUnknownReplica means a read named a replica that no one serves.
+	ErrUnknownReplica = errors.New("unknown replica")
 	// ErrInternal is an unexpected failure.
 	ErrInternal = errors.New("internal error")
 )
@@ -49,6 +51,7 @@ const (
 	CodeUnavailable         = "unavailable"
 	CodeTokenWaitTimeout    = "token_wait_timeout"
 	CodeOutOfOrder          = "write_out_of_order"
+	CodeUnknownReplica      = "unknown_replica"
 	CodeInternal            = "internal"
 )
 
@@ -67,6 +70,7 @@ var codes = []struct {
 	{ErrUnavailable, CodeUnavailable},
 	{ErrTokenWaitTimeout, CodeTokenWaitTimeout},
 	{ErrOutOfOrder, CodeOutOfOrder},
+	{ErrUnknownReplica, CodeUnknownReplica},
 	{ErrInternal, CodeInternal},
 }
 
