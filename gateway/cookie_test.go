@@ -8,8 +8,10 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tidemark/tidemark/internal/stacktest"
+	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/stream"
 )
 
@@ -85,6 +87,9 @@ func (b *browser) get(path string, hdr ...string) (int, string) {
 func TestBadCookieIsCleared(t *testing.T) {
 	s := stacktest.Start(t, stacktest.Options{Replicas: 1})
 	w := put(t, s, "seed", "v")
+	// A request whose cookie is cleared carries no token: the replica must
+	// have the seed for it to be found.
+	testenv.Eventually(t, 10*time.Second, "r1 to apply the seed", func() bool { return s.Replicas[0].Applied() >= w.Revision })
 	for _, tt := range []struct {
 		name, cookie, code string
 	}{
