@@ -70,15 +70,14 @@ func TestSession_ReadYourWrites(t *testing.T) {
 				t.Fatalf("Token()=%v, want the put's %v", got, want)
 			}
 			// Every replica must have applied v1 before they are held back,
-			// so that "old state" below is v1.
-			if _, err := sess.Get(ctx, key); err != nil {
-				t.Fatalf("Get v1: %v", err)
-			}
-			resume := pauseAll(s)
-			t.Cleanup(resume)
+			// so that "old state" below is v1. A session Get proves only
+			// that the replica which served it had; pausing holds a replica
+			// where it is, so wait for each one first.
 			for _, r := range s.Replicas {
 				testWaitApplied(t, r.Applied, v1.Revision)
 			}
+			resume := pauseAll(s)
+			t.Cleanup(resume)
 
 			v2, err := sess.Put(ctx, key, []byte("v2"))
 			if err != nil {

@@ -76,8 +76,8 @@ func TestEmbeddedReplica(t *testing.T) {
 	}
 
 	// A token from anywhere: a session of another process, over HTTP.
+	testWaitApplied(t, local.Applied, w1.Revision) // before the pause holds it where it is
 	local.Replicator().Pause()
-	testWaitApplied(t, local.Applied, w1.Revision)
 	other := client.New(client.NewHTTP(s.URL)).NewSession()
 	w2, err := other.Put(ctx, "e/2", []byte("two"))
 	if err != nil {

@@ -158,19 +158,24 @@ type route struct {
 
 // routed sends one read: to the pinned replica; or to the replica the Router
 // picks (falling back to the shared subject when that replica does not
-// answer); or to the shared subject. With forward, a read whose replica
-// timed out waiting for the token is sent once more, to the freshest other
-// replica, with the rest of the wait. send returns which replica answered
-// and how far it had applied, which the Router learns from.
+// answer); or to the shared subject. A pinned replica that no one serves is
+// stream.ErrUnknownReplica, not worth retrying. With forward, a read whose
+// replica timed out waiting for the token, or did not answer within its
+// part of the wait, is sent once more, to the freshest other replica, with
+// the rest of the wait; if that one does not answer either, the read is
+// stream.ErrTokenWaitTimeout. send returns which replica answered and how
+// far it had applied, which the Router learns from.
 func (c *NATS) routed(ctx context.Context, r route, send func(ctx context.Context, subject string, wait time.Duration) (string, uint64, error)) error {
 	if r.pinned != "" {
 		if err := validReplica(r.pinned); err != nil {
 			return err
 		}
-		ctx, cancel := withDefaultTimeout(ctx, c.readTimeout(r.wait))
-		defer cancel()
-		_, _, err := send(ctx, r.perReplica(r.pinned), r.wait)
-		return err
+		if !r.forward {
+			ctx, cancel := withDefaultTimeout(ctx, c.readTimeout(r.wait))
+			defer cancel()
+			_, _, err := send(ctx, r.perReplica(r.pinned), r.wait)
+			return c.pinnedErr(r.pinned, err)
+		}
 	}
 	wait := r.wait
 	if wait <= 0 {
@@ -180,8 +185,8 @@ func (c *NATS) routed(ctx context.Context, r route, send func(ctx context.Contex
 	if r.forward {
 		first, rest = stream.SplitForward(wait)
 	}
-	target := ""
-	if c.Router != nil {
+	target := r.pinned
+	if target == "" && c.Router != nil {
 		switch r.consistency {
 		case stream.Strong:
 			target = c.Router.Freshest("")
@@ -195,13 +200,23 @@ func (c *NATS) routed(ctx context.Context, r route, send func(ctx context.Contex
 		if target != "" {
 			subject = r.perReplica(target)
 		}
-		actx, cancel := withDefaultTimeout(ctx, wait+c.ReadMargin)
+		var (
+			actx   context.Context
+			cancel context.CancelFunc
+		)
+		if r.forward {
+			// Its own bound, so that a replica that does not answer
+			// leaves the rest of the wait to the next one.
+			actx, cancel = context.WithTimeout(ctx, wait+c.ReadMargin)
+		} else {
+			actx, cancel = withDefaultTimeout(ctx, wait+c.ReadMargin)
+		}
 		defer cancel()
 		served, applied, err := send(actx, subject, wait)
 		if c.Router != nil && served != "" {
 			c.Router.Observe(served, applied, -1, true)
 		}
-		if target != "" && errors.Is(err, nats.ErrNoResponders) {
+		if target != "" && target != r.pinned && errors.Is(err, nats.ErrNoResponders) {
 			// The advertisement outlived the replica: forget it, and let
 			// any ready replica answer.
 			c.Router.Forget(target)
@@ -210,14 +225,32 @@ func (c *NATS) routed(ctx context.Context, r route, send func(ctx context.Contex
 		return served, err
 	}
 	served, err := attempt(target, first)
-	if !r.forward || !errors.Is(err, stream.ErrTokenWaitTimeout) {
+	if r.pinned != "" {
+		err = c.pinnedErr(r.pinned, err)
+	}
+	if !r.forward || ctx.Err() != nil || !(errors.Is(err, stream.ErrTokenWaitTimeout) || isNoReply(err)) {
 		return err
+	}
+	if served == "" {
+		served = target // did not answer: not that one again
 	}
 	next := ""
 	if c.Router != nil {
 		next = c.Router.Freshest(served)
 	}
 	_, err = attempt(next, rest)
+	if isNoReply(err) {
+		return stream.Errorf(stream.ErrTokenWaitTimeout, "no replica answered with the token reached within the wait of %v", wait)
+	}
+	return err
+}
+
+// pinnedErr is the error of a read sent to replica id: no one listening on
+// its subject means there is no such replica.
+func (c *NATS) pinnedErr(id string, err error) error {
+	if errors.Is(err, nats.ErrNoResponders) {
+		return stream.Errorf(stream.ErrUnknownReplica, "unknown replica %q (%v)", id, err)
+	}
 	return err
 }
 
@@ -240,8 +273,8 @@ func (c *NATS) request(ctx context.Context, m *nats.Msg, who string) (*nats.Msg,
 	case errors.Is(err, nats.ErrNoResponders):
 		return nil, &noResponders{stream.Errorf(stream.ErrUnavailable, "no %s is listening on %s", who, m.Subject)}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-		return nil, stream.Errorf(stream.ErrUnavailable, "no reply from a %s on %s in time (waited %v)",
-			who, m.Subject, time.Since(start).Round(time.Millisecond))
+		return nil, &noReply{stream.Errorf(stream.ErrUnavailable, "no reply from a %s on %s in time (waited %v)",
+			who, m.Subject, time.Since(start).Round(time.Millisecond))}
 	case errors.Is(err, context.Canceled):
 		return nil, err
 	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining),
@@ -278,3 +311,15 @@ type noResponders struct{ error }
 
 func (e *noResponders) Is(target error) bool { return target == nats.ErrNoResponders }
 func (e *noResponders) Unwrap() error        { return e.error }
+
+// noReply is ErrUnavailable for a request that got no reply in time, so
+// that routing can tell a replica that did not answer from one that refused.
+type noReply struct{ error }
+
+func (e *noReply) Unwrap() error { return e.error }
+
+// isNoReply reports whether err is a request that got no reply in time.
+func isNoReply(err error) bool {
+	var n *noReply
+	return errors.As(err, &n)
+}

@@ -103,12 +103,15 @@ func TestNATS_NoResponders(t *testing.T) {
 	if got, want := res.Token, e.Stream.Token(1); got != want {
 		t.Fatalf("Get: Token=%v, want the request's %v", got, want)
 	}
+	// A named replica no one serves is unknown, not worth retrying.
 	_, err = c.Get(testContext(t), stream.GetRequest{Key: "k", Replica: "r1"})
-	wantErr(t, err, stream.ErrUnavailable, "replica.r1.get")
+	wantErr(t, err, stream.ErrUnknownReplica, "replica.r1.get")
+	_, err = c.Get(testContext(t), stream.GetRequest{Key: "k", Replica: "r1", Forward: true})
+	wantErr(t, err, stream.ErrUnknownReplica, "replica.r1.get")
 	_, err = c.Scan(testContext(t), stream.ScanRequest{Prefix: "k"})
 	wantErr(t, err, stream.ErrUnavailable, "no replica")
 	_, err = c.Scan(testContext(t), stream.ScanRequest{Replica: "r1"})
-	wantErr(t, err, stream.ErrUnavailable, "replica.r1.scan")
+	wantErr(t, err, stream.ErrUnknownReplica, "replica.r1.scan")
 }
 
 func TestNATS_Timeout(t *testing.T) {
@@ -223,4 +226,37 @@ func TestNATS_ConnectionClosed(t *testing.T) {
 	wantErr(t, err, stream.ErrUnavailable, "closed")
 	_, err = c.Get(testContext(t), stream.GetRequest{Key: "k"})
 	wantErr(t, err, stream.ErrUnavailable, "closed")
+}
+
+// TestNATS_ForwardSilentReplica pins reads with Forward to a replica that
+// receives them and never answers, as a paused process does: the read goes
+// on to another replica with the rest of the wait, within the caller's
+// deadline; when none answers, it is a token wait timeout, not unavailable.
+func TestNATS_ForwardSilentReplica(t *testing.T) {
+	e := testenv.Start(t)
+	subjects := stream.Subjects{Prefix: "test"}
+	tok := e.Stream.Token(7)
+	respond(t, e.Conn.Conn, subjects.ReplicaGet("r1"), func(*nats.Msg) *nats.Msg { return nil })
+	respond(t, e.Conn.Conn, subjects.Get(), func(m *nats.Msg) *nats.Msg {
+		h, body := stream.EncodeGetReply(stream.GetResult{Token: tok, Record: stream.Record{Value: []byte("from r2"), Revision: 6}, Replica: "r2", Applied: 7}, nil)
+		return &nats.Msg{Header: h, Data: body}
+	})
+	c := client.NewNATS(e.Conn.Conn, subjects)
+	c.ReadMargin = 100 * time.Millisecond
+	const wait = 400 * time.Millisecond
+	// As the gateway calls it: a deadline of the wait and a margin.
+	ctx, cancel := context.WithTimeout(context.Background(), wait+time.Second)
+	defer cancel()
+	got, err := c.Get(ctx, stream.GetRequest{Key: "k", Token: tok, Replica: "r1", Wait: wait, Forward: true})
+	if err != nil || got.Replica != "r2" || string(got.Record.Value) != "from r2" {
+		t.Fatalf("forwarded read pinned to the silent r1: %+v, %v; want the value from r2", got, err)
+	}
+
+	silent := stream.Subjects{Prefix: "silent"}
+	respond(t, e.Conn.Conn, silent.ReplicaGet("r1"), func(*nats.Msg) *nats.Msg { return nil })
+	respond(t, e.Conn.Conn, silent.Get(), func(*nats.Msg) *nats.Msg { return nil })
+	c = client.NewNATS(e.Conn.Conn, silent)
+	c.ReadMargin = 100 * time.Millisecond
+	_, err = c.Get(context.Background(), stream.GetRequest{Key: "k", Token: tok, Replica: "r1", Wait: wait, Forward: true})
+	wantErr(t, err, stream.ErrTokenWaitTimeout, "no replica answered")
 }

@@ -12,7 +12,7 @@ import (
 func statusOf(code string) int {
 	switch code {
 	case stream.CodeInvalidToken, stream.CodeInvalidKey, stream.CodeInvalidRequest,
-		stream.CodeTokenStreamMismatch, stream.CodeTokenFromFuture:
+		stream.CodeTokenStreamMismatch, stream.CodeTokenFromFuture, stream.CodeUnknownReplica:
 		return http.StatusBadRequest
 	case stream.CodeNotFound:
 		return http.StatusNotFound

@@ -86,17 +86,24 @@ func (g *Gateway) instrument(op string, w http.ResponseWriter, r *http.Request, 
 		writeJSON(w, status, stream.ErrorBodyOf(stream.Errorf(stream.ErrInvalidRequest, "method %s not allowed", r.Method)))
 		return
 	}
-	tok, err := g.requestToken(r)
+	tok, fromCookie, err := g.requestToken(r)
 	if err != nil {
+		if fromCookie {
+			clearTokenCookie(w) // a garbage cookie: drop it, so the next request works
+		}
 		status = writeError(w, err)
 		return
 	}
 	out, err := h(w, r, tok)
 	if err != nil {
-		if errors.Is(err, stream.ErrTokenStreamMismatch) {
-			clearTokenCookie(w) // a stale token of a recreated stream: drop it
-		} else {
+		switch {
+		case !rejectsToken(err):
 			g.setToken(w, out, tok)
+		case fromCookie:
+			// The cookie's token is the one refused (a stale token of a
+			// recreated stream, or one from the future): drop it, so the
+			// next request works. A refused header token sets no cookie.
+			clearTokenCookie(w)
 		}
 		status = writeError(w, err)
 		if status >= 500 {
@@ -107,28 +114,36 @@ func (g *Gateway) instrument(op string, w http.ResponseWriter, r *http.Request, 
 
 // requestToken reads the session token from the Tidemark-Token header and
 // the tidemark_token cookie; with both, the later one. Tokens of two
-// different streams: the header wins (the cookie may be stale).
-func (g *Gateway) requestToken(r *http.Request) (stream.Token, error) {
+// different streams: the header wins (the cookie may be stale). fromCookie
+// reports that the cookie is to blame if the token is refused: the token
+// is the cookie's, or the cookie holds no valid token.
+func (g *Gateway) requestToken(r *http.Request) (tok stream.Token, fromCookie bool, err error) {
 	hdr, err := g.cfg.Signer.Parse(r.Header.Get(stream.HeaderToken))
 	if err != nil {
-		return stream.Token{}, err
+		return stream.Token{}, false, err
 	}
 	c, err := r.Cookie(CookieToken)
 	if err != nil || c.Value == "" {
-		return hdr, nil
+		return hdr, false, nil
 	}
 	ck, err := g.cfg.Signer.Parse(c.Value)
 	if err != nil {
 		if !hdr.IsZero() {
-			return hdr, nil
+			return hdr, true, nil
 		}
-		return stream.Token{}, err
+		return stream.Token{}, true, err
 	}
 	merged, err := hdr.Merge(ck)
 	if err != nil {
-		return hdr, nil
+		return hdr, false, nil
 	}
-	return merged, nil
+	return merged, merged == ck, nil
+}
+
+// rejectsToken reports whether err refuses the request's token itself.
+func rejectsToken(err error) bool {
+	return errors.Is(err, stream.ErrTokenStreamMismatch) || errors.Is(err, stream.ErrTokenFromFuture) ||
+		errors.Is(err, stream.ErrInvalidToken)
 }
 
 // setToken sets the response token header and cookie: out when known, else
@@ -178,6 +193,12 @@ func (g *Gateway) pin(w http.ResponseWriter, o readOptions, served string) {
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: CookieReplica, Value: served, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
+}
+
+// pinnedGone reports whether err says the replica a sticky read was pinned
+// to no longer serves, so that the read goes to any other.
+func pinnedGone(err error) bool {
+	return errors.Is(err, stream.ErrUnavailable) || errors.Is(err, stream.ErrUnknownReplica)
 }
 
 // readHeaders parses a read's Tidemark-Wait (defaulted and capped),
@@ -312,7 +333,7 @@ func (g *Gateway) get(w http.ResponseWriter, r *http.Request, tok stream.Token) 
 	defer cancel()
 	req := stream.GetRequest{Key: key, Token: tok, Wait: o.wait, Consistency: o.consistency, Replica: o.replica, Forward: o.forward}
 	res, err := g.cfg.Reader.Get(ctx, req)
-	if o.sticky && errors.Is(err, stream.ErrUnavailable) {
+	if o.sticky && pinnedGone(err) {
 		req.Replica = "" // the pinned replica is gone: any other
 		res, err = g.cfg.Reader.Get(ctx, req)
 	}
@@ -360,7 +381,7 @@ func (g *Gateway) scan(w http.ResponseWriter, r *http.Request, tok stream.Token)
 	ctx, cancel := readContext(r, o.wait)
 	defer cancel()
 	res, err := g.cfg.Reader.Scan(ctx, req)
-	if o.sticky && errors.Is(err, stream.ErrUnavailable) {
+	if o.sticky && pinnedGone(err) {
 		req.Replica = ""
 		res, err = g.cfg.Reader.Scan(ctx, req)
 	}

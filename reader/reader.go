@@ -191,8 +191,10 @@ func failedToken(tok stream.Token, err error) stream.Token {
 //
 // When the store is behind the token, the token may also be ahead of the
 // stream; finding out may take a round trip to the server. The check runs
-// alongside the wait, so a valid token is never delayed by it and an invalid
-// one fails as soon as the server answers.
+// alongside the wait, so a valid token is never delayed by it; an invalid
+// one fails once the server's answers have stayed behind it for
+// stream.TokenGrace, well inside the wait. A token the store has applied is
+// never from the future and needs no check.
 func (r *Reader) await(ctx context.Context, tok stream.Token, wait time.Duration) (time.Duration, error) {
 	if err := r.cfg.Store.Err(); err != nil {
 		return 0, r.unavailable(err)
@@ -218,9 +220,11 @@ func (r *Reader) await(ctx context.Context, tok stream.Token, wait time.Duration
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			// CheckToken asks the server again on its own before it calls
-			// a token from the future, so a shared answer that predates
-			// the token's write cannot reject a genuine token.
+			// CheckToken keeps asking for a while (stream.TokenGrace)
+			// before it calls a token from the future, so an answer that
+			// predates the token's write, or a cluster's lagging stream
+			// info, cannot reject a genuine token; meanwhile the store
+			// may reach it, which ends the check.
 			err := r.cfg.Stream.CheckToken(checkCtx, tok)
 			if errors.Is(err, stream.ErrTokenFromFuture) {
 				checkErr = err
@@ -236,6 +240,10 @@ func (r *Reader) await(ctx context.Context, tok stream.Token, wait time.Duration
 	waited := time.Since(start)
 	switch {
 	case err == nil:
+		return waited, nil
+	case r.cfg.Store.Applied() >= tok.Seq:
+		// Applied while the check ended the wait: the token is valid,
+		// whatever an answer of the server said.
 		return waited, nil
 	case checkErr != nil:
 		return waited, checkErr

@@ -385,3 +385,48 @@ func TestStoreStopsDuringWait(t *testing.T) {
 		t.Fatalf("Get took %v, want well under the %v wait", el, wait)
 	}
 }
+
+// TestTokenAheadOfStaleAnswer reads with a token the server's answers do not
+// show yet, as a cluster's stream info lagging its followers does, until the
+// write lands and the replica applies it: the read is served, not refused
+// as token_from_future.
+func TestTokenAheadOfStaleAnswer(t *testing.T) {
+	f := setup(t)
+	last := f.put(t, "a", "1")
+	f.waitApplied(t, last)
+	jsz := func() uint64 {
+		j, err := f.env.Server.Jsz(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j.API.Total
+	}
+	base := jsz()
+	type result struct {
+		res stream.GetResult
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := f.r.Get(context.Background(), stream.GetRequest{Key: "b", Token: f.env.Stream.Token(last.Seq + 1), Wait: 5 * time.Second})
+		done <- result{res, err}
+	}()
+	var early *result
+	testenv.Eventually(t, 5*time.Second, "the reader asking the server three times", func() bool {
+		select {
+		case r := <-done:
+			early = &r
+			return true
+		default:
+			return jsz() >= base+3
+		}
+	})
+	if early != nil {
+		t.Fatalf("Get before the write landed=%q, %v; want it to wait", early.res.Record.Value, early.err)
+	}
+	f.put(t, "b", "2")
+	got := <-done
+	if got.err != nil || string(got.res.Record.Value) != "2" {
+		t.Fatalf("Get=%q, %v; want %q", got.res.Record.Value, got.err, "2")
+	}
+}

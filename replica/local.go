@@ -13,11 +13,12 @@ import (
 // in `tidemark dev` or in an application that embeds its replicas: no NATS
 // round trip. A read that names a replica goes to it; a strong read goes to
 // the freshest serving replica; any other read to a serving replica that
-// has applied its token (round robin), or else to the freshest. With
-// Forward, a read whose replica timed out waiting for the token is tried
-// once more on the freshest other replica with the last quarter of the
-// wait (stream.SplitForward), as the NATS client does. It is safe for
-// concurrent use.
+// has applied its token (round robin), or else to the freshest. A read
+// that names a replica not in this process is stream.ErrUnknownReplica.
+// With Forward, a read whose replica (named or chosen) timed out waiting
+// for the token or is not serving is tried once more on the freshest other
+// replica with the last quarter of the wait (stream.SplitForward), as the
+// NATS client does. It is safe for concurrent use.
 type Local struct {
 	rs   []*Replica
 	next atomic.Uint32
@@ -35,7 +36,7 @@ func (l *Local) pick(id string, seq uint64, freshest bool, not *Replica) (*Repli
 				return r, nil
 			}
 		}
-		return nil, stream.Errorf(stream.ErrUnavailable, "no replica %q in this process", id)
+		return nil, stream.Errorf(stream.ErrUnknownReplica, "no replica %q in this process", id)
 	}
 	n := uint32(len(l.rs))
 	start := l.next.Add(1)
@@ -66,12 +67,12 @@ func (l *Local) do(id string, tok stream.Token, c stream.Consistency, wait time.
 	if err != nil {
 		return err
 	}
-	if !forward || id != "" || len(l.rs) < 2 {
+	if !forward || len(l.rs) < 2 {
 		return read(r, wait)
 	}
 	first, rest := stream.SplitForward(r.rd.Wait(wait))
 	err = read(r, first)
-	if !errors.Is(err, stream.ErrTokenWaitTimeout) {
+	if !errors.Is(err, stream.ErrTokenWaitTimeout) && !errors.Is(err, stream.ErrUnavailable) {
 		return err
 	}
 	other, perr := l.pick("", tok.Seq, true, r)

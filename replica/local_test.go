@@ -6,6 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/reader"
 	"github.com/tidemark/tidemark/replica"
 	"github.com/tidemark/tidemark/stream"
 )
@@ -47,8 +51,13 @@ func TestLocalRouting(t *testing.T) {
 	if !errors.Is(err, stream.ErrTokenWaitTimeout) {
 		t.Fatalf("read pinned to the paused r2: %v; want token_wait_timeout", err)
 	}
-	if _, err := l.Get(ctx, stream.GetRequest{Key: "k", Replica: "r9"}); !errors.Is(err, stream.ErrUnavailable) {
-		t.Fatalf("read of an unknown replica: %v; want unavailable", err)
+	if _, err := l.Get(ctx, stream.GetRequest{Key: "k", Replica: "r9"}); !errors.Is(err, stream.ErrUnknownReplica) {
+		t.Fatalf("read of an unknown replica: %v; want %v", err, stream.ErrUnknownReplica)
+	}
+	// Named and Forward: r2 cannot reach the token, so the read goes on to r1.
+	g, err := l.Get(ctx, stream.GetRequest{Key: "k", Token: res.Token, Replica: "r2", Wait: 200 * time.Millisecond, Forward: true})
+	if err != nil || g.Replica != "r1" || string(g.Record.Value) != "v1" {
+		t.Fatalf("forwarded read pinned to the paused r2: %+v, %v; want v1 from r1", g, err)
 	}
 
 	// Forward: r2 is ahead of r1, both behind the token. The read starts on
@@ -66,7 +75,8 @@ func TestLocalRouting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const wait = 800 * time.Millisecond
+	const wait = 2 * time.Second
+	timeouts := tokenTimeouts(t, r2.Replica)
 	type result struct {
 		g    stream.GetResult
 		err  error
@@ -78,7 +88,11 @@ func TestLocalRouting(t *testing.T) {
 		g, err := l.Get(ctx, stream.GetRequest{Key: "k", Token: res3.Token, Wait: wait, Forward: true})
 		got <- result{g, err, time.Since(start)}
 	}()
-	time.Sleep(100 * time.Millisecond) // the read has picked r2 by now (if not, the check on took below says so)
+	// Resume r1 once the read has timed out on r2, so that only the
+	// forwarded read can be answered.
+	testenv.Eventually(t, testTimeout, "the read to time out on r2", func() bool {
+		return tokenTimeouts(t, r2.Replica) > timeouts
+	})
 	r1.Replicator().Resume()
 	r := <-got
 	if r.err != nil || r.g.Replica != "r1" || string(r.g.Record.Value) != "v3" {
@@ -88,4 +102,32 @@ func TestLocalRouting(t *testing.T) {
 		t.Fatalf("read answered after %v, before the first replica's share of the wait (%v) ran out: it was not forwarded", r.took, first)
 	}
 	r2.Replicator().Resume()
+}
+
+// tokenTimeouts returns how many gets r answered with token_wait_timeout.
+func tokenTimeouts(t *testing.T, r *replica.Replica) float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(r.Collector()); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != reader.MetricReads {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["op"] == "get" && labels["outcome"] == stream.CodeTokenWaitTimeout {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }

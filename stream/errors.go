@@ -35,6 +35,8 @@ var (
 	// ErrWriteIDReused means a write id already names a different write
 	// (another key, op, value, condition or session number).
 	ErrWriteIDReused = errors.New("write id reused")
+	// ErrUnknownReplica means a read named a replica that no one serves.
+	ErrUnknownReplica = errors.New("unknown replica")
 	// ErrInternal is an unexpected failure.
 	ErrInternal = errors.New("internal error")
 )
@@ -53,6 +55,7 @@ const (
 	CodeTokenWaitTimeout    = "token_wait_timeout"
 	CodeOutOfOrder          = "write_out_of_order"
 	CodeWriteIDReused       = "write_id_reused"
+	CodeUnknownReplica      = "unknown_replica"
 	CodeInternal            = "internal"
 )
 
@@ -72,6 +75,7 @@ var codes = []struct {
 	{ErrTokenWaitTimeout, CodeTokenWaitTimeout},
 	{ErrOutOfOrder, CodeOutOfOrder},
 	{ErrWriteIDReused, CodeWriteIDReused},
+	{ErrUnknownReplica, CodeUnknownReplica},
 	{ErrInternal, CodeInternal},
 }
 

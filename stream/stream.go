@@ -71,10 +71,10 @@ type Stream struct {
 	suspect atomic.Bool              // the identity may have changed (identity.go)
 	handle  jetstream.Stream
 	lastMu  sync.Mutex
-	last    uint64        // highest last sequence seen; only grows
-	refresh chan struct{} // non-nil while a refresh is in flight; closed when done
-	lastErr error         // result of the last refresh
-	drift   []string      // settings Ensure kept though configured otherwise
+	last    uint64     // highest last sequence seen; only grows
+	refresh *lastRound // the last-sequence request in flight, or nil
+	queued  *lastRound // the request that starts when refresh ends, or nil
+	drift   []string   // settings Ensure kept though configured otherwise
 }
 
 // Ensure creates the stream, or brings an existing one's managed settings in
@@ -323,38 +323,81 @@ func (s *Stream) Info(ctx context.Context) (*jetstream.StreamInfo, error) {
 	return info, nil
 }
 
-// LastSeq returns the stream's last sequence, asking the server. Concurrent
-// callers share one request.
+// LastSeqTimeout bounds the request LastSeq shares between its callers. It
+// is the request's own bound: no caller's context cancels a request that
+// others wait on, and each caller stops waiting when its own context ends.
+const LastSeqTimeout = 5 * time.Second
+
+// TokenGrace is how long CheckToken keeps asking when the server's last
+// sequence is behind a token before it calls the token one from the future.
+// On a cluster the stream's info can lag behind what followers deliver and
+// what has been acknowledged, so a genuine token may briefly look ahead;
+// a token really ahead of the stream is rejected after this grace.
+const TokenGrace = 500 * time.Millisecond
+
+// lastRound is one last-sequence request that concurrent callers share.
+type lastRound struct {
+	done chan struct{} // closed when last and err are set
+	last uint64
+	err  error
+}
+
+// LastSeq returns the stream's last sequence, asking the server: the answer
+// comes from a request sent after the call began, so it covers every write
+// acknowledged before it. Concurrent callers share one request (callers
+// that arrive while one is in flight share the next), which is bounded by
+// LastSeqTimeout and not by any caller's ctx; each caller waits until its
+// own ctx ends.
 func (s *Stream) LastSeq(ctx context.Context) (uint64, error) {
 	s.lastMu.Lock()
-	ch := s.refresh
-	if ch == nil {
-		ch = make(chan struct{})
-		s.refresh = ch
-		s.lastMu.Unlock()
-		_, err := s.Info(ctx)
-		s.lastMu.Lock()
-		s.lastErr = err
-		s.refresh = nil
-		close(ch)
-		last := s.last
-		s.lastMu.Unlock()
-		return last, err
+	var r *lastRound
+	switch {
+	case s.refresh == nil:
+		r = &lastRound{done: make(chan struct{})}
+		s.refresh = r
+		go s.runLastRounds(context.WithoutCancel(ctx), r)
+	case s.queued == nil:
+		// The request in flight may predate writes this caller has seen
+		// acknowledged: wait for the next one.
+		s.queued = &lastRound{done: make(chan struct{})}
+		r = s.queued
+	default:
+		r = s.queued
 	}
 	s.lastMu.Unlock()
 	select {
-	case <-ch:
+	case <-r.done:
+		return r.last, r.err
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
-	s.lastMu.Lock()
-	defer s.lastMu.Unlock()
-	return s.last, s.lastErr
+}
+
+// runLastRounds sends the request of r, then of each round queued while one
+// was in flight, until none is queued. base carries the first caller's
+// values but not its cancellation; each request is bounded by
+// LastSeqTimeout, so the goroutine ends within that of its last round.
+func (s *Stream) runLastRounds(base context.Context, r *lastRound) {
+	for r != nil {
+		ctx, cancel := context.WithTimeout(base, LastSeqTimeout)
+		_, err := s.Info(ctx)
+		cancel()
+		s.lastMu.Lock()
+		r.last, r.err = s.last, err
+		close(r.done)
+		r, s.queued = s.queued, nil
+		s.refresh = r
+		s.lastMu.Unlock()
+	}
 }
 
 // CheckToken verifies that t belongs to this stream and is not ahead of its
 // last sequence. It asks the server only when t is ahead of what this
-// process has already seen.
+// process has already seen, and while the server's answer is behind t it
+// asks again, with backoff, for up to TokenGrace (bounded by ctx) before it
+// fails with ErrTokenFromFuture: a stale answer (a cluster's info lagging
+// its followers) never rejects a genuine token, and a token really ahead is
+// still rejected quickly.
 func (s *Stream) CheckToken(ctx context.Context, t Token) error {
 	if err := t.Check(s.ID()); err != nil {
 		return err
@@ -362,23 +405,24 @@ func (s *Stream) CheckToken(ctx context.Context, t Token) error {
 	if t.Seq <= s.KnownLast() {
 		return nil
 	}
-	last, err := s.LastSeq(ctx)
-	if err != nil {
-		return Errorf(ErrUnavailable, "stream %s: %v", s.cfg.Name, err)
-	}
-	if t.Seq > last {
-		// A shared refresh may have started before the token's write was
-		// acknowledged: ask once more, on our own, before rejecting.
-		info, err := s.Info(ctx)
+	deadline := time.Now().Add(TokenGrace)
+	retry := Backoff{Min: 10 * time.Millisecond, Max: 100 * time.Millisecond}
+	for {
+		last, err := s.LastSeq(ctx)
 		if err != nil {
 			return Errorf(ErrUnavailable, "stream %s: %v", s.cfg.Name, err)
 		}
-		last = info.State.LastSeq
+		if t.Seq <= max(last, s.KnownLast()) {
+			return nil
+		}
+		d := retry.Next()
+		if time.Until(deadline) < d {
+			return Errorf(ErrTokenFromFuture, "token sequence %d is ahead of the stream's last sequence %d", t.Seq, last)
+		}
+		if err := Sleep(ctx, d); err != nil {
+			return Errorf(ErrUnavailable, "stream %s: %v", s.cfg.Name, err)
+		}
 	}
-	if t.Seq > last {
-		return Errorf(ErrTokenFromFuture, "token sequence %d is ahead of the stream's last sequence %d", t.Seq, last)
-	}
-	return nil
 }
 
 // Handle returns the JetStream stream handle, for direct gets and the like.
