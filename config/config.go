@@ -84,6 +84,7 @@ type Config struct {
 	API     APIConfig     `yaml:"api"`
 	Gateway GatewayConfig `yaml:"gateway"`
 	Replica ReplicaConfig `yaml:"replica"`
+	Writer  WriterConfig  `yaml:"writer"`
 	Dev     DevConfig     `yaml:"dev"`
 	Log     LogConfig     `yaml:"log"`
 }
@@ -156,6 +157,12 @@ type GatewayConfig struct {
 	// answers, with the tidemark_replica cookie, as sticky sessions would.
 	// Tokens still apply.
 	Affinity bool `yaml:"affinity"`
+}
+
+// WriterConfig describes the writer role.
+type WriterConfig struct {
+	// HTTP is the listen address for health and metrics; empty is off.
+	HTTP string `yaml:"http"`
 }
 
 // ReplicaConfig describes one replica.

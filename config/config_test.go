@@ -58,7 +58,7 @@ func TestDefault_Values(t *testing.T) {
 
 func TestFields(t *testing.T) {
 	names := config.Fields()
-	if got, want := len(names), 33; got != want {
+	if got, want := len(names), 34; got != want {
 		t.Fatalf("len(Fields())=%d, want %d: %v", got, want, names)
 	}
 	if !slices.IsSorted(names) {

@@ -184,7 +184,19 @@ func runWriter(ctx context.Context, c config.Config, env *cmdEnv) error {
 			Msg("stream differs from the configuration; kept as it is (set stream.reconfigure=true to change it)")
 	}
 	svc, _ := newWriter(c, nc, st, env.log)
-	return svc.Run(ctx)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return svc.Run(gctx) })
+	if c.Writer.HTTP != "" {
+		ready := func() error {
+			if !nc.Healthy() {
+				return errors.New("nats disconnected")
+			}
+			return nil
+		}
+		reg := newRegistry(nc, svc.Collector())
+		g.Go(func() error { return serveHealth(gctx, c.Writer.HTTP, ready, metricsHandler(reg), env.log) })
+	}
+	return g.Wait()
 }
 
 // newWriter returns a writer and its NATS service. The writer reads keys

@@ -66,7 +66,9 @@ var commands = []command{
 	{name: "replica", help: "run one replica", run: runReplica, flags: withNATS(map[string]string{
 		"id": "replica.id", "data": "replica.data", "http": "replica.http",
 	})},
-	{name: "writer", help: "run the writer service", run: runWriter, flags: withNATS(nil)},
+	{name: "writer", help: "run the writer service", run: runWriter, flags: withNATS(map[string]string{
+		"http": "writer.http",
+	})},
 	{name: "bench", help: "measure Tidemark next to raw JetStream and NATS KV", run: runBench, own: benchFlags},
 	{name: "chaos", help: "run the fault campaign: real processes, faults, a history checker", run: runChaos, own: chaosFlags},
 }
