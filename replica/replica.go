@@ -11,6 +11,7 @@ package replica
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -88,6 +89,11 @@ func (r *Replica) Open() error {
 // the stream, a foreign message) keeps running, serving nothing, so that
 // its readiness says why; the error is logged.
 func (r *Replica) Run(ctx context.Context) error {
+	if r.cfg.Conn != nil {
+		if err := r.checkIDFree(ctx); err != nil {
+			return err
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		err := r.repl.Run(gctx)
@@ -104,6 +110,35 @@ func (r *Replica) Run(ctx context.Context) error {
 		g.Go(func() error { return r.serveSnapshots(gctx) }) // snapshots for bootstrapping replicas (bootstrap.go)
 	}
 	return g.Wait()
+}
+
+// idProbeTimeout bounds the wait for an answer to checkIDFree's probe.
+const idProbeTimeout = 2 * time.Second
+
+// checkIDFree makes sure that no other replica serves this replica's id:
+// two replicas of one id would share subjects and metric labels, and reads
+// pinned to the id would land on either. It sends a request on the id's
+// own read subject: no responders means the id is free, and any answer
+// means a live replica has it. No answer in time is let pass with a
+// warning: it is what a subscription the server has not yet dropped looks
+// like after this very replica's previous process was killed.
+func (r *Replica) checkIDFree(ctx context.Context) error {
+	subject := r.cfg.Subjects.ReplicaGet(r.cfg.ID)
+	ctx, cancel := context.WithTimeout(ctx, idProbeTimeout)
+	defer cancel()
+	_, err := r.cfg.Conn.RequestWithContext(ctx, subject, nil)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return nil
+	case err == nil:
+		return fmt.Errorf("replica id %q is in use: another replica answers on %s; give each replica its own id (--id)", r.cfg.ID, subject)
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
+		r.cfg.Logger.Warn().Str("replica", r.cfg.ID).Str("subject", subject).
+			Msg("a process is subscribed to this replica's subject but does not answer (a previous run not yet dropped by the server, or a stopped duplicate); starting anyway")
+		return nil
+	default:
+		return fmt.Errorf("replica %s: check that its id is free: %w", r.cfg.ID, err)
+	}
 }
 
 // Close closes the Badger directory; call it after Run has returned.

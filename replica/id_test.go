@@ -1,0 +1,39 @@
+package replica_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/replica"
+	"github.com/tidemark/tidemark/stream"
+)
+
+// A second replica started with an id that a running replica serves
+// refuses to start, saying why, instead of sharing its subjects.
+func TestReplicaRefusesDuplicateID(t *testing.T) {
+	f := newFixture(t)
+	f.start(t, "r1", true, false)
+	subject := stream.Subjects{}.ReplicaGet("r1")
+	testenv.Eventually(t, 10*time.Second, "r1 to serve its own subject", func() bool {
+		_, err := f.Conn.Conn.Request(subject, nil, time.Second)
+		return !errors.Is(err, nats.ErrNoResponders)
+	})
+	dup := replica.New(replica.Config{ID: "r1", Dir: filepath.Join(t.TempDir(), "dup"), Stream: f.Stream, Conn: f.Conn.Conn, Logger: testLogger(t)})
+	if err := dup.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer dup.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := dup.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), `replica id "r1" is in use`) {
+		t.Fatalf("Run of a second r1=%v, want it refused", err)
+	}
+}
