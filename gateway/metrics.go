@@ -50,8 +50,8 @@ func (m *metrics) observe(op string, status int, d time.Duration) {
 	m.latency.WithLabelValues(op).Observe(d.Seconds())
 }
 
+// waited records how long a read waited for its token, zero included, so
+// that the histogram's count is the number of reads.
 func (m *metrics) waited(d time.Duration) {
-	if d > 0 {
-		m.wait.Observe(d.Seconds())
-	}
+	m.wait.Observe(d.Seconds())
 }

@@ -49,16 +49,16 @@ type writeMetrics struct {
 func (m *writeMetrics) init() {
 	m.once.Do(func() {
 		m.writes = prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: MetricWrites, Help: "Writes by operation (put, del) and outcome (ok or the error code).",
+			Name: MetricWrites, Help: "Writes by operation (put, delete) and outcome (ok or the error code).",
 		}, []string{"op", "outcome"})
 		m.seconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: MetricWriteSeconds, Help: "Time from a write's arrival at the writer to its publish ack, by operation.",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2.5, 16), // 50µs .. 47s
 		}, []string{"op"})
-		m.okPut = m.writes.WithLabelValues(string(stream.OpPut), OutcomeOK)
-		m.okDel = m.writes.WithLabelValues(string(stream.OpDelete), OutcomeOK)
-		m.secPut = m.seconds.WithLabelValues(string(stream.OpPut))
-		m.secDel = m.seconds.WithLabelValues(string(stream.OpDelete))
+		m.okPut = m.writes.WithLabelValues(opLabel(stream.OpPut), OutcomeOK)
+		m.okDel = m.writes.WithLabelValues(opLabel(stream.OpDelete), OutcomeOK)
+		m.secPut = m.seconds.WithLabelValues(opLabel(stream.OpPut))
+		m.secDel = m.seconds.WithLabelValues(opLabel(stream.OpDelete))
 	})
 }
 
@@ -74,15 +74,26 @@ func (m *writeMetrics) observe(op stream.Op, start time.Time, err error) {
 		m.okDel.Inc()
 		m.secDel.Observe(d)
 		return
-	case op != stream.OpPut && op != stream.OpDelete:
-		op = "invalid" // bound the label values
 	}
 	outcome := OutcomeOK
 	if err != nil {
 		outcome = stream.Code(err)
 	}
-	m.writes.WithLabelValues(string(op), outcome).Inc()
-	m.seconds.WithLabelValues(string(op)).Observe(d)
+	m.writes.WithLabelValues(opLabel(op), outcome).Inc()
+	m.seconds.WithLabelValues(opLabel(op)).Observe(d)
+}
+
+// opLabel is the op label of a write's metrics: put or delete, as the
+// gateway's metrics name them; anything else is invalid, which bounds the
+// label's values.
+func opLabel(op stream.Op) string {
+	switch op {
+	case stream.OpPut:
+		return "put"
+	case stream.OpDelete:
+		return "delete"
+	}
+	return "invalid"
 }
 
 // Collector returns the writer's Prometheus metrics: writes by operation

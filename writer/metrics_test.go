@@ -32,7 +32,7 @@ func TestMetrics(t *testing.T) {
 		want        float64
 	}{
 		{"put", writer.OutcomeOK, 1},
-		{"del", writer.OutcomeOK, 1},
+		{"delete", writer.OutcomeOK, 1},
 		{"put", stream.CodeInvalidKey, 1},
 	} {
 		if got := writes(t, reg, tc.op, tc.outcome); got != tc.want {

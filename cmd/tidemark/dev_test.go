@@ -109,9 +109,19 @@ func TestDevEndToEnd(t *testing.T) {
 	if s.Status != 200 || !strings.Contains(s.Body, `"key":"greeting"`) {
 		t.Fatalf("scan: status=%d body=%s", s.Status, s.Body)
 	}
+	// Metrics: the build, writes by op (delete, not del), and every read's wait.
+	m := do(t, "GET", base+"/metrics", "")
+	for _, want := range []string{`tidemark_build_info{goversion="`, "tidemark_gateway_token_wait_seconds_count 11"} {
+		if !strings.Contains(m.Body, want) {
+			t.Fatalf("/metrics lacks %q", want)
+		}
+	}
 	d := do(t, "DELETE", base+"/v1/kv/greeting", "", "Tidemark-Token", put.Token)
 	if d.Status != 200 {
 		t.Fatalf("DELETE status=%d body=%s", d.Status, d.Body)
+	}
+	if m := do(t, "GET", base+"/metrics", ""); !strings.Contains(m.Body, `tidemark_writer_writes_total{op="delete",outcome="ok"} 1`) {
+		t.Fatalf("/metrics lacks the delete as op=\"delete\"")
 	}
 	delTok := d.Header.Get("Tidemark-Token")
 	g := do(t, "GET", base+"/v1/kv/greeting", "", "Tidemark-Token", delTok)

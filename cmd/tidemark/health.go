@@ -90,16 +90,22 @@ func checkHTTP(ctx context.Context, url string) error {
 // checkService connects to the NATS server(s) of url and returns nil when an
 // instance of the micro service name answers a PING.
 func checkService(ctx context.Context, url, name string) error {
-	subject, err := micro.ControlSubject(micro.PingVerb, name, "")
-	if err != nil {
-		return err
-	}
 	deadline, _ := ctx.Deadline()
 	nc, err := nats.Connect(url, nats.Name("tidemark-health"), nats.Timeout(time.Until(deadline)), nats.NoReconnect())
 	if err != nil {
 		return fmt.Errorf("connect %s: %w", url, err)
 	}
 	defer nc.Close()
+	return pingService(ctx, nc, name)
+}
+
+// pingService returns nil when an instance of the micro service name
+// answers a PING on nc.
+func pingService(ctx context.Context, nc *nats.Conn, name string) error {
+	subject, err := micro.ControlSubject(micro.PingVerb, name, "")
+	if err != nil {
+		return err
+	}
 	if _, err := nc.RequestWithContext(ctx, subject, nil); err != nil {
 		return fmt.Errorf("service %s: %w", name, err)
 	}

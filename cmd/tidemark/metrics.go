@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/http"
+	"runtime"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -14,6 +15,7 @@ import (
 const (
 	metricNATSConnected  = "tidemark_nats_connected"
 	metricNATSReconnects = "tidemark_nats_reconnects_total"
+	metricBuildInfo      = "tidemark_build_info"
 )
 
 // newRegistry returns a Prometheus registry with the Go runtime and
@@ -36,8 +38,18 @@ func newRegistry(nc *stream.Conn, cs ...prometheus.Collector) *prometheus.Regist
 			Name: metricNATSReconnects, Help: "Times the NATS connection reconnected.", ConstLabels: labels,
 		}, func() float64 { return float64(nc.Stats().Reconnects) }),
 	)
+	reg.MustRegister(buildInfo())
 	reg.MustRegister(cs...)
 	return reg
+}
+
+// buildInfo is the constant 1 labelled with the binary's version and the Go
+// version it was built with, so that dashboards can tell which build runs.
+func buildInfo() prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: metricBuildInfo, Help: "Always 1; its labels name the build.",
+		ConstLabels: prometheus.Labels{"version": buildVersion(), "goversion": runtime.Version()},
+	}, func() float64 { return 1 })
 }
 
 // metricsHandler serves reg in the Prometheus text format.

@@ -113,13 +113,26 @@ func runReplica(ctx context.Context, c config.Config, env *cmdEnv) error {
 	return g.Wait()
 }
 
+// writerPingTimeout bounds the gateway's readiness check of the writers.
+const writerPingTimeout = time.Second
+
 func runGateway(ctx context.Context, c config.Config, env *cmdEnv) error {
 	nc, _, err := connect(ctx, c, c.NATS.URL, "tidemark-gateway", env.log)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	gw, err := newGateway(c, nc, env.log, nil, nil, nil)
+	// Ready only while a writer answers: a gateway whose every write gets
+	// 503 is not ready.
+	ready := func() error {
+		ctx, cancel := context.WithTimeout(ctx, writerPingTimeout)
+		defer cancel()
+		if err := pingService(ctx, nc.Conn, writer.ServiceName); err != nil {
+			return fmt.Errorf("no writer answers: %w", err)
+		}
+		return nil
+	}
+	gw, err := newGateway(c, nc, env.log, ready, nil, nil)
 	if err != nil {
 		return err
 	}

@@ -68,6 +68,19 @@ func TestGatewayReadinessFollowsNATS(t *testing.T) {
 		}
 	}()
 	url := "http://" + httpAddr + "/readyz"
+	// No writer answers yet: a gateway whose every write would fail is not ready.
+	testenv.Eventually(t, 20*time.Second, "gateway not ready without a writer", func() bool { return readyStatus(url) == 503 })
+	wctx, stopWriter := context.WithCancel(context.Background())
+	wdone := make(chan error, 1)
+	go func() {
+		wdone <- run(wctx, []string{"writer", "--nats", "nats://" + natsAddr, "--log-level", "error"}, io.Discard, io.Discard)
+	}()
+	defer func() {
+		stopWriter()
+		if err := <-wdone; err != nil {
+			t.Errorf("writer: %v", err)
+		}
+	}()
 	testenv.Eventually(t, 20*time.Second, "gateway ready", func() bool { return readyStatus(url) == 200 })
 
 	srv.Shutdown()
