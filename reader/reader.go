@@ -137,8 +137,20 @@ func (r *Reader) scan(ctx context.Context, req stream.ScanRequest) (stream.ScanR
 	if items == nil {
 		items = []stream.Record{}
 	}
+	// A page is bounded by bytes as well as by the limit: cut short, it
+	// goes on after its last item.
+	if n := stream.PageFit(r.MaxPayload(), items); n < len(items) {
+		items, next = items[:n], items[n-1].Key
+	}
 	res.Items, res.Next = items, next
 	return res, nil
+}
+
+// MaxPayload returns the max_payload of the NATS server the stream's
+// connection is on: every reply over NATS must fit it, and scan pages are
+// cut to fit it wherever they are served. 0 when unknown.
+func (r *Reader) MaxPayload() int64 {
+	return r.cfg.Stream.JetStream().Conn().MaxPayload()
 }
 
 // served is what a read reports besides its data.

@@ -188,6 +188,12 @@ func (s *Service) getHandler(pool *stream.Pool) micro.Handler {
 		res, err := s.r.Get(ctx, g)
 		err = s.shutdown(ctx, err)
 		h, body := stream.EncodeGetReply(res, err)
+		if err == nil {
+			// A value stored under a larger limit than this server's.
+			if err = stream.ReplyFits(s.r.MaxPayload(), h, body, fmt.Sprintf("the reply to a get of %q", g.Key)); err != nil {
+				h, body = stream.EncodeGetReply(res, err)
+			}
+		}
 		s.respond(req, h, body, err)
 	}
 	serve := pool.Handler(func(ctx context.Context, req micro.Request) {
@@ -215,6 +221,12 @@ func (s *Service) scanHandler(pool *stream.Pool) micro.Handler {
 		res, err := s.r.Scan(ctx, c.scan)
 		err = s.shutdown(ctx, err)
 		h, body := stream.EncodeScanReply(res, err)
+		if err == nil && len(res.Items) > 0 {
+			// Only a page of one value stored under a larger limit.
+			if err = stream.ReplyFits(s.r.MaxPayload(), h, body, fmt.Sprintf("a scan page of %q", res.Items[0].Key)); err != nil {
+				h, body = stream.EncodeScanReply(res, err)
+			}
+		}
 		s.respond(c.Request, h, body, err)
 	})
 	return micro.HandlerFunc(func(req micro.Request) {
