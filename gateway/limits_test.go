@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/tidemark/tidemark/client"
 	"github.com/tidemark/tidemark/internal/stacktest"
 	"github.com/tidemark/tidemark/stream"
@@ -241,5 +243,30 @@ func TestAcceptedValuesCanBeRead(t *testing.T) {
 		if _, err := s.Transport.Scan(ctx, stream.ScanRequest{Prefix: key, Token: ptok, Wait: time.Second}); err != nil {
 			t.Fatalf("PUT of %d bytes accepted, but NATS scan: %v", size, err)
 		}
+	}
+}
+
+// TestStoredValueTooLargeForTheReplyIsRefused publishes, past the writer, a
+// value that the stream takes but no reply can carry (as one stored under a
+// larger limit would be): a get and a scan of it fail at once with
+// value_too_large instead of leaving the caller waiting for a reply that
+// is never sent.
+func TestStoredValueTooLargeForTheReplyIsRefused(t *testing.T) {
+	s := stacktest.Start(t, stacktest.Options{Replicas: 1, MaxPayload: testMaxPayload})
+	m := nats.NewMsg(s.Stream.KeySubject("big"))
+	m.Header.Set(stream.HeaderOp, string(stream.OpPut))
+	m.Data = bytes.Repeat([]byte{'v'}, testMaxPayload-100)
+	ack, err := s.JS.PublishMsg(limitsContext(t), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := s.Stream.Token(ack.Sequence)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.Transport.Get(ctx, stream.GetRequest{Key: "big", Token: tok, Wait: time.Second}); !errors.Is(err, stream.ErrValueTooLarge) {
+		t.Fatalf("get of a value no reply can carry: %v, want ErrValueTooLarge", err)
+	}
+	if _, err := s.Transport.Scan(ctx, stream.ScanRequest{Prefix: "big", Token: tok, Wait: time.Second}); !errors.Is(err, stream.ErrValueTooLarge) {
+		t.Fatalf("scan of a value no reply can carry: %v, want ErrValueTooLarge", err)
 	}
 }
