@@ -47,7 +47,8 @@ func endpointMetadata(scan bool, whose string) map[string]string {
 		m["description"] = "Scan a page of keys by prefix, " + whose
 		m["request.body"] = `{"prefix":"...","after":"...","limit":N}, all optional`
 		m["reply.body"] = `{"items":[{"key","value":"<base64>","revision"}],"next","token"}`
-		m["reply.next"] = `the after of the next page; "" on the last page`
+		m["reply.next"] = `the after of the next page; "" only on the last page`
+		m["reply.size"] = "at most limit keys, fewer when their values would not fit one reply"
 		return m
 	}
 	m["description"] = "Read one key, " + whose
