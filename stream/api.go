@@ -187,7 +187,7 @@ type ScanRequest struct {
 	// After starts the page after this key.
 	After string
 	// Limit is the most keys a page holds; 0 means DefaultScanLimit. A page
-	// holds fewer when their values would not fit one reply (PageFit), and
+	// holds fewer when their values would not fit one reply (PageBudget), and
 	// then has a Next: only an empty Next ends a scan.
 	Limit int
 	// Token is the session's token.
@@ -203,7 +203,7 @@ type ScanRequest struct {
 }
 
 // Scan limits: the default and largest count of keys in a page. Pages are
-// bounded by bytes too (PageFit).
+// bounded by bytes too (PageBudget).
 const (
 	DefaultScanLimit = 100
 	MaxScanLimit     = 1000

@@ -22,7 +22,7 @@ import (
 // MaxKeyLen bytes that escapes to the longest header and JSON string, the
 // longest token, replica id, write id, session and numbers), so that a
 // value under ValueLimit fits every message that carries it whole, and a
-// scan page that PageFit cut fits its reply.
+// scan page that PageBudget cut fits its reply.
 
 // overheads are the protocol's worst-case bytes around values.
 type overheads struct {
@@ -160,24 +160,39 @@ func (l ValueLimit) String() string {
 	return fmt.Sprintf("%d bytes", l.Bytes)
 }
 
-// PageFit returns how many of the leading items of a scan page fit in one
-// scan reply within maxPayload (0 for no limit): all of them, or fewer,
-// and at least one, so that a scan always moves on. A page cut short is
-// continued from its last item's key. A value under ValueLimit always fits
-// on a page of its own.
-func PageFit(maxPayload int64, items []Record) int {
-	if maxPayload <= 0 || len(items) == 0 {
-		return len(items)
+// PageBudget counts the bytes of a scan reply as items join its page, so
+// that a page stops before its reply would exceed the max_payload. A page
+// cut short is continued after its last item's key. A value under
+// ValueLimit always fits on a page of its own. The nil *PageBudget has no
+// limit.
+type PageBudget struct {
+	room int64
+	n    int
+}
+
+// NewPageBudget returns the budget of one page whose reply must fit
+// maxPayload; nil (no limit) when maxPayload <= 0.
+func NewPageBudget(maxPayload int64) *PageBudget {
+	if maxPayload <= 0 {
+		return nil
 	}
-	o := protocolOverheads()
-	room := maxPayload - int64(o.page)
-	for i, it := range items {
-		room -= int64(itemSize(o, it))
-		if room < 0 {
-			return max(i, 1)
-		}
+	return &PageBudget{room: maxPayload - int64(protocolOverheads().page)}
+}
+
+// Add reports whether it fits the page after the items added before it,
+// and if so counts it. The first item always fits, so that a scan always
+// moves on.
+func (b *PageBudget) Add(it Record) bool {
+	if b == nil {
+		return true
 	}
-	return len(items)
+	size := int64(itemSize(protocolOverheads(), it))
+	if b.n > 0 && size > b.room {
+		return false
+	}
+	b.room -= size
+	b.n++
+	return true
 }
 
 // itemSize is the bytes it adds to a scan reply's body, comma included.

@@ -119,13 +119,23 @@ func TestValueLimit(t *testing.T) {
 	}
 }
 
-// TestPageFit cuts pages of random keys and values: the page cut fits
+// pageFit is how many of the leading items a page of budget b takes.
+func pageFit(b *stream.PageBudget, items []stream.Record) int {
+	for i, it := range items {
+		if !b.Add(it) {
+			return i
+		}
+	}
+	return len(items)
+}
+
+// TestPageBudget cuts pages of random keys and values: the page cut fits
 // max_payload with the reply's headers at their largest, one item more
 // would not, and a page always keeps its first item.
-func TestPageFit(t *testing.T) {
+func TestPageBudget(t *testing.T) {
 	const payload = 64 << 10
 	rng := rand.New(rand.NewPCG(1, 2))
-	for range 200 {
+	for range 100 {
 		items := make([]stream.Record, 1+rng.IntN(60))
 		for i := range items {
 			key := limitKeys[rng.IntN(len(limitKeys))]
@@ -133,9 +143,9 @@ func TestPageFit(t *testing.T) {
 				Value: make([]byte, rng.IntN(stream.TransportMaxValue(payload)/4))}
 		}
 		items[0].Value = make([]byte, rng.IntN(stream.TransportMaxValue(payload)+1))
-		n := stream.PageFit(payload, items)
+		n := pageFit(stream.NewPageBudget(payload), items)
 		if n < 1 || n > len(items) {
-			t.Fatalf("PageFit of %d items=%d", len(items), n)
+			t.Fatalf("a page of %d items took %d", len(items), n)
 		}
 		size := func(k int) int {
 			h, body := stream.EncodeScanReply(stream.ScanResult{Items: items[:k], Next: items[k-1].Key, Token: limitToken}, nil)
@@ -149,8 +159,8 @@ func TestPageFit(t *testing.T) {
 			t.Fatalf("a page cut to %d of %d items leaves room for the next: %d bytes with it", n, len(items), size(n+1))
 		}
 	}
-	if got := stream.PageFit(0, make([]stream.Record, 5)); got != 5 {
-		t.Fatalf("PageFit with no max_payload=%d, want all 5", got)
+	if got := pageFit(stream.NewPageBudget(0), make([]stream.Record, 5)); got != 5 {
+		t.Fatalf("a page with no max_payload took %d, want all 5", got)
 	}
 }
 
