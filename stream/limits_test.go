@@ -60,7 +60,7 @@ func largest(key string, n int) (put, get, scan int) {
 // that carries it, whatever the key, and that the limit is the largest
 // such: one byte more does not fit the worst key's scan page.
 func TestTransportMaxValue(t *testing.T) {
-	for _, payload := range []int64{64 << 10, 1 << 20, stream.DefaultMaxPayload} {
+	for _, payload := range []int64{64 << 10, 1 << 20} {
 		limit := stream.TransportMaxValue(payload)
 		if limit < int(payload)/2 {
 			t.Fatalf("TransportMaxValue(%d)=%d, want most of it", payload, limit)
