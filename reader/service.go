@@ -191,7 +191,7 @@ func (s *Service) getHandler(pool *stream.Pool) micro.Handler {
 		h, body := stream.EncodeGetReply(res, err)
 		if err == nil {
 			// A value stored under a larger limit than this server's.
-			if err = stream.ReplyFits(s.r.MaxPayload(), h, body, fmt.Sprintf("the reply to a get of %q", g.Key)); err != nil {
+			if err = stream.ReplyFits(s.r.MaxPayload(), h, body, func() string { return fmt.Sprintf("the reply to a get of %q", g.Key) }); err != nil {
 				h, body = stream.EncodeGetReply(res, err)
 			}
 		}
@@ -224,7 +224,7 @@ func (s *Service) scanHandler(pool *stream.Pool) micro.Handler {
 		h, body := stream.EncodeScanReply(res, err)
 		if err == nil && len(res.Items) > 0 {
 			// Only a page of one value stored under a larger limit.
-			if err = stream.ReplyFits(s.r.MaxPayload(), h, body, fmt.Sprintf("a scan page of %q", res.Items[0].Key)); err != nil {
+			if err = stream.ReplyFits(s.r.MaxPayload(), h, body, func() string { return fmt.Sprintf("a scan page of %q", res.Items[0].Key) }); err != nil {
 				h, body = stream.EncodeScanReply(res, err)
 			}
 		}

@@ -202,13 +202,14 @@ func itemSize(o overheads, it Record) int {
 
 // ReplyFits returns ErrValueTooLarge when a reply of headers h and body
 // would exceed maxPayload (0 for no limit), so that a reply the client
-// would never get is refused with a reason instead. what names the reply.
-func ReplyFits(maxPayload int64, h nats.Header, body []byte, what string) error {
-	if maxPayload <= 0 {
-		return nil
+// would never get is refused with a reason instead. what names the reply
+// in the error; it is called only then.
+func ReplyFits(maxPayload int64, h nats.Header, body []byte, what func() string) error {
+	if maxPayload <= 0 || int64(len(body)) <= maxPayload-int64(protocolOverheads().whole) {
+		return nil // no get or scan reply has larger headers than that
 	}
 	if n := int64(headerSize(h) + len(body)); n > maxPayload {
-		return Errorf(ErrValueTooLarge, "%s is %d bytes, over the NATS server's max_payload of %d bytes", what, n, maxPayload)
+		return Errorf(ErrValueTooLarge, "%s is %d bytes, over the NATS server's max_payload of %d bytes", what(), n, maxPayload)
 	}
 	return nil
 }
