@@ -18,7 +18,7 @@ import (
 // message whose headers and data exceed the server's max_payload
 // (nats.Conn.MaxPayload), so a reply over it is never delivered and the
 // caller only sees a timeout. The limits below are worked out from the
-// real encoders of this file's protocol at their largest (a key of
+// protocol's own encoders (api.go) with every field at its largest (a key of
 // MaxKeyLen bytes that escapes to the longest header and JSON string, the
 // longest token, replica id, write id, session and numbers), so that a
 // value under ValueLimit fits every message that carries it whole, and a
@@ -88,7 +88,8 @@ func jsonStringLen(s string) int {
 
 // ValueLimit is the largest value a put may carry and why.
 type ValueLimit struct {
-	// Bytes is the largest value, never negative.
+	// Bytes is the largest value, never negative; math.MaxInt32 when
+	// nothing limits it.
 	Bytes int
 	// Configured is the configured limit; 0 is none.
 	Configured int
@@ -105,7 +106,7 @@ func NewValueLimit(configured int, maxPayload int64) ValueLimit {
 	l := ValueLimit{Bytes: configured, Configured: configured, MaxPayload: maxPayload}
 	if maxPayload <= 0 {
 		if l.Bytes <= 0 {
-			l.Bytes = math.MaxInt
+			l.Bytes = math.MaxInt32
 		}
 		return l
 	}
