@@ -70,6 +70,11 @@ func (c *NATS) Write(ctx context.Context, req stream.WriteRequest) (stream.Write
 	default:
 		return failed, stream.Errorf(stream.ErrInvalidRequest, "unknown op %q: want %s or %s", req.Op, stream.OpPut, stream.OpDelete)
 	}
+	if req.Op == stream.OpPut {
+		if err := c.ValueLimit().Check(int64(len(req.Value))); err != nil {
+			return failed, err
+		}
+	}
 	ctx, cancel := withDefaultTimeout(ctx, c.WriteTimeout)
 	defer cancel()
 	reply, err := c.request(ctx, req.Msg(subject), "writer")
@@ -81,6 +86,13 @@ func (c *NATS) Write(ctx context.Context, req stream.WriteRequest) (stream.Write
 		res.Key = req.Key
 	}
 	return res, err
+}
+
+// ValueLimit returns the largest value a put can carry over this
+// connection: what the NATS server's max_payload leaves for the put and
+// for every reply that carries the value. The writer may allow less.
+func (c *NATS) ValueLimit() stream.ValueLimit {
+	return stream.NewValueLimit(0, c.nc.MaxPayload())
 }
 
 // Get sends a point read to the replica the Router picks, to req.Replica

@@ -102,8 +102,9 @@ func WithAfter(key string) ReadOption {
 	return func(o *readOptions) { o.after = key }
 }
 
-// WithLimit sets a Scan's page size (default 100, at most 1000). Get
-// ignores it.
+// WithLimit sets the most keys a Scan's page holds (default 100, at most
+// 1000). A page holds fewer when their values would not fit one reply, and
+// then has a Next; ScanAll follows it. Get ignores it.
 func WithLimit(n int) ReadOption {
 	return func(o *readOptions) { o.limit = n }
 }

@@ -141,7 +141,9 @@ type APIConfig struct {
 type GatewayConfig struct {
 	// HTTP is the listen address, host:port.
 	HTTP string `yaml:"http"`
-	// MaxValueBytes is the largest value accepted, 1 byte to 64 MiB.
+	// MaxValueBytes is the largest value accepted, 1 byte to 64 MiB. Where
+	// the NATS server's max_payload cannot carry that much in a reply, the
+	// roles enforce the lower limit and warn at start.
 	MaxValueBytes int `yaml:"max_value_bytes"`
 	// DefaultWait bounds a read's wait for its token when the request does
 	// not say.

@@ -50,7 +50,9 @@ type Config struct {
 	// Writer and Reader reach the writers and replicas.
 	Writer Writer
 	Reader Reader
-	// MaxValueBytes bounds a value.
+	// MaxValueBytes bounds a value. A Writer with a ValueLimit method (the
+	// writer, the NATS client transport) may bound it further, to what the
+	// NATS server's max_payload can carry.
 	MaxValueBytes int
 	// DefaultWait is a read's wait bound when the request sets none;
 	// MaxWait caps what a request may ask for.

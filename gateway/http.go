@@ -240,24 +240,41 @@ func (g *Gateway) put(w http.ResponseWriter, r *http.Request, tok stream.Token) 
 	if err != nil {
 		return stream.Token{}, err
 	}
-	if r.ContentLength > int64(g.cfg.MaxValueBytes) {
-		return stream.Token{}, tooLarge(r.ContentLength, g.cfg.MaxValueBytes)
+	limit := g.valueLimit()
+	if err := limit.Check(r.ContentLength); err != nil {
+		return stream.Token{}, err
 	}
-	value, err := io.ReadAll(io.LimitReader(r.Body, int64(g.cfg.MaxValueBytes)+1))
+	value, err := io.ReadAll(io.LimitReader(r.Body, int64(limit.Bytes)+1))
 	if err != nil {
 		return stream.Token{}, stream.Errorf(stream.ErrInvalidRequest, "reading body: %v", err)
 	}
-	if len(value) > g.cfg.MaxValueBytes {
-		return stream.Token{}, tooLarge(-1, g.cfg.MaxValueBytes)
+	if len(value) > limit.Bytes {
+		return stream.Token{}, limit.TooLarge("more than " + strconv.Itoa(limit.Bytes) + " bytes")
 	}
 	return g.write(w, r, stream.WriteRequest{Op: stream.OpPut, Key: key, Value: value, Token: tok})
 }
 
-func tooLarge(n int64, limit int) error {
-	if n < 0 {
-		return stream.Errorf(stream.ErrValueTooLarge, "value is over the limit of %d bytes", limit)
+// valueLimiter is a Writer that knows the largest value it can take: the
+// writer, and the NATS client transport (what the server's max_payload
+// leaves).
+type valueLimiter interface {
+	ValueLimit() stream.ValueLimit
+}
+
+// valueLimit is the largest value a put may carry: the configured limit, or
+// less where the writer says so, so that a value no reply could carry is
+// refused before its body is read.
+func (g *Gateway) valueLimit() stream.ValueLimit {
+	vl, ok := g.cfg.Writer.(valueLimiter)
+	if !ok {
+		return stream.NewValueLimit(g.cfg.MaxValueBytes, 0)
 	}
-	return stream.Errorf(stream.ErrValueTooLarge, "value of %d bytes is over the limit of %d bytes", n, limit)
+	wl := vl.ValueLimit()
+	configured := g.cfg.MaxValueBytes
+	if wl.Configured > 0 {
+		configured = min(configured, wl.Configured)
+	}
+	return stream.NewValueLimit(configured, wl.MaxPayload)
 }
 
 func (g *Gateway) del(w http.ResponseWriter, r *http.Request, tok stream.Token) (stream.Token, error) {

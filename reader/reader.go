@@ -33,8 +33,10 @@ type Store interface {
 	// deleted key) when it does not exist.
 	Get(key string) (stream.Record, uint64, error)
 	// Scan returns a page of live keys and the applied sequence of the
-	// snapshot they were read from.
-	Scan(prefix, after string, limit int) ([]stream.Record, string, uint64, error)
+	// snapshot they were read from. The page holds at most limit keys, and
+	// stops at the first that page does not Add (a nil page has no limit);
+	// next is its last key when more remain.
+	Scan(prefix, after string, limit int, page *stream.PageBudget) ([]stream.Record, string, uint64, error)
 	// Err returns why the store refuses to serve, or nil.
 	Err() error
 }
@@ -127,7 +129,10 @@ func (r *Reader) scan(ctx context.Context, req stream.ScanRequest) (stream.ScanR
 		next  string
 	)
 	s, err := r.read(ctx, "scan", req.Token, req.Consistency, req.Wait, func() (applied uint64, err error) {
-		items, next, applied, err = r.cfg.Store.Scan(req.Prefix, req.After, req.Limit)
+		// A page is bounded by bytes as well as by the limit, so that its
+		// reply fits the max_payload; cut short, it goes on after its last
+		// item.
+		items, next, applied, err = r.cfg.Store.Scan(req.Prefix, req.After, req.Limit, stream.NewPageBudget(r.MaxPayload()))
 		return applied, err
 	})
 	res.Token, res.Applied, res.Waited, res.StreamLast = s.token, s.applied, s.waited, s.streamLast
@@ -139,6 +144,13 @@ func (r *Reader) scan(ctx context.Context, req stream.ScanRequest) (stream.ScanR
 	}
 	res.Items, res.Next = items, next
 	return res, nil
+}
+
+// MaxPayload returns the max_payload of the NATS server the stream's
+// connection is on: every reply over NATS must fit it, and scan pages are
+// cut to fit it wherever they are served. 0 when unknown.
+func (r *Reader) MaxPayload() int64 {
+	return r.cfg.Stream.JetStream().Conn().MaxPayload()
 }
 
 // served is what a read reports besides its data.

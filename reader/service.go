@@ -47,7 +47,8 @@ func endpointMetadata(scan bool, whose string) map[string]string {
 		m["description"] = "Scan a page of keys by prefix, " + whose
 		m["request.body"] = `{"prefix":"...","after":"...","limit":N}, all optional`
 		m["reply.body"] = `{"items":[{"key","value":"<base64>","revision"}],"next","token"}`
-		m["reply.next"] = `the after of the next page; "" on the last page`
+		m["reply.next"] = `the after of the next page; "" only on the last page`
+		m["reply.size"] = "at most limit keys, fewer when their values would not fit one reply"
 		return m
 	}
 	m["description"] = "Read one key, " + whose
@@ -188,6 +189,12 @@ func (s *Service) getHandler(pool *stream.Pool) micro.Handler {
 		res, err := s.r.Get(ctx, g)
 		err = s.shutdown(ctx, err)
 		h, body := stream.EncodeGetReply(res, err)
+		if err == nil {
+			// A value stored under a larger limit than this server's.
+			if err = stream.ReplyFits(s.r.MaxPayload(), h, body, func() string { return fmt.Sprintf("the reply to a get of %q", g.Key) }); err != nil {
+				h, body = stream.EncodeGetReply(res, err)
+			}
+		}
 		s.respond(req, h, body, err)
 	}
 	serve := pool.Handler(func(ctx context.Context, req micro.Request) {
@@ -215,6 +222,12 @@ func (s *Service) scanHandler(pool *stream.Pool) micro.Handler {
 		res, err := s.r.Scan(ctx, c.scan)
 		err = s.shutdown(ctx, err)
 		h, body := stream.EncodeScanReply(res, err)
+		if err == nil && len(res.Items) > 0 {
+			// Only a page of one value stored under a larger limit.
+			if err = stream.ReplyFits(s.r.MaxPayload(), h, body, func() string { return fmt.Sprintf("a scan page of %q", res.Items[0].Key) }); err != nil {
+				h, body = stream.EncodeScanReply(res, err)
+			}
+		}
 		s.respond(c.Request, h, body, err)
 	})
 	return micro.HandlerFunc(func(req micro.Request) {

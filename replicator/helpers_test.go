@@ -203,7 +203,7 @@ func checkState(t testing.TB, r *replicator.Replicator, want state, applied uint
 	var got []string
 	after := ""
 	for {
-		items, next, at, err := r.Scan("", after, 97)
+		items, next, at, err := r.Scan("", after, 97, nil)
 		if err != nil {
 			t.Fatalf("Scan: %v", err)
 		}

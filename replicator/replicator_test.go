@@ -74,7 +74,7 @@ func TestScanPaging(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			items, next, _, err := r.Scan(tt.prefix, tt.after, tt.limit)
+			items, next, _, err := r.Scan(tt.prefix, tt.after, tt.limit, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

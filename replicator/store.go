@@ -279,9 +279,10 @@ func served(rec stream.Record, applied uint64) (stream.Record, uint64, error) {
 
 // Scan returns up to limit live keys that start with prefix and sort after
 // after, in key order, and the applied sequence of the snapshot they were
-// read from. next is the last key returned when more keys remain, else "".
+// read from; the page stops at the first key page does not Add (nil: no
+// byte limit). next is the last key returned when more keys remain, else "".
 // A limit <= 0 means stream.DefaultScanLimit.
-func (r *Replicator) Scan(prefix, after string, limit int) (items []stream.Record, next string, applied uint64, err error) {
+func (r *Replicator) Scan(prefix, after string, limit int, page *stream.PageBudget) (items []stream.Record, next string, applied uint64, err error) {
 	if limit <= 0 {
 		limit = stream.DefaultScanLimit
 	}
@@ -324,7 +325,7 @@ func (r *Replicator) Scan(prefix, after string, limit int) (items []stream.Recor
 			if rec.Deleted {
 				continue
 			}
-			if len(items) == limit {
+			if len(items) == limit || !page.Add(rec) {
 				more = true
 				break
 			}

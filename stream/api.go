@@ -186,7 +186,9 @@ type ScanRequest struct {
 	Prefix string
 	// After starts the page after this key.
 	After string
-	// Limit is the page size; 0 means the default.
+	// Limit is the most keys a page holds; 0 means DefaultScanLimit. A page
+	// holds fewer when their values would not fit one reply (PageBudget), and
+	// then has a Next: only an empty Next ends a scan.
 	Limit int
 	// Token is the session's token.
 	Token Token
@@ -200,7 +202,8 @@ type ScanRequest struct {
 	Forward bool
 }
 
-// Scan limits.
+// Scan limits: the default and largest count of keys in a page. Pages are
+// bounded by bytes too (PageBudget).
 const (
 	DefaultScanLimit = 100
 	MaxScanLimit     = 1000
@@ -210,7 +213,8 @@ const (
 type ScanResult struct {
 	// Items are the live keys of the page, in key order.
 	Items []Record
-	// Next is the After of the next page, or "" on the last page.
+	// Next is the After of the next page, or "" on the last page; a page
+	// cut short by bytes has one however few items it holds.
 	Next string
 	// Token is the session's new token.
 	Token Token

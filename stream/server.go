@@ -28,6 +28,9 @@ type ServerConfig struct {
 	Name string
 	// Logger receives the server's log lines; the zero value discards them.
 	Logger zerolog.Logger
+	// MaxPayload is the server's max_payload, the largest message it
+	// accepts; DefaultMaxPayload when 0.
+	MaxPayload int32
 }
 
 // StartServer starts an embedded NATS server with JetStream and waits until
@@ -37,13 +40,16 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.MaxPayload <= 0 {
+		cfg.MaxPayload = DefaultMaxPayload
+	}
 	opts := &server.Options{
 		ServerName: cfg.Name,
 		Host:       host,
 		Port:       port,
 		JetStream:  true,
 		StoreDir:   cfg.StoreDir,
-		MaxPayload: DefaultMaxPayload,
+		MaxPayload: cfg.MaxPayload,
 		NoSigs:     true,
 		SyncAlways: cfg.SyncAlways,
 	}

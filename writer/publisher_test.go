@@ -232,7 +232,7 @@ func TestWrite_TooLargeForTheServer(t *testing.T) {
 		e := testenv.Start(t)
 		w := newWriter(e, writer.Config{MaxValueBytes: 2 * stream.DefaultMaxPayload})
 		_, err := w.Write(testContext(t), put("k", strings.Repeat("v", stream.DefaultMaxPayload)))
-		wantTooLarge(t, err, "NATS maximum payload")
+		wantTooLarge(t, err, "max_payload is 8388608 bytes")
 	})
 }
 

@@ -107,7 +107,7 @@ func (s *Service) Run(ctx context.Context) error {
 		Metadata: map[string]string{
 			"stream":          s.w.stream.Name(),
 			"stream_id":       s.w.stream.ID(),
-			"max_value_bytes": strconv.Itoa(s.w.maxValueBytes),
+			"max_value_bytes": strconv.Itoa(s.w.MaxValueBytes()),
 			"api":             strings.TrimSuffix(s.subjects.Put(), "."+EndpointPut),
 		},
 		QueueGroup:  QueueGroup,

@@ -97,8 +97,19 @@ func New(cfg Config) *Writer {
 	return w
 }
 
-// MaxValueBytes returns the largest value a put may carry.
-func (w *Writer) MaxValueBytes() int { return w.maxValueBytes }
+// MaxValueBytes returns the largest value a put may carry: the configured
+// limit, or less where the NATS server's max_payload cannot carry it.
+func (w *Writer) MaxValueBytes() int { return w.ValueLimit().Bytes }
+
+// ValueLimit returns the largest value a put may carry and why, for the
+// max_payload of the server the writer is connected to now.
+func (w *Writer) ValueLimit() stream.ValueLimit {
+	var maxPayload int64
+	if w.stream != nil {
+		maxPayload = w.stream.JetStream().Conn().MaxPayload()
+	}
+	return stream.NewValueLimit(w.maxValueBytes, maxPayload)
+}
 
 // perform is Write (metrics.go), unmeasured.
 func (w *Writer) perform(ctx context.Context, req stream.WriteRequest) (stream.WriteResult, error) {
@@ -286,8 +297,8 @@ func (w *Writer) validate(req stream.WriteRequest) error {
 	}
 	switch req.Op {
 	case stream.OpPut:
-		if len(req.Value) > w.maxValueBytes {
-			return stream.Errorf(stream.ErrValueTooLarge, "value is %d bytes, the limit is %d", len(req.Value), w.maxValueBytes)
+		if err := w.ValueLimit().Check(int64(len(req.Value))); err != nil {
+			return err
 		}
 	case stream.OpDelete:
 		if len(req.Value) != 0 {

@@ -177,7 +177,7 @@ func TestWrite_Invalid(t *testing.T) {
 		want error
 		msg  string // in the error message
 	}{
-		{"value too large", put("a", "123456789"), stream.ErrValueTooLarge, "9 bytes, the limit is 8"},
+		{"value too large", put("a", "123456789"), stream.ErrValueTooLarge, "9 bytes, over the configured limit of 8 bytes"},
 		{"empty key", put("", "v"), stream.ErrInvalidKey, "empty"},
 		{"long key", put(strings.Repeat("k", stream.MaxKeyLen+1), "v"), stream.ErrInvalidKey, "1025 bytes"},
 		{"key not utf-8", put("a\xff", "v"), stream.ErrInvalidKey, "UTF-8"},

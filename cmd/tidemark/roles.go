@@ -136,6 +136,7 @@ func runGateway(ctx context.Context, c config.Config, env *cmdEnv) error {
 	if err != nil {
 		return err
 	}
+	warnValueLimit(env.log.With().Str("role", "gateway").Logger(), stream.NewValueLimit(c.Gateway.MaxValueBytes, nc.MaxPayload()))
 	return gw.Run(ctx)
 }
 
@@ -219,7 +220,26 @@ func newWriter(c config.Config, nc *stream.Conn, st *stream.Stream, log zerolog.
 	subjects := stream.Subjects{Prefix: c.API.Prefix}
 	w := writer.New(writer.Config{Stream: st, MaxValueBytes: c.Gateway.MaxValueBytes, Logger: log,
 		Records: client.NewNATS(nc.Conn, subjects)})
+	warnValueLimit(log, w.ValueLimit())
 	return writer.NewService(nc.Conn, subjects, w, log), w
+}
+
+// warnValueLimit says at start when the NATS server's max_payload, not
+// gateway.max_value_bytes, sets the largest value. It is a warning, not a
+// configuration error: the configuration cannot know the server's
+// max_payload (it comes with the connection, and a cluster's servers may
+// differ), the default gateway.max_value_bytes exceeds what a server with
+// NATS's default max_payload (1 MiB) can carry, and the lower limit is
+// enforced up front anyway (413 value_too_large, before anything is
+// published), so nothing fails at read time.
+func warnValueLimit(log zerolog.Logger, l stream.ValueLimit) {
+	if !l.TransportLimited() {
+		return
+	}
+	log.Warn().Int("max_value_bytes", l.Configured).Int64("max_payload", l.MaxPayload).Int("value_limit", l.Bytes).
+		Msgf("gateway.max_value_bytes (%d) is more than the NATS server's max_payload (%d) can carry in a reply; "+
+			"puts of more than %d bytes are refused with 413 value_too_large (raise max_payload on the server to allow more)",
+			l.Configured, l.MaxPayload, l.Bytes)
 }
 
 // serveHealth serves /healthz, /readyz and /metrics on addr until ctx ends.

@@ -42,6 +42,9 @@ type Options struct {
 	// Signer signs the gateway's tokens; Affinity turns on sticky sessions.
 	Signer   *stream.Signer
 	Affinity bool
+	// MaxPayload is the NATS server's max_payload (default the embedded
+	// server's).
+	MaxPayload int32
 	// NoRouter sends reads to the shared subject (any ready replica)
 	// instead of routing them by the replicas' advertised progress.
 	NoRouter bool
@@ -75,7 +78,7 @@ func Start(t testing.TB, opts Options) *Stack {
 	if opts.Replicas == 0 {
 		opts.Replicas = 2
 	}
-	s := &Stack{Env: testenv.Start(t), opts: opts, dir: t.TempDir(), running: map[string]running{}}
+	s := &Stack{Env: testenv.StartServer(t, stream.ServerConfig{MaxPayload: opts.MaxPayload}), opts: opts, dir: t.TempDir(), running: map[string]running{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	g, gctx := errgroup.WithContext(ctx)
 	t.Cleanup(func() {

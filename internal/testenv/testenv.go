@@ -40,7 +40,19 @@ func Start(t testing.TB) *Env {
 // the server and start it again on the same files.
 func StartDir(t testing.TB, dir string) *Env {
 	t.Helper()
-	s, err := stream.StartServer(stream.ServerConfig{Listen: "127.0.0.1:-1", StoreDir: dir})
+	return StartServer(t, stream.ServerConfig{StoreDir: dir})
+}
+
+// StartServer is Start with the server configured by cfg; it listens on a
+// free loopback port, and its store is in a temporary directory unless
+// cfg.StoreDir says otherwise.
+func StartServer(t testing.TB, cfg stream.ServerConfig) *Env {
+	t.Helper()
+	cfg.Listen = "127.0.0.1:-1"
+	if cfg.StoreDir == "" {
+		cfg.StoreDir = t.TempDir()
+	}
+	s, err := stream.StartServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
