@@ -60,26 +60,41 @@ func publish(t testing.TB, env *testenv.Env, ws ...write) uint64 {
 // sequences first, first+1, ...
 func publishAsync(t testing.TB, env *testenv.Env, first uint64, ws []write) {
 	t.Helper()
+	// At most window acks outstanding: more would stall the publisher
+	// (nats.go fails a publish that waits too long for room) when acks are
+	// slow, as on a loaded machine.
+	const window = 512
 	futures := make([]jetstream.PubAckFuture, 0, len(ws))
+	deadline := time.After(testTimeout)
+	acked := 0
 	for _, w := range ws {
+		if len(futures)-acked == window {
+			waitAck(t, futures[acked], first+uint64(acked), acked, deadline)
+			acked++
+		}
 		f, err := env.JS.PublishMsgAsync(w.msg(env.Config.Subject))
 		if err != nil {
 			t.Fatalf("publish: %v", err)
 		}
 		futures = append(futures, f)
 	}
-	deadline := time.After(testTimeout)
-	for i, f := range futures {
-		select {
-		case ack := <-f.Ok():
-			if got, want := ack.Sequence, first+uint64(i); got != want {
-				t.Fatalf("publish %d: sequence=%d, want %d", i, got, want)
-			}
-		case err := <-f.Err():
-			t.Fatalf("publish %d: %v", i, err)
-		case <-deadline:
-			t.Fatalf("publish %d: no ack within %v", i, testTimeout)
+	for i := acked; i < len(futures); i++ {
+		waitAck(t, futures[i], first+uint64(i), i, deadline)
+	}
+}
+
+// waitAck waits for future f of publish i and checks its sequence is want.
+func waitAck(t testing.TB, f jetstream.PubAckFuture, want uint64, i int, deadline <-chan time.Time) {
+	t.Helper()
+	select {
+	case ack := <-f.Ok():
+		if got := ack.Sequence; got != want {
+			t.Fatalf("publish %d: sequence=%d, want %d", i, got, want)
 		}
+	case err := <-f.Err():
+		t.Fatalf("publish %d: %v", i, err)
+	case <-deadline:
+		t.Fatalf("publish %d: no ack within %v", i, testTimeout)
 	}
 }
 
