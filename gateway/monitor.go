@@ -526,10 +526,16 @@ func (m *Monitor) view(id string, tr *replicaTrack, st StreamStatus, oldest map[
 	case v.State == stream.StateReady && behind:
 		v.State = stream.StateCatchingUp
 	}
-	if v.State == stream.StateCatchingUp && v.LagMessages > 0 {
+	// A catch-up's progress counts from where the replica stood when it was
+	// first seen behind: lagging, then applying again, goes on from there.
+	if (v.State == stream.StateCatchingUp || v.State == StateLagging) && v.LagMessages > 0 {
 		if !tr.catching || tr.catchFrom > ad.Applied {
 			tr.catching, tr.catchFrom = true, ad.Applied
 		}
+	} else {
+		tr.catching = false
+	}
+	if v.State == stream.StateCatchingUp && v.LagMessages > 0 {
 		if st.LastSeq > tr.catchFrom {
 			p := float64(ad.Applied-tr.catchFrom) / float64(st.LastSeq-tr.catchFrom)
 			v.Progress = &p
@@ -538,8 +544,6 @@ func (m *Monitor) view(id string, tr *replicaTrack, st StreamStatus, oldest map[
 			eta := float64(v.LagMessages) / v.Rate
 			v.ETASeconds = &eta
 		}
-	} else if v.State != StateLagging {
-		tr.catching = false // a lagging replica that applies again goes on from where it stood
 	}
 	return v
 }
