@@ -65,6 +65,20 @@ func TestStatusJSON(t *testing.T) {
 	}
 	before := st.Stream.LastSeq
 
+	// Replicas say what they are doing in their advertisements.
+	sub, err := s.Conn.SubscribeSync(s.Subjects.Status("r1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := sub.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatalf("r1's advertisement: %v", err)
+	}
+	_ = sub.Unsubscribe()
+	if ad, err := stream.DecodeStatus(msg.Data); err != nil || ad.State != stream.StateReady || ad.Reason != "" {
+		t.Fatalf("r1 advertised %s (%v), want state ready and no reason", msg.Data, err)
+	}
+
 	var w stream.WriteJSON
 	for i := range 5 {
 		w = put(t, s, "k", "v"+string(rune('0'+i)))
