@@ -2,6 +2,8 @@ package gateway_test
 
 import (
 	"encoding/json"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -138,5 +140,30 @@ func TestStatusJSON(t *testing.T) {
 	})
 	if got := len(st.Replicas); got != 2 {
 		t.Fatalf("%d replicas listed, want 2 (r2 as not answering)", got)
+	}
+}
+
+// TestStatusWithoutMonitor: a gateway with no monitor still serves the
+// page and its own figures, says the rest is unknown (null), and refuses
+// other methods than GET and HEAD.
+func TestStatusWithoutMonitor(t *testing.T) {
+	srv := httptest.NewServer(gateway.New(gateway.Config{}).Handler())
+	defer srv.Close()
+	page := stacktest.Do(t, "GET", srv.URL+"/status", "")
+	if page.Status != 200 || !strings.HasPrefix(page.Header.Get("Content-Type"), "text/html") || !strings.Contains(page.Body, "<title>Tidemark status</title>") {
+		t.Fatalf("GET /status: status=%d type=%s", page.Status, page.Header.Get("Content-Type"))
+	}
+	r := stacktest.Do(t, "GET", srv.URL+"/v1/status", "")
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(r.Body), &raw); err != nil || r.Status != 200 {
+		t.Fatalf("GET /v1/status: status=%d err=%v body=%s", r.Status, err, r.Body)
+	}
+	for name, want := range map[string]string{"stream": "null", "writers": "null", "replicas": "[]", "errors": "[]"} {
+		if got := string(raw[name]); got != want {
+			t.Fatalf("%s=%s, want %s", name, got, want)
+		}
+	}
+	if r := stacktest.Do(t, "POST", srv.URL+"/v1/status", ""); r.Status != 405 || r.Header.Get("Allow") != "GET, HEAD" {
+		t.Fatalf("POST /v1/status: status=%d Allow=%q, want 405 GET, HEAD", r.Status, r.Header.Get("Allow"))
 	}
 }
