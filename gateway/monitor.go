@@ -326,6 +326,9 @@ func (m *Monitor) lookStream(ctx context.Context) {
 		return
 	}
 	info := h.CachedInfo()
+	if id := stream.IDOf(info.Config); id != m.streamSt.ID {
+		clear(m.oldest) // a recreated stream: its sequences are other messages
+	}
 	m.streamSt = StreamStatus{
 		Name: info.Config.Name, ID: stream.IDOf(info.Config),
 		FirstSeq: info.State.FirstSeq, LastSeq: info.State.LastSeq,
