@@ -66,6 +66,10 @@ type Config struct {
 	// read (cookie tidemark_replica) while that replica answers, as sticky
 	// sessions would. Tokens still apply.
 	Affinity bool
+	// Monitor, when set, gives the status (GET /v1/status, /status) the
+	// stream, the replicas and the writers; without it the status has only
+	// what the gateway observes itself.
+	Monitor *Monitor
 	// Registerer receives the gateway's metrics; nil uses a private registry.
 	Registerer prometheus.Registerer
 	// Gatherer serves /metrics; nil serves the private registry.

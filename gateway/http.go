@@ -38,6 +38,8 @@ func (g *Gateway) routes() http.Handler {
 			g.readyz(w)
 		case path == "/metrics":
 			g.metrics.handler.ServeHTTP(w, r)
+		case path == statusJSONPath || path == statusPagePath:
+			g.serveStatus(w, r) // status.go
 		case path == kvPath:
 			g.instrument("scan", w, r, g.scan, http.MethodGet)
 		case strings.HasPrefix(path, kvPath+"/"):
@@ -91,7 +93,7 @@ func (g *Gateway) instrument(op string, w http.ResponseWriter, r *http.Request, 
 		if fromCookie {
 			clearTokenCookie(w) // a garbage cookie: drop it, so the next request works
 		}
-		status = writeError(w, err)
+		status = g.writeError(w, err)
 		return
 	}
 	out, err := h(w, r, tok)
@@ -105,7 +107,7 @@ func (g *Gateway) instrument(op string, w http.ResponseWriter, r *http.Request, 
 			// next request works. A refused header token sets no cookie.
 			clearTokenCookie(w)
 		}
-		status = writeError(w, err)
+		status = g.writeError(w, err)
 		if status >= 500 {
 			g.log.Warn().Err(err).Str("op", op).Int("status", status).Msg("request failed")
 		}

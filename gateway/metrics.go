@@ -14,6 +14,7 @@ type metrics struct {
 	latency  *prometheus.HistogramVec
 	wait     prometheus.Histogram
 	handler  http.Handler
+	recent   *recent // the status's recent figures (recent.go)
 }
 
 func newMetrics(reg prometheus.Registerer, gat prometheus.Gatherer) *metrics {
@@ -40,6 +41,7 @@ func newMetrics(reg prometheus.Registerer, gat prometheus.Gatherer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2.5, 14),
 		}),
 		handler: promhttp.HandlerFor(gat, promhttp.HandlerOpts{}),
+		recent:  newRecent(),
 	}
 	reg.MustRegister(m.requests, m.latency, m.wait)
 	return m
@@ -53,5 +55,6 @@ func (m *metrics) observe(op string, status int, d time.Duration) {
 // waited records how long a read waited for its token, zero included, so
 // that the histogram's count is the number of reads.
 func (m *metrics) waited(d time.Duration) {
+	m.recent.waited(d)
 	m.wait.Observe(d.Seconds())
 }

@@ -43,8 +43,10 @@ func (r *Replica) advertise(ctx context.Context) error {
 			rate = 0.7*rate + 0.3*inst // smoothed over the last few advertisements
 		}
 		last, lastTime = applied, now
+		state, reason := r.State()
 		b, _ := json.Marshal(stream.ReplicaStatus{
 			Replica: r.cfg.ID, Stream: r.cfg.Stream.ID(), Applied: applied, Rate: rate, Ready: r.Ready() == nil,
+			State: state, Reason: reason,
 		})
 		if err := r.cfg.Conn.Publish(subject, b); err != nil && ctx.Err() == nil {
 			r.cfg.Logger.Debug().Err(err).Msg("advertise status")

@@ -685,6 +685,10 @@ type ReplicaStatus struct {
 	Rate float64 `json:"rate"`
 	// Ready reports whether the replica has caught up and serves shared reads.
 	Ready bool `json:"ready"`
+	// State and Reason, when set, say what the replica is doing (one of the
+	// ReplicaState values) and why it does not serve; older replicas omit them.
+	State  string `json:"state,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // DecodeStatus decodes a replica status advertisement.
@@ -695,6 +699,9 @@ func DecodeStatus(data []byte) (ReplicaStatus, error) {
 	}
 	if !ValidReplicaID(st.Replica) || !ValidStreamID(st.Stream) || st.Rate < 0 || st.Rate != st.Rate {
 		return ReplicaStatus{}, Errorf(ErrInvalidRequest, "invalid replica status: bad replica, stream or rate")
+	}
+	if err := checkReplicaState(st.State, st.Reason); err != nil {
+		return ReplicaStatus{}, err
 	}
 	return st, nil
 }

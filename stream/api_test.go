@@ -190,12 +190,14 @@ func FuzzDecodeReadRequests(f *testing.F) {
 func FuzzDecodeStatus(f *testing.F) {
 	f.Add([]byte(`{"replica":"r1","stream":"ab12","applied":42,"rate":100.5,"ready":true}`))
 	f.Add([]byte(`{"replica":"a.b"}`))
+	f.Add([]byte(`{"replica":"r1","stream":"ab12","applied":7,"rate":0,"ready":false,"state":"stopped","reason":"gap at 8"}`))
+	f.Add([]byte(`{"replica":"r1","stream":"ab12","state":"sleeping"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		st, err := stream.DecodeStatus(data)
 		if err != nil {
 			return
 		}
-		if !stream.ValidReplicaID(st.Replica) || st.Rate < 0 {
+		if !stream.ValidReplicaID(st.Replica) || st.Rate < 0 || len(st.Reason) > stream.MaxReasonBytes {
 			t.Fatalf("accepted %+v", st)
 		}
 	})

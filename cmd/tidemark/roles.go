@@ -152,6 +152,11 @@ func newGateway(c config.Config, nc *stream.Conn, log zerolog.Logger, ready func
 		return nil, fmt.Errorf("read router: %w", err)
 	}
 	t.Router = router
+	// The status page's view of the stream, replicas and writers; it stops with nc.
+	mon := gateway.NewMonitor(gateway.MonitorConfig{Conn: nc.Conn, Stream: c.Stream.Name, Subjects: subjects, WriterService: writer.ServiceName})
+	if err := mon.Open(); err != nil {
+		return nil, err
+	}
 	signer, err := stream.NewSigner(stream.ParseSigningKeys(c.Gateway.TokenKeys)...)
 	if err != nil {
 		return nil, err
@@ -164,7 +169,7 @@ func newGateway(c config.Config, nc *stream.Conn, log zerolog.Logger, ready func
 		rd = t
 	}
 	return gateway.New(gateway.Config{
-		Signer: signer, Affinity: c.Gateway.Affinity,
+		Signer: signer, Affinity: c.Gateway.Affinity, Monitor: mon,
 		Addr: c.Gateway.HTTP, Writer: w, Reader: rd,
 		MaxValueBytes: c.Gateway.MaxValueBytes,
 		DefaultWait:   time.Duration(c.Gateway.DefaultWait), MaxWait: time.Duration(c.Gateway.MaxWait),

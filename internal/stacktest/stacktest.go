@@ -59,8 +59,10 @@ type Stack struct {
 	Replicas []*replica.Replica
 	// Transport reaches the writer and replicas over NATS.
 	Transport *client.NATS
-	// Gateway is the HTTP gateway; URL is its base URL.
+	// Gateway is the HTTP gateway; URL is its base URL. Monitor feeds its
+	// status.
 	Gateway *gateway.Gateway
+	Monitor *gateway.Monitor
 	URL     string
 	// Subjects are the service subjects.
 	Subjects stream.Subjects
@@ -104,8 +106,15 @@ func Start(t testing.TB, opts Options) *Stack {
 		t.Cleanup(func() { _ = router.Close() })
 		s.Transport.Router = router
 	}
+	s.Monitor = gateway.NewMonitor(gateway.MonitorConfig{Conn: s.Conn.Conn, JS: s.JS, Stream: s.Stream.Name(),
+		Subjects: s.Subjects, WriterService: writer.ServiceName})
+	if err := s.Monitor.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Monitor.Close() })
 	s.Gateway = gateway.New(gateway.Config{
-		Writer: s.Transport, Reader: s.Transport, MaxValueBytes: opts.MaxValueBytes,
+		Monitor: s.Monitor,
+		Writer:  s.Transport, Reader: s.Transport, MaxValueBytes: opts.MaxValueBytes,
 		DefaultWait: opts.DefaultWait, MaxWait: opts.MaxWait, Logger: opts.Logger,
 		Signer: opts.Signer, Affinity: opts.Affinity,
 	})
