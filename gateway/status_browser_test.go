@@ -20,7 +20,7 @@ import (
 // the status page to, relative to the module's root; unset, it writes none.
 const envScreenshot = "TIDEMARK_SCREENSHOT"
 
-// browser starts headless Chromium for the test, or skips it when there is
+// headlessBrowser starts headless Chromium for the test, or skips it when there is
 // no chromium on PATH.
 func headlessBrowser(t *testing.T) context.Context {
 	t.Helper()
