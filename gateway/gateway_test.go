@@ -157,6 +157,8 @@ func TestBadInputWritesNothing(t *testing.T) {
 		{"bad wait", "GET", "/v1/kv/seed", "", []string{stream.HeaderWait, "soon"}, 400, stream.CodeInvalidRequest},
 		{"bad limit", "GET", "/v1/kv?limit=x", "", nil, 400, stream.CodeInvalidRequest},
 		{"limit too big", "GET", "/v1/kv?limit=100000", "", nil, 400, stream.CodeInvalidRequest},
+		{"limit zero", "GET", "/v1/kv?limit=0", "", nil, 400, stream.CodeInvalidRequest},
+		{"limit negative", "GET", "/v1/kv?limit=-1", "", nil, 400, stream.CodeInvalidRequest},
 		{"long write id", "PUT", "/v1/kv/a", "v", []string{"Idempotency-Key", strings.Repeat("i", 200)}, 400, stream.CodeInvalidRequest},
 		{"bad method", "POST", "/v1/kv/a", "v", nil, 405, stream.CodeInvalidRequest},
 		{"unknown path", "GET", "/v2/kv/a", "", nil, 404, stream.CodeInvalidRequest},

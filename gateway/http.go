@@ -388,9 +388,10 @@ func (g *Gateway) scan(w http.ResponseWriter, r *http.Request, tok stream.Token)
 	req := stream.ScanRequest{Prefix: q.Get("prefix"), After: q.Get("after"), Token: tok, Wait: o.wait,
 		Consistency: o.consistency, Replica: o.replica, Forward: o.forward}
 	if s := q.Get("limit"); s != "" {
+		// An explicit limit must be a count of keys: 0 is not "the default".
 		n, err := strconv.Atoi(s)
-		if err != nil {
-			return stream.Token{}, stream.Errorf(stream.ErrInvalidRequest, "invalid limit %q", s)
+		if err != nil || n < 1 || n > stream.MaxScanLimit {
+			return stream.Token{}, stream.Errorf(stream.ErrInvalidRequest, "invalid limit %q: want 1 to %d (leave it out for %d)", s, stream.MaxScanLimit, stream.DefaultScanLimit)
 		}
 		req.Limit = n
 	}
