@@ -80,3 +80,21 @@ func FuzzSignedToken(f *testing.F) {
 		}
 	})
 }
+
+// A token a signing gateway handed out is taken over NATS too, where the
+// services trust their callers: its signature is dropped, not checked.
+func TestSignedTokenParsesWithoutSigner(t *testing.T) {
+	s, err := stream.NewSigner([]byte("0123456789abcdef0123"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := stream.NewToken("ab12", 42)
+	got, err := stream.ParseToken(s.Format(tok))
+	if err != nil || got != tok {
+		t.Fatalf("ParseToken(signed)=%v, %v; want %v", got, err, tok)
+	}
+	// An unsigned token is still refused where signing is on.
+	if _, err := s.Parse(tok.String()); !errors.Is(err, stream.ErrInvalidToken) {
+		t.Fatalf("Signer.Parse(unsigned)=%v, want %v", err, stream.ErrInvalidToken)
+	}
+}

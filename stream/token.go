@@ -46,6 +46,12 @@ func ParseToken(s string) (Token, error) {
 		return Token{}, Errorf(ErrInvalidToken, "invalid token: longer than %d bytes", MaxTokenLen)
 	}
 	parts := strings.Split(s, ".")
+	if len(parts) == 4 && validSig(parts[3]) {
+		// Signed by a gateway (Signer): the services behind it trust their
+		// callers and take the token without its signature, so that a token
+		// a browser got over HTTP also works over NATS.
+		parts = parts[:3]
+	}
 	if len(parts) != 3 {
 		return Token{}, Errorf(ErrInvalidToken, "invalid token %q: want version.stream.sequence", s)
 	}
@@ -101,4 +107,19 @@ func (t Token) Check(id string) error {
 		return nil
 	}
 	return Errorf(ErrTokenStreamMismatch, "token belongs to stream %s, this is stream %s (was the stream recreated?)", t.Stream, id)
+}
+
+// validSig reports whether s has the form of a token signature: sigLen
+// characters of unpadded URL-safe base64.
+func validSig(s string) bool {
+	if len(s) != sigLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }

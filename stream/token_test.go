@@ -91,7 +91,7 @@ func TestTokenCheck(t *testing.T) {
 }
 
 func FuzzParseToken(f *testing.F) {
-	for _, s := range []string{"", "1.ab.1", "1.a1b2c3d4e5f6.18446744073709551615", "1.ab.0", "x", "1..", "1.ab.01"} {
+	for _, s := range []string{"", "1.ab.1", "1.a1b2c3d4e5f6.18446744073709551615", "1.ab.0", "x", "1..", "1.ab.01", "1.ab.1.abcdefghijklmnopqrstuv"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -102,7 +102,7 @@ func FuzzParseToken(f *testing.F) {
 			}
 			return
 		}
-		if got := tok.String(); got != s {
+		if got := tok.String(); got != s && !strings.HasPrefix(s, got+".") {
 			t.Fatalf("round trip %q -> %q", s, got)
 		}
 		for i := 0; i < len(s); i++ {
