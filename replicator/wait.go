@@ -3,6 +3,7 @@ package replicator
 import (
 	"container/heap"
 	"context"
+	"errors"
 )
 
 // waiter is one WaitApplied call, woken by closing ch once applied reaches
@@ -44,18 +45,17 @@ func (r *Replicator) Applied() uint64 { return r.applied.Load() }
 // returns ctx.Err() when ctx ends first, and Err() at once if the replicator
 // has stopped (a gap, Close, Run returned) before reaching seq.
 func (r *Replicator) WaitApplied(ctx context.Context, seq uint64) error {
-	if r.applied.Load() >= seq {
+	if r.applied.Load() >= seq && !r.holding.Load() {
 		return nil
 	}
 	r.mu.Lock()
+	if err := r.stopReason(); err != nil {
+		r.mu.Unlock()
+		return err
+	}
 	if r.applied.Load() >= seq {
 		r.mu.Unlock()
 		return nil
-	}
-	if r.err != nil {
-		err := r.err
-		r.mu.Unlock()
-		return err
 	}
 	w := &waiter{seq: seq, ch: make(chan struct{})}
 	heap.Push(&r.waiters, w)
@@ -70,13 +70,13 @@ func (r *Replicator) WaitApplied(ctx context.Context, seq uint64) error {
 		}
 		r.mu.Unlock()
 	}
+	if err := r.Err(); err != nil {
+		return err
+	}
 	if r.applied.Load() >= seq {
 		return nil
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return r.Err()
+	return ctx.Err()
 }
 
 // advance publishes a newly committed applied sequence and wakes the waiters
@@ -91,6 +91,63 @@ func (r *Replicator) advance(seq uint64) {
 	if r.targetSet && seq >= r.target && !r.isReady() {
 		close(r.readyCh)
 	}
+	if r.targetSet && seq >= r.target && r.held != nil && errors.Is(r.held, ErrResetting) {
+		r.log.Info().Uint64("applied", seq).Msg("rebuilt; serving again")
+		r.clearHold()
+	}
+}
+
+// stopReason is why the replicator does not serve: r.err, else the reason
+// it holds, else nil. r.mu is held.
+func (r *Replicator) stopReason() error {
+	if r.err != nil {
+		return r.err
+	}
+	return r.held
+}
+
+// hold stops serving for a while, with err as the reason, and fails every
+// waiter: a waiting token read fails rather than be served from a state
+// that may be wrong. A reason that the state must be rebuilt is not
+// replaced by ErrUnverified. It reports whether the replica was serving.
+func (r *Replicator) hold(err error) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	was := r.held == nil
+	if was || !errors.Is(err, ErrUnverified) {
+		r.held = err
+	}
+	if was {
+		r.holdCh = make(chan struct{})
+		r.holding.Store(true)
+	}
+	for _, w := range r.waiters {
+		w.index = -1
+		close(w.ch)
+	}
+	r.waiters = nil
+	return was
+}
+
+// release serves again if the replica is held for a reason that wraps kind.
+func (r *Replicator) release(kind error) {
+	if !r.holding.Load() {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.held != nil && errors.Is(r.held, kind) {
+		if errors.Is(kind, ErrUnverified) {
+			r.log.Info().Uint64("applied", r.Applied()).Msg("history verified; serving again")
+		}
+		r.clearHold()
+	}
+}
+
+func (r *Replicator) clearHold() {
+	r.held = nil
+	r.holding.Store(false)
+	close(r.holdCh)
 }
 
 // fail records why the replicator stopped (the first reason wins) and wakes
