@@ -141,11 +141,12 @@ type Replicator struct {
 	waiters   waitHeap
 	// spaceChecked is when the apply loop last checked free space.
 	spaceChecked time.Time
-	boot      error // while Run restores a snapshot: why and how far (bootstrap.go)
-	corruptCh chan error    // a read found the store damaged or full (corrupt.go)
-	held      error         // why the replica does not serve for now (wait.go); nil while it does
-	holdCh    chan struct{} // closed when held is cleared
-	holding   atomic.Bool   // held != nil, for the read path without the lock
+	boot         error         // while Run restores a snapshot: why and how far (bootstrap.go)
+	corruptCh    chan error    // a read found the store damaged or full (corrupt.go)
+	held         error         // why the replica does not serve for now (wait.go); nil while it does
+	holdCh       chan struct{} // closed when held changes or is cleared
+	holding      atomic.Bool   // held != nil, for the read path without the lock
+	wrong        atomic.Bool   // held says the state must not be read (wait.go)
 
 	// headMu guards head: the identity of the message at applied
 	// (history.go), as of the last commit.
@@ -237,6 +238,11 @@ func (r *Replicator) Open() error {
 	r.cache.reset()
 	r.setHead(h, known)
 	r.applied.Store(applied)
+	if applied > 0 {
+		// Not served until Run has verified that the stream still holds
+		// this history (history.go).
+		r.hold(fmt.Errorf("%w: replica %s: not verified against the stream since it was opened", ErrUnverified, r.cfg.ID))
+	}
 	r.cfg.Stream.ObserveLast(applied)
 	r.log.Info().Str("dir", r.cfg.Dir).Uint64("applied", applied).Str("stream_id", r.cfg.Stream.ID()).Msg("replica opened")
 	return nil

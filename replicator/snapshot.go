@@ -57,7 +57,7 @@ func (r *Replicator) Snapshot(ctx context.Context, w io.Writer) (applied uint64,
 	if r.db == nil {
 		return 0, r.notOpen()
 	}
-	if r.holding.Load() {
+	if r.wrong.Load() {
 		return 0, fmt.Errorf("snapshot: the replica does not serve: %w", r.Err())
 	}
 	defer func() {

@@ -243,7 +243,7 @@ func (r *Replicator) Get(key string) (stream.Record, uint64, error) {
 	// the record's revision, and the read is as of that revision. One
 	// Badger lookup instead of two (Scan, whose keys could each be newer,
 	// reads applied from its snapshot instead).
-	if r.holding.Load() {
+	if r.wrong.Load() {
 		return stream.Record{Key: key}, r.applied.Load(), r.Err()
 	}
 	applied := r.applied.Load()
@@ -272,7 +272,7 @@ func (r *Replicator) Get(key string) (stream.Record, uint64, error) {
 	if err != nil && !errors.Is(err, stream.ErrNotFound) {
 		return stream.Record{Key: key}, applied, r.storeFailed(err)
 	}
-	if r.holding.Load() {
+	if r.wrong.Load() {
 		// The state stopped being served while this read ran.
 		return stream.Record{Key: key}, applied, r.Err()
 	}
@@ -304,7 +304,7 @@ func (r *Replicator) Scan(prefix, after string, limit int) (items []stream.Recor
 	if r.db == nil {
 		return nil, "", 0, r.notOpen()
 	}
-	if r.holding.Load() {
+	if r.wrong.Load() {
 		return nil, "", r.applied.Load(), r.Err()
 	}
 	err = r.db.View(func(txn *badger.Txn) (err error) {
@@ -352,7 +352,7 @@ func (r *Replicator) Scan(prefix, after string, limit int) (items []stream.Recor
 		}
 		return nil
 	})
-	if err == nil && r.holding.Load() {
+	if err == nil && r.wrong.Load() {
 		err = r.Err() // the state stopped being served while this read ran
 	}
 	if err != nil {

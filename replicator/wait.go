@@ -41,42 +41,52 @@ func (h *waitHeap) Pop() any {
 // Applied returns the last stream sequence applied and committed.
 func (r *Replicator) Applied() uint64 { return r.applied.Load() }
 
-// WaitApplied returns as soon as the applied sequence is at least seq. It
-// returns ctx.Err() when ctx ends first, and Err() at once if the replicator
-// has stopped (a gap, Close, Run returned) before reaching seq.
+// WaitApplied returns as soon as the applied sequence is at least seq and
+// the replica serves. It returns ctx.Err() when ctx ends first, and Err()
+// at once if the replicator has stopped (a gap, Close, Run returned) before
+// reaching seq or holds a state that must not be served (ErrResetting and
+// the reasons it wraps). While the replica is held for a passing reason
+// (ErrUnverified, ErrDiskFull) it waits.
 func (r *Replicator) WaitApplied(ctx context.Context, seq uint64) error {
 	if r.applied.Load() >= seq && !r.holding.Load() {
 		return nil
 	}
-	r.mu.Lock()
-	if err := r.stopReason(); err != nil {
-		r.mu.Unlock()
-		return err
-	}
-	if r.applied.Load() >= seq {
-		r.mu.Unlock()
-		return nil
-	}
-	w := &waiter{seq: seq, ch: make(chan struct{})}
-	heap.Push(&r.waiters, w)
-	r.mu.Unlock()
-
-	select {
-	case <-w.ch:
-	case <-ctx.Done():
+	for {
 		r.mu.Lock()
-		if w.index >= 0 {
-			heap.Remove(&r.waiters, w.index)
+		if r.err != nil || r.held != nil && wrongState(r.held) {
+			err := r.stopReason()
+			r.mu.Unlock()
+			return err
 		}
+		if r.held != nil {
+			ch := r.holdCh
+			r.mu.Unlock()
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if r.applied.Load() >= seq {
+			r.mu.Unlock()
+			return nil
+		}
+		w := &waiter{seq: seq, ch: make(chan struct{})}
+		heap.Push(&r.waiters, w)
 		r.mu.Unlock()
+
+		select {
+		case <-w.ch:
+		case <-ctx.Done():
+			r.mu.Lock()
+			if w.index >= 0 {
+				heap.Remove(&r.waiters, w.index)
+			}
+			r.mu.Unlock()
+			return ctx.Err()
+		}
 	}
-	if err := r.Err(); err != nil {
-		return err
-	}
-	if r.applied.Load() >= seq {
-		return nil
-	}
-	return ctx.Err()
 }
 
 // advance publishes a newly committed applied sequence and wakes the waiters
@@ -116,8 +126,10 @@ func (r *Replicator) hold(err error) bool {
 	was := r.held == nil
 	if was || !errors.Is(err, ErrUnverified) {
 		r.held = err
-	}
-	if was {
+		r.wrong.Store(wrongState(err))
+		if !was {
+			close(r.holdCh) // the reason changed: tell those who wait
+		}
 		r.holdCh = make(chan struct{})
 		r.holding.Store(true)
 	}
@@ -129,14 +141,22 @@ func (r *Replicator) hold(err error) bool {
 	return was
 }
 
-// release serves again if the replica is held for a reason that wraps kind.
+// wrongState reports whether a hold for err means the state itself must
+// not be read: Get and Scan refuse it too, not only the reader (which asks
+// Err first).
+func wrongState(err error) bool {
+	return !errors.Is(err, ErrUnverified) && !errors.Is(err, ErrDiskFull)
+}
+
+// release serves again if the replica is held for a reason that wraps kind
+// (a rebuild ends only in advance, once caught up).
 func (r *Replicator) release(kind error) {
 	if !r.holding.Load() {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.held != nil && errors.Is(r.held, kind) {
+	if r.held != nil && errors.Is(r.held, kind) && !errors.Is(r.held, ErrResetting) {
 		if errors.Is(kind, ErrUnverified) {
 			r.log.Info().Uint64("applied", r.Applied()).Msg("history verified; serving again")
 		}
@@ -147,6 +167,7 @@ func (r *Replicator) release(kind error) {
 func (r *Replicator) clearHold() {
 	r.held = nil
 	r.holding.Store(false)
+	r.wrong.Store(false)
 	close(r.holdCh)
 }
 

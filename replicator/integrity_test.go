@@ -1,0 +1,321 @@
+package replicator_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/rs/zerolog"
+
+	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/replicator"
+	"github.com/tidemark/tidemark/stream"
+)
+
+// logBuffer collects log lines for a test to look for, safely across
+// goroutines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) contains(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Contains(l.b.String(), s)
+}
+
+// logTo returns a Config modifier that logs to the test and to buf.
+func logTo(t testing.TB, buf *logBuffer) func(*replicator.Config) {
+	return func(c *replicator.Config) {
+		c.Logger = zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), buf)).Level(zerolog.WarnLevel)
+	}
+}
+
+// copyDir copies the tree src to dst, which must not exist.
+func copyDir(t testing.TB, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		to := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(to, 0o755)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(to, b, 0o644)
+	})
+	if err != nil {
+		t.Fatalf("copy %s: %v", src, err)
+	}
+}
+
+// server is an embedded NATS server that a test stops and starts again on
+// the same address and store directory.
+type natsServer struct {
+	t    testing.TB
+	addr string
+	dir  string
+	s    *server.Server
+}
+
+func (n *natsServer) stop() {
+	n.s.Shutdown()
+	n.s.WaitForShutdown()
+}
+
+func (n *natsServer) start() {
+	n.t.Helper()
+	s, err := stream.StartServer(stream.ServerConfig{Listen: n.addr, StoreDir: n.dir})
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.s = s
+	n.t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+}
+
+// readNew checks, until the replica serves it, that a read with the token
+// of the write seq of key (value want) is never answered from another
+// history: WaitApplied may fail (the replica is not serving) but once it
+// succeeds, Get must return exactly that write.
+func readNew(t testing.TB, r *replicator.Replicator, key, want string, seq uint64) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		err := r.WaitApplied(ctx, seq)
+		cancel()
+		if err == nil {
+			rec, _, gerr := r.Get(key)
+			if gerr == nil {
+				if string(rec.Value) != want || rec.Revision != seq {
+					t.Fatalf("Get(%q) with token %d=%q at revision %d, want %q at %d: a value of another history served",
+						key, seq, rec.Value, rec.Revision, want, seq)
+				}
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the write %d of %q was not served within %v: %v (Err %v, applied %d)", seq, key, testTimeout, err, r.Err(), r.Applied())
+		}
+	}
+}
+
+// waitServed waits until r has applied seq and serves, through the holds
+// that a lost connection puts it in.
+func waitServed(t testing.TB, r *replicator.Replicator, seq uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	for {
+		err := r.WaitApplied(ctx, seq)
+		if err == nil {
+			return
+		}
+		if ctx.Err() != nil || !errors.Is(err, replicator.ErrUnverified) && !errors.Is(err, replicator.ErrResetting) {
+			t.Fatalf("WaitApplied(%d): %v (applied %d)", seq, err, r.Applied())
+		}
+		if err := r.WaitReady(ctx); err != nil {
+			t.Fatalf("WaitReady: %v", err)
+		}
+	}
+}
+
+// sameState checks that a and b hold the same record of every key in keys
+// and list the same live keys.
+func sameState(t testing.TB, a, b *replicator.Replicator, keys []string) {
+	t.Helper()
+	for _, k := range keys {
+		ra, _, ea := a.Get(k)
+		rb, _, eb := b.Get(k)
+		if string(ra.Value) != string(rb.Value) || ra.Revision != rb.Revision || ra.Deleted != rb.Deleted || (ea == nil) != (eb == nil) {
+			t.Fatalf("key %q: %q at %d (%v), a fresh replica has %q at %d (%v)", k, ra.Value, ra.Revision, ea, rb.Value, rb.Revision, eb)
+		}
+	}
+	ia, _, _, err := a.Scan("", "", 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ib, _, _, err := b.Scan("", "", 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ia) != len(ib) {
+		t.Fatalf("Scan: %d live keys, a fresh replica has %d", len(ia), len(ib))
+	}
+	for i := range ia {
+		if ia[i].Key != ib[i].Key || string(ia[i].Value) != string(ib[i].Value) || ia[i].Revision != ib[i].Revision {
+			t.Fatalf("Scan item %d: %+v, a fresh replica has %+v", i, ia[i], ib[i])
+		}
+	}
+}
+
+func keysN(prefix string, n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%s%d", prefix, i)
+	}
+	return keys
+}
+
+func puts(keys []string, value string) []write {
+	ws := make([]write, len(keys))
+	for i, k := range keys {
+		ws[i] = put(k, value)
+	}
+	return ws
+}
+
+// TestStreamLostTail restores the stream's store from an older copy under a
+// running replica: the stream forgets sequences 101-150 that the replica
+// applied, and the next writes reuse them. The replica must never answer a
+// token of the new history from the old one, must stop serving with the
+// reason, rebuild on its own, and end identical to a fresh replica.
+func TestStreamLostTail(t *testing.T) {
+	storeDir := t.TempDir()
+	env := testenv.StartDir(t, storeDir)
+	srv := &natsServer{t: t, addr: env.Server.Addr().String(), dir: storeDir, s: env.Server}
+	var logs logBuffer
+	r := open(t, env, t.TempDir(), logTo(t, &logs))
+	run(t, r)
+	keys := keysN("t.k", 100)
+	waitApplied(t, r, publish(t, env, puts(keys, "v1")...)) // 1-100
+
+	srv.stop()
+	backup := filepath.Join(t.TempDir(), "store")
+	copyDir(t, storeDir, backup)
+	srv.start()
+	waitServed(t, r, publish(t, env, puts(keys[:50], "v2")...)) // 101-150
+
+	srv.stop()
+	if err := os.RemoveAll(storeDir); err != nil {
+		t.Fatal(err)
+	}
+	copyDir(t, backup, storeDir)
+	srv.start()
+
+	// The new history: 101-160, past what the replica applied.
+	for i, k := range keys[:60] {
+		seq := publish(t, env, put(k, "v3"))
+		if got, want := seq, uint64(101+i); got != want {
+			t.Fatalf("publish after the restore: seq %d, want %d", got, want)
+		}
+		readNew(t, r, k, "v3", seq)
+	}
+	if !logs.contains("discarding it and rebuilding") {
+		t.Fatal("the replica did not log that it discards its state")
+	}
+	testenv.Eventually(t, testTimeout, "the replica to serve again", r.Ready)
+
+	fresh := open(t, env, t.TempDir(), func(c *replicator.Config) { c.ID = "fresh" })
+	run(t, fresh)
+	waitApplied(t, fresh, 160)
+	waitServed(t, r, 160)
+	sameState(t, r, fresh, keys)
+
+	// And after a restart of the rebuilt replica, the same.
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStreamLostTailWhileStopped restores the stream's store from an older
+// copy while the replica is closed; the new history is longer than the old
+// one. The replica must find out when Run starts, before it serves.
+func TestStreamLostTailWhileStopped(t *testing.T) {
+	storeDir := t.TempDir()
+	env := testenv.StartDir(t, storeDir)
+	srv := &natsServer{t: t, addr: env.Server.Addr().String(), dir: storeDir, s: env.Server}
+	dir := t.TempDir()
+	keys := keysN("k", 20)
+	publish(t, env, puts(keys, "v1")...) // 1-20
+	srv.stop()
+	backup := filepath.Join(t.TempDir(), "store")
+	copyDir(t, storeDir, backup)
+	srv.start()
+	publish(t, env, puts(keys[:10], "v2")...) // 21-30
+	r := open(t, env, dir)
+	stop := run(t, r)
+	waitApplied(t, r, 30)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	srv.stop()
+	if err := os.RemoveAll(storeDir); err != nil {
+		t.Fatal(err)
+	}
+	copyDir(t, backup, storeDir)
+	srv.start()
+	publish(t, env, puts(keys, "v3")...) // 21-40: the message at 30 is another
+
+	r = open(t, env, dir)
+	run(t, r)
+	for i, k := range keys {
+		readNew(t, r, k, "v3", uint64(21+i))
+	}
+	fresh := open(t, env, t.TempDir(), func(c *replicator.Config) { c.ID = "fresh" })
+	run(t, fresh)
+	waitApplied(t, fresh, 40)
+	sameState(t, r, fresh, keys)
+}
+
+// TestStreamRecreatedDetected deletes and recreates the stream under a
+// running, idle replica: it must stop serving within a couple of seconds
+// (the stream's advisories, the periodic check), and never satisfy a token
+// of the new stream with the old stream's data.
+func TestStreamRecreatedDetected(t *testing.T) {
+	env := testenv.Start(t)
+	r := open(t, env, t.TempDir())
+	errc := runErr(t, r)
+	waitApplied(t, r, publish(t, env, put("a", "old"), put("b", "old")))
+
+	start := time.Now()
+	recreated := recreate(t, env)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if _, err := env.JS.PublishMsg(ctx, put("a", "new").msg(recreated.Subject())); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 3*time.Second, "the replica to stop serving", func() bool { return r.Err() != nil })
+	t.Logf("stopped serving %v after the recreation began", time.Since(start))
+	if err := r.WaitApplied(ctx, 1); err == nil {
+		t.Fatal("WaitApplied(1) succeeded: a token of the new stream would be served from the old one")
+	}
+	if rec, _, err := r.Get("a"); err == nil {
+		t.Fatalf("Get(a)=%q, nil; want an error: the old stream's data served", rec.Value)
+	}
+	if err := waitErr(t, errc); !errors.Is(err, replicator.ErrStreamMismatch) {
+		t.Fatalf("Run=%v, want ErrStreamMismatch", err)
+	}
+	if r.Ready() {
+		t.Fatal("Ready after the stream was recreated")
+	}
+}
