@@ -25,9 +25,10 @@ func (r *Replicator) badgerOptions() badger.Options {
 		WithNumGoroutines(2).
 		WithMetricsEnabled(false).
 		// A damaged file must never serve a wrong value: every table is
-		// checked when opened, every block when read, every value log
-		// entry when read (corrupt.go). See the README for the cost.
-		WithChecksumVerificationMode(options.OnTableAndBlockRead).
+		// checked before Badger opens it (verifyTables), every block when
+		// read, every value log entry when read (corrupt.go). See the
+		// README for the cost.
+		WithChecksumVerificationMode(options.OnBlockRead).
 		WithVerifyValueChecksum(true).
 		// The apply loop is the only writer: no conflicts to detect.
 		WithDetectConflicts(false)

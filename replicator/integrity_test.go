@@ -319,3 +319,175 @@ func TestStreamRecreatedDetected(t *testing.T) {
 		t.Fatal("Ready after the stream was recreated")
 	}
 }
+
+// corruptStore builds a replica directory whose data sits in Badger tables
+// (.sst files): n keys of values of 100 bytes, applied and closed. It
+// returns the directory, the writes and the keys.
+func corruptStore(t *testing.T, env *testenv.Env, n int) (string, []write, []string) {
+	t.Helper()
+	dir := t.TempDir()
+	r := open(t, env, dir)
+	stop := run(t, r)
+	keys := keysN("key/", n)
+	ws := make([]write, n)
+	for i, k := range keys {
+		ws[i] = put(k, fmt.Sprintf("%03d%s", i, strings.Repeat("v", 97)))
+	}
+	publishAsync(t, env, 1, ws)
+	waitApplied(t, r, uint64(n))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil { // flushes the memtable into a table
+		t.Fatal(err)
+	}
+	return dir, ws, keys
+}
+
+// ssts lists the table files of a Badger directory.
+func ssts(t *testing.T, dir string) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.sst"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no table files in %s (%v)", dir, err)
+	}
+	return files
+}
+
+// flip inverts the eight bits of the byte at off in path.
+func flip(t *testing.T, path string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// neverWrong reads every key until the replica is ready, failing the test
+// if a read answers (a value or not found) anything but the key's record in
+// want as of the applied sequence the read reports. Every key is written
+// once, so a key is either missing or its write.
+func neverWrong(t *testing.T, r *replicator.Replicator, want state, keys []string) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for round := 0; ; round++ {
+		for _, k := range keys {
+			rec, applied, err := r.Get(k)
+			if err != nil && !errors.Is(err, stream.ErrNotFound) {
+				continue // not served: fine
+			}
+			w := want[k]
+			if w.Revision > applied {
+				w = stream.Record{}
+			}
+			if string(rec.Value) != string(w.Value) || rec.Revision != w.Revision {
+				t.Fatalf("round %d: Get(%q)=%q at %d (%v) as of %d, want %q at %d", round, k, rec.Value, rec.Revision, err, applied, w.Value, w.Revision)
+			}
+		}
+		items, _, applied, err := r.Scan("", "", len(keys)+1)
+		if err == nil {
+			n := 0
+			for _, w := range want {
+				if w.Revision <= applied {
+					n++
+				}
+			}
+			if len(items) != n {
+				t.Fatalf("round %d: Scan listed %d keys as of %d, want %d", round, len(items), applied, n)
+			}
+			for _, it := range items {
+				if w := want[it.Key]; string(it.Value) != string(w.Value) || it.Revision != w.Revision {
+					t.Fatalf("round %d: Scan item %q=%q at %d, want %q at %d", round, it.Key, it.Value, it.Revision, w.Value, w.Revision)
+				}
+			}
+		}
+		if r.Ready() && round > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready within %v: %v", testTimeout, r.Err())
+		}
+	}
+}
+
+// TestCorruptTableAtOpen flips bits at several places of a table of a
+// closed replica's directory. The replica must never answer a read with a
+// wrong value, no panic may escape, and it must rebuild on its own with
+// the damaged files kept aside.
+func TestCorruptTableAtOpen(t *testing.T) {
+	env := testenv.Start(t)
+	base, ws, keys := corruptStore(t, env, 3000)
+	want := fold(ws)
+	for _, at := range []float64{0.01, 0.2, 0.4, 0.6, 0.8, 0.97, -100, -30, -5, -1} {
+		t.Run(fmt.Sprint(at), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "replica")
+			copyDir(t, base, dir)
+			for _, f := range ssts(t, dir) {
+				st, err := os.Stat(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				off := int64(at * float64(st.Size()))
+				if at < 0 {
+					off = st.Size() + int64(at)
+				}
+				flip(t, f, off)
+			}
+			var logs logBuffer
+			r := open(t, env, dir, logTo(t, &logs), func(c *replicator.Config) { c.CacheBytes = -1 })
+			run(t, r)
+			neverWrong(t, r, want, keys)
+			checkState(t, r, want, uint64(len(ws)), keys)
+			if logs.contains("MOVED ASIDE") {
+				aside, err := filepath.Glob(dir + ".corrupt-*/*.sst")
+				if err != nil || len(aside) == 0 {
+					t.Fatalf("the damaged tables were not kept aside (%v)", err)
+				}
+			}
+		})
+	}
+}
+
+// TestCorruptTableWhileServing flips bits in the tables of a running
+// replica (Badger maps the files, so it sees the damage). Badger answers a
+// damaged block as holding no keys, so the scrub must find the damage;
+// once it has, the replica must stop serving, no read may return a wrong
+// value, no panic may escape, and the replica must rebuild.
+func TestCorruptTableWhileServing(t *testing.T) {
+	env := testenv.Start(t)
+	dir, ws, keys := corruptStore(t, env, 3000)
+	want := fold(ws)
+	var logs logBuffer
+	r := open(t, env, dir, logTo(t, &logs), func(c *replicator.Config) {
+		c.CacheBytes = -1
+		c.ScrubInterval = 20 * time.Millisecond
+	})
+	run(t, r)
+	waitApplied(t, r, uint64(len(ws)))
+	// Damage the data blocks before a read has brought them into Badger's
+	// block cache.
+	for _, f := range ssts(t, dir) {
+		st, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, at := range []float64{0.1, 0.3, 0.5, 0.7, 0.9} {
+			flip(t, f, int64(at*float64(st.Size())))
+		}
+	}
+	testenv.Eventually(t, testTimeout, "the scrub to find the damage", func() bool { return logs.contains("replica store failed") })
+	neverWrong(t, r, want, keys)
+	checkState(t, r, want, uint64(len(ws)), keys)
+	if !logs.contains("replica store failed") || !logs.contains("MOVED ASIDE") {
+		t.Fatal("the replica did not report the damage and move the store aside")
+	}
+}

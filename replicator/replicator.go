@@ -28,6 +28,10 @@ const (
 	// holds the history the replica applied (history.go).
 	DefaultCheckInterval = time.Second
 
+	// DefaultScrubInterval is how often Run verifies the checksums of every
+	// table of the store (corrupt.go).
+	DefaultScrubInterval = 30 * time.Minute
+
 	// DefaultMemTableSize is Badger's memtable size. With two memtables it
 	// bounds write buffering to 32 MiB per replica; a transaction may hold
 	// up to 15% of it (values over DefaultValueThreshold count as pointers).
@@ -66,6 +70,10 @@ type Config struct {
 	// message at applied the one applied (history.go). It also verifies on
 	// every reconnect and new consumer.
 	CheckInterval time.Duration
+	// ScrubInterval is how often Run verifies the checksums of every
+	// Badger table, to find damage that appeared while it runs
+	// (corrupt.go); 0 means DefaultScrubInterval.
+	ScrubInterval time.Duration
 	// CacheBytes bounds the cache of current records that point reads are
 	// served from without a Badger transaction (see cache.go); 0 means
 	// DefaultCacheBytes, a negative value turns the cache off.
@@ -176,6 +184,9 @@ func New(cfg Config) *Replicator {
 	}
 	if cfg.CacheBytes == 0 {
 		cfg.CacheBytes = DefaultCacheBytes
+	}
+	if cfg.ScrubInterval <= 0 {
+		cfg.ScrubInterval = DefaultScrubInterval
 	}
 	log := cfg.Logger.With().Str("replica", cfg.ID).Logger()
 	if cfg.Stream != nil {

@@ -114,9 +114,10 @@ func (r *Replicator) run(ctx context.Context, db *badger.DB) error {
 	in := make(chan delivery, r.cfg.MaxBatch)
 	lost := make(chan error, 1)
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); r.pump(pctx, msgs, in, budget, budgetSize, info.Created) }()
 	go func() { defer wg.Done(); r.collectGarbage(pctx, db) }()
+	go func() { defer wg.Done(); r.scrub(pctx, db) }()
 	go func() { defer wg.Done(); r.watchStream(pctx, info.Created, lost) }()
 
 	err = r.applyLoop(ctx, db, in, budget, lost)
