@@ -263,20 +263,15 @@ func (r *Replicator) install(tmp string) (*badger.DB, error) {
 			r.log.Warn().Err(err).Str("dir", d).Msg("remove what a snapshot install left")
 		}
 	}
-	db, err := badger.Open(r.badgerOptions())
+	db, applied, h, known, err := r.openChecked()
 	if err != nil {
-		return nil, fmt.Errorf("%w: open badger %s: %w", errInstall, dir, err)
-	}
-	applied, id, format, err := readMeta(db)
-	if err == nil {
-		err = r.checkIdentity(db, applied, id, format)
-	}
-	if err != nil {
-		_ = db.Close()
 		return nil, fmt.Errorf("%w: %w", errInstall, err)
 	}
 	r.db = db
 	r.cache.reset()
+	// The snapshot's head is what Run verifies against the stream before
+	// it serves the restored state (history.go).
+	r.setHead(h, known)
 	r.cfg.Stream.ObserveLast(applied)
 	r.advance(applied)
 	return db, nil

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/tidemark/tidemark/internal/testenv"
@@ -489,5 +490,107 @@ func TestCorruptTableWhileServing(t *testing.T) {
 	checkState(t, r, want, uint64(len(ws)), keys)
 	if !logs.contains("replica store failed") || !logs.contains("MOVED ASIDE") {
 		t.Fatal("the replica did not report the damage and move the store aside")
+	}
+}
+
+// TestStreamLostTailRebuildsFromSnapshot restores the stream's store from
+// an older copy while a replica is stopped, and purges the stream's front,
+// so that a rebuild cannot start from sequence 1. The replica must rebuild
+// from a snapshot of another replica, and must reject, after restoring it,
+// a snapshot of the old history (its identity does not match the stream).
+func TestStreamLostTailRebuildsFromSnapshot(t *testing.T) {
+	storeDir := t.TempDir()
+	env := testenv.StartDir(t, storeDir)
+	srv := &natsServer{t: t, addr: env.Server.Addr().String(), dir: storeDir, s: env.Server}
+	keys := keysN("k", 20)
+	publish(t, env, puts(keys, "v1")...) // 1-20
+	srv.stop()
+	backup := filepath.Join(t.TempDir(), "store")
+	copyDir(t, storeDir, backup)
+	srv.start()
+	publish(t, env, puts(keys[:10], "v2")...) // 21-30
+	dir := t.TempDir()
+	r := open(t, env, dir)
+	stop := run(t, r)
+	waitApplied(t, r, 30)
+	oldSnap, _ := snapshot(t, r)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	srv.stop()
+	if err := os.RemoveAll(storeDir); err != nil {
+		t.Fatal(err)
+	}
+	copyDir(t, backup, storeDir)
+	srv.start()
+	publish(t, env, puts(keys, "v3")...) // 21-40
+	fresh := open(t, env, t.TempDir(), func(c *replicator.Config) { c.ID = "fresh" })
+	run(t, fresh)
+	waitApplied(t, fresh, 40)
+	purge(t, env, jetstream.WithPurgeSequence(25))
+
+	var logs logBuffer
+	p := &peer{r: fresh, bad: [][]byte{oldSnap}}
+	r = open(t, env, dir, logTo(t, &logs), func(c *replicator.Config) { c.Bootstrap = p })
+	run(t, r)
+	for i, k := range keys {
+		readNew(t, r, k, "v3", uint64(21+i))
+	}
+	sameState(t, r, fresh, keys)
+	p.mu.Lock()
+	calls := p.calls
+	p.mu.Unlock()
+	if calls < 2 {
+		t.Fatalf("%d snapshots restored, want the old history's rejected and another", calls)
+	}
+}
+
+// TestLostTailNoWayToRebuild: without a Bootstrapper, a replica whose
+// history the stream lost, on a stream that no longer starts at 1, stays
+// stopped and says why.
+func TestLostTailNoWayToRebuild(t *testing.T) {
+	storeDir := t.TempDir()
+	env := testenv.StartDir(t, storeDir)
+	srv := &natsServer{t: t, addr: env.Server.Addr().String(), dir: storeDir, s: env.Server}
+	keys := keysN("k", 20)
+	publish(t, env, puts(keys, "v1")...)
+	srv.stop()
+	backup := filepath.Join(t.TempDir(), "store")
+	copyDir(t, storeDir, backup)
+	srv.start()
+	publish(t, env, puts(keys[:10], "v2")...)
+	dir := t.TempDir()
+	r := open(t, env, dir)
+	stop := run(t, r)
+	waitApplied(t, r, 30)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	srv.stop()
+	if err := os.RemoveAll(storeDir); err != nil {
+		t.Fatal(err)
+	}
+	copyDir(t, backup, storeDir)
+	srv.start()
+	publish(t, env, puts(keys, "v3")...)
+	purge(t, env, jetstream.WithPurgeSequence(25))
+
+	r = open(t, env, dir)
+	err := waitErr(t, runErr(t, r))
+	if !errors.Is(err, replicator.ErrDiverged) || !strings.Contains(err.Error(), "cannot rebuild") {
+		t.Fatalf("Run=%v, want ErrDiverged and cannot rebuild", err)
+	}
+	if !errors.Is(r.Err(), replicator.ErrDiverged) || r.Ready() {
+		t.Fatalf("Err()=%v, Ready()=%v; want stopped with ErrDiverged", r.Err(), r.Ready())
+	}
+	if err := r.WaitApplied(context.Background(), 21); err == nil {
+		t.Fatal("WaitApplied(21) succeeded on a replica of another history")
 	}
 }

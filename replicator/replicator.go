@@ -145,6 +145,7 @@ type Replicator struct {
 	stopCh    chan struct{} // closed when err is set
 	target    uint64        // the stream's last sequence when Run started
 	targetSet bool
+	verified  bool          // Run verified the state it applies onto since the last wrong hold
 	readyCh   chan struct{} // closed once applied >= target
 	waiters   waitHeap
 	// spaceChecked is when the apply loop last checked free space.

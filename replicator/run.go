@@ -99,6 +99,7 @@ func (r *Replicator) run(ctx context.Context, db *badger.DB) error {
 	r.release(ErrDiskFull)
 	r.mu.Lock()
 	r.target, r.targetSet = last, true
+	r.verified = true // a rebuild may end once caught up (advance)
 	r.mu.Unlock()
 	r.advance(applied) // ready at once if there is nothing to catch up
 	r.log.Info().Uint64("applied", applied).Uint64("target", last).Uint64("first", first).Msg("replicating")

@@ -101,7 +101,7 @@ func (r *Replicator) advance(seq uint64) {
 	if r.targetSet && seq >= r.target && !r.isReady() {
 		close(r.readyCh)
 	}
-	if r.targetSet && seq >= r.target && r.held != nil && errors.Is(r.held, ErrResetting) {
+	if r.verified && r.targetSet && seq >= r.target && r.held != nil && errors.Is(r.held, ErrResetting) {
 		r.log.Info().Uint64("applied", seq).Msg("rebuilt; serving again")
 		r.clearHold()
 	}
@@ -127,6 +127,7 @@ func (r *Replicator) hold(err error) bool {
 	if was || !errors.Is(err, ErrUnverified) {
 		r.held = err
 		r.wrong.Store(wrongState(err))
+		r.verified = r.verified && !wrongState(err)
 		if !was {
 			close(r.holdCh) // the reason changed: tell those who wait
 		}
