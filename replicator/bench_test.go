@@ -68,7 +68,9 @@ func BenchmarkGetFromTables(b *testing.B) {
 	for i := range ws {
 		ws[i] = put(fmt.Sprintf("key-%06d", i), value)
 	}
-	publishAsync(b, env, 1, ws)
+	for i := 0; i < keys; i += 1000 { // in steps: the client stalls past 4000 pending
+		publishAsync(b, env, uint64(i+1), ws[i:i+1000])
+	}
 	r := open(b, env, dir)
 	stop := run(b, r)
 	waitApplied(b, r, keys)
