@@ -57,8 +57,8 @@ func (r *Replicator) Snapshot(ctx context.Context, w io.Writer) (applied uint64,
 	if r.db == nil {
 		return 0, r.notOpen()
 	}
-	if r.wrong.Load() {
-		return 0, fmt.Errorf("snapshot: the replica does not serve: %w", r.Err())
+	if err := r.wrongReason(); err != nil {
+		return 0, fmt.Errorf("snapshot: the replica does not serve: %w", err)
 	}
 	defer func() {
 		if err != nil {

@@ -243,8 +243,8 @@ func (r *Replicator) Get(key string) (stream.Record, uint64, error) {
 	// the record's revision, and the read is as of that revision. One
 	// Badger lookup instead of two (Scan, whose keys could each be newer,
 	// reads applied from its snapshot instead).
-	if r.wrong.Load() {
-		return stream.Record{Key: key}, r.applied.Load(), r.Err()
+	if err := r.wrongReason(); err != nil {
+		return stream.Record{Key: key}, r.applied.Load(), err
 	}
 	applied := r.applied.Load()
 	if rec, ok := r.cache.get(key); ok {
@@ -272,9 +272,9 @@ func (r *Replicator) Get(key string) (stream.Record, uint64, error) {
 	if err != nil && !errors.Is(err, stream.ErrNotFound) {
 		return stream.Record{Key: key}, applied, r.storeFailed(err)
 	}
-	if r.wrong.Load() {
+	if err := r.wrongReason(); err != nil {
 		// The state stopped being served while this read ran.
-		return stream.Record{Key: key}, applied, r.Err()
+		return stream.Record{Key: key}, applied, err
 	}
 	// Not found is cached as Revision 0, like a record.
 	r.cache.fill(key, rec, gen)
@@ -304,8 +304,8 @@ func (r *Replicator) Scan(prefix, after string, limit int) (items []stream.Recor
 	if r.db == nil {
 		return nil, "", 0, r.notOpen()
 	}
-	if r.wrong.Load() {
-		return nil, "", r.applied.Load(), r.Err()
+	if err := r.wrongReason(); err != nil {
+		return nil, "", r.applied.Load(), err
 	}
 	err = r.db.View(func(txn *badger.Txn) (err error) {
 		defer guard("scan", &err)
@@ -352,8 +352,8 @@ func (r *Replicator) Scan(prefix, after string, limit int) (items []stream.Recor
 		}
 		return nil
 	})
-	if err == nil && r.wrong.Load() {
-		err = r.Err() // the state stopped being served while this read ran
+	if err == nil {
+		err = r.wrongReason() // the state stopped being served while this read ran
 	}
 	if err != nil {
 		return nil, "", applied, r.storeFailed(err)

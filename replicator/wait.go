@@ -149,6 +149,20 @@ func wrongState(err error) bool {
 	return !errors.Is(err, ErrUnverified) && !errors.Is(err, ErrDiskFull)
 }
 
+// wrongReason returns why the state must not be read, or nil; it reads
+// the flag first so that the common case takes no lock.
+func (r *Replicator) wrongReason() error {
+	if !r.wrong.Load() {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.held != nil && wrongState(r.held) {
+		return r.held
+	}
+	return nil
+}
+
 // release serves again if the replica is held for a reason that wraps kind
 // (a rebuild ends only in advance, once caught up).
 func (r *Replicator) release(kind error) {
