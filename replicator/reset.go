@@ -47,6 +47,7 @@ func (r *Replicator) reset(ctx context.Context, cause error) (*badger.DB, error)
 		return nil, fmt.Errorf("%w; cannot rebuild: the stream starts at %d and bootstrap from a snapshot is off", cause, first)
 	}
 	db, err := r.discard(errors.Is(cause, ErrCorrupt))
+	r.drainFailures()
 	if err != nil {
 		return nil, fmt.Errorf("%w; rebuild: %w", cause, err)
 	}
@@ -145,6 +146,7 @@ func (r *Replicator) waitSpace(ctx context.Context) error {
 		case <-t.C:
 		}
 		if r.checkSpace(true) == nil {
+			r.drainFailures()
 			r.log.Info().Msg("disk space available again; resuming")
 			return nil
 		}
@@ -155,4 +157,13 @@ func (r *Replicator) waitSpace(ctx context.Context) error {
 // wrong history, say).
 func resetBackoff() stream.Backoff {
 	return stream.Backoff{Min: DefaultBootstrapBackoffMin, Max: DefaultBootstrapBackoffMax}
+}
+
+// drainFailures forgets a store failure that a read reported for the state
+// just replaced or recovered (storeFailed).
+func (r *Replicator) drainFailures() {
+	select {
+	case <-r.corruptCh:
+	default:
+	}
 }
