@@ -97,18 +97,17 @@ func (r *Replicator) run(ctx context.Context, db *badger.DB) error {
 	}
 	r.release(ErrUnverified)
 	r.release(ErrDiskFull)
+	cons, msgs, err := r.consume(ctx, applied+1)
+	if err != nil {
+		return nilOnDone(ctx, err)
+	}
+	defer r.deleteConsumer(ctx, cons)
 	r.mu.Lock()
 	r.target, r.targetSet = last, true
 	r.verified = true // a rebuild may end once caught up (advance)
 	r.mu.Unlock()
 	r.advance(applied) // ready at once if there is nothing to catch up
 	r.log.Info().Uint64("applied", applied).Uint64("target", last).Uint64("first", first).Msg("replicating")
-
-	cons, msgs, err := r.consume(ctx, applied+1)
-	if err != nil {
-		return nilOnDone(ctx, err)
-	}
-	defer r.deleteConsumer(ctx, cons)
 	pctx, pcancel := context.WithCancel(ctx)
 	budgetSize := 2 * int64(r.cfg.MaxBatchBytes)
 	budget := semaphore.NewWeighted(budgetSize)
