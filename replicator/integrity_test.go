@@ -146,10 +146,16 @@ func waitServed(t testing.TB, r *replicator.Replicator, seq uint64) {
 	}
 }
 
-// sameState checks that a and b hold the same record of every key in keys
-// and list the same live keys.
+// sameState checks that a and b hold the same record of every key in keys,
+// list the same live keys, and snapshot to the same bytes (every stored key:
+// records, sessions, applied and the identity of the message at it).
 func sameState(t testing.TB, a, b *replicator.Replicator, keys []string) {
 	t.Helper()
+	sa, aa := snapshot(t, a)
+	sb, ab := snapshot(t, b)
+	if aa != ab || !bytes.Equal(sa, sb) {
+		t.Fatalf("snapshots differ: applied %d and %d, %d and %d bytes", aa, ab, len(sa), len(sb))
+	}
 	for _, k := range keys {
 		ra, _, ea := a.Get(k)
 		rb, _, eb := b.Get(k)
