@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"github.com/rs/zerolog"
 )
 
@@ -23,6 +24,12 @@ func (r *Replicator) badgerOptions() badger.Options {
 		WithNumCompactors(2).
 		WithNumGoroutines(2).
 		WithMetricsEnabled(false).
+		// A damaged file must never serve a wrong value: every table is
+		// checked before Badger opens it (verifyTables), every block when
+		// read, every value log entry when read (corrupt.go). See the
+		// README for the cost.
+		WithChecksumVerificationMode(options.OnBlockRead).
+		WithVerifyValueChecksum(true).
 		// The apply loop is the only writer: no conflicts to detect.
 		WithDetectConflicts(false)
 }

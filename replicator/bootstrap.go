@@ -43,14 +43,37 @@ type Bootstrapper interface {
 // runBootstrapping is run, bootstrapping from a snapshot (Config.Bootstrap)
 // whenever run stops at a gap, and going on from the snapshot's applied
 // sequence. Without a Bootstrapper it is run.
+//
+// It also recovers from what must not be served: after ErrDiverged,
+// ErrAhead or ErrCorrupt it discards the state and goes on from empty
+// (reset.go), and after ErrDiskFull it waits for space and goes on.
 func (r *Replicator) runBootstrapping(ctx context.Context, db *badger.DB) error {
+	b := resetBackoff()
+	resets := 0
 	for {
 		err := r.run(ctx, db)
-		if r.cfg.Bootstrap == nil || !errors.Is(err, ErrGap) {
+		switch {
+		case err == nil || ctx.Err() != nil:
+			return nil
+		case resettable(err):
+			if resets++; resets > 1 {
+				if err := b.Wait(ctx); err != nil {
+					return nil
+				}
+			}
+			if db, err = r.reset(ctx, err); err != nil {
+				return nilOnDone(ctx, err)
+			}
+		case errors.Is(err, ErrDiskFull):
+			if err := r.waitSpace(ctx); err != nil {
+				return nil
+			}
+		case r.cfg.Bootstrap != nil && errors.Is(err, ErrGap):
+			if db, err = r.bootstrap(ctx, err); err != nil {
+				return nilOnDone(ctx, err)
+			}
+		default:
 			return err
-		}
-		if db, err = r.bootstrap(ctx, err); err != nil {
-			return nilOnDone(ctx, err)
 		}
 	}
 }
@@ -194,7 +217,7 @@ const (
 // ours reports whether name, in the replica's directory, is not Badger's.
 func ours(name string) bool {
 	return strings.HasPrefix(name, restorePrefix) || strings.HasPrefix(name, replacedPrefix) ||
-		strings.HasPrefix(name, SnapshotFilePrefix) || name == installMarker
+		strings.HasPrefix(name, SnapshotFilePrefix) || strings.HasPrefix(name, corruptPrefix) || name == installMarker
 }
 
 // install closes the database, replaces its files with the restored
@@ -240,20 +263,15 @@ func (r *Replicator) install(tmp string) (*badger.DB, error) {
 			r.log.Warn().Err(err).Str("dir", d).Msg("remove what a snapshot install left")
 		}
 	}
-	db, err := badger.Open(r.badgerOptions())
+	db, applied, h, known, err := r.openChecked()
 	if err != nil {
-		return nil, fmt.Errorf("%w: open badger %s: %w", errInstall, dir, err)
-	}
-	applied, id, format, err := readMeta(db)
-	if err == nil {
-		err = r.checkIdentity(db, applied, id, format)
-	}
-	if err != nil {
-		_ = db.Close()
 		return nil, fmt.Errorf("%w: %w", errInstall, err)
 	}
 	r.db = db
 	r.cache.reset()
+	// The snapshot's head is what Run verifies against the stream before
+	// it serves the restored state (history.go).
+	r.setHead(h, known)
 	r.cfg.Stream.ObserveLast(applied)
 	r.advance(applied)
 	return db, nil

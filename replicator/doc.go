@@ -64,12 +64,36 @@
 //     would silently diverge from replicas that understand it, so the replica
 //     stops just before it (everything before it is applied) and stays
 //     stopped across restarts until it is upgraded or the stream is fixed.
-//   - ErrAhead: the replica has applied sequences the stream does not have
-//     (the stream was restored from an older copy).
 //
 // Open fails with ErrStreamMismatch when the directory holds data of another
 // stream identity (the stream was deleted and recreated): the data belongs to
 // a stream that no longer exists, and tokens of the new stream would be
 // misread against it. Run stops with ErrStreamMismatch too when it finds,
 // while running, that the stream was deleted or recreated.
+//
+// # Serving only the history the stream holds
+//
+// m/head holds the identity of the message at applied (history.go). Run
+// verifies it against the stream before it applies anything, for every new
+// consumer, when the NATS connection comes back, on the stream's JetStream
+// advisories and every Config.CheckInterval; until Run has verified a
+// reopened directory, and while the connection is down, the replica does
+// not serve (ErrUnverified; token reads wait). These mean the state must not
+// be served at all; the replica stops serving at once and rebuilds on its
+// own (reset.go: from the stream's first message, or a snapshot with
+// Config.Bootstrap), holding ErrResetting until it has caught up:
+//
+//   - ErrAhead: the replica has applied sequences the stream does not have
+//     (the stream was restored from an older copy, or lost its tail).
+//   - ErrDiverged: the stream's message at applied is another one (it lost
+//     its tail and took new writes at the same sequences).
+//   - ErrCorrupt: Badger found the files damaged (corrupt.go); the files
+//     are moved aside, never deleted.
+//
+// ErrDiskFull stops serving until the file system has room again
+// (diskspace.go): Badger's memory-mapped writes would otherwise die of
+// SIGBUS.
+//
+// The storage layout above also holds m/head: the applied sequence (uint64
+// big-endian) and the SHA-256 identity of the message at it.
 package replicator

@@ -26,6 +26,25 @@ var (
 	// ErrBadSnapshot means a snapshot is corrupt, truncated, of another
 	// stream, or too old to continue from the stream; it is not restored.
 	ErrBadSnapshot = errors.New("bad snapshot")
+	// ErrDiverged means the messages the replica applied are not the ones
+	// the stream holds now at the same sequences (the stream lost its tail
+	// and took new writes, or was replaced by another with the same
+	// identity); the replica discards its state and rebuilds (reset.go).
+	ErrDiverged = errors.New("replica applied another history than the stream holds")
+	// ErrCorrupt means Badger found the replica's files damaged (a checksum
+	// mismatch, a panic while reading them); the replica stops serving,
+	// moves the files aside and rebuilds (reset.go).
+	ErrCorrupt = errors.New("replica store corrupt")
+	// ErrDiskFull means the replica's file system has too little space left
+	// to apply more safely; the replica stops serving until space is freed.
+	ErrDiskFull = errors.New("disk full")
+	// ErrResetting means the replica is discarding its state and rebuilding
+	// it after ErrDiverged, ErrAhead or ErrCorrupt.
+	ErrResetting = errors.New("rebuilding the replica")
+	// ErrUnverified means the replica lost its connection to NATS and does
+	// not serve until it has checked again that the stream still holds the
+	// history it applied.
+	ErrUnverified = errors.New("history not verified since the connection to NATS was lost")
 	// ErrBootstrapping means the replicator is restoring a snapshot of
 	// another replica (see Config.Bootstrap).
 	ErrBootstrapping = errors.New("bootstrapping from a snapshot")

@@ -24,9 +24,13 @@ const (
 	DefaultProgressInterval = 5 * time.Second
 	// DefaultGCInterval is how often Badger's value log is garbage collected.
 	DefaultGCInterval = 5 * time.Minute
-	// DefaultCheckInterval is how often Run checks that the stream has not
-	// been deleted or recreated.
-	DefaultCheckInterval = 30 * time.Second
+	// DefaultCheckInterval is how often Run verifies that the stream still
+	// holds the history the replica applied (history.go).
+	DefaultCheckInterval = time.Second
+
+	// DefaultScrubInterval is how often Run verifies the checksums of every
+	// table of the store (corrupt.go).
+	DefaultScrubInterval = 30 * time.Minute
 
 	// DefaultMemTableSize is Badger's memtable size. With two memtables it
 	// bounds write buffering to 32 MiB per replica; a transaction may hold
@@ -61,9 +65,15 @@ type Config struct {
 	MaxBatch int
 	// MaxBatchBytes is the most message bytes applied in one transaction.
 	MaxBatchBytes int
-	// CheckInterval is how often Run checks that the stream has not been
-	// deleted or recreated.
+	// CheckInterval is how often Run verifies that the stream still holds
+	// the history the replica applied: the same stream, not recreated, its
+	// message at applied the one applied (history.go). It also verifies on
+	// every reconnect and new consumer.
 	CheckInterval time.Duration
+	// ScrubInterval is how often Run verifies the checksums of every
+	// Badger table, to find damage that appeared while it runs
+	// (corrupt.go); 0 means DefaultScrubInterval.
+	ScrubInterval time.Duration
 	// CacheBytes bounds the cache of current records that point reads are
 	// served from without a Badger transaction (see cache.go); 0 means
 	// DefaultCacheBytes, a negative value turns the cache off.
@@ -135,9 +145,23 @@ type Replicator struct {
 	stopCh    chan struct{} // closed when err is set
 	target    uint64        // the stream's last sequence when Run started
 	targetSet bool
+	verified  bool          // Run verified the state it applies onto since the last wrong hold
 	readyCh   chan struct{} // closed once applied >= target
 	waiters   waitHeap
-	boot      error // while Run restores a snapshot: why and how far (bootstrap.go)
+	// spaceChecked is when the apply loop last checked free space.
+	spaceChecked time.Time
+	boot         error         // while Run restores a snapshot: why and how far (bootstrap.go)
+	corruptCh    chan error    // a read found the store damaged or full (corrupt.go)
+	held         error         // why the replica does not serve for now (wait.go); nil while it does
+	holdCh       chan struct{} // closed when held changes or is cleared
+	holding      atomic.Bool   // held != nil, for the read path without the lock
+	wrong        atomic.Bool   // held says the state must not be read (wait.go)
+
+	// headMu guards head: the identity of the message at applied
+	// (history.go), as of the last commit.
+	headMu    sync.Mutex
+	head      head
+	headKnown bool
 
 	// pauseMu guards paused and resumeCh, and is held by the apply loop
 	// while it commits, so that Pause returns only after an in-flight
@@ -162,6 +186,9 @@ func New(cfg Config) *Replicator {
 	if cfg.CacheBytes == 0 {
 		cfg.CacheBytes = DefaultCacheBytes
 	}
+	if cfg.ScrubInterval <= 0 {
+		cfg.ScrubInterval = DefaultScrubInterval
+	}
 	log := cfg.Logger.With().Str("replica", cfg.ID).Logger()
 	if cfg.Stream != nil {
 		log = log.With().Str("stream", cfg.Stream.Name()).Logger()
@@ -172,6 +199,8 @@ func New(cfg Config) *Replicator {
 		stopCh:  make(chan struct{}),
 		readyCh: make(chan struct{}),
 		cache:   newRecordCache(cfg.CacheBytes),
+
+		corruptCh: make(chan error, 1),
 	}
 }
 
@@ -205,24 +234,63 @@ func (r *Replicator) Open() error {
 	if err := r.recoverInstall(); err != nil { // an interrupted snapshot install (bootstrap.go)
 		return fmt.Errorf("badger %s: %w", r.cfg.Dir, err)
 	}
-	db, err := badger.Open(r.badgerOptions())
-	if err != nil {
-		return fmt.Errorf("open badger %s: %w", r.cfg.Dir, err)
+	db, applied, h, known, err := r.openChecked()
+	if errors.Is(err, ErrCorrupt) {
+		// Damaged files: keep them for inspection and start empty; Run
+		// rebuilds from the stream or a snapshot.
+		r.log.Error().Err(err).Str("dir", r.cfg.Dir).Msg("replica store does not open; moving it aside and rebuilding")
+		if err = r.clearDir(true); err == nil {
+			db, applied, h, known, err = r.openChecked()
+		}
 	}
-	applied, id, format, err := readMeta(db)
-	if err == nil {
-		err = r.checkIdentity(db, applied, id, format)
-	}
 	if err != nil {
-		_ = db.Close()
 		return err
 	}
 	r.db = db
 	r.cache.reset()
+	r.setHead(h, known)
 	r.applied.Store(applied)
+	if applied > 0 {
+		// Not served until Run has verified that the stream still holds
+		// this history (history.go).
+		r.hold(fmt.Errorf("%w: replica %s: not verified against the stream since it was opened", ErrUnverified, r.cfg.ID))
+	}
 	r.cfg.Stream.ObserveLast(applied)
 	r.log.Info().Str("dir", r.cfg.Dir).Uint64("applied", applied).Str("stream_id", r.cfg.Stream.ID()).Msg("replica opened")
 	return nil
+}
+
+// openChecked opens Badger, reads the applied sequence and head and checks
+// the directory's stream identity.
+func (r *Replicator) openChecked() (db *badger.DB, applied uint64, h head, known bool, err error) {
+	db, err = r.openBadger()
+	if err != nil {
+		if err = classify(err); openFailedCorrupt(err) && !errors.Is(err, ErrCorrupt) {
+			err = fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
+		return nil, 0, head{}, false, fmt.Errorf("open badger %s: %w", r.cfg.Dir, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = closeBadger(db)
+			db = nil
+		}
+	}()
+	var id string
+	var format int
+	applied, id, format, err = readMeta(db)
+	if err == nil {
+		err = r.checkIdentity(db, applied, id, format)
+	}
+	if err == nil {
+		err = db.View(func(txn *badger.Txn) (err error) {
+			defer guard("read m/head", &err)
+			h, known, err = readHead(txn)
+			return err
+		})
+		known = known || applied == 0
+	}
+	return db, applied, h, known, classify(err)
 }
 
 func (r *Replicator) checkIdentity(db *badger.DB, applied uint64, id string, format int) error {
@@ -265,7 +333,7 @@ func (r *Replicator) Close() error {
 	if r.db == nil {
 		return nil
 	}
-	err := r.db.Close()
+	err := closeBadger(r.db)
 	r.db = nil
 	r.cache.reset()
 	if err != nil {
@@ -286,14 +354,16 @@ func (r *Replicator) notOpen() error {
 // Err returns why the replicator does not serve (ErrGap, ErrBadMessage,
 // ErrClosed, ...), or nil while it does.
 func (r *Replicator) Err() error {
-	select {
-	case <-r.stopCh:
-	default:
-		return nil // the common case, without the lock readers would share
+	if !r.holding.Load() {
+		select {
+		case <-r.stopCh:
+		default:
+			return nil // the common case, without the lock readers would share
+		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.err
+	return r.stopReason()
 }
 
 func (r *Replicator) isReady() bool {
@@ -314,14 +384,30 @@ func (r *Replicator) Ready() bool {
 
 // WaitReady returns once the replica has caught up. It returns Err() if the
 // replicator stops first, and ctx.Err() when ctx ends.
+// While the replica is held (not serving for now: rebuilding, unverified,
+// disk full) it waits for that to end.
 func (r *Replicator) WaitReady(ctx context.Context) error {
-	select {
-	case <-r.readyCh:
-		return r.Err()
-	case <-r.stopCh:
-		return r.Err()
-	case <-ctx.Done():
-		return ctx.Err()
+	for {
+		select {
+		case <-r.readyCh:
+		case <-r.stopCh:
+			return r.Err()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		r.mu.Lock()
+		err, held, ch := r.err, r.held, r.holdCh
+		r.mu.Unlock()
+		if err != nil || held == nil {
+			return err
+		}
+		select {
+		case <-ch:
+		case <-r.stopCh:
+			return r.Err()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 

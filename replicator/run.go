@@ -2,12 +2,14 @@ package replicator
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/semaphore"
@@ -23,11 +25,23 @@ type delivery struct {
 	size  int64 // bytes charged to the pump's budget
 	err   error // not nil for the last delivery: why the pump stopped
 	skip  bool  // set by commitTxn: left out by the session order rule
+
+	// The message as stored, for its identity (history.go).
+	subject string
+	hdr     nats.Header
+	data    []byte
+}
+
+// sum is the identity of the delivered message (history.go).
+func (d *delivery) sum() [sha256.Size]byte {
+	return messageSum(time.Unix(0, d.time), d.subject, d.hdr, d.data)
 }
 
 // Run consumes the stream from applied + 1 and applies it until ctx ends
 // (it then returns nil) or the replica cannot go on: ErrGap, ErrBadMessage,
-// ErrAhead or a Badger failure, which it logs and returns. When Run returns,
+// ErrStreamMismatch or a Badger failure, which it logs and returns. It
+// rebuilds the replica on its own after ErrDiverged, ErrAhead and
+// ErrCorrupt (reset.go), and waits for space after ErrDiskFull. When Run returns,
 // Err reports why and waiters fail. Run is called once.
 func (r *Replicator) Run(ctx context.Context) error {
 	r.dbMu.RLock()
@@ -67,34 +81,43 @@ func (r *Replicator) run(ctx context.Context, db *badger.DB) error {
 	if err != nil {
 		return nilOnDone(ctx, err)
 	}
+	if err := r.verifyRetrying(ctx, info.Created); err != nil {
+		if mismatch(err) {
+			r.hold(err)
+		}
+		return nilOnDone(ctx, err)
+	}
 	applied := r.Applied()
 	first, last := info.State.FirstSeq, info.State.LastSeq
-	switch {
-	case applied > last:
-		return fmt.Errorf("%w: applied %d, the stream's last sequence is %d (was the stream restored from an older copy?)", ErrAhead, applied, last)
-	case last > applied && first > applied+1:
+	if last > applied && first > applied+1 {
 		return fmt.Errorf("%w: applied %d, the stream now starts at %d (messages removed by limits or a purge); rebuild the replica", ErrGap, applied, first)
 	}
-	r.mu.Lock()
-	r.target, r.targetSet = last, true
-	r.mu.Unlock()
-	r.advance(applied) // ready at once if there is nothing to catch up
-	r.log.Info().Uint64("applied", applied).Uint64("target", last).Uint64("first", first).Msg("replicating")
-
+	if err := r.checkSpace(true); err != nil {
+		return err
+	}
+	r.release(ErrUnverified)
+	r.release(ErrDiskFull)
 	cons, msgs, err := r.consume(ctx, applied+1)
 	if err != nil {
 		return nilOnDone(ctx, err)
 	}
 	defer r.deleteConsumer(ctx, cons)
+	r.mu.Lock()
+	r.target, r.targetSet = last, true
+	r.verified = true // a rebuild may end once caught up (advance)
+	r.mu.Unlock()
+	r.advance(applied) // ready at once if there is nothing to catch up
+	r.log.Info().Uint64("applied", applied).Uint64("target", last).Uint64("first", first).Msg("replicating")
 	pctx, pcancel := context.WithCancel(ctx)
 	budgetSize := 2 * int64(r.cfg.MaxBatchBytes)
 	budget := semaphore.NewWeighted(budgetSize)
 	in := make(chan delivery, r.cfg.MaxBatch)
 	lost := make(chan error, 1)
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); r.pump(pctx, msgs, in, budget, budgetSize, info.Created) }()
 	go func() { defer wg.Done(); r.collectGarbage(pctx, db) }()
+	go func() { defer wg.Done(); r.scrub(pctx, db) }()
 	go func() { defer wg.Done(); r.watchStream(pctx, info.Created, lost) }()
 
 	err = r.applyLoop(ctx, db, in, budget, lost)
@@ -196,10 +219,11 @@ func (r *Replicator) retryLog(attempt int) *zerolog.Event {
 // The ordered consumer replaces its server-side consumer on its own when it
 // loses it (a reconnect, missed heartbeats, a deleted stream) and carries on
 // from the next sequence. Before the first message of a new consumer, the
-// pump checks that the stream is still the one Run started on (created at
-// created), so that a recreated stream is never applied as if it continued
-// the old one. The first consumer is checked too: the stream could have been
-// recreated between Run's first look at it and the consumer's creation.
+// pump verifies that the stream still holds the history the replica applied
+// (history.go), so that a recreated stream or one that lost its tail is
+// never applied as if it continued the old one. The first consumer is
+// checked too: the stream could have changed between Run's first look at it
+// and the consumer's creation.
 func (r *Replicator) pump(ctx context.Context, msgs jetstream.MessagesContext, out chan<- delivery, budget *semaphore.Weighted, budgetSize int64, created time.Time) {
 	var (
 		b        stream.Backoff
@@ -229,7 +253,10 @@ func (r *Replicator) pump(ctx context.Context, msgs jetstream.MessagesContext, o
 		d, name := r.decode(msg)
 		if name != consumer && d.err == nil {
 			r.log.Debug().Str("consumer", name).Uint64("seq", d.seq).Msg("consumer replaced; checking the stream")
-			if err := r.sameStream(ctx, created); err != nil {
+			if err := r.verifyRetrying(ctx, created); err != nil {
+				if mismatch(err) {
+					r.hold(err)
+				}
 				d = delivery{err: err}
 			}
 		}
@@ -261,6 +288,7 @@ func (r *Replicator) decode(msg jetstream.Msg) (delivery, string) {
 	d.seq = meta.Sequence.Stream
 	r.cfg.Stream.ObserveLast(d.seq + meta.NumPending)
 	d.time = meta.Timestamp.UnixNano()
+	d.subject, d.hdr, d.data = msg.Subject(), msg.Headers(), msg.Data()
 	op := msg.Headers().Get(stream.HeaderOp)
 	d.entry, err = stream.DecodeMessage(r.cfg.Stream.Subject(), msg.Subject(), msg.Headers(), msg.Data())
 	if err != nil {
@@ -281,6 +309,8 @@ func (r *Replicator) applyLoop(ctx context.Context, db *badger.DB, in <-chan del
 		select {
 		case first = <-in:
 		case err := <-lost:
+			return err
+		case err := <-r.corruptCh:
 			return err
 		case <-ctx.Done():
 			return nil
@@ -372,6 +402,9 @@ func (r *Replicator) applyBatch(db *badger.DB, batch []delivery) error {
 		next++
 	}
 	if len(ok) > 0 {
+		if err := r.checkSpace(false); err != nil {
+			return err
+		}
 		if err := r.commit(db, ok); err != nil {
 			return err
 		}
@@ -385,13 +418,13 @@ func (r *Replicator) commit(db *badger.DB, ds []delivery) error {
 	for len(ds) > 0 {
 		n := len(ds)
 		for {
-			fit, skipped, err := r.commitTxn(db, ds[:n])
+			fit, skipped, err := r.commitTxnGuarded(db, ds[:n])
 			if err == nil {
 				r.skipped.Add(uint64(skipped))
 				break
 			}
 			if !errors.Is(err, badger.ErrTxnTooBig) {
-				return fmt.Errorf("apply seq %d-%d: %w", ds[0].seq, ds[n-1].seq, err)
+				return r.storeFailed(fmt.Errorf("apply seq %d-%d: %w", ds[0].seq, ds[n-1].seq, err))
 			}
 			if fit >= n {
 				fit = n - 1
@@ -453,7 +486,11 @@ func (r *Replicator) collectGarbage(ctx context.Context, db *badger.DB) {
 		case <-t.C:
 		}
 		for ctx.Err() == nil {
-			if err := db.RunValueLogGC(0.5); err != nil {
+			if err := runValueLogGC(db); err != nil {
+				if errors.Is(err, ErrCorrupt) {
+					_ = r.storeFailed(err)
+					return
+				}
 				if !errors.Is(err, badger.ErrNoRewrite) {
 					r.log.Warn().Err(err).Msg("value log gc")
 				}
@@ -463,51 +500,9 @@ func (r *Replicator) collectGarbage(ctx context.Context, db *badger.DB) {
 	}
 }
 
-// watchStream checks every CheckInterval that the stream is still the one
-// Run started on. A stream deleted and recreated under the same name would
-// otherwise be consumed as if it continued the old one: the ordered
-// consumer quietly resumes on the new stream at the next sequence.
-func (r *Replicator) watchStream(ctx context.Context, created time.Time, lost chan<- error) {
-	t := time.NewTicker(r.cfg.CheckInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		info, err := r.cfg.Stream.Info(ctx)
-		if err == nil || errors.Is(err, jetstream.ErrStreamNotFound) {
-			if err := r.checkCreated(info, err, created); err != nil {
-				lost <- err
-				return
-			}
-		}
-		// Other failures: unreachable for now; the consumer retries on its own.
-	}
-}
-
-// sameStream checks that the stream is still the one created at created,
-// retrying while NATS is unreachable.
-func (r *Replicator) sameStream(ctx context.Context, created time.Time) error {
-	info, err := r.streamInfo(ctx)
-	if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return err
-	}
-	return r.checkCreated(info, err, created)
-}
-
-// checkCreated turns the answer to a stream info request into
-// ErrStreamMismatch if the stream is gone or is not the one created at
-// created.
-func (r *Replicator) checkCreated(info *jetstream.StreamInfo, err error, created time.Time) error {
-	switch {
-	case errors.Is(err, jetstream.ErrStreamNotFound):
-		return fmt.Errorf("%w: the stream %s was deleted", ErrStreamMismatch, r.cfg.Stream.Name())
-	case err != nil:
-		return err
-	case !info.Created.Equal(created):
-		return fmt.Errorf("%w: the stream %s was recreated at %v", ErrStreamMismatch, r.cfg.Stream.Name(), info.Created)
-	}
-	return nil
+// runValueLogGC is one round of Badger's value log garbage collection, with
+// a panic as ErrCorrupt.
+func runValueLogGC(db *badger.DB) (err error) {
+	defer guard("value log gc", &err)
+	return classify(db.RunValueLogGC(0.5))
 }

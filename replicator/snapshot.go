@@ -30,7 +30,9 @@ import (
 //	count      uint64: how many entries
 //	crc        uint32: CRC-32C of every byte before it
 //
-// Nothing may follow the checksum. The header repeats what the data holds
+// Nothing may follow the checksum. The entries include m/head, the
+// identity of the message at applied (history.go), so that a replica that
+// restores a snapshot verifies it against the stream like its own state. The header repeats what the data holds
 // so that a reader can reject a snapshot of another stream before loading
 // it, and Restore checks that the two agree after loading it.
 const (
@@ -55,6 +57,15 @@ func (r *Replicator) Snapshot(ctx context.Context, w io.Writer) (applied uint64,
 	if r.db == nil {
 		return 0, r.notOpen()
 	}
+	if err := r.wrongReason(); err != nil {
+		return 0, fmt.Errorf("snapshot: the replica does not serve: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			err = r.storeFailed(err)
+		}
+	}()
+	defer guard("snapshot", &err)
 	txn := r.db.NewTransaction(false)
 	defer txn.Discard()
 	if applied, err = readApplied(txn); err != nil {
@@ -162,6 +173,19 @@ func restore(dir string, rd io.Reader, streamID string, log zerolog.Logger) (app
 	case id != h.streamID || format != formatV1 || applied != h.applied:
 		return 0, fmt.Errorf("%w: its data holds stream id %q, format %d, applied %d; its header says stream id %q, applied %d",
 			ErrBadSnapshot, id, format, applied, h.streamID, h.applied)
+	}
+	// The identity of the message at applied (history.go) travels in the
+	// data; Run verifies it against the stream before it applies more.
+	var hd head
+	var known bool
+	if err := db.View(func(txn *badger.Txn) (err error) {
+		hd, known, err = readHead(txn)
+		return err
+	}); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrBadSnapshot, err)
+	}
+	if known && hd.seq != applied {
+		return 0, fmt.Errorf("%w: its m/head names sequence %d, its applied is %d", ErrBadSnapshot, hd.seq, applied)
 	}
 	return applied, nil
 }

@@ -75,7 +75,7 @@ func readApplied(txn *badger.Txn) (uint64, error) {
 	var v uint64
 	err = item.Value(func(b []byte) error {
 		if len(b) != 8 {
-			return fmt.Errorf("read applied: corrupt value of %d bytes", len(b))
+			return fmt.Errorf("%w: m/applied of %d bytes", ErrCorrupt, len(b))
 		}
 		v = binary.BigEndian.Uint64(b)
 		return nil
@@ -85,7 +85,8 @@ func readApplied(txn *badger.Txn) (uint64, error) {
 
 // readMeta reads the stored applied sequence, stream identity and format.
 func readMeta(db *badger.DB) (applied uint64, id string, format int, err error) {
-	err = db.View(func(txn *badger.Txn) error {
+	err = db.View(func(txn *badger.Txn) (err error) {
+		defer guard("read metadata", &err)
 		if applied, err = readApplied(txn); err != nil {
 			return err
 		}
@@ -101,7 +102,7 @@ func readMeta(db *badger.DB) (applied uint64, id string, format int, err error) 
 		if item, err := txn.Get(keyFormat); err == nil {
 			v, err := item.ValueCopy(nil)
 			if err != nil || len(v) != 1 {
-				return fmt.Errorf("read format: corrupt value")
+				return fmt.Errorf("%w: read format: bad value", ErrCorrupt)
 			}
 			format = int(v[0])
 		} else if !errors.Is(err, badger.ErrKeyNotFound) {
@@ -120,6 +121,12 @@ func writeIdentity(db *badger.DB, id string) error {
 		}
 		return txn.Set(keyFormat, []byte{formatV1})
 	})
+}
+
+// commitTxnGuarded is commitTxn with a panic inside Badger as ErrCorrupt.
+func (r *Replicator) commitTxnGuarded(db *badger.DB, ds []delivery) (n, skipped int, err error) {
+	defer guard("apply", &err)
+	return r.commitTxn(db, ds)
 }
 
 // commitTxn writes ds and the last one's sequence as applied in one
@@ -168,9 +175,14 @@ func (r *Replicator) commitTxn(db *badger.DB, ds []delivery) (int, int, error) {
 	if err := txn.Set(keyApplied, u64(last)); err != nil {
 		return len(ds), 0, err
 	}
+	h := head{seq: last, sum: ds[len(ds)-1].sum()}
+	if err := txn.Set(keyHead, h.encode()); err != nil {
+		return len(ds), 0, err
+	}
 	if err := txn.Commit(); err != nil {
 		return len(ds), 0, err
 	}
+	r.setHead(h, true)
 	// The cache's entries of these keys are replaced before the caller
 	// publishes applied.
 	r.cache.beginApply()
@@ -237,6 +249,9 @@ func (r *Replicator) Get(key string) (stream.Record, uint64, error) {
 	// the record's revision, and the read is as of that revision. One
 	// Badger lookup instead of two (Scan, whose keys could each be newer,
 	// reads applied from its snapshot instead).
+	if err := r.wrongReason(); err != nil {
+		return stream.Record{Key: key}, r.applied.Load(), err
+	}
 	applied := r.applied.Load()
 	if rec, ok := r.cache.get(key); ok {
 		if rec.Value != nil {
@@ -246,7 +261,8 @@ func (r *Replicator) Get(key string) (stream.Record, uint64, error) {
 	}
 	gen := r.cache.generation() // before the snapshot: see recordCache
 	rec := stream.Record{Key: key}
-	err := r.db.View(func(txn *badger.Txn) error {
+	err := r.db.View(func(txn *badger.Txn) (err error) {
+		defer guard("get", &err)
 		item, err := txn.Get(dataKey(key))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return stream.ErrNotFound
@@ -260,7 +276,11 @@ func (r *Replicator) Get(key string) (stream.Record, uint64, error) {
 		})
 	})
 	if err != nil && !errors.Is(err, stream.ErrNotFound) {
-		return stream.Record{Key: key}, max(applied, rec.Revision), err
+		return stream.Record{Key: key}, applied, r.storeFailed(err)
+	}
+	if err := r.wrongReason(); err != nil {
+		// The state stopped being served while this read ran.
+		return stream.Record{Key: key}, applied, err
 	}
 	// Not found is cached as Revision 0, like a record.
 	r.cache.fill(key, rec, gen)
@@ -291,8 +311,11 @@ func (r *Replicator) Scan(prefix, after string, limit int, page *stream.PageBudg
 	if r.db == nil {
 		return nil, "", 0, r.notOpen()
 	}
-	err = r.db.View(func(txn *badger.Txn) error {
-		var err error
+	if err := r.wrongReason(); err != nil {
+		return nil, "", r.applied.Load(), err
+	}
+	err = r.db.View(func(txn *badger.Txn) (err error) {
+		defer guard("scan", &err)
 		if applied, err = readApplied(txn); err != nil {
 			return err
 		}
@@ -336,8 +359,11 @@ func (r *Replicator) Scan(prefix, after string, limit int, page *stream.PageBudg
 		}
 		return nil
 	})
+	if err == nil {
+		err = r.wrongReason() // the state stopped being served while this read ran
+	}
 	if err != nil {
-		return nil, "", applied, err
+		return nil, "", applied, r.storeFailed(err)
 	}
 	return items, next, applied, nil
 }
@@ -353,7 +379,8 @@ const sessionSweepInterval = 10 * time.Minute
 func (r *Replicator) sweepSessions(db *badger.DB, now int64) {
 	cutoff := now - int64(stream.SessionWindow)
 	var expired [][]byte
-	err := db.View(func(txn *badger.Txn) error {
+	err := db.View(func(txn *badger.Txn) (err error) {
+		defer guard("sweep sessions", &err)
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(sessionPrefix), PrefetchValues: true, PrefetchSize: 256})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -384,6 +411,6 @@ func (r *Replicator) sweepSessions(db *badger.DB, now int64) {
 		expired = expired[n:]
 	}
 	if err != nil {
-		r.log.Warn().Err(err).Msg("forget expired sessions")
+		r.log.Warn().Err(r.storeFailed(err)).Msg("forget expired sessions")
 	}
 }

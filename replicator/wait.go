@@ -3,6 +3,7 @@ package replicator
 import (
 	"container/heap"
 	"context"
+	"errors"
 )
 
 // waiter is one WaitApplied call, woken by closing ch once applied reaches
@@ -40,43 +41,52 @@ func (h *waitHeap) Pop() any {
 // Applied returns the last stream sequence applied and committed.
 func (r *Replicator) Applied() uint64 { return r.applied.Load() }
 
-// WaitApplied returns as soon as the applied sequence is at least seq. It
-// returns ctx.Err() when ctx ends first, and Err() at once if the replicator
-// has stopped (a gap, Close, Run returned) before reaching seq.
+// WaitApplied returns as soon as the applied sequence is at least seq and
+// the replica serves. It returns ctx.Err() when ctx ends first, and Err()
+// at once if the replicator has stopped (a gap, Close, Run returned) before
+// reaching seq or holds a state that must not be served (ErrResetting and
+// the reasons it wraps). While the replica is held for a passing reason
+// (ErrUnverified, ErrDiskFull) it waits.
 func (r *Replicator) WaitApplied(ctx context.Context, seq uint64) error {
-	if r.applied.Load() >= seq {
+	if r.applied.Load() >= seq && !r.holding.Load() {
 		return nil
 	}
-	r.mu.Lock()
-	if r.applied.Load() >= seq {
-		r.mu.Unlock()
-		return nil
-	}
-	if r.err != nil {
-		err := r.err
-		r.mu.Unlock()
-		return err
-	}
-	w := &waiter{seq: seq, ch: make(chan struct{})}
-	heap.Push(&r.waiters, w)
-	r.mu.Unlock()
-
-	select {
-	case <-w.ch:
-	case <-ctx.Done():
+	for {
 		r.mu.Lock()
-		if w.index >= 0 {
-			heap.Remove(&r.waiters, w.index)
+		if r.err != nil || r.held != nil && wrongState(r.held) {
+			err := r.stopReason()
+			r.mu.Unlock()
+			return err
 		}
+		if r.held != nil {
+			ch := r.holdCh
+			r.mu.Unlock()
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if r.applied.Load() >= seq {
+			r.mu.Unlock()
+			return nil
+		}
+		w := &waiter{seq: seq, ch: make(chan struct{})}
+		heap.Push(&r.waiters, w)
 		r.mu.Unlock()
+
+		select {
+		case <-w.ch:
+		case <-ctx.Done():
+			r.mu.Lock()
+			if w.index >= 0 {
+				heap.Remove(&r.waiters, w.index)
+			}
+			r.mu.Unlock()
+			return ctx.Err()
+		}
 	}
-	if r.applied.Load() >= seq {
-		return nil
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return r.Err()
 }
 
 // advance publishes a newly committed applied sequence and wakes the waiters
@@ -91,6 +101,89 @@ func (r *Replicator) advance(seq uint64) {
 	if r.targetSet && seq >= r.target && !r.isReady() {
 		close(r.readyCh)
 	}
+	if r.verified && r.targetSet && seq >= r.target && r.held != nil && errors.Is(r.held, ErrResetting) {
+		r.log.Info().Uint64("applied", seq).Msg("rebuilt; serving again")
+		r.clearHold()
+	}
+}
+
+// stopReason is why the replicator does not serve: r.err, else the reason
+// it holds, else nil. r.mu is held.
+func (r *Replicator) stopReason() error {
+	if r.err != nil {
+		return r.err
+	}
+	return r.held
+}
+
+// hold stops serving for a while, with err as the reason, and fails every
+// waiter: a waiting token read fails rather than be served from a state
+// that may be wrong. A reason that the state must be rebuilt is not
+// replaced by ErrUnverified. It reports whether the replica was serving.
+func (r *Replicator) hold(err error) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	was := r.held == nil
+	if was || !errors.Is(err, ErrUnverified) {
+		r.held = err
+		r.wrong.Store(wrongState(err))
+		r.verified = r.verified && !wrongState(err)
+		if !was {
+			close(r.holdCh) // the reason changed: tell those who wait
+		}
+		r.holdCh = make(chan struct{})
+		r.holding.Store(true)
+	}
+	for _, w := range r.waiters {
+		w.index = -1
+		close(w.ch)
+	}
+	r.waiters = nil
+	return was
+}
+
+// wrongState reports whether a hold for err means the state itself must
+// not be read: Get and Scan refuse it too, not only the reader (which asks
+// Err first).
+func wrongState(err error) bool {
+	return !errors.Is(err, ErrUnverified) && !errors.Is(err, ErrDiskFull)
+}
+
+// wrongReason returns why the state must not be read, or nil; it reads
+// the flag first so that the common case takes no lock.
+func (r *Replicator) wrongReason() error {
+	if !r.wrong.Load() {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.held != nil && wrongState(r.held) {
+		return r.held
+	}
+	return nil
+}
+
+// release serves again if the replica is held for a reason that wraps kind
+// (a rebuild ends only in advance, once caught up).
+func (r *Replicator) release(kind error) {
+	if !r.holding.Load() {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.held != nil && errors.Is(r.held, kind) && !errors.Is(r.held, ErrResetting) {
+		if errors.Is(kind, ErrUnverified) {
+			r.log.Info().Uint64("applied", r.Applied()).Msg("history verified; serving again")
+		}
+		r.clearHold()
+	}
+}
+
+func (r *Replicator) clearHold() {
+	r.held = nil
+	r.holding.Store(false)
+	r.wrong.Store(false)
+	close(r.holdCh)
 }
 
 // fail records why the replicator stopped (the first reason wins) and wakes

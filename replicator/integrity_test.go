@@ -1,0 +1,602 @@
+package replicator_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/replicator"
+	"github.com/tidemark/tidemark/stream"
+)
+
+// logBuffer collects log lines for a test to look for, safely across
+// goroutines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) contains(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Contains(l.b.String(), s)
+}
+
+// logTo returns a Config modifier that logs to the test and to buf.
+func logTo(t testing.TB, buf *logBuffer) func(*replicator.Config) {
+	return func(c *replicator.Config) {
+		c.Logger = zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), buf)).Level(zerolog.WarnLevel)
+	}
+}
+
+// copyDir copies the tree src to dst, which must not exist.
+func copyDir(t testing.TB, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		to := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(to, 0o755)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(to, b, 0o644)
+	})
+	if err != nil {
+		t.Fatalf("copy %s: %v", src, err)
+	}
+}
+
+// server is an embedded NATS server that a test stops and starts again on
+// the same address and store directory.
+type natsServer struct {
+	t    testing.TB
+	addr string
+	dir  string
+	s    *server.Server
+}
+
+func (n *natsServer) stop() {
+	n.s.Shutdown()
+	n.s.WaitForShutdown()
+}
+
+func (n *natsServer) start() {
+	n.t.Helper()
+	s, err := stream.StartServer(stream.ServerConfig{Listen: n.addr, StoreDir: n.dir})
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.s = s
+	n.t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+}
+
+// readNew checks, until the replica serves it, that a read with the token
+// of the write seq of key (value want) is never answered from another
+// history: WaitApplied may fail (the replica is not serving) but once it
+// succeeds, Get must return exactly that write.
+func readNew(t testing.TB, r *replicator.Replicator, key, want string, seq uint64) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		err := r.WaitApplied(ctx, seq)
+		cancel()
+		if err == nil {
+			rec, _, gerr := r.Get(key)
+			if gerr == nil {
+				if string(rec.Value) != want || rec.Revision != seq {
+					t.Fatalf("Get(%q) with token %d=%q at revision %d, want %q at %d: a value of another history served",
+						key, seq, rec.Value, rec.Revision, want, seq)
+				}
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the write %d of %q was not served within %v: %v (Err %v, applied %d)", seq, key, testTimeout, err, r.Err(), r.Applied())
+		}
+	}
+}
+
+// waitServed waits until r has applied seq and serves, through the holds
+// that a lost connection puts it in.
+func waitServed(t testing.TB, r *replicator.Replicator, seq uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	for {
+		err := r.WaitApplied(ctx, seq)
+		if err == nil {
+			return
+		}
+		if ctx.Err() != nil || !errors.Is(err, replicator.ErrUnverified) && !errors.Is(err, replicator.ErrResetting) {
+			t.Fatalf("WaitApplied(%d): %v (applied %d)", seq, err, r.Applied())
+		}
+		if err := r.WaitReady(ctx); err != nil {
+			t.Fatalf("WaitReady: %v", err)
+		}
+	}
+}
+
+// sameState checks that a and b hold the same record of every key in keys,
+// list the same live keys, and snapshot to the same bytes (every stored key:
+// records, sessions, applied and the identity of the message at it).
+func sameState(t testing.TB, a, b *replicator.Replicator, keys []string) {
+	t.Helper()
+	sa, aa := snapshot(t, a)
+	sb, ab := snapshot(t, b)
+	if aa != ab || !bytes.Equal(sa, sb) {
+		t.Fatalf("snapshots differ: applied %d and %d, %d and %d bytes", aa, ab, len(sa), len(sb))
+	}
+	for _, k := range keys {
+		ra, _, ea := a.Get(k)
+		rb, _, eb := b.Get(k)
+		if string(ra.Value) != string(rb.Value) || ra.Revision != rb.Revision || ra.Deleted != rb.Deleted || (ea == nil) != (eb == nil) {
+			t.Fatalf("key %q: %q at %d (%v), a fresh replica has %q at %d (%v)", k, ra.Value, ra.Revision, ea, rb.Value, rb.Revision, eb)
+		}
+	}
+	ia, _, _, err := a.Scan("", "", 10000, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ib, _, _, err := b.Scan("", "", 10000, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ia) != len(ib) {
+		t.Fatalf("Scan: %d live keys, a fresh replica has %d", len(ia), len(ib))
+	}
+	for i := range ia {
+		if ia[i].Key != ib[i].Key || string(ia[i].Value) != string(ib[i].Value) || ia[i].Revision != ib[i].Revision {
+			t.Fatalf("Scan item %d: %+v, a fresh replica has %+v", i, ia[i], ib[i])
+		}
+	}
+}
+
+func keysN(prefix string, n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%s%d", prefix, i)
+	}
+	return keys
+}
+
+func puts(keys []string, value string) []write {
+	ws := make([]write, len(keys))
+	for i, k := range keys {
+		ws[i] = put(k, value)
+	}
+	return ws
+}
+
+// TestStreamLostTail restores the stream's store from an older copy under a
+// running replica: the stream forgets sequences 101-150 that the replica
+// applied, and the next writes reuse them. The replica must never answer a
+// token of the new history from the old one, must stop serving with the
+// reason, rebuild on its own, and end identical to a fresh replica.
+func TestStreamLostTail(t *testing.T) {
+	storeDir := t.TempDir()
+	env := testenv.StartDir(t, storeDir)
+	srv := &natsServer{t: t, addr: env.Server.Addr().String(), dir: storeDir, s: env.Server}
+	var logs logBuffer
+	r := open(t, env, t.TempDir(), logTo(t, &logs))
+	run(t, r)
+	keys := keysN("t.k", 100)
+	waitApplied(t, r, publish(t, env, puts(keys, "v1")...)) // 1-100
+
+	srv.stop()
+	backup := filepath.Join(t.TempDir(), "store")
+	copyDir(t, storeDir, backup)
+	srv.start()
+	waitServed(t, r, publish(t, env, puts(keys[:50], "v2")...)) // 101-150
+
+	srv.stop()
+	if err := os.RemoveAll(storeDir); err != nil {
+		t.Fatal(err)
+	}
+	copyDir(t, backup, storeDir)
+	srv.start()
+
+	// The new history: 101-160, past what the replica applied.
+	for i, k := range keys[:60] {
+		seq := publish(t, env, put(k, "v3"))
+		if got, want := seq, uint64(101+i); got != want {
+			t.Fatalf("publish after the restore: seq %d, want %d", got, want)
+		}
+		readNew(t, r, k, "v3", seq)
+	}
+	if !logs.contains("discarding it and rebuilding") {
+		t.Fatal("the replica did not log that it discards its state")
+	}
+	testenv.Eventually(t, testTimeout, "the replica to serve again", r.Ready)
+
+	fresh := open(t, env, t.TempDir(), func(c *replicator.Config) { c.ID = "fresh" })
+	run(t, fresh)
+	waitApplied(t, fresh, 160)
+	waitServed(t, r, 160)
+	sameState(t, r, fresh, keys)
+
+	// And after a restart of the rebuilt replica, the same.
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStreamLostTailWhileStopped restores the stream's store from an older
+// copy while the replica is closed; the new history is longer than the old
+// one. The replica must find out when Run starts, before it serves.
+func TestStreamLostTailWhileStopped(t *testing.T) {
+	storeDir := t.TempDir()
+	env := testenv.StartDir(t, storeDir)
+	srv := &natsServer{t: t, addr: env.Server.Addr().String(), dir: storeDir, s: env.Server}
+	dir := t.TempDir()
+	keys := keysN("k", 20)
+	publish(t, env, puts(keys, "v1")...) // 1-20
+	srv.stop()
+	backup := filepath.Join(t.TempDir(), "store")
+	copyDir(t, storeDir, backup)
+	srv.start()
+	publish(t, env, puts(keys[:10], "v2")...) // 21-30
+	r := open(t, env, dir)
+	stop := run(t, r)
+	waitApplied(t, r, 30)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	srv.stop()
+	if err := os.RemoveAll(storeDir); err != nil {
+		t.Fatal(err)
+	}
+	copyDir(t, backup, storeDir)
+	srv.start()
+	publish(t, env, puts(keys, "v3")...) // 21-40: the message at 30 is another
+
+	r = open(t, env, dir)
+	run(t, r)
+	for i, k := range keys {
+		readNew(t, r, k, "v3", uint64(21+i))
+	}
+	fresh := open(t, env, t.TempDir(), func(c *replicator.Config) { c.ID = "fresh" })
+	run(t, fresh)
+	waitApplied(t, fresh, 40)
+	sameState(t, r, fresh, keys)
+}
+
+// TestStreamRecreatedDetected deletes and recreates the stream under a
+// running, idle replica: it must stop serving within a couple of seconds
+// (the stream's advisories, the periodic check), and never satisfy a token
+// of the new stream with the old stream's data.
+func TestStreamRecreatedDetected(t *testing.T) {
+	env := testenv.Start(t)
+	r := open(t, env, t.TempDir())
+	errc := runErr(t, r)
+	waitApplied(t, r, publish(t, env, put("a", "old"), put("b", "old")))
+
+	start := time.Now()
+	recreated := recreate(t, env)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if _, err := env.JS.PublishMsg(ctx, put("a", "new").msg(recreated.Subject())); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 3*time.Second, "the replica to stop serving", func() bool { return r.Err() != nil })
+	t.Logf("stopped serving %v after the recreation began", time.Since(start))
+	if err := r.WaitApplied(ctx, 1); err == nil {
+		t.Fatal("WaitApplied(1) succeeded: a token of the new stream would be served from the old one")
+	}
+	if rec, _, err := r.Get("a"); err == nil {
+		t.Fatalf("Get(a)=%q, nil; want an error: the old stream's data served", rec.Value)
+	}
+	if err := waitErr(t, errc); !errors.Is(err, replicator.ErrStreamMismatch) {
+		t.Fatalf("Run=%v, want ErrStreamMismatch", err)
+	}
+	if r.Ready() {
+		t.Fatal("Ready after the stream was recreated")
+	}
+}
+
+// corruptStore builds a replica directory whose data sits in Badger tables
+// (.sst files): n keys of values of 100 bytes, applied and closed. It
+// returns the directory, the writes and the keys.
+func corruptStore(t *testing.T, env *testenv.Env, n int) (string, []write, []string) {
+	t.Helper()
+	dir := t.TempDir()
+	r := open(t, env, dir)
+	stop := run(t, r)
+	keys := keysN("key/", n)
+	ws := make([]write, n)
+	for i, k := range keys {
+		ws[i] = put(k, fmt.Sprintf("%03d%s", i, strings.Repeat("v", 97)))
+	}
+	publishAsync(t, env, 1, ws)
+	waitApplied(t, r, uint64(n))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil { // flushes the memtable into a table
+		t.Fatal(err)
+	}
+	return dir, ws, keys
+}
+
+// ssts lists the table files of a Badger directory.
+func ssts(t *testing.T, dir string) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.sst"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no table files in %s (%v)", dir, err)
+	}
+	return files
+}
+
+// flip inverts the eight bits of the byte at off in path.
+func flip(t *testing.T, path string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// neverWrong reads every key until the replica is ready, failing the test
+// if a read answers (a value or not found) anything but the key's record in
+// want as of the applied sequence the read reports. Every key is written
+// once, so a key is either missing or its write.
+func neverWrong(t *testing.T, r *replicator.Replicator, want state, keys []string) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for round := 0; ; round++ {
+		for _, k := range keys {
+			rec, applied, err := r.Get(k)
+			if err != nil && !errors.Is(err, stream.ErrNotFound) {
+				continue // not served: fine
+			}
+			w := want[k]
+			if w.Revision > applied {
+				w = stream.Record{}
+			}
+			if string(rec.Value) != string(w.Value) || rec.Revision != w.Revision {
+				t.Fatalf("round %d: Get(%q)=%q at %d (%v) as of %d, want %q at %d", round, k, rec.Value, rec.Revision, err, applied, w.Value, w.Revision)
+			}
+		}
+		items, _, applied, err := r.Scan("", "", len(keys)+1, nil)
+		if err == nil {
+			n := 0
+			for _, w := range want {
+				if w.Revision <= applied {
+					n++
+				}
+			}
+			if len(items) != n {
+				t.Fatalf("round %d: Scan listed %d keys as of %d, want %d", round, len(items), applied, n)
+			}
+			for _, it := range items {
+				if w := want[it.Key]; string(it.Value) != string(w.Value) || it.Revision != w.Revision {
+					t.Fatalf("round %d: Scan item %q=%q at %d, want %q at %d", round, it.Key, it.Value, it.Revision, w.Value, w.Revision)
+				}
+			}
+		}
+		if r.Ready() && round > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready within %v: %v", testTimeout, r.Err())
+		}
+	}
+}
+
+// TestCorruptTableAtOpen flips bits at several places of a table of a
+// closed replica's directory. The replica must never answer a read with a
+// wrong value, no panic may escape, and it must rebuild on its own with
+// the damaged files kept aside.
+func TestCorruptTableAtOpen(t *testing.T) {
+	env := testenv.Start(t)
+	base, ws, keys := corruptStore(t, env, 3000)
+	want := fold(ws)
+	for _, at := range []float64{0.01, 0.2, 0.4, 0.6, 0.8, 0.97, -100, -30, -5, -1} {
+		t.Run(fmt.Sprint(at), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "replica")
+			copyDir(t, base, dir)
+			for _, f := range ssts(t, dir) {
+				st, err := os.Stat(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				off := int64(at * float64(st.Size()))
+				if at < 0 {
+					off = st.Size() + int64(at)
+				}
+				flip(t, f, off)
+			}
+			var logs logBuffer
+			r := open(t, env, dir, logTo(t, &logs), func(c *replicator.Config) { c.CacheBytes = -1 })
+			run(t, r)
+			neverWrong(t, r, want, keys)
+			checkState(t, r, want, uint64(len(ws)), keys)
+			if logs.contains("MOVED ASIDE") {
+				aside, err := filepath.Glob(dir + ".corrupt-*/*.sst")
+				if err != nil || len(aside) == 0 {
+					t.Fatalf("the damaged tables were not kept aside (%v)", err)
+				}
+			}
+		})
+	}
+}
+
+// TestCorruptTableWhileServing flips bits in the tables of a running
+// replica (Badger maps the files, so it sees the damage). Badger answers a
+// damaged block as holding no keys, so the scrub must find the damage;
+// once it has, the replica must stop serving, no read may return a wrong
+// value, no panic may escape, and the replica must rebuild.
+func TestCorruptTableWhileServing(t *testing.T) {
+	env := testenv.Start(t)
+	dir, ws, keys := corruptStore(t, env, 3000)
+	want := fold(ws)
+	var logs logBuffer
+	r := open(t, env, dir, logTo(t, &logs), func(c *replicator.Config) {
+		c.CacheBytes = -1
+		c.ScrubInterval = 20 * time.Millisecond
+	})
+	run(t, r)
+	waitApplied(t, r, uint64(len(ws)))
+	// Damage the data blocks before a read has brought them into Badger's
+	// block cache.
+	for _, f := range ssts(t, dir) {
+		st, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, at := range []float64{0.1, 0.3, 0.5, 0.7, 0.9} {
+			flip(t, f, int64(at*float64(st.Size())))
+		}
+	}
+	testenv.Eventually(t, testTimeout, "the scrub to find the damage", func() bool { return logs.contains("replica store failed") })
+	neverWrong(t, r, want, keys)
+	checkState(t, r, want, uint64(len(ws)), keys)
+	if !logs.contains("replica store failed") || !logs.contains("MOVED ASIDE") {
+		t.Fatal("the replica did not report the damage and move the store aside")
+	}
+}
+
+// TestStreamLostTailRebuildsFromSnapshot restores the stream's store from
+// an older copy while a replica is stopped, and purges the stream's front,
+// so that a rebuild cannot start from sequence 1. The replica must rebuild
+// from a snapshot of another replica, and must reject, after restoring it,
+// a snapshot of the old history (its identity does not match the stream).
+func TestStreamLostTailRebuildsFromSnapshot(t *testing.T) {
+	storeDir := t.TempDir()
+	env := testenv.StartDir(t, storeDir)
+	srv := &natsServer{t: t, addr: env.Server.Addr().String(), dir: storeDir, s: env.Server}
+	keys := keysN("k", 20)
+	publish(t, env, puts(keys, "v1")...) // 1-20
+	srv.stop()
+	backup := filepath.Join(t.TempDir(), "store")
+	copyDir(t, storeDir, backup)
+	srv.start()
+	publish(t, env, puts(keys[:10], "v2")...) // 21-30
+	dir := t.TempDir()
+	r := open(t, env, dir)
+	stop := run(t, r)
+	waitApplied(t, r, 30)
+	oldSnap, _ := snapshot(t, r)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	srv.stop()
+	if err := os.RemoveAll(storeDir); err != nil {
+		t.Fatal(err)
+	}
+	copyDir(t, backup, storeDir)
+	srv.start()
+	publish(t, env, puts(keys, "v3")...) // 21-40
+	fresh := open(t, env, t.TempDir(), func(c *replicator.Config) { c.ID = "fresh" })
+	run(t, fresh)
+	waitApplied(t, fresh, 40)
+	purge(t, env, jetstream.WithPurgeSequence(25))
+
+	var logs logBuffer
+	p := &peer{r: fresh, bad: [][]byte{oldSnap}}
+	r = open(t, env, dir, logTo(t, &logs), func(c *replicator.Config) { c.Bootstrap = p })
+	run(t, r)
+	for i, k := range keys {
+		readNew(t, r, k, "v3", uint64(21+i))
+	}
+	sameState(t, r, fresh, keys)
+	p.mu.Lock()
+	calls := p.calls
+	p.mu.Unlock()
+	if calls < 2 {
+		t.Fatalf("%d snapshots restored, want the old history's rejected and another", calls)
+	}
+}
+
+// TestLostTailNoWayToRebuild: without a Bootstrapper, a replica whose
+// history the stream lost, on a stream that no longer starts at 1, stays
+// stopped and says why.
+func TestLostTailNoWayToRebuild(t *testing.T) {
+	storeDir := t.TempDir()
+	env := testenv.StartDir(t, storeDir)
+	srv := &natsServer{t: t, addr: env.Server.Addr().String(), dir: storeDir, s: env.Server}
+	keys := keysN("k", 20)
+	publish(t, env, puts(keys, "v1")...)
+	srv.stop()
+	backup := filepath.Join(t.TempDir(), "store")
+	copyDir(t, storeDir, backup)
+	srv.start()
+	publish(t, env, puts(keys[:10], "v2")...)
+	dir := t.TempDir()
+	r := open(t, env, dir)
+	stop := run(t, r)
+	waitApplied(t, r, 30)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	srv.stop()
+	if err := os.RemoveAll(storeDir); err != nil {
+		t.Fatal(err)
+	}
+	copyDir(t, backup, storeDir)
+	srv.start()
+	publish(t, env, puts(keys, "v3")...)
+	purge(t, env, jetstream.WithPurgeSequence(25))
+
+	r = open(t, env, dir)
+	err := waitErr(t, runErr(t, r))
+	if !errors.Is(err, replicator.ErrDiverged) || !strings.Contains(err.Error(), "cannot rebuild") {
+		t.Fatalf("Run=%v, want ErrDiverged and cannot rebuild", err)
+	}
+	if !errors.Is(r.Err(), replicator.ErrDiverged) || r.Ready() {
+		t.Fatalf("Err()=%v, Ready()=%v; want stopped with ErrDiverged", r.Err(), r.Ready())
+	}
+	if err := r.WaitApplied(context.Background(), 21); err == nil {
+		t.Fatal("WaitApplied(21) succeeded on a replica of another history")
+	}
+}
