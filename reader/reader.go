@@ -39,6 +39,8 @@ type Store interface {
 	Scan(prefix, after string, limit int, page *stream.PageBudget) ([]stream.Record, string, uint64, error)
 	// Err returns why the store refuses to serve, or nil.
 	Err() error
+	// StreamID returns the id of the stream the store's state belongs to.
+	StreamID() string
 }
 
 // Config configures a Reader.
@@ -208,10 +210,7 @@ func failedToken(tok stream.Token, err error) stream.Token {
 // stream.TokenGrace, well inside the wait. A token the store has applied is
 // never from the future and needs no check.
 func (r *Reader) await(ctx context.Context, tok stream.Token, wait time.Duration) (time.Duration, error) {
-	if err := r.cfg.Store.Err(); err != nil {
-		return 0, r.unavailable(err)
-	}
-	if err := tok.Check(r.cfg.Stream.ID()); err != nil {
+	if err := r.serves(tok); err != nil {
 		return 0, err
 	}
 	if tok.Seq <= r.cfg.Store.Applied() {
@@ -269,6 +268,24 @@ func (r *Reader) await(ctx context.Context, tok stream.Token, wait time.Duration
 	}
 }
 
+// serves checks that the store serves, that tok belongs to the stream, and
+// that the store's state belongs to it too: a store that still holds the
+// state of a stream since deleted and recreated (and rebuilds) serves no
+// token of the new one.
+func (r *Reader) serves(tok stream.Token) error {
+	if err := r.cfg.Store.Err(); err != nil {
+		return r.unavailable(err)
+	}
+	id := r.cfg.Stream.ID()
+	if err := tok.Check(id); err != nil {
+		return err
+	}
+	if have := r.cfg.Store.StreamID(); have != id {
+		return stream.Errorf(stream.ErrUnavailable, "replica %s holds the state of stream id %s, and the stream is now %s: it rebuilds", r.cfg.Replica, have, id)
+	}
+	return nil
+}
+
 // checkSnapshot guards the read-your-writes promise: a snapshot behind the
 // position the read must reflect is never served.
 func (r *Reader) checkSnapshot(need, applied uint64) error {
@@ -289,12 +306,9 @@ func (r *Reader) checkSnapshot(need, applied uint64) error {
 func (r *Reader) awaitLevel(ctx context.Context, tok stream.Token, c stream.Consistency, wait time.Duration) (uint64, time.Duration, error) {
 	switch c {
 	case stream.Eventual:
-		if err := r.cfg.Store.Err(); err != nil {
-			return 0, 0, r.unavailable(err)
-		}
-		return 0, 0, tok.Check(r.cfg.Stream.ID())
+		return 0, 0, r.serves(tok)
 	case stream.Strong:
-		if err := tok.Check(r.cfg.Stream.ID()); err != nil {
+		if err := r.serves(tok); err != nil {
 			return 0, 0, err
 		}
 		info, err := r.cfg.Stream.Info(ctx)

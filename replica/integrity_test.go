@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/stream"
 	"github.com/tidemark/tidemark/writer"
@@ -82,15 +83,17 @@ func TestLostTailThroughReads(t *testing.T) {
 	startSrv()
 
 	var notReady error
+	var end uint64
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	for i := range 40 { // 61-100
+	for i := range 40 { // from the restored copy's end on
 		key := fmt.Sprintf("n%02d", i)
 		want := fmt.Sprintf("three-%d", i)
 		res, err := f.w.Write(ctx, stream.WriteRequest{Op: stream.OpPut, Key: key, Value: []byte(want)})
 		if err != nil {
 			t.Fatalf("write %d: %v", i, err)
 		}
+		end = res.Revision
 		for {
 			if err := r.Ready(); err != nil && notReady == nil {
 				notReady = err
@@ -113,5 +116,63 @@ func TestLostTailThroughReads(t *testing.T) {
 	}
 	t.Logf("while rebuilding, Ready()=%v", notReady)
 	fresh := f.start(t, "fresh", false, false)
-	f.sameState(t, r, fresh, 100)
+	f.sameState(t, r, fresh, end)
+}
+
+// TestStreamRecreatedThroughReads deletes and recreates the stream while a
+// writer and a replica share one stream handle, as in `tidemark dev`: the
+// writer takes on the new stream at its first write, and a read with that
+// write's token is never answered from the old stream's state; the replica
+// rebuilds from the new stream and serves it, and refuses the old stream's
+// tokens.
+func TestStreamRecreatedThroughReads(t *testing.T) {
+	f := newFixture(t)
+	r := f.start(t, "r1", false, false)
+	oldTok := f.write(t, 20, 5, "old")
+	waitApplied(t, r, oldTok)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	// Held back, the replica cannot rebuild before the writer has moved
+	// on to the new stream: only the read's own check keeps the old state
+	// from answering the new stream's token.
+	r.Replicator().Pause()
+	if err := f.JS.DeleteStream(ctx, f.Config.Name); err != nil {
+		t.Fatal(err)
+	}
+	other := testenv.Connect(t, f.Server.ClientURL())
+	js, err := jetstream.New(other.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fresh *stream.Stream
+	testenv.Eventually(t, testTimeout, "the stream to be recreated", func() bool {
+		fresh, err = stream.Ensure(ctx, js, f.Config)
+		return err == nil
+	})
+	res, err := f.w.Write(ctx, stream.WriteRequest{Op: stream.OpPut, Key: "k00", Value: []byte("new")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := res.Token.Stream, fresh.ID(); got != want {
+		t.Fatalf("write into the recreated stream has a token of stream %s, want %s", got, want)
+	}
+	if g, err := r.Get(ctx, stream.GetRequest{Key: "k00", Token: res.Token, Wait: 100 * time.Millisecond}); err == nil {
+		t.Fatalf("held-back replica answered the new stream's token with %q at %d", g.Record.Value, g.Applied)
+	}
+	r.Replicator().Resume()
+	testenv.Eventually(t, testTimeout, "a read with the new token", func() bool {
+		g, err := r.Get(ctx, stream.GetRequest{Key: "k00", Token: res.Token, Wait: 100 * time.Millisecond})
+		if err == nil && string(g.Record.Value) != "new" {
+			t.Fatalf("read with the new stream's token=%q at %d, want new: the old stream's state served", g.Record.Value, g.Applied)
+		}
+		return err == nil
+	})
+	if _, err := r.Get(ctx, stream.GetRequest{Key: "k01", Token: res.Token}); !errors.Is(err, stream.ErrNotFound) {
+		t.Fatalf("k01, only in the old stream: %v, want not found", err)
+	}
+	old := stream.NewToken(fresh.ID(), 1)
+	old.Stream = "0ld0"
+	if _, err := r.Get(ctx, stream.GetRequest{Key: "k00", Token: old}); !errors.Is(err, stream.ErrTokenStreamMismatch) {
+		t.Fatalf("read with another stream's token: %v, want %v", err, stream.ErrTokenStreamMismatch)
+	}
 }

@@ -68,8 +68,10 @@
 // Open fails with ErrStreamMismatch when the directory holds data of another
 // stream identity (the stream was deleted and recreated): the data belongs to
 // a stream that no longer exists, and tokens of the new stream would be
-// misread against it. Run stops with ErrStreamMismatch too when it finds,
-// while running, that the stream was deleted or recreated.
+// misread against it. When Run finds, while running, that the stream was
+// deleted or recreated, it stops serving (ErrDiverged), waits until the
+// stream exists again, takes on its new identity (stream.Stream.Refresh)
+// and rebuilds from it; StreamID says which stream the state belongs to.
 //
 // # Serving only the history the stream holds
 //

@@ -132,13 +132,13 @@ func (r *Replicator) verify(ctx context.Context, created time.Time) error {
 	info, err := r.cfg.Stream.Info(ctx)
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
-		return fmt.Errorf("%w: the stream %s was deleted", ErrStreamMismatch, r.cfg.Stream.Name())
+		return fmt.Errorf("%w: the stream %s was deleted", ErrDiverged, r.cfg.Stream.Name())
 	case err != nil:
 		return err
 	}
-	if id := info.Config.Metadata[streamIDMeta]; id != r.cfg.Stream.ID() {
-		return fmt.Errorf("%w: the stream %s now has id %q, this replica serves %s (it was deleted and recreated); restart the replica on an empty directory",
-			ErrStreamMismatch, r.cfg.Stream.Name(), id, r.cfg.Stream.ID())
+	if id := info.Config.Metadata[streamIDMeta]; id != r.StreamID() {
+		return fmt.Errorf("%w: the stream %s now has id %q, this replica's state is of %s (it was deleted and recreated)",
+			ErrDiverged, r.cfg.Stream.Name(), id, r.StreamID())
 	}
 	if !created.IsZero() && !info.Created.Equal(created) {
 		return fmt.Errorf("%w: the stream %s was recreated at %v with the same id", ErrDiverged, r.cfg.Stream.Name(), info.Created)

@@ -121,6 +121,7 @@ type Replicator struct {
 	log zerolog.Logger
 
 	applied  atomic.Uint64
+	streamID atomic.Pointer[string] // the stream id the state belongs to (StreamID)
 	messages atomic.Uint64
 	batches  atomic.Uint64
 	splits   atomic.Uint64
@@ -299,6 +300,7 @@ func (r *Replicator) checkIdentity(db *badger.DB, applied uint64, id string, for
 	case format != 0 && format != formatV1:
 		return fmt.Errorf("badger %s: storage format %d, this version reads %d", r.cfg.Dir, format, formatV1)
 	case id == want && format == formatV1:
+		r.streamID.Store(&want)
 		return nil
 	case id != "" && id != want && applied > 0:
 		return fmt.Errorf("%w: %s holds data of stream id %s up to sequence %d, the stream %s has id %s (was it recreated?); remove the directory to rebuild the replica",
@@ -308,7 +310,19 @@ func (r *Replicator) checkIdentity(db *badger.DB, applied uint64, id string, for
 	if err := writeIdentity(db, want); err != nil {
 		return fmt.Errorf("badger %s: write stream id: %w", r.cfg.Dir, err)
 	}
+	r.streamID.Store(&want)
 	return nil
+}
+
+// StreamID returns the id of the stream the replica's state belongs to:
+// the stream handle's id, except while a replica whose stream was deleted
+// and recreated still holds the old stream's state (it rebuilds; see
+// reset.go). Tokens of another stream than this are not served.
+func (r *Replicator) StreamID() string {
+	if id := r.streamID.Load(); id != nil {
+		return *id
+	}
+	return ""
 }
 
 // Close stops Run, wakes every waiter with ErrClosed and closes Badger. It

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -489,9 +490,10 @@ func TestRunStops(t *testing.T) {
 
 // TestStreamRecreatedWhileRunning recreates the stream under a running
 // replica. The ordered consumer resumes on the new stream at the next
-// sequence by itself; the replica must notice the new consumer and stop
-// rather than apply the new stream's writes. The periodic check is off, so
-// only that catches it.
+// sequence by itself; the replica must notice the new consumer and rebuild
+// from the new stream rather than apply its writes on top of the old
+// state. The periodic check is off, so only the consumer and JetStream's
+// announcements tell.
 func TestStreamRecreatedWhileRunning(t *testing.T) {
 	env := testenv.Start(t)
 	r := open(t, env, t.TempDir(), func(c *replicator.Config) { c.CheckInterval = time.Hour })
@@ -499,7 +501,6 @@ func TestStreamRecreatedWhileRunning(t *testing.T) {
 	waitApplied(t, r, publish(t, env, put("a", "1"), put("b", "2")))
 
 	recreated := recreate(t, env)
-	// The new stream's third write must never be applied as the old one's.
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	for _, w := range []write{put("x", "new"), put("y", "new"), put("z", "new")} {
@@ -507,18 +508,24 @@ func TestStreamRecreatedWhileRunning(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := waitErr(t, errc); !errors.Is(err, replicator.ErrStreamMismatch) {
-		t.Fatalf("Run=%v, want ErrStreamMismatch", err)
-	}
-	// A replica that no longer belongs to the stream serves nothing; above
-	// all not a write of the new stream.
-	if rec, _, err := r.Get("z"); err == nil || !errors.Is(err, replicator.ErrStreamMismatch) {
-		t.Fatalf("Get(z)=%+v, %v; want ErrStreamMismatch: a write of the new stream was applied", rec, err)
+	testenv.Eventually(t, testTimeout, "the replica to rebuild from the new stream", func() bool {
+		_, _, errA := r.Get("a")
+		z, applied, errZ := r.Get("z")
+		if errA == nil && errZ == nil {
+			t.Fatalf("a of the old stream and z of the new served together (applied %d): writes of the new stream applied on the old state", applied)
+		}
+		return errZ == nil && string(z.Value) == "new" && applied == 3 && r.StreamID() == recreated.ID()
+	})
+	select {
+	case err := <-errc:
+		t.Fatalf("Run=%v; want it to go on", err)
+	default:
 	}
 }
 
 // TestStreamDeletedWhileIdle checks that the periodic check stops a replica
-// whose stream was deleted, though no message arrives to tell it.
+// whose stream was deleted, though no message arrives to tell it; it waits,
+// not serving, until the stream is created again, and then rebuilds.
 func TestStreamDeletedWhileIdle(t *testing.T) {
 	env := testenv.Start(t)
 	r := open(t, env, t.TempDir(), func(c *replicator.Config) { c.CheckInterval = 20 * time.Millisecond })
@@ -529,11 +536,27 @@ func TestStreamDeletedWhileIdle(t *testing.T) {
 	if err := env.JS.DeleteStream(ctx, env.Config.Name); err != nil {
 		t.Fatal(err)
 	}
-	if err := waitErr(t, errc); !errors.Is(err, replicator.ErrStreamMismatch) {
-		t.Fatalf("Run=%v, want ErrStreamMismatch", err)
+	testenv.Eventually(t, testTimeout, "the replica to stop serving", func() bool {
+		err := r.Err()
+		return errors.Is(err, replicator.ErrDiverged) && strings.Contains(err.Error(), "deleted")
+	})
+	if _, _, err := r.Get("a"); err == nil {
+		t.Fatal("Get(a) served the deleted stream's state")
 	}
-	if err := r.Err(); !errors.Is(err, replicator.ErrStreamMismatch) {
-		t.Fatalf("Err()=%v, want ErrStreamMismatch", err)
+	recreated, err := stream.Ensure(ctx, env.JS, env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, testTimeout, "the replica to serve the new stream", func() bool {
+		return r.Err() == nil && r.StreamID() == recreated.ID()
+	})
+	if _, _, err := r.Get("a"); !errors.Is(err, stream.ErrNotFound) {
+		t.Fatalf("Get(a)=%v after the rebuild, want not found", err)
+	}
+	select {
+	case err := <-errc:
+		t.Fatalf("Run=%v; want it to go on", err)
+	default:
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tidemark/tidemark/stream"
 )
@@ -39,8 +40,14 @@ func resettable(err error) bool {
 func (r *Replicator) reset(ctx context.Context, cause error) (*badger.DB, error) {
 	r.hold(fmt.Errorf("%w: %w", ErrResetting, cause))
 	r.log.Error().Err(cause).Uint64("applied", r.Applied()).Msg("replica state must not be served; not serving; discarding it and rebuilding")
-	info, err := r.streamInfo(ctx)
+	info, err := r.streamBack(ctx)
 	if err != nil {
+		return nil, err
+	}
+	// A stream deleted and recreated has a new identity: the handle takes
+	// it on (tokens of the old stream are refused from now on), and the
+	// rebuilt state is claimed for it.
+	if err := r.cfg.Stream.Refresh(ctx); err != nil {
 		return nil, err
 	}
 	if first := info.State.FirstSeq; first > 1 && info.State.LastSeq > 0 && r.cfg.Bootstrap == nil {
@@ -75,10 +82,12 @@ func (r *Replicator) discard(aside bool) (*badger.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open badger %s: %w", r.cfg.Dir, err)
 	}
-	if err := writeIdentity(db, r.cfg.Stream.ID()); err != nil {
+	id := r.cfg.Stream.ID()
+	if err := writeIdentity(db, id); err != nil {
 		_ = closeBadger(db)
 		return nil, fmt.Errorf("badger %s: write stream id: %w", r.cfg.Dir, err)
 	}
+	r.streamID.Store(&id)
 	r.db = db
 	r.setHead(head{}, true)
 	r.applied.Store(0)
@@ -132,6 +141,26 @@ func (r *Replicator) clearDir(aside bool) error {
 	r.log.Error().Str("dir", dir).Str("moved_to", to).
 		Msg("CORRUPT REPLICA STORE MOVED ASIDE: the replica rebuilds from the stream; inspect or remove the moved files")
 	return nil
+}
+
+// streamBack returns the stream's info, waiting (with backoff, and saying
+// so once) while the stream does not exist: a deleted stream is usually
+// created again by a writer, and the replica then rebuilds from it.
+func (r *Replicator) streamBack(ctx context.Context) (*jetstream.StreamInfo, error) {
+	b := resetBackoff()
+	for logged := false; ; {
+		info, err := r.streamInfo(ctx)
+		if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return info, err
+		}
+		if !logged {
+			r.log.Warn().Str("stream", r.cfg.Stream.Name()).Msg("the stream does not exist; waiting for it to be created again")
+			logged = true
+		}
+		if err := b.Wait(ctx); err != nil {
+			return nil, err
+		}
+	}
 }
 
 // waitSpace waits, checking every DefaultSpaceRecheck, until the replica's
