@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,31 +14,6 @@ import (
 	"github.com/tidemark/tidemark/stream"
 	"github.com/tidemark/tidemark/writer"
 )
-
-// copyTree copies the directory tree src to dst.
-func copyTree(t *testing.T, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, path)
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestLostTailThroughReads restores the stream's store from an older copy
 // under a running replica and reads through the replica's reader with the
@@ -70,7 +44,7 @@ func TestLostTailThroughReads(t *testing.T) {
 
 	restart()
 	backup := filepath.Join(t.TempDir(), "store")
-	copyTree(t, storeDir, backup)
+	testenv.CopyDir(t, storeDir, backup)
 	startSrv()
 	last := f.write(t, 30, 10, "two") // 61-90
 	testenv.Eventually(t, testTimeout, "r1 to apply the second history", func() bool { return r.Applied() == last && r.Ready() == nil })
@@ -79,7 +53,7 @@ func TestLostTailThroughReads(t *testing.T) {
 	if err := os.RemoveAll(storeDir); err != nil {
 		t.Fatal(err)
 	}
-	copyTree(t, backup, storeDir)
+	testenv.CopyDir(t, backup, storeDir)
 	startSrv()
 
 	var notReady error

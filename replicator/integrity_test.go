@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,32 +45,6 @@ func (l *logBuffer) contains(s string) bool {
 func logTo(t testing.TB, buf *logBuffer) func(*replicator.Config) {
 	return func(c *replicator.Config) {
 		c.Logger = zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), buf)).Level(zerolog.WarnLevel)
-	}
-}
-
-// copyDir copies the tree src to dst, which must not exist.
-func copyDir(t testing.TB, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, path)
-		if err != nil {
-			return err
-		}
-		to := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(to, 0o755)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(to, b, 0o644)
-	})
-	if err != nil {
-		t.Fatalf("copy %s: %v", src, err)
 	}
 }
 
@@ -214,7 +187,7 @@ func TestStreamLostTail(t *testing.T) {
 
 	srv.stop()
 	backup := filepath.Join(t.TempDir(), "store")
-	copyDir(t, storeDir, backup)
+	testenv.CopyDir(t, storeDir, backup)
 	srv.start()
 	waitServed(t, r, publish(t, env, puts(keys[:50], "v2")...)) // 101-150
 
@@ -222,7 +195,7 @@ func TestStreamLostTail(t *testing.T) {
 	if err := os.RemoveAll(storeDir); err != nil {
 		t.Fatal(err)
 	}
-	copyDir(t, backup, storeDir)
+	testenv.CopyDir(t, backup, storeDir)
 	srv.start()
 
 	// The new history: 101-160, past what the replica applied.
@@ -262,7 +235,7 @@ func TestStreamLostTailWhileStopped(t *testing.T) {
 	publish(t, env, puts(keys, "v1")...) // 1-20
 	srv.stop()
 	backup := filepath.Join(t.TempDir(), "store")
-	copyDir(t, storeDir, backup)
+	testenv.CopyDir(t, storeDir, backup)
 	srv.start()
 	publish(t, env, puts(keys[:10], "v2")...) // 21-30
 	r := open(t, env, dir)
@@ -279,7 +252,7 @@ func TestStreamLostTailWhileStopped(t *testing.T) {
 	if err := os.RemoveAll(storeDir); err != nil {
 		t.Fatal(err)
 	}
-	copyDir(t, backup, storeDir)
+	testenv.CopyDir(t, backup, storeDir)
 	srv.start()
 	publish(t, env, puts(keys, "v3")...) // 21-40: the message at 30 is another
 
@@ -444,7 +417,7 @@ func TestCorruptTableAtOpen(t *testing.T) {
 	for _, at := range []float64{0.01, 0.2, 0.4, 0.6, 0.8, 0.97, -100, -30, -5, -1} {
 		t.Run(fmt.Sprint(at), func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "replica")
-			copyDir(t, base, dir)
+			testenv.CopyDir(t, base, dir)
 			for _, f := range ssts(t, dir) {
 				st, err := os.Stat(f)
 				if err != nil {
@@ -519,7 +492,7 @@ func TestStreamLostTailRebuildsFromSnapshot(t *testing.T) {
 	publish(t, env, puts(keys, "v1")...) // 1-20
 	srv.stop()
 	backup := filepath.Join(t.TempDir(), "store")
-	copyDir(t, storeDir, backup)
+	testenv.CopyDir(t, storeDir, backup)
 	srv.start()
 	publish(t, env, puts(keys[:10], "v2")...) // 21-30
 	dir := t.TempDir()
@@ -538,7 +511,7 @@ func TestStreamLostTailRebuildsFromSnapshot(t *testing.T) {
 	if err := os.RemoveAll(storeDir); err != nil {
 		t.Fatal(err)
 	}
-	copyDir(t, backup, storeDir)
+	testenv.CopyDir(t, backup, storeDir)
 	srv.start()
 	publish(t, env, puts(keys, "v3")...) // 21-40
 	fresh := open(t, env, t.TempDir(), func(c *replicator.Config) { c.ID = "fresh" })
@@ -573,7 +546,7 @@ func TestLostTailNoWayToRebuild(t *testing.T) {
 	publish(t, env, puts(keys, "v1")...)
 	srv.stop()
 	backup := filepath.Join(t.TempDir(), "store")
-	copyDir(t, storeDir, backup)
+	testenv.CopyDir(t, storeDir, backup)
 	srv.start()
 	publish(t, env, puts(keys[:10], "v2")...)
 	dir := t.TempDir()
@@ -590,7 +563,7 @@ func TestLostTailNoWayToRebuild(t *testing.T) {
 	if err := os.RemoveAll(storeDir); err != nil {
 		t.Fatal(err)
 	}
-	copyDir(t, backup, storeDir)
+	testenv.CopyDir(t, backup, storeDir)
 	srv.start()
 	publish(t, env, puts(keys, "v3")...)
 	purge(t, env, jetstream.WithPurgeSequence(25))

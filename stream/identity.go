@@ -17,13 +17,26 @@ type identity struct {
 }
 
 // watchIdentity marks the identity suspect whenever JetStream announces
-// that a stream of this name was created or deleted, so that the next
-// write checks which stream stored it before answering (Verify). The
-// subscription ends with the connection.
+// that a stream of this name was created or deleted, and whenever the
+// connection comes back (the server may have restarted on an older copy of
+// its store), so that the next token check and the next write read the
+// stream's state again (Refresh). The subscriptions end with the
+// connection.
 func (s *Stream) watchIdentity() {
 	nc := s.js.Conn()
 	if nc == nil {
 		return
+	}
+	if !nc.IsClosed() {
+		status := nc.StatusChanged(nats.CONNECTED, nats.CLOSED)
+		go func() {
+			for st := range status {
+				if st == nats.CLOSED {
+					return
+				}
+				s.suspect.Store(true)
+			}
+		}()
 	}
 	for _, event := range []string{"CREATED", "DELETED"} {
 		// A failed subscription leaves only the other signals (an ack
@@ -63,7 +76,13 @@ func (s *Stream) Refresh(ctx context.Context) error {
 	s.suspect.Store(false)
 	cur := s.ident.Load()
 	if id == cur.id && info.Created.Equal(cur.created) {
-		s.ObserveLast(info.State.LastSeq)
+		// The server's last sequence, even below what was seen: a store
+		// restored from an older copy lost its tail, and tokens past its
+		// end must be checked again, not taken as known. (Lower than the
+		// truth only costs such a check.)
+		s.lastMu.Lock()
+		s.last = info.State.LastSeq
+		s.lastMu.Unlock()
 		return nil
 	}
 	if s.ident.CompareAndSwap(cur, &identity{id: id, created: info.Created}) {

@@ -399,6 +399,13 @@ func (s *Stream) runLastRounds(base context.Context, r *lastRound) {
 // its followers) never rejects a genuine token, and a token really ahead is
 // still rejected quickly.
 func (s *Stream) CheckToken(ctx context.Context, t Token) error {
+	if s.Suspected() {
+		// The connection came back, or the stream may have been replaced:
+		// what this process knew of the stream may be past what it holds
+		// now (a store restored from an older copy). A failure leaves the
+		// checks below to the server's answers.
+		_ = s.Refresh(ctx)
+	}
 	if err := t.Check(s.ID()); err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/internal/testenv"
@@ -177,4 +178,45 @@ func TestWrite_StreamRecreated(t *testing.T) {
 	}
 	req.Token = res.Token
 	mustWrite(t, w, req)
+}
+
+// A store restored from an older copy lost its tail: a token the writer
+// handed out from that tail is past the stream's end, and a write with it
+// is refused as from the future (the session starts again), never stored
+// at a revision below the token it was sent with.
+func TestWrite_TokenOfALostTail(t *testing.T) {
+	e := testenv.Start(t)
+	w := newWriter(e, writer.Config{})
+	for i := range 5 {
+		mustWrite(t, w, put(fmt.Sprint("k", i), "kept"))
+	}
+	e.StopServer()
+	backup := t.TempDir()
+	testenv.CopyDir(t, e.StoreDir(), backup)
+	e.StartServerAgain(t)
+	var lost stream.WriteResult
+	testenv.Eventually(t, 10*time.Second, "a write after the restart", func() bool {
+		var err error
+		lost, err = w.Write(testContext(t), put("k", "lost"))
+		return err == nil
+	})
+	e.StopServer()
+	testenv.RestoreDir(t, backup, e.StoreDir())
+	e.StartServerAgain(t)
+	// A write sent before the writer is back cannot know of the restore;
+	// one sent after its connection is back must.
+	testenv.Eventually(t, 10*time.Second, "the writer's connection to come back", func() bool {
+		return e.Conn.Conn.IsConnected() && e.Stream.Suspected()
+	})
+
+	req := put("k", "after")
+	req.Token = lost.Token
+	var err error
+	testenv.Eventually(t, 10*time.Second, "the writer to answer after the restore", func() bool {
+		_, err = w.Write(testContext(t), req)
+		return !errors.Is(err, stream.ErrUnavailable)
+	})
+	if !errors.Is(err, stream.ErrTokenFromFuture) {
+		t.Fatalf("write with a token of the lost tail (%v): %v, want %v", lost.Token, err, stream.ErrTokenFromFuture)
+	}
 }

@@ -5,6 +5,9 @@ package testenv
 
 import (
 	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -27,6 +30,8 @@ type Env struct {
 	Stream *stream.Stream
 	// Config is the stream's configuration.
 	Config stream.Config
+
+	server stream.ServerConfig // how Server was started, on its address
 }
 
 // Start starts an embedded NATS server and creates the stream. Everything is
@@ -57,7 +62,8 @@ func StartServer(t testing.TB, cfg stream.ServerConfig) *Env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	e := &Env{Server: s, Config: stream.Config{Name: stream.DefaultName, Subject: stream.DefaultSubject}}
+	cfg.Listen = s.Addr().String() // a restart takes the same address
+	e := &Env{Server: s, Config: stream.Config{Name: stream.DefaultName, Subject: stream.DefaultSubject}, server: cfg}
 	e.Conn = Connect(t, s.ClientURL())
 	e.JS, err = jetstream.New(e.Conn.Conn)
 	if err != nil {
@@ -95,4 +101,61 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// StopServer stops the server, as a crash or a restart would; its clients
+// try to reconnect.
+func (e *Env) StopServer() {
+	e.Server.Shutdown()
+	e.Server.WaitForShutdown()
+}
+
+// StartServerAgain starts the server again on its address and store
+// directory (as it is now: a test may have put an older copy there).
+func (e *Env) StartServerAgain(t testing.TB) {
+	t.Helper()
+	s, err := stream.StartServer(e.server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Server = s
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+}
+
+// StoreDir returns the server's JetStream store directory.
+func (e *Env) StoreDir() string { return e.server.StoreDir }
+
+// CopyDir copies the tree src to dst: a copy of a store to restore later.
+func CopyDir(t testing.TB, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		to := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(to, 0o755)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(to, b, 0o644)
+	})
+	if err != nil {
+		t.Fatalf("copy %s: %v", src, err)
+	}
+}
+
+// RestoreDir replaces the tree dst with a copy of src.
+func RestoreDir(t testing.TB, src, dst string) {
+	t.Helper()
+	if err := os.RemoveAll(dst); err != nil {
+		t.Fatal(err)
+	}
+	CopyDir(t, src, dst)
 }
