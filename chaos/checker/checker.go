@@ -673,6 +673,9 @@ func checkSession(r *Report, w *world, ops []history.Op) {
 			r.opViolation(TokenIgnored, op, "reply token %d is behind the request token %d", op.TokenOut, op.TokenIn)
 		}
 		if op.Outcome != history.OK {
+			if op.Code == "token_from_future" && len(w.losses) == 0 && op.TokenIn != 0 && op.TokenIn <= max(st.ownMax, st.seenMax) {
+				r.opViolation(TokenIgnored, op, "token %d refused as ahead of the stream, which the session had seen reach it", op.TokenIn)
+			}
 			if resetCodes[op.Code] {
 				st, stream = fresh(), ""
 			}
@@ -697,9 +700,10 @@ func checkSession(r *Report, w *world, ops []history.Op) {
 		}
 		switch op.Kind {
 		case history.Put, history.Delete:
-			// A retry of a write the session already had acknowledged is
-			// that write again, not a new one: checkWriteIDs checks it.
-			if prev := acked[op.WriteID]; prev != nil && op.WriteID != "" && sameContent(prev, op) {
+			// A write id the session already had acknowledged: a retry is
+			// that write again, not a new one, and other content is a
+			// reuse; checkWriteIDs judges both.
+			if prev := acked[op.WriteID]; prev != nil && op.WriteID != "" {
 				continue
 			}
 			acked[op.WriteID] = op
