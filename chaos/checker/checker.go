@@ -562,6 +562,11 @@ func checkFinalReads(r *Report, s *history.Snapshots, reads []history.FinalRead)
 // its applied sequence.
 func checkReplica(r *Report, s *history.Snapshots, rep history.Replica) {
 	last := uint64(len(s.Stream))
+	if rep.Error != "" {
+		r.add(Violation{Kind: NotConverged, Session: -1, Index: -1, Replica: rep.ID,
+			Detail: "could not be read at the end: " + rep.Error})
+		return
+	}
 	if rep.Applied > last {
 		r.add(Violation{Kind: ReplicaNotFold, Session: -1, Index: -1, Replica: rep.ID, Seq: rep.Applied,
 			Detail: fmt.Sprintf("applied %d, beyond the stream's last %d", rep.Applied, last)})

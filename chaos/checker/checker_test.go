@@ -137,6 +137,9 @@ func TestCheckViolations(t *testing.T) {
 			h.Final.Replicas[1] = replica("r2", 3)
 			h.Final.Replicas[1].Applied = 2 // the data of 3 is there, applied says 2
 		}, checker.ReplicaNotFold},
+		{"replica not readable", func(h *history.History) {
+			h.Final.Replicas[1] = history.Replica{ID: "r2", Error: "not serving"}
+		}, checker.NotConverged},
 		{"replica behind", func(h *history.History) {
 			h.Final.Replicas[1] = replica("r2", 2)
 		}, checker.NotConverged},

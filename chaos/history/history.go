@@ -145,6 +145,8 @@ type Replica struct {
 	Applied uint64 `json:"applied"`
 	// Records are its keys, tombstones included, in any order.
 	Records []Record `json:"records"`
+	// Error says why the replica could not be dumped, if it could not.
+	Error string `json:"error,omitempty"`
 }
 
 // Final is the state after the run: the whole stream and every replica.
