@@ -670,6 +670,10 @@ func checkSession(r *Report, w *world, ops []history.Op) {
 		}
 		if op.Outcome == history.OK && op.Stream != "" {
 			if stream != "" && op.Stream != stream {
+				if op.TokenIn != 0 {
+					r.opViolation(WrongStream, op, "the request carried a token of stream %s (at %d), the reply names stream %s: a token of another stream was accepted",
+						stream, op.TokenIn, op.Stream)
+				}
 				st = fresh()
 			}
 			stream = op.Stream

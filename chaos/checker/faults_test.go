@@ -157,6 +157,10 @@ func TestStreamRecreated(t *testing.T) {
 		{"write stored in the new stream, acknowledged with an old token", func(h *history.History) {
 			h.Ops[5].Stream = "old"
 		}, checker.WrongStream},
+		{"old token answered from the new stream", func(h *history.History) {
+			h.Ops = append(h.Ops[:2], h.Ops[3:]...) // no token_stream_mismatch in between
+			h.Ops[2].Index, h.Ops[2].TokenIn = 2, 1
+		}, checker.WrongStream},
 		{"unknown stream", func(h *history.History) {
 			h.Ops[3].Stream = "other"
 		}, checker.WrongStream},
