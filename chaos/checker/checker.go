@@ -286,15 +286,15 @@ func Check(h *history.History) *Report {
 		w.finalID = h.Final.StreamID
 		r.StreamLen = len(h.Final.Stream)
 		r.Replicas = len(h.Final.Replicas)
-		checkStream(r, h, w)
+		checkStream(r, h, w, checkWriteIDs(r, h, w))
 		for _, rep := range h.Final.Replicas {
 			checkReplica(r, w.final, rep)
 		}
 		checkFinalReads(r, w.final, h.Final.Reads)
 	} else {
 		r.add(Violation{Kind: NoFinalState, Session: -1, Index: -1, Detail: "the history has no final state; durability not checked"})
+		checkWriteIDs(r, h, w)
 	}
-	checkWriteIDs(r, h, w)
 	checkSessionSeqs(r, h)
 	for _, ops := range h.Sessions() {
 		checkSession(r, w, ops)
@@ -308,9 +308,10 @@ func sameContent(a, b *history.Op) bool {
 }
 
 // checkWriteIDs checks writes that share a write id: a write of other
-// content than an earlier one with its id must not be acknowledged, and a
-// retry of the same content must get the same revision.
-func checkWriteIDs(r *Report, h *history.History, w *world) {
+// content than an earlier one with its id, which was acknowledged or is
+// stored, must not be acknowledged, and a retry of the same content must
+// get the same revision. It returns the writes it found reusing an id.
+func checkWriteIDs(r *Report, h *history.History, w *world) map[*history.Op]bool {
 	byID := map[string][]*history.Op{}
 	for i := range h.Ops {
 		op := &h.Ops[i]
@@ -318,27 +319,58 @@ func checkWriteIDs(r *Report, h *history.History, w *world) {
 			byID[op.WriteID] = append(byID[op.WriteID], op)
 		}
 	}
+	stored := map[string][]history.Message{}
+	streams := []*history.Snapshots{w.final}
+	for _, e := range w.epochs {
+		streams = append(streams, w.olds[e.StreamID])
+	}
+	for _, s := range streams {
+		if s == nil {
+			continue
+		}
+		for _, m := range s.Stream {
+			if len(byID[m.MsgID]) > 1 {
+				stored[m.MsgID] = append(stored[m.MsgID], m)
+			}
+		}
+	}
+	isStored := func(op *history.Op) bool {
+		for _, m := range stored[op.WriteID] {
+			if m.Key == op.Key && m.Kind == op.Kind && (m.Kind != history.Put || bytes.Equal(m.Value, op.Value)) {
+				return true
+			}
+		}
+		return false
+	}
+	reused := map[*history.Op]bool{}
 	for id, ops := range byID {
 		if len(ops) < 2 {
 			continue
 		}
 		sort.SliceStable(ops, func(a, b int) bool { return ops[a].Invoke.Before(ops[b].Invoke) })
-		first := ops[0]
-		for _, op := range ops[1:] {
-			if op.Outcome != history.OK {
-				continue
+		var refs []*history.Op // earlier writes of the id that took effect
+		for _, op := range ops {
+			if op.Outcome == history.OK {
+				for _, ref := range refs {
+					switch {
+					case !sameContent(op, ref):
+						reused[op] = true
+						r.opViolation(WriteIDReused, op, "write id %q names %s %q = %q (sent first), but %s %q = %q was acknowledged at revision %d",
+							id, ref.Kind, ref.Key, abbrev(ref.Value), op.Kind, op.Key, abbrev(op.Value), op.Revision)
+					case ref.Outcome == history.OK && op.Stream == ref.Stream && op.Revision != ref.Revision && !w.lostByFault(ref) && !w.lostByFault(op):
+						r.opViolation(WrongRevision, op, "retry of write id %q acknowledged at revision %d, the original at %d", id, op.Revision, ref.Revision)
+					default:
+						continue
+					}
+					break
+				}
 			}
-			if !sameContent(op, first) {
-				r.opViolation(WriteIDReused, op, "write id %q names %s %q = %q (sent first), but %s %q = %q was acknowledged at revision %d",
-					id, first.Kind, first.Key, abbrev(first.Value), op.Kind, op.Key, abbrev(op.Value), op.Revision)
-				continue
-			}
-			if first.Outcome == history.OK && op.Stream == first.Stream && op.Revision != first.Revision &&
-				!w.lostByFault(first) && !w.lostByFault(op) {
-				r.opViolation(WrongRevision, op, "retry of write id %q acknowledged at revision %d, the original at %d", id, op.Revision, first.Revision)
+			if (op.Outcome == history.OK && !reused[op]) || isStored(op) {
+				refs = append(refs, op)
 			}
 		}
 	}
+	return reused
 }
 
 // checkSessionSeqs checks that no two different writes of one session
@@ -369,7 +401,7 @@ func checkSessionSeqs(r *Report, h *history.History) {
 
 // checkStream matches the messages of every stream (the deleted ones and
 // the final one) with the writes of the history.
-func checkStream(r *Report, h *history.History, w *world) {
+func checkStream(r *Report, h *history.History, w *world, reused map[*history.Op]bool) {
 	byID := map[string][]*history.Op{}
 	byValue := map[string]*history.Op{}
 	for i := range h.Ops {
@@ -463,27 +495,13 @@ func checkStream(r *Report, h *history.History, w *world) {
 		switch {
 		case w.lostByFault(op):
 			r.LostByFault++
-		case reusedID(h, op):
+		case reused[op]:
 			// Reported as write-id-reused: the acknowledged content was never stored.
 		default:
 			r.Lost++
 			r.opViolation(LostWrite, op, "%s %q acknowledged at revision %d is not in the stream", op.Kind, op.Key, op.Revision)
 		}
 	}
-}
-
-// reusedID reports whether an earlier write had op's write id and other content.
-func reusedID(h *history.History, op *history.Op) bool {
-	if op.WriteID == "" {
-		return false
-	}
-	for i := range h.Ops {
-		o := &h.Ops[i]
-		if o != op && o.Kind.IsWrite() && o.WriteID == op.WriteID && o.Invoke.Before(op.Invoke) && !sameContent(o, op) {
-			return true
-		}
-	}
-	return false
 }
 
 // checkStored checks one write found at m in the stream with identity id.

@@ -228,6 +228,20 @@ func TestWriteIDReused(t *testing.T) {
 	h = build()
 	h.Ops[2].Revision, h.Ops[2].TokenOut = 2, 2
 	wantKinds(t, checker.Check(h), checker.WrongRevision)
+
+	// A first write that never took effect (indeterminate, not stored)
+	// names nothing: another content under its id may be acknowledged.
+	h = build()
+	h.Ops = h.Ops[:2]
+	h.Ops[0].Outcome, h.Ops[0].Revision, h.Ops[0].TokenOut = history.Indeterminate, 0, 0
+	h.Ops[1].Outcome, h.Ops[1].Code, h.Ops[1].Revision, h.Ops[1].TokenIn, h.Ops[1].TokenOut = history.OK, "", 1, 0, 1
+	h.Final.Stream[0].Value = []byte("v2")
+	if r := checker.Check(h); !r.OK() {
+		t.Fatalf("an id whose first write never took effect, reused, yet violations:\n%s", r.Summary())
+	}
+	// The same, but the first write is stored: the second is a reuse.
+	h.Final.Stream[0].Value = []byte("v1")
+	wantKinds(t, checker.Check(h), checker.WriteIDReused)
 }
 
 // TestFinalReads: every key the stream wrote, read strongly at the end
