@@ -83,11 +83,13 @@ func (in *injector) restoreStore(ctx context.Context, nn *natsNode) error {
 	if len(c.nats) > 1 {
 		return nil // the other servers hold the stream; nothing may be lost
 	}
-	if err := faults.WaitHTTP(ctx, nn.proc, "http://"+nn.monitor+"/healthz", recoverTimeout); err != nil {
-		return err
-	}
+	// The restore is finished even when the run ends meanwhile, so that the
+	// lost tail is recorded.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recoverTimeout)
 	defer cancel()
+	if err := faults.WaitHTTP(wctx, nn.proc, "http://"+nn.monitor+"/healthz", recoverTimeout); err != nil {
+		return err
+	}
 	for {
 		pctx, pcancel := context.WithTimeout(wctx, 2*time.Second)
 		last, err := StreamLast(pctx, c.js)

@@ -1,6 +1,7 @@
 package checker_test
 
 import (
+	"os"
 	"testing"
 
 	"github.com/tidemark/tidemark/chaos/checker"
@@ -195,4 +196,23 @@ func TestSessionOrderingFold(t *testing.T) {
 	if r.Counts[checker.ReplicaNotFold] == 0 || r.Counts[checker.AckedWriteSkipped] == 0 {
 		t.Fatalf("want replica-not-fold and acked-write-skipped:\n%s", r.Summary())
 	}
+}
+
+// TestCheckHistoryFile checks the history file named by CHAOS_HISTORY, if
+// set, and prints the report: a way to check a run's history again.
+func TestCheckHistoryFile(t *testing.T) {
+	path := os.Getenv("CHAOS_HISTORY")
+	if path == "" {
+		t.Skip("set CHAOS_HISTORY to a history file to check it")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h, err := history.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(checker.Check(h).Summary())
 }
