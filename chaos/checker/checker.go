@@ -11,7 +11,13 @@
 // the replica said it had applied. Durability: every acknowledged write is
 // in the stream at its revision, none is lost, stored twice or stored
 // without having been asked for, and every replica's state equals the fold
-// of the stream up to what it applied, which must be the whole stream.
+// of the stream up to what it applied, which must be the whole stream; and
+// at the end every key reads the same, strongly, along every path. Across
+// faults that change the stream's history: each op is judged against the
+// stream its reply named (a stream deleted during the run, or the final
+// one), and writes acknowledged in a tail that a restored store lost are
+// counted apart. Across clients: one session sequence is acknowledged at
+// most once, and a write id names one content.
 package checker
 
 import (
@@ -683,8 +689,8 @@ var resetCodes = map[string]bool{"token_stream_mismatch": true, "token_from_futu
 // operations, in the order it issued them, and each read against the stream
 // its reply named. The guarantees start again when the session drops its
 // token (its token named a deleted stream or a lost tail), when a reply
-// names another stream than the session's, and at the first operation after
-// a restore that lost part of what the session had seen.
+// names another stream than the session's, and at the first operation
+// answered after a restore that lost part of what the session had seen.
 func checkSession(r *Report, w *world, ops []history.Op) {
 	fresh := func() sessionState { return sessionState{own: map[string]uint64{}, seen: map[string]uint64{}} }
 	st := fresh()
