@@ -44,12 +44,18 @@ func (c *Cluster) ReadPaths() []ReadPath {
 	return out
 }
 
-// FinalReads reads every key the stream wrote with strong consistency
+// FinalReads reads every key that the stream holds or that an operation
+// wrote (in a deleted stream or a lost tail too) with strong consistency
 // (Tidemark-Consistency: strong, no token) along every path.
-func FinalReads(ctx context.Context, paths []ReadPath, msgs []history.Message) []history.FinalRead {
+func FinalReads(ctx context.Context, paths []ReadPath, msgs []history.Message, ops []history.Op) []history.FinalRead {
 	keys := map[string]bool{}
 	for _, m := range msgs {
 		keys[m.Key] = true
+	}
+	for _, op := range ops {
+		if op.Kind.IsWrite() {
+			keys[op.Key] = true
+		}
 	}
 	sorted := make([]string, 0, len(keys))
 	for k := range keys {

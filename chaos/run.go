@@ -218,7 +218,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if final != nil {
 		h.Final = final
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		final.Reads = FinalReads(rctx, c.ReadPaths(), final.Stream)
+		final.Reads = FinalReads(rctx, c.ReadPaths(), final.Stream, ops)
 		cancel()
 	}
 	res.History = filepath.Join(o.Dir, "history.json")
