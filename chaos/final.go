@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tidemark/tidemark/chaos/history"
@@ -109,10 +110,10 @@ func strongRead(ctx context.Context, hc *http.Client, p ReadPath, key string) hi
 	case http.StatusNotFound:
 		var e stream.ErrorJSON
 		if json.Unmarshal(data, &e) != nil || e.Error.Code != stream.CodeNotFound {
-			rd.Error = resp.Status + ": " + string(data)
+			rd.Error = resp.Status + ": " + strings.TrimSpace(string(data))
 		}
 	default:
-		rd.Error = resp.Status + ": " + string(data)
+		rd.Error = resp.Status + ": " + strings.TrimSpace(string(data))
 	}
 	return rd
 }

@@ -244,17 +244,20 @@ func dumpAll(ctx context.Context, c *Cluster, t *client.NATS) (*history.Final, e
 		return nil, err
 	}
 	final := &history.Final{StreamID: st.ID(), Stream: msgs}
-	var errs []error
+	var errs []string
 	for _, id := range c.ReplicaIDs() {
 		rep, err := DumpReplica(ctx, t, id, msgs)
 		if err != nil {
 			// The checker reports it; the other replicas are still checked.
 			rep = history.Replica{ID: id, Error: err.Error()}
-			errs = append(errs, err)
+			errs = append(errs, err.Error())
 		}
 		final.Replicas = append(final.Replicas, rep)
 	}
-	return final, errors.Join(errs...)
+	if len(errs) > 0 {
+		return final, errors.New(strings.Join(errs, "; "))
+	}
+	return final, nil
 }
 
 func writeHistory(path string, h *history.History) error {
