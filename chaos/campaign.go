@@ -55,6 +55,8 @@ type Campaign struct {
 	Sessions     int
 	Faults       []FaultKind
 	SessionOrder bool
+	// Probes are the extra clients of every run (ParseProbes).
+	Probes Probes
 	// Dir receives one directory per run, report.json and report.txt.
 	Dir string
 	// Binaries are the programs to run.
@@ -73,7 +75,49 @@ const (
 	EnvSessionOrder = "CHAOS_SESSION_ORDER" // default true
 	EnvReport       = "CHAOS_REPORT"
 	EnvNATSServer   = "CHAOS_NATS_SERVER"
+	EnvProbes       = "CHAOS_PROBES" // default all
 )
+
+// Probe kinds: extra clients that run besides the sessions.
+const (
+	// ProbeSessionRace is a pair of clients writing with one session and
+	// the same or adjacent session sequences, at once, through two gateways.
+	ProbeSessionRace = "session-race"
+	// ProbeWriteIDReuse is a client that sends a write id again with other
+	// content and again with the same.
+	ProbeWriteIDReuse = "write-id-reuse"
+)
+
+// Probes are how many of each probe client a run has.
+type Probes struct {
+	RacePairs, Reusers int
+}
+
+// ParseProbes parses a comma-separated list of probe kinds; "all" is every
+// kind and "none" none. Each kind runs one client (one pair for the race).
+func ParseProbes(s string) (Probes, error) {
+	switch s {
+	case "", "all":
+		return Probes{RacePairs: 1, Reusers: 1}, nil
+	case "none":
+		return Probes{}, nil
+	}
+	var p Probes
+	for _, f := range splitList(s) {
+		switch f {
+		case ProbeSessionRace:
+			p.RacePairs = 1
+		case ProbeWriteIDReuse:
+			p.Reusers = 1
+		default:
+			return Probes{}, fmt.Errorf("unknown probe %q: want %s, %s, all or none", f, ProbeSessionRace, ProbeWriteIDReuse)
+		}
+	}
+	if p == (Probes{}) {
+		return p, fmt.Errorf("no probe in %q (use none)", s)
+	}
+	return p, nil
+}
 
 // Defaults of a campaign.
 const (
@@ -109,6 +153,9 @@ func CampaignFromEnv(environ []string) (Campaign, error) {
 	}
 	if c.Faults, err = ParseFaults(get(EnvFaults, "all")); err != nil {
 		return c, fmt.Errorf("%s: %w", EnvFaults, err)
+	}
+	if c.Probes, err = ParseProbes(get(EnvProbes, "all")); err != nil {
+		return c, fmt.Errorf("%s: %w", EnvProbes, err)
 	}
 	if s := get(EnvDuration, ""); s != "" {
 		if c.Duration, err = time.ParseDuration(s); err != nil || c.Duration <= 0 {
@@ -162,6 +209,7 @@ func RunCampaign(ctx context.Context, c Campaign) (*Report, error) {
 			res, err := Run(ctx, Options{
 				Seed: seed, Dir: filepath.Join(c.Dir, name), Binaries: c.Binaries, Topology: topo,
 				Sessions: c.Sessions, Duration: c.Duration, Faults: c.Faults, SessionOrder: c.SessionOrder,
+				RacePairs: c.Probes.RacePairs, Reusers: c.Probes.Reusers,
 				Logger: c.Logger,
 			})
 			if err != nil {
@@ -208,7 +256,7 @@ func (r *Report) WriteTable(w io.Writer) {
 	fmt.Fprintln(tw, "seed\ttopology\tduration\tops\twrites ok/indet/failed\tfaults\tviolations\tlost\tduplicated\tcatch-up max\tconverge\tresult")
 	faults := map[FaultKind]int{}
 	kinds := map[checker.Kind]int{}
-	var ops, violations, lost, dups int
+	var ops, violations, lost, dups, lostByFault int
 	var worst, worstCatch time.Duration
 	for _, res := range r.Results {
 		var catch time.Duration
@@ -241,6 +289,7 @@ func (r *Report) WriteTable(w io.Writer) {
 			kinds[k] += n
 		}
 		ops, violations, lost, dups = ops+c.Ops, violations+c.Violations(), lost+c.Lost, dups+c.Duplicated
+		lostByFault += c.LostByFault
 		fmt.Fprintf(tw, "%d\t%s\t%v\t%d\t%d/%d/%d\t%d\t%d\t%d\t%d\t%v\t%v\t%s\n", res.Seed, res.Topology,
 			res.Duration.Round(time.Second), c.Ops, c.Writes["ok"], c.Writes["indeterminate"], c.Writes["failed"],
 			len(res.Faults), c.Violations(), c.Lost, c.Duplicated, catch.Round(time.Millisecond), res.Converge.Round(time.Millisecond), verdict)
@@ -249,6 +298,9 @@ func (r *Report) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "\n%d runs, %d operations, %d violations, %d lost writes, %d duplicated writes, "+
 		"slowest catch-up after a fault %v, slowest final convergence %v\n",
 		len(r.Results), ops, violations, lost, dups, worstCatch.Round(time.Millisecond), worst.Round(time.Millisecond))
+	if lostByFault > 0 {
+		fmt.Fprintf(w, "%d acknowledged writes lost by tail-loss faults (a restored store), reported apart from lost writes\n", lostByFault)
+	}
 	fmt.Fprintf(w, "faults injected: %s\n", counts(faults))
 	fmt.Fprintf(w, "violations by kind: %s\n", counts(kinds))
 	for _, res := range r.Results {

@@ -19,6 +19,7 @@ var (
 	flagVerbose = flag.Bool("chaos.v", false, "log the harness's progress")
 	flagDir     = flag.String("chaos.dir", "", "keep each run's data, logs and history under this directory")
 	flagLong    = flag.Bool("chaos.long", false, "run the long fault campaign (TestFaultsLong), configured by the CHAOS_* environment")
+	flagNew     = flag.Bool("chaos.new", false, "run TestFaultsStreamHistory: the tail-loss, recreate-stream and corrupt-sst faults and the probe clients")
 )
 
 func binaries(t *testing.T) chaos.Binaries {
@@ -100,6 +101,46 @@ func TestFaultsShort(t *testing.T) {
 	}
 }
 
+// TestFaultsStreamHistory is the short run of the faults that change the
+// stream's history or a replica's files under it (tail-loss,
+// recreate-stream, corrupt-sst) with the probe clients (racing same-session
+// writes through two gateways, reused write ids): one NATS server, about
+// forty seconds, every one of those faults at least once. It must end with
+// no violation, nothing lost but what a restored store lost, no crash and
+// the replicas converged. It runs only with -chaos.new.
+func TestFaultsStreamHistory(t *testing.T) {
+	if !*flagNew {
+		t.Skip("the stream-history faults run with -chaos.new (and in make chaos)")
+	}
+	res, err := chaos.Run(context.Background(), chaos.Options{
+		Seed: 1, Dir: runDir(t), Binaries: binaries(t), Topology: chaos.Single,
+		Duration: 40 * time.Second, Sessions: 8, SessionOrder: true, RacePairs: 1, Reusers: 1,
+		Faults: []chaos.FaultKind{chaos.TailLoss, chaos.RecreateStream, chaos.CorruptSST},
+		MinGap: 500 * time.Millisecond, MaxGap: 1500 * time.Millisecond, MaxHold: 2 * time.Second,
+		Logger: logger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := &chaos.Report{Results: []*chaos.Result{res}}
+	var table bytes.Buffer
+	rep.WriteTable(&table)
+	if !res.OK() {
+		t.Fatalf("the fault run failed (history in %s):\n%s", res.History, table.String())
+	}
+	t.Logf("\n%s", table.String())
+	kinds := map[chaos.FaultKind]bool{}
+	for _, f := range res.Faults {
+		kinds[f.Kind] = true
+	}
+	if got, want := len(kinds), 3; got != want {
+		t.Fatalf("%d fault kinds injected, want %d", got, want)
+	}
+	if res.Check.FinalReads == 0 {
+		t.Fatal("no final strong reads")
+	}
+}
+
 // TestFaultsLong is the long campaign (make chaos): every seed of
 // CHAOS_SEEDS on one server and on a three-server cluster, CHAOS_DURATION
 // each, every fault. It writes report.json and report.txt into
@@ -140,6 +181,9 @@ func TestCampaignFromEnv(t *testing.T) {
 		{"bad seed", []string{"CHAOS_SEEDS=x"}, false, 0, 0, 0, 0},
 		{"bad topology", []string{"CHAOS_TOPOLOGIES=mesh"}, false, 0, 0, 0, 0},
 		{"bad fault", []string{"CHAOS_FAULTS=meteor"}, false, 0, 0, 0, 0},
+		{"probes", []string{"CHAOS_PROBES=session-race"}, true, 3, 2, len(chaos.AllFaults), 3},
+		{"no probes", []string{"CHAOS_PROBES=none"}, true, 3, 2, len(chaos.AllFaults), 3},
+		{"bad probe", []string{"CHAOS_PROBES=gremlin"}, false, 0, 0, 0, 0},
 		{"bad duration", []string{"CHAOS_DURATION=-1s"}, false, 0, 0, 0, 0},
 		{"bad sessions", []string{"CHAOS_SESSIONS=0"}, false, 0, 0, 0, 0},
 	}
@@ -170,4 +214,26 @@ func FuzzCampaignFromEnv(f *testing.F) {
 			t.Fatalf("accepted a campaign that cannot run: %+v", c)
 		}
 	})
+}
+
+func TestParseProbes(t *testing.T) {
+	tests := []struct {
+		in   string
+		want chaos.Probes
+		ok   bool
+	}{
+		{"", chaos.Probes{RacePairs: 1, Reusers: 1}, true},
+		{"all", chaos.Probes{RacePairs: 1, Reusers: 1}, true},
+		{"none", chaos.Probes{}, true},
+		{"session-race", chaos.Probes{RacePairs: 1}, true},
+		{"write-id-reuse, session-race", chaos.Probes{RacePairs: 1, Reusers: 1}, true},
+		{",", chaos.Probes{}, false},
+		{"session-race,x", chaos.Probes{}, false},
+	}
+	for _, tt := range tests {
+		got, err := chaos.ParseProbes(tt.in)
+		if (err == nil) != tt.ok || (tt.ok && got != tt.want) {
+			t.Errorf("ParseProbes(%q)=%+v, %v; want %+v, ok=%v", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
 }

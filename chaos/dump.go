@@ -193,6 +193,9 @@ func Converge(ctx context.Context, js jetstream.JetStream, t *client.NATS, ids [
 		if err != nil {
 			lastErr = err
 		}
+		if errors.Is(err, errReplicaAhead) {
+			return time.Since(start), fmt.Errorf("replicas did not converge: %w", err)
+		}
 		if err := stream.Sleep(ctx, 50*time.Millisecond); err != nil {
 			return time.Since(start), fmt.Errorf("replicas did not converge in %v: %v (last: %v)", timeout, err, lastErr)
 		}
@@ -210,6 +213,9 @@ func converged(ctx context.Context, js jetstream.JetStream, t *client.NATS, ids 
 		a, err := ReplicaApplied(rctx, t, id)
 		if err != nil {
 			return false, fmt.Errorf("replica %s: %w", id, err)
+		}
+		if a > last {
+			return false, fmt.Errorf("%w: %s applied %d, the stream's last is %d", errReplicaAhead, id, a, last)
 		}
 		if a != last {
 			return false, fmt.Errorf("replica %s applied %d of %d", id, a, last)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/chaos/faults"
+	"github.com/tidemark/tidemark/chaos/history"
 	"github.com/tidemark/tidemark/stream"
 )
 
@@ -35,10 +36,23 @@ const (
 	// PartitionNATS cuts a NATS server off from the other servers and
 	// from every client (clusters only), then heals.
 	PartitionNATS FaultKind = "partition-nats"
+	// TailLoss stops a NATS server, copies its store, starts it; later
+	// stops it again, puts the copy back and starts it: the stream loses
+	// every message stored after the copy (on one server; on a cluster the
+	// other servers still hold them and the restored one catches up).
+	TailLoss FaultKind = "tail-loss"
+	// RecreateStream seals, dumps and deletes the stream under load, then
+	// restarts a writer, which creates it anew with a new identity.
+	RecreateStream FaultKind = "recreate-stream"
+	// CorruptSST stops a replica (SIGTERM, so that Badger writes its
+	// tables), flips bits at several offsets of one of its .sst files and
+	// starts it.
+	CorruptSST FaultKind = "corrupt-sst"
 )
 
 // AllFaults lists every fault kind.
-var AllFaults = []FaultKind{KillReplica, KillReplicaMidBatch, KillGateway, KillWriter, KillNATS, Pause, PartitionReplica, PartitionNATS}
+var AllFaults = []FaultKind{KillReplica, KillReplicaMidBatch, KillGateway, KillWriter, KillNATS, Pause, PartitionReplica, PartitionNATS,
+	TailLoss, RecreateStream, CorruptSST}
 
 // ParseFaults parses a comma-separated list of fault kinds; "all" is AllFaults.
 func ParseFaults(s string) ([]FaultKind, error) {
@@ -87,6 +101,11 @@ type injector struct {
 	minGap, maxGap, minHold, maxHold time.Duration
 	// firstRound is closed once every kind has been injected once.
 	firstRound chan struct{}
+	// epochs and losses are the deleted streams and the lost tails, for
+	// the history; only run's goroutine touches them until it returns.
+	epochs []history.Epoch
+	losses []history.Loss
+	copied time.Time // when tail-loss took its copy
 }
 
 func (in *injector) between(lo, hi time.Duration) time.Duration {
@@ -220,19 +239,43 @@ func (in *injector) inject(ctx context.Context, kind FaultKind) Fault {
 			}
 			return nil
 		})
+	case TailLoss:
+		nn := c.nats[in.rng.IntN(len(c.nats))]
+		f.Target, proc, readyAt = nn.name, nn.proc, nn.monitor
+		held(func() error { return in.copyStore(nn) }, func() error { return in.restoreStore(ctx, nn) })
+	case RecreateStream:
+		w := pick(c.writers)
+		f.Target, proc = "stream via "+w.id, w.proc
+		var ep history.Epoch
+		held(func() (err error) {
+			ep, err = in.deleteStream(ctx)
+			return err
+		}, func() error {
+			// The writers do not recreate a deleted stream; a restarted
+			// one does, as it starts (stream.Ensure).
+			if err := w.proc.Restart(); err != nil {
+				return err
+			}
+			return c.waitStream(ctx)
+		})
+		if ep.StreamID != "" {
+			defer func() {
+				ep.Healed = time.Now()
+				in.epochs = append(in.epochs, ep)
+			}()
+		}
+	case CorruptSST:
+		n := pick(c.replicas)
+		f.Target, proc, readyAt = n.id, n.proc, n.http
+		held(func() error {
+			what, err := in.corruptSST(n)
+			f.Target += " " + what
+			return err
+		}, proc.Start)
 	case PartitionNATS:
 		nn := c.nats[in.rng.IntN(len(c.nats))]
 		f.Target, proc, readyAt = nn.name, nn.proc, nn.monitor
-		paths := append([]*faults.Proxy{nn.front}, nn.routes...)
-		idx := 0
-		for i, x := range c.nats {
-			if x == nn {
-				idx = i
-			}
-		}
-		for _, r := range c.replicas {
-			paths = append(paths, r.proxies[idx])
-		}
+		paths := c.paths(nn)
 		held(func() error {
 			for _, p := range paths {
 				p.Partition()
@@ -251,7 +294,7 @@ func (in *injector) inject(ctx context.Context, kind FaultKind) Fault {
 	}
 	t0 := time.Now()
 	path := "/readyz"
-	if kind == KillNATS || kind == PartitionNATS || isNATS(c, f.Target) {
+	if natsFault(kind) || isNATS(c, f.Target) {
 		path = "/healthz"
 	}
 	if readyAt != "" {
@@ -259,7 +302,7 @@ func (in *injector) inject(ctx context.Context, kind FaultKind) Fault {
 			f.Error = werr.Error()
 		}
 	}
-	if kind == KillNATS || kind == PartitionNATS || isNATS(c, f.Target) {
+	if natsFault(kind) || kind == RecreateStream || isNATS(c, f.Target) {
 		// The server answers /healthz before it has caught up with the
 		// cluster; let the Tidemark roles see it back too.
 		for _, n := range c.replicas {
@@ -271,9 +314,9 @@ func (in *injector) inject(ctx context.Context, kind FaultKind) Fault {
 	f.Recovered = time.Since(t0)
 	var affected []string
 	switch {
-	case kind == KillNATS || kind == PartitionNATS || isNATS(c, f.Target):
+	case natsFault(kind) || kind == RecreateStream || isNATS(c, f.Target):
 		affected = c.ReplicaIDs()
-	case kind == KillReplica || kind == KillReplicaMidBatch || kind == PartitionReplica || (kind == Pause && f.Target[0] == 'r'):
+	case kind == KillReplica || kind == KillReplicaMidBatch || kind == PartitionReplica || kind == CorruptSST || (kind == Pause && f.Target[0] == 'r'):
 		affected = []string{f.Target}
 	}
 	if len(affected) > 0 && ctx.Err() == nil {
@@ -314,6 +357,11 @@ func (in *injector) inject(ctx context.Context, kind FaultKind) Fault {
 		f.CaughtUp = time.Since(t0)
 	}
 	return f
+}
+
+// natsFault reports whether kind acts on a NATS server.
+func natsFault(kind FaultKind) bool {
+	return kind == KillNATS || kind == PartitionNATS || kind == TailLoss
 }
 
 // target is a process a fault acts on and where it says it is ready.

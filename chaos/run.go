@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -54,6 +55,10 @@ type Options struct {
 	ConvergeTimeout time.Duration
 	// SessionOrder makes the workload send writes with session ordering.
 	SessionOrder bool
+	// RacePairs and Reusers run the workload's racing pairs (same-session
+	// writes through two gateways at once) and write-id reusers besides
+	// the sessions.
+	RacePairs, Reusers int
 	// Logger receives the harness's progress.
 	Logger zerolog.Logger
 }
@@ -180,7 +185,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}()
 	ops, err := workload.Run(wctx, workload.Config{
 		Seed: o.Seed, Sessions: o.Sessions, Gateways: c.GatewayURLs(), NATS: wconn.Conn,
-		Replicas: c.ReplicaIDs(), SessionOrder: o.SessionOrder,
+		Replicas: c.ReplicaIDs(), SessionOrder: o.SessionOrder, RacePairs: o.RacePairs, Reusers: o.Reusers,
 		RunID: strconv.FormatUint(o.Seed, 36) + "x" + strconv.FormatInt(start.UnixNano()%1e9, 36),
 	})
 	stop()
@@ -200,7 +205,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		_ = w.proc.Close()
 	}
 	admin := c.adminT
-	h := &history.History{Version: history.Version, Ops: ops}
+	h := &history.History{Version: history.Version, Ops: ops, Epochs: in.epochs, Losses: in.losses}
 	res.Converge, err = Converge(ctx, c.js, admin, c.ReplicaIDs(), o.ConvergeTimeout)
 	if err != nil {
 		res.Error = err.Error()
@@ -209,8 +214,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	final, err := dumpAll(ctx, c, admin)
 	if err != nil {
 		res.Error = strings.TrimPrefix(res.Error+"; ", "; ") + err.Error()
-	} else {
+	}
+	if final != nil {
 		h.Final = final
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		final.Reads = FinalReads(rctx, c.ReadPaths(), final.Stream, ops)
+		cancel()
 	}
 	res.History = filepath.Join(o.Dir, "history.json")
 	if err := writeHistory(res.History, h); err != nil {
@@ -230,13 +239,23 @@ func dumpAll(ctx context.Context, c *Cluster, t *client.NATS) (*history.Final, e
 	if err != nil {
 		return nil, err
 	}
-	final := &history.Final{Stream: msgs}
+	st, err := stream.Open(ctx, c.js, stream.Config{})
+	if err != nil {
+		return nil, err
+	}
+	final := &history.Final{StreamID: st.ID(), Stream: msgs}
+	var errs []string
 	for _, id := range c.ReplicaIDs() {
 		rep, err := DumpReplica(ctx, t, id, msgs)
 		if err != nil {
-			return nil, err
+			// The checker reports it; the other replicas are still checked.
+			rep = history.Replica{ID: id, Error: err.Error()}
+			errs = append(errs, err.Error())
 		}
 		final.Replicas = append(final.Replicas, rep)
+	}
+	if len(errs) > 0 {
+		return final, errors.New(strings.Join(errs, "; "))
 	}
 	return final, nil
 }

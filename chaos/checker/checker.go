@@ -11,7 +11,13 @@
 // the replica said it had applied. Durability: every acknowledged write is
 // in the stream at its revision, none is lost, stored twice or stored
 // without having been asked for, and every replica's state equals the fold
-// of the stream up to what it applied, which must be the whole stream.
+// of the stream up to what it applied, which must be the whole stream; and
+// at the end every key reads the same, strongly, along every path. Across
+// faults that change the stream's history: each op is judged against the
+// stream its reply named (a stream deleted during the run, or the final
+// one), and writes acknowledged in a tail that a restored store lost are
+// counted apart. Across clients: one session sequence is acknowledged at
+// most once, and a write id names one content.
 package checker
 
 import (
@@ -19,6 +25,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/tidemark/tidemark/chaos/history"
 )
@@ -74,6 +81,24 @@ const (
 	// NoFinalState: the history has no final state, so durability was not
 	// checked.
 	NoFinalState Kind = "no-final-state"
+	// WrongStream: a reply's token names another stream than the one that
+	// holds the write, or a stream the history does not know.
+	WrongStream Kind = "wrong-stream"
+	// DeletedStreamRead: a read sent after a deleted stream's successor was
+	// ready was served from the deleted stream's history.
+	DeletedStreamRead Kind = "deleted-stream-read"
+	// SessionSeqReused: two different writes with the same session and
+	// session sequence were both acknowledged.
+	SessionSeqReused Kind = "session-seq-reused"
+	// WriteIDReused: a write was acknowledged with success although its
+	// write id already named a write of other content.
+	WriteIDReused Kind = "write-id-reused"
+	// FinalMissing: at the end, a strong read through a gateway or pinned to
+	// a replica did not find a key's state (absent, failed or not read).
+	FinalMissing Kind = "final-missing"
+	// FinalDifferent: at the end, a strong read returned another value,
+	// revision or tombstone than the fold of the stream.
+	FinalDifferent Kind = "final-different"
 )
 
 // MaxExamples is how many violations of each kind a Report keeps.
@@ -126,6 +151,18 @@ type Report struct {
 	Unexpected int `json:"unexpected"`
 	// IndeterminateStored counts indeterminate writes found in the stream.
 	IndeterminateStored int `json:"indeterminate_stored"`
+	// LostByFault counts acknowledged writes that a fault lost on purpose
+	// (a store restored from an older copy); they are not violations.
+	LostByFault int `json:"lost_by_fault,omitempty"`
+	// Unverifiable counts reads of a tail that a fault lost, whose values
+	// no stream holds any more (their session guarantees are still
+	// checked), and operations sent before such a restore and answered
+	// after it, which the session checks leave out.
+	Unverifiable int `json:"unverifiable,omitempty"`
+	// Epochs counts the deleted streams checked; FinalReads the strong
+	// reads made at the end.
+	Epochs     int `json:"epochs,omitempty"`
+	FinalReads int `json:"final_reads,omitempty"`
 	// Counts holds how many violations of each kind were found; Examples
 	// up to MaxExamples of each.
 	Counts   map[Kind]int         `json:"counts"`
@@ -149,6 +186,10 @@ func (r *Report) Summary() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d ops (writes %v, reads %v), stream %d messages, %d replicas: %d violations, %d lost, %d duplicated, %d unexpected\n",
 		r.Ops, r.Writes, r.Reads, r.StreamLen, r.Replicas, r.Violations(), r.Lost, r.Duplicated, r.Unexpected)
+	if r.LostByFault+r.Unverifiable+r.Epochs+r.FinalReads > 0 {
+		fmt.Fprintf(&b, "  %d acknowledged writes lost by a fault (not counted as lost), %d reads of a lost tail, %d deleted streams, %d final strong reads\n",
+			r.LostByFault, r.Unverifiable, r.Epochs, r.FinalReads)
+	}
 	kinds := make([]string, 0, len(r.Counts))
 	for k := range r.Counts {
 		kinds = append(kinds, string(k))
@@ -174,6 +215,70 @@ func (r *Report) opViolation(k Kind, op *history.Op, format string, args ...any)
 	r.add(Violation{Kind: k, Session: op.Session, Index: op.Index, Detail: fmt.Sprintf(format, args...)})
 }
 
+// world is what the ops of a history are judged against: the final stream,
+// the streams deleted during the run and the tails lost by faults.
+type world struct {
+	final   *history.Snapshots // nil without a final state
+	finalID string
+	epochs  []history.Epoch
+	olds    map[string]*history.Snapshots // deleted streams by identity
+	losses  []history.Loss
+}
+
+// snaps returns the stream an op's reply named: a deleted one, or the final
+// one. ok is false for a stream the history does not know.
+func (w *world) snaps(op *history.Op) (s *history.Snapshots, ok bool) {
+	if old := w.olds[op.Stream]; old != nil {
+		return old, true
+	}
+	if op.Stream == "" || w.finalID == "" || op.Stream == w.finalID {
+		return w.final, true
+	}
+	return nil, false
+}
+
+// lostByFault reports whether op, an acknowledged write, was acknowledged
+// in a tail of the stream that a fault then lost.
+func (w *world) lostByFault(op *history.Op) bool {
+	for _, l := range w.losses {
+		if op.Complete.Before(l.Restored) && op.Revision > l.Last {
+			return true
+		}
+	}
+	return false
+}
+
+// straddles reports whether op was sent before a restore that lost a tail
+// and answered after it.
+func (w *world) straddles(op *history.Op) bool {
+	for _, l := range w.losses {
+		if op.Invoke.Before(l.Restored) && !op.Complete.Before(l.Restored) {
+			return true
+		}
+	}
+	return false
+}
+
+// readLostTail reports whether op, a read, was sent before a restore and saw
+// a position in the tail that the restore lost: no stream holds what it
+// read any more.
+func (w *world) readLostTail(op *history.Op) bool {
+	for _, l := range w.losses {
+		if !op.Invoke.Before(l.Restored) {
+			continue
+		}
+		if op.Revision > l.Last || op.Applied > l.Last {
+			return true
+		}
+		for _, it := range op.Items {
+			if it.Revision > l.Last {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Check verifies h and returns what it found.
 func Check(h *history.History) *Report {
 	r := &Report{
@@ -182,6 +287,7 @@ func Check(h *history.History) *Report {
 		Reads:    map[history.Outcome]int{},
 		Counts:   map[Kind]int{},
 		Examples: map[Kind][]Violation{},
+		Epochs:   len(h.Epochs),
 	}
 	for _, op := range h.Ops {
 		if op.Kind.IsWrite() {
@@ -190,27 +296,132 @@ func Check(h *history.History) *Report {
 			r.Reads[op.Outcome]++
 		}
 	}
-	var snaps *history.Snapshots
+	w := &world{epochs: h.Epochs, olds: map[string]*history.Snapshots{}, losses: h.Losses}
+	for _, e := range h.Epochs {
+		w.olds[e.StreamID] = history.NewSnapshots(e.Stream)
+	}
 	if h.Final != nil {
-		snaps = history.NewSnapshots(h.Final.Stream)
+		w.final = history.NewSnapshots(h.Final.Stream)
+		w.finalID = h.Final.StreamID
 		r.StreamLen = len(h.Final.Stream)
 		r.Replicas = len(h.Final.Replicas)
-		checkStream(r, h, snaps)
+		checkStream(r, h, w, checkWriteIDs(r, h, w))
 		for _, rep := range h.Final.Replicas {
-			checkReplica(r, snaps, rep)
+			checkReplica(r, w.final, rep)
 		}
+		checkFinalReads(r, w.final, h.Final.Reads)
 	} else {
 		r.add(Violation{Kind: NoFinalState, Session: -1, Index: -1, Detail: "the history has no final state; durability not checked"})
+		checkWriteIDs(r, h, w)
 	}
+	checkSessionSeqs(r, h)
 	for _, ops := range h.Sessions() {
-		checkSession(r, snaps, ops)
+		checkSession(r, w, ops)
 	}
 	return r
 }
 
-// checkStream matches the stream's messages with the writes of the history.
-func checkStream(r *Report, h *history.History, s *history.Snapshots) {
-	byID := map[string]*history.Op{}
+// sameContent reports whether two writes carry the same key, kind and value.
+func sameContent(a, b *history.Op) bool {
+	return a.Key == b.Key && a.Kind == b.Kind && (a.Kind != history.Put || bytes.Equal(a.Value, b.Value))
+}
+
+// checkWriteIDs checks writes that share a write id: a write of other
+// content than an earlier one with its id, which was acknowledged or is
+// stored, must not be acknowledged, and a retry of the same content must
+// get the same revision. It returns the writes it found reusing an id.
+func checkWriteIDs(r *Report, h *history.History, w *world) map[*history.Op]bool {
+	byID := map[string][]*history.Op{}
+	for i := range h.Ops {
+		op := &h.Ops[i]
+		if op.Kind.IsWrite() && op.WriteID != "" {
+			byID[op.WriteID] = append(byID[op.WriteID], op)
+		}
+	}
+	stored := map[string][]history.Message{}
+	streams := []*history.Snapshots{w.final}
+	for _, e := range w.epochs {
+		streams = append(streams, w.olds[e.StreamID])
+	}
+	for _, s := range streams {
+		if s == nil {
+			continue
+		}
+		for _, m := range s.Stream {
+			if len(byID[m.MsgID]) > 1 {
+				stored[m.MsgID] = append(stored[m.MsgID], m)
+			}
+		}
+	}
+	isStored := func(op *history.Op) bool {
+		for _, m := range stored[op.WriteID] {
+			if m.Key == op.Key && m.Kind == op.Kind && (m.Kind != history.Put || bytes.Equal(m.Value, op.Value)) {
+				return true
+			}
+		}
+		return false
+	}
+	reused := map[*history.Op]bool{}
+	for id, ops := range byID {
+		if len(ops) < 2 {
+			continue
+		}
+		sort.SliceStable(ops, func(a, b int) bool { return ops[a].Invoke.Before(ops[b].Invoke) })
+		var refs []*history.Op // earlier writes of the id that took effect
+		for _, op := range ops {
+			if op.Outcome == history.OK {
+				for _, ref := range refs {
+					switch {
+					case !sameContent(op, ref):
+						reused[op] = true
+						r.opViolation(WriteIDReused, op, "write id %q names %s %q = %q (sent first), but %s %q = %q was acknowledged at revision %d",
+							id, ref.Kind, ref.Key, abbrev(ref.Value), op.Kind, op.Key, abbrev(op.Value), op.Revision)
+					case ref.Outcome == history.OK && op.Stream == ref.Stream && op.Revision != ref.Revision && !w.lostByFault(ref) && !w.lostByFault(op):
+						r.opViolation(WrongRevision, op, "retry of write id %q acknowledged at revision %d, the original at %d", id, op.Revision, ref.Revision)
+					default:
+						continue
+					}
+					break
+				}
+			}
+			if (op.Outcome == history.OK && !reused[op]) || isStored(op) {
+				refs = append(refs, op)
+			}
+		}
+	}
+	return reused
+}
+
+// checkSessionSeqs checks that no two different writes of one session
+// with one session sequence were both acknowledged.
+func checkSessionSeqs(r *Report, h *history.History) {
+	type slot struct {
+		session string
+		seq     uint64
+	}
+	acked := map[slot]*history.Op{}
+	for i := range h.Ops {
+		op := &h.Ops[i]
+		if !op.Kind.IsWrite() || op.Outcome != history.OK || op.SessionID == "" {
+			continue
+		}
+		k := slot{op.SessionID, op.SessionSeq}
+		prev := acked[k]
+		if prev == nil {
+			acked[k] = op
+			continue
+		}
+		if prev.WriteID != op.WriteID {
+			r.opViolation(SessionSeqReused, op, "session %s sequence %d acknowledged twice: write %q at revision %d (session %d op %d) and write %q at revision %d",
+				op.SessionID, op.SessionSeq, prev.WriteID, prev.Revision, prev.Session, prev.Index, op.WriteID, op.Revision)
+		}
+	}
+}
+
+// checkStream matches the messages of every stream (the deleted ones and
+// the final one) with the writes of the history.
+func checkStream(r *Report, h *history.History, w *world, reused map[*history.Op]bool) {
+	byID := map[string][]*history.Op{}
 	byValue := map[string]*history.Op{}
 	for i := range h.Ops {
 		op := &h.Ops[i]
@@ -218,55 +429,81 @@ func checkStream(r *Report, h *history.History, s *history.Snapshots) {
 			continue
 		}
 		if op.WriteID != "" {
-			byID[op.WriteID] = op
+			byID[op.WriteID] = append(byID[op.WriteID], op)
 		}
 		if op.Kind == history.Put && len(op.Value) > 0 {
 			byValue[string(op.Value)] = op
 		}
 	}
-	stored := map[*history.Op]uint64{}
-	for _, m := range s.Stream {
-		if m.Kind == history.Marker {
-			continue // a writer's claim on a session number, not a write
-		}
-		op := byID[m.MsgID]
-		if op == nil && m.Kind == history.Put {
-			op = byValue[string(m.Value)]
-		}
-		if op == nil {
-			r.Unexpected++
-			r.add(Violation{Kind: UnexpectedWrite, Session: -1, Index: -1, Seq: m.Seq,
-				Detail: fmt.Sprintf("%s %q (msg id %q) was sent by no session", m.Kind, m.Key, m.MsgID)})
-			continue
-		}
-		if first, dup := stored[op]; dup {
-			r.Duplicated++
-			r.add(Violation{Kind: DuplicateWrite, Session: op.Session, Index: op.Index, Seq: m.Seq,
-				Detail: fmt.Sprintf("%s %q stored at %d and again at %d", op.Kind, op.Key, first, m.Seq)})
-			continue
-		}
-		stored[op] = m.Seq
-		if m.Key != op.Key || m.Kind != op.Kind || (op.Kind == history.Put && !bytes.Equal(m.Value, op.Value)) {
-			r.add(Violation{Kind: CorruptWrite, Session: op.Session, Index: op.Index, Seq: m.Seq,
-				Detail: fmt.Sprintf("stored %s %q = %q, sent %s %q = %q", m.Kind, m.Key, m.Value, op.Kind, op.Key, op.Value)})
-		}
-		switch op.Outcome {
-		case history.OK:
-			if op.Revision != m.Seq {
-				r.add(Violation{Kind: WrongRevision, Session: op.Session, Index: op.Index, Seq: m.Seq,
-					Detail: fmt.Sprintf("acknowledged with revision %d, stored at %d", op.Revision, m.Seq)})
+	type place struct {
+		stream string
+		seq    uint64
+	}
+	stored := map[*history.Op]place{}
+	streams := make([]struct {
+		id string
+		s  *history.Snapshots
+	}, 0, len(w.epochs)+1)
+	for _, e := range w.epochs {
+		streams = append(streams, struct {
+			id string
+			s  *history.Snapshots
+		}{e.StreamID, w.olds[e.StreamID]})
+	}
+	streams = append(streams, struct {
+		id string
+		s  *history.Snapshots
+	}{w.finalID, w.final})
+	for _, st := range streams {
+		s := st.s
+		for _, m := range s.Stream {
+			if m.Kind == history.Marker {
+				continue // a writer's claim on a session number, not a write
 			}
-			if s.Final.Skipped[m.Seq] {
-				r.add(Violation{Kind: AckedWriteSkipped, Session: op.Session, Index: op.Index, Seq: m.Seq,
-					Detail: fmt.Sprintf("acknowledged, but session %s sequence %d is not above an earlier one", m.SessionID, m.SessionSeq)})
+			var op *history.Op
+			// Of the writes with the message's id, the first with its
+			// content; the others of that content are its retries.
+			cands := byID[m.MsgID]
+			for _, c := range cands {
+				if c.Key == m.Key && c.Kind == m.Kind && (m.Kind != history.Put || bytes.Equal(c.Value, m.Value)) {
+					op = c
+					break
+				}
 			}
-		case history.Failed:
-			if !s.Final.Skipped[m.Seq] {
-				r.add(Violation{Kind: FailedWriteApplied, Session: op.Session, Index: op.Index, Seq: m.Seq,
-					Detail: fmt.Sprintf("reported failed (%s), but stored and applied", op.Code)})
+			if op == nil && len(cands) > 0 {
+				op = cands[0]
 			}
-		case history.Indeterminate:
-			r.IndeterminateStored++
+			if op == nil && m.Kind == history.Put {
+				op = byValue[string(m.Value)]
+			}
+			if op == nil {
+				r.Unexpected++
+				r.add(Violation{Kind: UnexpectedWrite, Session: -1, Index: -1, Seq: m.Seq,
+					Detail: fmt.Sprintf("%s %q (msg id %q) was sent by no session", m.Kind, m.Key, m.MsgID)})
+				continue
+			}
+			if first, dup := stored[op]; dup && first.stream == st.id {
+				r.Duplicated++
+				r.add(Violation{Kind: DuplicateWrite, Session: op.Session, Index: op.Index, Seq: m.Seq,
+					Detail: fmt.Sprintf("%s %q stored at %d and again at %d", op.Kind, op.Key, first.seq, m.Seq)})
+				continue
+			}
+			same := []*history.Op{op}
+			for _, c := range cands {
+				if c != op && sameContent(c, op) {
+					same = append(same, c)
+				}
+			}
+			for _, c := range same {
+				stored[c] = place{st.id, m.Seq}
+			}
+			if m.Key != op.Key || m.Kind != op.Kind || (op.Kind == history.Put && !bytes.Equal(m.Value, op.Value)) {
+				r.add(Violation{Kind: CorruptWrite, Session: op.Session, Index: op.Index, Seq: m.Seq,
+					Detail: fmt.Sprintf("stored %s %q = %q, sent %s %q = %q", m.Kind, m.Key, m.Value, op.Kind, op.Key, op.Value)})
+			}
+			for _, c := range same {
+				checkStored(r, w, s, st.id, m, c)
+			}
 		}
 	}
 	for i := range h.Ops {
@@ -274,9 +511,89 @@ func checkStream(r *Report, h *history.History, s *history.Snapshots) {
 		if !op.Kind.IsWrite() || op.Outcome != history.OK {
 			continue
 		}
-		if _, ok := stored[op]; !ok {
+		if _, ok := stored[op]; ok {
+			continue
+		}
+		switch {
+		case w.lostByFault(op):
+			r.LostByFault++
+		case reused[op]:
+			// Reported as write-id-reused: the acknowledged content was never stored.
+		default:
 			r.Lost++
 			r.opViolation(LostWrite, op, "%s %q acknowledged at revision %d is not in the stream", op.Kind, op.Key, op.Revision)
+		}
+	}
+}
+
+// checkStored checks one write found at m in the stream with identity id.
+func checkStored(r *Report, w *world, s *history.Snapshots, id string, m history.Message, op *history.Op) {
+	switch op.Outcome {
+	case history.OK:
+		if op.Stream != "" && id != "" && op.Stream != id {
+			r.add(Violation{Kind: WrongStream, Session: op.Session, Index: op.Index, Seq: m.Seq,
+				Detail: fmt.Sprintf("stored in stream %s, acknowledged with a token of stream %s", id, op.Stream)})
+		}
+		if op.Revision != m.Seq && !w.lostByFault(op) {
+			r.add(Violation{Kind: WrongRevision, Session: op.Session, Index: op.Index, Seq: m.Seq,
+				Detail: fmt.Sprintf("acknowledged with revision %d, stored at %d", op.Revision, m.Seq)})
+		}
+		if s.Final.Skipped[m.Seq] {
+			r.add(Violation{Kind: AckedWriteSkipped, Session: op.Session, Index: op.Index, Seq: m.Seq,
+				Detail: fmt.Sprintf("acknowledged, but session %s sequence %d is not above an earlier one", m.SessionID, m.SessionSeq)})
+		}
+	case history.Failed:
+		if !s.Final.Skipped[m.Seq] {
+			r.add(Violation{Kind: FailedWriteApplied, Session: op.Session, Index: op.Index, Seq: m.Seq,
+				Detail: fmt.Sprintf("reported failed (%s), but stored and applied", op.Code)})
+		}
+	case history.Indeterminate:
+		r.IndeterminateStored++
+	}
+}
+
+// checkFinalReads compares the strong reads made at the end with the fold of
+// the final stream: every key the stream wrote, read through every path.
+func checkFinalReads(r *Report, s *history.Snapshots, reads []history.FinalRead) {
+	r.FinalReads = len(reads)
+	type at struct{ via, key string }
+	seen := map[at]bool{}
+	vias := map[string]bool{}
+	for _, rd := range reads {
+		vias[rd.Via] = true
+		seen[at{rd.Via, rd.Key}] = true
+		want, ok := s.Final.Keys[rd.Key]
+		bad := func(k Kind, format string, args ...any) {
+			r.add(Violation{Kind: k, Session: -1, Index: -1, Replica: rd.Via, Seq: rd.Revision,
+				Detail: fmt.Sprintf("key %q: ", rd.Key) + fmt.Sprintf(format, args...)})
+		}
+		got := history.Record{Key: rd.Key, Revision: rd.Revision, Value: rd.Value, Deleted: !rd.Found}
+		switch {
+		case rd.Error != "":
+			bad(FinalMissing, "strong read failed: %s", rd.Error)
+		case !ok && (rd.Found || rd.Revision != 0):
+			bad(FinalDifferent, "read %s; the stream never wrote it", describe(got))
+		case !ok:
+		case !want.Deleted && !rd.Found:
+			bad(FinalMissing, "not found (revision %d); the stream has %s", rd.Revision, describe(want))
+		case want.Deleted != !rd.Found || want.Revision != rd.Revision || (rd.Found && !bytes.Equal(want.Value, rd.Value)):
+			bad(FinalDifferent, "read %s; the stream has %s", describe(got), describe(want))
+		}
+	}
+	if len(reads) == 0 {
+		return
+	}
+	keys := make([]string, 0, len(s.Final.Keys))
+	for k := range s.Final.Keys {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for via := range vias {
+		for _, k := range keys {
+			if !seen[at{via, k}] {
+				r.add(Violation{Kind: FinalMissing, Session: -1, Index: -1, Replica: via,
+					Detail: fmt.Sprintf("key %q: not read at the end; the stream has %s", k, describe(s.Final.Keys[k]))})
+			}
 		}
 	}
 }
@@ -285,6 +602,11 @@ func checkStream(r *Report, h *history.History, s *history.Snapshots) {
 // its applied sequence.
 func checkReplica(r *Report, s *history.Snapshots, rep history.Replica) {
 	last := uint64(len(s.Stream))
+	if rep.Error != "" {
+		r.add(Violation{Kind: NotConverged, Session: -1, Index: -1, Replica: rep.ID,
+			Detail: "could not be read at the end: " + rep.Error})
+		return
+	}
 	if rep.Applied > last {
 		r.add(Violation{Kind: ReplicaNotFold, Session: -1, Index: -1, Replica: rep.ID, Seq: rep.Applied,
 			Detail: fmt.Sprintf("applied %d, beyond the stream's last %d", rep.Applied, last)})
@@ -362,20 +684,84 @@ type sessionState struct {
 	seenMax   uint64            // highest revision or position read
 }
 
+// resetCodes are the error codes after which a session drops its token and
+// starts again: its token names a history the stream no longer has.
+var resetCodes = map[string]bool{"token_stream_mismatch": true, "token_from_future": true}
+
 // checkSession checks the session guarantees over one session's
-// operations, in the order it issued them, and each read against the stream.
-func checkSession(r *Report, s *history.Snapshots, ops []history.Op) {
-	st := sessionState{own: map[string]uint64{}, seen: map[string]uint64{}}
+// operations, in the order it issued them, and each read against the stream
+// its reply named. The guarantees start again when the session drops its
+// token (its token named a deleted stream or a lost tail), when a reply
+// names another stream than the session's, and at the first operation
+// answered after a restore that lost part of what the session had seen.
+func checkSession(r *Report, w *world, ops []history.Op) {
+	fresh := func() sessionState { return sessionState{own: map[string]uint64{}, seen: map[string]uint64{}} }
+	st := fresh()
+	stream := ""
+	loss := 0 // losses[:loss] are behind the session
+	acked := map[string]*history.Op{}
 	for i := range ops {
 		op := &ops[i]
-		if op.TokenIn != 0 && op.TokenOut != 0 && op.TokenOut < op.TokenIn {
+		for loss < len(w.losses) && !op.Complete.Before(w.losses[loss].Restored) {
+			if last := w.losses[loss].Last; st.ownMax > last || st.seenMax > last || st.pos > last {
+				st = fresh()
+			}
+			loss++
+		}
+		if w.straddles(op) {
+			// Sent before a restore, answered after it: from which history
+			// is unknown. The stream checks still judge a write.
+			r.Unverifiable++
+			continue
+		}
+		if op.Outcome == history.OK && op.Stream != "" {
+			if stream != "" && op.Stream != stream {
+				if op.TokenIn != 0 {
+					r.opViolation(WrongStream, op, "the request carried a token of stream %s (at %d), the reply names stream %s: a token of another stream was accepted",
+						stream, op.TokenIn, op.Stream)
+				}
+				st = fresh()
+			}
+			stream = op.Stream
+		}
+		if op.TokenIn != 0 && op.TokenOut != 0 && op.TokenOut < op.TokenIn && !resetCodes[op.Code] {
 			r.opViolation(TokenIgnored, op, "reply token %d is behind the request token %d", op.TokenOut, op.TokenIn)
 		}
 		if op.Outcome != history.OK {
+			if op.Code == "token_from_future" && len(w.losses) == 0 && op.TokenIn != 0 && op.TokenIn <= max(st.ownMax, st.seenMax) {
+				r.opViolation(TokenIgnored, op, "token %d refused as ahead of the stream, which the session had seen reach it", op.TokenIn)
+			}
+			if resetCodes[op.Code] {
+				st, stream = fresh(), ""
+			}
 			continue
+		}
+		s, known := w.snaps(op)
+		if !known {
+			r.opViolation(WrongStream, op, "reply token names stream %s, which the history does not know", op.Stream)
+			continue
+		}
+		if !op.Kind.IsWrite() {
+			for _, e := range w.epochs {
+				if e.StreamID == op.Stream && op.Invoke.After(e.Healed) {
+					r.opViolation(DeletedStreamRead, op, "sent %v after stream %s was deleted and its successor ready, served by %s from it (applied %d)",
+						op.Invoke.Sub(e.Healed).Round(time.Millisecond), e.StreamID, op.ServedBy, op.Applied)
+				}
+			}
+			if s != nil && w.readLostTail(op) {
+				r.Unverifiable++
+				s = nil
+			}
 		}
 		switch op.Kind {
 		case history.Put, history.Delete:
+			// A write id the session already had acknowledged: a retry is
+			// that write again, not a new one, and other content is a
+			// reuse; checkWriteIDs judges both.
+			if prev := acked[op.WriteID]; prev != nil && op.WriteID != "" {
+				continue
+			}
+			acked[op.WriteID] = op
 			checkWrite(r, &st, op)
 		case history.Get:
 			checkGet(r, s, &st, op)

@@ -1,6 +1,7 @@
 package checker_test
 
 import (
+	"os"
 	"testing"
 
 	"github.com/tidemark/tidemark/chaos/checker"
@@ -137,6 +138,9 @@ func TestCheckViolations(t *testing.T) {
 			h.Final.Replicas[1] = replica("r2", 3)
 			h.Final.Replicas[1].Applied = 2 // the data of 3 is there, applied says 2
 		}, checker.ReplicaNotFold},
+		{"replica not readable", func(h *history.History) {
+			h.Final.Replicas[1] = history.Replica{ID: "r2", Error: "not serving"}
+		}, checker.NotConverged},
 		{"replica behind", func(h *history.History) {
 			h.Final.Replicas[1] = replica("r2", 2)
 		}, checker.NotConverged},
@@ -192,4 +196,23 @@ func TestSessionOrderingFold(t *testing.T) {
 	if r.Counts[checker.ReplicaNotFold] == 0 || r.Counts[checker.AckedWriteSkipped] == 0 {
 		t.Fatalf("want replica-not-fold and acked-write-skipped:\n%s", r.Summary())
 	}
+}
+
+// TestCheckHistoryFile checks the history file named by CHAOS_HISTORY, if
+// set, and prints the report: a way to check a run's history again.
+func TestCheckHistoryFile(t *testing.T) {
+	path := os.Getenv("CHAOS_HISTORY")
+	if path == "" {
+		t.Skip("set CHAOS_HISTORY to a history file to check it")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h, err := history.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(checker.Check(h).Summary())
 }

@@ -109,6 +109,9 @@ type Op struct {
 	// applied in the snapshot it read from (0: unknown).
 	ServedBy string `json:"served_by,omitempty"`
 	Applied  uint64 `json:"applied,omitempty"`
+	// Stream is the identity of the stream the reply's token named ("":
+	// no token in the reply).
+	Stream string `json:"stream,omitempty"`
 }
 
 // Message is one message of the stream, as a final dump read it.
@@ -144,14 +147,61 @@ type Replica struct {
 	Applied uint64 `json:"applied"`
 	// Records are its keys, tombstones included, in any order.
 	Records []Record `json:"records"`
+	// Error says why the replica could not be dumped, if it could not.
+	Error string `json:"error,omitempty"`
 }
 
 // Final is the state after the run: the whole stream and every replica.
 type Final struct {
+	// StreamID is the stream's identity, the one its tokens name ("":
+	// unknown).
+	StreamID string `json:"stream_id,omitempty"`
 	// Stream is every message of the stream, in sequence order.
 	Stream []Message `json:"stream"`
 	// Replicas are the replicas' states.
 	Replicas []Replica `json:"replicas"`
+	// Reads are the strong reads of every key made at the end, through
+	// every gateway and pinned to every replica.
+	Reads []FinalRead `json:"reads,omitempty"`
+}
+
+// FinalRead is one strong read of a key made after the replicas converged.
+type FinalRead struct {
+	// Via names the path ("gateway g1", "gateway g1 replica r2").
+	Via string `json:"via"`
+	// Key is the key read.
+	Key string `json:"key"`
+	// Found, Value and Revision are what the read returned (Revision of a
+	// not-found: the delete's, if any).
+	Found    bool   `json:"found,omitempty"`
+	Value    []byte `json:"value,omitempty"`
+	Revision uint64 `json:"revision,omitempty"`
+	// Error says why the read failed, if it did.
+	Error string `json:"error,omitempty"`
+}
+
+// Epoch is a stream that a fault deleted during the run: its identity and
+// every message it held when it was sealed and deleted.
+type Epoch struct {
+	// StreamID is the deleted stream's identity.
+	StreamID string `json:"stream_id"`
+	// Stream is every message it held, in sequence order.
+	Stream []Message `json:"stream"`
+	// Deleted is when it was deleted; Healed when its successor existed
+	// and every replica was ready again. A read sent after Healed must not
+	// be served from this stream.
+	Deleted time.Time `json:"deleted"`
+	Healed  time.Time `json:"healed"`
+}
+
+// Loss is a tail of the stream that a fault lost on purpose: the store was
+// restored from a copy taken at Copied, holding sequences up to Last, and
+// the server came back at Restored. A write acknowledged before Restored
+// with a revision above Last was lost by the fault, not by Tidemark.
+type Loss struct {
+	Last     uint64    `json:"last"`
+	Copied   time.Time `json:"copied"`
+	Restored time.Time `json:"restored"`
 }
 
 // History is what a fault test hands the checker.
@@ -162,6 +212,10 @@ type History struct {
 	Ops []Op `json:"ops"`
 	// Final is the final state; nil when the run could not dump one.
 	Final *Final `json:"final,omitempty"`
+	// Epochs are the streams deleted during the run, in order.
+	Epochs []Epoch `json:"epochs,omitempty"`
+	// Losses are the tails of the stream lost by faults, in order.
+	Losses []Loss `json:"losses,omitempty"`
 }
 
 // ErrFormat means a history file is not a well-formed history.
@@ -216,15 +270,27 @@ func (h *History) Validate() error {
 		}
 		next[op.Session]++
 	}
+	for _, e := range h.Epochs {
+		if err := validStream(e.Stream); err != nil {
+			return fmt.Errorf("%w: epoch %s: %v", ErrFormat, e.StreamID, err)
+		}
+	}
 	if h.Final == nil {
 		return nil
 	}
-	for i, m := range h.Final.Stream {
+	if err := validStream(h.Final.Stream); err != nil {
+		return fmt.Errorf("%w: %v", ErrFormat, err)
+	}
+	return nil
+}
+
+func validStream(msgs []Message) error {
+	for i, m := range msgs {
 		if m.Seq != uint64(i)+1 {
-			return fmt.Errorf("%w: stream message %d has sequence %d, want %d", ErrFormat, i, m.Seq, i+1)
+			return fmt.Errorf("stream message %d has sequence %d, want %d", i, m.Seq, i+1)
 		}
 		if m.Kind != Put && m.Kind != Delete && m.Kind != Marker {
-			return fmt.Errorf("%w: stream message %d: kind %q", ErrFormat, m.Seq, m.Kind)
+			return fmt.Errorf("stream message %d: kind %q", m.Seq, m.Kind)
 		}
 	}
 	return nil

@@ -80,6 +80,15 @@ type Config struct {
 	// RunID is put into values and write ids so that two runs against the
 	// same stream never collide; Seed when empty.
 	RunID string
+	// RacePairs is the number of racing pairs to run besides the sessions
+	// (see race): two clients sending writes of one Tidemark session with
+	// the same or adjacent session sequence at the same time, through two
+	// gateways.
+	RacePairs int
+	// Reusers is the number of clients to run besides the sessions that
+	// send a write id again with other content, and again with the same
+	// content (see reuse).
+	Reusers int
 }
 
 func (c *Config) setDefaults() {
@@ -129,17 +138,39 @@ func Run(ctx context.Context, cfg Config) ([]history.Op, error) {
 	if cfg.NATS != nil {
 		nt = client.NewNATS(cfg.NATS, cfg.Subjects)
 	}
-	out := make([][]history.Op, cfg.Sessions)
+	n := cfg.Sessions + 2*cfg.RacePairs + cfg.Reusers
+	out := make([][]history.Op, n)
+	mk := func(i int) *session {
+		return &session{cfg: &cfg, id: i, http: hc, nats: nt, rng: newRand(cfg.Seed, i)}
+	}
 	var wg sync.WaitGroup
 	for i := range cfg.Sessions {
-		s := &session{
-			cfg: &cfg, id: i, http: hc, nats: nt,
-			rng: newRand(cfg.Seed, i),
-		}
+		s := mk(i)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			out[i] = s.run(ctx)
+		}()
+	}
+	for k := range cfg.RacePairs {
+		i := cfg.Sessions + 2*k
+		p, q := mk(i), mk(i+1)
+		if len(cfg.Gateways) > 1 {
+			p.gateway, q.gateway = cfg.Gateways[0], cfg.Gateways[1]
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i], out[i+1] = race(ctx, k, p, q)
+		}()
+	}
+	for k := range cfg.Reusers {
+		i := cfg.Sessions + 2*cfg.RacePairs + k
+		s := mk(i)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i] = reuse(ctx, k, s)
 		}()
 	}
 	wg.Wait()
@@ -168,6 +199,8 @@ type session struct {
 	rng    *rand.Rand
 	token  stream.Token
 	writes uint64 // session sequence of the last write issued
+	// gateway, when set, is the only path the session takes.
+	gateway string
 }
 
 func (s *session) run(ctx context.Context) []history.Op {
@@ -252,7 +285,7 @@ func (s *session) do(ctx context.Context, op *history.Op) {
 	if !s.cfg.NoTokens {
 		op.TokenIn = s.token.Seq
 	}
-	useNATS := s.nats != nil && (len(s.cfg.Gateways) == 0 || s.rng.IntN(2) == 0)
+	useNATS := s.gateway == "" && s.nats != nil && (len(s.cfg.Gateways) == 0 || s.rng.IntN(2) == 0)
 	if !op.Kind.IsWrite() && len(s.cfg.Replicas) > 0 && (useNATS || s.rng.IntN(2) == 0) {
 		op.Replica = s.cfg.Replicas[s.rng.IntN(len(s.cfg.Replicas))]
 	}
@@ -266,14 +299,24 @@ func (s *session) do(ctx context.Context, op *history.Op) {
 		op.Via = "nats"
 		out = s.doNATS(ctx, op, tok)
 	} else {
-		base := s.cfg.Gateways[s.rng.IntN(len(s.cfg.Gateways))]
+		base := s.gateway
+		if base == "" {
+			base = s.cfg.Gateways[s.rng.IntN(len(s.cfg.Gateways))]
+		}
 		op.Via = "http " + strings.TrimPrefix(base, "http://")
 		out = s.doHTTP(ctx, base, op, tok)
 	}
 	op.Complete = time.Now()
-	op.TokenOut = out.Seq
-	if m, err := s.token.Merge(out); err == nil {
-		s.token = m
+	op.TokenOut, op.Stream = out.Seq, out.Stream
+	switch {
+	case op.Code == stream.CodeTokenStreamMismatch || op.Code == stream.CodeTokenFromFuture:
+		// The token names a history the stream no longer has (the stream
+		// was recreated, or lost its tail): start the session again.
+		s.token = stream.Token{}
+	default:
+		if m, err := s.token.Merge(out); err == nil {
+			s.token = m
+		}
 	}
 }
 

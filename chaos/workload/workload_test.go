@@ -19,6 +19,7 @@ func TestOutcomes(t *testing.T) {
 		{stream.CodeTokenFromFuture, history.Failed, history.Failed},
 		{stream.CodeOutOfOrder, history.Failed, history.Failed},
 		{stream.CodeRevisionMismatch, history.Failed, history.Failed},
+		{stream.CodeWriteIDReused, history.Failed, history.Failed},
 		{stream.CodeUnavailable, history.Indeterminate, history.Indeterminate},
 		{stream.CodeInternal, history.Indeterminate, history.Indeterminate},
 		{stream.CodeTokenWaitTimeout, history.Indeterminate, history.Failed},

@@ -16,7 +16,7 @@ import (
 // chaosOptions are the flags of `tidemark chaos`; each, when set, wins over
 // its CHAOS_* environment variable.
 type chaosOptions struct {
-	seeds, duration, topologies, faults, sessions, report, natsServer, sessionOrder string
+	seeds, duration, topologies, faults, sessions, report, natsServer, sessionOrder, probes string
 }
 
 var chaosOpts chaosOptions
@@ -28,6 +28,7 @@ func chaosFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.duration, "duration", "", "workload and faults per run (default "+chaos.DefaultCampaign.String()+", or "+chaos.EnvDuration+")")
 	fs.StringVar(&o.topologies, "topologies", "", "single and/or cluster (default "+chaos.DefaultTopologies+", or "+chaos.EnvTopologies+")")
 	fs.StringVar(&o.faults, "faults", "", "comma-separated fault kinds, or all (default all, or "+chaos.EnvFaults+")")
+	fs.StringVar(&o.probes, "probes", "", "comma-separated probe clients ("+chaos.ProbeSessionRace+", "+chaos.ProbeWriteIDReuse+"), all or none (default all, or "+chaos.EnvProbes+")")
 	fs.StringVar(&o.sessions, "sessions", "", "concurrent client sessions per run (or "+chaos.EnvSessions+")")
 	fs.StringVar(&o.sessionOrder, "session-order", "", "true or false: send writes with session ordering (default true, or "+chaos.EnvSessionOrder+")")
 	fs.StringVar(&o.report, "report", "", "directory for the runs and report.json / report.txt (default "+chaos.DefaultReportDir+", or "+chaos.EnvReport+")")
@@ -44,6 +45,7 @@ func runChaos(ctx context.Context, _ config.Config, env *cmdEnv) error {
 	for k, v := range map[string]string{
 		chaos.EnvSeeds: o.seeds, chaos.EnvDuration: o.duration, chaos.EnvTopologies: o.topologies,
 		chaos.EnvFaults: o.faults, chaos.EnvSessions: o.sessions, chaos.EnvReport: o.report, chaos.EnvSessionOrder: o.sessionOrder,
+		chaos.EnvProbes: o.probes,
 	} {
 		if v != "" {
 			environ = append(environ, k+"="+v)
