@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"syscall"
-	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -152,19 +151,13 @@ func closeBadger(db *badger.DB) (err error) {
 // scrub verifies the checksums of every table of db every
 // Config.ScrubInterval, and reports damage as ErrCorrupt (storeFailed).
 func (r *Replicator) scrub(ctx context.Context, db *badger.DB) {
-	t := time.NewTicker(r.cfg.ScrubInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, r.cfg.ScrubInterval, func() bool {
 		if err := verifyChecksums(db); err != nil {
 			_ = r.storeFailed(fmt.Errorf("%w: %w", ErrCorrupt, err))
-			return
+			return false
 		}
-	}
+		return true
+	})
 }
 
 func verifyChecksums(db *badger.DB) (err error) {

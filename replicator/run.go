@@ -477,7 +477,26 @@ func (r *Replicator) logProgress(p *progress) {
 // collectGarbage runs Badger's value log garbage collection every
 // DefaultGCInterval.
 func (r *Replicator) collectGarbage(ctx context.Context, db *badger.DB) {
-	t := time.NewTicker(DefaultGCInterval)
+	every(ctx, DefaultGCInterval, func() bool {
+		for ctx.Err() == nil {
+			if err := runValueLogGC(db); err != nil {
+				if errors.Is(err, ErrCorrupt) {
+					_ = r.storeFailed(err)
+					return false
+				}
+				if !errors.Is(err, badger.ErrNoRewrite) {
+					r.log.Warn().Err(err).Msg("value log gc")
+				}
+				break
+			}
+		}
+		return true
+	})
+}
+
+// every calls fn every d until ctx ends or fn returns false.
+func every(ctx context.Context, d time.Duration, fn func() bool) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
@@ -485,17 +504,8 @@ func (r *Replicator) collectGarbage(ctx context.Context, db *badger.DB) {
 			return
 		case <-t.C:
 		}
-		for ctx.Err() == nil {
-			if err := runValueLogGC(db); err != nil {
-				if errors.Is(err, ErrCorrupt) {
-					_ = r.storeFailed(err)
-					return
-				}
-				if !errors.Is(err, badger.ErrNoRewrite) {
-					r.log.Warn().Err(err).Msg("value log gc")
-				}
-				break
-			}
+		if !fn() {
+			return
 		}
 	}
 }

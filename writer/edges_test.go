@@ -3,6 +3,7 @@ package writer_test
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -191,7 +192,7 @@ func TestWrite_TokenOfALostTail(t *testing.T) {
 		mustWrite(t, w, put(fmt.Sprint("k", i), "kept"))
 	}
 	e.StopServer()
-	backup := t.TempDir()
+	backup := filepath.Join(t.TempDir(), "store")
 	testenv.CopyDir(t, e.StoreDir(), backup)
 	e.StartServerAgain(t)
 	var lost stream.WriteResult

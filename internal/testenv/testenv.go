@@ -5,9 +5,7 @@ package testenv
 
 import (
 	"context"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/tidemark/tidemark/chaos/faults"
 	"github.com/tidemark/tidemark/stream"
 )
 
@@ -125,29 +124,12 @@ func (e *Env) StartServerAgain(t testing.TB) {
 // StoreDir returns the server's JetStream store directory.
 func (e *Env) StoreDir() string { return e.server.StoreDir }
 
-// CopyDir copies the tree src to dst: a copy of a store to restore later.
+// CopyDir copies the tree src to dst, which must not exist: a copy of a
+// store to restore later.
 func CopyDir(t testing.TB, src, dst string) {
 	t.Helper()
-	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, path)
-		if err != nil {
-			return err
-		}
-		to := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(to, 0o755)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(to, b, 0o644)
-	})
-	if err != nil {
-		t.Fatalf("copy %s: %v", src, err)
+	if err := faults.CopyDir(src, dst); err != nil {
+		t.Fatal(err)
 	}
 }
 
