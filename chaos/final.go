@@ -51,7 +51,9 @@ func (c *Cluster) ReadPaths() []ReadPath {
 func FinalReads(ctx context.Context, paths []ReadPath, msgs []history.Message, ops []history.Op) []history.FinalRead {
 	keys := map[string]bool{}
 	for _, m := range msgs {
-		keys[m.Key] = true
+		if m.Kind != history.Marker { // a session's order marker names no key
+			keys[m.Key] = true
+		}
 	}
 	for _, op := range ops {
 		if op.Kind.IsWrite() {

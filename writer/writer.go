@@ -166,10 +166,14 @@ func (w *Writer) write(ctx context.Context, req stream.WriteRequest, id string, 
 	w.stream.ObserveLast(seq)
 	// The token is normally just the write's; a retried write answered from
 	// the duplicate window may be older than the session's token, which must
-	// not go back.
-	tok, err := req.Token.Merge(w.stream.Token(seq))
-	if err != nil {
-		return failed, err
+	// not go back. A write that the stream took after it was recreated under
+	// the request (sameStream) is stored there: its token is the new
+	// stream's alone, and the session goes on from it.
+	tok := w.stream.Token(seq)
+	if w.stream.ID() == was {
+		if tok, err = req.Token.Merge(tok); err != nil {
+			return failed, err
+		}
 	}
 	return stream.WriteResult{Key: req.Key, Revision: seq, Token: tok}, nil
 }
