@@ -37,8 +37,13 @@ compose-test-if-docker:
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
 
-lint: fmt vet
+lint: fmt vet tidy
 	$(GO) run $(STATICCHECK) $(PKGS)
+
+## tidy: go.mod and go.sum say exactly what the module needs
+.PHONY: tidy
+tidy:
+	@$(GO) mod tidy -diff || { echo "go.mod is not tidy: run go mod tidy"; exit 1; }
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
