@@ -137,7 +137,6 @@ func runDev(ctx context.Context, c config.Config, env *cmdEnv) error {
 	if errors.Is(runErr, context.Canceled) {
 		runErr = nil
 	}
-	log.Info().Msg("tidemark dev stopped")
 	return runErr
 }
 

@@ -114,7 +114,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			for _, key := range config.UnknownEnv(os.Environ()) {
 				env.log.Warn().Str("variable", key).Msg("environment variable names no setting; ignored")
 			}
-			return c.run(ctx, cfg, env)
+			err = c.run(ctx, cfg, env)
+			ev := env.log.Info()
+			if err != nil {
+				ev = env.log.Error().Err(err)
+			}
+			ev.Str("role", c.name).Msg("stopped")
+			return err
 		}
 	}
 	fmt.Fprint(stderr, usage)
