@@ -167,13 +167,17 @@ func (w *Writer) write(ctx context.Context, req stream.WriteRequest, id string, 
 	// The token is normally just the write's; a retried write answered from
 	// the duplicate window may be older than the session's token, which must
 	// not go back. A write that the stream took after it was recreated under
-	// the request (sameStream) is stored there: its token is the new
-	// stream's alone, and the session goes on from it.
+	// the request (sameStream) is stored there; but a session that sent a
+	// token of the old stream must not be told that it went on from it:
+	// the write is an unknown outcome to it, and its retry is refused for
+	// that token, so the session starts again on the new stream.
 	tok := w.stream.Token(seq)
-	if w.stream.ID() == was {
-		if tok, err = req.Token.Merge(tok); err != nil {
-			return failed, err
-		}
+	if w.stream.ID() != was && !req.Token.IsZero() && req.Token.Stream != w.stream.ID() {
+		return failed, stream.Errorf(stream.ErrUnavailable,
+			"stream %s was recreated while the write was in flight; the write is in the new stream, which the request's token does not name: start the session again", w.stream.Name())
+	}
+	if tok, err = req.Token.Merge(tok); err != nil {
+		return failed, err
 	}
 	return stream.WriteResult{Key: req.Key, Revision: seq, Token: tok}, nil
 }
