@@ -173,7 +173,11 @@ func (r *Replica) Ready() error {
 		return err
 	}
 	if !r.repl.Ready() {
-		return fmt.Errorf("catching up: applied %d", r.repl.Applied())
+		applied, target := r.repl.Applied(), r.repl.Target()
+		if target == 0 {
+			return fmt.Errorf("catching up: applied %d", applied)
+		}
+		return fmt.Errorf("catching up: applied %d of %d (%.1f%%)", applied, target, 100*float64(min(applied, target))/float64(target))
 	}
 	return nil
 }

@@ -314,6 +314,15 @@ func (r *Replicator) checkIdentity(db *badger.DB, applied uint64, id string, for
 	return nil
 }
 
+// Target returns the stream's last sequence as of the start of the
+// current run, which the replica must reach to be ready; 0 before Run has
+// read it.
+func (r *Replicator) Target() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.target
+}
+
 // StreamID returns the id of the stream the replica's state belongs to:
 // the stream handle's id, except while a replica whose stream was deleted
 // and recreated still holds the old stream's state (it rebuilds; see

@@ -460,7 +460,7 @@ func (r *Replicator) logProgress(p *progress) {
 	applied := r.Applied()
 	if r.isReady() {
 		p.done = true
-		r.log.Info().Uint64("applied", applied).Dur("took", time.Since(p.start)).Msg("caught up")
+		r.log.Info().Uint64("applied", applied).Str("took", time.Since(p.start).Round(time.Millisecond).String()).Msg("caught up")
 		return
 	}
 	now := time.Now()
@@ -468,8 +468,16 @@ func (r *Replicator) logProgress(p *progress) {
 		r.mu.Lock()
 		target := r.target
 		r.mu.Unlock()
-		r.log.Info().Uint64("applied", applied).Uint64("target", target).
-			Float64("rate", float64(applied-p.lastApplied)/el.Seconds()).Msg("catching up")
+		rate := float64(applied-p.lastApplied) / el.Seconds()
+		ev := r.log.Info().Uint64("applied", applied).Uint64("target", target).
+			Str("rate", fmt.Sprintf("%.0f msgs/s", rate))
+		if target > 0 {
+			ev = ev.Str("progress", fmt.Sprintf("%.1f%%", 100*float64(min(applied, target))/float64(target)))
+		}
+		if rate > 0 && target > applied {
+			ev = ev.Str("eta", (time.Duration(float64(target-applied)/rate*float64(time.Second))).Round(time.Second).String())
+		}
+		ev.Msg("catching up")
 		p.last, p.lastApplied = now, applied
 	}
 }
