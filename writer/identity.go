@@ -3,6 +3,7 @@ package writer
 import (
 	"bytes"
 	"context"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -23,15 +24,37 @@ func (w *Writer) sameWrite(m *jetstream.RawStreamMsg, req stream.WriteRequest) b
 func (w *Writer) stored(ctx context.Context, req stream.WriteRequest, id string, seq uint64, m *jetstream.RawStreamMsg) (uint64, error) {
 	if m == nil {
 		var err error
-		if m, err = w.getMsg(ctx, seq, ""); err != nil {
+		if m, err = w.msgAt(ctx, seq, id); err != nil {
 			return 0, err
 		}
 	}
-	if m == nil || !w.sameWrite(m, req) {
+	if !w.sameWrite(m, req) {
 		return 0, reused(id, seq)
 	}
 	return seq, nil
 }
+
+// msgAt returns the message at seq, which the stream said holds write id
+// id (a duplicate ack). A direct get answered by a follower that has not
+// stored it yet says it is not there: msgAt asks again for a while before
+// calling the outcome unknown (stream.ErrUnavailable).
+func (w *Writer) msgAt(ctx context.Context, seq uint64, id string) (*jetstream.RawStreamMsg, error) {
+	b := stream.Backoff{Max: 100 * time.Millisecond}
+	deadline := time.Now().Add(storedLookup)
+	for {
+		m, err := w.getMsg(ctx, seq, "")
+		if err != nil || m != nil {
+			return m, err
+		}
+		if time.Now().After(deadline) || b.Wait(ctx) != nil {
+			return nil, stream.Errorf(stream.ErrUnavailable, "write id %q: the stream said it holds it at %d, but the message cannot be read to check that it is this write", id, seq)
+		}
+	}
+}
+
+// storedLookup bounds how long stored looks for a message the stream
+// named.
+const storedLookup = 2 * time.Second
 
 func reused(id string, seq uint64) error {
 	return stream.Errorf(stream.ErrWriteIDReused,

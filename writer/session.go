@@ -185,11 +185,11 @@ func (w *Writer) claimNumber(ctx context.Context, req stream.WriteRequest, id st
 			// An earlier attempt of this write id stored a marker: it must
 			// be this write's.
 			ss.last.ok = false
-			m, err := w.getMsg(ctx, ack.Sequence, "")
+			m, err := w.msgAt(ctx, ack.Sequence, markerID(id))
 			if err != nil {
 				return nil, err
 			}
-			if m == nil || m.Header.Get(stream.HeaderSessionSeq) != strconv.FormatUint(req.SessionSeq, 10) || m.Subject != c.subject {
+			if m.Header.Get(stream.HeaderSessionSeq) != strconv.FormatUint(req.SessionSeq, 10) || m.Subject != c.subject {
 				return nil, reused(id, ack.Sequence)
 			}
 		}
