@@ -19,7 +19,6 @@ var (
 	flagVerbose = flag.Bool("chaos.v", false, "log the harness's progress")
 	flagDir     = flag.String("chaos.dir", "", "keep each run's data, logs and history under this directory")
 	flagLong    = flag.Bool("chaos.long", false, "run the long fault campaign (TestFaultsLong), configured by the CHAOS_* environment")
-	flagNew     = flag.Bool("chaos.new", false, "run TestFaultsStreamHistory: the tail-loss, recreate-stream and corrupt-sst faults and the probe clients")
 )
 
 func binaries(t *testing.T) chaos.Binaries {
@@ -64,14 +63,47 @@ func TestFaultsShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes for about a minute")
 	}
-	res, err := chaos.Run(context.Background(), chaos.Options{
-		Seed: 1, Dir: runDir(t), Binaries: binaries(t), Topology: chaos.Single,
-		Duration: 40 * time.Second, Sessions: 8, SessionOrder: true,
+	res := shortRun(t, chaos.Options{Sessions: 8, SessionOrder: true,
 		Faults: []chaos.FaultKind{chaos.KillReplica, chaos.KillReplicaMidBatch, chaos.KillGateway, chaos.KillWriter,
-			chaos.KillNATS, chaos.Pause, chaos.PartitionReplica},
-		MinGap: 500 * time.Millisecond, MaxGap: 1500 * time.Millisecond, MaxHold: 2 * time.Second,
-		Logger: logger(),
-	})
+			chaos.KillNATS, chaos.Pause, chaos.PartitionReplica}})
+	for _, f := range res.Faults {
+		if f.Error != "" {
+			t.Errorf("fault %s on %s: %s", f.Kind, f.Target, f.Error)
+		}
+	}
+	if got, want := res.Check.Writes["ok"], 500; got < want {
+		t.Fatalf("%d acknowledged writes, want at least %d: the workload did not get going", got, want)
+	}
+}
+
+// TestFaultsStreamHistory is the short run of the faults that change the
+// stream's history or a replica's files under it (tail-loss,
+// recreate-stream, corrupt-sst) with the probe clients (racing same-session
+// writes through two gateways, reused write ids): one NATS server, about
+// forty seconds, every one of those faults at least once. It must end with
+// no violation, nothing lost but what a restored store lost, no crash and
+// the replicas converged.
+func TestFaultsStreamHistory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes for about a minute")
+	}
+	res := shortRun(t, chaos.Options{Sessions: 8, SessionOrder: true, RacePairs: 1, Reusers: 1,
+		Faults: []chaos.FaultKind{chaos.TailLoss, chaos.RecreateStream, chaos.CorruptSST}})
+	if res.Check.FinalReads == 0 {
+		t.Fatal("no final strong reads")
+	}
+}
+
+// shortRun runs seed 1 on one NATS server for forty seconds with opts'
+// workload and faults, and fails unless it found nothing and injected
+// every one of the faults at least once.
+func shortRun(t *testing.T, opts chaos.Options) *chaos.Result {
+	t.Helper()
+	opts.Seed, opts.Dir, opts.Binaries, opts.Topology = 1, runDir(t), binaries(t), chaos.Single
+	opts.Duration = 40 * time.Second
+	opts.MinGap, opts.MaxGap, opts.MaxHold = 500*time.Millisecond, 1500*time.Millisecond, 2*time.Second
+	opts.Logger = logger()
+	res, err := chaos.Run(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,56 +121,11 @@ func TestFaultsShort(t *testing.T) {
 	kinds := map[chaos.FaultKind]bool{}
 	for _, f := range res.Faults {
 		kinds[f.Kind] = true
-		if f.Error != "" {
-			t.Errorf("fault %s on %s: %s", f.Kind, f.Target, f.Error)
-		}
 	}
-	if got, want := len(kinds), 7; got != want {
+	if got, want := len(kinds), len(opts.Faults); got != want {
 		t.Fatalf("%d fault kinds injected, want %d", got, want)
 	}
-	if got, want := res.Check.Writes["ok"], 500; got < want {
-		t.Fatalf("%d acknowledged writes, want at least %d: the workload did not get going", got, want)
-	}
-}
-
-// TestFaultsStreamHistory is the short run of the faults that change the
-// stream's history or a replica's files under it (tail-loss,
-// recreate-stream, corrupt-sst) with the probe clients (racing same-session
-// writes through two gateways, reused write ids): one NATS server, about
-// forty seconds, every one of those faults at least once. It must end with
-// no violation, nothing lost but what a restored store lost, no crash and
-// the replicas converged. It runs only with -chaos.new.
-func TestFaultsStreamHistory(t *testing.T) {
-	if !*flagNew {
-		t.Skip("the stream-history faults run with -chaos.new (and in make chaos)")
-	}
-	res, err := chaos.Run(context.Background(), chaos.Options{
-		Seed: 1, Dir: runDir(t), Binaries: binaries(t), Topology: chaos.Single,
-		Duration: 40 * time.Second, Sessions: 8, SessionOrder: true, RacePairs: 1, Reusers: 1,
-		Faults: []chaos.FaultKind{chaos.TailLoss, chaos.RecreateStream, chaos.CorruptSST},
-		MinGap: 500 * time.Millisecond, MaxGap: 1500 * time.Millisecond, MaxHold: 2 * time.Second,
-		Logger: logger(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep := &chaos.Report{Results: []*chaos.Result{res}}
-	var table bytes.Buffer
-	rep.WriteTable(&table)
-	if !res.OK() {
-		t.Fatalf("the fault run failed (history in %s):\n%s", res.History, table.String())
-	}
-	t.Logf("\n%s", table.String())
-	kinds := map[chaos.FaultKind]bool{}
-	for _, f := range res.Faults {
-		kinds[f.Kind] = true
-	}
-	if got, want := len(kinds), 3; got != want {
-		t.Fatalf("%d fault kinds injected, want %d", got, want)
-	}
-	if res.Check.FinalReads == 0 {
-		t.Fatal("no final strong reads")
-	}
+	return res
 }
 
 // TestFaultsLong is the long campaign (make chaos): every seed of
