@@ -172,7 +172,9 @@ func (w *Writer) write(ctx context.Context, req stream.WriteRequest, id string, 
 	// the write is an unknown outcome to it, and its retry is refused for
 	// that token, so the session starts again on the new stream.
 	tok := w.stream.Token(seq)
-	if w.stream.ID() != was && !req.Token.IsZero() && req.Token.Stream != w.stream.ID() {
+	if !req.Token.IsZero() && req.Token.Stream != tok.Stream {
+		// Checked against the old identity, before this writer (by this
+		// write or a concurrent one) took on the new one.
 		return failed, stream.Errorf(stream.ErrUnavailable,
 			"stream %s was recreated while the write was in flight; the write is in the new stream, which the request's token does not name: start the session again", w.stream.Name())
 	}
