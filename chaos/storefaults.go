@@ -126,7 +126,19 @@ func (in *injector) deleteStream(ctx context.Context) (history.Epoch, error) {
 	if _, err := c.js.UpdateStream(ctx, cfg); err != nil {
 		return history.Epoch{}, fmt.Errorf("seal stream: %w", err)
 	}
-	msgs, derr := DumpStream(ctx, c.js, stream.Config{})
+	// On a cluster, writes proposed before the seal may still be stored
+	// after UpdateStream returns: dump until the stream's last sequence
+	// stands still at what the dump holds.
+	var msgs []history.Message
+	var derr error
+	for ctx.Err() == nil {
+		msgs, derr = DumpStream(ctx, c.js, stream.Config{})
+		after, err := st.Info(ctx)
+		if derr != nil || err != nil || after.State.LastSeq == uint64(len(msgs)) {
+			break
+		}
+		_ = stream.Sleep(ctx, 50*time.Millisecond)
+	}
 	if err := c.js.DeleteStream(ctx, st.Name()); err != nil {
 		return history.Epoch{}, fmt.Errorf("delete stream: %w", err)
 	}
