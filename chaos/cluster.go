@@ -142,9 +142,10 @@ func childEnv() []string {
 func StartCluster(ctx context.Context, dir string, bins Binaries, topo Topology, log zerolog.Logger) (c *Cluster, err error) {
 	topo.setDefaults()
 	c = &Cluster{topo: topo, dir: dir, bins: bins, log: log}
+	started := c // a failing return sets c to nil before this runs
 	defer func() {
 		if err != nil {
-			c.Close()
+			started.Close()
 			c = nil
 		}
 	}()
