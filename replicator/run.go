@@ -475,7 +475,7 @@ func (r *Replicator) logProgress(p *progress) {
 			ev = ev.Str("progress", fmt.Sprintf("%.1f%%", 100*float64(min(applied, target))/float64(target)))
 		}
 		if rate > 0 && target > applied {
-			ev = ev.Str("eta", (time.Duration(float64(target-applied)/rate*float64(time.Second))).Round(time.Second).String())
+			ev = ev.Str("eta", (time.Duration(float64(target-applied) / rate * float64(time.Second))).Round(time.Second).String())
 		}
 		ev.Msg("catching up")
 		p.last, p.lastApplied = now, applied
