@@ -1,6 +1,15 @@
 package bench
 
 import (
+	"github.com/tidemark/tidemark/internal/natsserver"
+
+	"github.com/tidemark/tidemark/internal/backoff"
+	"github.com/tidemark/tidemark/internal/natsconn"
+
+	"github.com/tidemark/tidemark/wire"
+
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -62,8 +71,8 @@ type env struct {
 
 	srv    *server.Server // embedded server; nil when remote
 	url    string
-	stackC *stream.Conn // the stack's connection (embedded only)
-	cliC   *stream.Conn // the benchmark clients' connection
+	stackC *natsconn.Conn // the stack's connection (embedded only)
+	cliC   *natsconn.Conn // the benchmark clients' connection
 	js     jetstream.JetStream
 	st     *stream.Stream // the Tidemark stream, as the benchmark's in-process parts see it
 
@@ -80,7 +89,7 @@ type env struct {
 }
 
 // subjects are the stack's service subjects.
-var subjects = stream.Subjects{}
+var subjects = wire.Subjects{}
 
 // startEnv starts (embedded) or attaches to (remote) the system for mode.
 func startEnv(ctx context.Context, cfg Config, mode string) (*env, error) {
@@ -107,7 +116,7 @@ func (e *env) start(ctx, rctx context.Context, cfg Config) error {
 	if e.remote {
 		e.url = cfg.NATSURL
 	} else {
-		srv, err := stream.StartServer(stream.ServerConfig{
+		srv, err := natsserver.StartServer(natsserver.ServerConfig{
 			Name: "tidemark-bench", Listen: "127.0.0.1:-1", StoreDir: filepath.Join(e.dir, "nats"),
 			SyncAlways: e.durable, Logger: e.log,
 		})
@@ -117,7 +126,7 @@ func (e *env) start(ctx, rctx context.Context, cfg Config) error {
 		e.srv, e.url = srv, srv.ClientURL()
 	}
 	var err error
-	if e.cliC, err = stream.Connect(ctx, stream.ConnectConfig{URL: e.url, Name: "tidemark-bench", Logger: e.log}); err != nil {
+	if e.cliC, err = natsconn.Connect(ctx, natsconn.ConnectConfig{URL: e.url, Name: "tidemark-bench", Logger: e.log}); err != nil {
 		return err
 	}
 	if e.js, err = jetstream.New(e.cliC.Conn); err != nil {
@@ -137,7 +146,7 @@ func (e *env) start(ctx, rctx context.Context, cfg Config) error {
 // service, the replicas and a gateway share one NATS connection.
 func (e *env) startStack(ctx, rctx context.Context, cfg Config) error {
 	var err error
-	if e.stackC, err = stream.Connect(ctx, stream.ConnectConfig{URL: e.url, Name: "tidemark-bench-stack", Logger: e.log}); err != nil {
+	if e.stackC, err = natsconn.Connect(ctx, natsconn.ConnectConfig{URL: e.url, Name: "tidemark-bench-stack", Logger: e.log}); err != nil {
 		return err
 	}
 	sjs, err := jetstream.New(e.stackC.Conn)
@@ -237,7 +246,7 @@ func (e *env) startEmptyHTTP(ctx context.Context) error {
 	body := make([]byte, 128)
 	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
-		w.Header().Set(stream.HeaderToken, "1.000000000000.1")
+		w.Header().Set(api.HeaderToken, "1.000000000000.1")
 		_, _ = w.Write(body)
 	})}
 	e.emptyHTTP = "http://" + ln.Addr().String()
@@ -263,11 +272,11 @@ func (e *env) waitReady(ctx context.Context) error {
 	}
 	for _, id := range e.serviceIDs {
 		for {
-			_, err := e.transport.Get(ctx, stream.GetRequest{Key: "bench-probe", Replica: id, Wait: time.Second})
-			if err == nil || errors.Is(err, stream.ErrNotFound) {
+			_, err := e.transport.Get(ctx, api.GetRequest{Key: "bench-probe", Replica: id, Wait: time.Second})
+			if err == nil || errors.Is(err, api.ErrNotFound) {
 				break
 			}
-			if err := stream.Sleep(ctx, 20*time.Millisecond); err != nil {
+			if err := backoff.Sleep(ctx, 20*time.Millisecond); err != nil {
 				return fmt.Errorf("replica service %s: %w", id, err)
 			}
 		}

@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"bytes"
 	"context"
 	"fmt"
@@ -97,8 +99,8 @@ func (p *phases) writes(ctx context.Context) error {
 		target = goal{minRatio: 2}
 	}
 
-	put := func(i int) stream.WriteRequest {
-		return stream.WriteRequest{Op: stream.OpPut, Key: writeKey(i), Value: p.value}
+	put := func(i int) api.WriteRequest {
+		return api.WriteRequest{Op: api.OpPut, Key: writeKey(i), Value: p.value}
 	}
 	paths := []path{
 		{"writer in the benchmark's process", func(ctx context.Context, i int) error { _, err := e.writer.Write(ctx, put(i)); return err }, goal{}},
@@ -170,7 +172,7 @@ func (p *phases) httpGet(ctx context.Context, base, key, token string) error {
 	if err != nil {
 		return err
 	}
-	req.Header.Set(stream.HeaderToken, token)
+	req.Header.Set(api.HeaderToken, token)
 	return p.do(req, nil)
 }
 
@@ -203,7 +205,7 @@ func (p *phases) ryw(ctx context.Context) error {
 	if rate == 0 {
 		p.progress("ryw: measuring the writer service's maximum rate")
 		fn := func(ctx context.Context, i int) error {
-			_, err := e.transport.Write(ctx, stream.WriteRequest{Op: stream.OpPut, Key: writeKey(i), Value: p.value})
+			_, err := e.transport.Write(ctx, api.WriteRequest{Op: api.OpPut, Key: writeKey(i), Value: p.value})
 			return err
 		}
 		p.warm(ctx, fn)
@@ -229,12 +231,12 @@ func (p *phases) ryw(ctx context.Context) error {
 		}()
 		s := openLoop(ctx, frac*rate, 4*p.cfg.Concurrency, duration, func(ctx context.Context, i int) (time.Duration, error) {
 			key := writeKey(i)
-			res, err := e.transport.Write(ctx, stream.WriteRequest{Op: stream.OpPut, Key: key, Value: p.value})
+			res, err := e.transport.Write(ctx, api.WriteRequest{Op: api.OpPut, Key: key, Value: p.value})
 			if err != nil {
 				return 0, err
 			}
 			start := time.Now()
-			g, err := e.transport.Get(ctx, stream.GetRequest{Key: key, Token: res.Token, Replica: e.serviceIDs[i%len(e.serviceIDs)]})
+			g, err := e.transport.Get(ctx, api.GetRequest{Key: key, Token: res.Token, Replica: e.serviceIDs[i%len(e.serviceIDs)]})
 			d := time.Since(start)
 			if err == nil && g.Record.Revision < res.Revision {
 				err = fmt.Errorf("read-your-writes violated: wrote revision %d, read %d", res.Revision, g.Record.Revision)
@@ -269,7 +271,7 @@ func (p *phases) reads(ctx context.Context) error {
 	n := p.cfg.Keys
 	p.progress("reads: writing %d keys to Tidemark and to a NATS KV bucket", n)
 	res := closedLoop(ctx, load{workers: p.cfg.Concurrency, ops: n}, func(ctx context.Context, i int) error {
-		_, err := e.transport.Write(ctx, stream.WriteRequest{Op: stream.OpPut, Key: readKey(i), Value: p.value})
+		_, err := e.transport.Write(ctx, api.WriteRequest{Op: api.OpPut, Key: readKey(i), Value: p.value})
 		return err
 	})
 	if res.errs > 0 {
@@ -306,11 +308,11 @@ func (p *phases) reads(ctx context.Context) error {
 	local := e.replicas[0]
 	paths := []path{
 		{"in-process replica Get, token", func(ctx context.Context, i int) error {
-			_, err := local.Get(ctx, stream.GetRequest{Key: readKey(i % n), Token: tok})
+			_, err := local.Get(ctx, api.GetRequest{Key: readKey(i % n), Token: tok})
 			return err
 		}, goal{minRatio: 20}},
 		{"reader service over NATS, token", func(ctx context.Context, i int) error {
-			_, err := e.transport.Get(ctx, stream.GetRequest{Key: readKey(i % n), Token: tok})
+			_, err := e.transport.Get(ctx, api.GetRequest{Key: readKey(i % n), Token: tok})
 			return err
 		}, goal{}},
 	}

@@ -1,6 +1,10 @@
 package bench
 
 import (
+	"github.com/tidemark/tidemark/internal/backoff"
+
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"errors"
 	"sync"
@@ -19,7 +23,7 @@ var errOverloaded = errors.New("every worker busy: the load is over capacity")
 // stream subject prefix: what the writer publishes.
 func envelope(subject, key string, value []byte) *nats.Msg {
 	m := nats.NewMsg(stream.KeySubject(subject, key))
-	m.Header.Set(stream.HeaderOp, string(stream.OpPut))
+	m.Header.Set(api.HeaderOp, string(api.OpPut))
 	m.Data = value
 	return m
 }
@@ -77,7 +81,7 @@ func fillFor(ctx context.Context, nc *nats.Conn, n int, d time.Duration, mk func
 				if err == nil {
 					break
 				}
-				_ = stream.Sleep(pctx, time.Duration(attempt+1)*50*time.Millisecond)
+				_ = backoff.Sleep(pctx, time.Duration(attempt+1)*50*time.Millisecond)
 			}
 			mu.Lock()
 			defer mu.Unlock()

@@ -1,6 +1,10 @@
 package bench
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
+	"github.com/tidemark/tidemark/api"
+
 	"bufio"
 	"context"
 	"errors"
@@ -278,10 +282,10 @@ func (p *phases) memory(ctx context.Context) error {
 		return err
 	}
 	defer proc.Close()
-	t := client.NewNATS(e.cliC.Conn, stream.Subjects{Prefix: fillPrefix})
+	t := client.NewNATS(e.cliC.Conn, wire.Subjects{Prefix: fillPrefix})
 	for {
-		res, err := t.Get(ctx, stream.GetRequest{Key: "bench-probe", Replica: "memory", Wait: time.Millisecond})
-		if (err == nil || !errors.Is(err, stream.ErrUnavailable)) && res.Applied >= last {
+		res, err := t.Get(ctx, api.GetRequest{Key: "bench-probe", Replica: "memory", Wait: time.Millisecond})
+		if (err == nil || !errors.Is(err, api.ErrUnavailable)) && res.Applied >= last {
 			break
 		}
 		select {

@@ -1,6 +1,11 @@
 package chaos
 
 import (
+	"github.com/tidemark/tidemark/internal/backoff"
+	"github.com/tidemark/tidemark/internal/natsconn"
+
+	"github.com/tidemark/tidemark/wire"
+
 	"context"
 	"fmt"
 	"os"
@@ -107,7 +112,7 @@ type Cluster struct {
 	proxies  []*faults.Proxy
 
 	// admin is the harness's own connection, straight to every server.
-	admin  *stream.Conn
+	admin  *natsconn.Conn
 	adminT *client.NATS
 	js     jetstream.JetStream
 }
@@ -158,14 +163,14 @@ func StartCluster(ctx context.Context, dir string, bins Binaries, topo Topology,
 		direct[i] = "nats://" + n.client
 		front[i] = "nats://" + n.front.Addr()
 	}
-	c.admin, err = stream.Connect(ctx, stream.ConnectConfig{URL: strings.Join(direct, ","), Name: "chaos-admin", Logger: log})
+	c.admin, err = natsconn.Connect(ctx, natsconn.ConnectConfig{URL: strings.Join(direct, ","), Name: "chaos-admin", Logger: log})
 	if err != nil {
 		return nil, err
 	}
 	if c.js, err = jetstream.New(c.admin.Conn); err != nil {
 		return nil, err
 	}
-	c.adminT = client.NewNATS(c.admin.Conn, stream.Subjects{})
+	c.adminT = client.NewNATS(c.admin.Conn, wire.Subjects{})
 	if err := c.waitJetStream(ctx); err != nil {
 		return nil, err
 	}
@@ -315,7 +320,7 @@ func (c *Cluster) waitJetStream(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
-		if err := stream.Sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := backoff.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return fmt.Errorf("jetstream not ready: %w", err)
 		}
 	}
@@ -330,7 +335,7 @@ func (c *Cluster) waitStream(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
-		if err := stream.Sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := backoff.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return fmt.Errorf("stream not created: %w", err)
 		}
 	}
@@ -365,7 +370,7 @@ func (c *Cluster) FrontURL() string {
 }
 
 // Admin returns the harness's own connection to every server.
-func (c *Cluster) Admin() *stream.Conn { return c.admin }
+func (c *Cluster) Admin() *natsconn.Conn { return c.admin }
 
 // Dir returns the directory of the cluster's data and logs.
 func (c *Cluster) Dir() string { return c.dir }

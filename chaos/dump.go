@@ -1,6 +1,10 @@
 package chaos
 
 import (
+	"github.com/tidemark/tidemark/internal/backoff"
+
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"errors"
 	"fmt"
@@ -75,20 +79,20 @@ func DumpStream(ctx context.Context, js jetstream.JetStream, cfg stream.Config) 
 
 // decodeMessage turns a stream message into the checker's form.
 func decodeMessage(prefix string, seq uint64, subject string, h nats.Header, data []byte) (history.Message, error) {
-	e, err := stream.DecodeEntry(prefix, subject, h.Get(stream.HeaderOp), data)
+	e, err := stream.DecodeEntry(prefix, subject, h.Get(api.HeaderOp), data)
 	if err != nil {
 		return history.Message{}, fmt.Errorf("dump stream: seq %d: %w", seq, err)
 	}
 	m := history.Message{Seq: seq, Kind: history.Put, Key: e.Key, Value: e.Value, MsgID: h.Get(stream.HeaderMsgID)}
 	switch e.Op {
-	case stream.OpDelete:
+	case api.OpDelete:
 		m.Kind, m.Value = history.Delete, nil
 	case stream.OpSession:
 		m.Kind, m.Value = history.Marker, nil
 	}
-	if m.SessionID = h.Get(stream.HeaderSession); m.SessionID != "" {
-		if m.SessionSeq, err = strconv.ParseUint(h.Get(stream.HeaderSessionSeq), 10, 64); err != nil {
-			return history.Message{}, fmt.Errorf("dump stream: seq %d: bad session sequence %q", seq, h.Get(stream.HeaderSessionSeq))
+	if m.SessionID = h.Get(api.HeaderSession); m.SessionID != "" {
+		if m.SessionSeq, err = strconv.ParseUint(h.Get(api.HeaderSessionSeq), 10, 64); err != nil {
+			return history.Message{}, fmt.Errorf("dump stream: seq %d: bad session sequence %q", seq, h.Get(api.HeaderSessionSeq))
 		}
 	}
 	return m, nil
@@ -104,7 +108,7 @@ func DumpReplica(ctx context.Context, t *client.NATS, id string, msgs []history.
 	live := map[string]bool{}
 	after := ""
 	for {
-		res, err := t.Scan(ctx, stream.ScanRequest{After: after, Limit: stream.MaxScanLimit, Replica: id, Consistency: stream.Eventual})
+		res, err := t.Scan(ctx, api.ScanRequest{After: after, Limit: api.MaxScanLimit, Replica: id, Consistency: api.Eventual})
 		if err != nil {
 			return rep, fmt.Errorf("dump replica %s: scan after %q: %w", id, after, err)
 		}
@@ -133,12 +137,12 @@ func DumpReplica(ctx context.Context, t *client.NATS, id string, msgs []history.
 	}
 	sort.Strings(sorted)
 	for _, k := range sorted {
-		res, err := t.Get(ctx, stream.GetRequest{Key: k, Replica: id, Consistency: stream.Eventual})
+		res, err := t.Get(ctx, api.GetRequest{Key: k, Replica: id, Consistency: api.Eventual})
 		applied = append(applied, res.Applied)
 		switch {
 		case err == nil:
 			return rep, fmt.Errorf("dump replica %s: %q is live but the scan left it out", id, k)
-		case !errors.Is(err, stream.ErrNotFound):
+		case !errors.Is(err, api.ErrNotFound):
 			return rep, fmt.Errorf("dump replica %s: get %q: %w", id, k, err)
 		case res.Record.Revision != 0:
 			rep.Records = append(rep.Records, history.Record{Key: k, Revision: res.Record.Revision, Deleted: true})
@@ -158,8 +162,8 @@ func DumpReplica(ctx context.Context, t *client.NATS, id string, msgs []history.
 // ReplicaApplied asks a replica, through its own endpoint, how far it has
 // applied.
 func ReplicaApplied(ctx context.Context, t *client.NATS, id string) (uint64, error) {
-	res, err := t.Get(ctx, stream.GetRequest{Key: "chaos-probe", Replica: id, Consistency: stream.Eventual})
-	if err != nil && !errors.Is(err, stream.ErrNotFound) {
+	res, err := t.Get(ctx, api.GetRequest{Key: "chaos-probe", Replica: id, Consistency: api.Eventual})
+	if err != nil && !errors.Is(err, api.ErrNotFound) {
 		return 0, err
 	}
 	return res.Applied, nil
@@ -196,7 +200,7 @@ func Converge(ctx context.Context, js jetstream.JetStream, t *client.NATS, ids [
 		if errors.Is(err, errReplicaAhead) {
 			return time.Since(start), fmt.Errorf("replicas did not converge: %w", err)
 		}
-		if err := stream.Sleep(ctx, 50*time.Millisecond); err != nil {
+		if err := backoff.Sleep(ctx, 50*time.Millisecond); err != nil {
 			return time.Since(start), fmt.Errorf("replicas did not converge in %v: %v (last: %v)", timeout, err, lastErr)
 		}
 	}

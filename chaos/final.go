@@ -1,6 +1,8 @@
 package chaos
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,7 +16,6 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/chaos/history"
-	"github.com/tidemark/tidemark/stream"
 )
 
 // finalReadTimeout bounds one strong read at the end of a run.
@@ -83,9 +84,9 @@ func strongRead(ctx context.Context, hc *http.Client, p ReadPath, key string) hi
 		rd.Error = err.Error()
 		return rd
 	}
-	req.Header.Set(stream.HeaderConsistency, string(stream.Strong))
+	req.Header.Set(api.HeaderConsistency, string(api.Strong))
 	if p.Replica != "" {
-		req.Header.Set(stream.HeaderReplica, p.Replica)
+		req.Header.Set(api.HeaderReplica, p.Replica)
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -98,8 +99,8 @@ func strongRead(ctx context.Context, hc *http.Client, p ReadPath, key string) hi
 		rd.Error = "reading reply: " + err.Error()
 		return rd
 	}
-	rd.Revision, _ = strconv.ParseUint(resp.Header.Get(stream.HeaderRevision), 10, 64)
-	if got := resp.Header.Get(stream.HeaderReplica); p.Replica != "" && got != p.Replica {
+	rd.Revision, _ = strconv.ParseUint(resp.Header.Get(api.HeaderRevision), 10, 64)
+	if got := resp.Header.Get(api.HeaderReplica); p.Replica != "" && got != p.Replica {
 		rd.Error = fmt.Sprintf("pinned to %s, served by %q", p.Replica, got)
 		return rd
 	}
@@ -110,8 +111,8 @@ func strongRead(ctx context.Context, hc *http.Client, p ReadPath, key string) hi
 			rd.Value = []byte{}
 		}
 	case http.StatusNotFound:
-		var e stream.ErrorJSON
-		if json.Unmarshal(data, &e) != nil || e.Error.Code != stream.CodeNotFound {
+		var e api.ErrorJSON
+		if json.Unmarshal(data, &e) != nil || e.Error.Code != api.CodeNotFound {
 			rd.Error = resp.Status + ": " + strings.TrimSpace(string(data))
 		}
 	default:

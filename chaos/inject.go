@@ -1,6 +1,8 @@
 package chaos
 
 import (
+	"github.com/tidemark/tidemark/internal/backoff"
+
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -8,7 +10,6 @@ import (
 
 	"github.com/tidemark/tidemark/chaos/faults"
 	"github.com/tidemark/tidemark/chaos/history"
-	"github.com/tidemark/tidemark/stream"
 )
 
 // FaultKind names a fault the harness injects.
@@ -120,7 +121,7 @@ func (in *injector) run(ctx context.Context) []Fault {
 	var out []Fault
 	var queue []FaultKind
 	for {
-		if stream.Sleep(ctx, in.between(in.minGap, in.maxGap)) != nil {
+		if backoff.Sleep(ctx, in.between(in.minGap, in.maxGap)) != nil {
 			return out
 		}
 		if len(queue) == 0 {
@@ -175,7 +176,7 @@ func (in *injector) inject(ctx context.Context, kind FaultKind) Fault {
 		if err = inject(); err != nil {
 			return
 		}
-		_ = stream.Sleep(context.WithoutCancel(ctx), hold)
+		_ = backoff.Sleep(context.WithoutCancel(ctx), hold)
 		err = heal()
 		f.Held = time.Since(t0)
 	}
@@ -199,12 +200,12 @@ func (in *injector) inject(ctx context.Context, kind FaultKind) Fault {
 			if err := proc.Stop(); err != nil {
 				return err
 			}
-			_ = stream.Sleep(context.WithoutCancel(ctx), hold)
+			_ = backoff.Sleep(context.WithoutCancel(ctx), hold)
 			if err := proc.Cont(); err != nil {
 				return err
 			}
 			// The replica now applies the backlog; kill it while it does.
-			_ = stream.Sleep(context.WithoutCancel(ctx), time.Duration(in.rng.Int64N(int64(50*time.Millisecond))))
+			_ = backoff.Sleep(context.WithoutCancel(ctx), time.Duration(in.rng.Int64N(int64(50*time.Millisecond))))
 			return proc.Kill()
 		}, proc.Start)
 	case KillNATS:
@@ -335,7 +336,7 @@ func (in *injector) inject(ctx context.Context, kind FaultKind) Fault {
 			if last, err = probe(func(ctx context.Context) (uint64, error) { return StreamLast(ctx, c.js) }); err == nil || cctx.Err() != nil {
 				break
 			}
-			_ = stream.Sleep(cctx, 20*time.Millisecond)
+			_ = backoff.Sleep(cctx, 20*time.Millisecond)
 		}
 		for _, id := range affected {
 			for err == nil {
@@ -346,7 +347,7 @@ func (in *injector) inject(ctx context.Context, kind FaultKind) Fault {
 				if err != nil && cctx.Err() == nil {
 					err = nil // not answering yet
 				}
-				if serr := stream.Sleep(cctx, 20*time.Millisecond); serr != nil {
+				if serr := backoff.Sleep(cctx, 20*time.Millisecond); serr != nil {
 					err = serr
 				}
 			}

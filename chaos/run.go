@@ -1,6 +1,9 @@
 package chaos
 
 import (
+	"github.com/tidemark/tidemark/internal/backoff"
+	"github.com/tidemark/tidemark/internal/natsconn"
+
 	"context"
 	"errors"
 	"fmt"
@@ -143,7 +146,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	defer c.Close()
 	log.Info().Str("topology", res.Topology).Str("dir", o.Dir).Msg("cluster ready")
 
-	wconn, err := stream.Connect(ctx, stream.ConnectConfig{URL: c.FrontURL(), Name: "chaos-workload", Logger: log})
+	wconn, err := natsconn.Connect(ctx, natsconn.ConnectConfig{URL: c.FrontURL(), Name: "chaos-workload", Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +167,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	go func() {
 		defer close(timerDone)
 		defer stop()
-		if stream.Sleep(wctx, o.Duration) != nil {
+		if backoff.Sleep(wctx, o.Duration) != nil {
 			return
 		}
 		t := time.NewTimer(o.Duration)

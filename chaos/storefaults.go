@@ -1,6 +1,8 @@
 package chaos
 
 import (
+	"github.com/tidemark/tidemark/internal/backoff"
+
 	"context"
 	"fmt"
 	"io/fs"
@@ -101,7 +103,7 @@ func (in *injector) restoreStore(ctx context.Context, nn *natsNode) error {
 			in.losses = append(in.losses, history.Loss{Last: last, Copied: in.copied, Restored: time.Now()})
 			return nil
 		}
-		if serr := stream.Sleep(wctx, 50*time.Millisecond); serr != nil {
+		if serr := backoff.Sleep(wctx, 50*time.Millisecond); serr != nil {
 			return fmt.Errorf("restored store: last sequence: %v", err)
 		}
 	}
@@ -137,7 +139,7 @@ func (in *injector) deleteStream(ctx context.Context) (history.Epoch, error) {
 		if derr != nil || err != nil || after.State.LastSeq == uint64(len(msgs)) {
 			break
 		}
-		_ = stream.Sleep(ctx, 50*time.Millisecond)
+		_ = backoff.Sleep(ctx, 50*time.Millisecond)
 	}
 	if err := c.js.DeleteStream(ctx, st.Name()); err != nil {
 		return history.Epoch{}, fmt.Errorf("delete stream: %w", err)

@@ -1,6 +1,10 @@
 package client_test
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"strconv"
 	"sync/atomic"
@@ -11,7 +15,6 @@ import (
 
 	"github.com/tidemark/tidemark/client"
 	"github.com/tidemark/tidemark/internal/testenv"
-	"github.com/tidemark/tidemark/stream"
 	"github.com/tidemark/tidemark/writer"
 )
 
@@ -20,15 +23,15 @@ import (
 func BenchmarkNATS_Write(b *testing.B) {
 	e := testenv.Start(b)
 	ctx, cancel := context.WithCancel(context.Background())
-	svc := writer.NewService(e.Conn.Conn, stream.Subjects{}, writer.New(writer.Config{Stream: e.Stream}), zerolog.Nop())
+	svc := writer.NewService(e.Conn.Conn, wire.Subjects{}, writer.New(writer.Config{Stream: e.Stream}), zerolog.Nop())
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
 	b.Cleanup(func() { cancel(); <-done })
-	c := client.NewNATS(e.Conn.Conn, stream.Subjects{})
+	c := client.NewNATS(e.Conn.Conn, wire.Subjects{})
 	value := make([]byte, 128)
 	var n atomic.Uint64
 	write := func() error {
-		req := stream.WriteRequest{Op: stream.OpPut, Key: "key-" + strconv.FormatUint(n.Add(1)%1000, 10), Value: value}
+		req := api.WriteRequest{Op: api.OpPut, Key: "key-" + strconv.FormatUint(n.Add(1)%1000, 10), Value: value}
 		_, err := c.Write(context.Background(), req)
 		return err
 	}

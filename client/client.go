@@ -1,14 +1,16 @@
 package client
 
 import (
+	"github.com/tidemark/tidemark/internal/backoff"
+
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"errors"
 	"iter"
 	"time"
 
 	"github.com/nats-io/nuid"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 // Defaults of Client.
@@ -36,7 +38,7 @@ type Client struct {
 	transport     Transport
 	reader        Reader
 	wait          time.Duration
-	consistency   stream.Consistency
+	consistency   api.Consistency
 	writeAttempts int
 }
 
@@ -50,29 +52,29 @@ func New(t Transport, opts ...Option) *Client {
 }
 
 // NewSession starts a session with no token.
-func (c *Client) NewSession() *Session { return newSession(c, stream.Token{}) }
+func (c *Client) NewSession() *Session { return newSession(c, api.Token{}) }
 
 // Put sets key to value. The result carries the write's revision and the
 // session's new token.
-func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...WriteOption) (stream.WriteResult, error) {
+func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...WriteOption) (api.WriteResult, error) {
 	if value == nil {
 		value = []byte{}
 	}
-	return c.write(ctx, stream.WriteRequest{Op: stream.OpPut, Key: key, Value: value}, opts)
+	return c.write(ctx, api.WriteRequest{Op: api.OpPut, Key: key, Value: value}, opts)
 }
 
 // Delete deletes key. Deleting a key that does not exist is a write like
 // any other (it gets a revision); use IfRevision to delete only a given
 // version.
-func (c *Client) Delete(ctx context.Context, key string, opts ...WriteOption) (stream.WriteResult, error) {
-	return c.write(ctx, stream.WriteRequest{Op: stream.OpDelete, Key: key}, opts)
+func (c *Client) Delete(ctx context.Context, key string, opts ...WriteOption) (api.WriteResult, error) {
+	return c.write(ctx, api.WriteRequest{Op: api.OpDelete, Key: key}, opts)
 }
 
-// Get reads key. A key that does not exist fails with stream.ErrNotFound;
+// Get reads key. A key that does not exist fails with api.ErrNotFound;
 // the result then carries, for a deleted key, the delete's revision.
-func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (stream.GetResult, error) {
+func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (api.GetResult, error) {
 	o := c.readOptions(opts)
-	req := stream.GetRequest{Key: key, Wait: o.wait, Consistency: o.consistency, Replica: o.replica}
+	req := api.GetRequest{Key: key, Wait: o.wait, Consistency: o.consistency, Replica: o.replica}
 	s := SessionFrom(ctx)
 	if s != nil {
 		req.Token = s.Token()
@@ -86,9 +88,9 @@ func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (strea
 
 // Scan reads one page of the live keys under prefix, in key order; pass
 // the page's Next to WithAfter for the next page (Next is "" on the last).
-func (c *Client) Scan(ctx context.Context, prefix string, opts ...ReadOption) (stream.ScanResult, error) {
+func (c *Client) Scan(ctx context.Context, prefix string, opts ...ReadOption) (api.ScanResult, error) {
 	o := c.readOptions(opts)
-	req := stream.ScanRequest{Prefix: prefix, After: o.after, Limit: o.limit, Wait: o.wait, Consistency: o.consistency, Replica: o.replica}
+	req := api.ScanRequest{Prefix: prefix, After: o.after, Limit: o.limit, Wait: o.wait, Consistency: o.consistency, Replica: o.replica}
 	s := SessionFrom(ctx)
 	if s != nil {
 		req.Token = s.Token()
@@ -103,15 +105,15 @@ func (c *Client) Scan(ctx context.Context, prefix string, opts ...ReadOption) (s
 // ScanAll iterates over every live key under prefix, page by page. Each
 // page is a consistent snapshot as of at least the token of the page
 // before; the whole iteration is not one snapshot. An error ends it.
-func (c *Client) ScanAll(ctx context.Context, prefix string, opts ...ReadOption) iter.Seq2[stream.Record, error] {
-	return func(yield func(stream.Record, error) bool) {
+func (c *Client) ScanAll(ctx context.Context, prefix string, opts ...ReadOption) iter.Seq2[api.Record, error] {
+	return func(yield func(api.Record, error) bool) {
 		after := c.readOptions(opts).after
 		page := make([]ReadOption, len(opts), len(opts)+1)
 		copy(page, opts)
 		for {
 			res, err := c.Scan(ctx, prefix, append(page, WithAfter(after))...)
 			if err != nil {
-				yield(stream.Record{}, err)
+				yield(api.Record{}, err)
 				return
 			}
 			for _, r := range res.Items {
@@ -137,7 +139,7 @@ func (c *Client) readOptions(opts []ReadOption) readOptions {
 
 // write applies opts to req and sends it, through the context's session
 // when there is one.
-func (c *Client) write(ctx context.Context, req stream.WriteRequest, opts []WriteOption) (stream.WriteResult, error) {
+func (c *Client) write(ctx context.Context, req api.WriteRequest, opts []WriteOption) (api.WriteResult, error) {
 	for _, o := range opts {
 		o(&req)
 	}
@@ -149,14 +151,14 @@ func (c *Client) write(ctx context.Context, req stream.WriteRequest, opts []Writ
 
 // send sends a write, again with the same write id while it fails
 // indeterminately, up to the client's attempts.
-func (c *Client) send(ctx context.Context, req stream.WriteRequest) (stream.WriteResult, error) {
+func (c *Client) send(ctx context.Context, req api.WriteRequest) (api.WriteResult, error) {
 	if req.WriteID == "" {
 		req.WriteID = newWriteID()
 	}
-	b := stream.Backoff{Min: writeRetryMin, Max: writeRetryMax}
+	b := backoff.Backoff{Min: writeRetryMin, Max: writeRetryMax}
 	for attempt := 1; ; attempt++ {
 		res, err := c.transport.Write(ctx, req)
-		if err == nil || !errors.Is(err, stream.ErrUnavailable) || attempt >= c.writeAttempts || b.Wait(ctx) != nil {
+		if err == nil || !errors.Is(err, api.ErrUnavailable) || attempt >= c.writeAttempts || b.Wait(ctx) != nil {
 			return res, err
 		}
 	}
@@ -165,7 +167,7 @@ func (c *Client) send(ctx context.Context, req stream.WriteRequest) (stream.Writ
 // indeterminate reports whether a failed write may nevertheless have been
 // stored: anything but an answer that says it was refused (the writer or
 // the transport gave up waiting, the caller did, something unexpected).
-func indeterminate(err error) bool { return !stream.Refused(stream.Code(err)) }
+func indeterminate(err error) bool { return !api.Refused(api.Code(err)) }
 
 // newWriteID names a write for deduplication.
 func newWriteID() string { return nuid.Next() }

@@ -1,6 +1,8 @@
 package client_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"errors"
 	"fmt"
@@ -13,7 +15,6 @@ import (
 
 	"github.com/tidemark/tidemark/client"
 	"github.com/tidemark/tidemark/internal/stacktest"
-	"github.com/tidemark/tidemark/stream"
 )
 
 // tctx is a context that ends with the test, bounded by d.
@@ -137,8 +138,8 @@ func TestSession_WaitTimeout(t *testing.T) {
 				t.Fatalf("Put: %v", err)
 			}
 			_, err = sess.Get(ctx, "timeout/"+tr.name, client.WithWait(100*time.Millisecond))
-			if !errors.Is(err, stream.ErrTokenWaitTimeout) {
-				t.Fatalf("Get of a held back write: err=%v, want %v", err, stream.ErrTokenWaitTimeout)
+			if !errors.Is(err, api.ErrTokenWaitTimeout) {
+				t.Fatalf("Get of a held back write: err=%v, want %v", err, api.ErrTokenWaitTimeout)
 			}
 			if got := sess.Token(); got != w.Token {
 				t.Fatalf("Token()=%v after a timeout, want %v", got, w.Token)
@@ -160,15 +161,15 @@ func TestClient_Operations(t *testing.T) {
 				t.Fatalf("create: %v", err)
 			}
 			_, err = sess.Put(ctx, p+"a", []byte("2"), client.IfAbsent())
-			if !errors.Is(err, stream.ErrRevisionMismatch) {
-				t.Fatalf("create of an existing key: err=%v, want %v", err, stream.ErrRevisionMismatch)
+			if !errors.Is(err, api.ErrRevisionMismatch) {
+				t.Fatalf("create of an existing key: err=%v, want %v", err, api.ErrRevisionMismatch)
 			}
 			updated, err := sess.Put(ctx, p+"a", []byte("2"), client.IfRevision(created.Revision))
 			if err != nil {
 				t.Fatalf("update at revision: %v", err)
 			}
-			if _, err := sess.Put(ctx, p+"a", []byte("3"), client.IfRevision(created.Revision)); !errors.Is(err, stream.ErrRevisionMismatch) {
-				t.Fatalf("update at a stale revision: err=%v, want %v", err, stream.ErrRevisionMismatch)
+			if _, err := sess.Put(ctx, p+"a", []byte("3"), client.IfRevision(created.Revision)); !errors.Is(err, api.ErrRevisionMismatch) {
+				t.Fatalf("update at a stale revision: err=%v, want %v", err, api.ErrRevisionMismatch)
 			}
 			got, err := sess.Get(ctx, p+"a")
 			if err != nil {
@@ -196,8 +197,8 @@ func TestClient_Operations(t *testing.T) {
 				t.Fatalf("Delete: %v", err)
 			}
 			miss, err := sess.Get(ctx, p+"a")
-			if !errors.Is(err, stream.ErrNotFound) {
-				t.Fatalf("Get of a deleted key: err=%v, want %v", err, stream.ErrNotFound)
+			if !errors.Is(err, api.ErrNotFound) {
+				t.Fatalf("Get of a deleted key: err=%v, want %v", err, api.ErrNotFound)
 			}
 			if !miss.Record.Deleted || miss.Record.Revision != del.Revision {
 				t.Fatalf("Get of a deleted key=%+v, want deleted at %d", miss.Record, del.Revision)
@@ -232,26 +233,26 @@ func TestClient_Operations(t *testing.T) {
 			}
 
 			// Errors come back as the stream sentinels.
-			if _, err := sess.Put(ctx, "", []byte("x")); !errors.Is(err, stream.ErrInvalidKey) {
-				t.Fatalf("Put of an empty key: err=%v, want %v", err, stream.ErrInvalidKey)
+			if _, err := sess.Put(ctx, "", []byte("x")); !errors.Is(err, api.ErrInvalidKey) {
+				t.Fatalf("Put of an empty key: err=%v, want %v", err, api.ErrInvalidKey)
 			}
-			if _, err := sess.Scan(ctx, "", client.WithLimit(5000)); !errors.Is(err, stream.ErrInvalidRequest) {
-				t.Fatalf("Scan over the limit: err=%v, want %v", err, stream.ErrInvalidRequest)
+			if _, err := sess.Scan(ctx, "", client.WithLimit(5000)); !errors.Is(err, api.ErrInvalidRequest) {
+				t.Fatalf("Scan over the limit: err=%v, want %v", err, api.ErrInvalidRequest)
 			}
 			future := client.New(tr.t)
 			fs, err := client.ResumeSession(future, s.Stream.Token(1<<40).String())
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := fs.Get(ctx, p+"b"); !errors.Is(err, stream.ErrTokenFromFuture) {
-				t.Fatalf("Get with a token from the future: err=%v, want %v", err, stream.ErrTokenFromFuture)
+			if _, err := fs.Get(ctx, p+"b"); !errors.Is(err, api.ErrTokenFromFuture) {
+				t.Fatalf("Get with a token from the future: err=%v, want %v", err, api.ErrTokenFromFuture)
 			}
-			other, err := client.ResumeSession(future, stream.NewToken("0123456789ab", 1).String())
+			other, err := client.ResumeSession(future, api.NewToken("0123456789ab", 1).String())
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := other.Get(ctx, p+"b"); !errors.Is(err, stream.ErrTokenStreamMismatch) {
-				t.Fatalf("Get with another stream's token: err=%v, want %v", err, stream.ErrTokenStreamMismatch)
+			if _, err := other.Get(ctx, p+"b"); !errors.Is(err, api.ErrTokenStreamMismatch) {
+				t.Fatalf("Get with another stream's token: err=%v, want %v", err, api.ErrTokenStreamMismatch)
 			}
 		})
 	}
@@ -289,11 +290,11 @@ func TestSession_ExportResume(t *testing.T) {
 		t.Fatalf("Get in the resumed session=%q, %v; want %q", got.Record.Value, err, "from a")
 	}
 
-	if _, err := client.ResumeSession(client.New(client.NewHTTP(s.URL)), "not a token"); !errors.Is(err, stream.ErrInvalidToken) {
-		t.Fatalf("ResumeSession of garbage: err=%v, want %v", err, stream.ErrInvalidToken)
+	if _, err := client.ResumeSession(client.New(client.NewHTTP(s.URL)), "not a token"); !errors.Is(err, api.ErrInvalidToken) {
+		t.Fatalf("ResumeSession of garbage: err=%v, want %v", err, api.ErrInvalidToken)
 	}
-	if err := b.Merge(stream.NewToken("0123456789ab", 1)); !errors.Is(err, stream.ErrTokenStreamMismatch) {
-		t.Fatalf("Merge of another stream's token: err=%v, want %v", err, stream.ErrTokenStreamMismatch)
+	if err := b.Merge(api.NewToken("0123456789ab", 1)); !errors.Is(err, api.ErrTokenStreamMismatch) {
+		t.Fatalf("Merge of another stream's token: err=%v, want %v", err, api.ErrTokenStreamMismatch)
 	}
 	if got, want := b.Token(), w.Token; got.Stream != want.Stream || got.Seq < want.Seq {
 		t.Fatalf("Token()=%v after a refused merge, want at least %v", got, want)
@@ -307,13 +308,13 @@ type recorder struct {
 	client.Transport
 
 	mu       sync.Mutex
-	writes   []stream.WriteRequest
+	writes   []api.WriteRequest
 	inFlight int
 	overlap  bool
 	lose     int // the next lose writes are reported as failed
 }
 
-func (r *recorder) Write(ctx context.Context, req stream.WriteRequest) (stream.WriteResult, error) {
+func (r *recorder) Write(ctx context.Context, req api.WriteRequest) (api.WriteResult, error) {
 	r.mu.Lock()
 	r.writes = append(r.writes, req)
 	r.inFlight++
@@ -325,15 +326,15 @@ func (r *recorder) Write(ctx context.Context, req stream.WriteRequest) (stream.W
 	r.inFlight--
 	if err == nil && r.lose > 0 {
 		r.lose--
-		return stream.WriteResult{Key: req.Key, Token: req.Token}, stream.Errorf(stream.ErrUnavailable, "reply lost")
+		return api.WriteResult{Key: req.Key, Token: req.Token}, api.Errorf(api.ErrUnavailable, "reply lost")
 	}
 	return res, err
 }
 
-func (r *recorder) sent() []stream.WriteRequest {
+func (r *recorder) sent() []api.WriteRequest {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]stream.WriteRequest(nil), r.writes...)
+	return append([]api.WriteRequest(nil), r.writes...)
 }
 
 func TestSession_OrderedWrites(t *testing.T) {
@@ -391,8 +392,8 @@ func TestSession_IndeterminateWrite(t *testing.T) {
 	t.Run("called again", func(t *testing.T) {
 		rec := &recorder{Transport: nats, lose: 1}
 		sess := client.New(rec, client.WithWriteAttempts(1)).NewSession()
-		if _, err := sess.Put(ctx, "lost/2", []byte("v")); !errors.Is(err, stream.ErrUnavailable) {
-			t.Fatalf("Put with its reply lost: err=%v, want %v", err, stream.ErrUnavailable)
+		if _, err := sess.Put(ctx, "lost/2", []byte("v")); !errors.Is(err, api.ErrUnavailable) {
+			t.Fatalf("Put with its reply lost: err=%v, want %v", err, api.ErrUnavailable)
 		}
 		res, err := sess.Put(ctx, "lost/2", []byte("v"))
 		if err != nil {
@@ -434,8 +435,8 @@ func TestSession_LateWrite(t *testing.T) {
 			// The first write again, as a late copy of its request: same
 			// session, number and write id.
 			late := rec.sent()[0]
-			if _, err := tr.t.Write(ctx, late); !errors.Is(err, stream.ErrOutOfOrder) {
-				t.Fatalf("late write: err=%v, want %v", err, stream.ErrOutOfOrder)
+			if _, err := tr.t.Write(ctx, late); !errors.Is(err, api.ErrOutOfOrder) {
+				t.Fatalf("late write: err=%v, want %v", err, api.ErrOutOfOrder)
 			}
 			got, err := sess.Get(ctx, key)
 			if err != nil || string(got.Record.Value) != "second" || got.Record.Revision != second.Revision {

@@ -1,9 +1,9 @@
 package client
 
 import (
-	"context"
+	"github.com/tidemark/tidemark/api"
 
-	"github.com/tidemark/tidemark/stream"
+	"context"
 )
 
 // sessionKey is the context key of the session.
@@ -26,14 +26,14 @@ func SessionFrom(ctx context.Context) *Session {
 // as a propagated token arrives: a Client's calls with it read as of at
 // least tok, and merge the tokens of their replies into the new session,
 // not into any session ctx already carried.
-func WithToken(ctx context.Context, tok stream.Token) context.Context {
+func WithToken(ctx context.Context, tok api.Token) context.Context {
 	return WithSession(ctx, newSession(nil, tok))
 }
 
 // TokenFrom returns the token of the session ctx carries, or the zero token.
-func TokenFrom(ctx context.Context) stream.Token {
+func TokenFrom(ctx context.Context) api.Token {
 	if s := SessionFrom(ctx); s != nil {
 		return s.Token()
 	}
-	return stream.Token{}
+	return api.Token{}
 }

@@ -3,7 +3,7 @@
 // A Client runs over one Transport: NATS (NewNATS), which calls the writer
 // and replica services over NATS request/reply, or HTTP (NewHTTP), which
 // calls a gateway. Both speak the same protocol and return the same stream
-// types and sentinel errors (errors.Is(err, stream.ErrNotFound), ...). A
+// types and sentinel errors (errors.Is(err, api.ErrNotFound), ...). A
 // Client can also read from an embedded replica (WithReader) while it
 // writes through its transport.
 //

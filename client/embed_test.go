@@ -1,6 +1,8 @@
 package client_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"errors"
 	"io"
@@ -83,8 +85,8 @@ func TestEmbeddedReplica(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Put over HTTP: %v", err)
 	}
-	if _, err := c.Get(ctx, "e/2"); !errors.Is(err, stream.ErrNotFound) {
-		t.Fatalf("Get without the token from the held back replica: err=%v, want %v", err, stream.ErrNotFound)
+	if _, err := c.Get(ctx, "e/2"); !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("Get without the token from the held back replica: err=%v, want %v", err, api.ErrNotFound)
 	}
 	resumed, err := client.ResumeSession(c, other.String())
 	if err != nil {
@@ -126,11 +128,11 @@ func TestChain(t *testing.T) {
 		key := string(req.Data())
 		res, err := c.Get(ctx, key, client.WithWait(20*time.Second))
 		if err != nil {
-			_ = req.Error(stream.Code(err), err.Error(), nil)
+			_ = req.Error(api.Code(err), err.Error(), nil)
 			return
 		}
 		if _, err := c.Put(ctx, "audit/"+key, []byte("seen by c")); err != nil {
-			_ = req.Error(stream.Code(err), err.Error(), nil)
+			_ = req.Error(api.Code(err), err.Error(), nil)
 			return
 		}
 		_ = req.Respond(res.Record.Value)
@@ -180,8 +182,8 @@ func TestChain(t *testing.T) {
 		t.Fatalf("A: Put: %v", err)
 	}
 	// Without A's session the chain reads C's old state.
-	if status, body := ask(ctx, "order/1"); status != http.StatusBadGateway || body != stream.CodeNotFound+"\n" {
-		t.Fatalf("chain without the token: %d %q, want 502 %q", status, body, stream.CodeNotFound)
+	if status, body := ask(ctx, "order/1"); status != http.StatusBadGateway || body != api.CodeNotFound+"\n" {
+		t.Fatalf("chain without the token: %d %q, want 502 %q", status, body, api.CodeNotFound)
 	}
 	// With it C waits for A's write.
 	var released atomic.Bool

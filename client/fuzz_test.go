@@ -1,13 +1,13 @@
 package client
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
 	"github.com/nats-io/nats.go"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 // FuzzRequestToken feeds Middleware's token reading arbitrary headers and
@@ -21,9 +21,9 @@ func FuzzRequestToken(f *testing.F) {
 	f.Add("1..5", "1.abc123.18446744073709551615")
 	f.Fuzz(func(t *testing.T, header, cookie string) {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
-		r.Header.Set(stream.HeaderToken, header)
+		r.Header.Set(api.HeaderToken, header)
 		r.Header.Set("Cookie", CookieToken+"="+cookie)
-		var in stream.Token
+		var in api.Token
 		h := Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			in = TokenFrom(r.Context())
 		}))
@@ -32,13 +32,13 @@ func FuzzRequestToken(f *testing.F) {
 		if in.IsZero() {
 			return
 		}
-		if _, err := stream.ParseToken(in.String()); err != nil {
+		if _, err := api.ParseToken(in.String()); err != nil {
 			t.Fatalf("accepted token %v does not parse: %v", in, err)
 		}
-		if hdr, err := stream.ParseToken(header); err == nil && !hdr.IsZero() && in.Stream == hdr.Stream && in.Seq < hdr.Seq {
+		if hdr, err := api.ParseToken(header); err == nil && !hdr.IsZero() && in.Stream == hdr.Stream && in.Seq < hdr.Seq {
 			t.Fatalf("token %v is behind the header's %v", in, hdr)
 		}
-		if got := rec.Header().Get(stream.HeaderToken); got != in.String() {
+		if got := rec.Header().Get(api.HeaderToken); got != in.String() {
 			t.Fatalf("response token %q, want %q", got, in)
 		}
 	})
@@ -51,11 +51,11 @@ func FuzzMsgToken(f *testing.F) {
 	f.Add("2.abc123.5")
 	f.Add("1.ABC.5")
 	f.Fuzz(func(t *testing.T, v string) {
-		m := &nats.Msg{Header: nats.Header{stream.HeaderToken: {v}}}
+		m := &nats.Msg{Header: nats.Header{api.HeaderToken: {v}}}
 		tok := TokenFrom(ExtractNATS(t.Context(), m))
-		want, err := stream.ParseToken(v)
+		want, err := api.ParseToken(v)
 		if err != nil {
-			want = stream.Token{}
+			want = api.Token{}
 		}
 		if tok != want {
 			t.Fatalf("ExtractNATS(%q)=%v, want %v", v, tok, want)
@@ -76,7 +76,7 @@ func FuzzHTTPReplies(f *testing.F) {
 	f.Add(200, "1.abc123.5.AAAAAAAAAAAAAAAAAAAAAA", "5", "r1", "5", `{"key":"k","revision":5,"token":"1.abc123.5.AAAAAAAAAAAAAAAAAAAAAA"}`)
 	f.Fuzz(func(t *testing.T, status int, token, revision, replica, applied, body string) {
 		h := http.Header{}
-		for k, v := range map[string]string{stream.HeaderToken: token, stream.HeaderRevision: revision, stream.HeaderReplica: replica, stream.HeaderApplied: applied} {
+		for k, v := range map[string]string{api.HeaderToken: token, api.HeaderRevision: revision, api.HeaderReplica: replica, api.HeaderApplied: applied} {
 			if v != "" {
 				h.Set(k, v)
 			}
@@ -94,7 +94,7 @@ func FuzzHTTPReplies(f *testing.F) {
 		if err == nil && (s.Items == nil || status != http.StatusOK) {
 			t.Fatalf("scan reply %d decoded as a success without items: %+v", status, s)
 		}
-		if err != nil && stream.Code(err) == "" {
+		if err != nil && api.Code(err) == "" {
 			t.Fatalf("error without a code: %v", err)
 		}
 	})

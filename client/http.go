@@ -1,6 +1,8 @@
 package client
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -13,8 +15,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 // Defaults of HTTP.
@@ -34,7 +34,7 @@ const (
 // DELETE /v1/kv/{key}, GET /v1/kv?prefix=...). Errors of the gateway come
 // back as the stream sentinels, rebuilt from the JSON error body; a gateway
 // that cannot be reached, or does not answer in time, fails with
-// stream.ErrUnavailable. It is safe for concurrent use.
+// api.ErrUnavailable. It is safe for concurrent use.
 //
 // A gateway that signs its tokens (gateway.token_keys) accepts only the
 // signed form back; HTTP remembers the signed form of the tokens it
@@ -58,12 +58,12 @@ type HTTP struct {
 	err  error  // a bad base URL, reported by every call
 
 	sigMu  sync.Mutex
-	signed map[stream.Token]string // signed forms, as a signing gateway handed them out
+	signed map[api.Token]string // signed forms, as a signing gateway handed them out
 }
 
 // NewHTTP returns a transport for the gateway at baseURL, such as
 // "http://localhost:8080". A malformed URL fails every call with
-// stream.ErrInvalidRequest.
+// api.ErrInvalidRequest.
 func NewHTTP(baseURL string) *HTTP {
 	h := &HTTP{
 		Client:           &http.Client{},
@@ -75,46 +75,46 @@ func NewHTTP(baseURL string) *HTTP {
 	}
 	u, err := url.Parse(h.base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		h.err = stream.Errorf(stream.ErrInvalidRequest, "gateway URL %q: want http://host:port or https://host:port, with an optional path", baseURL)
+		h.err = api.Errorf(api.ErrInvalidRequest, "gateway URL %q: want http://host:port or https://host:port, with an optional path", baseURL)
 	}
 	return h
 }
 
 // Write sends a put (PUT /v1/kv/{key}) or a delete (DELETE /v1/kv/{key}).
-func (h *HTTP) Write(ctx context.Context, req stream.WriteRequest) (stream.WriteResult, error) {
-	failed := stream.WriteResult{Key: req.Key, Token: req.Token}
+func (h *HTTP) Write(ctx context.Context, req api.WriteRequest) (api.WriteResult, error) {
+	failed := api.WriteResult{Key: req.Key, Token: req.Token}
 	if h.err != nil {
 		return failed, h.err
 	}
 	var method string
 	var body io.Reader
 	switch req.Op {
-	case stream.OpPut:
+	case api.OpPut:
 		method, body = http.MethodPut, bytes.NewReader(req.Value)
-	case stream.OpDelete:
+	case api.OpDelete:
 		method = http.MethodDelete
 	default:
-		return failed, stream.Errorf(stream.ErrInvalidRequest, "unknown op %q: want %s or %s", req.Op, stream.OpPut, stream.OpDelete)
+		return failed, api.Errorf(api.ErrInvalidRequest, "unknown op %q: want %s or %s", req.Op, api.OpPut, api.OpDelete)
 	}
 	ctx, cancel := withDefaultTimeout(ctx, h.WriteTimeout)
 	defer cancel()
 	hr, err := http.NewRequestWithContext(ctx, method, h.keyURL(req.Key), body)
 	if err != nil {
-		return failed, stream.Errorf(stream.ErrInvalidRequest, "write %q: %v", req.Key, err)
+		return failed, api.Errorf(api.ErrInvalidRequest, "write %q: %v", req.Key, err)
 	}
 	setToken(hr.Header, h.formatToken(req.Token))
 	if req.WriteID != "" {
-		hr.Header.Set(stream.HeaderWriteID, req.WriteID)
+		hr.Header.Set(api.HeaderWriteID, req.WriteID)
 	}
 	if req.IfRevision != 0 {
-		hr.Header.Set(stream.HeaderIfMatch, `"`+strconv.FormatUint(req.IfRevision, 10)+`"`)
+		hr.Header.Set(api.HeaderIfMatch, `"`+strconv.FormatUint(req.IfRevision, 10)+`"`)
 	}
 	if req.IfAbsent {
-		hr.Header.Set(stream.HeaderIfNoneMatch, "*")
+		hr.Header.Set(api.HeaderIfNoneMatch, "*")
 	}
 	if req.Session != "" {
-		hr.Header.Set(stream.HeaderSession, req.Session)
-		hr.Header.Set(stream.HeaderSessionSeq, strconv.FormatUint(req.SessionSeq, 10))
+		hr.Header.Set(api.HeaderSession, req.Session)
+		hr.Header.Set(api.HeaderSessionSeq, strconv.FormatUint(req.SessionSeq, 10))
 	}
 	resp, data, err := h.do(hr)
 	if err != nil {
@@ -124,17 +124,17 @@ func (h *HTTP) Write(ctx context.Context, req stream.WriteRequest) (stream.Write
 	if res.Key == "" {
 		res.Key = req.Key
 	}
-	if res.Token.IsZero() && !errors.Is(err, stream.ErrTokenStreamMismatch) && !errors.Is(err, stream.ErrTokenFromFuture) {
+	if res.Token.IsZero() && !errors.Is(err, api.ErrTokenStreamMismatch) && !errors.Is(err, api.ErrTokenFromFuture) {
 		res.Token = req.Token
 	}
 	return res, err
 }
 
 // Get sends a point read (GET /v1/kv/{key}); the gateway picks the replica,
-// or req.Replica when set. On stream.ErrNotFound the result still carries
+// or req.Replica when set. On api.ErrNotFound the result still carries
 // the token and, for a deleted key, the delete's revision.
-func (h *HTTP) Get(ctx context.Context, req stream.GetRequest) (stream.GetResult, error) {
-	failed := stream.GetResult{Record: stream.Record{Key: req.Key}, Token: req.Token}
+func (h *HTTP) Get(ctx context.Context, req api.GetRequest) (api.GetResult, error) {
+	failed := api.GetResult{Record: api.Record{Key: req.Key}, Token: req.Token}
 	if h.err != nil {
 		return failed, h.err
 	}
@@ -142,7 +142,7 @@ func (h *HTTP) Get(ctx context.Context, req stream.GetRequest) (stream.GetResult
 	defer cancel()
 	hr, err := http.NewRequestWithContext(ctx, http.MethodGet, h.keyURL(req.Key), nil)
 	if err != nil {
-		return failed, stream.Errorf(stream.ErrInvalidRequest, "get %q: %v", req.Key, err)
+		return failed, api.Errorf(api.ErrInvalidRequest, "get %q: %v", req.Key, err)
 	}
 	setReadHeaders(hr.Header, h.formatToken(req.Token), req.Wait, req.Consistency, req.Replica)
 	resp, data, err := h.do(hr)
@@ -153,8 +153,8 @@ func (h *HTTP) Get(ctx context.Context, req stream.GetRequest) (stream.GetResult
 }
 
 // Scan sends a prefix scan (GET /v1/kv?prefix=P&limit=N&after=K).
-func (h *HTTP) Scan(ctx context.Context, req stream.ScanRequest) (stream.ScanResult, error) {
-	failed := stream.ScanResult{Token: req.Token}
+func (h *HTTP) Scan(ctx context.Context, req api.ScanRequest) (api.ScanResult, error) {
+	failed := api.ScanResult{Token: req.Token}
 	if h.err != nil {
 		return failed, h.err
 	}
@@ -169,7 +169,7 @@ func (h *HTTP) Scan(ctx context.Context, req stream.ScanRequest) (stream.ScanRes
 	defer cancel()
 	hr, err := http.NewRequestWithContext(ctx, http.MethodGet, h.base+"/v1/kv?"+q.Encode(), nil)
 	if err != nil {
-		return failed, stream.Errorf(stream.ErrInvalidRequest, "scan: %v", err)
+		return failed, api.Errorf(api.ErrInvalidRequest, "scan: %v", err)
 	}
 	setReadHeaders(hr.Header, h.formatToken(req.Token), req.Wait, req.Consistency, req.Replica)
 	resp, data, err := h.do(hr)
@@ -216,7 +216,7 @@ func (h *HTTP) do(hr *http.Request) (*http.Response, []byte, error) {
 		return nil, nil, h.transportError(hr, start, err)
 	}
 	if int64(len(data)) > limit {
-		return nil, nil, stream.Errorf(stream.ErrInternal, "%s %s: reply over %d bytes", hr.Method, hr.URL.Redacted(), limit)
+		return nil, nil, api.Errorf(api.ErrInternal, "%s %s: reply over %d bytes", hr.Method, hr.URL.Redacted(), limit)
 	}
 	return resp, data, nil
 }
@@ -227,10 +227,10 @@ func (h *HTTP) transportError(hr *http.Request, start time.Time, err error) erro
 	case errors.Is(ctx.Err(), context.Canceled):
 		return ctx.Err()
 	case errors.Is(ctx.Err(), context.DeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
-		return stream.Errorf(stream.ErrUnavailable, "no reply from the gateway to %s %s in time (waited %v)",
+		return api.Errorf(api.ErrUnavailable, "no reply from the gateway to %s %s in time (waited %v)",
 			hr.Method, hr.URL.Redacted(), time.Since(start).Round(time.Millisecond))
 	default:
-		return stream.Errorf(stream.ErrUnavailable, "%s %s: %v", hr.Method, hr.URL.Redacted(), unwrapURLError(err))
+		return api.Errorf(api.ErrUnavailable, "%s %s: %v", hr.Method, hr.URL.Redacted(), unwrapURLError(err))
 	}
 }
 
@@ -245,22 +245,22 @@ func unwrapURLError(err error) error {
 
 // parseToken parses a token of a reply; a signed one ("<token>.<sig>") is
 // remembered, so that formatToken sends it back signed.
-func (h *HTTP) parseToken(s string) (stream.Token, error) {
-	tok, err := stream.ParseToken(s) // takes a signed token too, without its signature
+func (h *HTTP) parseToken(s string) (api.Token, error) {
+	tok, err := api.ParseToken(s) // takes a signed token too, without its signature
 	if err != nil || tok.IsZero() || strings.Count(s, ".") != 3 {
 		return tok, err
 	}
 	h.sigMu.Lock()
 	defer h.sigMu.Unlock()
 	if h.signed == nil || len(h.signed) >= maxSigned {
-		h.signed = make(map[stream.Token]string)
+		h.signed = make(map[api.Token]string)
 	}
 	h.signed[tok] = s
 	return tok, nil
 }
 
 // formatToken is tok as the gateway wants it back: signed, if it was.
-func (h *HTTP) formatToken(tok stream.Token) string {
+func (h *HTTP) formatToken(tok api.Token) string {
 	h.sigMu.Lock()
 	defer h.sigMu.Unlock()
 	if s, ok := h.signed[tok]; ok {
@@ -271,65 +271,65 @@ func (h *HTTP) formatToken(tok stream.Token) string {
 
 func setToken(h http.Header, tok string) {
 	if tok != "" {
-		h.Set(stream.HeaderToken, tok)
+		h.Set(api.HeaderToken, tok)
 	}
 }
 
-func setReadHeaders(h http.Header, tok string, wait time.Duration, c stream.Consistency, replica string) {
+func setReadHeaders(h http.Header, tok string, wait time.Duration, c api.Consistency, replica string) {
 	setToken(h, tok)
 	if wait > 0 {
-		h.Set(stream.HeaderWait, wait.String())
+		h.Set(api.HeaderWait, wait.String())
 	}
-	if c != "" && c != stream.Session {
-		h.Set(stream.HeaderConsistency, string(c))
+	if c != "" && c != api.Session {
+		h.Set(api.HeaderConsistency, string(c))
 	}
 	if replica != "" {
-		h.Set(stream.HeaderReplica, replica)
+		h.Set(api.HeaderReplica, replica)
 	}
 }
 
 // --- decoding the gateway's replies --------------------------------------
 
 // tokenParser parses the tokens of replies.
-type tokenParser func(string) (stream.Token, error)
+type tokenParser func(string) (api.Token, error)
 
 // decodeHTTPWrite decodes the reply to a write.
-func decodeHTTPWrite(status int, h http.Header, body []byte, parse tokenParser) (stream.WriteResult, error) {
+func decodeHTTPWrite(status int, h http.Header, body []byte, parse tokenParser) (api.WriteResult, error) {
 	tok, rev, err := replyTokenRevision(h, parse)
-	res := stream.WriteResult{Token: tok, Revision: rev}
+	res := api.WriteResult{Token: tok, Revision: rev}
 	if err != nil {
 		return res, err
 	}
 	if status != http.StatusOK {
 		return res, decodeHTTPError(status, body)
 	}
-	var w stream.WriteJSON
+	var w api.WriteJSON
 	if err := json.Unmarshal(body, &w); err != nil {
-		return res, stream.Errorf(stream.ErrInternal, "bad write reply: %v", err)
+		return res, api.Errorf(api.ErrInternal, "bad write reply: %v", err)
 	}
 	if w.Revision == 0 {
-		return res, stream.Errorf(stream.ErrInternal, "bad write reply: no revision")
+		return res, api.Errorf(api.ErrInternal, "bad write reply: no revision")
 	}
 	res.Key, res.Revision = w.Key, w.Revision
 	if res.Token.IsZero() {
 		if res.Token, err = parse(w.Token); err != nil {
-			return res, stream.Errorf(stream.ErrInternal, "bad token in write reply: %v", err)
+			return res, api.Errorf(api.ErrInternal, "bad token in write reply: %v", err)
 		}
 	}
 	return res, nil
 }
 
 // decodeHTTPGet decodes the reply to a point read of key.
-func decodeHTTPGet(key string, status int, h http.Header, body []byte, parse tokenParser) (stream.GetResult, error) {
+func decodeHTTPGet(key string, status int, h http.Header, body []byte, parse tokenParser) (api.GetResult, error) {
 	tok, rev, err := replyTokenRevision(h, parse)
-	res := stream.GetResult{Record: stream.Record{Key: key, Revision: rev}, Token: tok}
+	res := api.GetResult{Record: api.Record{Key: key, Revision: rev}, Token: tok}
 	if err != nil {
 		return res, err
 	}
 	res.Replica, res.Applied, res.Waited, res.StreamLast = replyServedBy(h)
 	if status != http.StatusOK {
 		err := decodeHTTPError(status, body)
-		if errors.Is(err, stream.ErrNotFound) {
+		if errors.Is(err, api.ErrNotFound) {
 			res.Record.Deleted = rev != 0
 		} else {
 			res.Record.Revision = 0
@@ -337,7 +337,7 @@ func decodeHTTPGet(key string, status int, h http.Header, body []byte, parse tok
 		return res, err
 	}
 	if rev == 0 {
-		return res, stream.Errorf(stream.ErrInternal, "bad get reply: no %s", stream.HeaderRevision)
+		return res, api.Errorf(api.ErrInternal, "bad get reply: no %s", api.HeaderRevision)
 	}
 	res.Record.Value = body
 	if res.Record.Value == nil {
@@ -347,9 +347,9 @@ func decodeHTTPGet(key string, status int, h http.Header, body []byte, parse tok
 }
 
 // decodeHTTPScan decodes the reply to a scan.
-func decodeHTTPScan(status int, h http.Header, body []byte, parse tokenParser) (stream.ScanResult, error) {
+func decodeHTTPScan(status int, h http.Header, body []byte, parse tokenParser) (api.ScanResult, error) {
 	tok, _, err := replyTokenRevision(h, parse)
-	res := stream.ScanResult{Token: tok}
+	res := api.ScanResult{Token: tok}
 	if err != nil {
 		return res, err
 	}
@@ -357,22 +357,22 @@ func decodeHTTPScan(status int, h http.Header, body []byte, parse tokenParser) (
 	if status != http.StatusOK {
 		return res, decodeHTTPError(status, body)
 	}
-	var page stream.ScanJSON
+	var page api.ScanJSON
 	if err := json.Unmarshal(body, &page); err != nil {
-		return res, stream.Errorf(stream.ErrInternal, "bad scan reply: %v", err)
+		return res, api.Errorf(api.ErrInternal, "bad scan reply: %v", err)
 	}
 	if res.Token.IsZero() {
 		if res.Token, err = parse(page.Token); err != nil {
-			return res, stream.Errorf(stream.ErrInternal, "bad token in scan reply: %v", err)
+			return res, api.Errorf(api.ErrInternal, "bad token in scan reply: %v", err)
 		}
 	}
 	res.Next = page.Next
-	res.Items = make([]stream.Record, len(page.Items))
+	res.Items = make([]api.Record, len(page.Items))
 	for i, it := range page.Items {
 		if it.Value == nil {
 			it.Value = []byte{}
 		}
-		res.Items[i] = stream.Record{Key: it.Key, Value: it.Value, Revision: it.Revision}
+		res.Items[i] = api.Record{Key: it.Key, Value: it.Value, Revision: it.Revision}
 	}
 	return res, nil
 }
@@ -380,34 +380,34 @@ func decodeHTTPScan(status int, h http.Header, body []byte, parse tokenParser) (
 // decodeHTTPError rebuilds the error of a reply that is not 200 from its
 // JSON body; a reply without one (a proxy's) is mapped by its status.
 func decodeHTTPError(status int, body []byte) error {
-	var e stream.ErrorJSON
+	var e api.ErrorJSON
 	if json.Unmarshal(body, &e) == nil && e.Error.Code != "" {
-		return stream.FromCode(e.Error.Code, e.Error.Message)
+		return api.FromCode(e.Error.Code, e.Error.Message)
 	}
 	text := fmt.Sprintf("gateway answered %d %s without an error body", status, http.StatusText(status))
 	switch {
 	case status == http.StatusRequestEntityTooLarge:
-		return stream.Errorf(stream.ErrValueTooLarge, "%s", text)
+		return api.Errorf(api.ErrValueTooLarge, "%s", text)
 	case status == http.StatusTooManyRequests, status == http.StatusBadGateway,
 		status == http.StatusServiceUnavailable, status == http.StatusGatewayTimeout:
-		return stream.Errorf(stream.ErrUnavailable, "%s", text)
+		return api.Errorf(api.ErrUnavailable, "%s", text)
 	case status >= 400 && status < 500:
-		return stream.Errorf(stream.ErrInvalidRequest, "%s (is the URL a Tidemark gateway?)", text)
+		return api.Errorf(api.ErrInvalidRequest, "%s (is the URL a Tidemark gateway?)", text)
 	default:
-		return stream.Errorf(stream.ErrInternal, "%s", text)
+		return api.Errorf(api.ErrInternal, "%s", text)
 	}
 }
 
 // replyTokenRevision reads the token and revision headers of a reply.
-func replyTokenRevision(h http.Header, parse tokenParser) (stream.Token, uint64, error) {
-	tok, err := parse(h.Get(stream.HeaderToken))
+func replyTokenRevision(h http.Header, parse tokenParser) (api.Token, uint64, error) {
+	tok, err := parse(h.Get(api.HeaderToken))
 	if err != nil {
-		return stream.Token{}, 0, stream.Errorf(stream.ErrInternal, "bad token in reply: %v", err)
+		return api.Token{}, 0, api.Errorf(api.ErrInternal, "bad token in reply: %v", err)
 	}
 	var rev uint64
-	if s := h.Get(stream.HeaderRevision); s != "" {
+	if s := h.Get(api.HeaderRevision); s != "" {
 		if rev, err = strconv.ParseUint(s, 10, 64); err != nil {
-			return tok, 0, stream.Errorf(stream.ErrInternal, "bad revision in reply %q", s)
+			return tok, 0, api.Errorf(api.ErrInternal, "bad revision in reply %q", s)
 		}
 	}
 	return tok, rev, nil
@@ -416,8 +416,8 @@ func replyTokenRevision(h http.Header, parse tokenParser) (stream.Token, uint64,
 // replyServedBy reads the headers that say which replica served a read.
 // They are informative, so malformed values read as zero.
 func replyServedBy(h http.Header) (string, uint64, time.Duration, uint64) {
-	applied, _ := strconv.ParseUint(h.Get(stream.HeaderApplied), 10, 64)
-	waited, _ := time.ParseDuration(h.Get(stream.HeaderWaited))
-	last, _ := strconv.ParseUint(h.Get(stream.HeaderStreamLast), 10, 64)
-	return h.Get(stream.HeaderReplica), applied, waited, last
+	applied, _ := strconv.ParseUint(h.Get(api.HeaderApplied), 10, 64)
+	waited, _ := time.ParseDuration(h.Get(api.HeaderWaited))
+	last, _ := strconv.ParseUint(h.Get(api.HeaderStreamLast), 10, 64)
+	return h.Get(api.HeaderReplica), applied, waited, last
 }

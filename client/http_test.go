@@ -1,6 +1,8 @@
 package client_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"errors"
 	"io"
 	"net"
@@ -12,7 +14,6 @@ import (
 
 	"github.com/tidemark/tidemark/client"
 	"github.com/tidemark/tidemark/internal/stacktest"
-	"github.com/tidemark/tidemark/stream"
 )
 
 func TestHTTP_Keys(t *testing.T) {
@@ -67,22 +68,22 @@ func TestHTTP_Unreachable(t *testing.T) {
 	ln.Close() // nothing listens there now
 	h := client.NewHTTP("http://" + addr)
 	ctx := tctx(t, 10*time.Second)
-	if _, err := h.Write(ctx, stream.WriteRequest{Op: stream.OpPut, Key: "k"}); !errors.Is(err, stream.ErrUnavailable) {
-		t.Fatalf("Write: err=%v, want %v", err, stream.ErrUnavailable)
+	if _, err := h.Write(ctx, api.WriteRequest{Op: api.OpPut, Key: "k"}); !errors.Is(err, api.ErrUnavailable) {
+		t.Fatalf("Write: err=%v, want %v", err, api.ErrUnavailable)
 	}
-	if _, err := h.Get(ctx, stream.GetRequest{Key: "k"}); !errors.Is(err, stream.ErrUnavailable) {
-		t.Fatalf("Get: err=%v, want %v", err, stream.ErrUnavailable)
+	if _, err := h.Get(ctx, api.GetRequest{Key: "k"}); !errors.Is(err, api.ErrUnavailable) {
+		t.Fatalf("Get: err=%v, want %v", err, api.ErrUnavailable)
 	}
-	if _, err := h.Scan(ctx, stream.ScanRequest{}); !errors.Is(err, stream.ErrUnavailable) {
-		t.Fatalf("Scan: err=%v, want %v", err, stream.ErrUnavailable)
+	if _, err := h.Scan(ctx, api.ScanRequest{}); !errors.Is(err, api.ErrUnavailable) {
+		t.Fatalf("Scan: err=%v, want %v", err, api.ErrUnavailable)
 	}
 }
 
 func TestHTTP_BadURL(t *testing.T) {
 	for _, u := range []string{"", "localhost:8080", "ftp://x", "http://", "http://x/?a=b", "http://[::1"} {
 		h := client.NewHTTP(u)
-		if _, err := h.Get(tctx(t, time.Second), stream.GetRequest{Key: "k"}); !errors.Is(err, stream.ErrInvalidRequest) {
-			t.Fatalf("NewHTTP(%q).Get: err=%v, want %v", u, err, stream.ErrInvalidRequest)
+		if _, err := h.Get(tctx(t, time.Second), api.GetRequest{Key: "k"}); !errors.Is(err, api.ErrInvalidRequest) {
+			t.Fatalf("NewHTTP(%q).Get: err=%v, want %v", u, err, api.ErrInvalidRequest)
 		}
 	}
 }
@@ -104,7 +105,7 @@ func TestHTTP_Replies(t *testing.T) {
 		case "garbage":
 			_, _ = io.WriteString(w, "{not json")
 		case "bad-token":
-			w.Header().Set(stream.HeaderToken, "garbage")
+			w.Header().Set(api.HeaderToken, "garbage")
 			_, _ = io.WriteString(w, `{"key":"k","revision":1}`)
 		case "big":
 			_, _ = io.WriteString(w, strings.Repeat("x", 2048))
@@ -120,31 +121,31 @@ func TestHTTP_Replies(t *testing.T) {
 		test string
 		want error
 	}{
-		{"502", stream.ErrUnavailable},
-		{"404", stream.ErrInvalidRequest},
-		{"garbage", stream.ErrInternal},
-		{"bad-token", stream.ErrInternal},
-		{"big", stream.ErrInternal},
+		{"502", api.ErrUnavailable},
+		{"404", api.ErrInvalidRequest},
+		{"garbage", api.ErrInternal},
+		{"bad-token", api.ErrInternal},
+		{"big", api.ErrInternal},
 	} {
 		t.Run(tc.test, func(t *testing.T) {
 			ctx := tctx(t, 10*time.Second)
-			_, err := h.Write(ctx, stream.WriteRequest{Op: stream.OpPut, Key: tc.test, Value: []byte("v")})
+			_, err := h.Write(ctx, api.WriteRequest{Op: api.OpPut, Key: tc.test, Value: []byte("v")})
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Write: err=%v, want %v", err, tc.want)
 			}
 			if tc.test == "garbage" || tc.test == "bad-token" {
 				return
 			}
-			if _, err := h.Scan(ctx, stream.ScanRequest{Prefix: tc.test}); !errors.Is(err, tc.want) {
+			if _, err := h.Scan(ctx, api.ScanRequest{Prefix: tc.test}); !errors.Is(err, tc.want) {
 				t.Fatalf("Scan: err=%v, want %v", err, tc.want)
 			}
 		})
 	}
 	t.Run("hang", func(t *testing.T) {
 		h.ReadMargin = 50 * time.Millisecond
-		_, err := h.Get(t.Context(), stream.GetRequest{Key: "hang", Wait: 50 * time.Millisecond})
-		if !errors.Is(err, stream.ErrUnavailable) || !strings.Contains(err.Error(), "in time") {
-			t.Fatalf("Get of a hung server: err=%v, want %v in time", err, stream.ErrUnavailable)
+		_, err := h.Get(t.Context(), api.GetRequest{Key: "hang", Wait: 50 * time.Millisecond})
+		if !errors.Is(err, api.ErrUnavailable) || !strings.Contains(err.Error(), "in time") {
+			t.Fatalf("Get of a hung server: err=%v, want %v in time", err, api.ErrUnavailable)
 		}
 	})
 }
@@ -152,7 +153,7 @@ func TestHTTP_Replies(t *testing.T) {
 // TestHTTP_SignedTokens runs a session against a gateway that signs its
 // tokens: the transport sends back the signed form it received.
 func TestHTTP_SignedTokens(t *testing.T) {
-	signer, err := stream.NewSigner([]byte("0123456789abcdef-key"))
+	signer, err := api.NewSigner([]byte("0123456789abcdef-key"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +179,7 @@ func TestHTTP_SignedTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := forged.Get(ctx, "signed"); !errors.Is(err, stream.ErrInvalidToken) {
-		t.Fatalf("Get with an unsigned token: err=%v, want %v", err, stream.ErrInvalidToken)
+	if _, err := forged.Get(ctx, "signed"); !errors.Is(err, api.ErrInvalidToken) {
+		t.Fatalf("Get with an unsigned token: err=%v, want %v", err, api.ErrInvalidToken)
 	}
 }

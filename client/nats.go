@@ -1,14 +1,16 @@
 package client
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"errors"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 // Defaults of NATS.
@@ -41,12 +43,12 @@ type NATS struct {
 	Router *Router
 
 	nc       *nats.Conn
-	subjects stream.Subjects
+	subjects wire.Subjects
 }
 
 // NewNATS returns a transport that sends requests on nc to the endpoints of
 // subjects.
-func NewNATS(nc *nats.Conn, subjects stream.Subjects) *NATS {
+func NewNATS(nc *nats.Conn, subjects wire.Subjects) *NATS {
 	return &NATS{
 		WriteTimeout: DefaultWriteTimeout,
 		ReadWait:     DefaultReadWait,
@@ -58,30 +60,30 @@ func NewNATS(nc *nats.Conn, subjects stream.Subjects) *NATS {
 
 // Write sends a put or a delete to a writer. Errors of the writer come back
 // as the stream sentinels; when no writer answers, it fails with
-// stream.ErrUnavailable.
-func (c *NATS) Write(ctx context.Context, req stream.WriteRequest) (stream.WriteResult, error) {
-	failed := stream.WriteResult{Key: req.Key, Token: req.Token}
+// api.ErrUnavailable.
+func (c *NATS) Write(ctx context.Context, req api.WriteRequest) (api.WriteResult, error) {
+	failed := api.WriteResult{Key: req.Key, Token: req.Token}
 	var subject string
 	switch req.Op {
-	case stream.OpPut:
+	case api.OpPut:
 		subject = c.subjects.Put()
-	case stream.OpDelete:
+	case api.OpDelete:
 		subject = c.subjects.Delete()
 	default:
-		return failed, stream.Errorf(stream.ErrInvalidRequest, "unknown op %q: want %s or %s", req.Op, stream.OpPut, stream.OpDelete)
+		return failed, api.Errorf(api.ErrInvalidRequest, "unknown op %q: want %s or %s", req.Op, api.OpPut, api.OpDelete)
 	}
-	if req.Op == stream.OpPut {
+	if req.Op == api.OpPut {
 		if err := c.ValueLimit().Check(int64(len(req.Value))); err != nil {
 			return failed, err
 		}
 	}
 	ctx, cancel := withDefaultTimeout(ctx, c.WriteTimeout)
 	defer cancel()
-	reply, err := c.request(ctx, req.Msg(subject), "writer")
+	reply, err := c.request(ctx, wire.WriteMsg(subject, req), "writer")
 	if err != nil {
 		return failed, err
 	}
-	res, err := stream.DecodeWriteReply(reply)
+	res, err := wire.DecodeWriteReply(reply)
 	if res.Key == "" {
 		res.Key = req.Key
 	}
@@ -91,25 +93,25 @@ func (c *NATS) Write(ctx context.Context, req stream.WriteRequest) (stream.Write
 // ValueLimit returns the largest value a put can carry over this
 // connection: what the NATS server's max_payload leaves for the put and
 // for every reply that carries the value. The writer may allow less.
-func (c *NATS) ValueLimit() stream.ValueLimit {
-	return stream.NewValueLimit(0, c.nc.MaxPayload())
+func (c *NATS) ValueLimit() wire.ValueLimit {
+	return wire.NewValueLimit(0, c.nc.MaxPayload())
 }
 
 // Get sends a point read to the replica the Router picks, to req.Replica
-// when set, or else to any ready replica. On stream.ErrNotFound the result
+// when set, or else to any ready replica. On api.ErrNotFound the result
 // still carries the token and, for a deleted key, the delete's revision.
-// When no replica answers, it fails with stream.ErrUnavailable.
-func (c *NATS) Get(ctx context.Context, req stream.GetRequest) (stream.GetResult, error) {
-	res := stream.GetResult{Record: stream.Record{Key: req.Key}, Token: req.Token}
+// When no replica answers, it fails with api.ErrUnavailable.
+func (c *NATS) Get(ctx context.Context, req api.GetRequest) (api.GetResult, error) {
+	res := api.GetResult{Record: api.Record{Key: req.Key}, Token: req.Token}
 	r := route{pinned: req.Replica, seq: req.Token.Seq, consistency: req.Consistency, wait: req.Wait, forward: req.Forward,
 		shared: c.subjects.Get(), perReplica: c.subjects.ReplicaGet}
 	err := c.read(ctx, r, func(subject string, wait time.Duration) *nats.Msg {
 		one := req
 		one.Wait = wait
-		return one.Msg(subject)
+		return wire.GetMsg(subject, one)
 	}, func(reply *nats.Msg) (string, uint64, error) {
 		var err error
-		res, err = stream.DecodeGetReply(req.Key, reply)
+		res, err = wire.DecodeGetReply(req.Key, reply)
 		return res.Replica, res.Applied, err
 	})
 	res.Token = replyToken(res.Token, req.Token, err)
@@ -117,18 +119,18 @@ func (c *NATS) Get(ctx context.Context, req stream.GetRequest) (stream.GetResult
 }
 
 // Scan sends a prefix scan, routed as Get is. When no replica answers, it
-// fails with stream.ErrUnavailable.
-func (c *NATS) Scan(ctx context.Context, req stream.ScanRequest) (stream.ScanResult, error) {
-	res := stream.ScanResult{Token: req.Token}
+// fails with api.ErrUnavailable.
+func (c *NATS) Scan(ctx context.Context, req api.ScanRequest) (api.ScanResult, error) {
+	res := api.ScanResult{Token: req.Token}
 	r := route{pinned: req.Replica, seq: req.Token.Seq, consistency: req.Consistency, wait: req.Wait, forward: req.Forward,
 		shared: c.subjects.Scan(), perReplica: c.subjects.ReplicaScan}
 	err := c.read(ctx, r, func(subject string, wait time.Duration) *nats.Msg {
 		one := req
 		one.Wait = wait
-		return one.Msg(subject)
+		return wire.ScanMsg(subject, one)
 	}, func(reply *nats.Msg) (string, uint64, error) {
 		var err error
-		res, err = stream.DecodeScanReply(reply)
+		res, err = wire.DecodeScanReply(reply)
 		return res.Replica, res.Applied, err
 	})
 	res.Token = replyToken(res.Token, req.Token, err)
@@ -150,8 +152,8 @@ func (c *NATS) read(ctx context.Context, r route, msg func(subject string, wait 
 
 // replyToken is the token a read reports: the reply's, or else the
 // request's, unless the request's token was itself the problem.
-func replyToken(got, sent stream.Token, err error) stream.Token {
-	if got.IsZero() && !errors.Is(err, stream.ErrTokenStreamMismatch) && !errors.Is(err, stream.ErrTokenFromFuture) {
+func replyToken(got, sent api.Token, err error) api.Token {
+	if got.IsZero() && !errors.Is(err, api.ErrTokenStreamMismatch) && !errors.Is(err, api.ErrTokenFromFuture) {
 		return sent
 	}
 	return got
@@ -161,7 +163,7 @@ func replyToken(got, sent stream.Token, err error) stream.Token {
 type route struct {
 	pinned      string
 	seq         uint64
-	consistency stream.Consistency
+	consistency api.Consistency
 	wait        time.Duration
 	forward     bool
 	shared      string
@@ -171,11 +173,11 @@ type route struct {
 // routed sends one read: to the pinned replica; or to the replica the Router
 // picks (falling back to the shared subject when that replica does not
 // answer); or to the shared subject. A pinned replica that no one serves is
-// stream.ErrUnknownReplica, not worth retrying. With forward, a read whose
+// api.ErrUnknownReplica, not worth retrying. With forward, a read whose
 // replica timed out waiting for the token, or did not answer within its
 // part of the wait, is sent once more, to the freshest other replica, with
 // the rest of the wait; if that one does not answer either, the read is
-// stream.ErrTokenWaitTimeout. send returns which replica answered and how
+// api.ErrTokenWaitTimeout. send returns which replica answered and how
 // far it had applied, which the Router learns from.
 func (c *NATS) routed(ctx context.Context, r route, send func(ctx context.Context, subject string, wait time.Duration) (string, uint64, error)) error {
 	if r.pinned != "" {
@@ -195,12 +197,12 @@ func (c *NATS) routed(ctx context.Context, r route, send func(ctx context.Contex
 	}
 	first, rest := wait, time.Duration(0)
 	if r.forward {
-		first, rest = stream.SplitForward(wait)
+		first, rest = api.SplitForward(wait)
 	}
 	target := r.pinned
 	if target == "" && c.Router != nil {
 		switch r.consistency {
-		case stream.Strong:
+		case api.Strong:
 			target = c.Router.Freshest("")
 		default:
 			target = c.Router.Pick(r.seq, "")
@@ -240,7 +242,7 @@ func (c *NATS) routed(ctx context.Context, r route, send func(ctx context.Contex
 	if r.pinned != "" {
 		err = c.pinnedErr(r.pinned, err)
 	}
-	if !r.forward || ctx.Err() != nil || !(errors.Is(err, stream.ErrTokenWaitTimeout) || isNoReply(err)) {
+	if !r.forward || ctx.Err() != nil || !(errors.Is(err, api.ErrTokenWaitTimeout) || isNoReply(err)) {
 		return err
 	}
 	if served == "" {
@@ -252,7 +254,7 @@ func (c *NATS) routed(ctx context.Context, r route, send func(ctx context.Contex
 	}
 	_, err = attempt(next, rest)
 	if isNoReply(err) {
-		return stream.Errorf(stream.ErrTokenWaitTimeout, "no replica answered with the token reached within the wait of %v", wait)
+		return api.Errorf(api.ErrTokenWaitTimeout, "no replica answered with the token reached within the wait of %v", wait)
 	}
 	return err
 }
@@ -261,7 +263,7 @@ func (c *NATS) routed(ctx context.Context, r route, send func(ctx context.Contex
 // its subject means there is no such replica.
 func (c *NATS) pinnedErr(id string, err error) error {
 	if errors.Is(err, nats.ErrNoResponders) {
-		return stream.Errorf(stream.ErrUnknownReplica, "unknown replica %q (%v)", id, err)
+		return api.Errorf(api.ErrUnknownReplica, "unknown replica %q (%v)", id, err)
 	}
 	return err
 }
@@ -283,20 +285,20 @@ func (c *NATS) request(ctx context.Context, m *nats.Msg, who string) (*nats.Msg,
 	case err == nil:
 		return reply, nil
 	case errors.Is(err, nats.ErrNoResponders):
-		return nil, &noResponders{stream.Errorf(stream.ErrUnavailable, "no %s is listening on %s", who, m.Subject)}
+		return nil, &noResponders{api.Errorf(api.ErrUnavailable, "no %s is listening on %s", who, m.Subject)}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-		return nil, &noReply{stream.Errorf(stream.ErrUnavailable, "no reply from a %s on %s in time (waited %v)",
+		return nil, &noReply{api.Errorf(api.ErrUnavailable, "no reply from a %s on %s in time (waited %v)",
 			who, m.Subject, time.Since(start).Round(time.Millisecond))}
 	case errors.Is(err, context.Canceled):
 		return nil, err
 	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining),
 		errors.Is(err, nats.ErrInvalidConnection), errors.Is(err, nats.ErrDisconnected):
-		return nil, stream.Errorf(stream.ErrUnavailable, "request on %s: NATS connection closed", m.Subject)
+		return nil, api.Errorf(api.ErrUnavailable, "request on %s: NATS connection closed", m.Subject)
 	case errors.Is(err, nats.ErrMaxPayload):
-		return nil, stream.Errorf(stream.ErrValueTooLarge, "request of %d bytes is over the NATS maximum payload of %d bytes",
+		return nil, api.Errorf(api.ErrValueTooLarge, "request of %d bytes is over the NATS maximum payload of %d bytes",
 			len(m.Data), c.nc.MaxPayload())
 	default:
-		return nil, stream.Errorf(stream.ErrUnavailable, "request on %s: %v", m.Subject, err)
+		return nil, api.Errorf(api.ErrUnavailable, "request on %s: %v", m.Subject, err)
 	}
 }
 
@@ -312,7 +314,7 @@ func withDefaultTimeout(ctx context.Context, d time.Duration) (context.Context, 
 // token.
 func validReplica(id string) error {
 	if strings.ContainsAny(id, ".*> \t\r\n") {
-		return stream.Errorf(stream.ErrInvalidRequest, "invalid replica id %q: want one NATS subject token", id)
+		return api.Errorf(api.ErrInvalidRequest, "invalid replica id %q: want one NATS subject token", id)
 	}
 	return nil
 }

@@ -3,6 +3,10 @@
 package client_test
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
+	"github.com/tidemark/tidemark/api"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -18,7 +22,6 @@ import (
 
 	"github.com/tidemark/tidemark/internal/stacktest"
 	"github.com/tidemark/tidemark/reader"
-	"github.com/tidemark/tidemark/stream"
 	"github.com/tidemark/tidemark/writer"
 )
 
@@ -69,16 +72,16 @@ func TestNATSCLI(t *testing.T) {
 
 	// put: the reply body is the write's JSON; the token is also a header.
 	out := cli.run(false, "req", "tidemark.v1.put", "hello", "-H", "Tidemark-Key: greeting")
-	var put stream.WriteJSON
+	var put api.WriteJSON
 	if err := json.Unmarshal([]byte(lastLine(out)), &put); err != nil {
 		t.Fatalf("put reply %q: %v", lastLine(out), err)
 	}
-	tok, err := stream.ParseToken(put.Token)
+	tok, err := api.ParseToken(put.Token)
 	if err != nil || tok != s.Stream.Token(put.Revision) || put.Key != "greeting" {
 		t.Fatalf("put reply %+v (token %v, %v), want key greeting and the token of revision %d", put, tok, err, put.Revision)
 	}
-	if !strings.Contains(out, stream.HeaderToken+": "+put.Token) {
-		t.Fatalf("put reply has no %s header %q", stream.HeaderToken, put.Token)
+	if !strings.Contains(out, api.HeaderToken+": "+put.Token) {
+		t.Fatalf("put reply has no %s header %q", api.HeaderToken, put.Token)
 	}
 
 	// get with the token, held back replicas and all: the value.
@@ -104,13 +107,13 @@ func TestNATSCLI(t *testing.T) {
 		t.Fatalf("put of a/b: %q (%v)", out, err)
 	}
 	out = cli.run(false, "req", "--raw", "tidemark.v1.scan", `{"prefix":"a/"}`, "-H", "Tidemark-Token: "+put.Token)
-	var page stream.ScanJSON
+	var page api.ScanJSON
 	if err := json.Unmarshal([]byte(lastLine(out)), &page); err != nil || len(page.Items) != 1 || page.Items[0].Key != "a/b" {
 		t.Fatalf("scan=%q (%v), want one item a/b", out, err)
 	}
 	out = cli.run(false, "req", "tidemark.v1.get", "", "-H", "Tidemark-Key: missing")
-	if !strings.Contains(out, stream.HeaderErrorCode+": "+stream.CodeNotFound) {
-		t.Fatalf("get of a missing key: no %s: %s", stream.HeaderErrorCode, stream.CodeNotFound)
+	if !strings.Contains(out, wire.HeaderErrorCode+": "+api.CodeNotFound) {
+		t.Fatalf("get of a missing key: no %s: %s", wire.HeaderErrorCode, api.CodeNotFound)
 	}
 
 	// micro ls lists both services; info and stats describe them.

@@ -1,9 +1,9 @@
 package client
 
 import (
-	"time"
+	"github.com/tidemark/tidemark/api"
 
-	"github.com/tidemark/tidemark/stream"
+	"time"
 )
 
 // Option configures a Client.
@@ -27,13 +27,13 @@ func WithDefaultWait(d time.Duration) Option {
 }
 
 // WithDefaultConsistency sets the consistency level of reads that do not
-// say (WithConsistency); stream.Session when unset.
-func WithDefaultConsistency(level stream.Consistency) Option {
+// say (WithConsistency); api.Session when unset.
+func WithDefaultConsistency(level api.Consistency) Option {
 	return func(c *Client) { c.consistency = level }
 }
 
 // WithWriteAttempts sets how many times a Session sends a write that failed
-// indeterminately (stream.ErrUnavailable: the write may or may not have been
+// indeterminately (api.ErrUnavailable: the write may or may not have been
 // stored) before it gives up; every attempt carries the same write id and
 // session sequence, so the write is stored at most once.
 // DefaultWriteAttempts when n < 1.
@@ -46,25 +46,25 @@ func WithWriteAttempts(n int) Option {
 }
 
 // WriteOption shapes one Put or Delete.
-type WriteOption func(*stream.WriteRequest)
+type WriteOption func(*api.WriteRequest)
 
 // IfRevision makes the write happen only if the key's current revision is
-// rev (HTTP If-Match); otherwise it fails with stream.ErrRevisionMismatch.
+// rev (HTTP If-Match); otherwise it fails with api.ErrRevisionMismatch.
 func IfRevision(rev uint64) WriteOption {
-	return func(r *stream.WriteRequest) { r.IfRevision = rev }
+	return func(r *api.WriteRequest) { r.IfRevision = rev }
 }
 
 // IfAbsent makes the write happen only if the key does not exist (HTTP
-// If-None-Match: *); otherwise it fails with stream.ErrRevisionMismatch.
+// If-None-Match: *); otherwise it fails with api.ErrRevisionMismatch.
 func IfAbsent() WriteOption {
-	return func(r *stream.WriteRequest) { r.IfAbsent = true }
+	return func(r *api.WriteRequest) { r.IfAbsent = true }
 }
 
 // WithWriteID names the write, so that a retry within the stream's
 // duplicate window is stored once and returns the same revision. Without
 // it a Session names each write itself.
 func WithWriteID(id string) WriteOption {
-	return func(r *stream.WriteRequest) { r.WriteID = id }
+	return func(r *api.WriteRequest) { r.WriteID = id }
 }
 
 // ReadOption shapes one Get or Scan.
@@ -72,21 +72,21 @@ type ReadOption func(*readOptions)
 
 type readOptions struct {
 	wait        time.Duration
-	consistency stream.Consistency
+	consistency api.Consistency
 	replica     string
 	after       string
 	limit       int
 }
 
 // WithWait bounds how long the read may wait for its token; past it the
-// read fails with stream.ErrTokenWaitTimeout, never with stale data.
+// read fails with api.ErrTokenWaitTimeout, never with stale data.
 func WithWait(d time.Duration) ReadOption {
 	return func(o *readOptions) { o.wait = d }
 }
 
-// WithConsistency sets the read's level: stream.Session (the default),
-// stream.Strong or stream.Eventual.
-func WithConsistency(level stream.Consistency) ReadOption {
+// WithConsistency sets the read's level: api.Session (the default),
+// api.Strong or api.Eventual.
+func WithConsistency(level api.Consistency) ReadOption {
 	return func(o *readOptions) { o.consistency = level }
 }
 

@@ -1,9 +1,9 @@
 package client
 
 import (
-	"net/http"
+	"github.com/tidemark/tidemark/api"
 
-	"github.com/tidemark/tidemark/stream"
+	"net/http"
 )
 
 // CookieToken is the cookie that carries the session token for browsers, as
@@ -41,8 +41,8 @@ func Middleware(next http.Handler) http.Handler {
 
 // requestToken reads the token of a request from its header and its cookie,
 // and whether it had the cookie. Tokens of two streams: the header wins.
-func requestToken(r *http.Request) (stream.Token, bool) {
-	hdr := parseToken(r.Header.Get(stream.HeaderToken))
+func requestToken(r *http.Request) (api.Token, bool) {
+	hdr := parseToken(r.Header.Get(api.HeaderToken))
 	c, err := r.Cookie(CookieToken)
 	if err != nil {
 		return hdr, false
@@ -56,18 +56,18 @@ func requestToken(r *http.Request) (stream.Token, bool) {
 
 // parseToken parses a token that came from outside; a malformed one is the
 // zero token.
-func parseToken(s string) stream.Token {
-	tok, err := stream.ParseToken(s)
+func parseToken(s string) api.Token {
+	tok, err := api.ParseToken(s)
 	if err != nil {
-		return stream.Token{}
+		return api.Token{}
 	}
 	return tok
 }
 
 // mergeInto returns the token to put in a header that holds have: tok merged
 // with it, or have as it is when it is a valid token of another stream.
-func mergeInto(have string, tok stream.Token) (stream.Token, bool) {
-	h, err := stream.ParseToken(have)
+func mergeInto(have string, tok api.Token) (api.Token, bool) {
+	h, err := api.ParseToken(have)
 	if err != nil {
 		return tok, true // not a token: replace it
 	}
@@ -93,11 +93,11 @@ func (w *tokenWriter) setToken() {
 		return
 	}
 	h := w.Header()
-	tok, ok := mergeInto(h.Get(stream.HeaderToken), tok)
+	tok, ok := mergeInto(h.Get(api.HeaderToken), tok)
 	if !ok {
 		return // the handler set a token of its own
 	}
-	h.Set(stream.HeaderToken, tok.String())
+	h.Set(api.HeaderToken, tok.String())
 	if w.cookie {
 		http.SetCookie(w.ResponseWriter, &http.Cookie{Name: CookieToken, Value: tok.String(), Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	}
@@ -154,14 +154,14 @@ func (t *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.base.RoundTrip(req)
 	}
 	if tok := s.Token(); !tok.IsZero() {
-		if tok, ok := mergeInto(req.Header.Get(stream.HeaderToken), tok); ok {
+		if tok, ok := mergeInto(req.Header.Get(api.HeaderToken), tok); ok {
 			req = req.Clone(req.Context()) // a RoundTripper must not change the caller's request
-			req.Header.Set(stream.HeaderToken, tok.String())
+			req.Header.Set(api.HeaderToken, tok.String())
 		}
 	}
 	resp, err := t.base.RoundTrip(req)
 	if err == nil {
-		s.observe(parseToken(resp.Header.Get(stream.HeaderToken)))
+		s.observe(parseToken(resp.Header.Get(api.HeaderToken)))
 	}
 	return resp, err
 }

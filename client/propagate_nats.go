@@ -1,12 +1,12 @@
 package client
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 // InjectNATS sets the Tidemark-Token header of m to the token of the
@@ -20,8 +20,8 @@ func InjectNATS(ctx context.Context, m *nats.Msg) {
 	if m.Header == nil {
 		m.Header = nats.Header{}
 	}
-	if tok, ok := mergeInto(m.Header.Get(stream.HeaderToken), tok); ok {
-		m.Header.Set(stream.HeaderToken, tok.String())
+	if tok, ok := mergeInto(m.Header.Get(api.HeaderToken), tok); ok {
+		m.Header.Set(api.HeaderToken, tok.String())
 	}
 }
 
@@ -40,11 +40,11 @@ func ExtractNATS(ctx context.Context, m *nats.Msg) context.Context {
 }
 
 // msgToken reads the token of NATS headers; a malformed one is the zero token.
-func msgToken(h nats.Header) stream.Token {
+func msgToken(h nats.Header) api.Token {
 	if h == nil {
-		return stream.Token{}
+		return api.Token{}
 	}
-	return parseToken(h.Get(stream.HeaderToken))
+	return parseToken(h.Get(api.HeaderToken))
 }
 
 // RequestNATS sends the request m on nc with the token of ctx's session
@@ -103,7 +103,7 @@ func (r *tokenRequest) opts(opts []micro.RespondOpt) []micro.RespondOpt {
 	if tok.IsZero() {
 		return opts
 	}
-	h := micro.Headers{stream.HeaderToken: {tok.String()}}
+	h := micro.Headers{api.HeaderToken: {tok.String()}}
 	return append([]micro.RespondOpt{micro.WithHeaders(h)}, opts...)
 }
 

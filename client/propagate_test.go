@@ -1,6 +1,8 @@
 package client_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"io"
 	"net/http"
@@ -13,24 +15,23 @@ import (
 
 	"github.com/tidemark/tidemark/client"
 	"github.com/tidemark/tidemark/internal/testenv"
-	"github.com/tidemark/tidemark/stream"
 )
 
 var (
-	tok5     = stream.NewToken("abc123", 5)
-	tok7     = stream.NewToken("abc123", 7)
-	tok9     = stream.NewToken("abc123", 9)
-	tokOther = stream.NewToken("def456", 8)
+	tok5     = api.NewToken("abc123", 5)
+	tok7     = api.NewToken("abc123", 7)
+	tok9     = api.NewToken("abc123", 9)
+	tokOther = api.NewToken("def456", 8)
 )
 
 func TestMiddleware(t *testing.T) {
 	for _, tc := range []struct {
 		name           string
 		header, cookie string
-		learn          stream.Token // merged into the session by the handler
-		handler        string       // "write", "header", "nothing", "own"
-		wantIn         stream.Token // the token the handler sees
-		wantOut        string       // the response's Tidemark-Token
+		learn          api.Token // merged into the session by the handler
+		handler        string    // "write", "header", "nothing", "own"
+		wantIn         api.Token // the token the handler sees
+		wantOut        string    // the response's Tidemark-Token
 		wantCookie     bool
 	}{
 		{name: "none", handler: "write"},
@@ -47,7 +48,7 @@ func TestMiddleware(t *testing.T) {
 		{name: "handler sets its own", header: tok5.String(), learn: tok7, handler: "own", wantIn: tok5, wantOut: tok9.String()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var in stream.Token
+			var in api.Token
 			h := client.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				in = client.TokenFrom(r.Context())
 				if !tc.learn.IsZero() {
@@ -61,13 +62,13 @@ func TestMiddleware(t *testing.T) {
 				case "header":
 					w.WriteHeader(http.StatusAccepted)
 				case "own":
-					w.Header().Set(stream.HeaderToken, tok9.String())
+					w.Header().Set(api.HeaderToken, tok9.String())
 					w.WriteHeader(http.StatusOK)
 				}
 			}))
 			req := httptest.NewRequest(http.MethodGet, "/", nil)
 			if tc.header != "" {
-				req.Header.Set(stream.HeaderToken, tc.header)
+				req.Header.Set(api.HeaderToken, tc.header)
 			}
 			if tc.cookie != "" {
 				req.AddCookie(&http.Cookie{Name: client.CookieToken, Value: tc.cookie})
@@ -77,8 +78,8 @@ func TestMiddleware(t *testing.T) {
 			if in != tc.wantIn {
 				t.Fatalf("handler saw token %v, want %v", in, tc.wantIn)
 			}
-			if got := rec.Header().Get(stream.HeaderToken); got != tc.wantOut {
-				t.Fatalf("response %s=%q, want %q", stream.HeaderToken, got, tc.wantOut)
+			if got := rec.Header().Get(api.HeaderToken); got != tc.wantOut {
+				t.Fatalf("response %s=%q, want %q", api.HeaderToken, got, tc.wantOut)
 			}
 			var cookie *http.Cookie
 			for _, c := range rec.Result().Cookies() {
@@ -99,8 +100,8 @@ func TestMiddleware(t *testing.T) {
 func TestRoundTripper(t *testing.T) {
 	var seen string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		seen = r.Header.Get(stream.HeaderToken)
-		w.Header().Set(stream.HeaderToken, tok9.String())
+		seen = r.Header.Get(api.HeaderToken)
+		w.Header().Set(api.HeaderToken, tok9.String())
 	}))
 	t.Cleanup(srv.Close)
 	hc := &http.Client{Transport: client.RoundTripper(nil)}
@@ -112,15 +113,15 @@ func TestRoundTripper(t *testing.T) {
 			t.Fatal(err)
 		}
 		if header != "" {
-			req.Header.Set(stream.HeaderToken, header)
+			req.Header.Set(api.HeaderToken, header)
 		}
 		resp, err := hc.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if got := req.Header.Get(stream.HeaderToken); got != header {
-			t.Fatalf("the caller's request was changed: %s=%q, want %q", stream.HeaderToken, got, header)
+		if got := req.Header.Get(api.HeaderToken); got != header {
+			t.Fatalf("the caller's request was changed: %s=%q, want %q", api.HeaderToken, got, header)
 		}
 	}
 
@@ -155,7 +156,7 @@ func TestNATSPropagation(t *testing.T) {
 	ctx := tctx(t, 10*time.Second)
 
 	// A micro service that learns tok9 while handling a request.
-	var seenMicro stream.Token
+	var seenMicro api.Token
 	svc, err := micro.AddService(nc, micro.Config{Name: "prop-test", Version: "1.0.0"})
 	if err != nil {
 		t.Fatal(err)
@@ -191,8 +192,8 @@ func TestNATSPropagation(t *testing.T) {
 	if seenMicro != tok5 {
 		t.Fatalf("micro handler saw %v, want %v", seenMicro, tok5)
 	}
-	if got, want := reply.Header.Get(stream.HeaderToken), tok9.String(); got != want {
-		t.Fatalf("reply %s=%q, want %q", stream.HeaderToken, got, want)
+	if got, want := reply.Header.Get(api.HeaderToken), tok9.String(); got != want {
+		t.Fatalf("reply %s=%q, want %q", api.HeaderToken, got, want)
 	}
 	if got := reply.Header.Get("X-Own"); got != "kept" {
 		t.Fatalf("reply X-Own=%q, want the handler's own header kept", got)
@@ -207,7 +208,7 @@ func TestNATSPropagation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if reply.Header.Get(micro.ErrorCodeHeader) != "500" || reply.Header.Get(stream.HeaderToken) != tok9.String() {
+	if reply.Header.Get(micro.ErrorCodeHeader) != "500" || reply.Header.Get(api.HeaderToken) != tok9.String() {
 		t.Fatalf("error reply headers %v, want the error and token %v", reply.Header, tok9)
 	}
 
@@ -227,11 +228,11 @@ func TestNATSPropagation(t *testing.T) {
 	// Without a session nothing is injected.
 	m = nats.NewMsg("prop.plain")
 	client.InjectNATS(ctx, m)
-	if m.Header.Get(stream.HeaderToken) != "" {
-		t.Fatalf("InjectNATS without a session set %q", m.Header.Get(stream.HeaderToken))
+	if m.Header.Get(api.HeaderToken) != "" {
+		t.Fatalf("InjectNATS without a session set %q", m.Header.Get(api.HeaderToken))
 	}
 	// A malformed token is ignored.
-	m.Header.Set(stream.HeaderToken, "garbage")
+	m.Header.Set(api.HeaderToken, "garbage")
 	if got := client.TokenFrom(client.ExtractNATS(ctx, m)); !got.IsZero() {
 		t.Fatalf("ExtractNATS of garbage=%v, want none", got)
 	}

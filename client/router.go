@@ -1,13 +1,13 @@
 package client
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
 	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 // DefaultStatusTTL is how long a replica's advertisement counts; a replica
@@ -38,10 +38,10 @@ type routeState struct {
 }
 
 // NewRouter subscribes to the replicas' status advertisements on nc.
-func NewRouter(nc *nats.Conn, subjects stream.Subjects) (*Router, error) {
+func NewRouter(nc *nats.Conn, subjects wire.Subjects) (*Router, error) {
 	r := &Router{TTL: DefaultStatusTTL, replicas: map[string]*routeState{}, now: time.Now}
 	sub, err := nc.Subscribe(subjects.StatusAll(), func(m *nats.Msg) {
-		st, err := stream.DecodeStatus(m.Data)
+		st, err := wire.DecodeStatus(m.Data)
 		if err != nil {
 			return // not ours to judge; a bad advertisement routes nothing
 		}

@@ -1,18 +1,18 @@
 package client
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"bytes"
 	"context"
 	"iter"
 	"sync"
 
 	"github.com/nats-io/nuid"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 // Session is one client session: it holds the session's token, sends it
-// with every call and merges the token of every reply (stream.Token.Merge),
+// with every call and merges the token of every reply (api.Token.Merge),
 // so that the session reads its own writes and never goes back in time, on
 // any replica, and the caller never handles a token. It is safe for
 // concurrent use.
@@ -21,8 +21,8 @@ import (
 // writes): the session has a random id and numbers its writes 1, 2, 3...,
 // sends them one at a time, in call order, and the writer never applies a
 // write numbered below one it has already stored for the session (it
-// answers stream.ErrOutOfOrder). A write that fails indeterminately (it
-// may or may not have been stored: stream.ErrUnavailable, a deadline) is
+// answers api.ErrOutOfOrder). A write that fails indeterminately (it
+// may or may not have been stored: api.ErrUnavailable, a deadline) is
 // sent again with the same write id and number, up to the client's write
 // attempts; if it still fails, calling it again (the same op, key, value
 // and conditions) reuses them, so it is stored at most once.
@@ -35,7 +35,7 @@ type Session struct {
 	id string
 
 	mu      sync.Mutex
-	tok     stream.Token
+	tok     api.Token
 	seq     uint64        // the last write number handed out
 	pending *pendingWrite // the last write, if it failed indeterminately
 
@@ -45,24 +45,24 @@ type Session struct {
 // pendingWrite is a write that failed indeterminately, kept so that calling
 // it again sends it with the same write id and number.
 type pendingWrite struct {
-	req stream.WriteRequest
+	req api.WriteRequest
 }
 
-func (p *pendingWrite) matches(req stream.WriteRequest) bool {
+func (p *pendingWrite) matches(req api.WriteRequest) bool {
 	return p.req.Op == req.Op && p.req.Key == req.Key && bytes.Equal(p.req.Value, req.Value) &&
 		p.req.IfRevision == req.IfRevision && p.req.IfAbsent == req.IfAbsent &&
 		(req.WriteID == "" || req.WriteID == p.req.WriteID)
 }
 
-func newSession(c *Client, tok stream.Token) *Session {
+func newSession(c *Client, tok api.Token) *Session {
 	return &Session{c: c, id: nuid.Next(), tok: tok}
 }
 
 // ResumeSession resumes, on c, the session whose exported token is token
 // (Session.String, or any Tidemark-Token header); "" starts a new one. A
-// malformed token fails with stream.ErrInvalidToken.
+// malformed token fails with api.ErrInvalidToken.
 func ResumeSession(c *Client, token string) (*Session, error) {
-	tok, err := stream.ParseToken(token)
+	tok, err := api.ParseToken(token)
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +70,7 @@ func ResumeSession(c *Client, token string) (*Session, error) {
 }
 
 // Token returns the session's token.
-func (s *Session) Token() stream.Token {
+func (s *Session) Token() api.Token {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.tok
@@ -85,9 +85,9 @@ func (s *Session) ID() string { return s.id }
 
 // Merge merges a token the session learned of elsewhere (a message, another
 // session) into the session's token: later reads reflect it. Tokens of two
-// streams fail with stream.ErrTokenStreamMismatch and leave the session as
+// streams fail with api.ErrTokenStreamMismatch and leave the session as
 // it was.
-func (s *Session) Merge(tok stream.Token) error {
+func (s *Session) Merge(tok api.Token) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m, err := s.tok.Merge(tok)
@@ -101,7 +101,7 @@ func (s *Session) Merge(tok stream.Token) error {
 // observe merges the token of a reply; a token of another stream (a
 // recreated stream) is ignored: the server rejects the session's requests
 // and says so.
-func (s *Session) observe(tok stream.Token) { _ = s.Merge(tok) }
+func (s *Session) observe(tok api.Token) { _ = s.Merge(tok) }
 
 func (s *Session) client() (*Client, error) {
 	if s.c == nil {
@@ -111,56 +111,56 @@ func (s *Session) client() (*Client, error) {
 }
 
 // Put sets key to value in this session.
-func (s *Session) Put(ctx context.Context, key string, value []byte, opts ...WriteOption) (stream.WriteResult, error) {
+func (s *Session) Put(ctx context.Context, key string, value []byte, opts ...WriteOption) (api.WriteResult, error) {
 	c, err := s.client()
 	if err != nil {
-		return stream.WriteResult{Key: key, Token: s.Token()}, err
+		return api.WriteResult{Key: key, Token: s.Token()}, err
 	}
 	return c.Put(WithSession(ctx, s), key, value, opts...)
 }
 
 // Delete deletes key in this session.
-func (s *Session) Delete(ctx context.Context, key string, opts ...WriteOption) (stream.WriteResult, error) {
+func (s *Session) Delete(ctx context.Context, key string, opts ...WriteOption) (api.WriteResult, error) {
 	c, err := s.client()
 	if err != nil {
-		return stream.WriteResult{Key: key, Token: s.Token()}, err
+		return api.WriteResult{Key: key, Token: s.Token()}, err
 	}
 	return c.Delete(WithSession(ctx, s), key, opts...)
 }
 
 // Get reads key in this session: the read reflects every write the session
 // has seen.
-func (s *Session) Get(ctx context.Context, key string, opts ...ReadOption) (stream.GetResult, error) {
+func (s *Session) Get(ctx context.Context, key string, opts ...ReadOption) (api.GetResult, error) {
 	c, err := s.client()
 	if err != nil {
-		return stream.GetResult{Record: stream.Record{Key: key}, Token: s.Token()}, err
+		return api.GetResult{Record: api.Record{Key: key}, Token: s.Token()}, err
 	}
 	return c.Get(WithSession(ctx, s), key, opts...)
 }
 
 // Scan reads one page of keys under prefix in this session.
-func (s *Session) Scan(ctx context.Context, prefix string, opts ...ReadOption) (stream.ScanResult, error) {
+func (s *Session) Scan(ctx context.Context, prefix string, opts ...ReadOption) (api.ScanResult, error) {
 	c, err := s.client()
 	if err != nil {
-		return stream.ScanResult{Token: s.Token()}, err
+		return api.ScanResult{Token: s.Token()}, err
 	}
 	return c.Scan(WithSession(ctx, s), prefix, opts...)
 }
 
 // ScanAll iterates over every live key under prefix in this session.
-func (s *Session) ScanAll(ctx context.Context, prefix string, opts ...ReadOption) iter.Seq2[stream.Record, error] {
+func (s *Session) ScanAll(ctx context.Context, prefix string, opts ...ReadOption) iter.Seq2[api.Record, error] {
 	c, err := s.client()
 	if err != nil {
-		return func(yield func(stream.Record, error) bool) { yield(stream.Record{}, err) }
+		return func(yield func(api.Record, error) bool) { yield(api.Record{}, err) }
 	}
 	return c.ScanAll(WithSession(ctx, s), prefix, opts...)
 }
 
 // write sends req through c as the session's next write, after the
 // session's earlier writes have been answered.
-func (s *Session) write(ctx context.Context, c *Client, req stream.WriteRequest) (stream.WriteResult, error) {
+func (s *Session) write(ctx context.Context, c *Client, req api.WriteRequest) (api.WriteResult, error) {
 	if err := s.writes.lock(ctx); err != nil {
-		return stream.WriteResult{Key: req.Key, Token: s.Token()}, err
+		return api.WriteResult{Key: req.Key, Token: s.Token()}, err
 	}
 	defer s.writes.unlock()
 

@@ -1,9 +1,9 @@
 package client
 
 import (
-	"context"
+	"github.com/tidemark/tidemark/api"
 
-	"github.com/tidemark/tidemark/stream"
+	"context"
 )
 
 // Transport carries requests to Tidemark: NATS (the writer and replica
@@ -11,7 +11,7 @@ import (
 // Transport; most programs never call a Transport directly.
 type Transport interface {
 	// Write sends a put or a delete to a writer.
-	Write(ctx context.Context, req stream.WriteRequest) (stream.WriteResult, error)
+	Write(ctx context.Context, req api.WriteRequest) (api.WriteResult, error)
 	Reader
 }
 
@@ -19,9 +19,9 @@ type Transport interface {
 // replica (*replica.Replica), which reads from its own local store.
 type Reader interface {
 	// Get reads one key as of at least the request's token.
-	Get(ctx context.Context, req stream.GetRequest) (stream.GetResult, error)
+	Get(ctx context.Context, req api.GetRequest) (api.GetResult, error)
 	// Scan reads a page of keys by prefix as of at least the request's token.
-	Scan(ctx context.Context, req stream.ScanRequest) (stream.ScanResult, error)
+	Scan(ctx context.Context, req api.ScanRequest) (api.ScanResult, error)
 }
 
 var (

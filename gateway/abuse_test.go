@@ -1,6 +1,8 @@
 package gateway_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"bufio"
 	"context"
 	"encoding/json"
@@ -15,7 +17,6 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/internal/stacktest"
-	"github.com/tidemark/tidemark/stream"
 )
 
 // rawReply is a response read off a raw connection.
@@ -51,7 +52,7 @@ func readRaw(t *testing.T, c net.Conn) rawReply {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	r := rawReply{Status: resp.StatusCode, Body: string(b)}
-	var e stream.ErrorJSON
+	var e api.ErrorJSON
 	if json.Unmarshal(b, &e) == nil {
 		r.Code = e.Error.Code
 	}
@@ -93,8 +94,8 @@ func TestAbuse(t *testing.T) {
 		if got, want := r.Status, http.StatusRequestHeaderFieldsTooLarge; got != want {
 			t.Fatalf("200 KiB header: status=%d, want %d", got, want)
 		}
-		r2 := do(t, "GET", s.URL+"/v1/kv/keep/00", "", stream.HeaderToken, strings.Repeat("1", 4096))
-		if r2.Status != http.StatusBadRequest || errorCode(t, r2) != stream.CodeInvalidToken {
+		r2 := do(t, "GET", s.URL+"/v1/kv/keep/00", "", api.HeaderToken, strings.Repeat("1", 4096))
+		if r2.Status != http.StatusBadRequest || errorCode(t, r2) != api.CodeInvalidToken {
 			t.Fatalf("4 KiB token: status=%d body=%s, want 400 invalid_token", r2.Status, r2.Body)
 		}
 	})
@@ -102,7 +103,7 @@ func TestAbuse(t *testing.T) {
 	t.Run("huge bodies", func(t *testing.T) {
 		big := strings.Repeat("b", 2<<20)
 		r := do(t, "PUT", s.URL+"/v1/kv/abuse/big", big)
-		if r.Status != http.StatusRequestEntityTooLarge || errorCode(t, r) != stream.CodeValueTooLarge {
+		if r.Status != http.StatusRequestEntityTooLarge || errorCode(t, r) != api.CodeValueTooLarge {
 			t.Fatalf("2 MiB body: status=%d body=%s, want 413 value_too_large", r.Status, r.Body)
 		}
 		// Chunked: no Content-Length to reject up front.
@@ -112,7 +113,7 @@ func TestAbuse(t *testing.T) {
 		}
 		req += "0\r\n\r\n"
 		rr := raw(t, s, req)
-		if rr.Status != http.StatusRequestEntityTooLarge || rr.Code != stream.CodeValueTooLarge {
+		if rr.Status != http.StatusRequestEntityTooLarge || rr.Code != api.CodeValueTooLarge {
 			t.Fatalf("2 MiB chunked body: status=%d body=%.200s, want 413 value_too_large", rr.Status, rr.Body)
 		}
 		// A body that claims more than it sends, then stalls, is not stored.
@@ -126,7 +127,7 @@ func TestAbuse(t *testing.T) {
 
 	t.Run("slow clients", func(t *testing.T) {
 		const slow = 16
-		request := "GET /v1/kv/keep/01 HTTP/1.1\r\nHost: x\r\n" + stream.HeaderToken + ": " + token + "\r\n\r\n"
+		request := "GET /v1/kv/keep/01 HTTP/1.1\r\nHost: x\r\n" + api.HeaderToken + ": " + token + "\r\n\r\n"
 		conns := make([]net.Conn, slow)
 		for i := range conns {
 			c, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
@@ -156,7 +157,7 @@ func TestAbuse(t *testing.T) {
 		}
 		for range 10 {
 			start := time.Now()
-			r := do(t, "GET", s.URL+"/v1/kv/keep/02", "", stream.HeaderToken, token)
+			r := do(t, "GET", s.URL+"/v1/kv/keep/02", "", api.HeaderToken, token)
 			if r.Status != http.StatusOK || r.Body != values["keep/02"] {
 				t.Fatalf("a normal read during the slow clients: status=%d body=%q", r.Status, r.Body)
 			}
@@ -180,7 +181,7 @@ func TestAbuse(t *testing.T) {
 		for _, path := range []string{"/v1/kv/%ff", "/v1/kv/a%c3%28b", "/v1/kv/%ed%a0%80", "/v1/kv/", "/v1/kv/" + strings.Repeat("k", 1025)} {
 			for _, method := range []string{"PUT", "GET", "DELETE"} {
 				r := do(t, method, s.URL+path, "v")
-				if r.Status != http.StatusBadRequest || errorCode(t, r) != stream.CodeInvalidKey {
+				if r.Status != http.StatusBadRequest || errorCode(t, r) != api.CodeInvalidKey {
 					t.Fatalf("%s %.60s: status=%d body=%s, want 400 invalid_key", method, path, r.Status, r.Body)
 				}
 			}
@@ -192,7 +193,7 @@ func TestAbuse(t *testing.T) {
 		}
 		// A scan prefix that is not UTF-8.
 		r2 := do(t, "GET", s.URL+"/v1/kv?prefix=%ff", "")
-		if r2.Status != http.StatusBadRequest || errorCode(t, r2) != stream.CodeInvalidKey {
+		if r2.Status != http.StatusBadRequest || errorCode(t, r2) != api.CodeInvalidKey {
 			t.Fatalf("scan prefix %%ff: status=%d body=%s, want 400 invalid_key", r2.Status, r2.Body)
 		}
 	})
@@ -211,14 +212,14 @@ func TestAbuse(t *testing.T) {
 			if r.Status != http.StatusOK {
 				t.Fatalf("PUT %s: status=%d body=%s, want 200 (the key %q)", tt.path, r.Status, r.Body, tt.key)
 			}
-			var w stream.WriteJSON
+			var w api.WriteJSON
 			if err := json.Unmarshal([]byte(r.Body), &w); err != nil || w.Key != tt.key {
 				t.Fatalf("PUT %s wrote key %q, want %q", tt.path, w.Key, tt.key)
 			}
 			written++
 		}
 		for _, key := range []string{"x", "a", "a/b"} {
-			if r := do(t, "GET", s.URL+"/v1/kv/"+key, "", stream.HeaderToken, token); r.Status != http.StatusNotFound {
+			if r := do(t, "GET", s.URL+"/v1/kv/"+key, "", api.HeaderToken, token); r.Status != http.StatusNotFound {
 				t.Fatalf("GET %s after the path tricks: status=%d body=%q, want 404", key, r.Status, r.Body)
 			}
 		}
@@ -244,18 +245,18 @@ func TestAbuse(t *testing.T) {
 	})
 
 	t.Run("token flood", func(t *testing.T) {
-		good, err := stream.ParseToken(token)
+		good, err := api.ParseToken(token)
 		if err != nil {
 			t.Fatal(err)
 		}
 		bad := []string{
-			stream.NewToken(good.Stream, 1<<62).String(), // far future
-			stream.NewToken(good.Stream, good.Seq+1e6).String(),
-			stream.NewToken("deadbeef0000", good.Seq).String(), // another stream
+			api.NewToken(good.Stream, 1<<62).String(), // far future
+			api.NewToken(good.Stream, good.Seq+1e6).String(),
+			api.NewToken("deadbeef0000", good.Seq).String(), // another stream
 			"1." + good.Stream + ".-1", "1." + good.Stream + ".01", "2." + good.Stream + ".1",
 			"1..1", "...", "1.UPPER.1", strings.Repeat("9", 300), "1." + good.Stream + ".18446744073709551616",
 		}
-		codes := []string{stream.CodeInvalidToken, stream.CodeTokenFromFuture, stream.CodeTokenStreamMismatch}
+		codes := []string{api.CodeInvalidToken, api.CodeTokenFromFuture, api.CodeTokenStreamMismatch}
 		const requests = 400
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, 16)
@@ -276,7 +277,7 @@ func TestAbuse(t *testing.T) {
 				if i%5 == 0 {
 					req.AddCookie(&http.Cookie{Name: "tidemark_token", Value: tok})
 				} else {
-					req.Header.Set(stream.HeaderToken, tok)
+					req.Header.Set(api.HeaderToken, tok)
 				}
 				start := time.Now()
 				resp, err := client.Do(req)
@@ -285,7 +286,7 @@ func TestAbuse(t *testing.T) {
 					return
 				}
 				defer resp.Body.Close()
-				var e stream.ErrorJSON
+				var e api.ErrorJSON
 				_ = json.NewDecoder(resp.Body).Decode(&e)
 				switch {
 				case resp.StatusCode != http.StatusBadRequest || !slices.Contains(codes, e.Error.Code):
@@ -308,13 +309,13 @@ func TestAbuse(t *testing.T) {
 		t.Fatalf("healthz after the abuse: %d", r.Status)
 	}
 	for k, v := range values {
-		r := do(t, "GET", s.URL+"/v1/kv/"+k, "", stream.HeaderToken, token)
+		r := do(t, "GET", s.URL+"/v1/kv/"+k, "", api.HeaderToken, token)
 		if r.Status != http.StatusOK || r.Body != v {
 			t.Fatalf("GET %s after the abuse: status=%d body=%q, want %q", k, r.Status, r.Body, v)
 		}
 	}
 	for _, k := range []string{"abuse/big", "abuse/chunked", "abuse/short"} {
-		if r := do(t, "GET", s.URL+"/v1/kv/"+k, "", stream.HeaderToken, token); r.Status != http.StatusNotFound {
+		if r := do(t, "GET", s.URL+"/v1/kv/"+k, "", api.HeaderToken, token); r.Status != http.StatusNotFound {
 			t.Fatalf("GET %s: status=%d, want 404: a rejected write was stored", k, r.Status)
 		}
 	}

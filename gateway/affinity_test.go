@@ -1,6 +1,8 @@
 package gateway_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"net/http"
 	"strings"
 	"testing"
@@ -8,7 +10,6 @@ import (
 
 	"github.com/tidemark/tidemark/internal/stacktest"
 	"github.com/tidemark/tidemark/internal/testenv"
-	"github.com/tidemark/tidemark/stream"
 )
 
 func replicaCookie(r reply) string {
@@ -32,14 +33,14 @@ func TestAffinityAloneLosesReadYourWrites(t *testing.T) {
 		testenv.Eventually(t, 10*time.Second, id+" to apply", func() bool { return s.Replica(t, id).Applied() >= 1 })
 	}
 	// The session's first read pins it to a replica; pin it to r1.
-	first := do(t, "GET", s.URL+"/v1/kv/profile", "", stream.HeaderReplica, "r1")
+	first := do(t, "GET", s.URL+"/v1/kv/profile", "", api.HeaderReplica, "r1")
 	if first.Status != 200 {
 		t.Fatalf("first read: %d", first.Status)
 	}
 	pinned := "r1"
 	// Subsequent reads stay on the pinned replica.
 	r := do(t, "GET", s.URL+"/v1/kv/profile", "", "Cookie:tidemark_replica", pinned)
-	if got := r.Header.Get(stream.HeaderReplica); got != pinned {
+	if got := r.Header.Get(api.HeaderReplica); got != pinned {
 		t.Fatalf("sticky read served by %s, want %s", got, pinned)
 	}
 
@@ -73,7 +74,7 @@ func TestAffinityAloneLosesReadYourWrites(t *testing.T) {
 // TestSignedTokens: with signing keys, the gateway hands out signed tokens
 // and rejects forged or altered ones; keys rotate.
 func TestSignedTokens(t *testing.T) {
-	signer, err := stream.NewSigner([]byte("first-key-0123456789"))
+	signer, err := api.NewSigner([]byte("first-key-0123456789"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,8 +83,8 @@ func TestSignedTokens(t *testing.T) {
 	if !strings.HasPrefix(w.Token, s.Stream.Token(w.Revision).String()+".") {
 		t.Fatalf("token %q is not signed", w.Token)
 	}
-	if r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderToken, w.Token); r.Status != 200 || r.Header.Get(stream.HeaderToken) != w.Token {
-		t.Fatalf("signed token read: status=%d token=%q", r.Status, r.Header.Get(stream.HeaderToken))
+	if r := do(t, "GET", s.URL+"/v1/kv/k", "", api.HeaderToken, w.Token); r.Status != 200 || r.Header.Get(api.HeaderToken) != w.Token {
+		t.Fatalf("signed token read: status=%d token=%q", r.Status, r.Header.Get(api.HeaderToken))
 	}
 	forged := []string{
 		s.Stream.Token(w.Revision).String(),                                // unsigned
@@ -91,8 +92,8 @@ func TestSignedTokens(t *testing.T) {
 		w.Token[:len(w.Token)-2] + "xx",                                    // altered signature
 	}
 	for _, f := range forged {
-		r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderToken, f)
-		if r.Status != 400 || errorCode(t, r) != stream.CodeInvalidToken {
+		r := do(t, "GET", s.URL+"/v1/kv/k", "", api.HeaderToken, f)
+		if r.Status != 400 || errorCode(t, r) != api.CodeInvalidToken {
 			t.Fatalf("forged token %q: status=%d body=%s, want 400 invalid_token", f, r.Status, r.Body)
 		}
 	}

@@ -1,13 +1,14 @@
 package gateway_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/tidemark/tidemark/internal/stacktest"
 	"github.com/tidemark/tidemark/internal/testenv"
-	"github.com/tidemark/tidemark/stream"
 )
 
 // TestRoutingPrefersReplicaThatReachedToken: with r2 held back, token reads
@@ -22,9 +23,9 @@ func TestRoutingPrefersReplicaThatReachedToken(t *testing.T) {
 		return s.Transport.Router.Pick(w.Revision, "r2") == "r1" && s.Transport.Router.Pick(w.Revision, "") == "r1"
 	})
 	for i := 0; i < 20; i++ {
-		r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderToken, w.Token, stream.HeaderWait, "1s")
-		if r.Status != 200 || r.Body != "v" || r.Header.Get(stream.HeaderReplica) != "r1" {
-			t.Fatalf("read %d: status=%d body=%q replica=%s, want 200 v r1", i, r.Status, r.Body, r.Header.Get(stream.HeaderReplica))
+		r := do(t, "GET", s.URL+"/v1/kv/k", "", api.HeaderToken, w.Token, api.HeaderWait, "1s")
+		if r.Status != 200 || r.Body != "v" || r.Header.Get(api.HeaderReplica) != "r1" {
+			t.Fatalf("read %d: status=%d body=%q replica=%s, want 200 v r1", i, r.Status, r.Body, r.Header.Get(api.HeaderReplica))
 		}
 	}
 }
@@ -55,13 +56,13 @@ func TestForwardOnTimeout(t *testing.T) {
 	if got := router.Freshest("r2"); got != "r1" {
 		t.Fatalf("freshest other than r2 is %q, want r1", got)
 	}
-	r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderToken, w.Token, stream.HeaderWait, "300ms")
-	if r.Status != 504 || r.Header.Get(stream.HeaderReplica) != "r2" {
-		t.Fatalf("without forward: status=%d replica=%s body=%s, want 504 from r2", r.Status, r.Header.Get(stream.HeaderReplica), r.Body)
+	r := do(t, "GET", s.URL+"/v1/kv/k", "", api.HeaderToken, w.Token, api.HeaderWait, "300ms")
+	if r.Status != 504 || r.Header.Get(api.HeaderReplica) != "r2" {
+		t.Fatalf("without forward: status=%d replica=%s body=%s, want 504 from r2", r.Status, r.Header.Get(api.HeaderReplica), r.Body)
 	}
-	r = do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderToken, w.Token, stream.HeaderWait, "400ms", stream.HeaderOnTimeout, "forward")
-	if r.Status != 200 || r.Body != "v" || r.Header.Get(stream.HeaderReplica) != "r1" {
-		t.Fatalf("with forward: status=%d body=%q replica=%s, want 200 v r1", r.Status, r.Body, r.Header.Get(stream.HeaderReplica))
+	r = do(t, "GET", s.URL+"/v1/kv/k", "", api.HeaderToken, w.Token, api.HeaderWait, "400ms", api.HeaderOnTimeout, "forward")
+	if r.Status != 200 || r.Body != "v" || r.Header.Get(api.HeaderReplica) != "r1" {
+		t.Fatalf("with forward: status=%d body=%q replica=%s, want 200 v r1", r.Status, r.Body, r.Header.Get(api.HeaderReplica))
 	}
 }
 
@@ -80,22 +81,22 @@ func TestConsistencyLevels(t *testing.T) {
 	other := put(t, s, "k", "second")
 
 	// Eventual: the lagging replica answers at once with what it has.
-	r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderReplica, "r2", stream.HeaderConsistency, "eventual")
+	r := do(t, "GET", s.URL+"/v1/kv/k", "", api.HeaderReplica, "r2", api.HeaderConsistency, "eventual")
 	if r.Status != 200 || r.Body != "first" {
 		t.Fatalf("eventual: status=%d body=%q, want first", r.Status, r.Body)
 	}
-	applied, _ := strconv.ParseUint(r.Header.Get(stream.HeaderApplied), 10, 64)
-	streamLast, _ := strconv.ParseUint(r.Header.Get(stream.HeaderStreamLast), 10, 64)
+	applied, _ := strconv.ParseUint(r.Header.Get(api.HeaderApplied), 10, 64)
+	streamLast, _ := strconv.ParseUint(r.Header.Get(api.HeaderStreamLast), 10, 64)
 	if applied != first.Revision || streamLast < other.Revision {
 		t.Fatalf("eventual: applied=%d stream last=%d, want %d and >= %d", applied, streamLast, first.Revision, other.Revision)
 	}
 	// Session with no token: also served at once (nothing to wait for).
-	if r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderReplica, "r2"); r.Body != "first" {
+	if r := do(t, "GET", s.URL+"/v1/kv/k", "", api.HeaderReplica, "r2"); r.Body != "first" {
 		t.Fatalf("session without token: %q", r.Body)
 	}
 	// Strong: waits until the replica has the other session's write.
 	time.AfterFunc(100*time.Millisecond, lag.Resume)
-	r = do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderReplica, "r2", stream.HeaderConsistency, "strong")
+	r = do(t, "GET", s.URL+"/v1/kv/k", "", api.HeaderReplica, "r2", api.HeaderConsistency, "strong")
 	if r.Status != 200 || r.Body != "second" {
 		t.Fatalf("strong: status=%d body=%q, want second", r.Status, r.Body)
 	}
@@ -103,22 +104,22 @@ func TestConsistencyLevels(t *testing.T) {
 	lag.Pause()
 	defer lag.Resume()
 	put(t, s, "k", "third")
-	r = do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderReplica, "r2", stream.HeaderConsistency, "strong", stream.HeaderWait, "200ms")
+	r = do(t, "GET", s.URL+"/v1/kv/k", "", api.HeaderReplica, "r2", api.HeaderConsistency, "strong", api.HeaderWait, "200ms")
 	if r.Status != 504 {
 		t.Fatalf("strong on a stuck replica: status=%d body=%q, want 504", r.Status, r.Body)
 	}
 	// Bad level.
-	if r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderConsistency, "linearizable"); r.Status != 400 {
+	if r := do(t, "GET", s.URL+"/v1/kv/k", "", api.HeaderConsistency, "linearizable"); r.Status != 400 {
 		t.Fatalf("bad consistency: status=%d", r.Status)
 	}
 
 	// Writes follow reads: a write sent with a token gets a later revision.
-	g := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderReplica, "r1", stream.HeaderConsistency, "strong")
-	tok, err := stream.ParseToken(g.Header.Get(stream.HeaderToken))
+	g := do(t, "GET", s.URL+"/v1/kv/k", "", api.HeaderReplica, "r1", api.HeaderConsistency, "strong")
+	tok, err := api.ParseToken(g.Header.Get(api.HeaderToken))
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := put(t, s, "after-read", "x", stream.HeaderToken, tok.String())
+	w := put(t, s, "after-read", "x", api.HeaderToken, tok.String())
 	if w.Revision <= tok.Seq {
 		t.Fatalf("write with token %d got revision %d", tok.Seq, w.Revision)
 	}

@@ -1,6 +1,8 @@
 package gateway_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,7 +14,6 @@ import (
 
 	"github.com/tidemark/tidemark/internal/stacktest"
 	"github.com/tidemark/tidemark/internal/testenv"
-	"github.com/tidemark/tidemark/stream"
 )
 
 // browser is an HTTP client with a cookie jar, as a browser keeps cookies.
@@ -71,7 +72,7 @@ func (b *browser) get(path string, hdr ...string) (int, string) {
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	var e stream.ErrorJSON
+	var e api.ErrorJSON
 	if resp.StatusCode >= 400 {
 		if err := json.Unmarshal(body, &e); err != nil {
 			b.t.Fatalf("error body %q: %v", body, err)
@@ -93,9 +94,9 @@ func TestBadCookieIsCleared(t *testing.T) {
 	for _, tt := range []struct {
 		name, cookie, code string
 	}{
-		{"garbage", "x.y.z", stream.CodeInvalidToken},
-		{"another stream", stream.NewToken("0123456789ab", 1).String(), stream.CodeTokenStreamMismatch},
-		{"from the future", s.Stream.Token(w.Revision + 1000).String(), stream.CodeTokenFromFuture},
+		{"garbage", "x.y.z", api.CodeInvalidToken},
+		{"another stream", api.NewToken("0123456789ab", 1).String(), api.CodeTokenStreamMismatch},
+		{"from the future", s.Stream.Token(w.Revision + 1000).String(), api.CodeTokenFromFuture},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			b := newBrowser(t, s.URL)
@@ -118,7 +119,7 @@ func TestBadCookieIsCleared(t *testing.T) {
 		b := newBrowser(t, s.URL)
 		b.setCookie(w.Token)
 		for _, tok := range []string{"nope", s.Stream.Token(w.Revision + 1000).String()} {
-			if status, _ := b.get("/v1/kv/seed", stream.HeaderToken, tok); status != 400 {
+			if status, _ := b.get("/v1/kv/seed", api.HeaderToken, tok); status != 400 {
 				t.Fatalf("GET with header token %q: %d, want 400", tok, status)
 			}
 			if got := b.cookie(); got != w.Token {
@@ -129,7 +130,7 @@ func TestBadCookieIsCleared(t *testing.T) {
 	t.Run("garbage cookie with a good header", func(t *testing.T) {
 		b := newBrowser(t, s.URL)
 		b.setCookie("x.y.z")
-		if status, code := b.get("/v1/kv/seed", stream.HeaderToken, w.Token); status != 200 {
+		if status, code := b.get("/v1/kv/seed", api.HeaderToken, w.Token); status != 200 {
 			t.Fatalf("GET: %d %s, want 200", status, code)
 		}
 		if got := b.cookie(); got != w.Token {

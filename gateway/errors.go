@@ -1,32 +1,32 @@
 package gateway
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"encoding/json"
 	"errors"
 	"net/http"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 // statusOf is the one table from error codes to HTTP statuses.
 func statusOf(code string) int {
 	switch code {
-	case stream.CodeInvalidToken, stream.CodeInvalidKey, stream.CodeInvalidRequest,
-		stream.CodeTokenStreamMismatch, stream.CodeTokenFromFuture, stream.CodeUnknownReplica:
+	case api.CodeInvalidToken, api.CodeInvalidKey, api.CodeInvalidRequest,
+		api.CodeTokenStreamMismatch, api.CodeTokenFromFuture, api.CodeUnknownReplica:
 		return http.StatusBadRequest
-	case stream.CodeNotFound:
+	case api.CodeNotFound:
 		return http.StatusNotFound
-	case stream.CodeRevisionMismatch:
+	case api.CodeRevisionMismatch:
 		return http.StatusPreconditionFailed
-	case stream.CodeOutOfOrder:
+	case api.CodeOutOfOrder:
 		return http.StatusConflict
-	case stream.CodeWriteIDReused:
+	case api.CodeWriteIDReused:
 		return http.StatusUnprocessableEntity
-	case stream.CodeValueTooLarge:
+	case api.CodeValueTooLarge:
 		return http.StatusRequestEntityTooLarge
-	case stream.CodeUnavailable:
+	case api.CodeUnavailable:
 		return http.StatusServiceUnavailable
-	case stream.CodeTokenWaitTimeout:
+	case api.CodeTokenWaitTimeout:
 		return http.StatusGatewayTimeout
 	default:
 		return http.StatusInternalServerError
@@ -36,9 +36,9 @@ func statusOf(code string) int {
 // writeError writes err as the JSON error body with its status. Statuses a
 // client should retry carry Retry-After.
 func writeError(w http.ResponseWriter, err error) int {
-	body := stream.ErrorBodyOf(err)
+	body := api.ErrorBodyOf(err)
 	status := statusOf(body.Error.Code)
-	if errors.Is(err, stream.ErrInternal) || body.Error.Code == stream.CodeInternal {
+	if errors.Is(err, api.ErrInternal) || body.Error.Code == api.CodeInternal {
 		body.Error.Message = "internal error"
 	}
 	if status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout {

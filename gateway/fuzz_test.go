@@ -1,38 +1,38 @@
 package gateway
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 // recorder is the gateway's Writer and Reader in fuzz tests: it accepts
 // whatever reaches it and remembers that something did.
 type recorder struct{ writes, reads int }
 
-func (r *recorder) Write(_ context.Context, req stream.WriteRequest) (stream.WriteResult, error) {
+func (r *recorder) Write(_ context.Context, req api.WriteRequest) (api.WriteResult, error) {
 	r.writes++
-	if err := stream.ValidateKey(req.Key); err != nil {
+	if err := api.ValidateKey(req.Key); err != nil {
 		panic("gateway passed an invalid key to the writer: " + err.Error())
 	}
-	return stream.WriteResult{Key: req.Key, Revision: 1, Token: stream.NewToken("ab", 1)}, nil
+	return api.WriteResult{Key: req.Key, Revision: 1, Token: api.NewToken("ab", 1)}, nil
 }
 
-func (r *recorder) Get(_ context.Context, req stream.GetRequest) (stream.GetResult, error) {
+func (r *recorder) Get(_ context.Context, req api.GetRequest) (api.GetResult, error) {
 	r.reads++
-	return stream.GetResult{Record: stream.Record{Key: req.Key, Value: []byte("v"), Revision: 1}, Token: stream.NewToken("ab", 1)}, nil
+	return api.GetResult{Record: api.Record{Key: req.Key, Value: []byte("v"), Revision: 1}, Token: api.NewToken("ab", 1)}, nil
 }
 
-func (r *recorder) Scan(_ context.Context, req stream.ScanRequest) (stream.ScanResult, error) {
+func (r *recorder) Scan(_ context.Context, req api.ScanRequest) (api.ScanResult, error) {
 	r.reads++
-	if req.Limit < 1 || req.Limit > stream.MaxScanLimit {
+	if req.Limit < 1 || req.Limit > api.MaxScanLimit {
 		panic("gateway passed a bad limit")
 	}
-	return stream.ScanResult{Token: stream.NewToken("ab", 1)}, nil
+	return api.ScanResult{Token: api.NewToken("ab", 1)}, nil
 }
 
 // FuzzHTTPRequest sends arbitrary methods, paths, headers and bodies to the
@@ -55,8 +55,8 @@ func FuzzHTTPRequest(f *testing.F) {
 		if i := strings.IndexByte(path, '?'); i >= 0 {
 			req.URL.Path, req.URL.RawQuery = path[:i], path[i+1:]
 		}
-		req.Header.Set(stream.HeaderToken, tok)
-		req.Header.Set(stream.HeaderWait, wait)
+		req.Header.Set(api.HeaderToken, tok)
+		req.Header.Set(api.HeaderWait, wait)
 		req.Header.Set("If-Match", ifMatch)
 		if cookie != "" {
 			req.Header.Set("Cookie", "tidemark_token="+cookie)

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"errors"
 	"fmt"
@@ -11,8 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 // Defaults of the gateway.
@@ -34,13 +34,13 @@ const (
 // Writer publishes writes. The NATS client transport and the writer itself
 // both satisfy it.
 type Writer interface {
-	Write(ctx context.Context, req stream.WriteRequest) (stream.WriteResult, error)
+	Write(ctx context.Context, req api.WriteRequest) (api.WriteResult, error)
 }
 
 // Reader serves reads from replicas. The NATS client transport satisfies it.
 type Reader interface {
-	Get(ctx context.Context, req stream.GetRequest) (stream.GetResult, error)
-	Scan(ctx context.Context, req stream.ScanRequest) (stream.ScanResult, error)
+	Get(ctx context.Context, req api.GetRequest) (api.GetResult, error)
+	Scan(ctx context.Context, req api.ScanRequest) (api.ScanResult, error)
 }
 
 // Config configures a Gateway.
@@ -60,8 +60,8 @@ type Config struct {
 	// Ready reports whether the gateway can serve (nil) or why not.
 	Ready func() error
 	// Signer, when set, signs the tokens handed to clients and rejects
-	// tokens it did not sign (see stream.Signer).
-	Signer *stream.Signer
+	// tokens it did not sign (see api.Signer).
+	Signer *api.Signer
 	// Affinity pins a session's reads to the replica that served its first
 	// read (cookie tidemark_replica) while that replica answers, as sticky
 	// sessions would. Tokens still apply.

@@ -1,6 +1,8 @@
 package gateway_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"encoding/json"
 	"net/http"
@@ -10,7 +12,6 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/internal/stacktest"
-	"github.com/tidemark/tidemark/stream"
 )
 
 type reply = stacktest.Response
@@ -20,17 +21,17 @@ func do(t *testing.T, method, url, body string, hdr ...string) reply {
 	return stacktest.Do(t, method, url, body, hdr...)
 }
 
-func put(t *testing.T, s *stacktest.Stack, key, value string, hdr ...string) stream.WriteJSON {
+func put(t *testing.T, s *stacktest.Stack, key, value string, hdr ...string) api.WriteJSON {
 	t.Helper()
 	r := do(t, "PUT", s.URL+"/v1/kv/"+key, value, hdr...)
 	if r.Status != 200 {
 		t.Fatalf("PUT %s: status=%d body=%s", key, r.Status, r.Body)
 	}
-	var w stream.WriteJSON
+	var w api.WriteJSON
 	if err := json.Unmarshal([]byte(r.Body), &w); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := r.Header.Get(stream.HeaderToken), w.Token; got != want {
+	if got, want := r.Header.Get(api.HeaderToken), w.Token; got != want {
 		t.Fatalf("token header=%q, body token %q", got, want)
 	}
 	return w
@@ -38,7 +39,7 @@ func put(t *testing.T, s *stacktest.Stack, key, value string, hdr ...string) str
 
 func errorCode(t *testing.T, r reply) string {
 	t.Helper()
-	var e stream.ErrorJSON
+	var e api.ErrorJSON
 	if err := json.Unmarshal([]byte(r.Body), &e); err != nil {
 		t.Fatalf("error body %q: %v", r.Body, err)
 	}
@@ -52,7 +53,7 @@ func TestReadYourWritesAcrossReplicas(t *testing.T) {
 	s := stacktest.Start(t, stacktest.Options{Replicas: 2})
 	w1 := put(t, s, "profile", "old")
 	for _, id := range []string{"r1", "r2"} {
-		if r := do(t, "GET", s.URL+"/v1/kv/profile", "", stream.HeaderToken, w1.Token, stream.HeaderReplica, id); r.Body != "old" {
+		if r := do(t, "GET", s.URL+"/v1/kv/profile", "", api.HeaderToken, w1.Token, api.HeaderReplica, id); r.Body != "old" {
 			t.Fatalf("%s: %q", id, r.Body)
 		}
 	}
@@ -61,19 +62,19 @@ func TestReadYourWritesAcrossReplicas(t *testing.T) {
 	w2 := put(t, s, "profile", "new")
 
 	// Without the token, the lagging replica serves the old value.
-	r := do(t, "GET", s.URL+"/v1/kv/profile", "", stream.HeaderReplica, "r2")
+	r := do(t, "GET", s.URL+"/v1/kv/profile", "", api.HeaderReplica, "r2")
 	if got, want := r.Body, "old"; got != want {
 		t.Fatalf("tokenless read on lagging replica=%q, want %q (the test must show staleness)", got, want)
 	}
 	// The up-to-date replica has it already.
-	r = do(t, "GET", s.URL+"/v1/kv/profile", "", stream.HeaderToken, w2.Token, stream.HeaderReplica, "r1")
+	r = do(t, "GET", s.URL+"/v1/kv/profile", "", api.HeaderToken, w2.Token, api.HeaderReplica, "r1")
 	if got, want := r.Body, "new"; got != want {
 		t.Fatalf("token read on r1=%q, want %q", got, want)
 	}
 	// With the token, the lagging replica waits and then serves the write.
 	resumed := make(chan time.Time, 1)
 	time.AfterFunc(150*time.Millisecond, func() { resumed <- time.Now(); lag.Resume() })
-	r = do(t, "GET", s.URL+"/v1/kv/profile", "", stream.HeaderToken, w2.Token, stream.HeaderReplica, "r2")
+	r = do(t, "GET", s.URL+"/v1/kv/profile", "", api.HeaderToken, w2.Token, api.HeaderReplica, "r2")
 	done := time.Now()
 	if r.Status != 200 || r.Body != "new" {
 		t.Fatalf("token read on lagging replica: status=%d body=%q, want 200 new", r.Status, r.Body)
@@ -81,13 +82,13 @@ func TestReadYourWritesAcrossReplicas(t *testing.T) {
 	if done.Before(<-resumed) {
 		t.Fatal("token read returned before the lagging replica was resumed")
 	}
-	if got, want := r.Header.Get(stream.HeaderReplica), "r2"; got != want {
+	if got, want := r.Header.Get(api.HeaderReplica), "r2"; got != want {
 		t.Fatalf("served by %s, want %s", got, want)
 	}
-	if d, err := time.ParseDuration(r.Header.Get(stream.HeaderWaited)); err != nil || d <= 0 {
-		t.Fatalf("Tidemark-Waited=%q, want > 0", r.Header.Get(stream.HeaderWaited))
+	if d, err := time.ParseDuration(r.Header.Get(api.HeaderWaited)); err != nil || d <= 0 {
+		t.Fatalf("Tidemark-Waited=%q, want > 0", r.Header.Get(api.HeaderWaited))
 	}
-	if got, want := r.Header.Get(stream.HeaderToken), w2.Token; got != want {
+	if got, want := r.Header.Get(api.HeaderToken), w2.Token; got != want {
 		t.Fatalf("reply token=%s, want %s", got, want)
 	}
 }
@@ -100,11 +101,11 @@ func TestTokenWaitTimeout(t *testing.T) {
 	s.Replicas[0].Replicator().Pause()
 	defer s.Replicas[0].Replicator().Resume()
 	w := put(t, s, "k", "fresh")
-	r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderToken, w.Token, stream.HeaderWait, "200ms")
+	r := do(t, "GET", s.URL+"/v1/kv/k", "", api.HeaderToken, w.Token, api.HeaderWait, "200ms")
 	if got, want := r.Status, http.StatusGatewayTimeout; got != want {
 		t.Fatalf("status=%d, want %d (body %s)", got, want, r.Body)
 	}
-	if got, want := errorCode(t, r), stream.CodeTokenWaitTimeout; got != want {
+	if got, want := errorCode(t, r), api.CodeTokenWaitTimeout; got != want {
 		t.Fatalf("code=%s, want %s", got, want)
 	}
 	if strings.Contains(r.Body, "stale") {
@@ -113,11 +114,11 @@ func TestTokenWaitTimeout(t *testing.T) {
 	if r.Header.Get("Retry-After") == "" {
 		t.Fatal("504 without Retry-After")
 	}
-	if got, want := r.Header.Get(stream.HeaderToken), w.Token; got != want {
+	if got, want := r.Header.Get(api.HeaderToken), w.Token; got != want {
 		t.Fatalf("504 token=%q, want the request's %q", got, want)
 	}
 	// Scans too.
-	r = do(t, "GET", s.URL+"/v1/kv?prefix=k", "", stream.HeaderToken, w.Token, stream.HeaderWait, "100ms")
+	r = do(t, "GET", s.URL+"/v1/kv?prefix=k", "", api.HeaderToken, w.Token, api.HeaderWait, "100ms")
 	if got, want := r.Status, http.StatusGatewayTimeout; got != want {
 		t.Fatalf("scan status=%d, want %d", got, want)
 	}
@@ -132,36 +133,36 @@ func TestBadInputWritesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	ahead := s.Stream.Token(w.Revision + 1000).String()
-	foreign := stream.NewToken("0123456789ab", 1).String()
-	long := strings.Repeat("k", stream.MaxKeyLen+1)
+	foreign := api.NewToken("0123456789ab", 1).String()
+	long := strings.Repeat("k", api.MaxKeyLen+1)
 	for _, tt := range []struct {
 		name, method, path, body string
 		hdr                      []string
 		status                   int
 		code                     string
 	}{
-		{"malformed token", "PUT", "/v1/kv/a", "v", []string{stream.HeaderToken, "nope"}, 400, stream.CodeInvalidToken},
-		{"malformed token read", "GET", "/v1/kv/a", "", []string{stream.HeaderToken, "1.ab"}, 400, stream.CodeInvalidToken},
-		{"malformed cookie", "GET", "/v1/kv/a", "", []string{"Cookie", "x.y.z"}, 400, stream.CodeInvalidToken},
-		{"foreign token write", "PUT", "/v1/kv/a", "v", []string{stream.HeaderToken, foreign}, 400, stream.CodeTokenStreamMismatch},
-		{"foreign token read", "GET", "/v1/kv/seed", "", []string{stream.HeaderToken, foreign}, 400, stream.CodeTokenStreamMismatch},
-		{"future token write", "PUT", "/v1/kv/a", "v", []string{stream.HeaderToken, ahead}, 400, stream.CodeTokenFromFuture},
-		{"future token read", "GET", "/v1/kv/seed", "", []string{stream.HeaderToken, ahead}, 400, stream.CodeTokenFromFuture},
-		{"future token cookie", "GET", "/v1/kv/seed", "", []string{"Cookie", ahead}, 400, stream.CodeTokenFromFuture},
-		{"empty key", "PUT", "/v1/kv/", "v", nil, 400, stream.CodeInvalidKey},
-		{"long key", "PUT", "/v1/kv/" + long, "v", nil, 400, stream.CodeInvalidKey},
-		{"invalid utf-8 key", "PUT", "/v1/kv/a%FFb", "v", nil, 400, stream.CodeInvalidKey},
-		{"value too large", "PUT", "/v1/kv/a", strings.Repeat("x", 1025), nil, 413, stream.CodeValueTooLarge},
-		{"bad if-match", "PUT", "/v1/kv/a", "v", []string{"If-Match", "W/\"x\""}, 400, stream.CodeInvalidRequest},
-		{"bad if-none-match", "PUT", "/v1/kv/a", "v", []string{"If-None-Match", `"3"`}, 400, stream.CodeInvalidRequest},
-		{"bad wait", "GET", "/v1/kv/seed", "", []string{stream.HeaderWait, "soon"}, 400, stream.CodeInvalidRequest},
-		{"bad limit", "GET", "/v1/kv?limit=x", "", nil, 400, stream.CodeInvalidRequest},
-		{"limit too big", "GET", "/v1/kv?limit=100000", "", nil, 400, stream.CodeInvalidRequest},
-		{"limit zero", "GET", "/v1/kv?limit=0", "", nil, 400, stream.CodeInvalidRequest},
-		{"limit negative", "GET", "/v1/kv?limit=-1", "", nil, 400, stream.CodeInvalidRequest},
-		{"long write id", "PUT", "/v1/kv/a", "v", []string{"Idempotency-Key", strings.Repeat("i", 200)}, 400, stream.CodeInvalidRequest},
-		{"bad method", "POST", "/v1/kv/a", "v", nil, 405, stream.CodeInvalidRequest},
-		{"unknown path", "GET", "/v2/kv/a", "", nil, 404, stream.CodeInvalidRequest},
+		{"malformed token", "PUT", "/v1/kv/a", "v", []string{api.HeaderToken, "nope"}, 400, api.CodeInvalidToken},
+		{"malformed token read", "GET", "/v1/kv/a", "", []string{api.HeaderToken, "1.ab"}, 400, api.CodeInvalidToken},
+		{"malformed cookie", "GET", "/v1/kv/a", "", []string{"Cookie", "x.y.z"}, 400, api.CodeInvalidToken},
+		{"foreign token write", "PUT", "/v1/kv/a", "v", []string{api.HeaderToken, foreign}, 400, api.CodeTokenStreamMismatch},
+		{"foreign token read", "GET", "/v1/kv/seed", "", []string{api.HeaderToken, foreign}, 400, api.CodeTokenStreamMismatch},
+		{"future token write", "PUT", "/v1/kv/a", "v", []string{api.HeaderToken, ahead}, 400, api.CodeTokenFromFuture},
+		{"future token read", "GET", "/v1/kv/seed", "", []string{api.HeaderToken, ahead}, 400, api.CodeTokenFromFuture},
+		{"future token cookie", "GET", "/v1/kv/seed", "", []string{"Cookie", ahead}, 400, api.CodeTokenFromFuture},
+		{"empty key", "PUT", "/v1/kv/", "v", nil, 400, api.CodeInvalidKey},
+		{"long key", "PUT", "/v1/kv/" + long, "v", nil, 400, api.CodeInvalidKey},
+		{"invalid utf-8 key", "PUT", "/v1/kv/a%FFb", "v", nil, 400, api.CodeInvalidKey},
+		{"value too large", "PUT", "/v1/kv/a", strings.Repeat("x", 1025), nil, 413, api.CodeValueTooLarge},
+		{"bad if-match", "PUT", "/v1/kv/a", "v", []string{"If-Match", "W/\"x\""}, 400, api.CodeInvalidRequest},
+		{"bad if-none-match", "PUT", "/v1/kv/a", "v", []string{"If-None-Match", `"3"`}, 400, api.CodeInvalidRequest},
+		{"bad wait", "GET", "/v1/kv/seed", "", []string{api.HeaderWait, "soon"}, 400, api.CodeInvalidRequest},
+		{"bad limit", "GET", "/v1/kv?limit=x", "", nil, 400, api.CodeInvalidRequest},
+		{"limit too big", "GET", "/v1/kv?limit=100000", "", nil, 400, api.CodeInvalidRequest},
+		{"limit zero", "GET", "/v1/kv?limit=0", "", nil, 400, api.CodeInvalidRequest},
+		{"limit negative", "GET", "/v1/kv?limit=-1", "", nil, 400, api.CodeInvalidRequest},
+		{"long write id", "PUT", "/v1/kv/a", "v", []string{"Idempotency-Key", strings.Repeat("i", 200)}, 400, api.CodeInvalidRequest},
+		{"bad method", "POST", "/v1/kv/a", "v", nil, 405, api.CodeInvalidRequest},
+		{"unknown path", "GET", "/v2/kv/a", "", nil, 404, api.CodeInvalidRequest},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := do(t, tt.method, s.URL+tt.path, tt.body, tt.hdr...)
@@ -196,7 +197,7 @@ func TestRetriedWriteSameRevision(t *testing.T) {
 	if got, want := info.State.Msgs, uint64(1); got != want {
 		t.Fatalf("stream holds %d messages, want %d", got, want)
 	}
-	c := put(t, s, "order", "1", stream.HeaderWriteID, "order-1-update")
+	c := put(t, s, "order", "1", api.HeaderWriteID, "order-1-update")
 	if c.Revision <= a.Revision {
 		t.Fatalf("new write id got revision %d, want > %d", c.Revision, a.Revision)
 	}
@@ -214,17 +215,17 @@ func TestCookieCarriesToken(t *testing.T) {
 			}
 		}
 	}
-	if cookie == "" || cookie != r.Header.Get(stream.HeaderToken) {
-		t.Fatalf("cookie %q, header %q", cookie, r.Header.Get(stream.HeaderToken))
+	if cookie == "" || cookie != r.Header.Get(api.HeaderToken) {
+		t.Fatalf("cookie %q, header %q", cookie, r.Header.Get(api.HeaderToken))
 	}
 	// Header and cookie: the later token wins.
 	w2 := put(t, s, "c", "v2")
-	g := do(t, "GET", s.URL+"/v1/kv/c", "", stream.HeaderToken, cookie, "Cookie", w2.Token)
-	if got, want := g.Header.Get(stream.HeaderToken), w2.Token; got != want || g.Body != "v2" {
+	g := do(t, "GET", s.URL+"/v1/kv/c", "", api.HeaderToken, cookie, "Cookie", w2.Token)
+	if got, want := g.Header.Get(api.HeaderToken), w2.Token; got != want || g.Body != "v2" {
 		t.Fatalf("token=%s body=%s, want %s v2", got, g.Body, want)
 	}
 	// A stale cookie of another stream is cleared.
-	g = do(t, "GET", s.URL+"/v1/kv/c", "", "Cookie", stream.NewToken("0123456789ab", 1).String())
+	g = do(t, "GET", s.URL+"/v1/kv/c", "", "Cookie", api.NewToken("0123456789ab", 1).String())
 	if g.Status != 400 || !strings.Contains(strings.Join(g.Header.Values("Set-Cookie"), ";"), "Max-Age=0") {
 		t.Fatalf("foreign cookie: status=%d set-cookie=%v", g.Status, g.Header.Values("Set-Cookie"))
 	}
@@ -234,17 +235,17 @@ func TestDeleteAndScan(t *testing.T) {
 	s := stacktest.Start(t, stacktest.Options{Replicas: 2})
 	var tok string
 	for _, k := range []string{"u/1", "u/2", "u/3", "u/4", "u/5", "v/1"} {
-		tok = put(t, s, k, "val-"+k, stream.HeaderToken, tok).Token
+		tok = put(t, s, k, "val-"+k, api.HeaderToken, tok).Token
 	}
-	r := do(t, "DELETE", s.URL+"/v1/kv/u/3", "", stream.HeaderToken, tok)
+	r := do(t, "DELETE", s.URL+"/v1/kv/u/3", "", api.HeaderToken, tok)
 	if r.Status != 200 {
 		t.Fatalf("DELETE status=%d", r.Status)
 	}
-	tok = r.Header.Get(stream.HeaderToken)
-	delRev := r.Header.Get(stream.HeaderRevision)
-	g := do(t, "GET", s.URL+"/v1/kv/u%2F3", "", stream.HeaderToken, tok)
-	if g.Status != 404 || g.Header.Get(stream.HeaderRevision) != delRev {
-		t.Fatalf("GET deleted: status=%d revision=%q, want 404 %s", g.Status, g.Header.Get(stream.HeaderRevision), delRev)
+	tok = r.Header.Get(api.HeaderToken)
+	delRev := r.Header.Get(api.HeaderRevision)
+	g := do(t, "GET", s.URL+"/v1/kv/u%2F3", "", api.HeaderToken, tok)
+	if g.Status != 404 || g.Header.Get(api.HeaderRevision) != delRev {
+		t.Fatalf("GET deleted: status=%d revision=%q, want 404 %s", g.Status, g.Header.Get(api.HeaderRevision), delRev)
 	}
 	var keys []string
 	after := ""
@@ -252,11 +253,11 @@ func TestDeleteAndScan(t *testing.T) {
 		if pages > 10 {
 			t.Fatal("scan does not end")
 		}
-		r := do(t, "GET", s.URL+"/v1/kv?prefix=u/&limit=2&after="+after, "", stream.HeaderToken, tok)
+		r := do(t, "GET", s.URL+"/v1/kv?prefix=u/&limit=2&after="+after, "", api.HeaderToken, tok)
 		if r.Status != 200 {
 			t.Fatalf("scan status=%d body=%s", r.Status, r.Body)
 		}
-		var page stream.ScanJSON
+		var page api.ScanJSON
 		if err := json.Unmarshal([]byte(r.Body), &page); err != nil {
 			t.Fatal(err)
 		}
@@ -280,7 +281,7 @@ func TestConditionalWrites(t *testing.T) {
 	s := stacktest.Start(t, stacktest.Options{Replicas: 1})
 	a := put(t, s, "doc", "v1", "If-None-Match", "*")
 	r := do(t, "PUT", s.URL+"/v1/kv/doc", "again", "If-None-Match", "*")
-	if r.Status != http.StatusPreconditionFailed || errorCode(t, r) != stream.CodeRevisionMismatch {
+	if r.Status != http.StatusPreconditionFailed || errorCode(t, r) != api.CodeRevisionMismatch {
 		t.Fatalf("second create: status=%d body=%s", r.Status, r.Body)
 	}
 	b := put(t, s, "doc", "v2", "If-Match", `"`+itoa(a.Revision)+`"`)
@@ -288,7 +289,7 @@ func TestConditionalWrites(t *testing.T) {
 	if r.Status != http.StatusPreconditionFailed {
 		t.Fatalf("stale If-Match: status=%d body=%s", r.Status, r.Body)
 	}
-	g := do(t, "GET", s.URL+"/v1/kv/doc", "", stream.HeaderToken, b.Token)
+	g := do(t, "GET", s.URL+"/v1/kv/doc", "", api.HeaderToken, b.Token)
 	if g.Body != "v2" {
 		t.Fatalf("value=%q, want v2", g.Body)
 	}

@@ -1,6 +1,10 @@
 package gateway
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"errors"
 	"io"
@@ -10,8 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 // HTTP names of the API, besides the stream's shared header names.
@@ -52,12 +54,12 @@ func (g *Gateway) routes() http.Handler {
 				g.instrument("delete", w, r, g.del, r.Method)
 			default:
 				w.Header().Set("Allow", "GET, HEAD, PUT, DELETE")
-				writeJSON(w, http.StatusMethodNotAllowed, stream.ErrorBodyOf(
-					stream.Errorf(stream.ErrInvalidRequest, "method %s not allowed", r.Method)))
+				writeJSON(w, http.StatusMethodNotAllowed, api.ErrorBodyOf(
+					api.Errorf(api.ErrInvalidRequest, "method %s not allowed", r.Method)))
 			}
 		default:
-			writeJSON(w, http.StatusNotFound, stream.ErrorJSON{Error: stream.ErrorBody{
-				Code: stream.CodeInvalidRequest, Message: "no such endpoint: " + path}})
+			writeJSON(w, http.StatusNotFound, api.ErrorJSON{Error: api.ErrorBody{
+				Code: api.CodeInvalidRequest, Message: "no such endpoint: " + path}})
 		}
 	})
 }
@@ -74,7 +76,7 @@ func (g *Gateway) readyz(w http.ResponseWriter) {
 
 // handlerFunc handles one API request with the session's token and returns
 // the session's new token and the error to report, if any.
-type handlerFunc func(w http.ResponseWriter, r *http.Request, tok stream.Token) (stream.Token, error)
+type handlerFunc func(w http.ResponseWriter, r *http.Request, tok api.Token) (api.Token, error)
 
 // instrument parses the session token, runs h, and writes the token and any
 // error into the response: every response carries the session's token.
@@ -85,7 +87,7 @@ func (g *Gateway) instrument(op string, w http.ResponseWriter, r *http.Request, 
 	if !slices.Contains(methods, r.Method) {
 		w.Header().Set("Allow", strings.Join(methods, ", "))
 		status = http.StatusMethodNotAllowed
-		writeJSON(w, status, stream.ErrorBodyOf(stream.Errorf(stream.ErrInvalidRequest, "method %s not allowed", r.Method)))
+		writeJSON(w, status, api.ErrorBodyOf(api.Errorf(api.ErrInvalidRequest, "method %s not allowed", r.Method)))
 		return
 	}
 	tok, fromCookie, err := g.requestToken(r)
@@ -119,10 +121,10 @@ func (g *Gateway) instrument(op string, w http.ResponseWriter, r *http.Request, 
 // different streams: the header wins (the cookie may be stale). fromCookie
 // reports that the cookie is to blame if the token is refused: the token
 // is the cookie's, or the cookie holds no valid token.
-func (g *Gateway) requestToken(r *http.Request) (tok stream.Token, fromCookie bool, err error) {
-	hdr, err := g.cfg.Signer.Parse(r.Header.Get(stream.HeaderToken))
+func (g *Gateway) requestToken(r *http.Request) (tok api.Token, fromCookie bool, err error) {
+	hdr, err := g.cfg.Signer.Parse(r.Header.Get(api.HeaderToken))
 	if err != nil {
-		return stream.Token{}, false, err
+		return api.Token{}, false, err
 	}
 	c, err := r.Cookie(CookieToken)
 	if err != nil || c.Value == "" {
@@ -133,7 +135,7 @@ func (g *Gateway) requestToken(r *http.Request) (tok stream.Token, fromCookie bo
 		if !hdr.IsZero() {
 			return hdr, true, nil
 		}
-		return stream.Token{}, true, err
+		return api.Token{}, true, err
 	}
 	merged, err := hdr.Merge(ck)
 	if err != nil {
@@ -144,13 +146,13 @@ func (g *Gateway) requestToken(r *http.Request) (tok stream.Token, fromCookie bo
 
 // rejectsToken reports whether err refuses the request's token itself.
 func rejectsToken(err error) bool {
-	return errors.Is(err, stream.ErrTokenStreamMismatch) || errors.Is(err, stream.ErrTokenFromFuture) ||
-		errors.Is(err, stream.ErrInvalidToken)
+	return errors.Is(err, api.ErrTokenStreamMismatch) || errors.Is(err, api.ErrTokenFromFuture) ||
+		errors.Is(err, api.ErrInvalidToken)
 }
 
 // setToken sets the response token header and cookie: out when known, else
 // the request's token. It returns the token as the client sees it.
-func (g *Gateway) setToken(w http.ResponseWriter, out, in stream.Token) string {
+func (g *Gateway) setToken(w http.ResponseWriter, out, in api.Token) string {
 	if m, err := in.Merge(out); err == nil {
 		out = m
 	} else if out.IsZero() {
@@ -160,7 +162,7 @@ func (g *Gateway) setToken(w http.ResponseWriter, out, in stream.Token) string {
 		return ""
 	}
 	s := g.cfg.Signer.Format(out)
-	w.Header().Set(stream.HeaderToken, s)
+	w.Header().Set(api.HeaderToken, s)
 	http.SetCookie(w, &http.Cookie{Name: CookieToken, Value: s, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	return s
 }
@@ -174,15 +176,15 @@ func requestKey(r *http.Request) (string, error) {
 	esc := strings.TrimPrefix(r.URL.EscapedPath(), kvPath+"/")
 	key, err := url.PathUnescape(esc)
 	if err != nil {
-		return "", stream.Errorf(stream.ErrInvalidKey, "invalid key: bad percent-encoding")
+		return "", api.Errorf(api.ErrInvalidKey, "invalid key: bad percent-encoding")
 	}
-	return key, stream.ValidateKey(key)
+	return key, api.ValidateKey(key)
 }
 
 // readOptions are the request headers every read takes.
 type readOptions struct {
 	wait        time.Duration
-	consistency stream.Consistency
+	consistency api.Consistency
 	replica     string
 	forward     bool
 	sticky      bool   // affinity applies to this read
@@ -200,135 +202,135 @@ func (g *Gateway) pin(w http.ResponseWriter, o readOptions, served string) {
 // pinnedGone reports whether err says the replica a sticky read was pinned
 // to no longer serves, so that the read goes to any other.
 func pinnedGone(err error) bool {
-	return errors.Is(err, stream.ErrUnavailable) || errors.Is(err, stream.ErrUnknownReplica)
+	return errors.Is(err, api.ErrUnavailable) || errors.Is(err, api.ErrUnknownReplica)
 }
 
 // readHeaders parses a read's Tidemark-Wait (defaulted and capped),
 // Tidemark-Consistency, Tidemark-Replica and Tidemark-On-Timeout.
 func (g *Gateway) readHeaders(r *http.Request) (readOptions, error) {
-	d, err := stream.ParseWait(r.Header.Get(stream.HeaderWait))
+	d, err := api.ParseWait(r.Header.Get(api.HeaderWait))
 	if err != nil {
 		return readOptions{}, err
 	}
 	if d == 0 {
 		d = g.cfg.DefaultWait
 	}
-	c, err := stream.ParseConsistency(r.Header.Get(stream.HeaderConsistency))
+	c, err := api.ParseConsistency(r.Header.Get(api.HeaderConsistency))
 	if err != nil {
 		return readOptions{}, err
 	}
-	o := readOptions{wait: min(d, g.cfg.MaxWait), consistency: c, replica: r.Header.Get(stream.HeaderReplica)}
-	if o.replica != "" && !stream.ValidReplicaID(o.replica) {
-		return readOptions{}, stream.Errorf(stream.ErrInvalidRequest, "invalid %s %q", stream.HeaderReplica, o.replica)
+	o := readOptions{wait: min(d, g.cfg.MaxWait), consistency: c, replica: r.Header.Get(api.HeaderReplica)}
+	if o.replica != "" && !api.ValidReplicaID(o.replica) {
+		return readOptions{}, api.Errorf(api.ErrInvalidRequest, "invalid %s %q", api.HeaderReplica, o.replica)
 	}
 	if g.cfg.Affinity && o.replica == "" {
 		o.sticky = true
-		if c, err := r.Cookie(CookieReplica); err == nil && stream.ValidReplicaID(c.Value) {
+		if c, err := r.Cookie(CookieReplica); err == nil && api.ValidReplicaID(c.Value) {
 			o.replica, o.pinned = c.Value, c.Value
 		}
 	}
-	switch s := r.Header.Get(stream.HeaderOnTimeout); s {
+	switch s := r.Header.Get(api.HeaderOnTimeout); s {
 	case "", "fail":
 	case "forward":
 		o.forward = true
 	default:
-		return readOptions{}, stream.Errorf(stream.ErrInvalidRequest, "invalid %s %q: want fail or forward", stream.HeaderOnTimeout, s)
+		return readOptions{}, api.Errorf(api.ErrInvalidRequest, "invalid %s %q: want fail or forward", api.HeaderOnTimeout, s)
 	}
 	return o, nil
 }
 
-func (g *Gateway) put(w http.ResponseWriter, r *http.Request, tok stream.Token) (stream.Token, error) {
+func (g *Gateway) put(w http.ResponseWriter, r *http.Request, tok api.Token) (api.Token, error) {
 	key, err := requestKey(r)
 	if err != nil {
-		return stream.Token{}, err
+		return api.Token{}, err
 	}
 	limit := g.valueLimit()
 	if err := limit.Check(r.ContentLength); err != nil {
-		return stream.Token{}, err
+		return api.Token{}, err
 	}
 	value, err := io.ReadAll(io.LimitReader(r.Body, int64(limit.Bytes)+1))
 	if err != nil {
-		return stream.Token{}, stream.Errorf(stream.ErrInvalidRequest, "reading body: %v", err)
+		return api.Token{}, api.Errorf(api.ErrInvalidRequest, "reading body: %v", err)
 	}
 	if len(value) > limit.Bytes {
-		return stream.Token{}, limit.TooLarge("more than " + strconv.Itoa(limit.Bytes) + " bytes")
+		return api.Token{}, limit.TooLarge("more than " + strconv.Itoa(limit.Bytes) + " bytes")
 	}
-	return g.write(w, r, stream.WriteRequest{Op: stream.OpPut, Key: key, Value: value, Token: tok})
+	return g.write(w, r, api.WriteRequest{Op: api.OpPut, Key: key, Value: value, Token: tok})
 }
 
 // valueLimiter is a Writer that knows the largest value it can take: the
 // writer, and the NATS client transport (what the server's max_payload
 // leaves).
 type valueLimiter interface {
-	ValueLimit() stream.ValueLimit
+	ValueLimit() wire.ValueLimit
 }
 
 // valueLimit is the largest value a put may carry: the configured limit, or
 // less where the writer says so, so that a value no reply could carry is
 // refused before its body is read.
-func (g *Gateway) valueLimit() stream.ValueLimit {
+func (g *Gateway) valueLimit() wire.ValueLimit {
 	vl, ok := g.cfg.Writer.(valueLimiter)
 	if !ok {
-		return stream.NewValueLimit(g.cfg.MaxValueBytes, 0)
+		return wire.NewValueLimit(g.cfg.MaxValueBytes, 0)
 	}
 	wl := vl.ValueLimit()
 	configured := g.cfg.MaxValueBytes
 	if wl.Configured > 0 {
 		configured = min(configured, wl.Configured)
 	}
-	return stream.NewValueLimit(configured, wl.MaxPayload)
+	return wire.NewValueLimit(configured, wl.MaxPayload)
 }
 
-func (g *Gateway) del(w http.ResponseWriter, r *http.Request, tok stream.Token) (stream.Token, error) {
+func (g *Gateway) del(w http.ResponseWriter, r *http.Request, tok api.Token) (api.Token, error) {
 	key, err := requestKey(r)
 	if err != nil {
-		return stream.Token{}, err
+		return api.Token{}, err
 	}
-	return g.write(w, r, stream.WriteRequest{Op: stream.OpDelete, Key: key, Token: tok})
+	return g.write(w, r, api.WriteRequest{Op: api.OpDelete, Key: key, Token: tok})
 }
 
-func (g *Gateway) write(w http.ResponseWriter, r *http.Request, req stream.WriteRequest) (stream.Token, error) {
-	req.WriteID = r.Header.Get(stream.HeaderWriteID)
+func (g *Gateway) write(w http.ResponseWriter, r *http.Request, req api.WriteRequest) (api.Token, error) {
+	req.WriteID = r.Header.Get(api.HeaderWriteID)
 	if req.WriteID == "" {
 		req.WriteID = r.Header.Get(HeaderIdempotencyKey)
 	}
-	if len(req.WriteID) > stream.MaxWriteIDLen {
-		return stream.Token{}, stream.Errorf(stream.ErrInvalidRequest, "write id longer than %d bytes", stream.MaxWriteIDLen)
+	if len(req.WriteID) > api.MaxWriteIDLen {
+		return api.Token{}, api.Errorf(api.ErrInvalidRequest, "write id longer than %d bytes", api.MaxWriteIDLen)
 	}
-	if s := r.Header.Get(stream.HeaderIfMatch); s != "" {
-		rev, err := stream.ParseRevision(s)
+	if s := r.Header.Get(api.HeaderIfMatch); s != "" {
+		rev, err := api.ParseRevision(s)
 		if err != nil {
-			return stream.Token{}, err
+			return api.Token{}, err
 		}
 		req.IfRevision = rev
 	}
-	switch s := r.Header.Get(stream.HeaderIfNoneMatch); s {
+	switch s := r.Header.Get(api.HeaderIfNoneMatch); s {
 	case "":
 	case "*":
 		req.IfAbsent = true
 	default:
-		return stream.Token{}, stream.Errorf(stream.ErrInvalidRequest, "If-None-Match on a write supports only *")
+		return api.Token{}, api.Errorf(api.ErrInvalidRequest, "If-None-Match on a write supports only *")
 	}
 	if req.IfAbsent && req.IfRevision != 0 {
-		return stream.Token{}, stream.Errorf(stream.ErrInvalidRequest, "If-Match and If-None-Match together")
+		return api.Token{}, api.Errorf(api.ErrInvalidRequest, "If-Match and If-None-Match together")
 	}
 	var err error
-	if req.Session, req.SessionSeq, err = stream.ParseSession(r.Header.Get(stream.HeaderSession), r.Header.Get(stream.HeaderSessionSeq)); err != nil {
-		return stream.Token{}, err
+	if req.Session, req.SessionSeq, err = api.ParseSession(r.Header.Get(api.HeaderSession), r.Header.Get(api.HeaderSessionSeq)); err != nil {
+		return api.Token{}, err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), DefaultWriteTimeout)
 	defer cancel()
 	res, err := g.cfg.Writer.Write(ctx, req)
 	if err != nil {
 		if res.Revision != 0 {
-			w.Header().Set(stream.HeaderRevision, strconv.FormatUint(res.Revision, 10))
+			w.Header().Set(api.HeaderRevision, strconv.FormatUint(res.Revision, 10))
 		}
 		return res.Token, err
 	}
 	tok := g.setToken(w, res.Token, req.Token)
-	w.Header().Set(stream.HeaderRevision, strconv.FormatUint(res.Revision, 10))
+	w.Header().Set(api.HeaderRevision, strconv.FormatUint(res.Revision, 10))
 	w.Header().Set("ETag", etag(res.Revision))
-	writeJSON(w, http.StatusOK, stream.WriteJSON{Key: req.Key, Revision: res.Revision, Token: tok})
+	writeJSON(w, http.StatusOK, api.WriteJSON{Key: req.Key, Revision: res.Revision, Token: tok})
 	return res.Token, nil
 }
 
@@ -339,35 +341,35 @@ func readContext(r *http.Request, wait time.Duration) (context.Context, context.
 	return context.WithTimeout(r.Context(), wait+DefaultReplyMargin)
 }
 
-func (g *Gateway) get(w http.ResponseWriter, r *http.Request, tok stream.Token) (stream.Token, error) {
+func (g *Gateway) get(w http.ResponseWriter, r *http.Request, tok api.Token) (api.Token, error) {
 	key, err := requestKey(r)
 	if err != nil {
-		return stream.Token{}, err
+		return api.Token{}, err
 	}
 	o, err := g.readHeaders(r)
 	if err != nil {
-		return stream.Token{}, err
+		return api.Token{}, err
 	}
 	ctx, cancel := readContext(r, o.wait)
 	defer cancel()
-	req := stream.GetRequest{Key: key, Token: tok, Wait: o.wait, Consistency: o.consistency, Replica: o.replica, Forward: o.forward}
+	req := api.GetRequest{Key: key, Token: tok, Wait: o.wait, Consistency: o.consistency, Replica: o.replica, Forward: o.forward}
 	res, err := g.cfg.Reader.Get(ctx, req)
 	if o.sticky && pinnedGone(err) {
 		req.Replica = "" // the pinned replica is gone: any other
 		res, err = g.cfg.Reader.Get(ctx, req)
 	}
 	g.pin(w, o, res.Replica)
-	stream.SetServedBy(w.Header(), res.Replica, res.Applied, res.Waited, res.StreamLast)
+	wire.SetServedBy(w.Header(), res.Replica, res.Applied, res.Waited, res.StreamLast)
 	g.metrics.waited(res.Waited)
 	if err != nil {
 		if res.Record.Revision != 0 {
-			w.Header().Set(stream.HeaderRevision, strconv.FormatUint(res.Record.Revision, 10))
+			w.Header().Set(api.HeaderRevision, strconv.FormatUint(res.Record.Revision, 10))
 		}
 		return res.Token, err
 	}
 	g.setToken(w, res.Token, tok)
 	h := w.Header()
-	h.Set(stream.HeaderRevision, strconv.FormatUint(res.Record.Revision, 10))
+	h.Set(api.HeaderRevision, strconv.FormatUint(res.Record.Revision, 10))
 	h.Set("ETag", etag(res.Record.Revision))
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Content-Length", strconv.Itoa(len(res.Record.Value)))
@@ -379,24 +381,24 @@ func (g *Gateway) get(w http.ResponseWriter, r *http.Request, tok stream.Token) 
 	return res.Token, nil
 }
 
-func (g *Gateway) scan(w http.ResponseWriter, r *http.Request, tok stream.Token) (stream.Token, error) {
+func (g *Gateway) scan(w http.ResponseWriter, r *http.Request, tok api.Token) (api.Token, error) {
 	q := r.URL.Query()
 	o, err := g.readHeaders(r)
 	if err != nil {
-		return stream.Token{}, err
+		return api.Token{}, err
 	}
-	req := stream.ScanRequest{Prefix: q.Get("prefix"), After: q.Get("after"), Token: tok, Wait: o.wait,
+	req := api.ScanRequest{Prefix: q.Get("prefix"), After: q.Get("after"), Token: tok, Wait: o.wait,
 		Consistency: o.consistency, Replica: o.replica, Forward: o.forward}
 	if s := q.Get("limit"); s != "" {
 		// An explicit limit must be a count of keys: 0 is not "the default".
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > stream.MaxScanLimit {
-			return stream.Token{}, stream.Errorf(stream.ErrInvalidRequest, "invalid limit %q: want 1 to %d (leave it out for %d)", s, stream.MaxScanLimit, stream.DefaultScanLimit)
+		if err != nil || n < 1 || n > api.MaxScanLimit {
+			return api.Token{}, api.Errorf(api.ErrInvalidRequest, "invalid limit %q: want 1 to %d (leave it out for %d)", s, api.MaxScanLimit, api.DefaultScanLimit)
 		}
 		req.Limit = n
 	}
 	if err := req.Validate(); err != nil {
-		return stream.Token{}, err
+		return api.Token{}, err
 	}
 	ctx, cancel := readContext(r, o.wait)
 	defer cancel()
@@ -406,7 +408,7 @@ func (g *Gateway) scan(w http.ResponseWriter, r *http.Request, tok stream.Token)
 		res, err = g.cfg.Reader.Scan(ctx, req)
 	}
 	g.pin(w, o, res.Replica)
-	stream.SetServedBy(w.Header(), res.Replica, res.Applied, res.Waited, res.StreamLast)
+	wire.SetServedBy(w.Header(), res.Replica, res.Applied, res.Waited, res.StreamLast)
 	g.metrics.waited(res.Waited)
 	if err != nil {
 		return res.Token, err

@@ -1,6 +1,8 @@
 package gateway_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"bytes"
 	"io"
 	"net/http"
@@ -9,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/tidemark/tidemark/internal/stacktest"
-	"github.com/tidemark/tidemark/stream"
 )
 
 // BenchmarkHTTP measures the gateway's handlers over the whole pipeline
@@ -32,13 +33,13 @@ func BenchmarkHTTP(b *testing.B) {
 		if err != nil || resp.StatusCode != http.StatusOK {
 			b.Fatalf("put: %v %v", err, resp)
 		}
-		tok = resp.Header.Get(stream.HeaderToken)
+		tok = resp.Header.Get(api.HeaderToken)
 		_ = resp.Body.Close()
 	}
 	h := s.Gateway.Handler()
 	serve := func(b *testing.B, method, key string, body []byte) {
 		req := httptest.NewRequest(method, "/v1/kv/"+key, bytes.NewReader(body))
-		req.Header.Set(stream.HeaderToken, tok)
+		req.Header.Set(api.HeaderToken, tok)
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, req)
 		if w.Code != http.StatusOK {
@@ -68,7 +69,7 @@ func BenchmarkHTTP(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			for i := 0; pb.Next(); i++ {
 				req, _ := http.NewRequest(http.MethodGet, s.URL+"/v1/kv/key-"+strconv.Itoa(i%keys), nil)
-				req.Header.Set(stream.HeaderToken, tok)
+				req.Header.Set(api.HeaderToken, tok)
 				resp, err := c.Do(req)
 				if err != nil {
 					b.Error(err)

@@ -1,6 +1,10 @@
 package gateway_test
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
+	"github.com/tidemark/tidemark/api"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -15,7 +19,6 @@ import (
 
 	"github.com/tidemark/tidemark/client"
 	"github.com/tidemark/tidemark/internal/stacktest"
-	"github.com/tidemark/tidemark/stream"
 )
 
 // testMaxPayload is a small NATS max_payload, so that values at the limit
@@ -24,7 +27,7 @@ const testMaxPayload = 64 << 10
 
 // worstKey is the key that takes the most room in a header (percent-encoded)
 // and in JSON (escaped).
-var worstKey = strings.Repeat("<", stream.MaxKeyLen)
+var worstKey = strings.Repeat("<", api.MaxKeyLen)
 
 func limitsContext(t *testing.T) context.Context {
 	t.Helper()
@@ -51,27 +54,27 @@ func TestValueAtTheLimitRoundTrips(t *testing.T) {
 		if r.Status != 200 {
 			t.Fatalf("PUT of %d bytes (key of %d bytes): status=%d body=%s", limit, len(key), r.Status, r.Body)
 		}
-		var w stream.WriteJSON
+		var w api.WriteJSON
 		if err := json.Unmarshal([]byte(r.Body), &w); err != nil {
 			t.Fatal(err)
 		}
-		tok, err := stream.ParseToken(w.Token)
+		tok, err := api.ParseToken(w.Token)
 		if err != nil {
 			t.Fatal(err)
 		}
 
-		got, err := s.Transport.Get(ctx, stream.GetRequest{Key: key, Token: tok, Wait: 2 * time.Second})
+		got, err := s.Transport.Get(ctx, api.GetRequest{Key: key, Token: tok, Wait: 2 * time.Second})
 		if err != nil {
 			t.Fatalf("NATS get of %d bytes: %v", limit, err)
 		}
 		if !bytes.Equal(got.Record.Value, value) {
 			t.Fatalf("NATS get: %d bytes, want the %d put", len(got.Record.Value), limit)
 		}
-		r = do(t, "GET", s.URL+"/v1/kv/"+url.PathEscape(key), "", stream.HeaderToken, w.Token, stream.HeaderWait, "2s")
+		r = do(t, "GET", s.URL+"/v1/kv/"+url.PathEscape(key), "", api.HeaderToken, w.Token, api.HeaderWait, "2s")
 		if r.Status != 200 || r.Body != string(value) {
 			t.Fatalf("HTTP get: status=%d, %d bytes, want 200 and %d", r.Status, len(r.Body), limit)
 		}
-		page, err := s.Transport.Scan(ctx, stream.ScanRequest{Prefix: key, Token: tok, Wait: 2 * time.Second})
+		page, err := s.Transport.Scan(ctx, api.ScanRequest{Prefix: key, Token: tok, Wait: 2 * time.Second})
 		if err != nil {
 			t.Fatalf("NATS scan of one value of %d bytes: %v", limit, err)
 		}
@@ -92,17 +95,17 @@ func TestValueOverTheLimitIsRefused(t *testing.T) {
 	before := lastSeq(ctx, t, s)
 
 	r := do(t, "PUT", s.URL+"/v1/kv/k", value)
-	if r.Status != 413 || errorCode(t, r) != stream.CodeValueTooLarge {
+	if r.Status != 413 || errorCode(t, r) != api.CodeValueTooLarge {
 		t.Fatalf("HTTP PUT of limit+1: status=%d body=%s, want 413 value_too_large", r.Status, r.Body)
 	}
 	if want := fmt.Sprintf("limit of %d bytes", limit); !strings.Contains(r.Body, want) || !strings.Contains(r.Body, "max_payload") {
 		t.Fatalf("HTTP PUT of limit+1: %s, want it to name the %s and max_payload", r.Body, want)
 	}
-	req := stream.WriteRequest{Op: stream.OpPut, Key: "k", Value: []byte(value)}
-	if _, err := s.Transport.Write(ctx, req); !errors.Is(err, stream.ErrValueTooLarge) {
+	req := api.WriteRequest{Op: api.OpPut, Key: "k", Value: []byte(value)}
+	if _, err := s.Transport.Write(ctx, req); !errors.Is(err, api.ErrValueTooLarge) {
 		t.Fatalf("writer service, limit+1: %v, want ErrValueTooLarge", err)
 	}
-	if _, err := s.Writer.Write(ctx, req); !errors.Is(err, stream.ErrValueTooLarge) {
+	if _, err := s.Writer.Write(ctx, req); !errors.Is(err, api.ErrValueTooLarge) {
 		t.Fatalf("writer, limit+1: %v, want ErrValueTooLarge", err)
 	}
 	if got := lastSeq(ctx, t, s); got != before {
@@ -131,14 +134,14 @@ func TestScanPagesFitTheTransport(t *testing.T) {
 	ctx := limitsContext(t)
 	const n = 60
 	var want []string
-	var tok stream.Token
+	var tok api.Token
 	for i := range n {
 		key := fmt.Sprintf("scan/%03d", i)
 		size := 10 << 10
 		if i%7 == 0 {
 			size = s.Writer.MaxValueBytes() // a page of one item
 		}
-		res, err := s.Writer.Write(ctx, stream.WriteRequest{Op: stream.OpPut, Key: key, Value: bytes.Repeat([]byte{byte(i)}, size)})
+		res, err := s.Writer.Write(ctx, api.WriteRequest{Op: api.OpPut, Key: key, Value: bytes.Repeat([]byte{byte(i)}, size)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -146,19 +149,19 @@ func TestScanPagesFitTheTransport(t *testing.T) {
 		want = append(want, key)
 	}
 
-	fits := func(how string, page stream.ScanResult) {
+	fits := func(how string, page api.ScanResult) {
 		t.Helper()
-		h, body := stream.EncodeScanReply(page, nil)
-		m := stream.ScanRequest{}.Msg("x")
+		h, body := wire.EncodeScanReply(page, nil)
+		m := wire.ScanMsg("x", api.ScanRequest{})
 		m.Header, m.Data = h, body
 		if size := m.Size() - len(m.Subject); size > testMaxPayload {
 			t.Fatalf("%s: a page of %d items is a reply of %d bytes, over the max_payload %d", how, len(page.Items), size, testMaxPayload)
 		}
-		if page.Next == "" && len(page.Items) == stream.MaxScanLimit {
+		if page.Next == "" && len(page.Items) == api.MaxScanLimit {
 			t.Fatalf("%s: a full page without next", how)
 		}
 	}
-	collect := func(how string, scan func(after string) (stream.ScanResult, error)) {
+	collect := func(how string, scan func(after string) (api.ScanResult, error)) {
 		t.Helper()
 		var got []string
 		after, pages := "", 0
@@ -187,19 +190,19 @@ func TestScanPagesFitTheTransport(t *testing.T) {
 			t.Fatalf("%s: %d page, want the values spread over several", how, pages)
 		}
 	}
-	req := func(after string) stream.ScanRequest {
-		return stream.ScanRequest{Prefix: "scan/", After: after, Limit: stream.MaxScanLimit, Token: tok, Wait: 2 * time.Second}
+	req := func(after string) api.ScanRequest {
+		return api.ScanRequest{Prefix: "scan/", After: after, Limit: api.MaxScanLimit, Token: tok, Wait: 2 * time.Second}
 	}
-	collect("reader service", func(after string) (stream.ScanResult, error) { return s.Transport.Scan(ctx, req(after)) })
-	collect("in-process replica", func(after string) (stream.ScanResult, error) { return s.Replicas[0].Scan(ctx, req(after)) })
-	collect("gateway", func(after string) (stream.ScanResult, error) {
+	collect("reader service", func(after string) (api.ScanResult, error) { return s.Transport.Scan(ctx, req(after)) })
+	collect("in-process replica", func(after string) (api.ScanResult, error) { return s.Replicas[0].Scan(ctx, req(after)) })
+	collect("gateway", func(after string) (api.ScanResult, error) {
 		return client.NewHTTP(s.URL).Scan(ctx, req(after))
 	})
 
 	// The client follows next.
 	c := client.New(client.NewHTTP(s.URL))
 	var got []string
-	for rec, err := range c.ScanAll(client.WithToken(ctx, tok), "scan/", client.WithLimit(stream.MaxScanLimit)) {
+	for rec, err := range c.ScanAll(client.WithToken(ctx, tok), "scan/", client.WithLimit(api.MaxScanLimit)) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -230,20 +233,20 @@ func TestAcceptedValuesCanBeRead(t *testing.T) {
 		if r.Status != 200 {
 			t.Fatalf("PUT of %d bytes: status=%d body=%s", size, r.Status, r.Body)
 		}
-		tok := r.Header.Get(stream.HeaderToken)
-		if g := do(t, "GET", s.URL+"/v1/kv/"+key, "", stream.HeaderToken, tok, stream.HeaderWait, "1s"); g.Status != 200 || g.Body != value {
+		tok := r.Header.Get(api.HeaderToken)
+		if g := do(t, "GET", s.URL+"/v1/kv/"+key, "", api.HeaderToken, tok, api.HeaderWait, "1s"); g.Status != 200 || g.Body != value {
 			t.Fatalf("PUT of %d bytes accepted, but HTTP GET: status=%d body=%.200s", size, g.Status, g.Body)
 		}
-		ptok, err := stream.ParseToken(tok)
+		ptok, err := api.ParseToken(tok)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if _, err := s.Transport.Get(ctx, stream.GetRequest{Key: key, Token: ptok, Wait: time.Second}); err != nil {
+		if _, err := s.Transport.Get(ctx, api.GetRequest{Key: key, Token: ptok, Wait: time.Second}); err != nil {
 			t.Fatalf("PUT of %d bytes accepted, but NATS get: %v", size, err)
 		}
-		if _, err := s.Transport.Scan(ctx, stream.ScanRequest{Prefix: key, Token: ptok, Wait: time.Second}); err != nil {
+		if _, err := s.Transport.Scan(ctx, api.ScanRequest{Prefix: key, Token: ptok, Wait: time.Second}); err != nil {
 			t.Fatalf("PUT of %d bytes accepted, but NATS scan: %v", size, err)
 		}
 	}
@@ -260,7 +263,7 @@ func TestAcceptedValuesCanBeRead(t *testing.T) {
 func TestStoredValueTooLargeForTheReplyIsRefused(t *testing.T) {
 	s := stacktest.Start(t, stacktest.Options{Replicas: 1, MaxPayload: testMaxPayload})
 	m := nats.NewMsg(s.Stream.KeySubject("big"))
-	m.Header.Set(stream.HeaderOp, string(stream.OpPut))
+	m.Header.Set(api.HeaderOp, string(api.OpPut))
 	m.Data = bytes.Repeat([]byte{'v'}, testMaxPayload-100)
 	ack, err := s.JS.PublishMsg(limitsContext(t), m)
 	if err != nil {
@@ -269,10 +272,10 @@ func TestStoredValueTooLargeForTheReplyIsRefused(t *testing.T) {
 	tok := s.Stream.Token(ack.Sequence)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := s.Transport.Get(ctx, stream.GetRequest{Key: "big", Token: tok, Wait: time.Second}); !errors.Is(err, stream.ErrValueTooLarge) {
+	if _, err := s.Transport.Get(ctx, api.GetRequest{Key: "big", Token: tok, Wait: time.Second}); !errors.Is(err, api.ErrValueTooLarge) {
 		t.Fatalf("get of a value no reply can carry: %v, want ErrValueTooLarge", err)
 	}
-	if _, err := s.Transport.Scan(ctx, stream.ScanRequest{Prefix: "big", Token: tok, Wait: time.Second}); !errors.Is(err, stream.ErrValueTooLarge) {
+	if _, err := s.Transport.Scan(ctx, api.ScanRequest{Prefix: "big", Token: tok, Wait: time.Second}); !errors.Is(err, api.ErrValueTooLarge) {
 		t.Fatalf("scan of a value no reply can carry: %v, want ErrValueTooLarge", err)
 	}
 }

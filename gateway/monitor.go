@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -44,7 +46,7 @@ const (
 )
 
 // States the status shows for a replica, besides the ones it advertises
-// (stream.StateReady, StateCatchingUp, StateBootstrapping, StateStopped).
+// (wire.StateReady, StateCatchingUp, StateBootstrapping, StateStopped).
 const (
 	// StateLagging: ready, but the oldest message it has not applied is
 	// older than LagAfter and it has not applied anything for as long.
@@ -69,7 +71,7 @@ type MonitorConfig struct {
 	// Stream is the stream's name (stream.DefaultName when empty).
 	Stream string
 	// Subjects are the service subjects the replicas advertise on.
-	Subjects stream.Subjects
+	Subjects wire.Subjects
 	// WriterService is the writers' micro service name; empty leaves the
 	// writers out of the status.
 	WriterService string
@@ -103,7 +105,7 @@ type Monitor struct {
 }
 
 type replicaTrack struct {
-	ad      stream.ReplicaStatus
+	ad      wire.ReplicaStatus
 	seen    time.Time
 	movedAt time.Time
 	samples []applySample // for the apply rate, oldest first
@@ -160,7 +162,7 @@ func (m *Monitor) Open() error {
 		m.cfg.JS = js
 	}
 	sub, err := m.cfg.Conn.Subscribe(m.cfg.Subjects.StatusAll(), func(msg *nats.Msg) {
-		st, err := stream.DecodeStatus(msg.Data)
+		st, err := wire.DecodeStatus(msg.Data)
 		if err != nil {
 			return // a bad advertisement shows nothing
 		}
@@ -189,7 +191,7 @@ func (m *Monitor) Close() error {
 }
 
 // observe records one advertisement.
-func (m *Monitor) observe(st stream.ReplicaStatus) {
+func (m *Monitor) observe(st wire.ReplicaStatus) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
@@ -256,7 +258,7 @@ type StreamStatus struct {
 type ReplicaView struct {
 	ID     string `json:"id"`
 	Stream string `json:"stream"`
-	// State is one of stream.StateReady, StateCatchingUp,
+	// State is one of wire.StateReady, StateCatchingUp,
 	// StateBootstrapping, StateStopped or this package's StateLagging,
 	// StateNotAnswering, StateNotReady, StateOtherStream.
 	State   string `json:"state"`
@@ -417,7 +419,7 @@ func decodeWriterStats(data []byte) (micro.Stats, error) {
 		if e == nil {
 			return micro.Stats{}, errors.New("writer stats: null endpoint")
 		}
-		e.LastError = stream.ShortReason(e.LastError)
+		e.LastError = wire.ShortReason(e.LastError)
 		e.Data = nil
 	}
 	return st, nil
@@ -496,7 +498,7 @@ func (m *Monitor) view(id string, tr *replicaTrack, st StreamStatus, oldest map[
 	v := ReplicaView{ID: id, Stream: ad.Stream, State: ad.State, Reason: ad.Reason, Ready: ad.Ready,
 		Applied: ad.Applied, LastSeen: tr.seen, Rate: tr.rate(now, ad)}
 	if v.State == "" { // a replica that does not advertise its state
-		v.State = stream.StateReady
+		v.State = wire.StateReady
 		if !ad.Ready {
 			v.State = StateNotReady
 		}
@@ -523,22 +525,22 @@ func (m *Monitor) view(id string, tr *replicaTrack, st StreamStatus, oldest map[
 	case st.ID != "" && ad.Stream != st.ID:
 		v.State = StateOtherStream
 		v.Reason = fmt.Sprintf("applies stream %s, not %s", ad.Stream, st.ID)
-	case v.State == stream.StateReady && behind && stalled:
+	case v.State == wire.StateReady && behind && stalled:
 		v.State = StateLagging
 		v.Reason = fmt.Sprintf("nothing applied for %.0fs", now.Sub(tr.movedAt).Seconds())
-	case v.State == stream.StateReady && behind:
-		v.State = stream.StateCatchingUp
+	case v.State == wire.StateReady && behind:
+		v.State = wire.StateCatchingUp
 	}
 	// A catch-up's progress counts from where the replica stood when it was
 	// first seen behind: lagging, then applying again, goes on from there.
-	if (v.State == stream.StateCatchingUp || v.State == StateLagging) && v.LagMessages > 0 {
+	if (v.State == wire.StateCatchingUp || v.State == StateLagging) && v.LagMessages > 0 {
 		if !tr.catching || tr.catchFrom > ad.Applied {
 			tr.catching, tr.catchFrom = true, ad.Applied
 		}
 	} else {
 		tr.catching = false
 	}
-	if v.State == stream.StateCatchingUp && v.LagMessages > 0 {
+	if v.State == wire.StateCatchingUp && v.LagMessages > 0 {
 		if st.LastSeq > tr.catchFrom {
 			p := float64(ad.Applied-tr.catchFrom) / float64(st.LastSeq-tr.catchFrom)
 			v.Progress = &p
@@ -553,7 +555,7 @@ func (m *Monitor) view(id string, tr *replicaTrack, st StreamStatus, oldest map[
 
 // rate is the apply rate over the samples' window, up to now; with less
 // than a second of samples, the replica's own advertised rate.
-func (tr *replicaTrack) rate(now time.Time, ad stream.ReplicaStatus) float64 {
+func (tr *replicaTrack) rate(now time.Time, ad wire.ReplicaStatus) float64 {
 	if len(tr.samples) == 0 {
 		return 0
 	}

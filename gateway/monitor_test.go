@@ -1,12 +1,12 @@
 package gateway
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/micro"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 // clock is a settable time for the monitor's and the recent figures' logic.
@@ -15,8 +15,8 @@ type clock struct{ t time.Time }
 func (c *clock) now() time.Time          { return c.t }
 func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
 func newClock() *clock                   { return &clock{t: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)} }
-func ad(id string, applied uint64) stream.ReplicaStatus {
-	return stream.ReplicaStatus{Replica: id, Stream: "s1", Applied: applied, Rate: 50, Ready: true, State: stream.StateReady}
+func ad(id string, applied uint64) wire.ReplicaStatus {
+	return wire.ReplicaStatus{Replica: id, Stream: "s1", Applied: applied, Rate: 50, Ready: true, State: wire.StateReady}
 }
 
 func only(t *testing.T, m *Monitor, st StreamStatus, oldest map[uint64]time.Time) ReplicaView {
@@ -39,7 +39,7 @@ func TestReplicaViewStates(t *testing.T) {
 	m.observe(ad("r1", 100))
 	st := StreamStatus{ID: "s1", LastSeq: 100}
 	v := only(t, m, st, nil)
-	if v.State != stream.StateReady || v.LagMessages != 0 || v.LagSeconds == nil || *v.LagSeconds != 0 {
+	if v.State != wire.StateReady || v.LagMessages != 0 || v.LagSeconds == nil || *v.LagSeconds != 0 {
 		t.Fatalf("caught up: %+v", v)
 	}
 
@@ -50,7 +50,7 @@ func TestReplicaViewStates(t *testing.T) {
 	oldest := map[uint64]time.Time{101: written}
 	c.advance(500 * time.Millisecond)
 	m.observe(ad("r1", 100))
-	if v = only(t, m, st, oldest); v.State != stream.StateReady || v.LagMessages != 200 {
+	if v = only(t, m, st, oldest); v.State != wire.StateReady || v.LagMessages != 200 {
 		t.Fatalf("young lag: state=%s lag=%d, want ready 200", v.State, v.LagMessages)
 	}
 	for range 4 { // heartbeats, nothing applied
@@ -69,7 +69,7 @@ func TestReplicaViewStates(t *testing.T) {
 	}
 	oldest = map[uint64]time.Time{201: written.Add(time.Millisecond)}
 	v = only(t, m, st, oldest)
-	if v.State != stream.StateCatchingUp || v.Progress == nil || v.ETASeconds == nil {
+	if v.State != wire.StateCatchingUp || v.Progress == nil || v.ETASeconds == nil {
 		t.Fatalf("resumed: %+v, want catching up with progress and ETA", v)
 	}
 	if got, want := *v.Progress, 0.5; got != want {
@@ -81,7 +81,7 @@ func TestReplicaViewStates(t *testing.T) {
 
 	c.advance(time.Second)
 	m.observe(ad("r1", 300))
-	if v = only(t, m, st, nil); v.State != stream.StateReady || v.LagMessages != 0 || v.Progress != nil {
+	if v = only(t, m, st, nil); v.State != wire.StateReady || v.LagMessages != 0 || v.Progress != nil {
 		t.Fatalf("caught up again: %+v", v)
 	}
 
@@ -101,16 +101,16 @@ func TestReplicaViewStates(t *testing.T) {
 func TestReplicaViewAdvertised(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
-		ad        stream.ReplicaStatus
+		ad        wire.ReplicaStatus
 		wantState string
 		wantWhy   string
 	}{
-		{"stopped", stream.ReplicaStatus{Replica: "r1", Stream: "s1", Applied: 5, State: stream.StateStopped, Reason: "gap at 6"}, stream.StateStopped, "gap at 6"},
-		{"bootstrapping", stream.ReplicaStatus{Replica: "r1", Stream: "s1", State: stream.StateBootstrapping, Reason: "restoring 40%"}, stream.StateBootstrapping, "restoring 40%"},
-		{"initial catch-up", stream.ReplicaStatus{Replica: "r1", Stream: "s1", Applied: 5, State: stream.StateCatchingUp}, stream.StateCatchingUp, ""},
-		{"no state, not ready", stream.ReplicaStatus{Replica: "r1", Stream: "s1", Applied: 10}, StateNotReady, ""},
-		{"no state, ready", stream.ReplicaStatus{Replica: "r1", Stream: "s1", Applied: 10, Ready: true}, stream.StateReady, ""},
-		{"other stream", stream.ReplicaStatus{Replica: "r1", Stream: "s0", Applied: 10, Ready: true, State: stream.StateReady}, StateOtherStream, "applies stream s0, not s1"},
+		{"stopped", wire.ReplicaStatus{Replica: "r1", Stream: "s1", Applied: 5, State: wire.StateStopped, Reason: "gap at 6"}, wire.StateStopped, "gap at 6"},
+		{"bootstrapping", wire.ReplicaStatus{Replica: "r1", Stream: "s1", State: wire.StateBootstrapping, Reason: "restoring 40%"}, wire.StateBootstrapping, "restoring 40%"},
+		{"initial catch-up", wire.ReplicaStatus{Replica: "r1", Stream: "s1", Applied: 5, State: wire.StateCatchingUp}, wire.StateCatchingUp, ""},
+		{"no state, not ready", wire.ReplicaStatus{Replica: "r1", Stream: "s1", Applied: 10}, StateNotReady, ""},
+		{"no state, ready", wire.ReplicaStatus{Replica: "r1", Stream: "s1", Applied: 10, Ready: true}, wire.StateReady, ""},
+		{"other stream", wire.ReplicaStatus{Replica: "r1", Stream: "s0", Applied: 10, Ready: true, State: wire.StateReady}, StateOtherStream, "applies stream s0, not s1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := NewMonitor(MonitorConfig{})
@@ -165,7 +165,7 @@ func FuzzDecodeWriterStats(f *testing.F) {
 			t.Fatalf("accepted %+v", st)
 		}
 		for _, e := range st.Endpoints {
-			if e == nil || len(e.LastError) > stream.MaxReasonBytes {
+			if e == nil || len(e.LastError) > wire.MaxReasonBytes {
 				t.Fatalf("accepted endpoint %+v", e)
 			}
 		}

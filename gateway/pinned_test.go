@@ -1,6 +1,8 @@
 package gateway_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"net/http"
 	"path/filepath"
@@ -14,7 +16,6 @@ import (
 	"github.com/tidemark/tidemark/internal/stacktest"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/replica"
-	"github.com/tidemark/tidemark/stream"
 )
 
 // TestPinnedReplica names replicas in Tidemark-Replica: one that does not
@@ -52,13 +53,13 @@ func TestPinnedReplica(t *testing.T) {
 
 	w := put(t, s, "k", "v")
 	testenv.Eventually(t, 10*time.Second, "r2 serving the write", func() bool {
-		r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderToken, w.Token, stream.HeaderReplica, "r2")
+		r := do(t, "GET", s.URL+"/v1/kv/k", "", api.HeaderToken, w.Token, api.HeaderReplica, "r2")
 		return r.Status == 200
 	})
 
-	r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderReplica, "r9")
-	if r.Status != http.StatusBadRequest || errorCode(t, r) != stream.CodeUnknownReplica {
-		t.Fatalf("read of replica r9: status=%d body=%s, want 400 %s", r.Status, r.Body, stream.CodeUnknownReplica)
+	r := do(t, "GET", s.URL+"/v1/kv/k", "", api.HeaderReplica, "r9")
+	if r.Status != http.StatusBadRequest || errorCode(t, r) != api.CodeUnknownReplica {
+		t.Fatalf("read of replica r9: status=%d body=%s, want 400 %s", r.Status, r.Body, api.CodeUnknownReplica)
 	}
 	if got := r.Header.Get("Retry-After"); got != "" {
 		t.Fatalf("read of replica r9: Retry-After=%q, want none", got)
@@ -67,11 +68,11 @@ func TestPinnedReplica(t *testing.T) {
 	proxy.Hold() // r2 receives reads but its answers never leave
 	const wait = time.Second
 	start := time.Now()
-	r = do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderToken, w.Token, stream.HeaderReplica, "r2",
-		stream.HeaderWait, wait.String(), stream.HeaderOnTimeout, "forward")
-	if r.Status != 200 || r.Body != "v" || r.Header.Get(stream.HeaderReplica) != "r1" {
+	r = do(t, "GET", s.URL+"/v1/kv/k", "", api.HeaderToken, w.Token, api.HeaderReplica, "r2",
+		api.HeaderWait, wait.String(), api.HeaderOnTimeout, "forward")
+	if r.Status != 200 || r.Body != "v" || r.Header.Get(api.HeaderReplica) != "r1" {
 		t.Fatalf("forwarded read pinned to the silent r2: status=%d replica=%q body=%s, want v from r1",
-			r.Status, r.Header.Get(stream.HeaderReplica), r.Body)
+			r.Status, r.Header.Get(api.HeaderReplica), r.Body)
 	}
 	if took := time.Since(start); took >= wait+gateway.DefaultReplyMargin {
 		t.Fatalf("forwarded read took %v, want it answered within the wait of %v and its margin", took, wait)

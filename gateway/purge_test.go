@@ -1,6 +1,8 @@
 package gateway_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"fmt"
 	"net/http"
@@ -9,7 +11,6 @@ import (
 
 	"github.com/tidemark/tidemark/internal/stacktest"
 	"github.com/tidemark/tidemark/internal/testenv"
-	"github.com/tidemark/tidemark/stream"
 )
 
 // TestConditionalWritesAfterPurge removes every message from the stream
@@ -65,7 +66,7 @@ func TestConditionalWritesAfterPurge(t *testing.T) {
 			t.Fatalf("If-None-Match on %s after the purge: %d %s, want 200", key, r.Status, r.Body)
 		}
 	}
-	r = do(t, "GET", s.URL+"/v1/kv/live", "", "Tidemark-Consistency", string(stream.Strong))
+	r = do(t, "GET", s.URL+"/v1/kv/live", "", "Tidemark-Consistency", string(api.Strong))
 	if r.Status != 200 || r.Body != "v2" {
 		t.Fatalf("GET live: %d %q, want v2", r.Status, r.Body)
 	}

@@ -1,12 +1,12 @@
 package gateway
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	_ "embed"
 	"net/http"
 	"time"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 // Paths of the status.
@@ -65,8 +65,8 @@ func (g *Gateway) Status(ctx context.Context) Status {
 func (g *Gateway) serveStatus(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		writeJSON(w, http.StatusMethodNotAllowed, stream.ErrorBodyOf(
-			stream.Errorf(stream.ErrInvalidRequest, "method %s not allowed", r.Method)))
+		writeJSON(w, http.StatusMethodNotAllowed, api.ErrorBodyOf(
+			api.Errorf(api.ErrInvalidRequest, "method %s not allowed", r.Method)))
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
@@ -82,6 +82,6 @@ func (g *Gateway) serveStatus(w http.ResponseWriter, r *http.Request) {
 // writeError is the package's writeError that also counts the error by its
 // code for the status.
 func (g *Gateway) writeError(w http.ResponseWriter, err error) int {
-	g.metrics.recent.errored(stream.ErrorBodyOf(err).Error.Code)
+	g.metrics.recent.errored(api.ErrorBodyOf(err).Error.Code)
 	return writeError(w, err)
 }

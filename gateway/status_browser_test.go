@@ -1,6 +1,8 @@
 package gateway_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"fmt"
 	"net/http"
@@ -13,7 +15,6 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/tidemark/tidemark/internal/stacktest"
-	"github.com/tidemark/tidemark/stream"
 )
 
 // EnvScreenshot names the PNG file the browser test writes a screenshot of
@@ -71,14 +72,14 @@ func TestStatusPageBrowser(t *testing.T) {
 	waitPage(t, ctx, "both replicas ready", fmt.Sprintf(`%s.state === "ready" && %s.state === "ready" && document.querySelectorAll("#replicas tbody tr").length === 2`, row("r1"), row("r2")))
 	waitPage(t, ctx, "the writer answering", `!!document.querySelector('#writers tbody tr[data-state="answering"]')`)
 
-	var w stream.WriteJSON
+	var w api.WriteJSON
 	for i := range 10 {
 		w = put(t, s, fmt.Sprintf("k%d", i), "v")
 	}
-	if r := do(t, "GET", s.URL+"/v1/kv/k1", "", stream.HeaderToken, w.Token); r.Status != 200 {
+	if r := do(t, "GET", s.URL+"/v1/kv/k1", "", api.HeaderToken, w.Token); r.Status != 200 {
 		t.Fatalf("token read: status=%d", r.Status)
 	}
-	if r := do(t, "GET", s.URL+"/v1/kv/k1", "", stream.HeaderToken, "garbage"); r.Status != 400 {
+	if r := do(t, "GET", s.URL+"/v1/kv/k1", "", api.HeaderToken, "garbage"); r.Status != 400 {
 		t.Fatalf("bad token read: status=%d, want 400", r.Status)
 	}
 	waitPage(t, ctx, "the writes in the stream and replica figures", fmt.Sprintf(
@@ -124,9 +125,9 @@ func pinnedRead(url, replica, token string) error {
 	if err != nil {
 		return err
 	}
-	req.Header.Set(stream.HeaderToken, token)
-	req.Header.Set(stream.HeaderReplica, replica)
-	req.Header.Set(stream.HeaderWait, "30s")
+	req.Header.Set(api.HeaderToken, token)
+	req.Header.Set(api.HeaderReplica, replica)
+	req.Header.Set(api.HeaderWait, "30s")
 	resp, err := stacktest.HTTPClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("read pinned to %s: %w", replica, err)

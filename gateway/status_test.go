@@ -1,6 +1,10 @@
 package gateway_test
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
+	"github.com/tidemark/tidemark/api"
+
 	"encoding/json"
 	"net/http/httptest"
 	"strings"
@@ -10,7 +14,6 @@ import (
 	"github.com/tidemark/tidemark/gateway"
 	"github.com/tidemark/tidemark/internal/stacktest"
 	"github.com/tidemark/tidemark/internal/testenv"
-	"github.com/tidemark/tidemark/stream"
 )
 
 func status(t *testing.T, s *stacktest.Stack) gateway.Status {
@@ -56,7 +59,7 @@ func TestStatusJSON(t *testing.T) {
 		st = status(t, s)
 		r1, ok1 := replicaView(st, "r1")
 		r2, ok2 := replicaView(st, "r2")
-		return ok1 && ok2 && r1.State == stream.StateReady && r2.State == stream.StateReady &&
+		return ok1 && ok2 && r1.State == wire.StateReady && r2.State == wire.StateReady &&
 			len(st.Writers) == 1 && st.Writers[0].State == gateway.StateAnswering
 	})
 	if st.Stream == nil || st.Stream.ID != s.Stream.ID() || st.Stream.Name != s.Stream.Name() || st.Stream.Storage != "file" {
@@ -77,18 +80,18 @@ func TestStatusJSON(t *testing.T) {
 		t.Fatalf("r1's advertisement: %v", err)
 	}
 	_ = sub.Unsubscribe()
-	if ad, err := stream.DecodeStatus(msg.Data); err != nil || ad.State != stream.StateReady || ad.Reason != "" {
+	if ad, err := wire.DecodeStatus(msg.Data); err != nil || ad.State != wire.StateReady || ad.Reason != "" {
 		t.Fatalf("r1 advertised %s (%v), want state ready and no reason", msg.Data, err)
 	}
 
-	var w stream.WriteJSON
+	var w api.WriteJSON
 	for i := range 5 {
 		w = put(t, s, "k", "v"+string(rune('0'+i)))
 	}
-	if r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderToken, w.Token); r.Status != 200 {
+	if r := do(t, "GET", s.URL+"/v1/kv/k", "", api.HeaderToken, w.Token); r.Status != 200 {
 		t.Fatalf("token read: status=%d body=%s", r.Status, r.Body)
 	}
-	if r := do(t, "GET", s.URL+"/v1/kv/k", "", stream.HeaderToken, "not-a-token"); r.Status != 400 {
+	if r := do(t, "GET", s.URL+"/v1/kv/k", "", api.HeaderToken, "not-a-token"); r.Status != 400 {
 		t.Fatalf("bad token read: status=%d, want 400", r.Status)
 	}
 	testenv.Eventually(t, 10*time.Second, "the writes in the stream, replica, wait and error figures", func() bool {
@@ -97,7 +100,7 @@ func TestStatusJSON(t *testing.T) {
 		r2, _ := replicaView(st, "r2")
 		return st.Stream.LastSeq >= w.Revision && st.Stream.Messages >= 5 && st.Stream.Bytes > 0 &&
 			r1.Applied >= w.Revision && r2.Applied >= w.Revision && r1.LagMessages == 0 && r2.LagMessages == 0 &&
-			st.Wait.Reads >= 1 && errorCount(st, stream.CodeInvalidToken) == 1 && st.Writers[0].Requests >= 5
+			st.Wait.Reads >= 1 && errorCount(st, api.CodeInvalidToken) == 1 && st.Writers[0].Requests >= 5
 	})
 	if st.Stream.LastSeq < before+5 {
 		t.Fatalf("stream last_seq=%d, want at least %d", st.Stream.LastSeq, before+5)
@@ -118,7 +121,7 @@ func TestStatusJSON(t *testing.T) {
 		v1, _ := replicaView(st, "r1")
 		v2, _ := replicaView(st, "r2")
 		return v2.State == gateway.StateLagging && v2.LagMessages >= 3 && v2.LagSeconds != nil && *v2.LagSeconds >= 1 &&
-			v1.State == stream.StateReady && v1.LagMessages == 0
+			v1.State == wire.StateReady && v1.LagMessages == 0
 	})
 	v2, _ := replicaView(st, "r2")
 	if v2.Applied+v2.LagMessages != st.Stream.LastSeq {
@@ -128,7 +131,7 @@ func TestStatusJSON(t *testing.T) {
 	testenv.Eventually(t, 15*time.Second, "r2 ready again with no lag", func() bool {
 		st = status(t, s)
 		v2, _ = replicaView(st, "r2")
-		return v2.State == stream.StateReady && v2.LagMessages == 0 && v2.Applied >= w.Revision
+		return v2.State == wire.StateReady && v2.LagMessages == 0 && v2.Applied >= w.Revision
 	})
 
 	// A replica that stops is shown as not answering, not dropped.

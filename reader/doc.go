@@ -3,7 +3,7 @@
 //
 // A read carrying token T is answered only from a snapshot whose applied
 // sequence is at least T: the reader waits (up to a bound) for the store to
-// apply T and otherwise fails with stream.ErrTokenWaitTimeout, never with
+// apply T and otherwise fails with api.ErrTokenWaitTimeout, never with
 // stale data. A token of another stream or one ahead of the stream fails at
 // once. Every answer carries the session's new token, max(T, applied).
 //

@@ -1,13 +1,15 @@
 package reader
 
 import (
+	"github.com/tidemark/tidemark/internal/metrics"
+
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 // Metric names of a reader; every series carries the label replica.
@@ -18,13 +20,13 @@ const (
 )
 
 // OutcomeOK is the outcome label of a read that succeeded; a failed read's
-// outcome is its error code (stream.Code).
+// outcome is its error code (api.Code).
 const OutcomeOK = "ok"
 
 // Get reads one key as of at least the request's token. On
-// stream.ErrNotFound the result still carries the token and, for a deleted
+// api.ErrNotFound the result still carries the token and, for a deleted
 // key, the delete's revision.
-func (r *Reader) Get(ctx context.Context, req stream.GetRequest) (stream.GetResult, error) {
+func (r *Reader) Get(ctx context.Context, req api.GetRequest) (api.GetResult, error) {
 	start := time.Now()
 	res, err := r.get(ctx, req)
 	r.metrics.observe(r.cfg.Replica, opGet, start, waits(req.Token, req.Consistency), res.Waited, err)
@@ -33,7 +35,7 @@ func (r *Reader) Get(ctx context.Context, req stream.GetRequest) (stream.GetResu
 
 // Scan reads a page of live keys under a prefix as of at least the
 // request's token.
-func (r *Reader) Scan(ctx context.Context, req stream.ScanRequest) (stream.ScanResult, error) {
+func (r *Reader) Scan(ctx context.Context, req api.ScanRequest) (api.ScanResult, error) {
 	start := time.Now()
 	res, err := r.scan(ctx, req)
 	r.metrics.observe(r.cfg.Replica, opScan, start, waits(req.Token, req.Consistency), res.Waited, err)
@@ -42,8 +44,8 @@ func (r *Reader) Scan(ctx context.Context, req stream.ScanRequest) (stream.ScanR
 
 // waits reports whether a read may wait, and so counts in the wait
 // histogram.
-func waits(tok stream.Token, c stream.Consistency) bool {
-	return !tok.IsZero() || c == stream.Strong
+func waits(tok api.Token, c api.Consistency) bool {
+	return !tok.IsZero() || c == api.Strong
 }
 
 const (
@@ -57,9 +59,9 @@ var opNames = [numOps]string{"get", "scan"}
 // outcomes are the outcome labels whose series exist from the start,
 // OutcomeOK first; the rest are the error codes a read can end with.
 var outcomes = []string{OutcomeOK,
-	stream.CodeNotFound, stream.CodeTokenWaitTimeout, stream.CodeInvalidToken, stream.CodeInvalidKey,
-	stream.CodeInvalidRequest, stream.CodeTokenStreamMismatch, stream.CodeTokenFromFuture,
-	stream.CodeUnavailable, stream.CodeInternal,
+	api.CodeNotFound, api.CodeTokenWaitTimeout, api.CodeInvalidToken, api.CodeInvalidKey,
+	api.CodeInvalidRequest, api.CodeTokenStreamMismatch, api.CodeTokenFromFuture,
+	api.CodeUnavailable, api.CodeInternal,
 }
 
 // readMetrics are a reader's metrics, with the per-outcome counters
@@ -108,7 +110,7 @@ func (m *readMetrics) observe(replica string, op int, start time.Time, waits boo
 	m.init(replica)
 	if err == nil {
 		m.count[op][0].Inc()
-	} else if code := stream.Code(err); m.index[code] > 0 {
+	} else if code := api.Code(err); m.index[code] > 0 {
 		m.count[op][m.index[code]].Inc()
 	} else {
 		m.reads.WithLabelValues(opNames[op], code).Inc() // a code not listed
@@ -124,5 +126,5 @@ func (m *readMetrics) observe(replica string, op int, start time.Time, waits boo
 // registry.
 func (r *Reader) Collector() prometheus.Collector {
 	r.metrics.init(r.cfg.Replica)
-	return stream.Collectors{r.metrics.reads, r.metrics.seconds, r.metrics.wait}
+	return metrics.Collectors{r.metrics.reads, r.metrics.seconds, r.metrics.wait}
 }

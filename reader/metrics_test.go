@@ -1,13 +1,14 @@
 package reader_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tidemark/tidemark/reader"
-	"github.com/tidemark/tidemark/stream"
 )
 
 // TestMetrics checks that reads are counted by operation and outcome and
@@ -16,13 +17,13 @@ func TestMetrics(t *testing.T) {
 	f := setup(t)
 	tok := f.put(t, "a", "1")
 	ctx := context.Background()
-	if _, err := f.r.Get(ctx, stream.GetRequest{Key: "a", Token: tok}); err != nil {
+	if _, err := f.r.Get(ctx, api.GetRequest{Key: "a", Token: tok}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.r.Get(ctx, stream.GetRequest{Key: "missing"}); err == nil {
+	if _, err := f.r.Get(ctx, api.GetRequest{Key: "missing"}); err == nil {
 		t.Fatal("Get(missing) succeeded")
 	}
-	if _, err := f.r.Scan(ctx, stream.ScanRequest{}); err != nil {
+	if _, err := f.r.Scan(ctx, api.ScanRequest{}); err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
@@ -32,9 +33,9 @@ func TestMetrics(t *testing.T) {
 		want        float64
 	}{
 		{"get", reader.OutcomeOK, 1},
-		{"get", stream.CodeNotFound, 1},
+		{"get", api.CodeNotFound, 1},
 		{"scan", reader.OutcomeOK, 1},
-		{"get", stream.CodeTokenWaitTimeout, 0},
+		{"get", api.CodeTokenWaitTimeout, 0},
 	} {
 		got := counterValue(t, reg, reader.MetricReads, map[string]string{"replica": "r1", "op": tc.op, "outcome": tc.outcome})
 		if got != tc.want {

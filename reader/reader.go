@@ -1,6 +1,10 @@
 package reader
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"errors"
 	"fmt"
@@ -29,14 +33,14 @@ type Store interface {
 	// the store stops.
 	WaitApplied(ctx context.Context, seq uint64) error
 	// Get returns a key's record and the applied sequence of the snapshot
-	// it was read from; stream.ErrNotFound (with the delete's record for a
+	// it was read from; api.ErrNotFound (with the delete's record for a
 	// deleted key) when it does not exist.
-	Get(key string) (stream.Record, uint64, error)
+	Get(key string) (api.Record, uint64, error)
 	// Scan returns a page of live keys and the applied sequence of the
 	// snapshot they were read from. The page holds at most limit keys, and
 	// stops at the first that page does not Add (a nil page has no limit);
 	// next is its last key when more remain.
-	Scan(prefix, after string, limit int, page *stream.PageBudget) ([]stream.Record, string, uint64, error)
+	Scan(prefix, after string, limit int, page *wire.PageBudget) ([]api.Record, string, uint64, error)
 	// Err returns why the store refuses to serve, or nil.
 	Err() error
 	// StreamID returns the id of the stream the store's state belongs to.
@@ -95,24 +99,24 @@ func (r *Reader) Wait(d time.Duration) time.Duration {
 func (r *Reader) Replica() string { return r.cfg.Replica }
 
 // get is Get (metrics.go), unmeasured.
-func (r *Reader) get(ctx context.Context, req stream.GetRequest) (stream.GetResult, error) {
-	res := stream.GetResult{Record: stream.Record{Key: req.Key}, Replica: r.cfg.Replica}
-	if err := stream.ValidateKey(req.Key); err != nil {
+func (r *Reader) get(ctx context.Context, req api.GetRequest) (api.GetResult, error) {
+	res := api.GetResult{Record: api.Record{Key: req.Key}, Replica: r.cfg.Replica}
+	if err := api.ValidateKey(req.Key); err != nil {
 		return res, err
 	}
-	var rec stream.Record
+	var rec api.Record
 	s, err := r.read(ctx, "get", req.Token, req.Consistency, req.Wait, func() (applied uint64, err error) {
 		rec, applied, err = r.cfg.Store.Get(req.Key)
 		return applied, err
 	})
 	res.Token, res.Applied, res.Waited, res.StreamLast = s.token, s.applied, s.waited, s.streamLast
 	switch {
-	case errors.Is(err, stream.ErrNotFound) && s.found:
-		res.Record = stream.Record{Key: req.Key, Revision: rec.Revision, Deleted: rec.Deleted}
+	case errors.Is(err, api.ErrNotFound) && s.found:
+		res.Record = api.Record{Key: req.Key, Revision: rec.Revision, Deleted: rec.Deleted}
 		if rec.Deleted {
-			return res, stream.Errorf(stream.ErrNotFound, "key %q not found (deleted at revision %d)", req.Key, rec.Revision)
+			return res, api.Errorf(api.ErrNotFound, "key %q not found (deleted at revision %d)", req.Key, rec.Revision)
 		}
-		return res, stream.Errorf(stream.ErrNotFound, "key %q not found", req.Key)
+		return res, api.Errorf(api.ErrNotFound, "key %q not found", req.Key)
 	case err != nil:
 		return res, err
 	}
@@ -121,20 +125,20 @@ func (r *Reader) get(ctx context.Context, req stream.GetRequest) (stream.GetResu
 }
 
 // scan is Scan (metrics.go), unmeasured.
-func (r *Reader) scan(ctx context.Context, req stream.ScanRequest) (stream.ScanResult, error) {
-	res := stream.ScanResult{Replica: r.cfg.Replica}
+func (r *Reader) scan(ctx context.Context, req api.ScanRequest) (api.ScanResult, error) {
+	res := api.ScanResult{Replica: r.cfg.Replica}
 	if err := req.Validate(); err != nil {
 		return res, err
 	}
 	var (
-		items []stream.Record
+		items []api.Record
 		next  string
 	)
 	s, err := r.read(ctx, "scan", req.Token, req.Consistency, req.Wait, func() (applied uint64, err error) {
 		// A page is bounded by bytes as well as by the limit, so that its
 		// reply fits the max_payload; cut short, it goes on after its last
 		// item.
-		items, next, applied, err = r.cfg.Store.Scan(req.Prefix, req.After, req.Limit, stream.NewPageBudget(r.MaxPayload()))
+		items, next, applied, err = r.cfg.Store.Scan(req.Prefix, req.After, req.Limit, wire.NewPageBudget(r.MaxPayload()))
 		return applied, err
 	})
 	res.Token, res.Applied, res.Waited, res.StreamLast = s.token, s.applied, s.waited, s.streamLast
@@ -142,7 +146,7 @@ func (r *Reader) scan(ctx context.Context, req stream.ScanRequest) (stream.ScanR
 		return res, err
 	}
 	if items == nil {
-		items = []stream.Record{}
+		items = []api.Record{}
 	}
 	res.Items, res.Next = items, next
 	return res, nil
@@ -157,18 +161,18 @@ func (r *Reader) MaxPayload() int64 {
 
 // served is what a read reports besides its data.
 type served struct {
-	token      stream.Token
+	token      api.Token
 	applied    uint64
 	waited     time.Duration
 	streamLast uint64
-	found      bool // the store answered (possibly stream.ErrNotFound)
+	found      bool // the store answered (possibly api.ErrNotFound)
 }
 
 // read is what every read does around its store call: wait for what the
 // consistency level needs, call the store (which returns the applied
-// sequence of the snapshot it read; stream.ErrNotFound passes through),
+// sequence of the snapshot it read; api.ErrNotFound passes through),
 // refuse a snapshot behind what was needed, and work out the reply token.
-func (r *Reader) read(ctx context.Context, op string, tok stream.Token, c stream.Consistency, wait time.Duration,
+func (r *Reader) read(ctx context.Context, op string, tok api.Token, c api.Consistency, wait time.Duration,
 	store func() (uint64, error)) (served, error) {
 	need, waited, err := r.awaitLevel(ctx, tok, c, wait)
 	s := served{waited: waited, streamLast: r.cfg.Stream.KnownLast()}
@@ -178,7 +182,7 @@ func (r *Reader) read(ctx context.Context, op string, tok stream.Token, c stream
 	}
 	applied, err := store()
 	s.applied = applied
-	if err != nil && !errors.Is(err, stream.ErrNotFound) {
+	if err != nil && !errors.Is(err, api.ErrNotFound) {
 		s.token = tok
 		return s, r.internal(op, err)
 	}
@@ -192,9 +196,9 @@ func (r *Reader) read(ctx context.Context, op string, tok stream.Token, c stream
 
 // failedToken is the token a failed read reports: the request's, unless the
 // request's token was itself the problem.
-func failedToken(tok stream.Token, err error) stream.Token {
-	if errors.Is(err, stream.ErrTokenStreamMismatch) || errors.Is(err, stream.ErrTokenFromFuture) {
-		return stream.Token{}
+func failedToken(tok api.Token, err error) api.Token {
+	if errors.Is(err, api.ErrTokenStreamMismatch) || errors.Is(err, api.ErrTokenFromFuture) {
+		return api.Token{}
 	}
 	return tok
 }
@@ -209,7 +213,7 @@ func failedToken(tok stream.Token, err error) stream.Token {
 // one fails once the server's answers have stayed behind it for
 // stream.TokenGrace, well inside the wait. A token the store has applied is
 // never from the future and needs no check.
-func (r *Reader) await(ctx context.Context, tok stream.Token, wait time.Duration) (time.Duration, error) {
+func (r *Reader) await(ctx context.Context, tok api.Token, wait time.Duration) (time.Duration, error) {
 	if err := r.serves(tok); err != nil {
 		return 0, err
 	}
@@ -237,7 +241,7 @@ func (r *Reader) await(ctx context.Context, tok stream.Token, wait time.Duration
 			// info, cannot reject a genuine token; meanwhile the store
 			// may reach it, which ends the check.
 			err := r.cfg.Stream.CheckToken(checkCtx, tok)
-			if errors.Is(err, stream.ErrTokenFromFuture) {
+			if errors.Is(err, api.ErrTokenFromFuture) {
 				checkErr = err
 				stopCheck()
 			}
@@ -261,7 +265,7 @@ func (r *Reader) await(ctx context.Context, tok stream.Token, wait time.Duration
 	case ctx.Err() != nil:
 		return waited, fmt.Errorf("wait for sequence %d: %w", tok.Seq, ctx.Err())
 	case waitCtx.Err() != nil:
-		return waited, stream.Errorf(stream.ErrTokenWaitTimeout,
+		return waited, api.Errorf(api.ErrTokenWaitTimeout,
 			"replica %s has applied %d, the token wants %d; waited %v", r.cfg.Replica, r.cfg.Store.Applied(), tok.Seq, waited.Round(time.Millisecond))
 	default:
 		return waited, r.unavailable(err)
@@ -272,7 +276,7 @@ func (r *Reader) await(ctx context.Context, tok stream.Token, wait time.Duration
 // that the store's state belongs to it too: a store that still holds the
 // state of a stream since deleted and recreated (and rebuilds) serves no
 // token of the new one.
-func (r *Reader) serves(tok stream.Token) error {
+func (r *Reader) serves(tok api.Token) error {
 	if err := r.cfg.Store.Err(); err != nil {
 		return r.unavailable(err)
 	}
@@ -281,7 +285,7 @@ func (r *Reader) serves(tok stream.Token) error {
 		return err
 	}
 	if have := r.cfg.Store.StreamID(); have != id {
-		return stream.Errorf(stream.ErrUnavailable, "replica %s holds the state of stream id %s, and the stream is now %s: it rebuilds", r.cfg.Replica, have, id)
+		return api.Errorf(api.ErrUnavailable, "replica %s holds the state of stream id %s, and the stream is now %s: it rebuilds", r.cfg.Replica, have, id)
 	}
 	return nil
 }
@@ -290,7 +294,7 @@ func (r *Reader) serves(tok stream.Token) error {
 // position the read must reflect is never served.
 func (r *Reader) checkSnapshot(need, applied uint64) error {
 	if applied < need {
-		return stream.Errorf(stream.ErrInternal, "replica %s read a snapshot at %d behind the token %d", r.cfg.Replica, applied, need)
+		return api.Errorf(api.ErrInternal, "replica %s read a snapshot at %d behind the token %d", r.cfg.Replica, applied, need)
 	}
 	return nil
 }
@@ -303,17 +307,17 @@ func (r *Reader) checkSnapshot(need, applied uint64) error {
 //     request is included), or the token if later;
 //   - Eventual: nothing; the read is served at once from whatever the
 //     replica has applied.
-func (r *Reader) awaitLevel(ctx context.Context, tok stream.Token, c stream.Consistency, wait time.Duration) (uint64, time.Duration, error) {
+func (r *Reader) awaitLevel(ctx context.Context, tok api.Token, c api.Consistency, wait time.Duration) (uint64, time.Duration, error) {
 	switch c {
-	case stream.Eventual:
+	case api.Eventual:
 		return 0, 0, r.serves(tok)
-	case stream.Strong:
+	case api.Strong:
 		if err := r.serves(tok); err != nil {
 			return 0, 0, err
 		}
 		info, err := r.cfg.Stream.Info(ctx)
 		if err != nil {
-			return 0, 0, stream.Errorf(stream.ErrUnavailable, "strong read: the stream's last sequence is unknown: %v", err)
+			return 0, 0, api.Errorf(api.ErrUnavailable, "strong read: the stream's last sequence is unknown: %v", err)
 		}
 		if last := info.State.LastSeq; last > tok.Seq {
 			tok = r.cfg.Stream.Token(last)
@@ -326,15 +330,15 @@ func (r *Reader) awaitLevel(ctx context.Context, tok stream.Token, c stream.Cons
 // answersAtOnce reports whether a read with tok at level c needs no wait
 // and no request to the server: its token is applied already, or it is
 // eventual. The read itself still checks everything.
-func (r *Reader) answersAtOnce(tok stream.Token, c stream.Consistency) bool {
-	return c == stream.Eventual || (c != stream.Strong && tok.Seq <= r.cfg.Store.Applied())
+func (r *Reader) answersAtOnce(tok api.Token, c api.Consistency) bool {
+	return c == api.Eventual || (c != api.Strong && tok.Seq <= r.cfg.Store.Applied())
 }
 
 func (r *Reader) unavailable(err error) error {
-	return stream.Errorf(stream.ErrUnavailable, "replica %s is not serving: %v", r.cfg.Replica, err)
+	return api.Errorf(api.ErrUnavailable, "replica %s is not serving: %v", r.cfg.Replica, err)
 }
 
 func (r *Reader) internal(op string, err error) error {
 	r.log.Error().Err(err).Str("op", op).Msg("store read")
-	return stream.Errorf(stream.ErrInternal, "replica %s: %s: %v", r.cfg.Replica, op, err)
+	return api.Errorf(api.ErrInternal, "replica %s: %s: %v", r.cfg.Replica, op, err)
 }

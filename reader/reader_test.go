@@ -1,6 +1,8 @@
 package reader_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"errors"
 	"fmt"
@@ -13,7 +15,6 @@ import (
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/reader"
 	"github.com/tidemark/tidemark/replicator"
-	"github.com/tidemark/tidemark/stream"
 )
 
 const testTimeout = 20 * time.Second
@@ -52,15 +53,15 @@ func setup(t *testing.T, mods ...func(*reader.Config)) *fixture {
 }
 
 // write publishes a put (value != nil) or a delete and returns its token.
-func (f *fixture) write(t *testing.T, key string, value []byte) stream.Token {
+func (f *fixture) write(t *testing.T, key string, value []byte) api.Token {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	m := nats.NewMsg(f.env.Stream.KeySubject(key))
 	if value == nil {
-		m.Header.Set(stream.HeaderOp, string(stream.OpDelete))
+		m.Header.Set(api.HeaderOp, string(api.OpDelete))
 	} else {
-		m.Header.Set(stream.HeaderOp, string(stream.OpPut))
+		m.Header.Set(api.HeaderOp, string(api.OpPut))
 		m.Data = value
 	}
 	ack, err := f.env.JS.PublishMsg(ctx, m)
@@ -70,11 +71,11 @@ func (f *fixture) write(t *testing.T, key string, value []byte) stream.Token {
 	return f.env.Stream.Token(ack.Sequence)
 }
 
-func (f *fixture) put(t *testing.T, key, value string) stream.Token {
+func (f *fixture) put(t *testing.T, key, value string) api.Token {
 	return f.write(t, key, []byte(value))
 }
 
-func (f *fixture) waitApplied(t *testing.T, tok stream.Token) {
+func (f *fixture) waitApplied(t *testing.T, tok api.Token) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
@@ -90,7 +91,7 @@ func TestGetAndScanWithoutToken(t *testing.T) {
 	f.waitApplied(t, last)
 	ctx := context.Background()
 
-	res, err := f.r.Get(ctx, stream.GetRequest{Key: "a"})
+	res, err := f.r.Get(ctx, api.GetRequest{Key: "a"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +111,7 @@ func TestGetAndScanWithoutToken(t *testing.T) {
 		t.Fatalf("Applied=%d, want %d", got, want)
 	}
 
-	sres, err := f.r.Scan(ctx, stream.ScanRequest{})
+	sres, err := f.r.Scan(ctx, api.ScanRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +129,7 @@ func TestReadYourWrites(t *testing.T) {
 	for i := range 50 {
 		want := fmt.Sprint(i)
 		tok := f.put(t, "k", want)
-		res, err := f.r.Get(ctx, stream.GetRequest{Key: "k", Token: tok})
+		res, err := f.r.Get(ctx, api.GetRequest{Key: "k", Token: tok})
 		if err != nil {
 			t.Fatalf("write %d: %v", i, err)
 		}
@@ -138,7 +139,7 @@ func TestReadYourWrites(t *testing.T) {
 		if res.Token.Seq < tok.Seq || res.Applied < tok.Seq {
 			t.Fatalf("write %d: Token=%v Applied=%d, behind %v", i, res.Token, res.Applied, tok)
 		}
-		sres, err := f.r.Scan(ctx, stream.ScanRequest{Prefix: "k", Token: tok})
+		sres, err := f.r.Scan(ctx, api.ScanRequest{Prefix: "k", Token: tok})
 		if err != nil || len(sres.Items) != 1 || string(sres.Items[0].Value) != want {
 			t.Fatalf("write %d: scan %+v, %v", i, sres.Items, err)
 		}
@@ -152,12 +153,12 @@ func TestTokenWaitsForPausedReplica(t *testing.T) {
 	tok := f.put(t, "a", "2")
 
 	type result struct {
-		res stream.GetResult
+		res api.GetResult
 		err error
 	}
 	got := make(chan result, 1)
 	go func() {
-		res, err := f.r.Get(context.Background(), stream.GetRequest{Key: "a", Token: tok, Wait: testTimeout})
+		res, err := f.r.Get(context.Background(), api.GetRequest{Key: "a", Token: tok, Wait: testTimeout})
 		got <- result{res, err}
 	}()
 	select {
@@ -201,9 +202,9 @@ func TestTokenWaitTimeout(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			start := time.Now()
-			res, err := f.r.Get(ctx, stream.GetRequest{Key: "a", Token: tok, Wait: tt.wait})
+			res, err := f.r.Get(ctx, api.GetRequest{Key: "a", Token: tok, Wait: tt.wait})
 			el := time.Since(start)
-			if !errors.Is(err, stream.ErrTokenWaitTimeout) {
+			if !errors.Is(err, api.ErrTokenWaitTimeout) {
 				t.Fatalf("Get=%q, %v; want ErrTokenWaitTimeout", res.Record.Value, err)
 			}
 			if res.Record.Value != nil {
@@ -220,8 +221,8 @@ func TestTokenWaitTimeout(t *testing.T) {
 			}
 		})
 	}
-	sres, err := f.r.Scan(ctx, stream.ScanRequest{Prefix: "a", Token: tok, Wait: 50 * time.Millisecond})
-	if !errors.Is(err, stream.ErrTokenWaitTimeout) || sres.Items != nil {
+	sres, err := f.r.Scan(ctx, api.ScanRequest{Prefix: "a", Token: tok, Wait: 50 * time.Millisecond})
+	if !errors.Is(err, api.ErrTokenWaitTimeout) || sres.Items != nil {
 		t.Fatalf("Scan=%+v, %v; want ErrTokenWaitTimeout and no items", sres.Items, err)
 	}
 }
@@ -235,13 +236,13 @@ func TestBadTokensFailFast(t *testing.T) {
 
 	tests := []struct {
 		name   string
-		tok    stream.Token
+		tok    api.Token
 		paused bool
 		want   error
 	}{
-		{"another stream", stream.NewToken("abc123", 1), false, stream.ErrTokenStreamMismatch},
-		{"future", f.env.Stream.Token(last.Seq + 1000), false, stream.ErrTokenFromFuture},
-		{"future on a lagging replica", f.env.Stream.Token(last.Seq + 1000), true, stream.ErrTokenFromFuture},
+		{"another stream", api.NewToken("abc123", 1), false, api.ErrTokenStreamMismatch},
+		{"future", f.env.Stream.Token(last.Seq + 1000), false, api.ErrTokenFromFuture},
+		{"future on a lagging replica", f.env.Stream.Token(last.Seq + 1000), true, api.ErrTokenFromFuture},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -253,14 +254,14 @@ func TestBadTokensFailFast(t *testing.T) {
 			for _, op := range []string{"get", "scan"} {
 				start := time.Now()
 				var err error
-				var tok stream.Token
+				var tok api.Token
 				if op == "get" {
-					var res stream.GetResult
-					res, err = f.r.Get(ctx, stream.GetRequest{Key: "a", Token: tt.tok, Wait: wait})
+					var res api.GetResult
+					res, err = f.r.Get(ctx, api.GetRequest{Key: "a", Token: tt.tok, Wait: wait})
 					tok = res.Token
 				} else {
-					var res stream.ScanResult
-					res, err = f.r.Scan(ctx, stream.ScanRequest{Token: tt.tok, Wait: wait})
+					var res api.ScanResult
+					res, err = f.r.Scan(ctx, api.ScanRequest{Token: tt.tok, Wait: wait})
 					tok = res.Token
 				}
 				if el := time.Since(start); el > wait/5 {
@@ -287,7 +288,7 @@ func TestScanPaging(t *testing.T) {
 	ctx := context.Background()
 
 	var keys []string
-	req := stream.ScanRequest{Prefix: "p/", Limit: 2, Token: last}
+	req := api.ScanRequest{Prefix: "p/", Limit: 2, Token: last}
 	pages := 0
 	for {
 		res, err := f.r.Scan(ctx, req)
@@ -309,10 +310,10 @@ func TestScanPaging(t *testing.T) {
 	if got, want := pages, 3; got != want {
 		t.Fatalf("pages=%d, want %d", got, want)
 	}
-	if _, err := f.r.Scan(ctx, stream.ScanRequest{Limit: stream.MaxScanLimit + 1}); !errors.Is(err, stream.ErrInvalidRequest) {
+	if _, err := f.r.Scan(ctx, api.ScanRequest{Limit: api.MaxScanLimit + 1}); !errors.Is(err, api.ErrInvalidRequest) {
 		t.Fatalf("Scan with a limit over the maximum=%v, want ErrInvalidRequest", err)
 	}
-	res, err := f.r.Scan(ctx, stream.ScanRequest{Prefix: "none/"})
+	res, err := f.r.Scan(ctx, api.ScanRequest{Prefix: "none/"})
 	if err != nil || res.Items == nil || len(res.Items) != 0 || res.Next != "" {
 		t.Fatalf("empty Scan=%+v, %v; want an empty page", res, err)
 	}
@@ -324,8 +325,8 @@ func TestNotFound(t *testing.T) {
 	delTok := f.write(t, "a", nil)
 	ctx := context.Background()
 
-	res, err := f.r.Get(ctx, stream.GetRequest{Key: "a", Token: delTok})
-	if !errors.Is(err, stream.ErrNotFound) {
+	res, err := f.r.Get(ctx, api.GetRequest{Key: "a", Token: delTok})
+	if !errors.Is(err, api.ErrNotFound) {
 		t.Fatalf("Get(deleted)=%v, want ErrNotFound", err)
 	}
 	if got, want := res.Record.Revision, delTok.Seq; got != want || !res.Record.Deleted {
@@ -335,15 +336,15 @@ func TestNotFound(t *testing.T) {
 		t.Fatalf("Token=%v, want %v", got, want)
 	}
 
-	res, err = f.r.Get(ctx, stream.GetRequest{Key: "never"})
-	if !errors.Is(err, stream.ErrNotFound) {
+	res, err = f.r.Get(ctx, api.GetRequest{Key: "never"})
+	if !errors.Is(err, api.ErrNotFound) {
 		t.Fatalf("Get(never)=%v, want ErrNotFound", err)
 	}
 	if res.Record.Revision != 0 || res.Record.Deleted || res.Token.Stream != f.env.Stream.ID() {
 		t.Fatalf("Get(never)=%+v, want no revision and a token of the stream", res)
 	}
 
-	if _, err := f.r.Get(ctx, stream.GetRequest{Key: ""}); !errors.Is(err, stream.ErrInvalidKey) {
+	if _, err := f.r.Get(ctx, api.GetRequest{Key: ""}); !errors.Is(err, api.ErrInvalidKey) {
 		t.Fatalf("Get(\"\")=%v, want ErrInvalidKey", err)
 	}
 }
@@ -355,10 +356,10 @@ func TestUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := f.r.Get(ctx, stream.GetRequest{Key: "a"}); !errors.Is(err, stream.ErrUnavailable) {
+	if _, err := f.r.Get(ctx, api.GetRequest{Key: "a"}); !errors.Is(err, api.ErrUnavailable) {
 		t.Fatalf("Get on a closed store=%v, want ErrUnavailable", err)
 	}
-	if _, err := f.r.Scan(ctx, stream.ScanRequest{}); !errors.Is(err, stream.ErrUnavailable) {
+	if _, err := f.r.Scan(ctx, api.ScanRequest{}); !errors.Is(err, api.ErrUnavailable) {
 		t.Fatalf("Scan on a closed store=%v, want ErrUnavailable", err)
 	}
 }
@@ -374,11 +375,11 @@ func TestStoreStopsDuringWait(t *testing.T) {
 	errc := make(chan error, 1)
 	start := time.Now()
 	go func() {
-		_, err := f.r.Get(context.Background(), stream.GetRequest{Key: "a", Token: tok, Wait: wait})
+		_, err := f.r.Get(context.Background(), api.GetRequest{Key: "a", Token: tok, Wait: wait})
 		errc <- err
 	}()
 	_ = f.repl.Close()
-	if err := <-errc; !errors.Is(err, stream.ErrUnavailable) {
+	if err := <-errc; !errors.Is(err, api.ErrUnavailable) {
 		t.Fatalf("Get=%v, want ErrUnavailable", err)
 	}
 	if el := time.Since(start); el > wait/5 {
@@ -403,12 +404,12 @@ func TestTokenAheadOfStaleAnswer(t *testing.T) {
 	}
 	base := jsz()
 	type result struct {
-		res stream.GetResult
+		res api.GetResult
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
-		res, err := f.r.Get(context.Background(), stream.GetRequest{Key: "b", Token: f.env.Stream.Token(last.Seq + 1), Wait: 5 * time.Second})
+		res, err := f.r.Get(context.Background(), api.GetRequest{Key: "b", Token: f.env.Stream.Token(last.Seq + 1), Wait: 5 * time.Second})
 		done <- result{res, err}
 	}()
 	var early *result

@@ -1,6 +1,10 @@
 package reader
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"errors"
 	"fmt"
@@ -9,8 +13,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 // Service identity and defaults.
@@ -23,7 +25,7 @@ const (
 	// replica answers.
 	QueueGroup = "tidemark-reader"
 	// DefaultMaxInFlight bounds the requests a service handles at once.
-	DefaultMaxInFlight = stream.DefaultMaxInFlight
+	DefaultMaxInFlight = wire.DefaultMaxInFlight
 	// Description is the service description `nats micro info` shows.
 	Description = "Tidemark reads: get and scan wait until the replica has applied the session token"
 )
@@ -72,13 +74,13 @@ type Service struct {
 	MaxInFlight int
 
 	nc       *nats.Conn
-	subjects stream.Subjects
+	subjects wire.Subjects
 	r        *Reader
 	log      zerolog.Logger
 }
 
 // NewService returns a service for r on nc under subjects.
-func NewService(nc *nats.Conn, subjects stream.Subjects, r *Reader, logger zerolog.Logger) *Service {
+func NewService(nc *nats.Conn, subjects wire.Subjects, r *Reader, logger zerolog.Logger) *Service {
 	return &Service{
 		MaxInFlight: DefaultMaxInFlight,
 		nc:          nc,
@@ -90,13 +92,13 @@ func NewService(nc *nats.Conn, subjects stream.Subjects, r *Reader, logger zerol
 
 // Run registers the service and serves until ctx ends; it then stops the
 // service, cancels the requests in flight (they are answered
-// stream.ErrUnavailable) and waits for them.
+// api.ErrUnavailable) and waits for them.
 func (s *Service) Run(ctx context.Context) error {
 	id := s.r.Replica()
 	if !validSubjectToken(id) {
 		return fmt.Errorf("reader service: replica id %q: want a non-empty NATS subject token (no spaces, dots or wildcards)", id)
 	}
-	pool := stream.NewPool(ctx, s.MaxInFlight)
+	pool := wire.NewPool(ctx, s.MaxInFlight)
 	defer pool.Close() // after the service has stopped
 	svc, err := micro.AddService(s.nc, micro.Config{
 		Name:        ServiceName,
@@ -171,28 +173,28 @@ func (s *Service) join(ctx context.Context, svc micro.Service, get, scan micro.H
 // getCall is a decoded get request handed to the pool.
 type getCall struct {
 	micro.Request
-	get stream.GetRequest
+	get api.GetRequest
 }
 
 // scanCall is a decoded scan request handed to the pool.
 type scanCall struct {
 	micro.Request
-	scan stream.ScanRequest
+	scan api.ScanRequest
 }
 
 // getHandler decodes on micro's goroutine, answering bad requests at once.
 // A read the replica can answer without waiting (its token applied, or
 // eventual) is served there too, sparing a goroutine; the rest go to the
 // pool, where they may wait for their token.
-func (s *Service) getHandler(pool *stream.Pool) micro.Handler {
-	get := func(ctx context.Context, req micro.Request, g stream.GetRequest) {
+func (s *Service) getHandler(pool *wire.Pool) micro.Handler {
+	get := func(ctx context.Context, req micro.Request, g api.GetRequest) {
 		res, err := s.r.Get(ctx, g)
 		err = s.shutdown(ctx, err)
-		h, body := stream.EncodeGetReply(res, err)
+		h, body := wire.EncodeGetReply(res, err)
 		if err == nil {
 			// A value stored under a larger limit than this server's.
-			if err = stream.ReplyFits(s.r.MaxPayload(), h, body, func() string { return fmt.Sprintf("the reply to a get of %q", g.Key) }); err != nil {
-				h, body = stream.EncodeGetReply(res, err)
+			if err = wire.ReplyFits(s.r.MaxPayload(), h, body, func() string { return fmt.Sprintf("the reply to a get of %q", g.Key) }); err != nil {
+				h, body = wire.EncodeGetReply(res, err)
 			}
 		}
 		s.respond(req, h, body, err)
@@ -202,9 +204,9 @@ func (s *Service) getHandler(pool *stream.Pool) micro.Handler {
 		get(ctx, c.Request, c.get)
 	})
 	return micro.HandlerFunc(func(req micro.Request) {
-		g, err := stream.DecodeGetRequest(nats.Header(req.Headers()))
+		g, err := wire.DecodeGetRequest(nats.Header(req.Headers()))
 		if err != nil {
-			h, body := stream.EncodeGetReply(stream.GetResult{}, err)
+			h, body := wire.EncodeGetReply(api.GetResult{}, err)
 			s.respond(req, h, body, err)
 			return
 		}
@@ -216,24 +218,24 @@ func (s *Service) getHandler(pool *stream.Pool) micro.Handler {
 }
 
 // scanHandler is getHandler for scans.
-func (s *Service) scanHandler(pool *stream.Pool) micro.Handler {
+func (s *Service) scanHandler(pool *wire.Pool) micro.Handler {
 	serve := pool.Handler(func(ctx context.Context, req micro.Request) {
 		c := req.(*scanCall)
 		res, err := s.r.Scan(ctx, c.scan)
 		err = s.shutdown(ctx, err)
-		h, body := stream.EncodeScanReply(res, err)
+		h, body := wire.EncodeScanReply(res, err)
 		if err == nil && len(res.Items) > 0 {
 			// Only a page of one value stored under a larger limit.
-			if err = stream.ReplyFits(s.r.MaxPayload(), h, body, func() string { return fmt.Sprintf("a scan page of %q", res.Items[0].Key) }); err != nil {
-				h, body = stream.EncodeScanReply(res, err)
+			if err = wire.ReplyFits(s.r.MaxPayload(), h, body, func() string { return fmt.Sprintf("a scan page of %q", res.Items[0].Key) }); err != nil {
+				h, body = wire.EncodeScanReply(res, err)
 			}
 		}
 		s.respond(c.Request, h, body, err)
 	})
 	return micro.HandlerFunc(func(req micro.Request) {
-		sr, err := stream.DecodeScanRequest(nats.Header(req.Headers()), req.Data())
+		sr, err := wire.DecodeScanRequest(nats.Header(req.Headers()), req.Data())
 		if err != nil {
-			h, body := stream.EncodeScanReply(stream.ScanResult{}, err)
+			h, body := wire.EncodeScanReply(api.ScanResult{}, err)
 			s.respond(req, h, body, err)
 			return
 		}
@@ -242,16 +244,16 @@ func (s *Service) scanHandler(pool *stream.Pool) micro.Handler {
 }
 
 // shutdown turns a read cut short by the service stopping into
-// stream.ErrUnavailable, so that the client retries elsewhere.
+// api.ErrUnavailable, so that the client retries elsewhere.
 func (s *Service) shutdown(ctx context.Context, err error) error {
 	if err != nil && ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
-		return stream.Errorf(stream.ErrUnavailable, "replica %s is shutting down", s.r.Replica())
+		return api.Errorf(api.ErrUnavailable, "replica %s is shutting down", s.r.Replica())
 	}
 	return err
 }
 
 func (s *Service) respond(req micro.Request, h nats.Header, body []byte, err error) {
-	if err := stream.Respond(req, h, body, err); err != nil {
+	if err := wire.Respond(req, h, body, err); err != nil {
 		s.log.Debug().Err(err).Str("subject", req.Subject()).Msg("respond")
 	}
 }

@@ -1,6 +1,10 @@
 package reader_test
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,14 +17,13 @@ import (
 
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/reader"
-	"github.com/tidemark/tidemark/stream"
 )
 
 // runService runs a reader service for f until the test ends or stop is
 // called; stop returns Run's error.
 func runService(t *testing.T, f *fixture, ready func(context.Context) error) (stop func() error) {
 	t.Helper()
-	svc := reader.NewService(f.env.Conn.Conn, stream.Subjects{}, f.r, testLogger(t))
+	svc := reader.NewService(f.env.Conn.Conn, wire.Subjects{}, f.r, testLogger(t))
 	svc.Ready = ready
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -57,18 +60,18 @@ func request(t *testing.T, nc *nats.Conn, m *nats.Msg) *nats.Msg {
 func waitServing(t *testing.T, nc *nats.Conn, subject string) {
 	t.Helper()
 	testenv.Eventually(t, testTimeout, subject+" to answer", func() bool {
-		reply, err := nc.RequestMsg(stream.GetRequest{Key: "probe"}.Msg(subject), time.Second)
+		reply, err := nc.RequestMsg(wire.GetMsg(subject, api.GetRequest{Key: "probe"}), time.Second)
 		if err != nil {
 			return false
 		}
-		_, err = stream.DecodeGetReply("probe", reply)
-		return !errors.Is(err, stream.ErrUnavailable)
+		_, err = wire.DecodeGetReply("probe", reply)
+		return !errors.Is(err, api.ErrUnavailable)
 	})
 }
 
 func TestServiceEndToEnd(t *testing.T) {
 	f := setup(t)
-	subjects := stream.Subjects{}
+	subjects := wire.Subjects{}
 	stop := runService(t, f, f.repl.WaitReady)
 	nc := f.env.Conn.Conn
 	waitServing(t, nc, subjects.Get())
@@ -78,7 +81,7 @@ func TestServiceEndToEnd(t *testing.T) {
 	delTok := f.write(t, "a", nil)
 
 	for _, subject := range []string{subjects.Get(), subjects.ReplicaGet("r1")} {
-		res, err := stream.DecodeGetReply("b", request(t, nc, stream.GetRequest{Key: "b", Token: tok}.Msg(subject)))
+		res, err := wire.DecodeGetReply("b", request(t, nc, wire.GetMsg(subject, api.GetRequest{Key: "b", Token: tok})))
 		if err != nil {
 			t.Fatalf("%s: %v", subject, err)
 		}
@@ -97,8 +100,8 @@ func TestServiceEndToEnd(t *testing.T) {
 	}
 
 	// A deleted key: not found, with the delete's revision and the token.
-	res, err := stream.DecodeGetReply("a", request(t, nc, stream.GetRequest{Key: "a", Token: delTok}.Msg(subjects.Get())))
-	if !errors.Is(err, stream.ErrNotFound) {
+	res, err := wire.DecodeGetReply("a", request(t, nc, wire.GetMsg(subjects.Get(), api.GetRequest{Key: "a", Token: delTok})))
+	if !errors.Is(err, api.ErrNotFound) {
 		t.Fatalf("get deleted=%v, want ErrNotFound", err)
 	}
 	if got, want := res.Record.Revision, delTok.Seq; got != want || !res.Record.Deleted {
@@ -110,7 +113,7 @@ func TestServiceEndToEnd(t *testing.T) {
 
 	// Scan, shared and per replica.
 	for _, subject := range []string{subjects.Scan(), subjects.ReplicaScan("r1")} {
-		sres, err := stream.DecodeScanReply(request(t, nc, stream.ScanRequest{Token: delTok, Limit: 10}.Msg(subject)))
+		sres, err := wire.DecodeScanReply(request(t, nc, wire.ScanMsg(subject, api.ScanRequest{Token: delTok, Limit: 10})))
 		if err != nil {
 			t.Fatalf("%s: %v", subject, err)
 		}
@@ -124,17 +127,17 @@ func TestServiceEndToEnd(t *testing.T) {
 
 	// Bad requests are answered with their error.
 	bad := nats.NewMsg(subjects.Get()) // no key
-	if _, err := stream.DecodeGetReply("", request(t, nc, bad)); !errors.Is(err, stream.ErrInvalidKey) {
+	if _, err := wire.DecodeGetReply("", request(t, nc, bad)); !errors.Is(err, api.ErrInvalidKey) {
 		t.Fatalf("get without a key=%v, want ErrInvalidKey", err)
 	}
-	badScan := stream.ScanRequest{}.Msg(subjects.Scan())
+	badScan := wire.ScanMsg(subjects.Scan(), api.ScanRequest{})
 	badScan.Data = []byte("{")
-	if _, err := stream.DecodeScanReply(request(t, nc, badScan)); !errors.Is(err, stream.ErrInvalidRequest) {
+	if _, err := wire.DecodeScanReply(request(t, nc, badScan)); !errors.Is(err, api.ErrInvalidRequest) {
 		t.Fatalf("scan with a bad body=%v, want ErrInvalidRequest", err)
 	}
 	future := f.env.Stream.Token(delTok.Seq + 100)
 	start := time.Now()
-	if _, err := stream.DecodeGetReply("b", request(t, nc, stream.GetRequest{Key: "b", Token: future, Wait: 5 * time.Second}.Msg(subjects.Get()))); !errors.Is(err, stream.ErrTokenFromFuture) {
+	if _, err := wire.DecodeGetReply("b", request(t, nc, wire.GetMsg(subjects.Get(), api.GetRequest{Key: "b", Token: future, Wait: 5 * time.Second}))); !errors.Is(err, api.ErrTokenFromFuture) {
 		t.Fatalf("get with a future token=%v, want ErrTokenFromFuture", err)
 	}
 	if el := time.Since(start); el > time.Second {
@@ -144,7 +147,7 @@ func TestServiceEndToEnd(t *testing.T) {
 	// The wait bound crosses the wire.
 	f.repl.Pause()
 	ahead := f.put(t, "b", "3")
-	if res, err := stream.DecodeGetReply("b", request(t, nc, stream.GetRequest{Key: "b", Token: ahead, Wait: 100 * time.Millisecond}.Msg(subjects.Get()))); !errors.Is(err, stream.ErrTokenWaitTimeout) || len(res.Record.Value) != 0 {
+	if res, err := wire.DecodeGetReply("b", request(t, nc, wire.GetMsg(subjects.Get(), api.GetRequest{Key: "b", Token: ahead, Wait: 100 * time.Millisecond}))); !errors.Is(err, api.ErrTokenWaitTimeout) || len(res.Record.Value) != 0 {
 		t.Fatalf("get while paused=%q, %v; want ErrTokenWaitTimeout and no value", res.Record.Value, err)
 	}
 	f.repl.Resume()
@@ -172,7 +175,7 @@ func TestServiceEndToEnd(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatalf("Run=%v", err)
 	}
-	if _, err := nc.RequestMsg(stream.GetRequest{Key: "b"}.Msg(subjects.ReplicaGet("r1")), testTimeout); !errors.Is(err, nats.ErrNoResponders) {
+	if _, err := nc.RequestMsg(wire.GetMsg(subjects.ReplicaGet("r1"), api.GetRequest{Key: "b"}), testTimeout); !errors.Is(err, nats.ErrNoResponders) {
 		t.Fatalf("get after stop=%v, want no responders", err)
 	}
 }
@@ -198,7 +201,7 @@ func serviceInfo(t *testing.T, nc *nats.Conn) micro.Info {
 // at once but takes shared reads only once it is ready.
 func TestServiceJoinsWhenReady(t *testing.T) {
 	f := setup(t)
-	subjects := stream.Subjects{}
+	subjects := wire.Subjects{}
 	ready := make(chan struct{})
 	runService(t, f, func(ctx context.Context) error {
 		select {
@@ -210,7 +213,7 @@ func TestServiceJoinsWhenReady(t *testing.T) {
 	})
 	nc := f.env.Conn.Conn
 	waitServing(t, nc, subjects.ReplicaGet("r1"))
-	if _, err := nc.RequestMsg(stream.GetRequest{Key: "k"}.Msg(subjects.Get()), testTimeout); !errors.Is(err, nats.ErrNoResponders) {
+	if _, err := nc.RequestMsg(wire.GetMsg(subjects.Get(), api.GetRequest{Key: "k"}), testTimeout); !errors.Is(err, nats.ErrNoResponders) {
 		t.Fatalf("shared get before ready=%v, want no responders", err)
 	}
 	close(ready)
@@ -221,7 +224,7 @@ func TestServiceJoinsWhenReady(t *testing.T) {
 // read that is waiting for its token at once, with ErrUnavailable.
 func TestServiceStopAnswersWaiting(t *testing.T) {
 	f := setup(t)
-	subjects := stream.Subjects{}
+	subjects := wire.Subjects{}
 	stop := runService(t, f, nil)
 	nc := f.env.Conn.Conn
 	waitServing(t, nc, subjects.ReplicaGet("r1"))
@@ -235,7 +238,7 @@ func TestServiceStopAnswersWaiting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := stream.GetRequest{Key: "a", Token: tok, Wait: wait}.Msg(subjects.ReplicaGet("r1"))
+	m := wire.GetMsg(subjects.ReplicaGet("r1"), api.GetRequest{Key: "a", Token: tok, Wait: wait})
 	m.Reply = inbox
 	if err := nc.PublishMsg(m); err != nil {
 		t.Fatal(err)
@@ -252,7 +255,7 @@ func TestServiceStopAnswersWaiting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := stream.DecodeGetReply("a", reply); !errors.Is(err, stream.ErrUnavailable) {
+	if _, err := wire.DecodeGetReply("a", reply); !errors.Is(err, api.ErrUnavailable) {
 		t.Fatalf("reply=%v, want ErrUnavailable", err)
 	}
 	if el := time.Since(start); el > wait/5 {
@@ -263,7 +266,7 @@ func TestServiceStopAnswersWaiting(t *testing.T) {
 func TestServiceRejectsBadReplicaID(t *testing.T) {
 	env := testenv.Start(t)
 	r := reader.New(reader.Config{Replica: "a.b", Stream: env.Stream})
-	if err := reader.NewService(env.Conn.Conn, stream.Subjects{}, r, testLogger(t)).Run(context.Background()); err == nil {
+	if err := reader.NewService(env.Conn.Conn, wire.Subjects{}, r, testLogger(t)).Run(context.Background()); err == nil {
 		t.Fatal("Run with a dotted replica id succeeded")
 	}
 }

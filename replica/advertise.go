@@ -1,11 +1,11 @@
 package replica
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
 	"context"
 	"encoding/json"
 	"time"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 // Advertising defaults.
@@ -44,7 +44,7 @@ func (r *Replica) advertise(ctx context.Context) error {
 		}
 		last, lastTime = applied, now
 		state, reason := r.State()
-		b, _ := json.Marshal(stream.ReplicaStatus{
+		b, _ := json.Marshal(wire.ReplicaStatus{
 			Replica: r.cfg.ID, Stream: r.cfg.Stream.ID(), Applied: applied, Rate: rate, Ready: r.Ready() == nil,
 			State: state, Reason: reason,
 		})

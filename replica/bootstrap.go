@@ -1,6 +1,10 @@
 package replica
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -91,10 +95,10 @@ type snapshotReply struct {
 func decodeSnapshotRequest(b []byte) (snapshotRequest, error) {
 	var q snapshotRequest
 	if err := json.Unmarshal(b, &q); err != nil {
-		return q, stream.Errorf(stream.ErrInvalidRequest, "snapshot request: %v", err)
+		return q, api.Errorf(api.ErrInvalidRequest, "snapshot request: %v", err)
 	}
-	if q.Stream == "" || !stream.ValidReplicaID(q.Replica) {
-		return q, stream.Errorf(stream.ErrInvalidRequest, "snapshot request: want a stream id and a replica id")
+	if q.Stream == "" || !api.ValidReplicaID(q.Replica) {
+		return q, api.Errorf(api.ErrInvalidRequest, "snapshot request: want a stream id and a replica id")
 	}
 	return q, nil
 }
@@ -168,7 +172,7 @@ func (r *Replica) serveSnapshots(ctx context.Context) error {
 		mu.Lock()
 		if stopped {
 			mu.Unlock()
-			_ = stream.RespondUnavailable(req, "replica is stopping")
+			_ = wire.RespondUnavailable(req, "replica is stopping")
 			return
 		}
 		wg.Add(1)
@@ -202,11 +206,11 @@ func (r *Replica) answerSnapshot(ctx context.Context, req micro.Request, log zer
 		}
 	}
 	ev := log.Warn()
-	if errors.Is(err, stream.ErrUnavailable) {
+	if errors.Is(err, api.ErrUnavailable) {
 		ev = log.Debug() // not ready, or asked by itself: another replica answers
 	}
 	ev.Err(err).Str("for", q.Replica).Uint64("need", q.Need).Msg("snapshot request refused")
-	if err := req.Error(stream.Code(err), err.Error(), nil); err != nil {
+	if err := req.Error(api.Code(err), err.Error(), nil); err != nil {
 		log.Warn().Err(err).Msg("answer snapshot request")
 	}
 }
@@ -217,18 +221,18 @@ func (r *Replica) answerSnapshot(ctx context.Context, req micro.Request, log zer
 func (r *Replica) storeSnapshot(ctx context.Context, q snapshotRequest) (snapshotReply, error) {
 	switch {
 	case q.Stream != r.cfg.Stream.ID():
-		return snapshotReply{}, stream.Errorf(stream.ErrInvalidRequest, "snapshot of stream id %s asked of a replica of stream id %s", q.Stream, r.cfg.Stream.ID())
+		return snapshotReply{}, api.Errorf(api.ErrInvalidRequest, "snapshot of stream id %s asked of a replica of stream id %s", q.Stream, r.cfg.Stream.ID())
 	case q.Replica == r.cfg.ID:
-		return snapshotReply{}, stream.Errorf(stream.ErrUnavailable, "replica %s does not bootstrap from itself", r.cfg.ID)
+		return snapshotReply{}, api.Errorf(api.ErrUnavailable, "replica %s does not bootstrap from itself", r.cfg.ID)
 	}
 	if err := r.Ready(); err != nil {
-		return snapshotReply{}, stream.Errorf(stream.ErrUnavailable, "replica %s is not ready: %v", r.cfg.ID, err)
+		return snapshotReply{}, api.Errorf(api.ErrUnavailable, "replica %s is not ready: %v", r.cfg.ID, err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, DefaultSnapshotCatchUp)
 	err := r.repl.WaitApplied(wctx, q.Need)
 	cancel()
 	if err != nil {
-		return snapshotReply{}, stream.Errorf(stream.ErrUnavailable, "replica %s has applied %d, the snapshot must hold %d: %v", r.cfg.ID, r.repl.Applied(), q.Need, err)
+		return snapshotReply{}, api.Errorf(api.ErrUnavailable, "replica %s has applied %d, the snapshot must hold %d: %v", r.cfg.ID, r.repl.Applied(), q.Need, err)
 	}
 
 	f, err := os.CreateTemp(r.cfg.Dir, replicator.SnapshotFilePrefix+"*")
@@ -287,7 +291,7 @@ func (r *Replica) removeSnapshotFiles() {
 type fetcher struct {
 	id       string
 	st       *stream.Stream
-	subjects stream.Subjects
+	subjects wire.Subjects
 	nc       *nats.Conn // nil: the stream's connection
 	log      zerolog.Logger
 }
@@ -307,8 +311,8 @@ func (f *fetcher) ask(ctx context.Context, nc *nats.Conn, q []byte) (*nats.Msg, 
 	if err != nil {
 		return nil, fmt.Errorf("ask for a snapshot: %w", err)
 	}
-	if code := msg.Header.Get(stream.HeaderErrorCode); code != "" {
-		return nil, fmt.Errorf("ask for a snapshot: %w", stream.FromCode(code, msg.Header.Get(stream.HeaderError)))
+	if code := msg.Header.Get(wire.HeaderErrorCode); code != "" {
+		return nil, fmt.Errorf("ask for a snapshot: %w", api.FromCode(code, msg.Header.Get(wire.HeaderError)))
 	}
 	return msg, nil
 }
@@ -330,7 +334,7 @@ func (f *fetcher) Bootstrap(ctx context.Context, need uint64, restore func(io.Re
 		// The queue group picks a replica at random: one that cannot
 		// help (this very replica, if it was serving) may be followed
 		// by one that can.
-		if !errors.Is(err, stream.ErrUnavailable) || try == maxSnapshotAsks {
+		if !errors.Is(err, api.ErrUnavailable) || try == maxSnapshotAsks {
 			break
 		}
 	}

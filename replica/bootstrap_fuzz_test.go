@@ -1,12 +1,12 @@
 package replica
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 func TestDecodeSnapshotRequest(t *testing.T) {
@@ -28,7 +28,7 @@ func TestDecodeSnapshotRequest(t *testing.T) {
 			if got, want := err == nil, tt.ok; got != want {
 				t.Fatalf("decodeSnapshotRequest(%s)=%v, want ok %v", tt.in, err, want)
 			}
-			if err != nil && !errors.Is(err, stream.ErrInvalidRequest) {
+			if err != nil && !errors.Is(err, api.ErrInvalidRequest) {
 				t.Fatalf("decodeSnapshotRequest(%s)=%v, want ErrInvalidRequest", tt.in, err)
 			}
 		})
@@ -66,7 +66,7 @@ func FuzzDecodeSnapshotRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if q.Stream == "" || !stream.ValidReplicaID(q.Replica) {
+		if q.Stream == "" || !api.ValidReplicaID(q.Replica) {
 			t.Fatalf("accepted %+v", q)
 		}
 		again, _ := json.Marshal(q)

@@ -1,6 +1,10 @@
 package replica_test
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
+	"github.com/tidemark/tidemark/api"
+
 	"bytes"
 	"context"
 	"errors"
@@ -18,7 +22,6 @@ import (
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/replica"
 	"github.com/tidemark/tidemark/replicator"
-	"github.com/tidemark/tidemark/stream"
 	"github.com/tidemark/tidemark/writer"
 )
 
@@ -87,10 +90,10 @@ func (f *fixture) write(t *testing.T, n, size int, tag string) uint64 {
 	defer cancel()
 	var last uint64
 	for i := range n {
-		req := stream.WriteRequest{Op: stream.OpPut, Key: fmt.Sprintf("k%02d", i%23)}
+		req := api.WriteRequest{Op: api.OpPut, Key: fmt.Sprintf("k%02d", i%23)}
 		switch {
 		case i%7 == 6:
-			req.Op = stream.OpDelete
+			req.Op = api.OpDelete
 		case i%5 == 0:
 			req.Session, req.SessionSeq = "s-"+tag, uint64(i+1)
 			fallthrough
@@ -157,8 +160,8 @@ func (f *fixture) sameState(t *testing.T, a, b *running, seq uint64) {
 	defer cancel()
 	for i := range 23 {
 		key := fmt.Sprintf("k%02d", i)
-		ra, erra := a.Get(ctx, stream.GetRequest{Key: key})
-		rb, errb := b.Get(ctx, stream.GetRequest{Key: key, Token: f.Stream.Token(seq)})
+		ra, erra := a.Get(ctx, api.GetRequest{Key: key})
+		rb, errb := b.Get(ctx, api.GetRequest{Key: key, Token: f.Stream.Token(seq)})
 		if !bytes.Equal(ra.Record.Value, rb.Record.Value) || ra.Record.Revision != rb.Record.Revision || !errors.Is(errb, errOrNil(erra)) {
 			t.Fatalf("Get(%q): %s has %q at %d (%v), %s has %q at %d (%v)", key, a.ID(), ra.Record.Value, ra.Record.Revision, erra, b.ID(), rb.Record.Value, rb.Record.Revision, errb)
 		}
@@ -166,8 +169,8 @@ func (f *fixture) sameState(t *testing.T, a, b *running, seq uint64) {
 }
 
 func errOrNil(err error) error {
-	if errors.Is(err, stream.ErrNotFound) {
-		return stream.ErrNotFound
+	if errors.Is(err, api.ErrNotFound) {
+		return api.ErrNotFound
 	}
 	return err
 }
@@ -313,7 +316,7 @@ func TestBootstrapRejectsBadSnapshots(t *testing.T) {
 	}
 	bad := [][]byte{[]byte("not a snapshot at all"), foreign.Bytes()}
 	var answered atomic.Int32
-	sub, err := f.Conn.Conn.Subscribe(stream.Subjects{}.Snapshot(), func(m *nats.Msg) {
+	sub, err := f.Conn.Conn.Subscribe(wire.Subjects{}.Snapshot(), func(m *nats.Msg) {
 		i := int(answered.Load())
 		if i >= len(bad) {
 			return

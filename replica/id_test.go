@@ -1,6 +1,8 @@
 package replica_test
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
 	"context"
 	"errors"
 	"fmt"
@@ -13,7 +15,6 @@ import (
 
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/replica"
-	"github.com/tidemark/tidemark/stream"
 )
 
 // A second replica started with an id that a running replica serves
@@ -21,7 +22,7 @@ import (
 func TestReplicaRefusesDuplicateID(t *testing.T) {
 	f := newFixture(t)
 	f.start(t, "r1", true, false)
-	subject := stream.Subjects{}.ReplicaGet("r1")
+	subject := wire.Subjects{}.ReplicaGet("r1")
 	testenv.Eventually(t, 10*time.Second, "r1 to serve its own subject", func() bool {
 		_, err := f.Conn.Conn.Request(subject, nil, time.Second)
 		return !errors.Is(err, nats.ErrNoResponders)

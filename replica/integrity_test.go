@@ -1,6 +1,10 @@
 package replica_test
 
 import (
+	"github.com/tidemark/tidemark/internal/natsserver"
+
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"errors"
 	"fmt"
@@ -31,7 +35,7 @@ func TestLostTailThroughReads(t *testing.T) {
 		srv.WaitForShutdown()
 	}
 	startSrv := func() {
-		s, err := stream.StartServer(stream.ServerConfig{Listen: addr, StoreDir: storeDir})
+		s, err := natsserver.StartServer(natsserver.ServerConfig{Listen: addr, StoreDir: storeDir})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -63,7 +67,7 @@ func TestLostTailThroughReads(t *testing.T) {
 	for i := range 40 { // from the restored copy's end on
 		key := fmt.Sprintf("n%02d", i)
 		want := fmt.Sprintf("three-%d", i)
-		res, err := f.w.Write(ctx, stream.WriteRequest{Op: stream.OpPut, Key: key, Value: []byte(want)})
+		res, err := f.w.Write(ctx, api.WriteRequest{Op: api.OpPut, Key: key, Value: []byte(want)})
 		if err != nil {
 			t.Fatalf("write %d: %v", i, err)
 		}
@@ -72,8 +76,8 @@ func TestLostTailThroughReads(t *testing.T) {
 			if err := r.Ready(); err != nil && notReady == nil {
 				notReady = err
 			}
-			g, err := r.Get(ctx, stream.GetRequest{Key: key, Token: res.Token, Wait: 100 * time.Millisecond})
-			if err == nil || errors.Is(err, stream.ErrNotFound) {
+			g, err := r.Get(ctx, api.GetRequest{Key: key, Token: res.Token, Wait: 100 * time.Millisecond})
+			if err == nil || errors.Is(err, api.ErrNotFound) {
 				if string(g.Record.Value) != want || g.Record.Revision != res.Revision {
 					t.Fatalf("Get(%q) with token %v=%q at %d (%v), want %q at %d: another history served",
 						key, res.Token, g.Record.Value, g.Record.Revision, err, want, res.Revision)
@@ -123,30 +127,30 @@ func TestStreamRecreatedThroughReads(t *testing.T) {
 		fresh, err = stream.Ensure(ctx, js, f.Config)
 		return err == nil
 	})
-	res, err := f.w.Write(ctx, stream.WriteRequest{Op: stream.OpPut, Key: "k00", Value: []byte("new")})
+	res, err := f.w.Write(ctx, api.WriteRequest{Op: api.OpPut, Key: "k00", Value: []byte("new")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, want := res.Token.Stream, fresh.ID(); got != want {
 		t.Fatalf("write into the recreated stream has a token of stream %s, want %s", got, want)
 	}
-	if g, err := r.Get(ctx, stream.GetRequest{Key: "k00", Token: res.Token, Wait: 100 * time.Millisecond}); err == nil {
+	if g, err := r.Get(ctx, api.GetRequest{Key: "k00", Token: res.Token, Wait: 100 * time.Millisecond}); err == nil {
 		t.Fatalf("held-back replica answered the new stream's token with %q at %d", g.Record.Value, g.Applied)
 	}
 	r.Replicator().Resume()
 	testenv.Eventually(t, testTimeout, "a read with the new token", func() bool {
-		g, err := r.Get(ctx, stream.GetRequest{Key: "k00", Token: res.Token, Wait: 100 * time.Millisecond})
+		g, err := r.Get(ctx, api.GetRequest{Key: "k00", Token: res.Token, Wait: 100 * time.Millisecond})
 		if err == nil && string(g.Record.Value) != "new" {
 			t.Fatalf("read with the new stream's token=%q at %d, want new: the old stream's state served", g.Record.Value, g.Applied)
 		}
 		return err == nil
 	})
-	if _, err := r.Get(ctx, stream.GetRequest{Key: "k01", Token: res.Token}); !errors.Is(err, stream.ErrNotFound) {
+	if _, err := r.Get(ctx, api.GetRequest{Key: "k01", Token: res.Token}); !errors.Is(err, api.ErrNotFound) {
 		t.Fatalf("k01, only in the old stream: %v, want not found", err)
 	}
-	old := stream.NewToken(fresh.ID(), 1)
+	old := api.NewToken(fresh.ID(), 1)
 	old.Stream = "0ld0"
-	if _, err := r.Get(ctx, stream.GetRequest{Key: "k00", Token: old}); !errors.Is(err, stream.ErrTokenStreamMismatch) {
-		t.Fatalf("read with another stream's token: %v, want %v", err, stream.ErrTokenStreamMismatch)
+	if _, err := r.Get(ctx, api.GetRequest{Key: "k00", Token: old}); !errors.Is(err, api.ErrTokenStreamMismatch) {
+		t.Fatalf("read with another stream's token: %v, want %v", err, api.ErrTokenStreamMismatch)
 	}
 }

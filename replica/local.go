@@ -1,12 +1,12 @@
 package replica
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"errors"
 	"sync/atomic"
 	"time"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 // Local serves reads from replicas in this process, as the gateway's reader
@@ -14,10 +14,10 @@ import (
 // round trip. A read that names a replica goes to it; a strong read goes to
 // the freshest serving replica; any other read to a serving replica that
 // has applied its token (round robin), or else to the freshest. A read
-// that names a replica not in this process is stream.ErrUnknownReplica.
+// that names a replica not in this process is api.ErrUnknownReplica.
 // With Forward, a read whose replica (named or chosen) timed out waiting
 // for the token or is not serving is tried once more on the freshest other
-// replica with the last quarter of the wait (stream.SplitForward), as the
+// replica with the last quarter of the wait (api.SplitForward), as the
 // NATS client does. It is safe for concurrent use.
 type Local struct {
 	rs   []*Replica
@@ -36,7 +36,7 @@ func (l *Local) pick(id string, seq uint64, freshest bool, not *Replica) (*Repli
 				return r, nil
 			}
 		}
-		return nil, stream.Errorf(stream.ErrUnknownReplica, "no replica %q in this process", id)
+		return nil, api.Errorf(api.ErrUnknownReplica, "no replica %q in this process", id)
 	}
 	n := uint32(len(l.rs))
 	start := l.next.Add(1)
@@ -54,25 +54,25 @@ func (l *Local) pick(id string, seq uint64, freshest bool, not *Replica) (*Repli
 		}
 	}
 	if best == nil {
-		return nil, stream.Errorf(stream.ErrUnavailable, "no replica in this process is serving")
+		return nil, api.Errorf(api.ErrUnavailable, "no replica in this process is serving")
 	}
 	return best, nil
 }
 
 // do runs read on the replica chosen for a read of the given id, token,
 // consistency, wait and forward, forwarding it once on a token timeout.
-func (l *Local) do(id string, tok stream.Token, c stream.Consistency, wait time.Duration, forward bool,
+func (l *Local) do(id string, tok api.Token, c api.Consistency, wait time.Duration, forward bool,
 	read func(r *Replica, wait time.Duration) error) error {
-	r, err := l.pick(id, tok.Seq, c == stream.Strong, nil)
+	r, err := l.pick(id, tok.Seq, c == api.Strong, nil)
 	if err != nil {
 		return err
 	}
 	if !forward || len(l.rs) < 2 {
 		return read(r, wait)
 	}
-	first, rest := stream.SplitForward(r.rd.Wait(wait))
+	first, rest := api.SplitForward(r.rd.Wait(wait))
 	err = read(r, first)
-	if !errors.Is(err, stream.ErrTokenWaitTimeout) && !errors.Is(err, stream.ErrUnavailable) {
+	if !errors.Is(err, api.ErrTokenWaitTimeout) && !errors.Is(err, api.ErrUnavailable) {
 		return err
 	}
 	other, perr := l.pick("", tok.Seq, true, r)
@@ -83,8 +83,8 @@ func (l *Local) do(id string, tok stream.Token, c stream.Consistency, wait time.
 }
 
 // Get implements the gateway's Reader.
-func (l *Local) Get(ctx context.Context, req stream.GetRequest) (stream.GetResult, error) {
-	res := stream.GetResult{Record: stream.Record{Key: req.Key}, Token: req.Token}
+func (l *Local) Get(ctx context.Context, req api.GetRequest) (api.GetResult, error) {
+	res := api.GetResult{Record: api.Record{Key: req.Key}, Token: req.Token}
 	err := l.do(req.Replica, req.Token, req.Consistency, req.Wait, req.Forward, func(r *Replica, wait time.Duration) error {
 		q := req
 		q.Wait = wait
@@ -96,8 +96,8 @@ func (l *Local) Get(ctx context.Context, req stream.GetRequest) (stream.GetResul
 }
 
 // Scan implements the gateway's Reader.
-func (l *Local) Scan(ctx context.Context, req stream.ScanRequest) (stream.ScanResult, error) {
-	res := stream.ScanResult{Token: req.Token}
+func (l *Local) Scan(ctx context.Context, req api.ScanRequest) (api.ScanResult, error) {
+	res := api.ScanResult{Token: req.Token}
 	err := l.do(req.Replica, req.Token, req.Consistency, req.Wait, req.Forward, func(r *Replica, wait time.Duration) error {
 		q := req
 		q.Wait = wait

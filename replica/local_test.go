@@ -1,6 +1,8 @@
 package replica_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"errors"
 	"testing"
@@ -11,7 +13,6 @@ import (
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/reader"
 	"github.com/tidemark/tidemark/replica"
-	"github.com/tidemark/tidemark/stream"
 )
 
 // TestLocalRouting reads through a Local over two in-process replicas, one
@@ -28,7 +29,7 @@ func TestLocalRouting(t *testing.T) {
 	defer cancel()
 
 	r2.Replicator().Pause()
-	res, err := f.w.Write(ctx, stream.WriteRequest{Op: stream.OpPut, Key: "k", Value: []byte("v1")})
+	res, err := f.w.Write(ctx, api.WriteRequest{Op: api.OpPut, Key: "k", Value: []byte("v1")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,26 +37,26 @@ func TestLocalRouting(t *testing.T) {
 	l := replica.NewLocal(r1.Replica, r2.Replica)
 
 	for range 20 { // round robin would reach r2 within a few reads
-		g, err := l.Get(ctx, stream.GetRequest{Key: "k", Token: res.Token, Wait: time.Second})
+		g, err := l.Get(ctx, api.GetRequest{Key: "k", Token: res.Token, Wait: time.Second})
 		if err != nil || g.Replica != "r1" || string(g.Record.Value) != "v1" {
 			t.Fatalf("token read: %+v, %v; want v1 from r1", g, err)
 		}
 	}
-	s, err := l.Scan(ctx, stream.ScanRequest{Prefix: "k", Token: res.Token, Wait: time.Second})
+	s, err := l.Scan(ctx, api.ScanRequest{Prefix: "k", Token: res.Token, Wait: time.Second})
 	if err != nil || s.Replica != "r1" || len(s.Items) != 1 {
 		t.Fatalf("token scan: %+v, %v; want one item from r1", s, err)
 	}
 
 	// Named: r2 has not applied the write, and a read pinned to it waits.
-	_, err = l.Get(ctx, stream.GetRequest{Key: "k", Token: res.Token, Replica: "r2", Wait: 50 * time.Millisecond})
-	if !errors.Is(err, stream.ErrTokenWaitTimeout) {
+	_, err = l.Get(ctx, api.GetRequest{Key: "k", Token: res.Token, Replica: "r2", Wait: 50 * time.Millisecond})
+	if !errors.Is(err, api.ErrTokenWaitTimeout) {
 		t.Fatalf("read pinned to the paused r2: %v; want token_wait_timeout", err)
 	}
-	if _, err := l.Get(ctx, stream.GetRequest{Key: "k", Replica: "r9"}); !errors.Is(err, stream.ErrUnknownReplica) {
-		t.Fatalf("read of an unknown replica: %v; want %v", err, stream.ErrUnknownReplica)
+	if _, err := l.Get(ctx, api.GetRequest{Key: "k", Replica: "r9"}); !errors.Is(err, api.ErrUnknownReplica) {
+		t.Fatalf("read of an unknown replica: %v; want %v", err, api.ErrUnknownReplica)
 	}
 	// Named and Forward: r2 cannot reach the token, so the read goes on to r1.
-	g, err := l.Get(ctx, stream.GetRequest{Key: "k", Token: res.Token, Replica: "r2", Wait: 200 * time.Millisecond, Forward: true})
+	g, err := l.Get(ctx, api.GetRequest{Key: "k", Token: res.Token, Replica: "r2", Wait: 200 * time.Millisecond, Forward: true})
 	if err != nil || g.Replica != "r1" || string(g.Record.Value) != "v1" {
 		t.Fatalf("forwarded read pinned to the paused r2: %+v, %v; want v1 from r1", g, err)
 	}
@@ -65,27 +66,27 @@ func TestLocalRouting(t *testing.T) {
 	// read is forwarded to r1, resumed meanwhile.
 	r1.Replicator().Pause()
 	r2.Replicator().Resume()
-	res2, err := f.w.Write(ctx, stream.WriteRequest{Op: stream.OpPut, Key: "k", Value: []byte("v2"), Token: res.Token})
+	res2, err := f.w.Write(ctx, api.WriteRequest{Op: api.OpPut, Key: "k", Value: []byte("v2"), Token: res.Token})
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitApplied(t, r2, res2.Revision)
 	r2.Replicator().Pause()
-	res3, err := f.w.Write(ctx, stream.WriteRequest{Op: stream.OpPut, Key: "k", Value: []byte("v3"), Token: res2.Token})
+	res3, err := f.w.Write(ctx, api.WriteRequest{Op: api.OpPut, Key: "k", Value: []byte("v3"), Token: res2.Token})
 	if err != nil {
 		t.Fatal(err)
 	}
 	const wait = 2 * time.Second
 	timeouts := tokenTimeouts(t, r2.Replica)
 	type result struct {
-		g    stream.GetResult
+		g    api.GetResult
 		err  error
 		took time.Duration
 	}
 	got := make(chan result, 1)
 	go func() {
 		start := time.Now()
-		g, err := l.Get(ctx, stream.GetRequest{Key: "k", Token: res3.Token, Wait: wait, Forward: true})
+		g, err := l.Get(ctx, api.GetRequest{Key: "k", Token: res3.Token, Wait: wait, Forward: true})
 		got <- result{g, err, time.Since(start)}
 	}()
 	// Resume r1 once the read has timed out on r2, so that only the
@@ -124,7 +125,7 @@ func tokenTimeouts(t *testing.T, r *replica.Replica) float64 {
 			for _, l := range m.GetLabel() {
 				labels[l.GetName()] = l.GetValue()
 			}
-			if labels["op"] == "get" && labels["outcome"] == stream.CodeTokenWaitTimeout {
+			if labels["op"] == "get" && labels["outcome"] == api.CodeTokenWaitTimeout {
 				return m.GetCounter().GetValue()
 			}
 		}

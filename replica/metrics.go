@@ -1,14 +1,14 @@
 package replica
 
 import (
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tidemark/tidemark/internal/metrics"
 
-	"github.com/tidemark/tidemark/stream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Collector returns the replica's Prometheus metrics: its replicator's
 // (applied, lag, batches) and its reader's (reads, token waits). Register
 // it once per registry.
 func (r *Replica) Collector() prometheus.Collector {
-	return stream.Collectors{r.repl.Collector(), r.rd.Collector()}
+	return metrics.Collectors{r.repl.Collector(), r.rd.Collector()}
 }

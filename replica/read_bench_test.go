@@ -1,6 +1,8 @@
 package replica_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"strconv"
 	"testing"
@@ -26,7 +28,7 @@ func BenchmarkGet(b *testing.B) {
 	var last uint64
 	for i := range keys {
 		m := nats.NewMsg(stream.KeySubject(env.Config.Subject, "key-"+strconv.Itoa(i)))
-		m.Header.Set(stream.HeaderOp, string(stream.OpPut))
+		m.Header.Set(api.HeaderOp, string(api.OpPut))
 		m.Data = value
 		ack, err := env.JS.PublishMsg(ctx, m)
 		if err != nil {
@@ -46,9 +48,9 @@ func BenchmarkGet(b *testing.B) {
 		b.Fatal(err)
 	}
 	tok := env.Stream.Token(last)
-	reqs := make([]stream.GetRequest, keys)
+	reqs := make([]api.GetRequest, keys)
 	for i := range reqs {
-		reqs[i] = stream.GetRequest{Key: "key-" + strconv.Itoa(i), Token: tok}
+		reqs[i] = api.GetRequest{Key: "key-" + strconv.Itoa(i), Token: tok}
 	}
 
 	b.Run("sequential", func(b *testing.B) {

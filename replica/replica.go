@@ -6,10 +6,14 @@
 //	if err := r.Open(); err != nil { ... }
 //	defer r.Close()
 //	go r.Run(ctx)
-//	res, err := r.Get(ctx, stream.GetRequest{Key: "order/42", Token: tok})
+//	res, err := r.Get(ctx, api.GetRequest{Key: "order/42", Token: tok})
 package replica
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"errors"
 	"fmt"
@@ -38,7 +42,7 @@ type Config struct {
 	// service; an embedded replica that only reads locally leaves it nil.
 	Conn *nats.Conn
 	// Subjects are the service subjects (when Conn is set).
-	Subjects stream.Subjects
+	Subjects wire.Subjects
 	// DefaultWait and MaxWait bound how long a read waits for its token.
 	DefaultWait, MaxWait time.Duration
 	// Logger receives the replica's log lines.
@@ -75,7 +79,7 @@ func New(cfg Config) *Replica {
 
 // Open validates the configuration and opens the Badger directory.
 func (r *Replica) Open() error {
-	if !stream.ValidReplicaID(r.cfg.ID) {
+	if !api.ValidReplicaID(r.cfg.ID) {
 		return fmt.Errorf("replica id %q: want 1 to 64 letters, digits, '-' or '_'", r.cfg.ID)
 	}
 	if err := r.repl.Open(); err != nil {
@@ -148,12 +152,12 @@ func (r *Replica) Close() error { return r.repl.Close() }
 func (r *Replica) ID() string { return r.cfg.ID }
 
 // Get reads a key, waiting for the request's token.
-func (r *Replica) Get(ctx context.Context, req stream.GetRequest) (stream.GetResult, error) {
+func (r *Replica) Get(ctx context.Context, req api.GetRequest) (api.GetResult, error) {
 	return r.rd.Get(ctx, req)
 }
 
 // Scan reads a page of keys by prefix, waiting for the request's token.
-func (r *Replica) Scan(ctx context.Context, req stream.ScanRequest) (stream.ScanResult, error) {
+func (r *Replica) Scan(ctx context.Context, req api.ScanRequest) (api.ScanResult, error) {
 	return r.rd.Scan(ctx, req)
 }
 

@@ -1,6 +1,8 @@
 package replicator
 
 import (
+	"github.com/tidemark/tidemark/internal/backoff"
+
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -15,8 +17,6 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 // Bootstrap defaults.
@@ -107,7 +107,7 @@ func (r *Replicator) bootstrap(ctx context.Context, gap error) (*badger.DB, erro
 	r.setBootstrapping(fmt.Errorf("%w: applied %d, the stream no longer holds %d", ErrBootstrapping, from, from+1))
 	defer r.setBootstrapping(nil)
 	r.removeLeftovers()
-	b := stream.Backoff{Min: DefaultBootstrapBackoffMin, Max: DefaultBootstrapBackoffMax}
+	b := backoff.Backoff{Min: DefaultBootstrapBackoffMin, Max: DefaultBootstrapBackoffMax}
 	var last error
 	for attempt := 1; ; attempt++ {
 		applied := r.Applied()

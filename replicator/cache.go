@@ -1,11 +1,11 @@
 package replicator
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 // DefaultCacheBytes is the default size of the record cache.
@@ -52,7 +52,7 @@ type recordCache struct {
 
 type cacheShard struct {
 	mu           sync.RWMutex
-	m            map[string]stream.Record
+	m            map[string]api.Record
 	bytes        int64
 	hits, misses atomic.Uint64 // per shard, so that readers share no counter
 	_            [8]byte       // 64 bytes: shards on separate cache lines
@@ -65,7 +65,7 @@ func newRecordCache(size int64) *recordCache {
 	}
 	c := &recordCache{seed: maphash.MakeSeed(), limit: max(size/cacheShards, 1)}
 	for i := range c.shards {
-		c.shards[i].m = make(map[string]stream.Record)
+		c.shards[i].m = make(map[string]api.Record)
 	}
 	return c
 }
@@ -74,15 +74,15 @@ func (c *recordCache) shard(key string) *cacheShard {
 	return &c.shards[maphash.String(c.seed, key)%cacheShards]
 }
 
-func cost(key string, rec stream.Record) int64 {
+func cost(key string, rec api.Record) int64 {
 	return int64(len(key) + len(rec.Value) + entryOverhead)
 }
 
 // get returns the cached record of key. The record's Value is the cache's:
 // callers copy it before handing it out.
-func (c *recordCache) get(key string) (stream.Record, bool) {
+func (c *recordCache) get(key string) (api.Record, bool) {
 	if c == nil {
-		return stream.Record{}, false
+		return api.Record{}, false
 	}
 	s := c.shard(key)
 	s.mu.RLock()
@@ -108,7 +108,7 @@ func (c *recordCache) generation() uint64 {
 // fill adds what a read found in a Badger snapshot opened after it loaded
 // gen, unless an apply has begun since or the key is cached already. It
 // keeps a copy of the value: rec's is the caller's.
-func (c *recordCache) fill(key string, rec stream.Record, gen uint64) {
+func (c *recordCache) fill(key string, rec api.Record, gen uint64) {
 	if c == nil || gen%2 == 1 {
 		return
 	}
@@ -143,7 +143,7 @@ func (c *recordCache) endApply() {
 // update replaces key's entry, if the cache holds one, with the record the
 // apply loop has just committed; the apply loop calls it between beginApply
 // and endApply.
-func (c *recordCache) update(key string, rec stream.Record) {
+func (c *recordCache) update(key string, rec api.Record) {
 	if c == nil {
 		return
 	}
@@ -158,7 +158,7 @@ func (c *recordCache) update(key string, rec stream.Record) {
 // put stores rec under key in s, which the caller holds, evicting other
 // entries while the shard is over its budget. A record too large for a
 // shard is not kept, and an older entry of the key is dropped with it.
-func (c *recordCache) put(s *cacheShard, key string, rec stream.Record) {
+func (c *recordCache) put(s *cacheShard, key string, rec api.Record) {
 	if old, ok := s.m[key]; ok {
 		s.bytes -= cost(key, old)
 		delete(s.m, key)

@@ -1,16 +1,16 @@
 package replicator
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"fmt"
 	"testing"
 	"unsafe"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 func TestRecordCacheFillRules(t *testing.T) {
 	c := newRecordCache(64 << 10)
-	rec := func(rev uint64) stream.Record { return stream.Record{Key: "k", Revision: rev, Value: []byte("v")} }
+	rec := func(rev uint64) api.Record { return api.Record{Key: "k", Revision: rev, Value: []byte("v")} }
 
 	g := c.generation()
 	c.beginApply()
@@ -61,7 +61,7 @@ func TestRecordCacheBounds(t *testing.T) {
 	}
 	c := newRecordCache(cacheShards * 1000)
 	for i := range 10000 {
-		c.fill(fmt.Sprintf("key-%d", i), stream.Record{Revision: uint64(i + 1), Value: make([]byte, 100)}, c.generation())
+		c.fill(fmt.Sprintf("key-%d", i), api.Record{Revision: uint64(i + 1), Value: make([]byte, 100)}, c.generation())
 	}
 	for i := range c.shards {
 		s := &c.shards[i]
@@ -75,11 +75,11 @@ func TestRecordCacheBounds(t *testing.T) {
 	}
 	// A record too large for a shard is not kept, and takes the key's older
 	// entry with it.
-	c.fill("big", stream.Record{Revision: 1, Value: []byte("x")}, c.generation())
+	c.fill("big", api.Record{Revision: 1, Value: []byte("x")}, c.generation())
 	if _, ok := c.get("big"); !ok {
 		t.Fatal("fill did not add a small record")
 	}
-	c.update("big", stream.Record{Revision: 2, Value: make([]byte, c.limit)})
+	c.update("big", api.Record{Revision: 2, Value: make([]byte, c.limit)})
 	if _, ok := c.get("big"); ok {
 		t.Fatal("an oversized record, or its predecessor, is cached")
 	}
@@ -87,8 +87,8 @@ func TestRecordCacheBounds(t *testing.T) {
 		t.Fatal("a cache of no size exists")
 	}
 	var off *recordCache // every method works on the nil (disabled) cache
-	off.update("k", stream.Record{Revision: 1})
-	off.fill("k", stream.Record{Revision: 1}, off.generation())
+	off.update("k", api.Record{Revision: 1})
+	off.fill("k", api.Record{Revision: 1}, off.generation())
 	if _, _, n := off.stats(); n != 0 {
 		t.Fatal("the nil cache holds something")
 	}

@@ -1,6 +1,8 @@
 package replicator_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -11,7 +13,6 @@ import (
 
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/replicator"
-	"github.com/tidemark/tidemark/stream"
 )
 
 // TestCacheNeverServesStale reads keys while the replicator applies a
@@ -95,16 +96,16 @@ func TestCacheNeverServesStale(t *testing.T) {
 
 // checkRead returns what is wrong with a Get of key that returned rec,
 // applied and err, given the stream ws and the sequences that wrote key.
-func checkRead(ws []write, seqs []int, key string, rec stream.Record, applied uint64, err error) string {
+func checkRead(ws []write, seqs []int, key string, rec api.Record, applied uint64, err error) string {
 	// The last write of key at or before applied.
 	i := sort.SearchInts(seqs, int(applied)+1) - 1
 	switch {
 	case i < 0:
-		if !errors.Is(err, stream.ErrNotFound) || rec.Revision != 0 || rec.Deleted {
+		if !errors.Is(err, api.ErrNotFound) || rec.Revision != 0 || rec.Deleted {
 			return fmt.Sprintf("Get(%q) at applied %d = %+v, %v; want never written", key, applied, rec, err)
 		}
-	case ws[seqs[i]-1].op == stream.OpDelete:
-		if !errors.Is(err, stream.ErrNotFound) || !rec.Deleted || rec.Revision != uint64(seqs[i]) {
+	case ws[seqs[i]-1].op == api.OpDelete:
+		if !errors.Is(err, api.ErrNotFound) || !rec.Deleted || rec.Revision != uint64(seqs[i]) {
 			return fmt.Sprintf("Get(%q) at applied %d = %+v, %v; want deleted at %d", key, applied, rec, err, seqs[i])
 		}
 	default:

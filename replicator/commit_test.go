@@ -1,6 +1,8 @@
 package replicator
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"bytes"
 	"context"
 	"fmt"
@@ -27,7 +29,7 @@ func TestCommitSplitsLargeBatch(t *testing.T) {
 	value := bytes.Repeat([]byte("v"), DefaultValueThreshold-1024) // kept in the LSM tree
 	ds := make([]delivery, n)
 	for i := range ds {
-		ds[i] = delivery{seq: uint64(i + 1), entry: stream.Entry{Op: stream.OpPut, Key: fmt.Sprint(i), Value: value}}
+		ds[i] = delivery{seq: uint64(i + 1), entry: stream.Entry{Op: api.OpPut, Key: fmt.Sprint(i), Value: value}}
 	}
 	if err := r.commit(r.db, ds); err != nil {
 		t.Fatalf("commit: %v", err)
@@ -106,7 +108,7 @@ func TestSweepSessions(t *testing.T) {
 	defer r.Close()
 	day := int64(stream.SessionWindow)
 	at := func(seq uint64, sess string, n uint64, time int64) delivery {
-		return delivery{seq: seq, time: time, entry: stream.Entry{Op: stream.OpPut, Key: sess, Value: []byte{byte(n)}, Session: sess, SessionSeq: n}}
+		return delivery{seq: seq, time: time, entry: stream.Entry{Op: api.OpPut, Key: sess, Value: []byte{byte(n)}, Session: sess, SessionSeq: n}}
 	}
 	if err := r.commit(r.db, []delivery{at(1, "old", 5, 1), at(2, "new", 5, 2*day)}); err != nil {
 		t.Fatal(err)

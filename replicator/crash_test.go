@@ -1,6 +1,8 @@
 package replicator_test
 
 import (
+	"github.com/tidemark/tidemark/internal/natsconn"
+
 	"bufio"
 	"bytes"
 	"context"
@@ -45,7 +47,7 @@ func TestHelperProcess(t *testing.T) {
 func helperReplica(url, dir string) error {
 	ctx := context.Background()
 	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel)
-	nc, err := stream.Connect(ctx, stream.ConnectConfig{URL: url, Logger: log})
+	nc, err := natsconn.Connect(ctx, natsconn.ConnectConfig{URL: url, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,8 @@
 package replicator_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"errors"
 	"slices"
@@ -25,17 +27,17 @@ func testLogger(t testing.TB) zerolog.Logger {
 
 // write is one write of a test stream.
 type write struct {
-	op    stream.Op
+	op    api.Op
 	key   string
 	value []byte
 }
 
-func put(key, value string) write { return write{op: stream.OpPut, key: key, value: []byte(value)} }
-func del(key string) write        { return write{op: stream.OpDelete, key: key} }
+func put(key, value string) write { return write{op: api.OpPut, key: key, value: []byte(value)} }
+func del(key string) write        { return write{op: api.OpDelete, key: key} }
 
 func (w write) msg(subject string) *nats.Msg {
 	m := nats.NewMsg(stream.KeySubject(subject, w.key))
-	m.Header.Set(stream.HeaderOp, string(w.op))
+	m.Header.Set(api.HeaderOp, string(w.op))
 	m.Data = w.value
 	return m
 }
@@ -164,13 +166,13 @@ func waitErr(t testing.TB, ch <-chan error) error {
 }
 
 // state is the fold of a stream of writes: each key's last write.
-type state map[string]stream.Record
+type state map[string]api.Record
 
 func fold(ws []write) state {
 	s := state{}
 	for i, w := range ws {
-		rec := stream.Record{Key: w.key, Revision: uint64(i + 1)}
-		if w.op == stream.OpDelete {
+		rec := api.Record{Key: w.key, Revision: uint64(i + 1)}
+		if w.op == api.OpDelete {
 			rec.Deleted = true
 		} else {
 			rec.Value = w.value
@@ -195,11 +197,11 @@ func checkState(t testing.TB, r *replicator.Replicator, want state, applied uint
 		w, ok := want[key]
 		switch {
 		case !ok:
-			if !errors.Is(err, stream.ErrNotFound) || rec.Deleted || rec.Revision != 0 {
+			if !errors.Is(err, api.ErrNotFound) || rec.Deleted || rec.Revision != 0 {
 				t.Fatalf("Get(%q)=%+v, %v; want never written", key, rec, err)
 			}
 		case w.Deleted:
-			if !errors.Is(err, stream.ErrNotFound) || !rec.Deleted || rec.Revision != w.Revision {
+			if !errors.Is(err, api.ErrNotFound) || !rec.Deleted || rec.Revision != w.Revision {
 				t.Fatalf("Get(%q)=%+v, %v; want deleted at %d", key, rec, err, w.Revision)
 			}
 		default:

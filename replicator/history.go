@@ -1,6 +1,10 @@
 package replicator
 
 import (
+	"github.com/tidemark/tidemark/api"
+
+	"github.com/tidemark/tidemark/internal/backoff"
+
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -11,8 +15,6 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 // A replica serves a token only if the stream it applied is the stream that
@@ -79,7 +81,7 @@ func messageSum(t time.Time, subject string, hdr nats.Header, data []byte) [sha2
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], uint64(t.UnixNano()))
 	s.Write(b[:])
-	for _, f := range []string{subject, hdr.Get(nats.MsgIdHdr), hdr.Get(stream.HeaderOp)} {
+	for _, f := range []string{subject, hdr.Get(nats.MsgIdHdr), hdr.Get(api.HeaderOp)} {
 		binary.BigEndian.PutUint64(b[:], uint64(len(f)))
 		s.Write(b[:])
 		s.Write([]byte(f))
@@ -178,7 +180,7 @@ func mismatch(err error) bool {
 // verifyRetrying is verify, retrying with backoff while the stream cannot
 // be asked.
 func (r *Replicator) verifyRetrying(ctx context.Context, created time.Time) error {
-	var b stream.Backoff
+	var b backoff.Backoff
 	for attempt := 0; ; attempt++ {
 		err := r.verify(ctx, created)
 		if err == nil || mismatch(err) || ctx.Err() != nil {

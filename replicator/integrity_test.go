@@ -1,6 +1,10 @@
 package replicator_test
 
 import (
+	"github.com/tidemark/tidemark/internal/natsserver"
+
+	"github.com/tidemark/tidemark/api"
+
 	"bytes"
 	"context"
 	"errors"
@@ -19,7 +23,6 @@ import (
 
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/replicator"
-	"github.com/tidemark/tidemark/stream"
 )
 
 // logBuffer collects log lines for a test to look for, safely across
@@ -64,7 +67,7 @@ func (n *natsServer) stop() {
 
 func (n *natsServer) start() {
 	n.t.Helper()
-	s, err := stream.StartServer(stream.ServerConfig{Listen: n.addr, StoreDir: n.dir})
+	s, err := natsserver.StartServer(natsserver.ServerConfig{Listen: n.addr, StoreDir: n.dir})
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -294,7 +297,7 @@ func TestStreamRecreatedRebuilds(t *testing.T) {
 		return err == nil && sid == recreated.ID() && string(rec.Value) == "new" && applied == 1
 	})
 	t.Logf("rebuilt %v after the recreation began", time.Since(start))
-	if _, _, err := r.Get("b"); !errors.Is(err, stream.ErrNotFound) {
+	if _, _, err := r.Get("b"); !errors.Is(err, api.ErrNotFound) {
 		t.Fatalf("Get(b)=%v after the rebuild, want not found: b was only in the old stream", err)
 	}
 	if got := env.Stream.ID(); got != recreated.ID() || got == old {
@@ -369,12 +372,12 @@ func neverWrong(t *testing.T, r *replicator.Replicator, want state, keys []strin
 	for round := 0; ; round++ {
 		for _, k := range keys {
 			rec, applied, err := r.Get(k)
-			if err != nil && !errors.Is(err, stream.ErrNotFound) {
+			if err != nil && !errors.Is(err, api.ErrNotFound) {
 				continue // not served: fine
 			}
 			w := want[k]
 			if w.Revision > applied {
-				w = stream.Record{}
+				w = api.Record{}
 			}
 			if string(rec.Value) != string(w.Value) || rec.Revision != w.Revision {
 				t.Fatalf("round %d: Get(%q)=%q at %d (%v) as of %d, want %q at %d", round, k, rec.Value, rec.Revision, err, applied, w.Value, w.Revision)

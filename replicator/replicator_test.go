@@ -1,6 +1,8 @@
 package replicator_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"errors"
 	"fmt"
@@ -30,10 +32,10 @@ func TestApplyPutsAndDeletes(t *testing.T) {
 	checkState(t, r, fold(ws), last, []string{"a", "b", "c", "never", "x"})
 
 	rec, applied, err := r.Get("a")
-	if !errors.Is(err, stream.ErrNotFound) {
+	if !errors.Is(err, api.ErrNotFound) {
 		t.Fatalf("Get(a) err=%v, want ErrNotFound", err)
 	}
-	if got, want := rec, (stream.Record{Key: "a", Revision: 3, Deleted: true}); got.Key != want.Key || got.Revision != want.Revision || !got.Deleted {
+	if got, want := rec, (api.Record{Key: "a", Revision: 3, Deleted: true}); got.Key != want.Key || got.Revision != want.Revision || !got.Deleted {
 		t.Fatalf("Get(a)=%+v, want %+v", got, want)
 	}
 	if got, want := applied, last; got != want {
@@ -401,7 +403,7 @@ func TestBadMessage(t *testing.T) {
 		if got, want := r.Applied(), uint64(1); got != want {
 			t.Fatalf("attempt %d: Applied()=%d, want %d", attempt, got, want)
 		}
-		if _, _, err := r.Get("c"); !errors.Is(err, stream.ErrNotFound) {
+		if _, _, err := r.Get("c"); !errors.Is(err, api.ErrNotFound) {
 			t.Fatalf("attempt %d: Get(c)=%v, want ErrNotFound (after the bad message)", attempt, err)
 		}
 		if err := r.Close(); err != nil {
@@ -550,7 +552,7 @@ func TestStreamDeletedWhileIdle(t *testing.T) {
 	testenv.Eventually(t, testTimeout, "the replica to serve the new stream", func() bool {
 		return r.Err() == nil && r.StreamID() == recreated.ID()
 	})
-	if _, _, err := r.Get("a"); !errors.Is(err, stream.ErrNotFound) {
+	if _, _, err := r.Get("a"); !errors.Is(err, api.ErrNotFound) {
 		t.Fatalf("Get(a)=%v after the rebuild, want not found", err)
 	}
 	select {

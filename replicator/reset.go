@@ -1,6 +1,8 @@
 package replicator
 
 import (
+	"github.com/tidemark/tidemark/internal/backoff"
+
 	"context"
 	"errors"
 	"fmt"
@@ -10,8 +12,6 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 // Reset is how a replica recovers on its own from a state it must not
@@ -184,8 +184,8 @@ func (r *Replicator) waitSpace(ctx context.Context) error {
 
 // resetBackoff spaces out resets that keep failing (a snapshot of the same
 // wrong history, say).
-func resetBackoff() stream.Backoff {
-	return stream.Backoff{Min: DefaultBootstrapBackoffMin, Max: DefaultBootstrapBackoffMax}
+func resetBackoff() backoff.Backoff {
+	return backoff.Backoff{Min: DefaultBootstrapBackoffMin, Max: DefaultBootstrapBackoffMax}
 }
 
 // drainFailures forgets a store failure that a read reported for the state

@@ -1,6 +1,10 @@
 package replicator
 
 import (
+	"github.com/tidemark/tidemark/api"
+
+	"github.com/tidemark/tidemark/internal/backoff"
+
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -137,7 +141,7 @@ func nilOnDone(ctx context.Context, err error) error {
 // streamInfo asks for the stream's state, retrying with backoff while NATS
 // is unreachable.
 func (r *Replicator) streamInfo(ctx context.Context) (*jetstream.StreamInfo, error) {
-	var b stream.Backoff
+	var b backoff.Backoff
 	for attempt := 0; ; attempt++ {
 		info, err := r.cfg.Stream.Info(ctx)
 		if err == nil {
@@ -160,7 +164,7 @@ func (r *Replicator) consume(ctx context.Context, start uint64) (jetstream.Consu
 	// The client buffer is bounded in bytes; it must hold at least the
 	// largest message the server accepts, or the consumer would stall.
 	pullBytes := max(4*r.cfg.MaxBatchBytes, 2*int(js.Conn().MaxPayload()))
-	var b stream.Backoff
+	var b backoff.Backoff
 	for attempt := 0; ; attempt++ {
 		cons, err := js.OrderedConsumer(ctx, r.cfg.Stream.Name(), jetstream.OrderedConsumerConfig{
 			DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
@@ -226,7 +230,7 @@ func (r *Replicator) retryLog(attempt int) *zerolog.Event {
 // and the consumer's creation.
 func (r *Replicator) pump(ctx context.Context, msgs jetstream.MessagesContext, out chan<- delivery, budget *semaphore.Weighted, budgetSize int64, created time.Time) {
 	var (
-		b        stream.Backoff
+		b        backoff.Backoff
 		consumer string
 	)
 	for attempt := 0; ; attempt++ {
@@ -289,7 +293,7 @@ func (r *Replicator) decode(msg jetstream.Msg) (delivery, string) {
 	r.cfg.Stream.ObserveLast(d.seq + meta.NumPending)
 	d.time = meta.Timestamp.UnixNano()
 	d.subject, d.hdr, d.data = msg.Subject(), msg.Headers(), msg.Data()
-	op := msg.Headers().Get(stream.HeaderOp)
+	op := msg.Headers().Get(api.HeaderOp)
 	d.entry, err = stream.DecodeMessage(r.cfg.Stream.Subject(), msg.Subject(), msg.Headers(), msg.Data())
 	if err != nil {
 		d.err = fmt.Errorf("%w: seq %d, subject %q, op %q: %v; the replica stops before it (see the replicator package documentation)",

@@ -1,11 +1,12 @@
 package replicator_test
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
 	"strings"
 	"testing"
 
 	"github.com/tidemark/tidemark/internal/testenv"
-	"github.com/tidemark/tidemark/stream"
 )
 
 // TestScanPageBudget: a page stops at its byte budget before its limit,
@@ -16,14 +17,14 @@ func TestScanPageBudget(t *testing.T) {
 	r := open(t, env, t.TempDir())
 	run(t, r)
 	const maxPayload = 64 << 10
-	big := strings.Repeat("v", stream.TransportMaxValue(maxPayload))
+	big := strings.Repeat("v", wire.TransportMaxValue(maxPayload))
 	small := strings.Repeat("v", 10<<10)
 	waitApplied(t, r, publish(t, env, put("a", small), put("b", small), put("c", small), put("d", small),
 		put("e", small), put("f", small), put("g", big), put("h", small)))
 
 	var pages []string
 	for after := ""; ; {
-		items, next, _, err := r.Scan("", after, 100, stream.NewPageBudget(maxPayload))
+		items, next, _, err := r.Scan("", after, 100, wire.NewPageBudget(maxPayload))
 		if err != nil {
 			t.Fatal(err)
 		}

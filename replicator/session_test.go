@@ -1,6 +1,8 @@
 package replicator_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"errors"
 	"path/filepath"
@@ -16,8 +18,8 @@ import (
 func sessionWrite(t *testing.T, env *testenv.Env, sess string, seq uint64, key, value string) uint64 {
 	t.Helper()
 	m := nats.NewMsg(stream.KeySubject(env.Config.Subject, key))
-	m.Header.Set(stream.HeaderOp, string(stream.OpPut))
-	stream.SetSession(m.Header, sess, seq)
+	m.Header.Set(api.HeaderOp, string(api.OpPut))
+	api.SetSession(m.Header, sess, seq)
 	m.Data = []byte(value)
 	ack, err := env.JS.PublishMsg(context.Background(), m)
 	if err != nil {
@@ -74,7 +76,7 @@ func TestSessionOrder(t *testing.T) {
 	if err != nil || string(rec.Value) != "s2-2" {
 		t.Fatalf("after restart Get(c)=%q, %v; want s2-2", rec.Value, err)
 	}
-	if _, _, err := r.Get("zz"); !errors.Is(err, stream.ErrNotFound) {
+	if _, _, err := r.Get("zz"); !errors.Is(err, api.ErrNotFound) {
 		t.Fatalf("Get(zz)=%v", err)
 	}
 }

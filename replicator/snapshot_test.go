@@ -1,6 +1,8 @@
 package replicator_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"bytes"
 	"context"
 	"errors"
@@ -17,7 +19,6 @@ import (
 
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/replicator"
-	"github.com/tidemark/tidemark/stream"
 )
 
 // mixed returns n writes over a small set of keys, with deletes, so that
@@ -472,7 +473,7 @@ func TestOpenAfterInterruptedInstall(t *testing.T) {
 	if got, want := r2.Applied(), uint64(0); got != want {
 		t.Fatalf("Applied()=%d, want %d", got, want)
 	}
-	if _, _, err := r2.Get("a"); !errors.Is(err, stream.ErrNotFound) {
+	if _, _, err := r2.Get("a"); !errors.Is(err, api.ErrNotFound) {
 		t.Fatalf("Get(a)=%v, want ErrNotFound", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, ".installing")); !errors.Is(err, os.ErrNotExist) {

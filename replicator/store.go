@@ -1,6 +1,10 @@
 package replicator
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
+	"github.com/tidemark/tidemark/api"
+
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -35,7 +39,7 @@ func dataKey(key string) []byte {
 
 func encodeRecord(e stream.Entry, rev uint64) []byte {
 	kind := byte(kindPut)
-	if e.Op == stream.OpDelete {
+	if e.Op == api.OpDelete {
 		kind = kindTombstone
 	}
 	b := make([]byte, recordHeader, recordHeader+len(e.Value))
@@ -48,11 +52,11 @@ func encodeRecord(e stream.Entry, rev uint64) []byte {
 }
 
 // decodeRecord decodes a stored record of key; it does not retain b.
-func decodeRecord(key string, b []byte) (stream.Record, error) {
+func decodeRecord(key string, b []byte) (api.Record, error) {
 	if len(b) < recordHeader || (b[0] != kindPut && b[0] != kindTombstone) {
-		return stream.Record{}, fmt.Errorf("key %q: corrupt record of %d bytes", key, len(b))
+		return api.Record{}, fmt.Errorf("key %q: corrupt record of %d bytes", key, len(b))
 	}
-	rec := stream.Record{Key: key, Revision: binary.BigEndian.Uint64(b[1:])}
+	rec := api.Record{Key: key, Revision: binary.BigEndian.Uint64(b[1:])}
 	if b[0] == kindTombstone {
 		rec.Deleted = true
 		return rec, nil
@@ -190,7 +194,7 @@ func (r *Replicator) commitTxn(db *badger.DB, ds []delivery) (int, int, error) {
 		if d.skip {
 			continue
 		}
-		rec := stream.Record{Key: d.entry.Key, Revision: d.seq, Deleted: d.entry.Op == stream.OpDelete}
+		rec := api.Record{Key: d.entry.Key, Revision: d.seq, Deleted: d.entry.Op == api.OpDelete}
 		if !rec.Deleted {
 			rec.Value = d.entry.Value
 		}
@@ -234,14 +238,14 @@ func sessionOrder(txn *badger.Txn, d delivery) (bool, error) {
 }
 
 // Get returns the record of key and the applied sequence of the snapshot it
-// was read from. It fails with stream.ErrNotFound when the key does not
+// was read from. It fails with api.ErrNotFound when the key does not
 // exist; for a deleted key it also returns the record with Deleted set and
 // the delete's revision.
-func (r *Replicator) Get(key string) (stream.Record, uint64, error) {
+func (r *Replicator) Get(key string) (api.Record, uint64, error) {
 	r.dbMu.RLock()
 	defer r.dbMu.RUnlock()
 	if r.db == nil {
-		return stream.Record{}, 0, r.notOpen()
+		return api.Record{}, 0, r.notOpen()
 	}
 	// The apply loop publishes applied only once its commit is visible, so
 	// a snapshot taken after loading applied reflects at least that much.
@@ -250,7 +254,7 @@ func (r *Replicator) Get(key string) (stream.Record, uint64, error) {
 	// Badger lookup instead of two (Scan, whose keys could each be newer,
 	// reads applied from its snapshot instead).
 	if err := r.wrongReason(); err != nil {
-		return stream.Record{Key: key}, r.applied.Load(), err
+		return api.Record{Key: key}, r.applied.Load(), err
 	}
 	applied := r.applied.Load()
 	if rec, ok := r.cache.get(key); ok {
@@ -260,12 +264,12 @@ func (r *Replicator) Get(key string) (stream.Record, uint64, error) {
 		return served(rec, applied)
 	}
 	gen := r.cache.generation() // before the snapshot: see recordCache
-	rec := stream.Record{Key: key}
+	rec := api.Record{Key: key}
 	err := r.db.View(func(txn *badger.Txn) (err error) {
 		defer guard("get", &err)
 		item, err := txn.Get(dataKey(key))
 		if errors.Is(err, badger.ErrKeyNotFound) {
-			return stream.ErrNotFound
+			return api.ErrNotFound
 		}
 		if err != nil {
 			return fmt.Errorf("get %q: %w", key, err)
@@ -275,12 +279,12 @@ func (r *Replicator) Get(key string) (stream.Record, uint64, error) {
 			return err
 		})
 	})
-	if err != nil && !errors.Is(err, stream.ErrNotFound) {
-		return stream.Record{Key: key}, applied, r.storeFailed(err)
+	if err != nil && !errors.Is(err, api.ErrNotFound) {
+		return api.Record{Key: key}, applied, r.storeFailed(err)
 	}
 	if err := r.wrongReason(); err != nil {
 		// The state stopped being served while this read ran.
-		return stream.Record{Key: key}, applied, err
+		return api.Record{Key: key}, applied, err
 	}
 	// Not found is cached as Revision 0, like a record.
 	r.cache.fill(key, rec, gen)
@@ -289,10 +293,10 @@ func (r *Replicator) Get(key string) (stream.Record, uint64, error) {
 
 // served is what Get returns for rec, the key's record (Revision 0 when it
 // does not exist), read when applied was the applied sequence.
-func served(rec stream.Record, applied uint64) (stream.Record, uint64, error) {
+func served(rec api.Record, applied uint64) (api.Record, uint64, error) {
 	applied = max(applied, rec.Revision)
 	if rec.Revision == 0 || rec.Deleted {
-		return rec, applied, stream.ErrNotFound
+		return rec, applied, api.ErrNotFound
 	}
 	return rec, applied, nil
 }
@@ -301,10 +305,10 @@ func served(rec stream.Record, applied uint64) (stream.Record, uint64, error) {
 // after, in key order, and the applied sequence of the snapshot they were
 // read from; the page stops at the first key page does not Add (nil: no
 // byte limit). next is the last key returned when more keys remain, else "".
-// A limit <= 0 means stream.DefaultScanLimit.
-func (r *Replicator) Scan(prefix, after string, limit int, page *stream.PageBudget) (items []stream.Record, next string, applied uint64, err error) {
+// A limit <= 0 means api.DefaultScanLimit.
+func (r *Replicator) Scan(prefix, after string, limit int, page *wire.PageBudget) (items []api.Record, next string, applied uint64, err error) {
 	if limit <= 0 {
-		limit = stream.DefaultScanLimit
+		limit = api.DefaultScanLimit
 	}
 	r.dbMu.RLock()
 	defer r.dbMu.RUnlock()
@@ -334,7 +338,7 @@ func (r *Replicator) Scan(prefix, after string, limit int, page *stream.PageBudg
 		for it.Seek(start); it.ValidForPrefix(opts.Prefix); it.Next() {
 			item := it.Item()
 			key := string(item.Key()[len(dataPrefix):])
-			var rec stream.Record
+			var rec api.Record
 			if err := item.Value(func(b []byte) error {
 				if len(b) > 0 && b[0] == kindTombstone {
 					rec.Deleted = true

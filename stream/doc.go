@@ -1,7 +1,7 @@
-// Package stream owns what every Tidemark role shares: the JetStream stream
-// definition and its subject scheme, the message envelope, the session Token,
-// the service wire protocol (subjects, headers, payloads), the error codes,
-// connecting to NATS, and starting an embedded NATS server.
+// Package stream is the JetStream stream every write goes through: its
+// definition and identity (Ensure, Open), the subject scheme (one subject a
+// key, one a session), the message envelope a writer encodes and a replica
+// decodes, and atomic batch publish.
 //
 // A write's stream sequence is its revision and a session token; replicas
 // apply the stream in order, and a read carrying token T is served only by a

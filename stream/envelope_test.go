@@ -1,6 +1,8 @@
 package stream_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"bytes"
 	"errors"
 	"strings"
@@ -19,13 +21,13 @@ func TestValidateKey(t *testing.T) {
 	}{
 		{"simple", "user/42", nil},
 		{"unicode", "café ☕", nil},
-		{"max length", strings.Repeat("k", stream.MaxKeyLen), nil},
-		{"empty", "", stream.ErrInvalidKey},
-		{"too long", strings.Repeat("k", stream.MaxKeyLen+1), stream.ErrInvalidKey},
-		{"invalid utf-8", "a\xffb", stream.ErrInvalidKey},
+		{"max length", strings.Repeat("k", api.MaxKeyLen), nil},
+		{"empty", "", api.ErrInvalidKey},
+		{"too long", strings.Repeat("k", api.MaxKeyLen+1), api.ErrInvalidKey},
+		{"invalid utf-8", "a\xffb", api.ErrInvalidKey},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := stream.ValidateKey(tt.key); !errors.Is(err, tt.err) {
+			if err := api.ValidateKey(tt.key); !errors.Is(err, tt.err) {
 				t.Fatalf("ValidateKey(%q)=%v, want %v", tt.key, err, tt.err)
 			}
 		})
@@ -33,7 +35,7 @@ func TestValidateKey(t *testing.T) {
 }
 
 func TestEntryRoundTrip(t *testing.T) {
-	for _, key := range []string{"a", "user/42", "a.b.*.>", "café ☕", strings.Repeat("z", stream.MaxKeyLen)} {
+	for _, key := range []string{"a", "user/42", "a.b.*.>", "café ☕", strings.Repeat("z", api.MaxKeyLen)} {
 		subj := stream.KeySubject("tidemark.kv", key)
 		if strings.ContainsAny(subj[len("tidemark.kv."):], ".*> \t") {
 			t.Fatalf("KeySubject(%q)=%q is not a single subject token", key, subj)
@@ -45,7 +47,7 @@ func TestEntryRoundTrip(t *testing.T) {
 		if got, want := e.Key, key; got != want {
 			t.Fatalf("Key=%q, want %q", got, want)
 		}
-		if got, want := e.Op, stream.OpPut; got != want {
+		if got, want := e.Op, api.OpPut; got != want {
 			t.Fatalf("Op=%q, want %q", got, want)
 		}
 	}
@@ -53,8 +55,8 @@ func TestEntryRoundTrip(t *testing.T) {
 
 func TestDecodeMarker(t *testing.T) {
 	h := nats.Header{}
-	h.Set(stream.HeaderOp, string(stream.OpSession))
-	stream.SetSession(h, "s1", 7)
+	h.Set(api.HeaderOp, string(stream.OpSession))
+	api.SetSession(h, "s1", 7)
 	e, err := stream.DecodeMessage("tidemark.kv", stream.SessionSubject("tidemark.kv", "s1"), h, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +64,7 @@ func TestDecodeMarker(t *testing.T) {
 	if e.Op != stream.OpSession || e.Session != "s1" || e.SessionSeq != 7 || e.Key != "" {
 		t.Fatalf("DecodeMessage(marker)=%+v", e)
 	}
-	stream.SetSession(h, "s2", 7)
+	api.SetSession(h, "s2", 7)
 	if _, err := stream.DecodeMessage("tidemark.kv", stream.SessionSubject("tidemark.kv", "s1"), h, nil); err == nil {
 		t.Fatal("marker of session s2 on the subject of s1 decoded")
 	}
@@ -108,13 +110,13 @@ func FuzzDecodeEntry(f *testing.F) {
 			}
 			return
 		}
-		if err := stream.ValidateKey(e.Key); err != nil {
+		if err := api.ValidateKey(e.Key); err != nil {
 			t.Fatalf("decoded invalid key %q: %v", e.Key, err)
 		}
 		if got := stream.KeySubject("p", e.Key); got != subject {
 			t.Fatalf("subject %q decodes to key %q which encodes to %q", subject, e.Key, got)
 		}
-		if e.Op == stream.OpPut && !bytes.Equal(e.Value, data) {
+		if e.Op == api.OpPut && !bytes.Equal(e.Value, data) {
 			t.Fatalf("value changed")
 		}
 	})
@@ -127,12 +129,12 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add(stream.SessionSubject("p", "sess"), "session", "other", "3", []byte(nil))
 	f.Fuzz(func(t *testing.T, subject, op, session, seq string, data []byte) {
 		h := nats.Header{}
-		h.Set(stream.HeaderOp, op)
+		h.Set(api.HeaderOp, op)
 		if session != "" {
-			h.Set(stream.HeaderSession, session)
+			h.Set(api.HeaderSession, session)
 		}
 		if seq != "" {
-			h.Set(stream.HeaderSessionSeq, seq)
+			h.Set(api.HeaderSessionSeq, seq)
 		}
 		e, err := stream.DecodeMessage("p", subject, h, data)
 		if err != nil {
@@ -142,8 +144,8 @@ func FuzzDecodeMessage(f *testing.F) {
 			t.Fatalf("half a session: %+v", e)
 		}
 		h2 := nats.Header{}
-		h2.Set(stream.HeaderOp, string(e.Op))
-		stream.SetSession(h2, e.Session, e.SessionSeq)
+		h2.Set(api.HeaderOp, string(e.Op))
+		api.SetSession(h2, e.Session, e.SessionSeq)
 		again, err := stream.DecodeMessage("p", subject, h2, e.Value)
 		if err != nil || again.Session != e.Session || again.SessionSeq != e.SessionSeq || again.Key != e.Key {
 			t.Fatalf("re-encode %+v -> %+v, %v", e, again, err)

@@ -1,6 +1,8 @@
 package stream
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"errors"
 	"time"
@@ -65,13 +67,13 @@ func (s *Stream) Refresh(ctx context.Context) error {
 	info, err := s.handle.Info(ctx)
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
-		return Errorf(ErrUnavailable, "stream %s was deleted", s.cfg.Name)
+		return api.Errorf(api.ErrUnavailable, "stream %s was deleted", s.cfg.Name)
 	case err != nil:
-		return Errorf(ErrUnavailable, "stream %s: read its identity: %v", s.cfg.Name, err)
+		return api.Errorf(api.ErrUnavailable, "stream %s: read its identity: %v", s.cfg.Name, err)
 	}
 	id := info.Config.Metadata[metaID]
-	if !ValidStreamID(id) {
-		return Errorf(ErrUnavailable, "stream %s has no Tidemark identity (metadata %s); was it recreated by another tool?", s.cfg.Name, metaID)
+	if !api.ValidStreamID(id) {
+		return api.Errorf(api.ErrUnavailable, "stream %s has no Tidemark identity (metadata %s); was it recreated by another tool?", s.cfg.Name, metaID)
 	}
 	s.suspect.Store(false)
 	cur := s.ident.Load()

@@ -1,6 +1,10 @@
 package stream
 
 import (
+	"github.com/tidemark/tidemark/internal/backoff"
+
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -62,6 +66,10 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// IDOf returns the Tidemark identity recorded in a stream's configuration,
+// or "" when it has none.
+func IDOf(cfg jetstream.StreamConfig) string { return cfg.Metadata[metaID] }
+
 // Stream is a handle on the Tidemark stream: its identity, subjects and the
 // JetStream calls the roles make against it. It is safe for concurrent use.
 type Stream struct {
@@ -109,7 +117,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (*Stream, e
 		// atomic batch with its session's order marker (package writer).
 		AllowAtomicPublish: true,
 	}
-	var lookup Backoff
+	var lookup backoff.Backoff
 	for attempt := 0; ; attempt++ {
 		h, err := js.Stream(ctx, cfg.Name)
 		switch {
@@ -196,7 +204,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) (*Stream, e
 // misconfigured one never changes it.
 func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Stream, error) {
 	cfg.setDefaults()
-	var b Backoff
+	var b backoff.Backoff
 	for {
 		h, err := js.Stream(ctx, cfg.Name)
 		if err == nil {
@@ -214,7 +222,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Stream, err
 func newStream(js jetstream.JetStream, cfg Config, h jetstream.Stream) (*Stream, error) {
 	info := h.CachedInfo()
 	id := info.Config.Metadata[metaID]
-	if !ValidStreamID(id) {
+	if !api.ValidStreamID(id) {
 		return nil, fmt.Errorf("stream %s has no Tidemark identity (metadata %s); was it created by another tool?", cfg.Name, metaID)
 	}
 	if !slices.Contains(info.Config.Subjects, cfg.Subject+".>") {
@@ -294,7 +302,7 @@ func (s *Stream) JetStream() jetstream.JetStream { return s.js }
 func (s *Stream) KeySubject(key string) string { return KeySubject(s.cfg.Subject, key) }
 
 // Token returns a token of this stream at seq.
-func (s *Stream) Token(seq uint64) Token { return NewToken(s.ID(), seq) }
+func (s *Stream) Token(seq uint64) api.Token { return api.NewToken(s.ID(), seq) }
 
 // ObserveLast records that the stream's last sequence is at least seq, as
 // learned from a publish ack or a delivered message.
@@ -398,7 +406,7 @@ func (s *Stream) runLastRounds(base context.Context, r *lastRound) {
 // fails with ErrTokenFromFuture: a stale answer (a cluster's info lagging
 // its followers) never rejects a genuine token, and a token really ahead is
 // still rejected quickly.
-func (s *Stream) CheckToken(ctx context.Context, t Token) error {
+func (s *Stream) CheckToken(ctx context.Context, t api.Token) error {
 	if s.Suspected() {
 		// The connection came back, or the stream may have been replaced:
 		// what this process knew of the stream may be past what it holds
@@ -413,21 +421,21 @@ func (s *Stream) CheckToken(ctx context.Context, t Token) error {
 		return nil
 	}
 	deadline := time.Now().Add(TokenGrace)
-	retry := Backoff{Min: 10 * time.Millisecond, Max: 100 * time.Millisecond}
+	retry := backoff.Backoff{Min: 10 * time.Millisecond, Max: 100 * time.Millisecond}
 	for {
 		last, err := s.LastSeq(ctx)
 		if err != nil {
-			return Errorf(ErrUnavailable, "stream %s: %v", s.cfg.Name, err)
+			return api.Errorf(api.ErrUnavailable, "stream %s: %v", s.cfg.Name, err)
 		}
 		if t.Seq <= max(last, s.KnownLast()) {
 			return nil
 		}
 		d := retry.Next()
 		if time.Until(deadline) < d {
-			return Errorf(ErrTokenFromFuture, "token sequence %d is ahead of the stream's last sequence %d", t.Seq, last)
+			return api.Errorf(api.ErrTokenFromFuture, "token sequence %d is ahead of the stream's last sequence %d", t.Seq, last)
 		}
-		if err := Sleep(ctx, d); err != nil {
-			return Errorf(ErrUnavailable, "stream %s: %v", s.cfg.Name, err)
+		if err := backoff.Sleep(ctx, d); err != nil {
+			return api.Errorf(api.ErrUnavailable, "stream %s: %v", s.cfg.Name, err)
 		}
 	}
 }

@@ -1,6 +1,8 @@
 package stream_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"errors"
 	"testing"
@@ -62,7 +64,7 @@ func TestEnsureKeepsIdentity(t *testing.T) {
 	if re.ID() == id {
 		t.Fatalf("recreated stream kept identity %q", id)
 	}
-	if err := re.CheckToken(ctx, stream.NewToken(id, 0)); !errors.Is(err, stream.ErrTokenStreamMismatch) {
+	if err := re.CheckToken(ctx, api.NewToken(id, 0)); !errors.Is(err, api.ErrTokenStreamMismatch) {
 		t.Fatalf("CheckToken(old stream)=%v, want ErrTokenStreamMismatch", err)
 	}
 }
@@ -83,7 +85,7 @@ func TestCheckTokenFuture(t *testing.T) {
 	if err := s.CheckToken(ctx, s.Token(3)); err != nil {
 		t.Fatalf("CheckToken(last)=%v", err)
 	}
-	if err := s.CheckToken(ctx, s.Token(4)); !errors.Is(err, stream.ErrTokenFromFuture) {
+	if err := s.CheckToken(ctx, s.Token(4)); !errors.Is(err, api.ErrTokenFromFuture) {
 		t.Fatalf("CheckToken(last+1)=%v, want ErrTokenFromFuture", err)
 	}
 	if got, want := s.KnownLast(), uint64(3); got != want {
@@ -154,7 +156,7 @@ func TestCheckTokenStaleAnswer(t *testing.T) {
 	// A token really ahead is still rejected, after the grace, well inside
 	// a read's wait.
 	start := time.Now()
-	if err := s.CheckToken(ctx, s.Token(1000)); !errors.Is(err, stream.ErrTokenFromFuture) {
+	if err := s.CheckToken(ctx, s.Token(1000)); !errors.Is(err, api.ErrTokenFromFuture) {
 		t.Fatalf("CheckToken(far ahead)=%v, want ErrTokenFromFuture", err)
 	}
 	if took := time.Since(start); took > 2*stream.TokenGrace {

@@ -1,6 +1,8 @@
 package writer_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"runtime"
 	"strconv"
@@ -8,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/tidemark/tidemark/internal/testenv"
-	"github.com/tidemark/tidemark/stream"
 	"github.com/tidemark/tidemark/writer"
 )
 
@@ -25,7 +26,7 @@ func BenchmarkWrite(b *testing.B) {
 	b.Run("sequential", func(b *testing.B) {
 		b.SetBytes(int64(len(value)))
 		for b.Loop() {
-			req := stream.WriteRequest{Op: stream.OpPut, Key: "key-" + strconv.FormatUint(n.Add(1)%1000, 10), Value: value}
+			req := api.WriteRequest{Op: api.OpPut, Key: "key-" + strconv.FormatUint(n.Add(1)%1000, 10), Value: value}
 			if _, err := w.Write(ctx, req); err != nil {
 				b.Fatal(err)
 			}
@@ -37,7 +38,7 @@ func BenchmarkWrite(b *testing.B) {
 	b.Run("if-absent", func(b *testing.B) {
 		b.SetBytes(int64(len(value)))
 		for b.Loop() {
-			req := stream.WriteRequest{Op: stream.OpPut, Key: "new-" + strconv.FormatUint(n.Add(1), 10), Value: value, IfAbsent: true}
+			req := api.WriteRequest{Op: api.OpPut, Key: "new-" + strconv.FormatUint(n.Add(1), 10), Value: value, IfAbsent: true}
 			if _, err := w.Write(ctx, req); err != nil {
 				b.Fatal(err)
 			}
@@ -45,12 +46,12 @@ func BenchmarkWrite(b *testing.B) {
 	})
 	b.Run("if-match", func(b *testing.B) {
 		b.SetBytes(int64(len(value)))
-		res, err := w.Write(ctx, stream.WriteRequest{Op: stream.OpPut, Key: "cas", Value: value})
+		res, err := w.Write(ctx, api.WriteRequest{Op: api.OpPut, Key: "cas", Value: value})
 		if err != nil {
 			b.Fatal(err)
 		}
 		for b.Loop() {
-			req := stream.WriteRequest{Op: stream.OpPut, Key: "cas", Value: value, IfRevision: res.Revision}
+			req := api.WriteRequest{Op: api.OpPut, Key: "cas", Value: value, IfRevision: res.Revision}
 			if res, err = w.Write(ctx, req); err != nil {
 				b.Fatal(err)
 			}
@@ -66,7 +67,7 @@ func writeParallel(b *testing.B, w *writer.Writer, parallelism int, n *atomic.Ui
 	b.SetParallelism(parallelism)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			req := stream.WriteRequest{Op: stream.OpPut, Key: "key-" + strconv.FormatUint(n.Add(1)%1000, 10), Value: value}
+			req := api.WriteRequest{Op: api.OpPut, Key: "key-" + strconv.FormatUint(n.Add(1)%1000, 10), Value: value}
 			if _, err := w.Write(ctx, req); err != nil {
 				b.Error(err)
 				return

@@ -1,6 +1,8 @@
 package writer
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"errors"
 	"fmt"
@@ -23,7 +25,7 @@ const maxAbsentRounds = 3
 // message never changes, so the check cannot race with other writers, and the
 // publish's expectation then makes the write atomic: it lands only while that
 // put is still the key's last message.
-func (w *Writer) writeIfRevision(ctx context.Context, req stream.WriteRequest, id string, ss *session) (uint64, error) {
+func (w *Writer) writeIfRevision(ctx context.Context, req api.WriteRequest, id string, ss *session) (uint64, error) {
 	subject := w.stream.KeySubject(req.Key)
 	n := req.IfRevision
 	m, err := w.getMsg(ctx, n, "")
@@ -46,7 +48,7 @@ func (w *Writer) writeIfRevision(ctx context.Context, req stream.WriteRequest, i
 			return 0, mismatchOf(lostCondition(req), rec)
 		}
 		expect = 0
-	} else if m.Subject != subject || msgOp(m) != stream.OpPut {
+	} else if m.Subject != subject || msgOp(m) != api.OpPut {
 		return 0, w.mismatch(ctx, req, subject, nil)
 	}
 	seq, err := w.publishIf(ctx, req, id, ss, expect)
@@ -71,7 +73,7 @@ func (w *Writer) writeIfRevision(ctx context.Context, req stream.WriteRequest, i
 // message at all, or its last message is a delete. Like JetStream's KV
 // Create, it first expects no message, and on a tombstone expects the
 // tombstone's sequence, which keeps the write atomic.
-func (w *Writer) writeIfAbsent(ctx context.Context, req stream.WriteRequest, id string, ss *session) (uint64, error) {
+func (w *Writer) writeIfAbsent(ctx context.Context, req api.WriteRequest, id string, ss *session) (uint64, error) {
 	subject := w.stream.KeySubject(req.Key)
 	// With no message of the key in the stream, the key may still live in
 	// the replicas, its history removed by limits or a purge.
@@ -95,7 +97,7 @@ func (w *Writer) writeIfAbsent(ctx context.Context, req stream.WriteRequest, id 
 			// This write, stored by an earlier attempt or the client's
 			// first try (see writeIfRevision).
 			return w.stored(ctx, req, id, last.Sequence, last)
-		case last != nil && msgOp(last) != stream.OpDelete, round >= maxAbsentRounds:
+		case last != nil && msgOp(last) != api.OpDelete, round >= maxAbsentRounds:
 			return 0, w.mismatch(ctx, req, subject, last)
 		case last == nil:
 			expect = 0
@@ -111,24 +113,24 @@ func (w *Writer) writeIfAbsent(ctx context.Context, req stream.WriteRequest, id 
 // key's messages in the stream tell its state. A caller that finds no message
 // of the key in the stream asks it: a key whose every message was removed
 // may still live.
-func (w *Writer) removedHistory(ctx context.Context, key string) (*stream.Record, error) {
+func (w *Writer) removedHistory(ctx context.Context, key string) (*api.Record, error) {
 	info, err := w.stream.Info(ctx)
 	if err != nil {
-		return nil, stream.Errorf(stream.ErrUnavailable, "stream %s: %v", w.stream.Name(), err)
+		return nil, api.Errorf(api.ErrUnavailable, "stream %s: %v", w.stream.Name(), err)
 	}
 	if info.State.FirstSeq <= 1 && info.State.NumDeleted == 0 {
 		return nil, nil
 	}
 	if w.records == nil {
-		return nil, stream.Errorf(stream.ErrUnavailable,
+		return nil, api.Errorf(api.ErrUnavailable,
 			"conditional write of %q: the stream no longer holds every message (it starts at %d), and this writer has no replica to read the key from",
 			key, info.State.FirstSeq)
 	}
-	res, err := w.records.Get(ctx, stream.GetRequest{Key: key, Consistency: stream.Strong})
+	res, err := w.records.Get(ctx, api.GetRequest{Key: key, Consistency: api.Strong})
 	switch {
-	case errors.Is(err, stream.ErrNotFound):
+	case errors.Is(err, api.ErrNotFound):
 		if res.Record.Revision == 0 {
-			return &stream.Record{Key: key, Deleted: true}, nil // never written
+			return &api.Record{Key: key, Deleted: true}, nil // never written
 		}
 		res.Record.Deleted = true
 		return &res.Record, nil
@@ -138,42 +140,42 @@ func (w *Writer) removedHistory(ctx context.Context, key string) (*stream.Record
 	return &res.Record, nil
 }
 
-// mismatchOf returns the stream.ErrRevisionMismatch of a condition lost
+// mismatchOf returns the api.ErrRevisionMismatch of a condition lost
 // against rec, the key's current record (nil or revision 0: none).
-func mismatchOf(lost string, rec *stream.Record) error {
+func mismatchOf(lost string, rec *api.Record) error {
 	switch {
 	case rec == nil || rec.Revision == 0:
-		return stream.Errorf(stream.ErrRevisionMismatch, "%s: it does not exist", lost)
+		return api.Errorf(api.ErrRevisionMismatch, "%s: it does not exist", lost)
 	case rec.Deleted:
-		return stream.Errorf(stream.ErrRevisionMismatch, "%s: it was deleted at revision %d", lost, rec.Revision)
+		return api.Errorf(api.ErrRevisionMismatch, "%s: it was deleted at revision %d", lost, rec.Revision)
 	default:
-		return stream.Errorf(stream.ErrRevisionMismatch, "%s: its current revision is %d", lost, rec.Revision)
+		return api.Errorf(api.ErrRevisionMismatch, "%s: its current revision is %d", lost, rec.Revision)
 	}
 }
 
-// mismatch returns the stream.ErrRevisionMismatch of a lost condition,
+// mismatch returns the api.ErrRevisionMismatch of a lost condition,
 // naming the key's current revision as last (looked up when nil) shows it.
-func (w *Writer) mismatch(ctx context.Context, req stream.WriteRequest, subject string, last *jetstream.RawStreamMsg) error {
+func (w *Writer) mismatch(ctx context.Context, req api.WriteRequest, subject string, last *jetstream.RawStreamMsg) error {
 	lost := lostCondition(req)
 	if last == nil {
 		var err error
 		if last, err = w.lastMsg(ctx, subject); err != nil {
-			return stream.Errorf(stream.ErrRevisionMismatch, "%s (current revision unknown: %v)", lost, err)
+			return api.Errorf(api.ErrRevisionMismatch, "%s (current revision unknown: %v)", lost, err)
 		}
 	}
-	if req.IfAbsent && (last == nil || msgOp(last) == stream.OpDelete) {
+	if req.IfAbsent && (last == nil || msgOp(last) == api.OpDelete) {
 		// Lost maxAbsentRounds times to writers that left it deleted.
 		lost = fmt.Sprintf("key %q kept changing during the write", req.Key)
 	}
-	var rec *stream.Record
+	var rec *api.Record
 	if last != nil {
-		rec = &stream.Record{Key: req.Key, Revision: last.Sequence, Deleted: msgOp(last) == stream.OpDelete}
+		rec = &api.Record{Key: req.Key, Revision: last.Sequence, Deleted: msgOp(last) == api.OpDelete}
 	}
 	return mismatchOf(lost, rec)
 }
 
 // lostCondition says which condition of req did not hold.
-func lostCondition(req stream.WriteRequest) string {
+func lostCondition(req api.WriteRequest) string {
 	if req.IfAbsent {
 		return fmt.Sprintf("key %q exists", req.Key)
 	}
@@ -181,7 +183,7 @@ func lostCondition(req stream.WriteRequest) string {
 }
 
 // msgOp returns the op of a stream message.
-func msgOp(m *jetstream.RawStreamMsg) stream.Op { return stream.Op(m.Header.Get(stream.HeaderOp)) }
+func msgOp(m *jetstream.RawStreamMsg) api.Op { return api.Op(m.Header.Get(api.HeaderOp)) }
 
 // msgID returns the write id of a stream message.
 func msgID(m *jetstream.RawStreamMsg) string { return m.Header.Get(stream.HeaderMsgID) }

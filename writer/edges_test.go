@@ -1,6 +1,8 @@
 package writer_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -26,16 +28,16 @@ func TestWrite_WriteIDReused(t *testing.T) {
 	mustWrite(t, w, put("a", "other")) // the key moves on
 	cur := lastSeq(t, e)
 
-	with := func(req stream.WriteRequest) stream.WriteRequest { req.WriteID = "X"; return req }
-	ifAbsent := func(req stream.WriteRequest) stream.WriteRequest { req.IfAbsent = true; return req }
-	ifRev := func(req stream.WriteRequest, rev uint64) stream.WriteRequest { req.IfRevision = rev; return req }
-	session := func(req stream.WriteRequest, n uint64) stream.WriteRequest {
+	with := func(req api.WriteRequest) api.WriteRequest { req.WriteID = "X"; return req }
+	ifAbsent := func(req api.WriteRequest) api.WriteRequest { req.IfAbsent = true; return req }
+	ifRev := func(req api.WriteRequest, rev uint64) api.WriteRequest { req.IfRevision = rev; return req }
+	session := func(req api.WriteRequest, n uint64) api.WriteRequest {
 		req.Session, req.SessionSeq = "s", n
 		return req
 	}
 	for _, tc := range []struct {
 		name string
-		req  stream.WriteRequest
+		req  api.WriteRequest
 	}{
 		{"another key", with(put("b", "1"))},
 		{"another value", with(put("a", "2"))},
@@ -48,15 +50,15 @@ func TestWrite_WriteIDReused(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			before := lastSeq(t, e)
 			res, err := w.Write(testContext(t), tc.req)
-			if !errors.Is(err, stream.ErrWriteIDReused) {
-				t.Fatalf("Write=%+v, %v; want %v", res, err, stream.ErrWriteIDReused)
+			if !errors.Is(err, api.ErrWriteIDReused) {
+				t.Fatalf("Write=%+v, %v; want %v", res, err, api.ErrWriteIDReused)
 			}
-			if got, want := stream.Code(err), stream.CodeWriteIDReused; got != want {
+			if got, want := api.Code(err), api.CodeWriteIDReused; got != want {
 				t.Fatalf("Code=%q, want %q", got, want)
 			}
 			// Nothing stored but, in a session, its order marker.
 			for seq := before + 1; seq <= lastSeq(t, e); seq++ {
-				if m := getMsg(t, e, seq); m.Header.Get(stream.HeaderOp) != string(stream.OpSession) {
+				if m := getMsg(t, e, seq); m.Header.Get(api.HeaderOp) != string(stream.OpSession) {
 					t.Fatalf("message %d on %s stored by a refused write", seq, m.Subject)
 				}
 			}
@@ -81,7 +83,7 @@ func TestWrite_SessionOrderAcrossWriters(t *testing.T) {
 				// Same number through both writers; then numbers 1 and 2 at once.
 				for _, nums := range [][2]uint64{{1, 1}, {2, 3}} {
 					errs := make([]error, 2)
-					res := make([]stream.WriteResult, 2)
+					res := make([]api.WriteResult, 2)
 					var wg sync.WaitGroup
 					for i := range 2 {
 						wg.Go(func() {
@@ -97,8 +99,8 @@ func TestWrite_SessionOrderAcrossWriters(t *testing.T) {
 						switch {
 						case err == nil:
 							ok++
-						case !errors.Is(err, stream.ErrOutOfOrder):
-							t.Fatalf("trial %d %v: write %d: %v, want nil or %v", trial, nums, i, err, stream.ErrOutOfOrder)
+						case !errors.Is(err, api.ErrOutOfOrder):
+							t.Fatalf("trial %d %v: write %d: %v, want nil or %v", trial, nums, i, err, api.ErrOutOfOrder)
 						}
 					}
 					if nums[0] == nums[1] && ok != 1 {
@@ -173,9 +175,9 @@ func TestWrite_StreamRecreated(t *testing.T) {
 	}
 	// A token of the old stream is refused; one of the new is taken.
 	req := put("k", "newer")
-	req.Token = stream.NewToken(old, 1)
-	if _, err := w.Write(testContext(t), req); !errors.Is(err, stream.ErrTokenStreamMismatch) {
-		t.Fatalf("write with an old-stream token: %v, want %v", err, stream.ErrTokenStreamMismatch)
+	req.Token = api.NewToken(old, 1)
+	if _, err := w.Write(testContext(t), req); !errors.Is(err, api.ErrTokenStreamMismatch) {
+		t.Fatalf("write with an old-stream token: %v, want %v", err, api.ErrTokenStreamMismatch)
 	}
 	req.Token = res.Token
 	mustWrite(t, w, req)
@@ -195,7 +197,7 @@ func TestWrite_TokenOfALostTail(t *testing.T) {
 	backup := filepath.Join(t.TempDir(), "store")
 	testenv.CopyDir(t, e.StoreDir(), backup)
 	e.StartServerAgain(t)
-	var lost stream.WriteResult
+	var lost api.WriteResult
 	testenv.Eventually(t, 10*time.Second, "a write after the restart", func() bool {
 		var err error
 		lost, err = w.Write(testContext(t), put("k", "lost"))
@@ -215,9 +217,9 @@ func TestWrite_TokenOfALostTail(t *testing.T) {
 	var err error
 	testenv.Eventually(t, 10*time.Second, "the writer to answer after the restore", func() bool {
 		_, err = w.Write(testContext(t), req)
-		return !errors.Is(err, stream.ErrUnavailable)
+		return !errors.Is(err, api.ErrUnavailable)
 	})
-	if !errors.Is(err, stream.ErrTokenFromFuture) {
-		t.Fatalf("write with a token of the lost tail (%v): %v, want %v", lost.Token, err, stream.ErrTokenFromFuture)
+	if !errors.Is(err, api.ErrTokenFromFuture) {
+		t.Fatalf("write with a token of the lost tail (%v): %v, want %v", lost.Token, err, api.ErrTokenFromFuture)
 	}
 }

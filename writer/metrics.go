@@ -1,13 +1,15 @@
 package writer
 
 import (
+	"github.com/tidemark/tidemark/internal/metrics"
+
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 // Metric names of a writer.
@@ -17,7 +19,7 @@ const (
 )
 
 // OutcomeOK is the outcome label of a write that succeeded; a failed
-// write's outcome is its error code (stream.Code).
+// write's outcome is its error code (api.Code).
 const OutcomeOK = "ok"
 
 // Write publishes a put or a delete and returns its revision and the
@@ -25,9 +27,9 @@ const OutcomeOK = "ok"
 // ahead of it, fail at once and publish nothing. A write retried with the
 // same WriteID within the stream's duplicate window is stored once and
 // returns the same revision. A conditional write that loses fails with
-// stream.ErrRevisionMismatch; a write that cannot reach the stream in time
-// fails with stream.ErrUnavailable.
-func (w *Writer) Write(ctx context.Context, req stream.WriteRequest) (stream.WriteResult, error) {
+// api.ErrRevisionMismatch; a write that cannot reach the stream in time
+// fails with api.ErrUnavailable.
+func (w *Writer) Write(ctx context.Context, req api.WriteRequest) (api.WriteResult, error) {
 	start := time.Now()
 	res, err := w.perform(ctx, req)
 	w.metrics.observe(req.Op, start, err)
@@ -55,29 +57,29 @@ func (m *writeMetrics) init() {
 			Name: MetricWriteSeconds, Help: "Time from a write's arrival at the writer to its publish ack, by operation.",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2.5, 16), // 50µs .. 47s
 		}, []string{"op"})
-		m.okPut = m.writes.WithLabelValues(opLabel(stream.OpPut), OutcomeOK)
-		m.okDel = m.writes.WithLabelValues(opLabel(stream.OpDelete), OutcomeOK)
-		m.secPut = m.seconds.WithLabelValues(opLabel(stream.OpPut))
-		m.secDel = m.seconds.WithLabelValues(opLabel(stream.OpDelete))
+		m.okPut = m.writes.WithLabelValues(opLabel(api.OpPut), OutcomeOK)
+		m.okDel = m.writes.WithLabelValues(opLabel(api.OpDelete), OutcomeOK)
+		m.secPut = m.seconds.WithLabelValues(opLabel(api.OpPut))
+		m.secDel = m.seconds.WithLabelValues(opLabel(api.OpDelete))
 	})
 }
 
-func (m *writeMetrics) observe(op stream.Op, start time.Time, err error) {
+func (m *writeMetrics) observe(op api.Op, start time.Time, err error) {
 	m.init()
 	d := time.Since(start).Seconds()
 	switch {
-	case err == nil && op == stream.OpPut:
+	case err == nil && op == api.OpPut:
 		m.okPut.Inc()
 		m.secPut.Observe(d)
 		return
-	case err == nil && op == stream.OpDelete:
+	case err == nil && op == api.OpDelete:
 		m.okDel.Inc()
 		m.secDel.Observe(d)
 		return
 	}
 	outcome := OutcomeOK
 	if err != nil {
-		outcome = stream.Code(err)
+		outcome = api.Code(err)
 	}
 	m.writes.WithLabelValues(opLabel(op), outcome).Inc()
 	m.seconds.WithLabelValues(opLabel(op)).Observe(d)
@@ -86,11 +88,11 @@ func (m *writeMetrics) observe(op stream.Op, start time.Time, err error) {
 // opLabel is the op label of a write's metrics: put or delete, as the
 // gateway's metrics name them; anything else is invalid, which bounds the
 // label's values.
-func opLabel(op stream.Op) string {
+func opLabel(op api.Op) string {
 	switch op {
-	case stream.OpPut:
+	case api.OpPut:
 		return "put"
-	case stream.OpDelete:
+	case api.OpDelete:
 		return "delete"
 	}
 	return "invalid"
@@ -100,7 +102,7 @@ func opLabel(op stream.Op) string {
 // and outcome, and write latency. Register it once per registry.
 func (w *Writer) Collector() prometheus.Collector {
 	w.metrics.init()
-	return stream.Collectors{w.metrics.writes, w.metrics.seconds}
+	return metrics.Collectors{w.metrics.writes, w.metrics.seconds}
 }
 
 // Collector returns the Prometheus metrics of the service's writer.

@@ -1,13 +1,14 @@
 package writer_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tidemark/tidemark/internal/testenv"
-	"github.com/tidemark/tidemark/stream"
 	"github.com/tidemark/tidemark/writer"
 )
 
@@ -16,13 +17,13 @@ func TestMetrics(t *testing.T) {
 	e := testenv.Start(t)
 	w := writer.New(writer.Config{Stream: e.Stream})
 	ctx := context.Background()
-	if _, err := w.Write(ctx, stream.WriteRequest{Op: stream.OpPut, Key: "a", Value: []byte("1")}); err != nil {
+	if _, err := w.Write(ctx, api.WriteRequest{Op: api.OpPut, Key: "a", Value: []byte("1")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.Write(ctx, stream.WriteRequest{Op: stream.OpDelete, Key: "a"}); err != nil {
+	if _, err := w.Write(ctx, api.WriteRequest{Op: api.OpDelete, Key: "a"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.Write(ctx, stream.WriteRequest{Op: stream.OpPut, Key: ""}); err == nil {
+	if _, err := w.Write(ctx, api.WriteRequest{Op: api.OpPut, Key: ""}); err == nil {
 		t.Fatal("Write with an empty key succeeded")
 	}
 	reg := prometheus.NewRegistry()
@@ -33,7 +34,7 @@ func TestMetrics(t *testing.T) {
 	}{
 		{"put", writer.OutcomeOK, 1},
 		{"delete", writer.OutcomeOK, 1},
-		{"put", stream.CodeInvalidKey, 1},
+		{"put", api.CodeInvalidKey, 1},
 	} {
 		if got := writes(t, reg, tc.op, tc.outcome); got != tc.want {
 			t.Errorf("%s{op=%s,outcome=%s}=%v, want %v", writer.MetricWrites, tc.op, tc.outcome, got, tc.want)

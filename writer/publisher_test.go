@@ -1,6 +1,10 @@
 package writer_test
 
 import (
+	"github.com/tidemark/tidemark/internal/natsserver"
+
+	"github.com/tidemark/tidemark/api"
+
 	"bytes"
 	"context"
 	"errors"
@@ -14,7 +18,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/tidemark/tidemark/internal/testenv"
-	"github.com/tidemark/tidemark/stream"
 	"github.com/tidemark/tidemark/writer"
 )
 
@@ -25,14 +28,14 @@ func TestWrite_Concurrent(t *testing.T) {
 	w := newWriter(e, writer.Config{})
 
 	const callers, each = 64, 8
-	reqs := make([]stream.WriteRequest, callers*each)
+	reqs := make([]api.WriteRequest, callers*each)
 	for i := range reqs {
 		reqs[i] = put(fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i))
 		if i%each == each-1 {
 			reqs[i] = del(fmt.Sprintf("k%d", i-1))
 		}
 	}
-	res := make([]stream.WriteResult, len(reqs))
+	res := make([]api.WriteResult, len(reqs))
 	errs := make([]error, len(reqs))
 	var wg sync.WaitGroup
 	for c := range callers {
@@ -61,7 +64,7 @@ func TestWrite_Concurrent(t *testing.T) {
 		if got, want := m.Subject, e.Stream.KeySubject(req.Key); got != want {
 			t.Fatalf("write %d: revision %d has subject %q, want %q", i, rev, got, want)
 		}
-		if got, want := m.Header.Get(stream.HeaderOp), string(req.Op); got != want {
+		if got, want := m.Header.Get(api.HeaderOp), string(req.Op); got != want {
 			t.Fatalf("write %d: revision %d has op %q, want %q", i, rev, got, want)
 		}
 		if !bytes.Equal(m.Data, req.Value) {
@@ -84,11 +87,11 @@ func TestWrite_ConditionalConcurrentOneWriter(t *testing.T) {
 
 	for _, tt := range []struct {
 		name string
-		req  stream.WriteRequest
+		req  api.WriteRequest
 	}{
-		{"if-absent new", stream.WriteRequest{Op: stream.OpPut, Key: "new", IfAbsent: true}},
-		{"if-absent deleted", stream.WriteRequest{Op: stream.OpPut, Key: "deleted", IfAbsent: true}},
-		{"if-match", stream.WriteRequest{Op: stream.OpPut, Key: "current", IfRevision: current.Revision}},
+		{"if-absent new", api.WriteRequest{Op: api.OpPut, Key: "new", IfAbsent: true}},
+		{"if-absent deleted", api.WriteRequest{Op: api.OpPut, Key: "deleted", IfAbsent: true}},
+		{"if-match", api.WriteRequest{Op: api.OpPut, Key: "current", IfRevision: current.Revision}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			oneWins(t, slices.Repeat([]*writer.Writer{w}, 16), tt.req)
@@ -112,8 +115,8 @@ func TestWrite_ContextCancelled(t *testing.T) {
 	}
 	wg.Wait()
 	for i, err := range errs {
-		if !errors.Is(err, stream.ErrUnavailable) {
-			t.Fatalf("write %d: err=%v, want %v", i, err, stream.ErrUnavailable)
+		if !errors.Is(err, api.ErrUnavailable) {
+			t.Fatalf("write %d: err=%v, want %v", i, err, api.ErrUnavailable)
 		}
 	}
 	if got, want := lastSeq(t, e), first.Revision; got != want {
@@ -163,8 +166,8 @@ func TestWrite_ContextEndsWhilePending(t *testing.T) {
 			for range tt.writes {
 				select {
 				case err := <-errs:
-					if !errors.Is(err, stream.ErrUnavailable) {
-						t.Fatalf("err=%v, want %v", err, stream.ErrUnavailable)
+					if !errors.Is(err, api.ErrUnavailable) {
+						t.Fatalf("err=%v, want %v", err, api.ErrUnavailable)
 					}
 				case <-wait.Done():
 					t.Fatal("writes still wait after their context ended")
@@ -205,8 +208,8 @@ func TestWrite_ConnectionClosedAfterWrites(t *testing.T) {
 
 func wantClosed(t *testing.T, err error) {
 	t.Helper()
-	if !errors.Is(err, stream.ErrUnavailable) || !strings.Contains(err.Error(), "connection closed") {
-		t.Fatalf("err=%v, want %v saying the connection closed", err, stream.ErrUnavailable)
+	if !errors.Is(err, api.ErrUnavailable) || !strings.Contains(err.Error(), "connection closed") {
+		t.Fatalf("err=%v, want %v saying the connection closed", err, api.ErrUnavailable)
 	}
 }
 
@@ -230,16 +233,16 @@ func TestWrite_TooLargeForTheServer(t *testing.T) {
 	})
 	t.Run("NATS maximum payload", func(t *testing.T) {
 		e := testenv.Start(t)
-		w := newWriter(e, writer.Config{MaxValueBytes: 2 * stream.DefaultMaxPayload})
-		_, err := w.Write(testContext(t), put("k", strings.Repeat("v", stream.DefaultMaxPayload)))
+		w := newWriter(e, writer.Config{MaxValueBytes: 2 * natsserver.DefaultMaxPayload})
+		_, err := w.Write(testContext(t), put("k", strings.Repeat("v", natsserver.DefaultMaxPayload)))
 		wantTooLarge(t, err, "max_payload is 8388608 bytes")
 	})
 }
 
 func wantTooLarge(t *testing.T, err error, msg string) {
 	t.Helper()
-	if !errors.Is(err, stream.ErrValueTooLarge) || !strings.Contains(err.Error(), msg) {
-		t.Fatalf("err=%v, want %v mentioning %q", err, stream.ErrValueTooLarge, msg)
+	if !errors.Is(err, api.ErrValueTooLarge) || !strings.Contains(err.Error(), msg) {
+		t.Fatalf("err=%v, want %v mentioning %q", err, api.ErrValueTooLarge, msg)
 	}
 }
 

@@ -1,6 +1,10 @@
 package writer
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"fmt"
 	"strconv"
@@ -11,8 +15,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 // Identity of the writer's micro service.
@@ -71,20 +73,20 @@ func writeMetadata(m map[string]string) map[string]string {
 }
 
 // Service serves a Writer as the NATS micro service "tidemark-writer", with
-// the endpoints put and delete on the subjects of stream.Subjects.
+// the endpoints put and delete on the subjects of wire.Subjects.
 type Service struct {
 	// MaxInFlight bounds the writes handled at once; set it before Run.
 	MaxInFlight int
 
 	nc       *nats.Conn
-	subjects stream.Subjects
+	subjects wire.Subjects
 	w        *Writer
 	log      zerolog.Logger
 }
 
 // NewService returns a service for w on nc.
-func NewService(nc *nats.Conn, subjects stream.Subjects, w *Writer, logger zerolog.Logger) *Service {
-	return &Service{MaxInFlight: stream.DefaultMaxInFlight, nc: nc, subjects: subjects, w: w, log: logger}
+func NewService(nc *nats.Conn, subjects wire.Subjects, w *Writer, logger zerolog.Logger) *Service {
+	return &Service{MaxInFlight: wire.DefaultMaxInFlight, nc: nc, subjects: subjects, w: w, log: logger}
 }
 
 // Run registers the service and serves requests until ctx ends; then it
@@ -94,7 +96,7 @@ func NewService(nc *nats.Conn, subjects stream.Subjects, w *Writer, logger zerol
 func (s *Service) Run(ctx context.Context) error {
 	h := &handlers{
 		w:    s.w,
-		pool: stream.NewPool(context.WithoutCancel(ctx), s.MaxInFlight),
+		pool: wire.NewPool(context.WithoutCancel(ctx), s.MaxInFlight),
 		// A failing stream fails every write: summarise.
 		log: s.log.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second}),
 	}
@@ -128,10 +130,10 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	for _, e := range []struct {
 		name, subject string
-		op            stream.Op
+		op            api.Op
 	}{
-		{EndpointPut, s.subjects.Put(), stream.OpPut},
-		{EndpointDelete, s.subjects.Delete(), stream.OpDelete},
+		{EndpointPut, s.subjects.Put(), api.OpPut},
+		{EndpointDelete, s.subjects.Delete(), api.OpDelete},
 	} {
 		err := svc.AddEndpoint(e.name, h.endpoint(e.op), micro.WithEndpointSubject(e.subject),
 			micro.WithEndpointQueueGroup(QueueGroup), micro.WithEndpointMetadata(endpointMetadata[e.name]))
@@ -157,7 +159,7 @@ func (s *Service) Run(ctx context.Context) error {
 // handlers answers the requests of one run of the service.
 type handlers struct {
 	w    *Writer
-	pool *stream.Pool
+	pool *wire.Pool
 	log  zerolog.Logger
 
 	mu      sync.RWMutex
@@ -166,18 +168,18 @@ type handlers struct {
 
 // endpoint returns the handler of op's endpoint. Malformed requests are
 // answered at once; writes run on the pool.
-func (h *handlers) endpoint(op stream.Op) micro.Handler {
+func (h *handlers) endpoint(op api.Op) micro.Handler {
 	return micro.HandlerFunc(func(req micro.Request) {
-		wr, err := stream.DecodeWriteRequest(op, nats.Header(req.Headers()), req.Data())
+		wr, err := wire.DecodeWriteRequest(op, nats.Header(req.Headers()), req.Data())
 		if err != nil {
-			h.reply(req, "", stream.WriteResult{}, err)
+			h.reply(req, "", api.WriteResult{}, err)
 			return
 		}
 		h.mu.RLock()
 		defer h.mu.RUnlock()
 		if h.stopped {
-			h.reply(req, wr.Key, stream.WriteResult{Key: wr.Key, Token: wr.Token},
-				stream.Errorf(stream.ErrUnavailable, "writer is stopping"))
+			h.reply(req, wr.Key, api.WriteResult{Key: wr.Key, Token: wr.Token},
+				api.Errorf(api.ErrUnavailable, "writer is stopping"))
 			return
 		}
 		h.pool.Handler(func(ctx context.Context, req micro.Request) {
@@ -189,17 +191,17 @@ func (h *handlers) endpoint(op stream.Op) micro.Handler {
 
 // reply answers req and logs a failed write: problems of the writer or the
 // stream as warnings, the client's own mistakes and lost conditions at debug.
-func (h *handlers) reply(req micro.Request, key string, res stream.WriteResult, err error) {
-	hdr, body := stream.EncodeWriteReply(res, err)
-	if rerr := stream.Respond(req, hdr, body, err); rerr != nil {
+func (h *handlers) reply(req micro.Request, key string, res api.WriteResult, err error) {
+	hdr, body := wire.EncodeWriteReply(res, err)
+	if rerr := wire.Respond(req, hdr, body, err); rerr != nil {
 		h.log.Warn().Err(rerr).Str("key", key).Msg("reply to write")
 	}
 	if err == nil {
 		return
 	}
-	code := stream.Code(err)
+	code := api.Code(err)
 	ev := h.log.Debug()
-	if code == stream.CodeUnavailable || code == stream.CodeInternal {
+	if code == api.CodeUnavailable || code == api.CodeInternal {
 		ev = h.log.Warn()
 	}
 	ev.Err(err).Str("key", key).Str("code", code).Msg("write failed")

@@ -1,6 +1,10 @@
 package writer_test
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,26 +18,25 @@ import (
 
 	"github.com/tidemark/tidemark/internal/stacktest"
 	"github.com/tidemark/tidemark/internal/testenv"
-	"github.com/tidemark/tidemark/stream"
 	"github.com/tidemark/tidemark/writer"
 )
 
-func request(t *testing.T, nc *nats.Conn, m *nats.Msg) (stream.WriteResult, error) {
+func request(t *testing.T, nc *nats.Conn, m *nats.Msg) (api.WriteResult, error) {
 	t.Helper()
 	reply, err := nc.RequestMsg(m, 10*time.Second)
 	if err != nil {
 		t.Fatalf("request on %s: %v", m.Subject, err)
 	}
-	return stream.DecodeWriteReply(reply)
+	return wire.DecodeWriteReply(reply)
 }
 
 func TestService(t *testing.T) {
 	e := testenv.Start(t)
-	subjects := stream.Subjects{}
+	subjects := wire.Subjects{}
 	stacktest.RunWriter(t, e, subjects)
 	nc := e.Conn.Conn
 
-	res, err := request(t, nc, put("k", "v1").Msg(subjects.Put()))
+	res, err := request(t, nc, wire.WriteMsg(subjects.Put(), put("k", "v1")))
 	if err != nil {
 		t.Fatalf("put: %v", err)
 	}
@@ -50,14 +53,14 @@ func TestService(t *testing.T) {
 	// The token travels both ways; the write id deduplicates.
 	req := put("k", "v2")
 	req.Token, req.WriteID = res.Token, "w-2"
-	res2, err := request(t, nc, req.Msg(subjects.Put()))
+	res2, err := request(t, nc, wire.WriteMsg(subjects.Put(), req))
 	if err != nil {
 		t.Fatalf("put: %v", err)
 	}
 	if res2.Revision <= res.Revision {
 		t.Fatalf("put: Revision=%d, want > %d", res2.Revision, res.Revision)
 	}
-	again, err := request(t, nc, req.Msg(subjects.Put()))
+	again, err := request(t, nc, wire.WriteMsg(subjects.Put(), req))
 	if err != nil {
 		t.Fatalf("retried put: %v", err)
 	}
@@ -68,50 +71,50 @@ func TestService(t *testing.T) {
 	// Errors cross the hop and still match.
 	req = put("k", "v3")
 	req.IfRevision, req.Token = res.Revision, res2.Token
-	failed, err := request(t, nc, req.Msg(subjects.Put()))
-	if !errors.Is(err, stream.ErrRevisionMismatch) {
-		t.Fatalf("stale If-Match: err=%v, want %v", err, stream.ErrRevisionMismatch)
+	failed, err := request(t, nc, wire.WriteMsg(subjects.Put(), req))
+	if !errors.Is(err, api.ErrRevisionMismatch) {
+		t.Fatalf("stale If-Match: err=%v, want %v", err, api.ErrRevisionMismatch)
 	}
 	if got, want := failed.Token, res2.Token; got != want {
 		t.Fatalf("stale If-Match: Token=%v, want the request's %v", got, want)
 	}
 	bad := nats.NewMsg(subjects.Put()) // no key
-	if _, err := request(t, nc, bad); !errors.Is(err, stream.ErrInvalidKey) {
-		t.Fatalf("no key: err=%v, want %v", err, stream.ErrInvalidKey)
+	if _, err := request(t, nc, bad); !errors.Is(err, api.ErrInvalidKey) {
+		t.Fatalf("no key: err=%v, want %v", err, api.ErrInvalidKey)
 	}
-	bad = put("k", "v").Msg(subjects.Put())
-	bad.Header.Set(stream.HeaderToken, "garbage")
-	if _, err := request(t, nc, bad); !errors.Is(err, stream.ErrInvalidToken) {
-		t.Fatalf("bad token: err=%v, want %v", err, stream.ErrInvalidToken)
+	bad = wire.WriteMsg(subjects.Put(), put("k", "v"))
+	bad.Header.Set(api.HeaderToken, "garbage")
+	if _, err := request(t, nc, bad); !errors.Is(err, api.ErrInvalidToken) {
+		t.Fatalf("bad token: err=%v, want %v", err, api.ErrInvalidToken)
 	}
 	future := put("k", "v")
 	future.Token = e.Stream.Token(1000)
-	if _, err := request(t, nc, future.Msg(subjects.Put())); !errors.Is(err, stream.ErrTokenFromFuture) {
-		t.Fatalf("future token: err=%v, want %v", err, stream.ErrTokenFromFuture)
+	if _, err := request(t, nc, wire.WriteMsg(subjects.Put(), future)); !errors.Is(err, api.ErrTokenFromFuture) {
+		t.Fatalf("future token: err=%v, want %v", err, api.ErrTokenFromFuture)
 	}
 
 	d := del("k")
 	d.Token = res2.Token
-	res3, err := request(t, nc, d.Msg(subjects.Delete()))
+	res3, err := request(t, nc, wire.WriteMsg(subjects.Delete(), d))
 	if err != nil {
 		t.Fatalf("delete: %v", err)
 	}
 	if res3.Revision <= res2.Revision {
 		t.Fatalf("delete: Revision=%d, want > %d", res3.Revision, res2.Revision)
 	}
-	if got, want := getMsg(t, e, res3.Revision).Header.Get(stream.HeaderOp), string(stream.OpDelete); got != want {
+	if got, want := getMsg(t, e, res3.Revision).Header.Get(api.HeaderOp), string(api.OpDelete); got != want {
 		t.Fatalf("delete: op header=%q, want %q", got, want)
 	}
-	withBody := del("k").Msg(subjects.Delete())
+	withBody := wire.WriteMsg(subjects.Delete(), del("k"))
 	withBody.Data = []byte("x")
-	if _, err := request(t, nc, withBody); !errors.Is(err, stream.ErrInvalidRequest) {
-		t.Fatalf("delete with body: err=%v, want %v", err, stream.ErrInvalidRequest)
+	if _, err := request(t, nc, withBody); !errors.Is(err, api.ErrInvalidRequest) {
+		t.Fatalf("delete with body: err=%v, want %v", err, api.ErrInvalidRequest)
 	}
 }
 
 func TestService_Info(t *testing.T) {
 	e := testenv.Start(t)
-	subjects := stream.Subjects{Prefix: "test"}
+	subjects := wire.Subjects{Prefix: "test"}
 	stacktest.RunWriter(t, e, subjects)
 
 	subj, err := micro.ControlSubject(micro.InfoVerb, writer.ServiceName, "")
@@ -145,13 +148,13 @@ func TestService_Info(t *testing.T) {
 
 func TestService_Stop(t *testing.T) {
 	e := testenv.Start(t)
-	subjects := stream.Subjects{}
+	subjects := wire.Subjects{}
 	svc := writer.NewService(e.Conn.Conn, subjects, newWriter(e, writer.Config{}), zerolog.Nop())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
 	testenv.Eventually(t, 10*time.Second, "writer service to answer", func() bool {
-		_, err := e.Conn.RequestMsg(put("k", "v").Msg(subjects.Put()), time.Second)
+		_, err := e.Conn.RequestMsg(wire.WriteMsg(subjects.Put(), put("k", "v")), time.Second)
 		return err == nil
 	})
 
@@ -164,7 +167,7 @@ func TestService_Stop(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after its context ended")
 	}
-	if _, err := e.Conn.RequestMsg(put("k", "v").Msg(subjects.Put()), time.Second); !errors.Is(err, nats.ErrNoResponders) {
+	if _, err := e.Conn.RequestMsg(wire.WriteMsg(subjects.Put(), put("k", "v")), time.Second); !errors.Is(err, nats.ErrNoResponders) {
 		t.Fatalf("request after stop: err=%v, want %v", err, nats.ErrNoResponders)
 	}
 }
@@ -172,7 +175,7 @@ func TestService_Stop(t *testing.T) {
 func TestService_ConnectionClosed(t *testing.T) {
 	e := testenv.Start(t)
 	nc := testenv.Connect(t, e.Server.ClientURL())
-	svc := writer.NewService(nc.Conn, stream.Subjects{}, newWriter(e, writer.Config{}), zerolog.Nop())
+	svc := writer.NewService(nc.Conn, wire.Subjects{}, newWriter(e, writer.Config{}), zerolog.Nop())
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(context.Background()) }()
 	ping, _ := micro.ControlSubject(micro.PingVerb, writer.ServiceName, "")

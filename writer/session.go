@@ -1,6 +1,8 @@
 package writer
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"strconv"
 	"sync"
@@ -35,7 +37,7 @@ const maxClaimRounds = 5
 // no later write of the session has claimed a number. So the stream holds
 // each session's writes in increasing order, every replica applies all of
 // them (their session rule never has to leave one out), and a write that
-// would land out of order is refused with stream.ErrOutOfOrder.
+// would land out of order is refused with api.ErrOutOfOrder.
 //
 // A conditional write of a session needs two expectations at once (the
 // key's and the session's), which one message cannot carry: its marker and
@@ -110,10 +112,10 @@ func (s *sessions) evict() {
 func markerID(id string) string { return "session:" + id }
 
 // markerMsg builds the order marker of req's session, claiming req's number.
-func (w *Writer) markerMsg(req stream.WriteRequest) *nats.Msg {
+func (w *Writer) markerMsg(req api.WriteRequest) *nats.Msg {
 	m := nats.NewMsg(stream.SessionSubject(w.stream.Subject(), req.Session))
-	m.Header.Set(stream.HeaderOp, string(stream.OpSession))
-	stream.SetSession(m.Header, req.Session, req.SessionSeq)
+	m.Header.Set(api.HeaderOp, string(stream.OpSession))
+	api.SetSession(m.Header, req.Session, req.SessionSeq)
 	return m
 }
 
@@ -123,9 +125,9 @@ func (w *Writer) lastMarker(ctx context.Context, session string) (marker, error)
 	if err != nil || m == nil {
 		return marker{ok: err == nil}, err
 	}
-	n, err := strconv.ParseUint(m.Header.Get(stream.HeaderSessionSeq), 10, 64)
+	n, err := strconv.ParseUint(m.Header.Get(api.HeaderSessionSeq), 10, 64)
 	if err != nil {
-		return marker{}, stream.Errorf(stream.ErrInternal, "session %s: marker at %d has a bad number %q", session, m.Sequence, m.Header.Get(stream.HeaderSessionSeq))
+		return marker{}, api.Errorf(api.ErrInternal, "session %s: marker at %d has a bad number %q", session, m.Sequence, m.Header.Get(api.HeaderSessionSeq))
 	}
 	return marker{seq: m.Sequence, n: n, id: msgID(m), ok: true}, nil
 }
@@ -140,7 +142,7 @@ type claim struct {
 // order decides whether req may claim its number after the session's last
 // marker (looked up when ss does not know it): it returns the claim to
 // make, or one already made by an earlier attempt of this write.
-func (w *Writer) order(ctx context.Context, req stream.WriteRequest, id string, ss *session) (*claim, error) {
+func (w *Writer) order(ctx context.Context, req api.WriteRequest, id string, ss *session) (*claim, error) {
 	fresh := false
 	for {
 		if !ss.last.ok {
@@ -163,10 +165,10 @@ func (w *Writer) order(ctx context.Context, req stream.WriteRequest, id string, 
 			ss.last.ok = false // decide on what the stream says
 			continue
 		case req.SessionSeq == last.n:
-			return nil, stream.Errorf(stream.ErrOutOfOrder,
+			return nil, api.Errorf(api.ErrOutOfOrder,
 				"session %s: write %d was already claimed by another write id; a retry must reuse the write id", req.Session, req.SessionSeq)
 		default:
-			return nil, stream.Errorf(stream.ErrOutOfOrder,
+			return nil, api.Errorf(api.ErrOutOfOrder,
 				"session %s: write %d arrived after write %d of the same session; it is not applied", req.Session, req.SessionSeq, last.n)
 		}
 	}
@@ -174,7 +176,7 @@ func (w *Writer) order(ctx context.Context, req stream.WriteRequest, id string, 
 
 // claimNumber publishes the marker of c unless it is already claimed, and
 // returns the marker the write must follow.
-func (w *Writer) claimNumber(ctx context.Context, req stream.WriteRequest, id string, ss *session) (*claim, error) {
+func (w *Writer) claimNumber(ctx context.Context, req api.WriteRequest, id string, ss *session) (*claim, error) {
 	for round := 1; ; round++ {
 		c, err := w.order(ctx, req, id, ss)
 		if err != nil || c.mine {
@@ -189,7 +191,7 @@ func (w *Writer) claimNumber(ctx context.Context, req stream.WriteRequest, id st
 			if err != nil {
 				return nil, err
 			}
-			if m.Header.Get(stream.HeaderSessionSeq) != strconv.FormatUint(req.SessionSeq, 10) || m.Subject != c.subject {
+			if m.Header.Get(api.HeaderSessionSeq) != strconv.FormatUint(req.SessionSeq, 10) || m.Subject != c.subject {
 				return nil, reused(id, ack.Sequence)
 			}
 		}
@@ -201,7 +203,7 @@ func (w *Writer) claimNumber(ctx context.Context, req stream.WriteRequest, id st
 		case wrongLastSeq(err) && round < maxClaimRounds:
 			ss.last.ok = false // another writer claimed: look again
 		case wrongLastSeq(err):
-			return nil, stream.Errorf(stream.ErrUnavailable, "session %s: write %d lost its claim %d times to concurrent writes of the session", req.Session, req.SessionSeq, round)
+			return nil, api.Errorf(api.ErrUnavailable, "session %s: write %d lost its claim %d times to concurrent writes of the session", req.Session, req.SessionSeq, round)
 		default:
 			ss.last.ok = false
 			return nil, w.publishError(req, err)
@@ -214,7 +216,7 @@ func (w *Writer) claimNumber(ctx context.Context, req stream.WriteRequest, id st
 // before that marker (it is the first message of the key with this write id
 // after c's marker and before the next one); otherwise the write is out of
 // order.
-func (w *Writer) overtaken(ctx context.Context, req stream.WriteRequest, id string, c *claim) (uint64, error) {
+func (w *Writer) overtaken(ctx context.Context, req api.WriteRequest, id string, c *claim) (uint64, error) {
 	next, err := w.getMsg(ctx, c.last.seq+1, c.subject)
 	if err != nil {
 		return 0, err
@@ -233,6 +235,6 @@ func (w *Writer) overtaken(ctx context.Context, req stream.WriteRequest, id stri
 		}
 		from = m.Sequence + 1
 	}
-	return 0, stream.Errorf(stream.ErrOutOfOrder,
+	return 0, api.Errorf(api.ErrOutOfOrder,
 		"session %s: a later write of the session was claimed before write %d was stored; it is not applied", req.Session, req.SessionSeq)
 }

@@ -1,6 +1,12 @@
 package writer
 
 import (
+	"github.com/tidemark/tidemark/internal/backoff"
+
+	"github.com/tidemark/tidemark/wire"
+
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"errors"
 	"strconv"
@@ -38,7 +44,7 @@ type Config struct {
 	// Logger receives the writer's debug lines (retries).
 	Logger zerolog.Logger
 	// RetryTimeout bounds how long a write retries transient failures before
-	// it fails with stream.ErrUnavailable; DefaultRetryTimeout when 0. The
+	// it fails with api.ErrUnavailable; DefaultRetryTimeout when 0. The
 	// write's context may end it sooner.
 	RetryTimeout time.Duration
 	// AttemptTimeout bounds each request to JetStream; a request that times
@@ -47,14 +53,14 @@ type Config struct {
 	// Records reads keys from the replicas. A conditional write asks it,
 	// with strong consistency, for the current revision of a key none of
 	// whose messages the stream holds any more (removed by limits or a
-	// purge); without it such a write fails with stream.ErrUnavailable.
+	// purge); without it such a write fails with api.ErrUnavailable.
 	Records Records
 }
 
 // Records reads a key's record from the replicas: a replica.Local, or the
 // NATS client of the reader services.
 type Records interface {
-	Get(ctx context.Context, req stream.GetRequest) (stream.GetResult, error)
+	Get(ctx context.Context, req api.GetRequest) (api.GetResult, error)
 }
 
 // Writer publishes writes to the stream. It is safe for concurrent use.
@@ -103,24 +109,24 @@ func (w *Writer) MaxValueBytes() int { return w.ValueLimit().Bytes }
 
 // ValueLimit returns the largest value a put may carry and why, for the
 // max_payload of the server the writer is connected to now.
-func (w *Writer) ValueLimit() stream.ValueLimit {
+func (w *Writer) ValueLimit() wire.ValueLimit {
 	var maxPayload int64
 	if w.stream != nil {
 		maxPayload = w.stream.JetStream().Conn().MaxPayload()
 	}
-	return stream.NewValueLimit(w.maxValueBytes, maxPayload)
+	return wire.NewValueLimit(w.maxValueBytes, maxPayload)
 }
 
 // perform is Write (metrics.go), unmeasured.
-func (w *Writer) perform(ctx context.Context, req stream.WriteRequest) (stream.WriteResult, error) {
-	failed := stream.WriteResult{Key: req.Key, Token: req.Token}
+func (w *Writer) perform(ctx context.Context, req api.WriteRequest) (api.WriteResult, error) {
+	failed := api.WriteResult{Key: req.Key, Token: req.Token}
 	if err := w.validate(req); err != nil {
 		return failed, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, w.retryTimeout)
 	defer cancel()
 	err := w.stream.CheckToken(ctx, req.Token)
-	if errors.Is(err, stream.ErrTokenStreamMismatch) && w.stream.Refresh(ctx) == nil {
+	if errors.Is(err, api.ErrTokenStreamMismatch) && w.stream.Refresh(ctx) == nil {
 		// The stream may have been recreated since this writer last looked.
 		err = w.stream.CheckToken(ctx, req.Token)
 	}
@@ -142,8 +148,8 @@ func (w *Writer) perform(ctx context.Context, req stream.WriteRequest) (stream.W
 
 // write publishes a validated request with write id id; ss is its session,
 // locked, or nil.
-func (w *Writer) write(ctx context.Context, req stream.WriteRequest, id string, ss *session) (stream.WriteResult, error) {
-	failed := stream.WriteResult{Key: req.Key, Token: req.Token}
+func (w *Writer) write(ctx context.Context, req api.WriteRequest, id string, ss *session) (api.WriteResult, error) {
+	failed := api.WriteResult{Key: req.Key, Token: req.Token}
 	was := w.stream.ID()
 	var seq uint64
 	var err error
@@ -175,13 +181,13 @@ func (w *Writer) write(ctx context.Context, req stream.WriteRequest, id string, 
 	if !req.Token.IsZero() && req.Token.Stream != tok.Stream {
 		// Checked against the old identity, before this writer (by this
 		// write or a concurrent one) took on the new one.
-		return failed, stream.Errorf(stream.ErrUnavailable,
+		return failed, api.Errorf(api.ErrUnavailable,
 			"stream %s was recreated while the write was in flight; the write is in the new stream, which the request's token does not name: start the session again", w.stream.Name())
 	}
 	if tok, err = req.Token.Merge(tok); err != nil {
 		return failed, err
 	}
-	return stream.WriteResult{Key: req.Key, Revision: seq, Token: tok}, nil
+	return api.WriteResult{Key: req.Key, Revision: seq, Token: tok}, nil
 }
 
 // sameStream makes sure that the token of a write stored at seq names the
@@ -190,7 +196,7 @@ func (w *Writer) write(ctx context.Context, req stream.WriteRequest, id string, 
 // the stream that now has the name, and a write that was in flight across
 // the change is answered only if the new stream holds it at seq. Which
 // stream stored it is otherwise unknown, and it fails with
-// stream.ErrUnavailable: the client retries it with its write id.
+// api.ErrUnavailable: the client retries it with its write id.
 func (w *Writer) sameStream(ctx context.Context, was string, seq uint64, id string) error {
 	if !w.stream.Suspected() && w.stream.ID() == was {
 		return nil
@@ -206,7 +212,7 @@ func (w *Writer) sameStream(ctx context.Context, was string, seq uint64, id stri
 		return err
 	}
 	if m == nil || msgID(m) != id {
-		return stream.Errorf(stream.ErrUnavailable,
+		return api.Errorf(api.ErrUnavailable,
 			"stream %s was recreated while the write was in flight; its outcome is unknown: retry it with its write id", w.stream.Name())
 	}
 	return nil
@@ -214,7 +220,7 @@ func (w *Writer) sameStream(ctx context.Context, was string, seq uint64, id stri
 
 // writeInSession publishes an unconditional write of a session after
 // claiming its number (session.go).
-func (w *Writer) writeInSession(ctx context.Context, req stream.WriteRequest, id string, ss *session) (uint64, error) {
+func (w *Writer) writeInSession(ctx context.Context, req api.WriteRequest, id string, ss *session) (uint64, error) {
 	c, err := w.claimNumber(ctx, req, id, ss)
 	if err != nil {
 		return 0, err
@@ -231,7 +237,7 @@ func (w *Writer) writeInSession(ctx context.Context, req stream.WriteRequest, id
 // session's write (ss not nil) goes to the stream in one atomic batch with
 // the marker that claims its number (session.go). A lost condition fails
 // with JetStream's wrong-last-sequence error.
-func (w *Writer) publishIf(ctx context.Context, req stream.WriteRequest, id string, ss *session, expect uint64) (uint64, error) {
+func (w *Writer) publishIf(ctx context.Context, req api.WriteRequest, id string, ss *session, expect uint64) (uint64, error) {
 	if ss == nil {
 		return w.publish(ctx, req, id, jetstream.WithExpectLastSequencePerSubject(expect))
 	}
@@ -268,7 +274,7 @@ func (w *Writer) publishIf(ctx context.Context, req stream.WriteRequest, id stri
 		case apiErrorCode(err) == errCodeBatchDuplicate && round == 1:
 			continue // stored by an earlier attempt: order finds its marker
 		case apiErrorCode(err) == errCodeBatchDuplicate:
-			return 0, stream.Errorf(stream.ErrWriteIDReused, "write id %q already names a stored write; use a new write id for a new write", id)
+			return 0, api.Errorf(api.ErrWriteIDReused, "write id %q already names a stored write; use a new write id for a new write", id)
 		case wrongLastSeq(err):
 			last, lerr := w.lastMarker(ctx, req.Session)
 			if lerr != nil {
@@ -279,7 +285,7 @@ func (w *Writer) publishIf(ctx context.Context, req stream.WriteRequest, id stri
 				return 0, err // the key's condition, not the session's
 			}
 			if round >= maxClaimRounds {
-				return 0, stream.Errorf(stream.ErrUnavailable, "session %s: write %d lost its claim %d times to concurrent writes of the session", req.Session, req.SessionSeq, round)
+				return 0, api.Errorf(api.ErrUnavailable, "session %s: write %d lost its claim %d times to concurrent writes of the session", req.Session, req.SessionSeq, round)
 			}
 		default:
 			return 0, w.publishError(req, err)
@@ -301,38 +307,38 @@ func apiErrorCode(err error) jetstream.ErrorCode {
 }
 
 // validate checks everything about req that needs no server.
-func (w *Writer) validate(req stream.WriteRequest) error {
-	if err := stream.ValidateKey(req.Key); err != nil {
+func (w *Writer) validate(req api.WriteRequest) error {
+	if err := api.ValidateKey(req.Key); err != nil {
 		return err
 	}
 	switch req.Op {
-	case stream.OpPut:
+	case api.OpPut:
 		if err := w.ValueLimit().Check(int64(len(req.Value))); err != nil {
 			return err
 		}
-	case stream.OpDelete:
+	case api.OpDelete:
 		if len(req.Value) != 0 {
-			return stream.Errorf(stream.ErrInvalidRequest, "delete with a value")
+			return api.Errorf(api.ErrInvalidRequest, "delete with a value")
 		}
 		if req.IfAbsent {
-			return stream.Errorf(stream.ErrInvalidRequest, "If-None-Match on a delete: a delete cannot require the key to be absent")
+			return api.Errorf(api.ErrInvalidRequest, "If-None-Match on a delete: a delete cannot require the key to be absent")
 		}
 	default:
-		return stream.Errorf(stream.ErrInvalidRequest, "unknown op %q: want %s or %s", req.Op, stream.OpPut, stream.OpDelete)
+		return api.Errorf(api.ErrInvalidRequest, "unknown op %q: want %s or %s", req.Op, api.OpPut, api.OpDelete)
 	}
-	if len(req.WriteID) > stream.MaxWriteIDLen {
-		return stream.Errorf(stream.ErrInvalidRequest, "write id longer than %d bytes", stream.MaxWriteIDLen)
+	if len(req.WriteID) > api.MaxWriteIDLen {
+		return api.Errorf(api.ErrInvalidRequest, "write id longer than %d bytes", api.MaxWriteIDLen)
 	}
 	for i := 0; i < len(req.WriteID); i++ {
 		if c := req.WriteID[i]; c < 0x20 || c == 0x7f {
-			return stream.Errorf(stream.ErrInvalidRequest, "write id contains a control character")
+			return api.Errorf(api.ErrInvalidRequest, "write id contains a control character")
 		}
 	}
 	if req.IfAbsent && req.IfRevision != 0 {
-		return stream.Errorf(stream.ErrInvalidRequest, "If-Match and If-None-Match together")
+		return api.Errorf(api.ErrInvalidRequest, "If-Match and If-None-Match together")
 	}
 	if req.Session != "" || req.SessionSeq != 0 {
-		if _, _, err := stream.ParseSession(req.Session, strconv.FormatUint(req.SessionSeq, 10)); err != nil {
+		if _, _, err := api.ParseSession(req.Session, strconv.FormatUint(req.SessionSeq, 10)); err != nil {
 			return err
 		}
 	}
@@ -341,11 +347,11 @@ func (w *Writer) validate(req stream.WriteRequest) error {
 
 // msg builds the stream message of req: the key's subject, the op header and
 // the value.
-func (w *Writer) msg(req stream.WriteRequest) *nats.Msg {
+func (w *Writer) msg(req api.WriteRequest) *nats.Msg {
 	m := nats.NewMsg(w.stream.KeySubject(req.Key))
-	m.Header.Set(stream.HeaderOp, string(req.Op))
-	stream.SetSession(m.Header, req.Session, req.SessionSeq)
-	if req.Op == stream.OpPut {
+	m.Header.Set(api.HeaderOp, string(req.Op))
+	api.SetSession(m.Header, req.Session, req.SessionSeq)
+	if req.Op == api.OpPut {
 		m.Data = req.Value
 	}
 	return m
@@ -355,7 +361,7 @@ func (w *Writer) msg(req stream.WriteRequest) *nats.Msg {
 // retrying transient failures with the same id, and returns the stream
 // sequence from the ack. An ack from the duplicate window is checked to be
 // req's own write.
-func (w *Writer) publish(ctx context.Context, req stream.WriteRequest, id string, opts ...jetstream.PublishOpt) (uint64, error) {
+func (w *Writer) publish(ctx context.Context, req api.WriteRequest, id string, opts ...jetstream.PublishOpt) (uint64, error) {
 	ack, err := w.publishMsg(ctx, req, w.msg(req), id, opts...)
 	if err != nil {
 		return 0, err
@@ -371,7 +377,7 @@ func (w *Writer) publish(ctx context.Context, req stream.WriteRequest, id string
 
 // publishMsg publishes m, a message of req, with message id id and the extra
 // options opts, retrying transient failures with the same id.
-func (w *Writer) publishMsg(ctx context.Context, req stream.WriteRequest, m *nats.Msg, id string, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+func (w *Writer) publishMsg(ctx context.Context, req api.WriteRequest, m *nats.Msg, id string, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
 	// JetStream's own no-responder retries are off: retry does them, with
 	// backoff, within the write's time budget.
 	opts = append(opts, jetstream.WithMsgID(id), jetstream.WithRetryAttempts(0))
@@ -386,7 +392,7 @@ func (w *Writer) publishMsg(ctx context.Context, req stream.WriteRequest, m *nat
 		return nil, w.publishError(req, err)
 	}
 	if ack.Stream != w.stream.Name() {
-		return nil, stream.Errorf(stream.ErrInternal, "write of %q was stored in stream %s, not %s", req.Key, ack.Stream, w.stream.Name())
+		return nil, api.Errorf(api.ErrInternal, "write of %q was stored in stream %s, not %s", req.Key, ack.Stream, w.stream.Name())
 	}
 	if !ack.Duplicate && ack.Sequence <= known {
 		// Stored below the last sequence seen before it was sent: not in
@@ -397,15 +403,15 @@ func (w *Writer) publishMsg(ctx context.Context, req stream.WriteRequest, m *nat
 }
 
 // publishError maps a publish failure that retry gave up on to a sentinel.
-func (w *Writer) publishError(req stream.WriteRequest, err error) error {
+func (w *Writer) publishError(req api.WriteRequest, err error) error {
 	var apiErr *jetstream.APIError
 	switch {
-	case errors.Is(err, stream.ErrUnavailable), wrongLastSeq(err):
+	case errors.Is(err, api.ErrUnavailable), wrongLastSeq(err):
 		return err
 	case errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum:
-		return stream.Errorf(stream.ErrValueTooLarge, "value is %d bytes, over the stream's maximum message size", len(req.Value))
+		return api.Errorf(api.ErrValueTooLarge, "value is %d bytes, over the stream's maximum message size", len(req.Value))
 	case errors.Is(err, nats.ErrMaxPayload):
-		return stream.Errorf(stream.ErrValueTooLarge, "value is %d bytes, over the NATS maximum payload of %d bytes (with headers)", len(req.Value), w.stream.JetStream().Conn().MaxPayload())
+		return api.Errorf(api.ErrValueTooLarge, "value is %d bytes, over the NATS maximum payload of %d bytes (with headers)", len(req.Value), w.stream.JetStream().Conn().MaxPayload())
 	default:
 		return w.requestError("publish", err)
 	}
@@ -414,16 +420,16 @@ func (w *Writer) publishError(req stream.WriteRequest, err error) error {
 // requestError maps a failed request to the stream that is not transient.
 func (w *Writer) requestError(what string, err error) error {
 	if closed(err) {
-		return stream.Errorf(stream.ErrUnavailable, "stream %s: %s: NATS connection closed", w.stream.Name(), what)
+		return api.Errorf(api.ErrUnavailable, "stream %s: %s: NATS connection closed", w.stream.Name(), what)
 	}
-	return stream.Errorf(stream.ErrInternal, "stream %s: %s: %v", w.stream.Name(), what, err)
+	return api.Errorf(api.ErrInternal, "stream %s: %s: %v", w.stream.Name(), what, err)
 }
 
 // retry calls fn, each call bounded by the attempt timeout, until it succeeds,
 // fails with an error that is not transient (returned as is), or ctx ends
-// (an error wrapping stream.ErrUnavailable, whatever the last failure was).
+// (an error wrapping api.ErrUnavailable, whatever the last failure was).
 func (w *Writer) retry(ctx context.Context, what string, fn func(ctx context.Context) error) error {
-	b := stream.Backoff{Max: maxRetryDelay}
+	b := backoff.Backoff{Max: maxRetryDelay}
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, w.attemptTimeout)
@@ -438,7 +444,7 @@ func (w *Writer) retry(ctx context.Context, what string, fn func(ctx context.Con
 				continue
 			}
 		}
-		return stream.Errorf(stream.ErrUnavailable, "stream %s: %s: no answer after %d attempts in %v: %v",
+		return api.Errorf(api.ErrUnavailable, "stream %s: %s: no answer after %d attempts in %v: %v",
 			w.stream.Name(), what, attempt, time.Since(start).Round(time.Millisecond), err)
 	}
 }
@@ -503,7 +509,7 @@ func (w *Writer) get(ctx context.Context, what string, fn func(context.Context, 
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 		return nil, nil
-	case errors.Is(err, stream.ErrUnavailable):
+	case errors.Is(err, api.ErrUnavailable):
 		return nil, err
 	case err != nil:
 		return nil, w.requestError(what, err)

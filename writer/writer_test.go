@@ -1,6 +1,10 @@
 package writer_test
 
 import (
+	"github.com/tidemark/tidemark/internal/natsserver"
+
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"errors"
 	"fmt"
@@ -28,15 +32,15 @@ func newWriter(e *testenv.Env, cfg writer.Config) *writer.Writer {
 	return writer.New(cfg)
 }
 
-func put(key, value string) stream.WriteRequest {
-	return stream.WriteRequest{Op: stream.OpPut, Key: key, Value: []byte(value)}
+func put(key, value string) api.WriteRequest {
+	return api.WriteRequest{Op: api.OpPut, Key: key, Value: []byte(value)}
 }
 
-func del(key string) stream.WriteRequest {
-	return stream.WriteRequest{Op: stream.OpDelete, Key: key}
+func del(key string) api.WriteRequest {
+	return api.WriteRequest{Op: api.OpDelete, Key: key}
 }
 
-func mustWrite(t *testing.T, w *writer.Writer, req stream.WriteRequest) stream.WriteResult {
+func mustWrite(t *testing.T, w *writer.Writer, req api.WriteRequest) api.WriteResult {
 	t.Helper()
 	res, err := w.Write(testContext(t), req)
 	if err != nil {
@@ -73,8 +77,8 @@ func TestWrite(t *testing.T) {
 	e := testenv.Start(t)
 	w := newWriter(e, writer.Config{})
 
-	reqs := []stream.WriteRequest{put("a", "1"), put("b/ü ?", ""), put("a", "2"), del("a")}
-	var prev stream.WriteResult
+	reqs := []api.WriteRequest{put("a", "1"), put("b/ü ?", ""), put("a", "2"), del("a")}
+	var prev api.WriteResult
 	for i, req := range reqs {
 		res := mustWrite(t, w, req)
 		if got, want := res.Key, req.Key; got != want {
@@ -94,7 +98,7 @@ func TestWrite(t *testing.T) {
 		if got, want := m.Subject, e.Stream.KeySubject(req.Key); got != want {
 			t.Fatalf("write %d: Subject=%q, want %q", i, got, want)
 		}
-		if got, want := m.Header.Get(stream.HeaderOp), string(req.Op); got != want {
+		if got, want := m.Header.Get(api.HeaderOp), string(req.Op); got != want {
 			t.Fatalf("write %d: op header=%q, want %q", i, got, want)
 		}
 		if got, want := string(m.Data), string(req.Value); got != want {
@@ -103,7 +107,7 @@ func TestWrite(t *testing.T) {
 		if m.Header.Get(stream.HeaderMsgID) == "" {
 			t.Fatalf("write %d: no %s header", i, stream.HeaderMsgID)
 		}
-		ent, err := stream.DecodeEntry(e.Stream.Subject(), m.Subject, m.Header.Get(stream.HeaderOp), m.Data)
+		ent, err := stream.DecodeEntry(e.Stream.Subject(), m.Subject, m.Header.Get(api.HeaderOp), m.Data)
 		if err != nil {
 			t.Fatalf("write %d: DecodeEntry: %v", i, err)
 		}
@@ -173,22 +177,22 @@ func TestWrite_Invalid(t *testing.T) {
 
 	for _, tt := range []struct {
 		name string
-		req  stream.WriteRequest
+		req  api.WriteRequest
 		want error
 		msg  string // in the error message
 	}{
-		{"value too large", put("a", "123456789"), stream.ErrValueTooLarge, "9 bytes, over the configured limit of 8 bytes"},
-		{"empty key", put("", "v"), stream.ErrInvalidKey, "empty"},
-		{"long key", put(strings.Repeat("k", stream.MaxKeyLen+1), "v"), stream.ErrInvalidKey, "1025 bytes"},
-		{"key not utf-8", put("a\xff", "v"), stream.ErrInvalidKey, "UTF-8"},
-		{"unknown op", stream.WriteRequest{Op: "merge", Key: "a"}, stream.ErrInvalidRequest, "merge"},
-		{"delete with value", stream.WriteRequest{Op: stream.OpDelete, Key: "a", Value: []byte("x")}, stream.ErrInvalidRequest, "value"},
-		{"delete if absent", stream.WriteRequest{Op: stream.OpDelete, Key: "a", IfAbsent: true}, stream.ErrInvalidRequest, "If-None-Match"},
-		{"both conditions", stream.WriteRequest{Op: stream.OpPut, Key: "a", IfAbsent: true, IfRevision: 1}, stream.ErrInvalidRequest, "together"},
-		{"long write id", stream.WriteRequest{Op: stream.OpPut, Key: "a", WriteID: strings.Repeat("x", stream.MaxWriteIDLen+1)}, stream.ErrInvalidRequest, "write id"},
-		{"write id with newline", stream.WriteRequest{Op: stream.OpPut, Key: "a", WriteID: "x\r\ny"}, stream.ErrInvalidRequest, "write id"},
-		{"foreign token", stream.WriteRequest{Op: stream.OpPut, Key: "a", Token: stream.NewToken("0ther", 1)}, stream.ErrTokenStreamMismatch, "0ther"},
-		{"future token", stream.WriteRequest{Op: stream.OpPut, Key: "a", Token: e.Stream.Token(first.Revision + 100)}, stream.ErrTokenFromFuture, "101"},
+		{"value too large", put("a", "123456789"), api.ErrValueTooLarge, "9 bytes, over the configured limit of 8 bytes"},
+		{"empty key", put("", "v"), api.ErrInvalidKey, "empty"},
+		{"long key", put(strings.Repeat("k", api.MaxKeyLen+1), "v"), api.ErrInvalidKey, "1025 bytes"},
+		{"key not utf-8", put("a\xff", "v"), api.ErrInvalidKey, "UTF-8"},
+		{"unknown op", api.WriteRequest{Op: "merge", Key: "a"}, api.ErrInvalidRequest, "merge"},
+		{"delete with value", api.WriteRequest{Op: api.OpDelete, Key: "a", Value: []byte("x")}, api.ErrInvalidRequest, "value"},
+		{"delete if absent", api.WriteRequest{Op: api.OpDelete, Key: "a", IfAbsent: true}, api.ErrInvalidRequest, "If-None-Match"},
+		{"both conditions", api.WriteRequest{Op: api.OpPut, Key: "a", IfAbsent: true, IfRevision: 1}, api.ErrInvalidRequest, "together"},
+		{"long write id", api.WriteRequest{Op: api.OpPut, Key: "a", WriteID: strings.Repeat("x", api.MaxWriteIDLen+1)}, api.ErrInvalidRequest, "write id"},
+		{"write id with newline", api.WriteRequest{Op: api.OpPut, Key: "a", WriteID: "x\r\ny"}, api.ErrInvalidRequest, "write id"},
+		{"foreign token", api.WriteRequest{Op: api.OpPut, Key: "a", Token: api.NewToken("0ther", 1)}, api.ErrTokenStreamMismatch, "0ther"},
+		{"future token", api.WriteRequest{Op: api.OpPut, Key: "a", Token: e.Stream.Token(first.Revision + 100)}, api.ErrTokenFromFuture, "101"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			res, err := w.Write(testContext(t), tt.req)
@@ -274,7 +278,7 @@ func TestWrite_IfRevisionDeleted(t *testing.T) {
 func TestWrite_IfAbsent(t *testing.T) {
 	e := testenv.Start(t)
 	w := newWriter(e, writer.Config{})
-	create := func(value string) stream.WriteRequest {
+	create := func(value string) api.WriteRequest {
 		req := put("k", value)
 		req.IfAbsent = true
 		return req
@@ -304,7 +308,7 @@ func TestWrite_IfAbsentConcurrent(t *testing.T) {
 
 	for _, key := range []string{"new", "deleted"} {
 		t.Run(key, func(t *testing.T) {
-			oneWins(t, separateWriters(e, 8), stream.WriteRequest{Op: stream.OpPut, Key: key, IfAbsent: true})
+			oneWins(t, separateWriters(e, 8), api.WriteRequest{Op: api.OpPut, Key: key, IfAbsent: true})
 		})
 	}
 }
@@ -313,7 +317,7 @@ func TestWrite_IfRevisionConcurrent(t *testing.T) {
 	e := testenv.Start(t)
 	w := newWriter(e, writer.Config{})
 	v1 := mustWrite(t, w, put("k", "1"))
-	oneWins(t, separateWriters(e, 8), stream.WriteRequest{Op: stream.OpPut, Key: "k", IfRevision: v1.Revision})
+	oneWins(t, separateWriters(e, 8), api.WriteRequest{Op: api.OpPut, Key: "k", IfRevision: v1.Revision})
 }
 
 // separateWriters returns n Writers on e: as if on separate writer processes.
@@ -327,7 +331,7 @@ func separateWriters(e *testenv.Env, n int) []*writer.Writer {
 
 // oneWins writes req through each of ws at once, with value i for ws[i]:
 // exactly one write must win, the others lose with ErrRevisionMismatch.
-func oneWins(t *testing.T, ws []*writer.Writer, req stream.WriteRequest) {
+func oneWins(t *testing.T, ws []*writer.Writer, req api.WriteRequest) {
 	t.Helper()
 	errs := make([]error, len(ws))
 	var wg sync.WaitGroup
@@ -344,8 +348,8 @@ func oneWins(t *testing.T, ws []*writer.Writer, req stream.WriteRequest) {
 		switch {
 		case err == nil:
 			won++
-		case !errors.Is(err, stream.ErrRevisionMismatch):
-			t.Fatalf("write %d: err=%v, want nil or %v", i, err, stream.ErrRevisionMismatch)
+		case !errors.Is(err, api.ErrRevisionMismatch):
+			t.Fatalf("write %d: err=%v, want nil or %v", i, err, api.ErrRevisionMismatch)
 		}
 	}
 	if got, want := won, 1; got != want {
@@ -389,13 +393,13 @@ func TestWrite_ConditionalDuplicate(t *testing.T) {
 
 func wantMismatch(t *testing.T, err error, msg string) {
 	t.Helper()
-	if !errors.Is(err, stream.ErrRevisionMismatch) {
-		t.Fatalf("err=%v, want %v", err, stream.ErrRevisionMismatch)
+	if !errors.Is(err, api.ErrRevisionMismatch) {
+		t.Fatalf("err=%v, want %v", err, api.ErrRevisionMismatch)
 	}
 	if !strings.Contains(err.Error(), msg) {
 		t.Fatalf("err=%q, want it to mention %q", err, msg)
 	}
-	if got, want := stream.Code(err), stream.CodeRevisionMismatch; got != want {
+	if got, want := api.Code(err), api.CodeRevisionMismatch; got != want {
 		t.Fatalf("Code=%q, want %q", got, want)
 	}
 }
@@ -416,7 +420,7 @@ func TestWrite_RetriesUntilStreamIsBack(t *testing.T) {
 	e.Server.WaitForShutdown()
 
 	type result struct {
-		res stream.WriteResult
+		res api.WriteResult
 		err error
 	}
 	done := make(chan result, 1)
@@ -430,7 +434,7 @@ func TestWrite_RetriesUntilStreamIsBack(t *testing.T) {
 	case r := <-done:
 		t.Fatalf("Write with the server down returned %+v, %v; want it to retry", r.res, r.err)
 	}
-	s, err := stream.StartServer(stream.ServerConfig{Listen: addr, StoreDir: dir})
+	s, err := natsserver.StartServer(natsserver.ServerConfig{Listen: addr, StoreDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,8 +460,8 @@ func TestWrite_Unavailable(t *testing.T) {
 	}
 	start := time.Now()
 	_, err := w.Write(testContext(t), put("k", "v"))
-	if !errors.Is(err, stream.ErrUnavailable) {
-		t.Fatalf("err=%v, want %v", err, stream.ErrUnavailable)
+	if !errors.Is(err, api.ErrUnavailable) {
+		t.Fatalf("err=%v, want %v", err, api.ErrUnavailable)
 	}
 	if elapsed := time.Since(start); elapsed > 5*time.Second {
 		t.Fatalf("Write took %v, want about the retry timeout", elapsed)
@@ -467,8 +471,8 @@ func TestWrite_Unavailable(t *testing.T) {
 	w = newWriter(e, writer.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	if _, err := w.Write(ctx, put("k", "v")); !errors.Is(err, stream.ErrUnavailable) {
-		t.Fatalf("err=%v, want %v", err, stream.ErrUnavailable)
+	if _, err := w.Write(ctx, put("k", "v")); !errors.Is(err, api.ErrUnavailable) {
+		t.Fatalf("err=%v, want %v", err, api.ErrUnavailable)
 	}
 }
 
@@ -477,8 +481,8 @@ func TestWrite_ConnectionClosed(t *testing.T) {
 	w := newWriter(e, writer.Config{})
 	e.Conn.Close()
 	_, err := w.Write(testContext(t), put("k", "v"))
-	if !errors.Is(err, stream.ErrUnavailable) {
-		t.Fatalf("err=%v, want %v", err, stream.ErrUnavailable)
+	if !errors.Is(err, api.ErrUnavailable) {
+		t.Fatalf("err=%v, want %v", err, api.ErrUnavailable)
 	}
 }
 

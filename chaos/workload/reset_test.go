@@ -1,6 +1,8 @@
 package workload
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"net/http"
 	"testing"
@@ -8,7 +10,6 @@ import (
 
 	"github.com/tidemark/tidemark/chaos/history"
 	"github.com/tidemark/tidemark/internal/stacktest"
-	"github.com/tidemark/tidemark/stream"
 )
 
 // TestTokenOfAnotherStream: a session holding a token of another stream (a
@@ -20,13 +21,13 @@ func TestTokenOfAnotherStream(t *testing.T) {
 	cfg.setDefaults()
 	hc := &http.Client{Timeout: cfg.OpTimeout}
 	ss := &session{cfg: &cfg, id: 0, http: hc, rng: newRand(1, 0), gateway: s.URL}
-	ss.token = stream.NewToken("0ther5tream", 1)
+	ss.token = api.NewToken("0ther5tream", 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
 	op := history.Op{Kind: history.Put, Key: "k", Value: []byte("v"), WriteID: "w1"}
 	ss.do(ctx, &op)
-	if got, want := op.Code, stream.CodeTokenStreamMismatch; got != want {
+	if got, want := op.Code, api.CodeTokenStreamMismatch; got != want {
 		t.Fatalf("write with a foreign token: code %q (%s), want %q", got, op.Error, want)
 	}
 	if got, want := op.Outcome, history.Failed; got != want {

@@ -1,6 +1,8 @@
 package workload
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,20 +13,19 @@ import (
 	"strconv"
 
 	"github.com/tidemark/tidemark/chaos/history"
-	"github.com/tidemark/tidemark/stream"
 )
 
 // maxReply bounds the body of a reply the workload reads.
 const maxReply = 8 << 20
 
 // doNATS sends op to the services over NATS and returns the reply's token.
-func (s *session) doNATS(ctx context.Context, op *history.Op, tok stream.Token) stream.Token {
+func (s *session) doNATS(ctx context.Context, op *history.Op, tok api.Token) api.Token {
 	switch op.Kind {
 	case history.Put, history.Delete:
-		req := stream.WriteRequest{Op: stream.OpPut, Key: op.Key, Value: op.Value, Token: tok, WriteID: op.WriteID,
+		req := api.WriteRequest{Op: api.OpPut, Key: op.Key, Value: op.Value, Token: tok, WriteID: op.WriteID,
 			Session: op.SessionID, SessionSeq: op.SessionSeq}
 		if op.Kind == history.Delete {
-			req.Op = stream.OpDelete
+			req.Op = api.OpDelete
 		}
 		res, err := s.nats.Write(ctx, req)
 		if err != nil {
@@ -34,19 +35,19 @@ func (s *session) doNATS(ctx context.Context, op *history.Op, tok stream.Token) 
 		op.Outcome, op.Revision = history.OK, res.Revision
 		return res.Token
 	case history.Get:
-		res, err := s.nats.Get(ctx, stream.GetRequest{Key: op.Key, Token: tok, Wait: s.cfg.ReadWait, Replica: op.Replica})
+		res, err := s.nats.Get(ctx, api.GetRequest{Key: op.Key, Token: tok, Wait: s.cfg.ReadWait, Replica: op.Replica})
 		op.ServedBy, op.Applied = res.Replica, res.Applied
 		switch {
 		case err == nil:
 			op.Outcome, op.Found, op.Value, op.Revision = history.OK, true, res.Record.Value, res.Record.Revision
-		case errors.Is(err, stream.ErrNotFound):
+		case errors.Is(err, api.ErrNotFound):
 			op.Outcome, op.Revision = history.OK, res.Record.Revision
 		default:
 			s.fail(op, codeOf(err), err.Error())
 		}
 		return res.Token
 	default:
-		res, err := s.nats.Scan(ctx, stream.ScanRequest{Prefix: op.Prefix, After: op.After, Limit: op.Limit, Token: tok,
+		res, err := s.nats.Scan(ctx, api.ScanRequest{Prefix: op.Prefix, After: op.After, Limit: op.Limit, Token: tok,
 			Wait: s.cfg.ReadWait, Replica: op.Replica})
 		op.ServedBy, op.Applied = res.Replica, res.Applied
 		if err != nil {
@@ -68,11 +69,11 @@ func codeOf(err error) string {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return ""
 	}
-	return stream.Code(err)
+	return api.Code(err)
 }
 
 // doHTTP sends op to the gateway at base and returns the reply's token.
-func (s *session) doHTTP(ctx context.Context, base string, op *history.Op, tok stream.Token) stream.Token {
+func (s *session) doHTTP(ctx context.Context, base string, op *history.Op, tok api.Token) api.Token {
 	var (
 		method = http.MethodGet
 		target = base + "/v1/kv/" + url.PathEscape(op.Key)
@@ -92,43 +93,43 @@ func (s *session) doHTTP(ctx context.Context, base string, op *history.Op, tok s
 	}
 	req, err := http.NewRequestWithContext(ctx, method, target, body)
 	if err != nil {
-		s.fail(op, stream.CodeInvalidRequest, err.Error())
-		return stream.Token{}
+		s.fail(op, api.CodeInvalidRequest, err.Error())
+		return api.Token{}
 	}
 	if !tok.IsZero() {
-		req.Header.Set(stream.HeaderToken, tok.String())
+		req.Header.Set(api.HeaderToken, tok.String())
 	}
 	if op.Kind.IsWrite() {
-		req.Header.Set(stream.HeaderWriteID, op.WriteID)
+		req.Header.Set(api.HeaderWriteID, op.WriteID)
 		if op.SessionID != "" {
-			req.Header.Set(stream.HeaderSession, op.SessionID)
-			req.Header.Set(stream.HeaderSessionSeq, strconv.FormatUint(op.SessionSeq, 10))
+			req.Header.Set(api.HeaderSession, op.SessionID)
+			req.Header.Set(api.HeaderSessionSeq, strconv.FormatUint(op.SessionSeq, 10))
 		}
 	} else {
-		req.Header.Set(stream.HeaderWait, s.cfg.ReadWait.String())
+		req.Header.Set(api.HeaderWait, s.cfg.ReadWait.String())
 		if op.Replica != "" {
-			req.Header.Set(stream.HeaderReplica, op.Replica)
+			req.Header.Set(api.HeaderReplica, op.Replica)
 		}
 	}
 	resp, err := s.http.Do(req)
 	if err != nil {
 		s.fail(op, "", err.Error())
-		return stream.Token{}
+		return api.Token{}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxReply))
 	if err != nil {
 		s.fail(op, "", "reading reply: "+err.Error())
-		return stream.Token{}
+		return api.Token{}
 	}
-	out, _ := stream.ParseToken(resp.Header.Get(stream.HeaderToken))
-	op.ServedBy = resp.Header.Get(stream.HeaderReplica)
-	op.Applied, _ = strconv.ParseUint(resp.Header.Get(stream.HeaderApplied), 10, 64)
-	rev, _ := strconv.ParseUint(resp.Header.Get(stream.HeaderRevision), 10, 64)
+	out, _ := api.ParseToken(resp.Header.Get(api.HeaderToken))
+	op.ServedBy = resp.Header.Get(api.HeaderReplica)
+	op.Applied, _ = strconv.ParseUint(resp.Header.Get(api.HeaderApplied), 10, 64)
+	rev, _ := strconv.ParseUint(resp.Header.Get(api.HeaderRevision), 10, 64)
 	if resp.StatusCode != http.StatusOK {
-		var e stream.ErrorJSON
+		var e api.ErrorJSON
 		_ = json.Unmarshal(data, &e)
-		if op.Kind == history.Get && e.Error.Code == stream.CodeNotFound {
+		if op.Kind == history.Get && e.Error.Code == api.CodeNotFound {
 			op.Outcome, op.Revision = history.OK, rev
 			return out
 		}
@@ -144,19 +145,19 @@ func (s *session) doHTTP(ctx context.Context, base string, op *history.Op, tok s
 	}
 	switch op.Kind {
 	case history.Put, history.Delete:
-		var w stream.WriteJSON
+		var w api.WriteJSON
 		if err := json.Unmarshal(data, &w); err != nil {
 			s.fail(op, "", "bad write reply: "+err.Error())
 			return out
 		}
 		op.Outcome, op.Revision = history.OK, w.Revision
-		if t, err := stream.ParseToken(w.Token); err == nil && out.IsZero() {
+		if t, err := api.ParseToken(w.Token); err == nil && out.IsZero() {
 			out = t
 		}
 	case history.Get:
 		op.Outcome, op.Found, op.Value, op.Revision = history.OK, true, data, rev
 	case history.Scan:
-		var sc stream.ScanJSON
+		var sc api.ScanJSON
 		if err := json.Unmarshal(data, &sc); err != nil {
 			s.fail(op, "", "bad scan reply: "+err.Error())
 			return out

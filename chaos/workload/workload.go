@@ -9,6 +9,10 @@
 package workload
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -22,7 +26,6 @@ import (
 
 	"github.com/tidemark/tidemark/chaos/history"
 	"github.com/tidemark/tidemark/client"
-	"github.com/tidemark/tidemark/stream"
 )
 
 // Defaults of Config.
@@ -62,7 +65,7 @@ type Config struct {
 	// NATS, when set, lets sessions call the services over NATS as well.
 	NATS *nats.Conn
 	// Subjects are the service subjects for NATS.
-	Subjects stream.Subjects
+	Subjects wire.Subjects
 	// Replicas are replica ids that reads may be pinned to.
 	Replicas []string
 	// NoTokens makes sessions send no token (a negative control: the
@@ -197,7 +200,7 @@ type session struct {
 	http   *http.Client
 	nats   *client.NATS
 	rng    *rand.Rand
-	token  stream.Token
+	token  api.Token
 	writes uint64 // session sequence of the last write issued
 	// gateway, when set, is the only path the session takes.
 	gateway string
@@ -291,10 +294,10 @@ func (s *session) do(ctx context.Context, op *history.Op) {
 	}
 	tok := s.token
 	if s.cfg.NoTokens {
-		tok = stream.Token{}
+		tok = api.Token{}
 	}
 	op.Invoke = time.Now()
-	var out stream.Token
+	var out api.Token
 	if useNATS {
 		op.Via = "nats"
 		out = s.doNATS(ctx, op, tok)
@@ -309,10 +312,10 @@ func (s *session) do(ctx context.Context, op *history.Op) {
 	op.Complete = time.Now()
 	op.TokenOut, op.Stream = out.Seq, out.Stream
 	switch {
-	case op.Code == stream.CodeTokenStreamMismatch || op.Code == stream.CodeTokenFromFuture:
+	case op.Code == api.CodeTokenStreamMismatch || op.Code == api.CodeTokenFromFuture:
 		// The token names a history the stream no longer has (the stream
 		// was recreated, or lost its tail): start the session again.
-		s.token = stream.Token{}
+		s.token = api.Token{}
 	default:
 		if m, err := s.token.Merge(out); err == nil {
 			s.token = m
@@ -324,7 +327,7 @@ func (s *session) do(ctx context.Context, op *history.Op) {
 // is a definite failure; anything that may have reached the stream is
 // indeterminate.
 func writeOutcome(code string) history.Outcome {
-	if stream.Refused(code) {
+	if api.Refused(code) {
 		return history.Failed
 	}
 	return history.Indeterminate
@@ -334,7 +337,7 @@ func writeOutcome(code string) history.Outcome {
 // definite error reply is Failed; a lost reply is Indeterminate.
 func readOutcome(code string) history.Outcome {
 	switch code {
-	case stream.CodeUnavailable, stream.CodeInternal, "":
+	case api.CodeUnavailable, api.CodeInternal, "":
 		return history.Indeterminate
 	}
 	return history.Failed

@@ -1,10 +1,11 @@
 package workload
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"testing"
 
 	"github.com/tidemark/tidemark/chaos/history"
-	"github.com/tidemark/tidemark/stream"
 )
 
 // TestOutcomes: a write is a definite failure only when it was rejected
@@ -15,14 +16,14 @@ func TestOutcomes(t *testing.T) {
 		code        string
 		write, read history.Outcome
 	}{
-		{stream.CodeInvalidKey, history.Failed, history.Failed},
-		{stream.CodeTokenFromFuture, history.Failed, history.Failed},
-		{stream.CodeOutOfOrder, history.Failed, history.Failed},
-		{stream.CodeRevisionMismatch, history.Failed, history.Failed},
-		{stream.CodeWriteIDReused, history.Failed, history.Failed},
-		{stream.CodeUnavailable, history.Indeterminate, history.Indeterminate},
-		{stream.CodeInternal, history.Indeterminate, history.Indeterminate},
-		{stream.CodeTokenWaitTimeout, history.Indeterminate, history.Failed},
+		{api.CodeInvalidKey, history.Failed, history.Failed},
+		{api.CodeTokenFromFuture, history.Failed, history.Failed},
+		{api.CodeOutOfOrder, history.Failed, history.Failed},
+		{api.CodeRevisionMismatch, history.Failed, history.Failed},
+		{api.CodeWriteIDReused, history.Failed, history.Failed},
+		{api.CodeUnavailable, history.Indeterminate, history.Indeterminate},
+		{api.CodeInternal, history.Indeterminate, history.Indeterminate},
+		{api.CodeTokenWaitTimeout, history.Indeterminate, history.Failed},
 		{"", history.Indeterminate, history.Indeterminate},
 	}
 	for _, tt := range tests {

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"github.com/tidemark/tidemark/internal/natsserver"
+
+	"github.com/tidemark/tidemark/internal/natsconn"
+
 	"context"
 	"errors"
 	"fmt"
@@ -49,7 +53,7 @@ func runDev(ctx context.Context, c config.Config, env *cmdEnv) error {
 	if err := portFree(c.Dev.NATSListen); err != nil {
 		return fmt.Errorf("embedded NATS listen on %s: %w (is another NATS server or tidemark dev running? --nats-listen picks another address)", c.Dev.NATSListen, err)
 	}
-	srv, err := stream.StartServer(stream.ServerConfig{
+	srv, err := natsserver.StartServer(natsserver.ServerConfig{
 		Name: "tidemark-dev", Listen: c.Dev.NATSListen, StoreDir: filepath.Join(data, "nats"),
 		SyncAlways: c.Dev.Durable, Logger: log.With().Str("role", "nats").Logger(),
 	})
@@ -59,7 +63,7 @@ func runDev(ctx context.Context, c config.Config, env *cmdEnv) error {
 	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
 	natsURL := srv.ClientURL()
 
-	nc, err := stream.Connect(ctx, stream.ConnectConfig{URL: natsURL, Name: "tidemark-dev", Logger: log})
+	nc, err := natsconn.Connect(ctx, natsconn.ConnectConfig{URL: natsURL, Name: "tidemark-dev", Logger: log})
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/tidemark/tidemark/internal/natsserver"
+
 	"bytes"
 	"context"
 	"io"
@@ -12,8 +14,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 func TestHealthHTTP(t *testing.T) {
@@ -90,7 +90,7 @@ func TestHealthUsage(t *testing.T) {
 }
 
 func TestHealthNATSService(t *testing.T) {
-	srv, err := stream.StartServer(stream.ServerConfig{Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
+	srv, err := natsserver.StartServer(natsserver.ServerConfig{Listen: "127.0.0.1:-1", StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"github.com/tidemark/tidemark/internal/natsserver"
+
+	"github.com/tidemark/tidemark/wire"
+
 	"bytes"
 	"context"
 	"strconv"
@@ -10,7 +14,6 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/internal/testenv"
-	"github.com/tidemark/tidemark/stream"
 )
 
 // lockedBuffer is a bytes.Buffer that a role's logger and a test share.
@@ -36,8 +39,8 @@ func (l *lockedBuffer) String() string {
 // each says so at start, with the limit it enforces instead.
 func TestStartWarnsOfTheTransportValueLimit(t *testing.T) {
 	const maxPayload = 64 << 10
-	e := testenv.StartServer(t, stream.ServerConfig{MaxPayload: maxPayload})
-	limit := strconv.Itoa(stream.TransportMaxValue(maxPayload))
+	e := testenv.StartServer(t, natsserver.ServerConfig{MaxPayload: maxPayload})
+	limit := strconv.Itoa(wire.TransportMaxValue(maxPayload))
 	for _, role := range []string{"writer", "gateway"} {
 		t.Run(role, func(t *testing.T) {
 			args := []string{role, "--nats", e.Server.ClientURL(), "--log-level", "warn"}

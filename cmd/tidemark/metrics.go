@@ -1,14 +1,14 @@
 package main
 
 import (
+	"github.com/tidemark/tidemark/internal/natsconn"
+
 	"net/http"
 	"runtime"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 // Names of the NATS connection metrics.
@@ -20,7 +20,7 @@ const (
 
 // newRegistry returns a Prometheus registry with the Go runtime and
 // process metrics, the state of the NATS connection nc, and cs.
-func newRegistry(nc *stream.Conn, cs ...prometheus.Collector) *prometheus.Registry {
+func newRegistry(nc *natsconn.Conn, cs ...prometheus.Collector) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	labels := prometheus.Labels{"conn": nc.Opts.Name}
 	reg.MustRegister(

@@ -1,6 +1,12 @@
 package main
 
 import (
+	"github.com/tidemark/tidemark/internal/natsconn"
+
+	"github.com/tidemark/tidemark/wire"
+
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"errors"
 	"fmt"
@@ -37,8 +43,8 @@ func streamConfig(c config.Config) stream.Config {
 	}
 }
 
-func connect(ctx context.Context, c config.Config, url, name string, log zerolog.Logger) (*stream.Conn, jetstream.JetStream, error) {
-	nc, err := stream.Connect(ctx, stream.ConnectConfig{
+func connect(ctx context.Context, c config.Config, url, name string, log zerolog.Logger) (*natsconn.Conn, jetstream.JetStream, error) {
+	nc, err := natsconn.Connect(ctx, natsconn.ConnectConfig{
 		URL: url, Name: name, Creds: c.NATS.Creds, NKey: c.NATS.NKey,
 		TLSCert: c.NATS.TLSCert, TLSKey: c.NATS.TLSKey, TLSCA: c.NATS.TLSCA,
 		Logger: log,
@@ -56,11 +62,11 @@ func connect(ctx context.Context, c config.Config, url, name string, log zerolog
 
 // startReplica opens a replica's Badger directory and runs it (applying
 // and serving reads over NATS) in g. The caller closes it after g is done.
-func startReplica(ctx context.Context, g *errgroup.Group, c config.Config, nc *stream.Conn, st *stream.Stream,
+func startReplica(ctx context.Context, g *errgroup.Group, c config.Config, nc *natsconn.Conn, st *stream.Stream,
 	id, dir string, syncWrites bool, log zerolog.Logger) (*replica.Replica, error) {
 	r := replica.New(replica.Config{
 		ID: id, Dir: dir, SyncWrites: syncWrites, Stream: st, Conn: nc.Conn,
-		Subjects:    stream.Subjects{Prefix: c.API.Prefix},
+		Subjects:    wire.Subjects{Prefix: c.API.Prefix},
 		DefaultWait: time.Duration(c.Gateway.DefaultWait), MaxWait: time.Duration(c.Gateway.MaxWait),
 		Logger: log, Bootstrap: c.Replica.Bootstrap, CacheBytes: cacheBytes(c.Replica.CacheMB),
 	})
@@ -136,7 +142,7 @@ func runGateway(ctx context.Context, c config.Config, env *cmdEnv) error {
 	if err != nil {
 		return err
 	}
-	warnValueLimit(env.log.With().Str("role", "gateway").Logger(), stream.NewValueLimit(c.Gateway.MaxValueBytes, nc.MaxPayload()))
+	warnValueLimit(env.log.With().Str("role", "gateway").Logger(), wire.NewValueLimit(c.Gateway.MaxValueBytes, nc.MaxPayload()))
 	return gw.Run(ctx)
 }
 
@@ -144,8 +150,8 @@ func runGateway(ctx context.Context, c config.Config, env *cmdEnv) error {
 // set, adds to its readiness (dev: the local replicas have caught up); w and
 // rd, when set, are a writer and replicas in this process that writes and
 // reads go to directly rather than over NATS; and its /metrics serves cs too.
-func newGateway(c config.Config, nc *stream.Conn, log zerolog.Logger, ready func() error, w gateway.Writer, rd gateway.Reader, cs ...prometheus.Collector) (*gateway.Gateway, error) {
-	subjects := stream.Subjects{Prefix: c.API.Prefix}
+func newGateway(c config.Config, nc *natsconn.Conn, log zerolog.Logger, ready func() error, w gateway.Writer, rd gateway.Reader, cs ...prometheus.Collector) (*gateway.Gateway, error) {
+	subjects := wire.Subjects{Prefix: c.API.Prefix}
 	t := client.NewNATS(nc.Conn, subjects)
 	router, err := client.NewRouter(nc.Conn, subjects)
 	if err != nil {
@@ -157,7 +163,7 @@ func newGateway(c config.Config, nc *stream.Conn, log zerolog.Logger, ready func
 	if err := mon.Open(); err != nil {
 		return nil, err
 	}
-	signer, err := stream.NewSigner(stream.ParseSigningKeys(c.Gateway.TokenKeys)...)
+	signer, err := api.NewSigner(api.ParseSigningKeys(c.Gateway.TokenKeys)...)
 	if err != nil {
 		return nil, err
 	}
@@ -220,9 +226,9 @@ func runWriter(ctx context.Context, c config.Config, env *cmdEnv) error {
 
 // newWriter returns a writer and its NATS service. The writer reads keys
 // whose history the stream no longer holds from the replicas' services.
-func newWriter(c config.Config, nc *stream.Conn, st *stream.Stream, log zerolog.Logger) (*writer.Service, *writer.Writer) {
+func newWriter(c config.Config, nc *natsconn.Conn, st *stream.Stream, log zerolog.Logger) (*writer.Service, *writer.Writer) {
 	log = log.With().Str("role", "writer").Logger()
-	subjects := stream.Subjects{Prefix: c.API.Prefix}
+	subjects := wire.Subjects{Prefix: c.API.Prefix}
 	w := writer.New(writer.Config{Stream: st, MaxValueBytes: c.Gateway.MaxValueBytes, Logger: log,
 		Records: client.NewNATS(nc.Conn, subjects)})
 	warnValueLimit(log, w.ValueLimit())
@@ -237,7 +243,7 @@ func newWriter(c config.Config, nc *stream.Conn, st *stream.Stream, log zerolog.
 // NATS's default max_payload (1 MiB) can carry, and the lower limit is
 // enforced up front anyway (413 value_too_large, before anything is
 // published), so nothing fails at read time.
-func warnValueLimit(log zerolog.Logger, l stream.ValueLimit) {
+func warnValueLimit(log zerolog.Logger, l wire.ValueLimit) {
 	if !l.TransportLimited() {
 		return
 	}

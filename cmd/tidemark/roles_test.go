@@ -1,6 +1,10 @@
 package main
 
 import (
+	"github.com/tidemark/tidemark/internal/natsserver"
+
+	"github.com/tidemark/tidemark/internal/natsconn"
+
 	"context"
 	"io"
 	"net"
@@ -16,7 +20,6 @@ import (
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/replicator"
-	"github.com/tidemark/tidemark/stream"
 )
 
 func freeAddr(t *testing.T) string {
@@ -48,7 +51,7 @@ func TestGatewayReadinessFollowsNATS(t *testing.T) {
 	dir := t.TempDir()
 	natsAddr := freeAddr(t)
 	start := func() *server.Server {
-		s, err := stream.StartServer(stream.ServerConfig{Listen: natsAddr, StoreDir: dir})
+		s, err := natsserver.StartServer(natsserver.ServerConfig{Listen: natsAddr, StoreDir: dir})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -118,13 +121,13 @@ func TestConnectWithNKey(t *testing.T) {
 	// context ends.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := stream.Connect(ctx, stream.ConnectConfig{URL: s.ClientURL()}); err == nil {
+	if _, err := natsconn.Connect(ctx, natsconn.ConnectConfig{URL: s.ClientURL()}); err == nil {
 		t.Fatal("connected without the nkey")
 	}
 	if ctx.Err() != nil {
 		t.Fatal("a refused connection was retried until the context ended")
 	}
-	nc, err := stream.Connect(context.Background(), stream.ConnectConfig{URL: s.ClientURL(), NKey: seedFile})
+	nc, err := natsconn.Connect(context.Background(), natsconn.ConnectConfig{URL: s.ClientURL(), NKey: seedFile})
 	if err != nil {
 		t.Fatalf("connect with nkey: %v", err)
 	}

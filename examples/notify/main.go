@@ -14,6 +14,12 @@
 package main
 
 import (
+	"github.com/tidemark/tidemark/internal/natsconn"
+
+	"github.com/tidemark/tidemark/wire"
+
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -62,7 +68,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr}).Level(zerolog.InfoLevel).With().Timestamp().Logger()
 
-	nc, err := stream.Connect(ctx, stream.ConnectConfig{URL: *natsURL, Name: "notify", Logger: log})
+	nc, err := natsconn.Connect(ctx, natsconn.ConnectConfig{URL: *natsURL, Name: "notify", Logger: log})
 	if err != nil {
 		return err
 	}
@@ -99,7 +105,7 @@ func open(ctx context.Context, nc *nats.Conn, id, dir string, log zerolog.Logger
 	if err := r.Open(); err != nil {
 		return nil, err
 	}
-	tm := client.New(client.NewNATS(nc, stream.Subjects{}), client.WithReader(r))
+	tm := client.New(client.NewNATS(nc, wire.Subjects{}), client.WithReader(r))
 	return &notifier{nc: nc, replica: r, tm: tm, log: log}, nil
 }
 
@@ -163,7 +169,7 @@ func (n *notifier) notify(ctx context.Context, req micro.Request) {
 	}
 	var o order
 	if err := json.Unmarshal(res.Record.Value, &o); err != nil {
-		n.fail(req, id, stream.Errorf(stream.ErrInternal, "order %s: %v", id, err))
+		n.fail(req, id, api.Errorf(api.ErrInternal, "order %s: %v", id, err))
 		return
 	}
 	text := fmt.Sprintf("order %s confirmed: %d x %s", o.ID, o.Qty, o.Item)
@@ -176,8 +182,8 @@ func (n *notifier) notify(ctx context.Context, req micro.Request) {
 }
 
 func (n *notifier) fail(req micro.Request, id string, err error) {
-	if !errors.Is(err, stream.ErrNotFound) {
+	if !errors.Is(err, api.ErrNotFound) {
 		n.log.Warn().Err(err).Str("order", id).Msg("notify")
 	}
-	_ = req.Error(stream.Code(err), err.Error(), nil)
+	_ = req.Error(api.Code(err), err.Error(), nil)
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -18,7 +20,6 @@ import (
 	"github.com/tidemark/tidemark/client"
 	"github.com/tidemark/tidemark/internal/stacktest"
 	"github.com/tidemark/tidemark/internal/testenv"
-	"github.com/tidemark/tidemark/stream"
 )
 
 // start runs the notify service on s until the test ends.
@@ -49,7 +50,7 @@ func waitAnswering(t *testing.T, nc *nats.Conn) {
 	t.Helper()
 	testenv.Eventually(t, 20*time.Second, "notify to answer", func() bool {
 		reply, err := nc.Request(Subject, []byte("no-such-order"), time.Second)
-		return err == nil && reply.Header.Get(micro.ErrorCodeHeader) == stream.CodeNotFound
+		return err == nil && reply.Header.Get(micro.ErrorCodeHeader) == api.CodeNotFound
 	})
 }
 
@@ -77,7 +78,7 @@ func TestNotify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := reply.Header.Get(micro.ErrorCodeHeader), stream.CodeNotFound; got != want {
+	if got, want := reply.Header.Get(micro.ErrorCodeHeader), api.CodeNotFound; got != want {
 		t.Fatalf("notify without the token: error code %q, want %q (body %q)", got, want, reply.Data)
 	}
 

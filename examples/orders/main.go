@@ -16,6 +16,12 @@
 package main
 
 import (
+	"github.com/tidemark/tidemark/internal/natsconn"
+
+	"github.com/tidemark/tidemark/wire"
+
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,7 +40,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tidemark/tidemark/client"
-	"github.com/tidemark/tidemark/stream"
 )
 
 // NotifySubject is where the notify service answers.
@@ -62,7 +67,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr}).Level(zerolog.InfoLevel).With().Timestamp().Logger()
 
-	nc, err := stream.Connect(ctx, stream.ConnectConfig{URL: *natsURL, Name: "orders", Logger: log})
+	nc, err := natsconn.Connect(ctx, natsconn.ConnectConfig{URL: *natsURL, Name: "orders", Logger: log})
 	if err != nil {
 		return err
 	}
@@ -98,7 +103,7 @@ type server struct {
 }
 
 func newServer(nc *nats.Conn) *server {
-	return &server{nc: nc, tm: client.New(client.NewNATS(nc, stream.Subjects{}))}
+	return &server{nc: nc, tm: client.New(client.NewNATS(nc, wire.Subjects{}))}
 }
 
 // handler routes the API. client.Middleware puts the request's token (if
@@ -127,7 +132,7 @@ type created struct {
 
 func (s *server) create(w http.ResponseWriter, r *http.Request) {
 	var o order
-	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&o); err != nil || !stream.ValidReplicaID(o.ID) || o.Qty <= 0 {
+	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&o); err != nil || !api.ValidReplicaID(o.ID) || o.Qty <= 0 {
 		http.Error(w, `want {"id":"<letters, digits, - or _>","item":"...","qty":N>0}`, http.StatusBadRequest)
 		return
 	}
@@ -168,15 +173,15 @@ func (s *server) get(w http.ResponseWriter, r *http.Request) {
 
 // statusOf maps a Tidemark error to an HTTP status.
 func statusOf(err error) int {
-	switch stream.Code(err) {
-	case stream.CodeNotFound:
+	switch api.Code(err) {
+	case api.CodeNotFound:
 		return http.StatusNotFound
-	case stream.CodeRevisionMismatch:
+	case api.CodeRevisionMismatch:
 		return http.StatusConflict
-	case stream.CodeInvalidKey, stream.CodeInvalidRequest, stream.CodeInvalidToken,
-		stream.CodeTokenStreamMismatch, stream.CodeTokenFromFuture:
+	case api.CodeInvalidKey, api.CodeInvalidRequest, api.CodeInvalidToken,
+		api.CodeTokenStreamMismatch, api.CodeTokenFromFuture:
 		return http.StatusBadRequest
-	case stream.CodeTokenWaitTimeout:
+	case api.CodeTokenWaitTimeout:
 		return http.StatusGatewayTimeout
 	default:
 		return http.StatusServiceUnavailable

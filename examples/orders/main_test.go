@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -73,7 +75,7 @@ func startNotify(t *testing.T, s *stacktest.Stack) *replica.Replica {
 			_, err = tm.Put(ctx, "notification/"+id, []byte("sent"))
 		}
 		if err != nil {
-			_ = req.Error(stream.Code(err), err.Error(), nil)
+			_ = req.Error(api.Code(err), err.Error(), nil)
 			return
 		}
 		_ = req.Respond(append([]byte("seen "), res.Record.Value...))
@@ -91,7 +93,7 @@ func do(t *testing.T, method, url, token, body string) (*http.Response, string) 
 		t.Fatal(err)
 	}
 	if token != "" {
-		req.Header.Set(stream.HeaderToken, token)
+		req.Header.Set(api.HeaderToken, token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -131,7 +133,7 @@ func TestOrders(t *testing.T) {
 	if want := `seen {"id":"42","item":"apples","qty":2}`; c.Notification != want {
 		t.Fatalf("notification=%q, want %q", c.Notification, want)
 	}
-	tok, err := stream.ParseToken(resp.Header.Get(stream.HeaderToken))
+	tok, err := api.ParseToken(resp.Header.Get(api.HeaderToken))
 	if err != nil || tok.Seq <= c.Revision {
 		t.Fatalf("response token %v (%v), want one past the order's revision %d (the notification's write)", tok, err, c.Revision)
 	}
@@ -146,8 +148,8 @@ func TestOrders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := reply.Header.Get(micro.ErrorCodeHeader); got != stream.CodeNotFound {
-		t.Fatalf("downstream without the token: %q %q, want %s", got, reply.Data, stream.CodeNotFound)
+	if got := reply.Header.Get(micro.ErrorCodeHeader); got != api.CodeNotFound {
+		t.Fatalf("downstream without the token: %q %q, want %s", got, reply.Data, api.CodeNotFound)
 	}
 	time.AfterFunc(100*time.Millisecond, notify.Replicator().Resume)
 	m := nats.NewMsg(NotifySubject)
@@ -161,8 +163,8 @@ func TestOrders(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"item":"apples"`) {
 		t.Fatalf("GET /orders/42: %s %s", resp.Status, body)
 	}
-	if got := resp.Header.Get(stream.HeaderToken); got == "" {
-		t.Fatalf("GET /orders/42: no %s in the response", stream.HeaderToken)
+	if got := resp.Header.Get(api.HeaderToken); got == "" {
+		t.Fatalf("GET /orders/42: no %s in the response", api.HeaderToken)
 	}
 
 	for _, tc := range []struct {

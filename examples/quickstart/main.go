@@ -6,6 +6,10 @@
 package main
 
 import (
+	"github.com/tidemark/tidemark/internal/natsconn"
+
+	"github.com/tidemark/tidemark/wire"
+
 	"context"
 	"flag"
 	"fmt"
@@ -17,7 +21,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tidemark/tidemark/client"
-	"github.com/tidemark/tidemark/stream"
 )
 
 func main() {
@@ -61,12 +64,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "session token %s\n", token)
 		return nil
 	}
-	nc, err := stream.Connect(ctx, stream.ConnectConfig{URL: *natsURL, Logger: zerolog.Nop()})
+	nc, err := natsconn.Connect(ctx, natsconn.ConnectConfig{URL: *natsURL, Logger: zerolog.Nop()})
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	other, err := client.ResumeSession(client.New(client.NewNATS(nc.Conn, stream.Subjects{})), token)
+	other, err := client.ResumeSession(client.New(client.NewNATS(nc.Conn, wire.Subjects{})), token)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,12 @@
 package stacktest
 
 import (
+	"github.com/tidemark/tidemark/internal/natsserver"
+
+	"github.com/tidemark/tidemark/wire"
+
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"fmt"
 	"io"
@@ -25,7 +31,6 @@ import (
 	"github.com/tidemark/tidemark/gateway"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/replica"
-	"github.com/tidemark/tidemark/stream"
 	"github.com/tidemark/tidemark/writer"
 )
 
@@ -40,7 +45,7 @@ type Options struct {
 	// Logger receives the components' logs; the zero value discards them.
 	Logger zerolog.Logger
 	// Signer signs the gateway's tokens; Affinity turns on sticky sessions.
-	Signer   *stream.Signer
+	Signer   *api.Signer
 	Affinity bool
 	// MaxPayload is the NATS server's max_payload (default the embedded
 	// server's).
@@ -65,7 +70,7 @@ type Stack struct {
 	Monitor *gateway.Monitor
 	URL     string
 	// Subjects are the service subjects.
-	Subjects stream.Subjects
+	Subjects wire.Subjects
 
 	opts Options
 	dir  string
@@ -80,7 +85,7 @@ func Start(t testing.TB, opts Options) *Stack {
 	if opts.Replicas == 0 {
 		opts.Replicas = 2
 	}
-	s := &Stack{Env: testenv.StartServer(t, stream.ServerConfig{MaxPayload: opts.MaxPayload}), opts: opts, dir: t.TempDir(), running: map[string]running{}}
+	s := &Stack{Env: testenv.StartServer(t, natsserver.ServerConfig{MaxPayload: opts.MaxPayload}), opts: opts, dir: t.TempDir(), running: map[string]running{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	g, gctx := errgroup.WithContext(ctx)
 	t.Cleanup(func() {
@@ -134,8 +139,8 @@ func Start(t testing.TB, opts Options) *Stack {
 	}
 	// The shared read endpoints join their queue group just after ready.
 	testenv.Eventually(t, 10*time.Second, "replicas serving shared reads", func() bool {
-		_, err := s.Transport.Get(ctx, stream.GetRequest{Key: "stacktest-probe", Wait: time.Second})
-		return err == nil || stream.Code(err) == stream.CodeNotFound
+		_, err := s.Transport.Get(ctx, api.GetRequest{Key: "stacktest-probe", Wait: time.Second})
+		return err == nil || api.Code(err) == api.CodeNotFound
 	})
 	return s
 }
@@ -252,7 +257,7 @@ func Do(t testing.TB, method, url, body string, hdr ...string) Response {
 
 // RunWriter runs a writer service for e's stream on e's connection until
 // the test ends, and returns once it answers a PING.
-func RunWriter(t testing.TB, e *testenv.Env, subjects stream.Subjects) *writer.Writer {
+func RunWriter(t testing.TB, e *testenv.Env, subjects wire.Subjects) *writer.Writer {
 	t.Helper()
 	w := writer.New(writer.Config{Stream: e.Stream, Logger: zerolog.Nop()})
 	svc := writer.NewService(e.Conn.Conn, subjects, w, zerolog.Nop())

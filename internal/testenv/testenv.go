@@ -4,6 +4,10 @@
 package testenv
 
 import (
+	"github.com/tidemark/tidemark/internal/natsserver"
+
+	"github.com/tidemark/tidemark/internal/natsconn"
+
 	"context"
 	"os"
 	"testing"
@@ -22,7 +26,7 @@ type Env struct {
 	// Server is the embedded NATS server.
 	Server *server.Server
 	// Conn is a connection to it, closed with the test.
-	Conn *stream.Conn
+	Conn *natsconn.Conn
 	// JS is a JetStream context on Conn.
 	JS jetstream.JetStream
 	// Stream is the Tidemark stream.
@@ -30,7 +34,7 @@ type Env struct {
 	// Config is the stream's configuration.
 	Config stream.Config
 
-	server stream.ServerConfig // how Server was started, on its address
+	server natsserver.ServerConfig // how Server was started, on its address
 }
 
 // Start starts an embedded NATS server and creates the stream. Everything is
@@ -44,19 +48,19 @@ func Start(t testing.TB) *Env {
 // the server and start it again on the same files.
 func StartDir(t testing.TB, dir string) *Env {
 	t.Helper()
-	return StartServer(t, stream.ServerConfig{StoreDir: dir})
+	return StartServer(t, natsserver.ServerConfig{StoreDir: dir})
 }
 
 // StartServer is Start with the server configured by cfg; it listens on a
 // free loopback port, and its store is in a temporary directory unless
 // cfg.StoreDir says otherwise.
-func StartServer(t testing.TB, cfg stream.ServerConfig) *Env {
+func StartServer(t testing.TB, cfg natsserver.ServerConfig) *Env {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:-1"
 	if cfg.StoreDir == "" {
 		cfg.StoreDir = t.TempDir()
 	}
-	s, err := stream.StartServer(cfg)
+	s, err := natsserver.StartServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,11 +82,11 @@ func StartServer(t testing.TB, cfg stream.ServerConfig) *Env {
 }
 
 // Connect opens a connection to url that is closed when the test ends.
-func Connect(t testing.TB, url string) *stream.Conn {
+func Connect(t testing.TB, url string) *natsconn.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	nc, err := stream.Connect(ctx, stream.ConnectConfig{URL: url, Logger: zerolog.Nop()})
+	nc, err := natsconn.Connect(ctx, natsconn.ConnectConfig{URL: url, Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +117,7 @@ func (e *Env) StopServer() {
 // directory (as it is now: a test may have put an older copy there).
 func (e *Env) StartServerAgain(t testing.TB) {
 	t.Helper()
-	s, err := stream.StartServer(e.server)
+	s, err := natsserver.StartServer(e.server)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,8 @@
-package stream
+package wire
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -43,32 +45,32 @@ type overheads struct {
 var protocolOverheads = sync.OnceValue(computeOverheads)
 
 func computeOverheads() overheads {
-	key := strings.Repeat("<", MaxKeyLen) // 3 bytes percent-encoded, 6 in JSON: the most of any key
-	tok := NewToken(strings.Repeat("z", 32), math.MaxUint64)
+	key := strings.Repeat("<", api.MaxKeyLen) // 3 bytes percent-encoded, 6 in JSON: the most of any key
+	tok := api.NewToken(strings.Repeat("z", 32), math.MaxUint64)
 	replica := strings.Repeat("r", 64)
 	maxWait := time.Duration(math.MaxInt64)
 
-	put := WriteRequest{Op: OpPut, Key: key, Token: tok, WriteID: strings.Repeat("w", MaxWriteIDLen),
-		IfRevision: math.MaxUint64, Session: strings.Repeat("s", MaxSessionLen), SessionSeq: math.MaxUint64}
-	whole := headerSize(put.Msg("put").Header)
+	put := api.WriteRequest{Op: api.OpPut, Key: key, Token: tok, WriteID: strings.Repeat("w", api.MaxWriteIDLen),
+		IfRevision: math.MaxUint64, Session: strings.Repeat("s", api.MaxSessionLen), SessionSeq: math.MaxUint64}
+	whole := headerSize(WriteMsg("put", put).Header)
 
 	// The stream message a writer publishes: its op, session and the
 	// JetStream headers of deduplication and conditional writes.
 	sm := nats.Header{}
-	sm.Set(HeaderOp, string(OpPut))
-	SetSession(sm, put.Session, put.SessionSeq)
+	sm.Set(api.HeaderOp, string(api.OpPut))
+	api.SetSession(sm, put.Session, put.SessionSeq)
 	sm.Set(jetstream.MsgIDHeader, put.WriteID)
 	sm.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(math.MaxUint64, 10))
 	whole = max(whole, headerSize(sm))
 
-	get, _ := EncodeGetReply(GetResult{Record: Record{Key: key, Revision: math.MaxUint64}, Token: tok, Replica: replica,
+	get, _ := EncodeGetReply(api.GetResult{Record: api.Record{Key: key, Revision: math.MaxUint64}, Token: tok, Replica: replica,
 		Applied: math.MaxUint64, Waited: maxWait, StreamLast: math.MaxUint64}, nil)
 	whole = max(whole, headerSize(get))
 
-	h, body := EncodeScanReply(ScanResult{Items: []Record{}, Next: key, Token: tok, Replica: replica,
+	h, body := EncodeScanReply(api.ScanResult{Items: []api.Record{}, Next: key, Token: tok, Replica: replica,
 		Applied: math.MaxUint64, Waited: maxWait, StreamLast: math.MaxUint64}, nil)
 	o := overheads{whole: whole, page: headerSize(h) + len(body)}
-	empty, _ := json.Marshal(ItemJSON{Value: []byte{}})
+	empty, _ := json.Marshal(api.ItemJSON{Value: []byte{}})
 	o.item = len(empty) - len(`""`) - len("0") + len(",")
 	o.largestItem = o.item + jsonStringLen(key) + len(strconv.FormatUint(math.MaxUint64, 10))
 	return o
@@ -147,10 +149,10 @@ func (l ValueLimit) Check(n int64) error {
 // bytes"), naming the limit and why.
 func (l ValueLimit) TooLarge(size string) error {
 	if l.TransportLimited() {
-		return Errorf(ErrValueTooLarge, "value is %s, over the limit of %d bytes: the NATS server's max_payload is %d bytes, "+
+		return api.Errorf(api.ErrValueTooLarge, "value is %s, over the limit of %d bytes: the NATS server's max_payload is %d bytes, "+
 			"and a reply carries the value with its key and headers, in base64 in a scan page", size, l.Bytes, l.MaxPayload)
 	}
-	return Errorf(ErrValueTooLarge, "value is %s, over the configured limit of %d bytes", size, l.Bytes)
+	return api.Errorf(api.ErrValueTooLarge, "value is %s, over the configured limit of %d bytes", size, l.Bytes)
 }
 
 // String describes the limit, for logs.
@@ -183,7 +185,7 @@ func NewPageBudget(maxPayload int64) *PageBudget {
 // Add reports whether it fits the page after the items added before it,
 // and if so counts it. The first item always fits, so that a scan always
 // moves on.
-func (b *PageBudget) Add(it Record) bool {
+func (b *PageBudget) Add(it api.Record) bool {
 	if b == nil {
 		return true
 	}
@@ -197,7 +199,7 @@ func (b *PageBudget) Add(it Record) bool {
 }
 
 // itemSize is the bytes it adds to a scan reply's body, comma included.
-func itemSize(o overheads, it Record) int {
+func itemSize(o overheads, it api.Record) int {
 	return o.item + jsonStringLen(it.Key) + len(strconv.FormatUint(it.Revision, 10)) + base64.StdEncoding.EncodedLen(len(it.Value))
 }
 
@@ -210,7 +212,7 @@ func ReplyFits(maxPayload int64, h nats.Header, body []byte, what func() string)
 		return nil // no get or scan reply has larger headers than that
 	}
 	if n := int64(headerSize(h) + len(body)); n > maxPayload {
-		return Errorf(ErrValueTooLarge, "%s is %d bytes, over the NATS server's max_payload of %d bytes", what(), n, maxPayload)
+		return api.Errorf(api.ErrValueTooLarge, "%s is %d bytes, over the NATS server's max_payload of %d bytes", what(), n, maxPayload)
 	}
 	return nil
 }

@@ -1,4 +1,6 @@
-package stream
+// Package natsserver starts the embedded NATS server with JetStream that
+// tidemark dev and the tests run on.
+package natsserver
 
 import (
 	"fmt"

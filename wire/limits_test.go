@@ -1,6 +1,10 @@
-package stream_test
+package wire_test
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
+	"github.com/tidemark/tidemark/api"
+
 	"bytes"
 	"errors"
 	"math"
@@ -11,22 +15,20 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 // Keys that take room in different ways: the longest escapes, multi-byte
 // runes JSON escapes (U+2028), control characters, plain ASCII.
 var limitKeys = []string{
-	strings.Repeat("<", stream.MaxKeyLen),
-	strings.Repeat("\u2028", stream.MaxKeyLen/3),
-	strings.Repeat("\x01", stream.MaxKeyLen),
-	strings.Repeat("%", stream.MaxKeyLen),
-	strings.Repeat("k", stream.MaxKeyLen),
+	strings.Repeat("<", api.MaxKeyLen),
+	strings.Repeat("\u2028", api.MaxKeyLen/3),
+	strings.Repeat("\x01", api.MaxKeyLen),
+	strings.Repeat("%", api.MaxKeyLen),
+	strings.Repeat("k", api.MaxKeyLen),
 	"k",
 }
 
-var limitToken = stream.NewToken(strings.Repeat("f", 32), math.MaxUint64)
+var limitToken = api.NewToken(strings.Repeat("f", 32), math.MaxUint64)
 
 // wireSize is the bytes a message of h and data counts against max_payload.
 func wireSize(h nats.Header, data []byte) int {
@@ -39,17 +41,17 @@ func wireSize(h nats.Header, data []byte) int {
 // page of that one value.
 func largest(key string, n int) (put, get, scan int) {
 	value := bytes.Repeat([]byte{0xff}, n)
-	req := stream.WriteRequest{Op: stream.OpPut, Key: key, Value: value, Token: limitToken, WriteID: strings.Repeat("w", stream.MaxWriteIDLen),
-		IfRevision: math.MaxUint64, Session: strings.Repeat("s", stream.MaxSessionLen), SessionSeq: math.MaxUint64}
-	m := req.Msg("x")
+	req := api.WriteRequest{Op: api.OpPut, Key: key, Value: value, Token: limitToken, WriteID: strings.Repeat("w", api.MaxWriteIDLen),
+		IfRevision: math.MaxUint64, Session: strings.Repeat("s", api.MaxSessionLen), SessionSeq: math.MaxUint64}
+	m := wire.WriteMsg("x", req)
 	put = wireSize(m.Header, m.Data)
 	served := func(h nats.Header) {
-		stream.SetServedBy(h, strings.Repeat("r", 64), math.MaxUint64, time.Duration(math.MaxInt64), math.MaxUint64)
+		wire.SetServedBy(h, strings.Repeat("r", 64), math.MaxUint64, time.Duration(math.MaxInt64), math.MaxUint64)
 	}
-	h, body := stream.EncodeGetReply(stream.GetResult{Record: stream.Record{Key: key, Value: value, Revision: math.MaxUint64}, Token: limitToken}, nil)
+	h, body := wire.EncodeGetReply(api.GetResult{Record: api.Record{Key: key, Value: value, Revision: math.MaxUint64}, Token: limitToken}, nil)
 	served(h)
 	get = wireSize(h, body)
-	h, body = stream.EncodeScanReply(stream.ScanResult{Items: []stream.Record{{Key: key, Value: value, Revision: math.MaxUint64}},
+	h, body = wire.EncodeScanReply(api.ScanResult{Items: []api.Record{{Key: key, Value: value, Revision: math.MaxUint64}},
 		Next: key, Token: limitToken}, nil)
 	served(h)
 	scan = wireSize(h, body)
@@ -61,12 +63,12 @@ func largest(key string, n int) (put, get, scan int) {
 // such: one byte more does not fit the worst key's scan page.
 func TestTransportMaxValue(t *testing.T) {
 	for _, payload := range []int64{64 << 10, 1 << 20} {
-		limit := stream.TransportMaxValue(payload)
+		limit := wire.TransportMaxValue(payload)
 		if limit < int(payload)/2 {
 			t.Fatalf("TransportMaxValue(%d)=%d, want most of it", payload, limit)
 		}
 		for _, key := range limitKeys {
-			if err := stream.ValidateKey(key); err != nil {
+			if err := api.ValidateKey(key); err != nil {
 				t.Fatal(err)
 			}
 			put, get, scan := largest(key, limit)
@@ -79,13 +81,13 @@ func TestTransportMaxValue(t *testing.T) {
 			t.Fatalf("max_payload %d: a value of limit+1 (%d) fits a scan page of %d bytes; the limit is not the largest", payload, limit+1, scan)
 		}
 	}
-	if got := stream.TransportMaxValue(1024); got != 0 {
+	if got := wire.TransportMaxValue(1024); got != 0 {
 		t.Fatalf("TransportMaxValue(1024)=%d, want 0: not even the headers fit", got)
 	}
 }
 
 func TestValueLimit(t *testing.T) {
-	transport := stream.TransportMaxValue(1 << 20)
+	transport := wire.TransportMaxValue(1 << 20)
 	for _, tt := range []struct {
 		name        string
 		configured  int
@@ -100,7 +102,7 @@ func TestValueLimit(t *testing.T) {
 		{"no transport", 1000, 0, 1000, false, "over the configured limit of 1000 bytes"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			l := stream.NewValueLimit(tt.configured, tt.maxPayload)
+			l := wire.NewValueLimit(tt.configured, tt.maxPayload)
 			if got, want := l.Bytes, tt.bytes; got != want {
 				t.Fatalf("Bytes=%d, want %d", got, want)
 			}
@@ -111,7 +113,7 @@ func TestValueLimit(t *testing.T) {
 				t.Fatalf("Check(limit)=%v, want nil", err)
 			}
 			err := l.Check(int64(l.Bytes) + 1)
-			if !errors.Is(err, stream.ErrValueTooLarge) || !strings.Contains(err.Error(), tt.msg) ||
+			if !errors.Is(err, api.ErrValueTooLarge) || !strings.Contains(err.Error(), tt.msg) ||
 				!strings.Contains(err.Error(), strconv.Itoa(l.Bytes)) {
 				t.Fatalf("Check(limit+1)=%v, want ErrValueTooLarge naming %d and %q", err, l.Bytes, tt.msg)
 			}
@@ -120,7 +122,7 @@ func TestValueLimit(t *testing.T) {
 }
 
 // pageFit is how many of the leading items a page of budget b takes.
-func pageFit(b *stream.PageBudget, items []stream.Record) int {
+func pageFit(b *wire.PageBudget, items []api.Record) int {
 	for i, it := range items {
 		if !b.Add(it) {
 			return i
@@ -136,30 +138,30 @@ func TestPageBudget(t *testing.T) {
 	const payload = 64 << 10
 	rng := rand.New(rand.NewPCG(1, 2))
 	for range 100 {
-		items := make([]stream.Record, 1+rng.IntN(60))
+		items := make([]api.Record, 1+rng.IntN(60))
 		for i := range items {
 			key := limitKeys[rng.IntN(len(limitKeys))]
-			items[i] = stream.Record{Key: key[:1+rng.IntN(len(key))], Revision: rng.Uint64N(math.MaxUint64),
-				Value: make([]byte, rng.IntN(stream.TransportMaxValue(payload)/4))}
+			items[i] = api.Record{Key: key[:1+rng.IntN(len(key))], Revision: rng.Uint64N(math.MaxUint64),
+				Value: make([]byte, rng.IntN(wire.TransportMaxValue(payload)/4))}
 		}
-		items[0].Value = make([]byte, rng.IntN(stream.TransportMaxValue(payload)+1))
-		n := pageFit(stream.NewPageBudget(payload), items)
+		items[0].Value = make([]byte, rng.IntN(wire.TransportMaxValue(payload)+1))
+		n := pageFit(wire.NewPageBudget(payload), items)
 		if n < 1 || n > len(items) {
 			t.Fatalf("a page of %d items took %d", len(items), n)
 		}
 		size := func(k int) int {
-			h, body := stream.EncodeScanReply(stream.ScanResult{Items: items[:k], Next: items[k-1].Key, Token: limitToken}, nil)
-			stream.SetServedBy(h, strings.Repeat("r", 64), math.MaxUint64, time.Duration(math.MaxInt64), math.MaxUint64)
+			h, body := wire.EncodeScanReply(api.ScanResult{Items: items[:k], Next: items[k-1].Key, Token: limitToken}, nil)
+			wire.SetServedBy(h, strings.Repeat("r", 64), math.MaxUint64, time.Duration(math.MaxInt64), math.MaxUint64)
 			return wireSize(h, body)
 		}
 		if got := size(n); got > payload {
 			t.Fatalf("a page cut to %d of %d items is %d bytes, over %d", n, len(items), got, payload)
 		}
-		if n < len(items) && size(n+1) <= payload-stream.MaxKeyLen*6-2 {
+		if n < len(items) && size(n+1) <= payload-api.MaxKeyLen*6-2 {
 			t.Fatalf("a page cut to %d of %d items leaves room for the next: %d bytes with it", n, len(items), size(n+1))
 		}
 	}
-	if got := pageFit(stream.NewPageBudget(0), make([]stream.Record, 5)); got != 5 {
+	if got := pageFit(wire.NewPageBudget(0), make([]api.Record, 5)); got != 5 {
 		t.Fatalf("a page with no max_payload took %d, want all 5", got)
 	}
 }
@@ -171,11 +173,11 @@ func FuzzTransportMaxValue(f *testing.F) {
 		f.Add(k, uint16(0))
 	}
 	f.Fuzz(func(t *testing.T, key string, extra uint16) {
-		if stream.ValidateKey(key) != nil {
+		if api.ValidateKey(key) != nil {
 			return
 		}
 		payload := int64(16<<10) + int64(extra)
-		limit := stream.TransportMaxValue(payload)
+		limit := wire.TransportMaxValue(payload)
 		if put, get, scan := largest(key, limit); int64(max(put, get, scan)) > payload {
 			t.Fatalf("max_payload %d, key %q, value %d: put %d, get %d, scan %d", payload, key, limit, put, get, scan)
 		}

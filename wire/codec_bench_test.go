@@ -1,6 +1,10 @@
-package stream_test
+package wire_test
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
+	"github.com/tidemark/tidemark/api"
+
 	"testing"
 	"time"
 
@@ -12,12 +16,12 @@ import (
 // BenchmarkToken measures the session token codec: every request parses
 // one and every reply formats one.
 func BenchmarkToken(b *testing.B) {
-	tok := stream.NewToken("3f9a0c21b7d4", 1234567)
+	tok := api.NewToken("3f9a0c21b7d4", 1234567)
 	s := tok.String()
 	b.Run("parse", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := stream.ParseToken(s); err != nil {
+			if _, err := api.ParseToken(s); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -30,7 +34,7 @@ func BenchmarkToken(b *testing.B) {
 	})
 	b.Run("merge", func(b *testing.B) {
 		b.ReportAllocs()
-		o := stream.NewToken(tok.Stream, tok.Seq+1)
+		o := api.NewToken(tok.Stream, tok.Seq+1)
 		for b.Loop() {
 			if _, err := tok.Merge(o); err != nil {
 				b.Fatal(err)
@@ -54,7 +58,7 @@ func BenchmarkEnvelope(b *testing.B) {
 	b.Run("decode", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := stream.DecodeEntry(stream.DefaultSubject, subject, string(stream.OpPut), value); err != nil {
+			if _, err := stream.DecodeEntry(stream.DefaultSubject, subject, string(api.OpPut), value); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -64,46 +68,46 @@ func BenchmarkEnvelope(b *testing.B) {
 // BenchmarkWire measures the service protocol's encoding and decoding of a
 // put and of a point read's reply, as the client and the services do it.
 func BenchmarkWire(b *testing.B) {
-	tok := stream.NewToken("3f9a0c21b7d4", 1234567)
+	tok := api.NewToken("3f9a0c21b7d4", 1234567)
 	value := make([]byte, 128)
-	subjects := stream.Subjects{}
+	subjects := wire.Subjects{}
 	b.Run("write-request", func(b *testing.B) {
 		b.ReportAllocs()
-		req := stream.WriteRequest{Op: stream.OpPut, Key: "orders/42", Value: value, Token: tok}
+		req := api.WriteRequest{Op: api.OpPut, Key: "orders/42", Value: value, Token: tok}
 		for b.Loop() {
-			m := req.Msg(subjects.Put())
-			if _, err := stream.DecodeWriteRequest(stream.OpPut, m.Header, m.Data); err != nil {
+			m := wire.WriteMsg(subjects.Put(), req)
+			if _, err := wire.DecodeWriteRequest(api.OpPut, m.Header, m.Data); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
 	b.Run("write-reply", func(b *testing.B) {
 		b.ReportAllocs()
-		res := stream.WriteResult{Key: "orders/42", Revision: tok.Seq, Token: tok}
+		res := api.WriteResult{Key: "orders/42", Revision: tok.Seq, Token: tok}
 		for b.Loop() {
-			h, body := stream.EncodeWriteReply(res, nil)
-			if _, err := stream.DecodeWriteReply(&nats.Msg{Header: h, Data: body}); err != nil {
+			h, body := wire.EncodeWriteReply(res, nil)
+			if _, err := wire.DecodeWriteReply(&nats.Msg{Header: h, Data: body}); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
 	b.Run("get-request", func(b *testing.B) {
 		b.ReportAllocs()
-		req := stream.GetRequest{Key: "orders/42", Token: tok, Wait: 2 * time.Second}
+		req := api.GetRequest{Key: "orders/42", Token: tok, Wait: 2 * time.Second}
 		for b.Loop() {
-			m := req.Msg(subjects.Get())
-			if _, err := stream.DecodeGetRequest(m.Header); err != nil {
+			m := wire.GetMsg(subjects.Get(), req)
+			if _, err := wire.DecodeGetRequest(m.Header); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
 	b.Run("get-reply", func(b *testing.B) {
 		b.ReportAllocs()
-		res := stream.GetResult{Record: stream.Record{Key: "orders/42", Value: value, Revision: 7}, Token: tok,
+		res := api.GetResult{Record: api.Record{Key: "orders/42", Value: value, Revision: 7}, Token: tok,
 			Replica: "r1", Applied: tok.Seq, StreamLast: tok.Seq}
 		for b.Loop() {
-			h, body := stream.EncodeGetReply(res, nil)
-			if _, err := stream.DecodeGetReply("orders/42", &nats.Msg{Header: h, Data: body}); err != nil {
+			h, body := wire.EncodeGetReply(res, nil)
+			if _, err := wire.DecodeGetReply("orders/42", &nats.Msg{Header: h, Data: body}); err != nil {
 				b.Fatal(err)
 			}
 		}

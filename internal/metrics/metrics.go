@@ -1,4 +1,5 @@
-package stream
+// Package metrics holds the Prometheus helpers the roles share.
+package metrics
 
 import "github.com/prometheus/client_golang/prometheus"
 

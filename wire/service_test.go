@@ -1,18 +1,18 @@
-package stream_test
+package wire_test
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
 	"context"
 	"testing"
 	"time"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 // TestPoolDo checks that Do runs a request on the caller's goroutine, that
 // Close waits for it as for the pool's own, and that a closing pool runs
 // nothing more.
 func TestPoolDo(t *testing.T) {
-	p := stream.NewPool(context.Background(), 1)
+	p := wire.NewPool(context.Background(), 1)
 	ran := false
 	if !p.Do(func(ctx context.Context) { ran = ctx.Err() == nil }) || !ran {
 		t.Fatal("Do did not run its request on the caller's goroutine with a live context")

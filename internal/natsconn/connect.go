@@ -1,4 +1,7 @@
-package stream
+// Package natsconn connects the roles to NATS: retrying with backoff,
+// logging connection events, and telling which connection errors retrying
+// cannot fix.
+package natsconn
 
 import (
 	"context"
@@ -7,6 +10,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/tidemark/tidemark/internal/backoff"
 
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
@@ -90,7 +95,7 @@ func Connect(ctx context.Context, cfg ConnectConfig) (*Conn, error) {
 	if url == "" {
 		url = nats.DefaultURL
 	}
-	var b Backoff
+	var b backoff.Backoff
 	warned := false
 	for {
 		nc, err := nats.Connect(url, opts...)

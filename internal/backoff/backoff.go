@@ -1,4 +1,6 @@
-package stream
+// Package backoff is capped exponential backoff with full jitter, and a
+// sleep that ends with its context.
+package backoff
 
 import (
 	"context"
@@ -8,8 +10,8 @@ import (
 
 // Backoff defaults.
 const (
-	DefaultBackoffMin = 50 * time.Millisecond
-	DefaultBackoffMax = 5 * time.Second
+	DefaultMin = 50 * time.Millisecond
+	DefaultMax = 5 * time.Second
 )
 
 // Backoff is capped exponential backoff with full jitter. The zero value is
@@ -24,10 +26,10 @@ type Backoff struct {
 func (b *Backoff) Next() time.Duration {
 	lo, hi := b.Min, b.Max
 	if lo <= 0 {
-		lo = DefaultBackoffMin
+		lo = DefaultMin
 	}
 	if hi <= 0 {
-		hi = DefaultBackoffMax
+		hi = DefaultMax
 	}
 	d := lo << min(b.n, 20)
 	if d > hi || d <= 0 {

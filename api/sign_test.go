@@ -1,44 +1,44 @@
-package stream_test
+package api_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"errors"
 	"strings"
 	"testing"
-
-	"github.com/tidemark/tidemark/stream"
 )
 
 func TestSigner(t *testing.T) {
 	oldKey, newKey := []byte("old-key-0123456789"), []byte("new-key-0123456789")
-	old, err := stream.NewSigner(oldKey)
+	old, err := api.NewSigner(oldKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rotated, err := stream.NewSigner(newKey, oldKey)
+	rotated, err := api.NewSigner(newKey, oldKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	newOnly, err := stream.NewSigner(newKey)
+	newOnly, err := api.NewSigner(newKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok := stream.NewToken("a1b2c3", 42)
+	tok := api.NewToken("a1b2c3", 42)
 	signed := old.Format(tok)
 	if !strings.HasPrefix(signed, tok.String()+".") {
 		t.Fatalf("signed token %q", signed)
 	}
 	for _, tt := range []struct {
 		name string
-		s    *stream.Signer
+		s    *api.Signer
 		in   string
 		err  error
 	}{
 		{"same key", old, signed, nil},
 		{"rotated keeps old tokens", rotated, signed, nil},
-		{"retired key", newOnly, signed, stream.ErrInvalidToken},
-		{"unsigned", old, tok.String(), stream.ErrInvalidToken},
-		{"altered sequence", old, strings.Replace(signed, ".42.", ".43.", 1), stream.ErrInvalidToken},
-		{"altered signature", old, signed[:len(signed)-1] + "A", stream.ErrInvalidToken},
+		{"retired key", newOnly, signed, api.ErrInvalidToken},
+		{"unsigned", old, tok.String(), api.ErrInvalidToken},
+		{"altered sequence", old, strings.Replace(signed, ".42.", ".43.", 1), api.ErrInvalidToken},
+		{"altered signature", old, signed[:len(signed)-1] + "A", api.ErrInvalidToken},
 		{"empty is no token", old, "", nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -54,23 +54,23 @@ func TestSigner(t *testing.T) {
 	if _, err := rotated.Parse(rotated.Format(tok)); err != nil {
 		t.Fatalf("new key's token: %v", err)
 	}
-	if _, err := stream.NewSigner([]byte("short")); err == nil {
+	if _, err := api.NewSigner([]byte("short")); err == nil {
 		t.Fatal("short key accepted")
 	}
-	var none *stream.Signer
+	var none *api.Signer
 	if got, want := none.Format(tok), tok.String(); got != want {
 		t.Fatalf("nil signer Format=%q, want %q", got, want)
 	}
 }
 
 func FuzzSignedToken(f *testing.F) {
-	s, _ := stream.NewSigner([]byte("fuzz-key-0123456789"))
-	f.Add(s.Format(stream.NewToken("ab", 7)))
+	s, _ := api.NewSigner([]byte("fuzz-key-0123456789"))
+	f.Add(s.Format(api.NewToken("ab", 7)))
 	f.Add("1.ab.7.xxxxxxxxxxxxxxxxxxxxxx")
 	f.Fuzz(func(t *testing.T, in string) {
 		tok, err := s.Parse(in)
 		if err != nil {
-			if !errors.Is(err, stream.ErrInvalidToken) {
+			if !errors.Is(err, api.ErrInvalidToken) {
 				t.Fatalf("err=%v", err)
 			}
 			return
@@ -84,17 +84,17 @@ func FuzzSignedToken(f *testing.F) {
 // A token a signing gateway handed out is taken over NATS too, where the
 // services trust their callers: its signature is dropped, not checked.
 func TestSignedTokenParsesWithoutSigner(t *testing.T) {
-	s, err := stream.NewSigner([]byte("0123456789abcdef0123"))
+	s, err := api.NewSigner([]byte("0123456789abcdef0123"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok := stream.NewToken("ab12", 42)
-	got, err := stream.ParseToken(s.Format(tok))
+	tok := api.NewToken("ab12", 42)
+	got, err := api.ParseToken(s.Format(tok))
 	if err != nil || got != tok {
 		t.Fatalf("ParseToken(signed)=%v, %v; want %v", got, err, tok)
 	}
 	// An unsigned token is still refused where signing is on.
-	if _, err := s.Parse(tok.String()); !errors.Is(err, stream.ErrInvalidToken) {
-		t.Fatalf("Signer.Parse(unsigned)=%v, want %v", err, stream.ErrInvalidToken)
+	if _, err := s.Parse(tok.String()); !errors.Is(err, api.ErrInvalidToken) {
+		t.Fatalf("Signer.Parse(unsigned)=%v, want %v", err, api.ErrInvalidToken)
 	}
 }

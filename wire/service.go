@@ -1,6 +1,8 @@
-package stream
+package wire
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"sync"
 	"time"
@@ -25,7 +27,7 @@ const (
 // handler replies on another goroutine afterwards (a data race).
 func Respond(req micro.Request, h nats.Header, body []byte, err error) error {
 	if err != nil && h.Get(HeaderErrorCode) == "" {
-		h.Set(HeaderErrorCode, Code(err))
+		h.Set(HeaderErrorCode, api.Code(err))
 		h.Set(HeaderError, err.Error())
 	}
 	return req.Respond(body, micro.WithHeaders(micro.Headers(h)))
@@ -33,7 +35,7 @@ func Respond(req micro.Request, h nats.Header, body []byte, err error) error {
 
 // RespondUnavailable answers req with ErrUnavailable and message.
 func RespondUnavailable(req micro.Request, message string) error {
-	err := Errorf(ErrUnavailable, "%s", message)
+	err := api.Errorf(api.ErrUnavailable, "%s", message)
 	h, body := errorReply(nats.Header{}, err)
 	return Respond(req, h, body, err)
 }

@@ -1,0 +1,319 @@
+package wire
+
+import (
+	"github.com/tidemark/tidemark/api"
+
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// HeaderErrorCode and HeaderError are the micro service error headers.
+const (
+	HeaderErrorCode = "Nats-Service-Error-Code"
+	HeaderError     = "Nats-Service-Error"
+)
+
+// WriteMsg builds the NATS request for w on subject.
+func WriteMsg(subject string, w api.WriteRequest) *nats.Msg {
+	m := nats.NewMsg(subject)
+	m.Header.Set(api.HeaderKey, api.EncodeKey(w.Key))
+	if !w.Token.IsZero() {
+		m.Header.Set(api.HeaderToken, w.Token.String())
+	}
+	if w.WriteID != "" {
+		m.Header.Set(api.HeaderWriteID, w.WriteID)
+	}
+	if w.IfRevision != 0 {
+		m.Header.Set(api.HeaderIfMatch, strconv.FormatUint(w.IfRevision, 10))
+	}
+	if w.IfAbsent {
+		m.Header.Set(api.HeaderIfNoneMatch, "*")
+	}
+	api.SetSession(m.Header, w.Session, w.SessionSeq)
+	if w.Op == api.OpPut {
+		m.Data = w.Value
+	}
+	return m
+}
+
+// DecodeWriteRequest decodes a write request of op from NATS headers and data.
+func DecodeWriteRequest(op api.Op, h nats.Header, data []byte) (api.WriteRequest, error) {
+	key, err := api.DecodeKey(h.Get(api.HeaderKey))
+	if err != nil {
+		return api.WriteRequest{}, err
+	}
+	tok, err := api.ParseToken(h.Get(api.HeaderToken))
+	if err != nil {
+		return api.WriteRequest{}, err
+	}
+	w := api.WriteRequest{Op: op, Key: key, Token: tok, WriteID: h.Get(api.HeaderWriteID)}
+	if len(w.WriteID) > api.MaxWriteIDLen {
+		return api.WriteRequest{}, api.Errorf(api.ErrInvalidRequest, "write id longer than %d bytes", api.MaxWriteIDLen)
+	}
+	if s := h.Get(api.HeaderIfMatch); s != "" {
+		if w.IfRevision, err = api.ParseRevision(s); err != nil {
+			return api.WriteRequest{}, err
+		}
+	}
+	switch s := h.Get(api.HeaderIfNoneMatch); s {
+	case "":
+	case "*":
+		w.IfAbsent = true
+	default:
+		return api.WriteRequest{}, api.Errorf(api.ErrInvalidRequest, "If-None-Match supports only *")
+	}
+	if w.IfAbsent && w.IfRevision != 0 {
+		return api.WriteRequest{}, api.Errorf(api.ErrInvalidRequest, "If-Match and If-None-Match together")
+	}
+	if w.Session, w.SessionSeq, err = api.ParseSession(h.Get(api.HeaderSession), h.Get(api.HeaderSessionSeq)); err != nil {
+		return api.WriteRequest{}, err
+	}
+	switch op {
+	case api.OpPut:
+		if data == nil {
+			data = []byte{}
+		}
+		w.Value = data
+	case api.OpDelete:
+		if len(data) != 0 {
+			return api.WriteRequest{}, api.Errorf(api.ErrInvalidRequest, "delete with a body")
+		}
+	default:
+		return api.WriteRequest{}, api.Errorf(api.ErrInvalidRequest, "unknown op %q", op)
+	}
+	return w, nil
+}
+
+// EncodeWriteReply encodes the reply to a write: headers and body.
+func EncodeWriteReply(res api.WriteResult, err error) (nats.Header, []byte) {
+	h := nats.Header{}
+	setTokenRev(h, res.Token, res.Revision)
+	if err != nil {
+		return errorReply(h, err)
+	}
+	body, _ := json.Marshal(api.WriteJSON{Key: res.Key, Revision: res.Revision, Token: res.Token.String()})
+	return h, body
+}
+
+// DecodeWriteReply decodes a writer's reply.
+func DecodeWriteReply(m *nats.Msg) (api.WriteResult, error) {
+	tok, rev, err := replyTokenRev(m)
+	res := api.WriteResult{Token: tok, Revision: rev}
+	if err != nil {
+		return res, err
+	}
+	if err := replyError(m); err != nil {
+		return res, err
+	}
+	var body api.WriteJSON
+	if err := json.Unmarshal(m.Data, &body); err != nil {
+		return res, api.Errorf(api.ErrInternal, "bad write reply: %v", err)
+	}
+	res.Key = body.Key
+	return res, nil
+}
+
+// GetMsg builds the NATS request for g on subject.
+func GetMsg(subject string, g api.GetRequest) *nats.Msg {
+	m := nats.NewMsg(subject)
+	m.Header.Set(api.HeaderKey, api.EncodeKey(g.Key))
+	setReadHeaders(m.Header, g.Token, g.Wait, g.Consistency)
+	return m
+}
+
+// DecodeGetRequest decodes a point read from NATS headers.
+func DecodeGetRequest(h nats.Header) (api.GetRequest, error) {
+	key, err := api.DecodeKey(h.Get(api.HeaderKey))
+	if err != nil {
+		return api.GetRequest{}, err
+	}
+	tok, wait, c, err := readHeaders(h)
+	if err != nil {
+		return api.GetRequest{}, err
+	}
+	return api.GetRequest{Key: key, Token: tok, Wait: wait, Consistency: c}, nil
+}
+
+// EncodeGetReply encodes the reply to a point read: headers and body (the value).
+func EncodeGetReply(res api.GetResult, err error) (nats.Header, []byte) {
+	h := nats.Header{}
+	setTokenRev(h, res.Token, res.Record.Revision)
+	SetServedBy(h, res.Replica, res.Applied, res.Waited, res.StreamLast)
+	if err != nil {
+		return errorReply(h, err)
+	}
+	return h, res.Record.Value
+}
+
+// DecodeGetReply decodes a replica's reply to a point read for key.
+func DecodeGetReply(key string, m *nats.Msg) (api.GetResult, error) {
+	tok, rev, err := replyTokenRev(m)
+	res := api.GetResult{Record: api.Record{Key: key, Revision: rev}, Token: tok}
+	if err != nil {
+		return res, err
+	}
+	res.Replica, res.Applied, res.Waited, res.StreamLast = servedBy(m.Header)
+	if err := replyError(m); err != nil {
+		res.Record.Deleted = res.Record.Revision != 0
+		return res, err
+	}
+	res.Record.Value = m.Data
+	if res.Record.Value == nil {
+		res.Record.Value = []byte{}
+	}
+	return res, nil
+}
+
+// ScanMsg builds the NATS request for s on subject.
+func ScanMsg(subject string, s api.ScanRequest) *nats.Msg {
+	m := nats.NewMsg(subject)
+	setReadHeaders(m.Header, s.Token, s.Wait, s.Consistency)
+	m.Data, _ = json.Marshal(api.ScanRequestJSON{Prefix: s.Prefix, After: s.After, Limit: s.Limit})
+	return m
+}
+
+// DecodeScanRequest decodes a prefix scan from NATS headers and data.
+func DecodeScanRequest(h nats.Header, data []byte) (api.ScanRequest, error) {
+	tok, wait, c, err := readHeaders(h)
+	if err != nil {
+		return api.ScanRequest{}, err
+	}
+	var body api.ScanRequestJSON
+	if len(data) > 0 {
+		if err := json.Unmarshal(data, &body); err != nil {
+			return api.ScanRequest{}, api.Errorf(api.ErrInvalidRequest, "invalid scan request: %v", err)
+		}
+	}
+	s := api.ScanRequest{Prefix: body.Prefix, After: body.After, Limit: body.Limit, Token: tok, Wait: wait, Consistency: c}
+	return s, s.Validate()
+}
+
+// EncodeScanReply encodes the reply to a scan.
+func EncodeScanReply(res api.ScanResult, err error) (nats.Header, []byte) {
+	h := nats.Header{}
+	setTokenRev(h, res.Token, 0)
+	SetServedBy(h, res.Replica, res.Applied, res.Waited, res.StreamLast)
+	if err != nil {
+		return errorReply(h, err)
+	}
+	body, _ := json.Marshal(res.ToScanJSON())
+	return h, body
+}
+
+// DecodeScanReply decodes a replica's reply to a scan.
+func DecodeScanReply(m *nats.Msg) (api.ScanResult, error) {
+	tok, _, err := replyTokenRev(m)
+	res := api.ScanResult{Token: tok}
+	if err != nil {
+		return res, err
+	}
+	res.Replica, res.Applied, res.Waited, res.StreamLast = servedBy(m.Header)
+	if err := replyError(m); err != nil {
+		return res, err
+	}
+	var body api.ScanJSON
+	if err := json.Unmarshal(m.Data, &body); err != nil {
+		return res, api.Errorf(api.ErrInternal, "bad scan reply: %v", err)
+	}
+	res.Next = body.Next
+	res.Items = make([]api.Record, len(body.Items))
+	for i, it := range body.Items {
+		res.Items[i] = api.Record{Key: it.Key, Value: it.Value, Revision: it.Revision}
+	}
+	return res, nil
+}
+
+func setReadHeaders(h nats.Header, tok api.Token, wait time.Duration, c api.Consistency) {
+	if !tok.IsZero() {
+		h.Set(api.HeaderToken, tok.String())
+	}
+	if wait > 0 {
+		h.Set(api.HeaderWait, wait.String())
+	}
+	if c != "" && c != api.Session {
+		h.Set(api.HeaderConsistency, string(c))
+	}
+}
+
+func readHeaders(h nats.Header) (api.Token, time.Duration, api.Consistency, error) {
+	tok, err := api.ParseToken(h.Get(api.HeaderToken))
+	if err != nil {
+		return api.Token{}, 0, "", err
+	}
+	wait, err := api.ParseWait(h.Get(api.HeaderWait))
+	if err != nil {
+		return api.Token{}, 0, "", err
+	}
+	c, err := api.ParseConsistency(h.Get(api.HeaderConsistency))
+	if err != nil {
+		return api.Token{}, 0, "", err
+	}
+	return tok, wait, c, nil
+}
+
+func setTokenRev(h nats.Header, tok api.Token, rev uint64) {
+	if !tok.IsZero() {
+		h.Set(api.HeaderToken, tok.String())
+	}
+	if rev != 0 {
+		h.Set(api.HeaderRevision, strconv.FormatUint(rev, 10))
+	}
+}
+
+// SetServedBy writes the headers that say which replica served a read, how
+// far it had applied, how long the read waited and the stream's last
+// sequence as the replica knew it. HTTP and NATS replies share it.
+func SetServedBy(h map[string][]string, replica string, applied uint64, waited time.Duration, streamLast uint64) {
+	if replica == "" {
+		return
+	}
+	hh := nats.Header(h)
+	hh.Set(api.HeaderReplica, replica)
+	hh.Set(api.HeaderApplied, strconv.FormatUint(applied, 10))
+	hh.Set(api.HeaderWaited, waited.String())
+	if streamLast != 0 {
+		hh.Set(api.HeaderStreamLast, strconv.FormatUint(streamLast, 10))
+	}
+}
+
+func servedBy(h nats.Header) (string, uint64, time.Duration, uint64) {
+	applied, _ := strconv.ParseUint(h.Get(api.HeaderApplied), 10, 64)
+	waited, _ := time.ParseDuration(h.Get(api.HeaderWaited))
+	last, _ := strconv.ParseUint(h.Get(api.HeaderStreamLast), 10, 64)
+	return h.Get(api.HeaderReplica), applied, waited, last
+}
+
+func replyTokenRev(m *nats.Msg) (api.Token, uint64, error) {
+	tok, err := api.ParseToken(m.Header.Get(api.HeaderToken))
+	if err != nil {
+		return api.Token{}, 0, api.Errorf(api.ErrInternal, "bad token in reply: %v", err)
+	}
+	var rev uint64
+	if s := m.Header.Get(api.HeaderRevision); s != "" {
+		if rev, err = strconv.ParseUint(s, 10, 64); err != nil {
+			return tok, 0, api.Errorf(api.ErrInternal, "bad revision in reply %q", s)
+		}
+	}
+	return tok, rev, nil
+}
+
+func errorReply(h nats.Header, err error) (nats.Header, []byte) {
+	body := api.ErrorBodyOf(err)
+	h.Set(HeaderErrorCode, body.Error.Code)
+	h.Set(HeaderError, body.Error.Message)
+	b, _ := json.Marshal(body)
+	return h, b
+}
+
+func replyError(m *nats.Msg) error {
+	if code := m.Header.Get(HeaderErrorCode); code != "" {
+		return api.FromCode(code, m.Header.Get(HeaderError))
+	}
+	if m.Header != nil && m.Header.Get("Status") == "503" {
+		return api.Errorf(api.ErrUnavailable, "no service is listening")
+	}
+	return nil
+}
