@@ -82,6 +82,10 @@ var codes = []struct {
 // Code returns the API error code of err, or CodeInternal when err wraps none
 // of the sentinels.
 func Code(err error) string {
+	var ce *codedError
+	if errors.As(err, &ce) {
+		err = ce.sentinel
+	}
 	for _, c := range codes {
 		if errors.Is(err, c.err) {
 			return c.code
@@ -105,19 +109,65 @@ func FromCode(code, message string) error {
 }
 
 // Errorf returns an error that wraps sentinel with a formatted message. The
-// message is what clients see, so it should say what was wrong.
+// message is what clients see, so it should say what was wrong. A %w verb
+// keeps its operand as the error's cause: errors.Is and errors.As reach it
+// (replicator.ErrGap behind ErrUnavailable, say), except for the sentinels
+// of this package, so the error has one code, sentinel's, however it came
+// about.
 func Errorf(sentinel error, format string, args ...any) error {
-	return &codedError{sentinel: sentinel, msg: fmt.Sprintf(format, args...)}
+	w := fmt.Errorf(format, args...)
+	e := &codedError{sentinel: sentinel, msg: w.Error()}
+	if errors.Unwrap(w) != nil || len(unwrapAll(w)) > 0 {
+		e.cause = cause{w}
+	}
+	return e
 }
 
-// codedError carries a client-facing message for a sentinel.
+func unwrapAll(err error) []error {
+	if u, ok := err.(interface{ Unwrap() []error }); ok {
+		return u.Unwrap()
+	}
+	return nil
+}
+
+// codedError carries a client-facing message for a sentinel, and the cause
+// it was made from, if any.
 type codedError struct {
 	sentinel error
 	msg      string
+	cause    error
 }
 
 func (e *codedError) Error() string { return e.msg }
-func (e *codedError) Unwrap() error { return e.sentinel }
+
+func (e *codedError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{e.sentinel}
+	}
+	return []error{e.sentinel, e.cause}
+}
+
+// cause is the cause of a codedError as errors.Is and errors.As see it:
+// everything it wraps but the sentinels of this package.
+type cause struct{ err error }
+
+func (c cause) Error() string { return c.err.Error() }
+
+func (c cause) Is(target error) bool {
+	for _, s := range codes {
+		if target == s.err {
+			return false
+		}
+	}
+	return errors.Is(c.err, target)
+}
+
+func (c cause) As(target any) bool {
+	if _, ok := target.(**codedError); ok {
+		return false
+	}
+	return errors.As(c.err, target)
+}
 
 // Refused reports whether a failed write with error code code was certainly
 // not stored: the writer refused it before or instead of publishing it.

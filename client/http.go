@@ -100,7 +100,7 @@ func (h *HTTP) Write(ctx context.Context, req api.WriteRequest) (api.WriteResult
 	defer cancel()
 	hr, err := http.NewRequestWithContext(ctx, method, h.keyURL(req.Key), body)
 	if err != nil {
-		return failed, api.Errorf(api.ErrInvalidRequest, "write %q: %v", req.Key, err)
+		return failed, api.Errorf(api.ErrInvalidRequest, "write %q: %w", req.Key, err)
 	}
 	setToken(hr.Header, h.formatToken(req.Token))
 	if req.WriteID != "" {
@@ -142,7 +142,7 @@ func (h *HTTP) Get(ctx context.Context, req api.GetRequest) (api.GetResult, erro
 	defer cancel()
 	hr, err := http.NewRequestWithContext(ctx, http.MethodGet, h.keyURL(req.Key), nil)
 	if err != nil {
-		return failed, api.Errorf(api.ErrInvalidRequest, "get %q: %v", req.Key, err)
+		return failed, api.Errorf(api.ErrInvalidRequest, "get %q: %w", req.Key, err)
 	}
 	setReadHeaders(hr.Header, h.formatToken(req.Token), req.Wait, req.Consistency, req.Replica)
 	resp, data, err := h.do(hr)
@@ -169,7 +169,7 @@ func (h *HTTP) Scan(ctx context.Context, req api.ScanRequest) (api.ScanResult, e
 	defer cancel()
 	hr, err := http.NewRequestWithContext(ctx, http.MethodGet, h.base+"/v1/kv?"+q.Encode(), nil)
 	if err != nil {
-		return failed, api.Errorf(api.ErrInvalidRequest, "scan: %v", err)
+		return failed, api.Errorf(api.ErrInvalidRequest, "scan: %w", err)
 	}
 	setReadHeaders(hr.Header, h.formatToken(req.Token), req.Wait, req.Consistency, req.Replica)
 	resp, data, err := h.do(hr)
@@ -230,7 +230,7 @@ func (h *HTTP) transportError(hr *http.Request, start time.Time, err error) erro
 		return api.Errorf(api.ErrUnavailable, "no reply from the gateway to %s %s in time (waited %v)",
 			hr.Method, hr.URL.Redacted(), time.Since(start).Round(time.Millisecond))
 	default:
-		return api.Errorf(api.ErrUnavailable, "%s %s: %v", hr.Method, hr.URL.Redacted(), unwrapURLError(err))
+		return api.Errorf(api.ErrUnavailable, "%s %s: %w", hr.Method, hr.URL.Redacted(), unwrapURLError(err))
 	}
 }
 
@@ -305,7 +305,7 @@ func decodeHTTPWrite(status int, h http.Header, body []byte, parse tokenParser) 
 	}
 	var w api.WriteJSON
 	if err := json.Unmarshal(body, &w); err != nil {
-		return res, api.Errorf(api.ErrInternal, "bad write reply: %v", err)
+		return res, api.Errorf(api.ErrInternal, "bad write reply: %w", err)
 	}
 	if w.Revision == 0 {
 		return res, api.Errorf(api.ErrInternal, "bad write reply: no revision")
@@ -313,7 +313,7 @@ func decodeHTTPWrite(status int, h http.Header, body []byte, parse tokenParser) 
 	res.Key, res.Revision = w.Key, w.Revision
 	if res.Token.IsZero() {
 		if res.Token, err = parse(w.Token); err != nil {
-			return res, api.Errorf(api.ErrInternal, "bad token in write reply: %v", err)
+			return res, api.Errorf(api.ErrInternal, "bad token in write reply: %w", err)
 		}
 	}
 	return res, nil
@@ -359,11 +359,11 @@ func decodeHTTPScan(status int, h http.Header, body []byte, parse tokenParser) (
 	}
 	var page api.ScanJSON
 	if err := json.Unmarshal(body, &page); err != nil {
-		return res, api.Errorf(api.ErrInternal, "bad scan reply: %v", err)
+		return res, api.Errorf(api.ErrInternal, "bad scan reply: %w", err)
 	}
 	if res.Token.IsZero() {
 		if res.Token, err = parse(page.Token); err != nil {
-			return res, api.Errorf(api.ErrInternal, "bad token in scan reply: %v", err)
+			return res, api.Errorf(api.ErrInternal, "bad token in scan reply: %w", err)
 		}
 	}
 	res.Next = page.Next
@@ -402,7 +402,7 @@ func decodeHTTPError(status int, body []byte) error {
 func replyTokenRevision(h http.Header, parse tokenParser) (api.Token, uint64, error) {
 	tok, err := parse(h.Get(api.HeaderToken))
 	if err != nil {
-		return api.Token{}, 0, api.Errorf(api.ErrInternal, "bad token in reply: %v", err)
+		return api.Token{}, 0, api.Errorf(api.ErrInternal, "bad token in reply: %w", err)
 	}
 	var rev uint64
 	if s := h.Get(api.HeaderRevision); s != "" {

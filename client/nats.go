@@ -263,7 +263,7 @@ func (c *NATS) routed(ctx context.Context, r route, send func(ctx context.Contex
 // its subject means there is no such replica.
 func (c *NATS) pinnedErr(id string, err error) error {
 	if errors.Is(err, nats.ErrNoResponders) {
-		return api.Errorf(api.ErrUnknownReplica, "unknown replica %q (%v)", id, err)
+		return api.Errorf(api.ErrUnknownReplica, "unknown replica %q (%w)", id, err)
 	}
 	return err
 }
@@ -298,7 +298,7 @@ func (c *NATS) request(ctx context.Context, m *nats.Msg, who string) (*nats.Msg,
 		return nil, api.Errorf(api.ErrValueTooLarge, "request of %d bytes is over the NATS maximum payload of %d bytes",
 			len(m.Data), c.nc.MaxPayload())
 	default:
-		return nil, api.Errorf(api.ErrUnavailable, "request on %s: %v", m.Subject, err)
+		return nil, api.Errorf(api.ErrUnavailable, "request on %s: %w", m.Subject, err)
 	}
 }
 

@@ -250,7 +250,7 @@ func (g *Gateway) put(w http.ResponseWriter, r *http.Request, tok api.Token) (ap
 	}
 	value, err := io.ReadAll(io.LimitReader(r.Body, int64(limit.Bytes)+1))
 	if err != nil {
-		return api.Token{}, api.Errorf(api.ErrInvalidRequest, "reading body: %v", err)
+		return api.Token{}, api.Errorf(api.ErrInvalidRequest, "reading body: %w", err)
 	}
 	if len(value) > limit.Bytes {
 		return api.Token{}, limit.TooLarge("more than " + strconv.Itoa(limit.Bytes) + " bytes")

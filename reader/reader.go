@@ -317,7 +317,7 @@ func (r *Reader) awaitLevel(ctx context.Context, tok api.Token, c api.Consistenc
 		}
 		info, err := r.cfg.Stream.Info(ctx)
 		if err != nil {
-			return 0, 0, api.Errorf(api.ErrUnavailable, "strong read: the stream's last sequence is unknown: %v", err)
+			return 0, 0, api.Errorf(api.ErrUnavailable, "strong read: the stream's last sequence is unknown: %w", err)
 		}
 		if last := info.State.LastSeq; last > tok.Seq {
 			tok = r.cfg.Stream.Token(last)
@@ -335,10 +335,10 @@ func (r *Reader) answersAtOnce(tok api.Token, c api.Consistency) bool {
 }
 
 func (r *Reader) unavailable(err error) error {
-	return api.Errorf(api.ErrUnavailable, "replica %s is not serving: %v", r.cfg.Replica, err)
+	return api.Errorf(api.ErrUnavailable, "replica %s is not serving: %w", r.cfg.Replica, err)
 }
 
 func (r *Reader) internal(op string, err error) error {
 	r.log.Error().Err(err).Str("op", op).Msg("store read")
-	return api.Errorf(api.ErrInternal, "replica %s: %s: %v", r.cfg.Replica, op, err)
+	return api.Errorf(api.ErrInternal, "replica %s: %s: %w", r.cfg.Replica, op, err)
 }

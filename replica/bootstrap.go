@@ -95,7 +95,7 @@ type snapshotReply struct {
 func decodeSnapshotRequest(b []byte) (snapshotRequest, error) {
 	var q snapshotRequest
 	if err := json.Unmarshal(b, &q); err != nil {
-		return q, api.Errorf(api.ErrInvalidRequest, "snapshot request: %v", err)
+		return q, api.Errorf(api.ErrInvalidRequest, "snapshot request: %w", err)
 	}
 	if q.Stream == "" || !api.ValidReplicaID(q.Replica) {
 		return q, api.Errorf(api.ErrInvalidRequest, "snapshot request: want a stream id and a replica id")
@@ -226,13 +226,13 @@ func (r *Replica) storeSnapshot(ctx context.Context, q snapshotRequest) (snapsho
 		return snapshotReply{}, api.Errorf(api.ErrUnavailable, "replica %s does not bootstrap from itself", r.cfg.ID)
 	}
 	if err := r.Ready(); err != nil {
-		return snapshotReply{}, api.Errorf(api.ErrUnavailable, "replica %s is not ready: %v", r.cfg.ID, err)
+		return snapshotReply{}, api.Errorf(api.ErrUnavailable, "replica %s is not ready: %w", r.cfg.ID, err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, DefaultSnapshotCatchUp)
 	err := r.repl.WaitApplied(wctx, q.Need)
 	cancel()
 	if err != nil {
-		return snapshotReply{}, api.Errorf(api.ErrUnavailable, "replica %s has applied %d, the snapshot must hold %d: %v", r.cfg.ID, r.repl.Applied(), q.Need, err)
+		return snapshotReply{}, api.Errorf(api.ErrUnavailable, "replica %s has applied %d, the snapshot must hold %d: %w", r.cfg.ID, r.repl.Applied(), q.Need, err)
 	}
 
 	f, err := os.CreateTemp(r.cfg.Dir, replicator.SnapshotFilePrefix+"*")

@@ -69,7 +69,7 @@ func (s *Stream) Refresh(ctx context.Context) error {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		return api.Errorf(api.ErrUnavailable, "stream %s was deleted", s.cfg.Name)
 	case err != nil:
-		return api.Errorf(api.ErrUnavailable, "stream %s: read its identity: %v", s.cfg.Name, err)
+		return api.Errorf(api.ErrUnavailable, "stream %s: read its identity: %w", s.cfg.Name, err)
 	}
 	id := info.Config.Metadata[metaID]
 	if !api.ValidStreamID(id) {

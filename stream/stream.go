@@ -425,7 +425,7 @@ func (s *Stream) CheckToken(ctx context.Context, t api.Token) error {
 	for {
 		last, err := s.LastSeq(ctx)
 		if err != nil {
-			return api.Errorf(api.ErrUnavailable, "stream %s: %v", s.cfg.Name, err)
+			return api.Errorf(api.ErrUnavailable, "stream %s: %w", s.cfg.Name, err)
 		}
 		if t.Seq <= max(last, s.KnownLast()) {
 			return nil
@@ -435,7 +435,7 @@ func (s *Stream) CheckToken(ctx context.Context, t api.Token) error {
 			return api.Errorf(api.ErrTokenFromFuture, "token sequence %d is ahead of the stream's last sequence %d", t.Seq, last)
 		}
 		if err := backoff.Sleep(ctx, d); err != nil {
-			return api.Errorf(api.ErrUnavailable, "stream %s: %v", s.cfg.Name, err)
+			return api.Errorf(api.ErrUnavailable, "stream %s: %w", s.cfg.Name, err)
 		}
 	}
 }

@@ -110,7 +110,7 @@ func DecodeWriteReply(m *nats.Msg) (api.WriteResult, error) {
 	}
 	var body api.WriteJSON
 	if err := json.Unmarshal(m.Data, &body); err != nil {
-		return res, api.Errorf(api.ErrInternal, "bad write reply: %v", err)
+		return res, api.Errorf(api.ErrInternal, "bad write reply: %w", err)
 	}
 	res.Key = body.Key
 	return res, nil
@@ -184,7 +184,7 @@ func DecodeScanRequest(h nats.Header, data []byte) (api.ScanRequest, error) {
 	var body api.ScanRequestJSON
 	if len(data) > 0 {
 		if err := json.Unmarshal(data, &body); err != nil {
-			return api.ScanRequest{}, api.Errorf(api.ErrInvalidRequest, "invalid scan request: %v", err)
+			return api.ScanRequest{}, api.Errorf(api.ErrInvalidRequest, "invalid scan request: %w", err)
 		}
 	}
 	s := api.ScanRequest{Prefix: body.Prefix, After: body.After, Limit: body.Limit, Token: tok, Wait: wait, Consistency: c}
@@ -216,7 +216,7 @@ func DecodeScanReply(m *nats.Msg) (api.ScanResult, error) {
 	}
 	var body api.ScanJSON
 	if err := json.Unmarshal(m.Data, &body); err != nil {
-		return res, api.Errorf(api.ErrInternal, "bad scan reply: %v", err)
+		return res, api.Errorf(api.ErrInternal, "bad scan reply: %w", err)
 	}
 	res.Next = body.Next
 	res.Items = make([]api.Record, len(body.Items))
@@ -289,7 +289,7 @@ func servedBy(h nats.Header) (string, uint64, time.Duration, uint64) {
 func replyTokenRev(m *nats.Msg) (api.Token, uint64, error) {
 	tok, err := api.ParseToken(m.Header.Get(api.HeaderToken))
 	if err != nil {
-		return api.Token{}, 0, api.Errorf(api.ErrInternal, "bad token in reply: %v", err)
+		return api.Token{}, 0, api.Errorf(api.ErrInternal, "bad token in reply: %w", err)
 	}
 	var rev uint64
 	if s := m.Header.Get(api.HeaderRevision); s != "" {

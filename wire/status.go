@@ -72,7 +72,7 @@ type ReplicaStatus struct {
 func DecodeStatus(data []byte) (ReplicaStatus, error) {
 	var st ReplicaStatus
 	if err := json.Unmarshal(data, &st); err != nil {
-		return ReplicaStatus{}, api.Errorf(api.ErrInvalidRequest, "invalid replica status: %v", err)
+		return ReplicaStatus{}, api.Errorf(api.ErrInvalidRequest, "invalid replica status: %w", err)
 	}
 	if !api.ValidReplicaID(st.Replica) || !api.ValidStreamID(st.Stream) || st.Rate < 0 || st.Rate != st.Rate {
 		return ReplicaStatus{}, api.Errorf(api.ErrInvalidRequest, "invalid replica status: bad replica, stream or rate")

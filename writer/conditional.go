@@ -116,7 +116,7 @@ func (w *Writer) writeIfAbsent(ctx context.Context, req api.WriteRequest, id str
 func (w *Writer) removedHistory(ctx context.Context, key string) (*api.Record, error) {
 	info, err := w.stream.Info(ctx)
 	if err != nil {
-		return nil, api.Errorf(api.ErrUnavailable, "stream %s: %v", w.stream.Name(), err)
+		return nil, api.Errorf(api.ErrUnavailable, "stream %s: %w", w.stream.Name(), err)
 	}
 	if info.State.FirstSeq <= 1 && info.State.NumDeleted == 0 {
 		return nil, nil
@@ -160,7 +160,7 @@ func (w *Writer) mismatch(ctx context.Context, req api.WriteRequest, subject str
 	if last == nil {
 		var err error
 		if last, err = w.lastMsg(ctx, subject); err != nil {
-			return api.Errorf(api.ErrRevisionMismatch, "%s (current revision unknown: %v)", lost, err)
+			return api.Errorf(api.ErrRevisionMismatch, "%s (current revision unknown: %w)", lost, err)
 		}
 	}
 	if req.IfAbsent && (last == nil || msgOp(last) == api.OpDelete) {

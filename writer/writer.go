@@ -422,7 +422,7 @@ func (w *Writer) requestError(what string, err error) error {
 	if closed(err) {
 		return api.Errorf(api.ErrUnavailable, "stream %s: %s: NATS connection closed", w.stream.Name(), what)
 	}
-	return api.Errorf(api.ErrInternal, "stream %s: %s: %v", w.stream.Name(), what, err)
+	return api.Errorf(api.ErrInternal, "stream %s: %s: %w", w.stream.Name(), what, err)
 }
 
 // retry calls fn, each call bounded by the attempt timeout, until it succeeds,

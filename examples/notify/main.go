@@ -169,7 +169,7 @@ func (n *notifier) notify(ctx context.Context, req micro.Request) {
 	}
 	var o order
 	if err := json.Unmarshal(res.Record.Value, &o); err != nil {
-		n.fail(req, id, api.Errorf(api.ErrInternal, "order %s: %v", id, err))
+		n.fail(req, id, api.Errorf(api.ErrInternal, "order %s: %w", id, err))
 		return
 	}
 	text := fmt.Sprintf("order %s confirmed: %d x %s", o.ID, o.Qty, o.Item)
