@@ -30,23 +30,74 @@ const (
 // MaxWriteIDLen bounds a client-chosen write id.
 const MaxWriteIDLen = 128
 
-// MaxSessionLen bounds a session id.
-const MaxSessionLen = 64
-
 // ParseSession parses a write's session id and sequence: both absent, or
-// an id of 1 to 64 letters, digits, '-' or '_' with a positive sequence.
+// a valid id (ValidID) with a positive sequence.
 func ParseSession(id, seq string) (string, uint64, error) {
 	if id == "" && seq == "" {
 		return "", 0, nil
 	}
-	if !ValidReplicaID(id) {
-		return "", 0, Errorf(ErrInvalidRequest, "invalid session %q: want 1 to %d letters, digits, '-' or '_'", id, MaxSessionLen)
-	}
 	n, err := strconv.ParseUint(seq, 10, 64)
 	if err != nil || n == 0 {
+		if !ValidID(id) {
+			return "", 0, invalidSession(id)
+		}
 		return "", 0, Errorf(ErrInvalidRequest, "invalid session sequence %q: want a positive integer", seq)
 	}
-	return id, n, nil
+	return id, n, checkSession(id, n)
+}
+
+// checkSession checks a write's session id and number: both absent, or a
+// valid id with a positive number.
+func checkSession(id string, n uint64) error {
+	switch {
+	case id == "" && n == 0:
+		return nil
+	case !ValidID(id):
+		return invalidSession(id)
+	case n == 0:
+		return Errorf(ErrInvalidRequest, "invalid session sequence 0: want a positive integer")
+	}
+	return nil
+}
+
+func invalidSession(id string) error {
+	return Errorf(ErrInvalidRequest, "invalid session %q: want 1 to %d letters, digits, '-' or '_'", id, MaxIDLen)
+}
+
+// ParseWriteHeaders reads what a write says in its headers, the same over
+// HTTP and NATS: its write id, its condition (If-Match: a revision, or
+// If-None-Match: *) and its session's number. It checks them as Validate
+// does, and leaves the key, op and value to the caller.
+func ParseWriteHeaders(h map[string][]string, req *WriteRequest) error {
+	req.WriteID = headerValue(h, HeaderWriteID)
+	if s := headerValue(h, HeaderIfMatch); s != "" {
+		rev, err := ParseRevision(s)
+		if err != nil {
+			return err
+		}
+		req.IfRevision = rev
+	}
+	switch s := headerValue(h, HeaderIfNoneMatch); s {
+	case "":
+	case "*":
+		req.IfAbsent = true
+	default:
+		return Errorf(ErrInvalidRequest, "If-None-Match on a write supports only *")
+	}
+	var err error
+	if req.Session, req.SessionSeq, err = ParseSession(headerValue(h, HeaderSession), headerValue(h, HeaderSessionSeq)); err != nil {
+		return err
+	}
+	return req.checkHeaders()
+}
+
+// headerValue is the first value of header name in h, an HTTP or a NATS
+// header, whose names Tidemark writes in their canonical form.
+func headerValue(h map[string][]string, name string) string {
+	if v := h[name]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // ParseWait parses a wait bound ("250ms", "2s"); "" is 0 (the default).

@@ -34,12 +34,14 @@ func ValidateKey(key string) error {
 	return nil
 }
 
-func validUTF8(s string) bool { return utf8.ValidString(s) }
+// MaxIDLen bounds a replica id and a session id.
+const MaxIDLen = 64
 
-// ValidReplicaID reports whether id can name a replica: 1 to 64 letters,
-// digits, '-' or '_' (it becomes a subject token).
-func ValidReplicaID(id string) bool {
-	if len(id) == 0 || len(id) > 64 {
+// ValidID reports whether id can name a replica or a session: 1 to
+// MaxIDLen letters, digits, '-' or '_'. Both become one token of a NATS
+// subject.
+func ValidID(id string) bool {
+	if len(id) == 0 || len(id) > MaxIDLen {
 		return false
 	}
 	for i := 0; i < len(id); i++ {

@@ -30,6 +30,44 @@ type WriteRequest struct {
 	SessionSeq uint64
 }
 
+// Validate checks everything about a write that needs no server: its key,
+// op, write id, condition and session. The value's size is the writer's to
+// check, against its limit.
+func (w WriteRequest) Validate() error {
+	if err := ValidateKey(w.Key); err != nil {
+		return err
+	}
+	switch w.Op {
+	case OpPut:
+	case OpDelete:
+		if len(w.Value) != 0 {
+			return Errorf(ErrInvalidRequest, "delete with a value")
+		}
+		if w.IfAbsent {
+			return Errorf(ErrInvalidRequest, "If-None-Match on a delete: a delete cannot require the key to be absent")
+		}
+	default:
+		return Errorf(ErrInvalidRequest, "unknown op %q: want %s or %s", w.Op, OpPut, OpDelete)
+	}
+	return w.checkHeaders()
+}
+
+// checkHeaders checks the parts of a write that its headers carry.
+func (w WriteRequest) checkHeaders() error {
+	if len(w.WriteID) > MaxWriteIDLen {
+		return Errorf(ErrInvalidRequest, "write id longer than %d bytes", MaxWriteIDLen)
+	}
+	for i := 0; i < len(w.WriteID); i++ {
+		if c := w.WriteID[i]; c < 0x20 || c == 0x7f {
+			return Errorf(ErrInvalidRequest, "write id contains a control character")
+		}
+	}
+	if w.IfAbsent && w.IfRevision != 0 {
+		return Errorf(ErrInvalidRequest, "If-Match and If-None-Match together")
+	}
+	return checkSession(w.Session, w.SessionSeq)
+}
+
 // WriteResult is the outcome of a write.
 type WriteResult struct {
 	// Key is the key written.

@@ -7,7 +7,6 @@ import (
 
 	"context"
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -310,11 +309,10 @@ func withDefaultTimeout(ctx context.Context, d time.Duration) (context.Context, 
 	return context.WithTimeout(ctx, d)
 }
 
-// validReplica checks that id can name a replica in a subject: one subject
-// token.
+// validReplica checks that id can name a replica (api.ValidID).
 func validReplica(id string) error {
-	if strings.ContainsAny(id, ".*> \t\r\n") {
-		return api.Errorf(api.ErrInvalidRequest, "invalid replica id %q: want one NATS subject token", id)
+	if !api.ValidID(id) {
+		return api.Errorf(api.ErrInvalidRequest, "invalid replica id %q: want 1 to %d letters, digits, '-' or '_'", id, api.MaxIDLen)
 	}
 	return nil
 }

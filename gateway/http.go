@@ -9,7 +9,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -173,12 +172,7 @@ func clearTokenCookie(w http.ResponseWriter) {
 
 // requestKey returns the key of a /v1/kv/{key} request, path-unescaped.
 func requestKey(r *http.Request) (string, error) {
-	esc := strings.TrimPrefix(r.URL.EscapedPath(), kvPath+"/")
-	key, err := url.PathUnescape(esc)
-	if err != nil {
-		return "", api.Errorf(api.ErrInvalidKey, "invalid key: bad percent-encoding")
-	}
-	return key, api.ValidateKey(key)
+	return api.DecodeKey(strings.TrimPrefix(r.URL.EscapedPath(), kvPath+"/"))
 }
 
 // readOptions are the request headers every read takes.
@@ -220,12 +214,12 @@ func (g *Gateway) readHeaders(r *http.Request) (readOptions, error) {
 		return readOptions{}, err
 	}
 	o := readOptions{wait: min(d, g.cfg.MaxWait), consistency: c, replica: r.Header.Get(api.HeaderReplica)}
-	if o.replica != "" && !api.ValidReplicaID(o.replica) {
+	if o.replica != "" && !api.ValidID(o.replica) {
 		return readOptions{}, api.Errorf(api.ErrInvalidRequest, "invalid %s %q", api.HeaderReplica, o.replica)
 	}
 	if g.cfg.Affinity && o.replica == "" {
 		o.sticky = true
-		if c, err := r.Cookie(CookieReplica); err == nil && api.ValidReplicaID(c.Value) {
+		if c, err := r.Cookie(CookieReplica); err == nil && api.ValidID(c.Value) {
 			o.replica, o.pinned = c.Value, c.Value
 		}
 	}
@@ -290,33 +284,14 @@ func (g *Gateway) del(w http.ResponseWriter, r *http.Request, tok api.Token) (ap
 }
 
 func (g *Gateway) write(w http.ResponseWriter, r *http.Request, req api.WriteRequest) (api.Token, error) {
-	req.WriteID = r.Header.Get(api.HeaderWriteID)
+	if err := api.ParseWriteHeaders(r.Header, &req); err != nil {
+		return api.Token{}, err
+	}
 	if req.WriteID == "" {
 		req.WriteID = r.Header.Get(HeaderIdempotencyKey)
-	}
-	if len(req.WriteID) > api.MaxWriteIDLen {
-		return api.Token{}, api.Errorf(api.ErrInvalidRequest, "write id longer than %d bytes", api.MaxWriteIDLen)
-	}
-	if s := r.Header.Get(api.HeaderIfMatch); s != "" {
-		rev, err := api.ParseRevision(s)
-		if err != nil {
+		if err := req.Validate(); err != nil {
 			return api.Token{}, err
 		}
-		req.IfRevision = rev
-	}
-	switch s := r.Header.Get(api.HeaderIfNoneMatch); s {
-	case "":
-	case "*":
-		req.IfAbsent = true
-	default:
-		return api.Token{}, api.Errorf(api.ErrInvalidRequest, "If-None-Match on a write supports only *")
-	}
-	if req.IfAbsent && req.IfRevision != 0 {
-		return api.Token{}, api.Errorf(api.ErrInvalidRequest, "If-Match and If-None-Match together")
-	}
-	var err error
-	if req.Session, req.SessionSeq, err = api.ParseSession(r.Header.Get(api.HeaderSession), r.Header.Get(api.HeaderSessionSeq)); err != nil {
-		return api.Token{}, err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), DefaultWriteTimeout)
 	defer cancel()

@@ -95,8 +95,8 @@ func NewService(nc *nats.Conn, subjects wire.Subjects, r *Reader, logger zerolog
 // api.ErrUnavailable) and waits for them.
 func (s *Service) Run(ctx context.Context) error {
 	id := s.r.Replica()
-	if !validSubjectToken(id) {
-		return fmt.Errorf("reader service: replica id %q: want a non-empty NATS subject token (no spaces, dots or wildcards)", id)
+	if !api.ValidID(id) {
+		return fmt.Errorf("reader service: replica id %q: want 1 to %d letters, digits, '-' or '_'", id, api.MaxIDLen)
 	}
 	pool := wire.NewPool(ctx, s.MaxInFlight)
 	defer pool.Close() // after the service has stopped
@@ -256,9 +256,4 @@ func (s *Service) respond(req micro.Request, h nats.Header, body []byte, err err
 	if err := wire.Respond(req, h, body, err); err != nil {
 		s.log.Debug().Err(err).Str("subject", req.Subject()).Msg("respond")
 	}
-}
-
-// validSubjectToken reports whether id can be one token of a NATS subject.
-func validSubjectToken(id string) bool {
-	return id != "" && !strings.ContainsAny(id, ". \t\r\n*>")
 }

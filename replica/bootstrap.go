@@ -97,7 +97,7 @@ func decodeSnapshotRequest(b []byte) (snapshotRequest, error) {
 	if err := json.Unmarshal(b, &q); err != nil {
 		return q, api.Errorf(api.ErrInvalidRequest, "snapshot request: %w", err)
 	}
-	if q.Stream == "" || !api.ValidReplicaID(q.Replica) {
+	if q.Stream == "" || !api.ValidID(q.Replica) {
 		return q, api.Errorf(api.ErrInvalidRequest, "snapshot request: want a stream id and a replica id")
 	}
 	return q, nil

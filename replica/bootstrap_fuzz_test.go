@@ -66,7 +66,7 @@ func FuzzDecodeSnapshotRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if q.Stream == "" || !api.ValidReplicaID(q.Replica) {
+		if q.Stream == "" || !api.ValidID(q.Replica) {
 			t.Fatalf("accepted %+v", q)
 		}
 		again, _ := json.Marshal(q)

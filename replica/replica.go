@@ -79,7 +79,7 @@ func New(cfg Config) *Replica {
 
 // Open validates the configuration and opens the Badger directory.
 func (r *Replica) Open() error {
-	if !api.ValidReplicaID(r.cfg.ID) {
+	if !api.ValidID(r.cfg.ID) {
 		return fmt.Errorf("replica id %q: want 1 to 64 letters, digits, '-' or '_'", r.cfg.ID)
 	}
 	if err := r.repl.Open(); err != nil {

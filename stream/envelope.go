@@ -78,7 +78,7 @@ func DecodeEntry(prefix, subject, op string, data []byte) (Entry, error) {
 	}
 	if session, ok := strings.CutPrefix(rest, sessionToken+"."); ok {
 		switch {
-		case !api.ValidReplicaID(session):
+		case !api.ValidID(session):
 			return Entry{}, api.Errorf(api.ErrInvalidRequest, "message subject %q: bad session id", subject)
 		case api.Op(op) != OpSession:
 			return Entry{}, api.Errorf(api.ErrInvalidRequest, "session marker with op %q", op)

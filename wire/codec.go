@@ -49,26 +49,8 @@ func DecodeWriteRequest(op api.Op, h nats.Header, data []byte) (api.WriteRequest
 	if err != nil {
 		return api.WriteRequest{}, err
 	}
-	w := api.WriteRequest{Op: op, Key: key, Token: tok, WriteID: h.Get(api.HeaderWriteID)}
-	if len(w.WriteID) > api.MaxWriteIDLen {
-		return api.WriteRequest{}, api.Errorf(api.ErrInvalidRequest, "write id longer than %d bytes", api.MaxWriteIDLen)
-	}
-	if s := h.Get(api.HeaderIfMatch); s != "" {
-		if w.IfRevision, err = api.ParseRevision(s); err != nil {
-			return api.WriteRequest{}, err
-		}
-	}
-	switch s := h.Get(api.HeaderIfNoneMatch); s {
-	case "":
-	case "*":
-		w.IfAbsent = true
-	default:
-		return api.WriteRequest{}, api.Errorf(api.ErrInvalidRequest, "If-None-Match supports only *")
-	}
-	if w.IfAbsent && w.IfRevision != 0 {
-		return api.WriteRequest{}, api.Errorf(api.ErrInvalidRequest, "If-Match and If-None-Match together")
-	}
-	if w.Session, w.SessionSeq, err = api.ParseSession(h.Get(api.HeaderSession), h.Get(api.HeaderSessionSeq)); err != nil {
+	w := api.WriteRequest{Op: op, Key: key, Token: tok}
+	if err := api.ParseWriteHeaders(h, &w); err != nil {
 		return api.WriteRequest{}, err
 	}
 	switch op {

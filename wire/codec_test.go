@@ -199,7 +199,7 @@ func FuzzDecodeStatus(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !api.ValidReplicaID(st.Replica) || st.Rate < 0 || len(st.Reason) > wire.MaxReasonBytes {
+		if !api.ValidID(st.Replica) || st.Rate < 0 || len(st.Reason) > wire.MaxReasonBytes {
 			t.Fatalf("accepted %+v", st)
 		}
 	})

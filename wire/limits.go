@@ -51,7 +51,7 @@ func computeOverheads() overheads {
 	maxWait := time.Duration(math.MaxInt64)
 
 	put := api.WriteRequest{Op: api.OpPut, Key: key, Token: tok, WriteID: strings.Repeat("w", api.MaxWriteIDLen),
-		IfRevision: math.MaxUint64, Session: strings.Repeat("s", api.MaxSessionLen), SessionSeq: math.MaxUint64}
+		IfRevision: math.MaxUint64, Session: strings.Repeat("s", api.MaxIDLen), SessionSeq: math.MaxUint64}
 	whole := headerSize(WriteMsg("put", put).Header)
 
 	// The stream message a writer publishes: its op, session and the

@@ -42,7 +42,7 @@ func wireSize(h nats.Header, data []byte) int {
 func largest(key string, n int) (put, get, scan int) {
 	value := bytes.Repeat([]byte{0xff}, n)
 	req := api.WriteRequest{Op: api.OpPut, Key: key, Value: value, Token: limitToken, WriteID: strings.Repeat("w", api.MaxWriteIDLen),
-		IfRevision: math.MaxUint64, Session: strings.Repeat("s", api.MaxSessionLen), SessionSeq: math.MaxUint64}
+		IfRevision: math.MaxUint64, Session: strings.Repeat("s", api.MaxIDLen), SessionSeq: math.MaxUint64}
 	m := wire.WriteMsg("x", req)
 	put = wireSize(m.Header, m.Data)
 	served := func(h nats.Header) {

@@ -74,7 +74,7 @@ func DecodeStatus(data []byte) (ReplicaStatus, error) {
 	if err := json.Unmarshal(data, &st); err != nil {
 		return ReplicaStatus{}, api.Errorf(api.ErrInvalidRequest, "invalid replica status: %w", err)
 	}
-	if !api.ValidReplicaID(st.Replica) || !api.ValidStreamID(st.Stream) || st.Rate < 0 || st.Rate != st.Rate {
+	if !api.ValidID(st.Replica) || !api.ValidStreamID(st.Stream) || st.Rate < 0 || st.Rate != st.Rate {
 		return ReplicaStatus{}, api.Errorf(api.ErrInvalidRequest, "invalid replica status: bad replica, stream or rate")
 	}
 	if err := checkReplicaState(st.State, st.Reason); err != nil {

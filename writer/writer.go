@@ -308,39 +308,11 @@ func apiErrorCode(err error) jetstream.ErrorCode {
 
 // validate checks everything about req that needs no server.
 func (w *Writer) validate(req api.WriteRequest) error {
-	if err := api.ValidateKey(req.Key); err != nil {
+	if err := req.Validate(); err != nil {
 		return err
 	}
-	switch req.Op {
-	case api.OpPut:
-		if err := w.ValueLimit().Check(int64(len(req.Value))); err != nil {
-			return err
-		}
-	case api.OpDelete:
-		if len(req.Value) != 0 {
-			return api.Errorf(api.ErrInvalidRequest, "delete with a value")
-		}
-		if req.IfAbsent {
-			return api.Errorf(api.ErrInvalidRequest, "If-None-Match on a delete: a delete cannot require the key to be absent")
-		}
-	default:
-		return api.Errorf(api.ErrInvalidRequest, "unknown op %q: want %s or %s", req.Op, api.OpPut, api.OpDelete)
-	}
-	if len(req.WriteID) > api.MaxWriteIDLen {
-		return api.Errorf(api.ErrInvalidRequest, "write id longer than %d bytes", api.MaxWriteIDLen)
-	}
-	for i := 0; i < len(req.WriteID); i++ {
-		if c := req.WriteID[i]; c < 0x20 || c == 0x7f {
-			return api.Errorf(api.ErrInvalidRequest, "write id contains a control character")
-		}
-	}
-	if req.IfAbsent && req.IfRevision != 0 {
-		return api.Errorf(api.ErrInvalidRequest, "If-Match and If-None-Match together")
-	}
-	if req.Session != "" || req.SessionSeq != 0 {
-		if _, _, err := api.ParseSession(req.Session, strconv.FormatUint(req.SessionSeq, 10)); err != nil {
-			return err
-		}
+	if req.Op == api.OpPut {
+		return w.ValueLimit().Check(int64(len(req.Value)))
 	}
 	return nil
 }

@@ -132,7 +132,7 @@ type created struct {
 
 func (s *server) create(w http.ResponseWriter, r *http.Request) {
 	var o order
-	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&o); err != nil || !api.ValidReplicaID(o.ID) || o.Qty <= 0 {
+	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&o); err != nil || !api.ValidID(o.ID) || o.Qty <= 0 {
 		http.Error(w, `want {"id":"<letters, digits, - or _>","item":"...","qty":N>0}`, http.StatusBadRequest)
 		return
 	}
