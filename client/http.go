@@ -68,7 +68,7 @@ func NewHTTP(baseURL string) *HTTP {
 	h := &HTTP{
 		Client:           &http.Client{},
 		WriteTimeout:     DefaultWriteTimeout,
-		ReadWait:         DefaultReadWait,
+		ReadWait:         api.DefaultWait,
 		ReadMargin:       DefaultHTTPReadMargin,
 		MaxResponseBytes: DefaultMaxResponseBytes,
 		base:             strings.TrimRight(baseURL, "/"),

@@ -17,10 +17,6 @@ const (
 	// DefaultWriteTimeout bounds a write whose context has no deadline. It
 	// leaves room for the writer's own retries while JetStream recovers.
 	DefaultWriteTimeout = 15 * time.Second
-	// DefaultReadWait is the wait a read without one gets from the replica
-	// (the replicas' default), used to bound a read whose context has no
-	// deadline.
-	DefaultReadWait = 5 * time.Second
 	// DefaultReadMargin is added to a read's wait, for the reply to travel,
 	// when the context has no deadline.
 	DefaultReadMargin = time.Second
@@ -50,7 +46,7 @@ type NATS struct {
 func NewNATS(nc *nats.Conn, subjects wire.Subjects) *NATS {
 	return &NATS{
 		WriteTimeout: DefaultWriteTimeout,
-		ReadWait:     DefaultReadWait,
+		ReadWait:     api.DefaultWait,
 		ReadMargin:   DefaultReadMargin,
 		nc:           nc,
 		subjects:     subjects,

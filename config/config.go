@@ -1,6 +1,11 @@
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/tidemark/tidemark/api"
+	"github.com/tidemark/tidemark/wire"
+)
 
 // Defaults for every setting; Default returns a Config holding them.
 const (
@@ -23,17 +28,17 @@ const (
 	DefaultStreamDuplicateWindow = Duration(2 * time.Minute)
 
 	// DefaultAPIPrefix is the subject prefix of the NATS service endpoints.
-	DefaultAPIPrefix = "tidemark"
+	DefaultAPIPrefix = wire.DefaultAPIPrefix
 
 	// DefaultGatewayHTTP is the gateway's HTTP listen address.
 	DefaultGatewayHTTP = ":8080"
 	// DefaultGatewayMaxValueBytes is the largest value the gateway accepts.
-	DefaultGatewayMaxValueBytes = 1 << 20
+	DefaultGatewayMaxValueBytes = api.DefaultMaxValueBytes
 	// DefaultGatewayDefaultWait bounds a read's wait for its token when the
 	// request does not say.
-	DefaultGatewayDefaultWait = Duration(5 * time.Second)
+	DefaultGatewayDefaultWait = Duration(api.DefaultWait)
 	// DefaultGatewayMaxWait is the longest wait a request may ask for.
-	DefaultGatewayMaxWait = Duration(30 * time.Second)
+	DefaultGatewayMaxWait = Duration(api.DefaultMaxWait)
 
 	// DefaultReplicaData is the replica's Badger directory.
 	DefaultReplicaData = "./tidemark-replica"

@@ -17,10 +17,7 @@ import (
 
 // Defaults of the gateway.
 const (
-	DefaultAddr          = ":8080"
-	DefaultMaxValueBytes = 1 << 20
-	DefaultWait          = 5 * time.Second
-	DefaultMaxWait       = 30 * time.Second
+	DefaultAddr = ":8080"
 	// DefaultReplyMargin is how much longer than the read's wait bound the
 	// gateway waits for a replica's reply, so that the replica's own
 	// token_wait_timeout arrives before the gateway gives up.
@@ -95,13 +92,13 @@ func New(cfg Config) *Gateway {
 		cfg.Addr = DefaultAddr
 	}
 	if cfg.MaxValueBytes <= 0 {
-		cfg.MaxValueBytes = DefaultMaxValueBytes
+		cfg.MaxValueBytes = api.DefaultMaxValueBytes
 	}
 	if cfg.DefaultWait <= 0 {
-		cfg.DefaultWait = DefaultWait
+		cfg.DefaultWait = api.DefaultWait
 	}
 	if cfg.MaxWait <= 0 {
-		cfg.MaxWait = DefaultMaxWait
+		cfg.MaxWait = api.DefaultMaxWait
 	}
 	if cfg.Ready == nil {
 		cfg.Ready = func() error { return nil }

@@ -17,13 +17,7 @@ import (
 )
 
 // Defaults of Config.
-const (
-	// DefaultDefaultWait bounds a read's wait for its token when the request
-	// does not say.
-	DefaultDefaultWait = 5 * time.Second
-	// DefaultMaxWait is the longest wait a request may ask for.
-	DefaultMaxWait = 30 * time.Second
-)
+const ()
 
 // Store is the replica state a Reader serves from.
 type Store interface {
@@ -75,10 +69,10 @@ type Reader struct {
 // New returns a Reader for cfg, with defaults for the zero fields.
 func New(cfg Config) *Reader {
 	if cfg.DefaultWait <= 0 {
-		cfg.DefaultWait = DefaultDefaultWait
+		cfg.DefaultWait = api.DefaultWait
 	}
 	if cfg.MaxWait <= 0 {
-		cfg.MaxWait = DefaultMaxWait
+		cfg.MaxWait = api.DefaultMaxWait
 	}
 	if cfg.DefaultWait > cfg.MaxWait {
 		cfg.DefaultWait = cfg.MaxWait

@@ -22,8 +22,6 @@ import (
 
 // Defaults of Config.
 const (
-	// DefaultMaxValueBytes is the largest value a put may carry.
-	DefaultMaxValueBytes = 1 << 20
 	// DefaultRetryTimeout bounds how long one write keeps retrying transient
 	// failures (no responders while JetStream elects a leader, timeouts).
 	DefaultRetryTimeout = 10 * time.Second
@@ -39,7 +37,7 @@ type Config struct {
 	// Stream is the stream writes are published to.
 	Stream *stream.Stream
 	// MaxValueBytes is the largest value a put may carry;
-	// DefaultMaxValueBytes when 0.
+	// api.DefaultMaxValueBytes when 0.
 	MaxValueBytes int
 	// Logger receives the writer's debug lines (retries).
 	Logger zerolog.Logger
@@ -89,7 +87,7 @@ func New(cfg Config) *Writer {
 		sessions:       sessions{max: DefaultMaxSessions},
 	}
 	if w.maxValueBytes <= 0 {
-		w.maxValueBytes = DefaultMaxValueBytes
+		w.maxValueBytes = api.DefaultMaxValueBytes
 	}
 	if w.retryTimeout <= 0 {
 		w.retryTimeout = DefaultRetryTimeout
