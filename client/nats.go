@@ -286,8 +286,7 @@ func (c *NATS) request(ctx context.Context, m *nats.Msg, who string) (*nats.Msg,
 			who, m.Subject, time.Since(start).Round(time.Millisecond))}
 	case errors.Is(err, context.Canceled):
 		return nil, err
-	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining),
-		errors.Is(err, nats.ErrInvalidConnection), errors.Is(err, nats.ErrDisconnected):
+	case wire.Closed(err), errors.Is(err, nats.ErrDisconnected):
 		return nil, api.Errorf(api.ErrUnavailable, "request on %s: NATS connection closed", m.Subject)
 	case errors.Is(err, nats.ErrMaxPayload):
 		return nil, api.Errorf(api.ErrValueTooLarge, "request of %d bytes is over the NATS maximum payload of %d bytes",

@@ -1,6 +1,8 @@
 package writer
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
 	"github.com/tidemark/tidemark/api"
 
 	"context"
@@ -52,7 +54,7 @@ func (w *Writer) writeIfRevision(ctx context.Context, req api.WriteRequest, id s
 		return 0, w.mismatch(ctx, req, subject, nil)
 	}
 	seq, err := w.publishIf(ctx, req, id, ss, expect)
-	if !wrongLastSeq(err) {
+	if !wire.WrongLastSeq(err) {
 		return seq, err
 	}
 	// The key has moved on, possibly by this very write: an earlier attempt
@@ -85,7 +87,7 @@ func (w *Writer) writeIfAbsent(ctx context.Context, req api.WriteRequest, id str
 	var expect uint64 // no message on the subject
 	for round := 1; ; round++ {
 		seq, err := w.publishIf(ctx, req, id, ss, expect)
-		if !wrongLastSeq(err) {
+		if !wire.WrongLastSeq(err) {
 			return seq, err
 		}
 		last, err := w.lastMsg(ctx, subject)

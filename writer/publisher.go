@@ -1,6 +1,8 @@
 package writer
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
 	"context"
 	"errors"
 	"fmt"
@@ -151,7 +153,7 @@ func (p *publisher) send(pub *publication) sent {
 		switch {
 		case errors.Is(err, jetstream.ErrTooManyStalledMsgs) && !nc.IsClosed():
 			continue // no slot yet: wait for one while the caller waits
-		case err != nil && !closed(err) && (nc.IsClosed() || nc.IsDraining()):
+		case err != nil && !wire.Closed(err) && (nc.IsClosed() || nc.IsDraining()):
 			// The first publish subscribes to the acks, and on a closed
 			// or draining connection that fails with an error that does
 			// not say so.

@@ -1,6 +1,8 @@
 package writer
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
 	"github.com/tidemark/tidemark/api"
 
 	"context"
@@ -200,9 +202,9 @@ func (w *Writer) claimNumber(ctx context.Context, req api.WriteRequest, id strin
 			ss.last = marker{seq: ack.Sequence, n: req.SessionSeq, id: markerID(id), ok: true}
 			c.last, c.mine = ss.last, true
 			return c, nil
-		case wrongLastSeq(err) && round < maxClaimRounds:
+		case wire.WrongLastSeq(err) && round < maxClaimRounds:
 			ss.last.ok = false // another writer claimed: look again
-		case wrongLastSeq(err):
+		case wire.WrongLastSeq(err):
 			return nil, api.Errorf(api.ErrUnavailable, "session %s: write %d lost its claim %d times to concurrent writes of the session", req.Session, req.SessionSeq, round)
 		default:
 			ss.last.ok = false

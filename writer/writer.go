@@ -224,7 +224,7 @@ func (w *Writer) writeInSession(ctx context.Context, req api.WriteRequest, id st
 		return 0, err
 	}
 	seq, err := w.publish(ctx, req, id, jetstream.WithExpectLastSequenceForSubject(c.last.seq, c.subject))
-	if wrongLastSeq(err) {
+	if wire.WrongLastSeq(err) {
 		ss.last.ok = false
 		return w.overtaken(ctx, req, id, c)
 	}
@@ -269,11 +269,11 @@ func (w *Writer) publishIf(ctx context.Context, req api.WriteRequest, id string,
 			}
 			ss.last = marker{seq: seq - 1, n: req.SessionSeq, id: markerID(id), ok: true}
 			return seq, nil
-		case apiErrorCode(err) == errCodeBatchDuplicate && round == 1:
+		case wire.APIErrorCode(err) == errCodeBatchDuplicate && round == 1:
 			continue // stored by an earlier attempt: order finds its marker
-		case apiErrorCode(err) == errCodeBatchDuplicate:
+		case wire.APIErrorCode(err) == errCodeBatchDuplicate:
 			return 0, api.Errorf(api.ErrWriteIDReused, "write id %q already names a stored write; use a new write id for a new write", id)
-		case wrongLastSeq(err):
+		case wire.WrongLastSeq(err):
 			last, lerr := w.lastMarker(ctx, req.Session)
 			if lerr != nil {
 				return 0, lerr
@@ -294,15 +294,6 @@ func (w *Writer) publishIf(ctx context.Context, req api.WriteRequest, id string,
 // errCodeBatchDuplicate is JetStream's refusal of an atomic batch that holds
 // a message id already in the duplicate window.
 const errCodeBatchDuplicate = 10201
-
-// apiErrorCode returns the JetStream error code err carries, or 0.
-func apiErrorCode(err error) jetstream.ErrorCode {
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) {
-		return apiErr.ErrorCode
-	}
-	return 0
-}
 
 // validate checks everything about req that needs no server.
 func (w *Writer) validate(req api.WriteRequest) error {
@@ -376,7 +367,7 @@ func (w *Writer) publishMsg(ctx context.Context, req api.WriteRequest, m *nats.M
 func (w *Writer) publishError(req api.WriteRequest, err error) error {
 	var apiErr *jetstream.APIError
 	switch {
-	case errors.Is(err, api.ErrUnavailable), wrongLastSeq(err):
+	case errors.Is(err, api.ErrUnavailable), wire.WrongLastSeq(err):
 		return err
 	case errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum:
 		return api.Errorf(api.ErrValueTooLarge, "value is %d bytes, over the stream's maximum message size", len(req.Value))
@@ -389,7 +380,7 @@ func (w *Writer) publishError(req api.WriteRequest, err error) error {
 
 // requestError maps a failed request to the stream that is not transient.
 func (w *Writer) requestError(what string, err error) error {
-	if closed(err) {
+	if wire.Closed(err) {
 		return api.Errorf(api.ErrUnavailable, "stream %s: %s: NATS connection closed", w.stream.Name(), what)
 	}
 	return api.Errorf(api.ErrInternal, "stream %s: %s: %w", w.stream.Name(), what, err)
@@ -405,7 +396,7 @@ func (w *Writer) retry(ctx context.Context, what string, fn func(ctx context.Con
 		actx, cancel := context.WithTimeout(ctx, w.attemptTimeout)
 		err := fn(actx)
 		cancel()
-		if err == nil || (ctx.Err() == nil && !transient(err)) {
+		if err == nil || (ctx.Err() == nil && !wire.Transient(err)) {
 			return err
 		}
 		if ctx.Err() == nil {
@@ -417,37 +408,6 @@ func (w *Writer) retry(ctx context.Context, what string, fn func(ctx context.Con
 		return api.Errorf(api.ErrUnavailable, "stream %s: %s: no answer after %d attempts in %v: %v",
 			w.stream.Name(), what, attempt, time.Since(start).Round(time.Millisecond), err)
 	}
-}
-
-// transient reports whether a failed request to JetStream may succeed if
-// repeated: nobody answered (a stream leader is being elected, the server is
-// restarting), the answer did not come in time, or JetStream said it is
-// temporarily unavailable.
-func transient(err error) bool {
-	var apiErr *jetstream.APIError
-	switch {
-	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders),
-		errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout),
-		errors.Is(err, jetstream.ErrAsyncPublishTimeout), errors.Is(err, nats.ErrDisconnected):
-		return true
-	case errors.As(err, &apiErr):
-		return apiErr.Code == 503
-	}
-	return false
-}
-
-// closed reports whether err says the NATS connection is gone for good.
-func closed(err error) bool {
-	return errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining) ||
-		errors.Is(err, nats.ErrInvalidConnection)
-}
-
-// wrongLastSeq reports whether err is JetStream's refusal of a publish whose
-// expected last sequence of the subject did not hold.
-func wrongLastSeq(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // getMsg returns the message at seq or, with a subject, the first message of

@@ -4,8 +4,9 @@
 package natsconn
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -105,7 +106,7 @@ func Connect(ctx context.Context, cfg ConnectConfig) (*Conn, error) {
 			log.Info().Str("server", nc.ConnectedUrlRedacted()).Msg("nats connected")
 			return c, nil
 		}
-		if ctx.Err() != nil || permanent(err) {
+		if ctx.Err() != nil || wire.Permanent(err) {
 			return nil, fmt.Errorf("connect %s: %w", url, err)
 		}
 		ev := log.Debug()
@@ -117,12 +118,4 @@ func Connect(ctx context.Context, cfg ConnectConfig) (*Conn, error) {
 			return nil, fmt.Errorf("connect %s: %w", url, err)
 		}
 	}
-}
-
-// permanent reports connection errors that retrying cannot fix: bad
-// credentials or TLS set-up.
-func permanent(err error) bool {
-	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
-		errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAccountAuthExpired) ||
-		errors.Is(err, nats.ErrSecureConnRequired) || errors.Is(err, nats.ErrSecureConnWanted)
 }
