@@ -68,6 +68,28 @@ func SessionSubject(prefix, session string) string {
 	return prefix + "." + sessionToken + "." + session
 }
 
+// WriteMsg encodes the stream message of a put or a delete under the
+// stream subject prefix: the key's subject, the op header, the session's
+// ordering headers and a put's value. DecodeMessage reads it back.
+func WriteMsg(prefix string, req api.WriteRequest) *nats.Msg {
+	m := nats.NewMsg(KeySubject(prefix, req.Key))
+	m.Header.Set(api.HeaderOp, string(req.Op))
+	api.SetSession(m.Header, req.Session, req.SessionSeq)
+	if req.Op == api.OpPut {
+		m.Data = req.Value
+	}
+	return m
+}
+
+// MarkerMsg encodes the order marker by which a write claims number seq of
+// session (OpSession, on SessionSubject). DecodeMessage reads it back.
+func MarkerMsg(prefix, session string, seq uint64) *nats.Msg {
+	m := nats.NewMsg(SessionSubject(prefix, session))
+	m.Header.Set(api.HeaderOp, string(OpSession))
+	api.SetSession(m.Header, session, seq)
+	return m
+}
+
 // DecodeEntry decodes a stream message from its subject, its Op header and
 // its data. It fails with ErrInvalidRequest on anything a writer would not
 // have produced.

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tidemark/tidemark/stream"
@@ -113,14 +112,6 @@ func (s *sessions) evict() {
 // markerID is the message id of the marker of the write with write id id.
 func markerID(id string) string { return "session:" + id }
 
-// markerMsg builds the order marker of req's session, claiming req's number.
-func (w *Writer) markerMsg(req api.WriteRequest) *nats.Msg {
-	m := nats.NewMsg(stream.SessionSubject(w.stream.Subject(), req.Session))
-	m.Header.Set(api.HeaderOp, string(stream.OpSession))
-	api.SetSession(m.Header, req.Session, req.SessionSeq)
-	return m
-}
-
 // lastMarker reads the session's last marker from the stream.
 func (w *Writer) lastMarker(ctx context.Context, session string) (marker, error) {
 	m, err := w.lastMsg(ctx, stream.SessionSubject(w.stream.Subject(), session))
@@ -184,7 +175,7 @@ func (w *Writer) claimNumber(ctx context.Context, req api.WriteRequest, id strin
 		if err != nil || c.mine {
 			return c, err
 		}
-		ack, err := w.publishMsg(ctx, req, w.markerMsg(req), markerID(id), jetstream.WithExpectLastSequencePerSubject(c.last.seq))
+		ack, err := w.publishMsg(ctx, req, stream.MarkerMsg(w.stream.Subject(), req.Session, req.SessionSeq), markerID(id), jetstream.WithExpectLastSequencePerSubject(c.last.seq))
 		if err == nil && ack.Duplicate {
 			// An earlier attempt of this write id stored a marker: it must
 			// be this write's.

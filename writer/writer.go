@@ -248,10 +248,10 @@ func (w *Writer) publishIf(ctx context.Context, req api.WriteRequest, id string,
 			// An earlier attempt stored the batch: the write follows its marker.
 			return w.stored(ctx, req, id, c.last.seq+1, nil)
 		}
-		mk := w.markerMsg(req)
+		mk := stream.MarkerMsg(w.stream.Subject(), req.Session, req.SessionSeq)
 		mk.Header.Set(stream.HeaderMsgID, markerID(id))
 		mk.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(c.last.seq, 10))
-		m := w.msg(req)
+		m := stream.WriteMsg(w.stream.Subject(), req)
 		m.Header.Set(stream.HeaderMsgID, id)
 		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expect, 10))
 		var seq uint64
@@ -306,24 +306,12 @@ func (w *Writer) validate(req api.WriteRequest) error {
 	return nil
 }
 
-// msg builds the stream message of req: the key's subject, the op header and
-// the value.
-func (w *Writer) msg(req api.WriteRequest) *nats.Msg {
-	m := nats.NewMsg(w.stream.KeySubject(req.Key))
-	m.Header.Set(api.HeaderOp, string(req.Op))
-	api.SetSession(m.Header, req.Session, req.SessionSeq)
-	if req.Op == api.OpPut {
-		m.Data = req.Value
-	}
-	return m
-}
-
 // publish publishes req with message id id and the extra options opts,
 // retrying transient failures with the same id, and returns the stream
 // sequence from the ack. An ack from the duplicate window is checked to be
 // req's own write.
 func (w *Writer) publish(ctx context.Context, req api.WriteRequest, id string, opts ...jetstream.PublishOpt) (uint64, error) {
-	ack, err := w.publishMsg(ctx, req, w.msg(req), id, opts...)
+	ack, err := w.publishMsg(ctx, req, stream.WriteMsg(w.stream.Subject(), req), id, opts...)
 	if err != nil {
 		return 0, err
 	}
