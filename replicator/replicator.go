@@ -126,7 +126,11 @@ type Replicator struct {
 	batches  atomic.Uint64
 	splits   atomic.Uint64
 	metrics  applyMetrics // Prometheus metrics (metrics.go)
-	skipped  atomic.Uint64
+	// appliedTxn returns the transaction that records a batch's applied
+	// sequence, given the one holding its data: the same one (sameTxn), or
+	// for the broken replicator of UnsafeSplitApplied a second one.
+	appliedTxn func(db *badger.DB, txn *badger.Txn, last uint64) (*badger.Txn, error)
+	skipped    atomic.Uint64
 
 	sessionsSwept atomic.Uint64 // session records forgotten (sweepSessions)
 
@@ -201,7 +205,8 @@ func New(cfg Config) *Replicator {
 		readyCh: make(chan struct{}),
 		cache:   newRecordCache(cfg.CacheBytes),
 
-		corruptCh: make(chan error, 1),
+		corruptCh:  make(chan error, 1),
+		appliedTxn: appliedTxnOf(cfg),
 	}
 }
 

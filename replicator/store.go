@@ -166,16 +166,11 @@ func (r *Replicator) commitTxn(db *badger.DB, ds []delivery) (int, int, error) {
 		}
 	}
 	last := ds[len(ds)-1].seq
-	if r.cfg.UnsafeSplitApplied {
-		if err := txn.Commit(); err != nil {
-			return len(ds), 0, err
-		}
-		if r.cfg.UnsafeAfterData != nil {
-			r.cfg.UnsafeAfterData(last)
-		}
-		txn = db.NewTransaction(true)
-		defer txn.Discard()
+	txn, err := r.appliedTxn(db, txn, last)
+	if err != nil {
+		return len(ds), 0, err
 	}
+	defer txn.Discard()
 	if err := txn.Set(keyApplied, u64(last)); err != nil {
 		return len(ds), 0, err
 	}
