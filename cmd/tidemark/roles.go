@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/tidemark/tidemark/internal/health"
 	"github.com/tidemark/tidemark/internal/natsconn"
 
 	"github.com/tidemark/tidemark/wire"
@@ -10,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -255,17 +255,7 @@ func warnValueLimit(log zerolog.Logger, l wire.ValueLimit) {
 
 // serveHealth serves /healthz, /readyz and /metrics on addr until ctx ends.
 func serveHealth(ctx context.Context, addr string, ready func() error, metrics http.Handler, log zerolog.Logger) error {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", metrics)
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := ready(); err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = io.WriteString(w, "not ready: "+err.Error()+"\n")
-			return
-		}
-		_, _ = io.WriteString(w, "ready\n")
-	})
+	mux := health.Mux(ready, metrics)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("health listen: %w", err)
