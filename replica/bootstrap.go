@@ -34,15 +34,6 @@ import (
 // downloads and restores it, deletes the object, and applies the stream
 // from there (see replicator.Bootstrapper).
 const (
-	// SnapshotServiceName is the micro service that answers snapshot
-	// requests, as `nats micro ls` lists it.
-	SnapshotServiceName = "tidemark-snapshot"
-	// SnapshotServiceVersion is its version.
-	SnapshotServiceVersion = "1.0.0"
-	// SnapshotQueueGroup is the queue group of the ready replicas that
-	// answer snapshot requests: any one answers.
-	SnapshotQueueGroup = "tidemark-snapshot"
-
 	// DefaultSnapshotTimeout bounds how long a bootstrapping replica waits
 	// for a snapshot to be made and stored.
 	DefaultSnapshotTimeout = 10 * time.Minute
@@ -54,73 +45,12 @@ const (
 	DefaultSnapshotTTL = time.Hour
 )
 
-// Object metadata of a stored snapshot.
-const (
-	metaStream  = "tidemark-stream"
-	metaApplied = "tidemark-applied"
-	metaReplica = "tidemark-replica"
-	metaCreated = "tidemark-created"
-)
-
-// maxSnapshotName bounds an object name received in a reply.
-const maxSnapshotName = 256
-
-// SnapshotBucket is the object store bucket that carries the snapshots of
-// the replicas of the stream named streamName.
-func SnapshotBucket(streamName string) string { return streamName + "_SNAPSHOTS" }
-
-// snapshotRequest asks a replica for a snapshot.
-type snapshotRequest struct {
-	// Stream is the identity of the stream the asker replicates.
-	Stream string `json:"stream"`
-	// Replica is the asker's id.
-	Replica string `json:"replica"`
-	// Need is the lowest applied sequence the snapshot may have.
-	Need uint64 `json:"need"`
-}
-
-// snapshotReply names a stored snapshot.
-type snapshotReply struct {
-	// Name is the object's name in SnapshotBucket.
-	Name string `json:"name"`
-	// Stream, Applied and Replica say whose state, up to which sequence.
-	Stream  string `json:"stream"`
-	Applied uint64 `json:"applied"`
-	Replica string `json:"replica"`
-	// Size is the snapshot's size in bytes.
-	Size uint64 `json:"size"`
-}
-
-// decodeSnapshotRequest decodes and checks a request from the wire.
-func decodeSnapshotRequest(b []byte) (snapshotRequest, error) {
-	var q snapshotRequest
-	if err := json.Unmarshal(b, &q); err != nil {
-		return q, api.Errorf(api.ErrInvalidRequest, "snapshot request: %w", err)
-	}
-	if q.Stream == "" || !api.ValidID(q.Replica) {
-		return q, api.Errorf(api.ErrInvalidRequest, "snapshot request: want a stream id and a replica id")
-	}
-	return q, nil
-}
-
-// decodeSnapshotReply decodes and checks a reply from the wire.
-func decodeSnapshotReply(b []byte) (snapshotReply, error) {
-	var rep snapshotReply
-	if err := json.Unmarshal(b, &rep); err != nil {
-		return rep, fmt.Errorf("snapshot reply: %w", err)
-	}
-	if rep.Name == "" || len(rep.Name) > maxSnapshotName || rep.Stream == "" {
-		return rep, errors.New("snapshot reply: want an object name of 1 to 256 bytes and a stream id")
-	}
-	return rep, nil
-}
-
 // snapshotBucketConfig is the object store that carries snapshots: file
 // storage, replicated like the stream, snapshots expiring after
 // DefaultSnapshotTTL.
 func snapshotBucketConfig(st *stream.Stream) jetstream.ObjectStoreConfig {
 	return jetstream.ObjectStoreConfig{
-		Bucket:      SnapshotBucket(st.Name()),
+		Bucket:      wire.SnapshotBucket(st.Name()),
 		Description: "Tidemark replica snapshots, for replicas that bootstrap",
 		TTL:         DefaultSnapshotTTL,
 		Storage:     jetstream.FileStorage,
@@ -128,7 +58,7 @@ func snapshotBucketConfig(st *stream.Stream) jetstream.ObjectStoreConfig {
 	}
 }
 
-// serveSnapshots answers snapshot requests in SnapshotQueueGroup once the
+// serveSnapshots answers snapshot requests in wire.SnapshotQueueGroup once the
 // replica is ready, until ctx ends. A replica that never gets ready answers
 // none. A failure to register is logged, not fatal: the replica still
 // serves reads.
@@ -144,11 +74,11 @@ func (r *Replica) serveSnapshots(ctx context.Context) error {
 	r.removeSnapshotFiles()
 	log := r.cfg.Logger.With().Str("replica", r.cfg.ID).Logger()
 	svc, err := micro.AddService(r.cfg.Conn, micro.Config{
-		Name:        SnapshotServiceName,
-		Version:     SnapshotServiceVersion,
+		Name:        wire.SnapshotServiceName,
+		Version:     wire.SnapshotServiceVersion,
 		Description: "Tidemark replica snapshots, for replicas that bootstrap",
 		Metadata:    map[string]string{"replica": r.cfg.ID, "stream": r.cfg.Stream.ID()},
-		QueueGroup:  SnapshotQueueGroup,
+		QueueGroup:  wire.SnapshotQueueGroup,
 	})
 	if err != nil {
 		log.Error().Err(err).Msg("snapshot service; not serving snapshots")
@@ -181,18 +111,18 @@ func (r *Replica) serveSnapshots(ctx context.Context) error {
 		r.answerSnapshot(ctx, req, log)
 	})
 	subject := r.cfg.Subjects.Snapshot()
-	if err := svc.AddEndpoint("snapshot", handler, micro.WithEndpointSubject(subject), micro.WithEndpointQueueGroup(SnapshotQueueGroup)); err != nil {
+	if err := svc.AddEndpoint("snapshot", handler, micro.WithEndpointSubject(subject), micro.WithEndpointQueueGroup(wire.SnapshotQueueGroup)); err != nil {
 		log.Error().Err(err).Msg("snapshot service; not serving snapshots")
 		return nil
 	}
-	log.Info().Str("subject", subject).Str("queue", SnapshotQueueGroup).Msg("serving snapshots")
+	log.Info().Str("subject", subject).Str("queue", wire.SnapshotQueueGroup).Msg("serving snapshots")
 	<-ctx.Done()
 	return nil
 }
 
 func (r *Replica) answerSnapshot(ctx context.Context, req micro.Request, log zerolog.Logger) {
-	q, err := decodeSnapshotRequest(req.Data())
-	var rep snapshotReply
+	q, err := wire.DecodeSnapshotRequest(req.Data())
+	var rep wire.SnapshotReply
 	if err == nil {
 		start := time.Now()
 		if rep, err = r.storeSnapshot(ctx, q); err == nil {
@@ -218,41 +148,41 @@ func (r *Replica) answerSnapshot(ctx context.Context, req micro.Request, log zer
 // storeSnapshot writes a snapshot to a file in the replica's directory (on
 // the same volume as its data), so that Badger's read transaction lasts
 // only as long as the local write, then stores it in the object store.
-func (r *Replica) storeSnapshot(ctx context.Context, q snapshotRequest) (snapshotReply, error) {
+func (r *Replica) storeSnapshot(ctx context.Context, q wire.SnapshotRequest) (wire.SnapshotReply, error) {
 	switch {
 	case q.Stream != r.cfg.Stream.ID():
-		return snapshotReply{}, api.Errorf(api.ErrInvalidRequest, "snapshot of stream id %s asked of a replica of stream id %s", q.Stream, r.cfg.Stream.ID())
+		return wire.SnapshotReply{}, api.Errorf(api.ErrInvalidRequest, "snapshot of stream id %s asked of a replica of stream id %s", q.Stream, r.cfg.Stream.ID())
 	case q.Replica == r.cfg.ID:
-		return snapshotReply{}, api.Errorf(api.ErrUnavailable, "replica %s does not bootstrap from itself", r.cfg.ID)
+		return wire.SnapshotReply{}, api.Errorf(api.ErrUnavailable, "replica %s does not bootstrap from itself", r.cfg.ID)
 	}
 	if err := r.Ready(); err != nil {
-		return snapshotReply{}, api.Errorf(api.ErrUnavailable, "replica %s is not ready: %w", r.cfg.ID, err)
+		return wire.SnapshotReply{}, api.Errorf(api.ErrUnavailable, "replica %s is not ready: %w", r.cfg.ID, err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, DefaultSnapshotCatchUp)
 	err := r.repl.WaitApplied(wctx, q.Need)
 	cancel()
 	if err != nil {
-		return snapshotReply{}, api.Errorf(api.ErrUnavailable, "replica %s has applied %d, the snapshot must hold %d: %w", r.cfg.ID, r.repl.Applied(), q.Need, err)
+		return wire.SnapshotReply{}, api.Errorf(api.ErrUnavailable, "replica %s has applied %d, the snapshot must hold %d: %w", r.cfg.ID, r.repl.Applied(), q.Need, err)
 	}
 
 	f, err := os.CreateTemp(r.cfg.Dir, replicator.SnapshotFilePrefix+"*")
 	if err != nil {
-		return snapshotReply{}, fmt.Errorf("snapshot file: %w", err)
+		return wire.SnapshotReply{}, fmt.Errorf("snapshot file: %w", err)
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
 	applied, err := r.repl.Snapshot(ctx, f)
 	if err != nil {
-		return snapshotReply{}, err
+		return wire.SnapshotReply{}, err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return snapshotReply{}, fmt.Errorf("snapshot file: %w", err)
+		return wire.SnapshotReply{}, fmt.Errorf("snapshot file: %w", err)
 	}
 
 	js := r.cfg.Stream.JetStream()
 	obs, err := js.CreateOrUpdateObjectStore(ctx, snapshotBucketConfig(r.cfg.Stream))
 	if err != nil {
-		return snapshotReply{}, fmt.Errorf("snapshot bucket: %w", err)
+		return wire.SnapshotReply{}, fmt.Errorf("snapshot bucket: %w", err)
 	}
 	now := time.Now().UTC()
 	name := fmt.Sprintf("%s-%d-%d", r.cfg.ID, applied, now.UnixNano())
@@ -260,16 +190,16 @@ func (r *Replica) storeSnapshot(ctx context.Context, q snapshotRequest) (snapsho
 		Name:        name,
 		Description: fmt.Sprintf("snapshot of replica %s at sequence %d, for %s", r.cfg.ID, applied, q.Replica),
 		Metadata: map[string]string{
-			metaStream:  r.cfg.Stream.ID(),
-			metaApplied: strconv.FormatUint(applied, 10),
-			metaReplica: r.cfg.ID,
-			metaCreated: now.Format(time.RFC3339Nano),
+			wire.MetaStream:  r.cfg.Stream.ID(),
+			wire.MetaApplied: strconv.FormatUint(applied, 10),
+			wire.MetaReplica: r.cfg.ID,
+			wire.MetaCreated: now.Format(time.RFC3339Nano),
 		},
 	}, f)
 	if err != nil {
-		return snapshotReply{}, fmt.Errorf("store snapshot: %w", err)
+		return wire.SnapshotReply{}, fmt.Errorf("store snapshot: %w", err)
 	}
-	return snapshotReply{Name: name, Stream: r.cfg.Stream.ID(), Applied: applied, Replica: r.cfg.ID, Size: info.Size}, nil
+	return wire.SnapshotReply{Name: name, Stream: r.cfg.Stream.ID(), Applied: applied, Replica: r.cfg.ID, Size: info.Size}, nil
 }
 
 // removeSnapshotFiles removes the snapshot files a crashed replica left in
@@ -323,7 +253,7 @@ func (f *fetcher) Bootstrap(ctx context.Context, need uint64, restore func(io.Re
 	if nc == nil {
 		nc = f.st.JetStream().Conn()
 	}
-	q, err := json.Marshal(snapshotRequest{Stream: f.st.ID(), Replica: f.id, Need: need})
+	q, err := json.Marshal(wire.SnapshotRequest{Stream: f.st.ID(), Replica: f.id, Need: need})
 	if err != nil {
 		return err
 	}
@@ -341,7 +271,7 @@ func (f *fetcher) Bootstrap(ctx context.Context, need uint64, restore func(io.Re
 	if err != nil {
 		return err
 	}
-	rep, err := decodeSnapshotReply(msg.Data)
+	rep, err := wire.DecodeSnapshotReply(msg.Data)
 	if err != nil {
 		return err
 	}
@@ -352,7 +282,7 @@ func (f *fetcher) Bootstrap(ctx context.Context, need uint64, restore func(io.Re
 		return fmt.Errorf("%w: replica %s offers a snapshot at %d, need %d", replicator.ErrBadSnapshot, rep.Replica, rep.Applied, need)
 	}
 
-	obs, err := f.st.JetStream().ObjectStore(ctx, SnapshotBucket(f.st.Name()))
+	obs, err := f.st.JetStream().ObjectStore(ctx, wire.SnapshotBucket(f.st.Name()))
 	if err != nil {
 		return fmt.Errorf("snapshot bucket: %w", err)
 	}

@@ -181,7 +181,7 @@ func (f *fixture) noSnapshotsLeft(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	obs, err := f.JS.ObjectStore(ctx, replica.SnapshotBucket(f.Stream.Name()))
+	obs, err := f.JS.ObjectStore(ctx, wire.SnapshotBucket(f.Stream.Name()))
 	if err != nil {
 		t.Fatalf("snapshot bucket: %v", err)
 	}
@@ -310,7 +310,7 @@ func TestBootstrapRejectsBadSnapshots(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	obs, err := f.JS.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: replica.SnapshotBucket(f.Stream.Name())})
+	obs, err := f.JS.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: wire.SnapshotBucket(f.Stream.Name())})
 	if err != nil {
 		t.Fatal(err)
 	}

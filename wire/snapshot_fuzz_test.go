@@ -1,6 +1,8 @@
-package replica
+package wire_test
 
 import (
+	"github.com/tidemark/tidemark/wire"
+
 	"github.com/tidemark/tidemark/api"
 
 	"encoding/json"
@@ -24,12 +26,12 @@ func TestDecodeSnapshotRequest(t *testing.T) {
 		{"empty", ``, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := decodeSnapshotRequest([]byte(tt.in))
+			_, err := wire.DecodeSnapshotRequest([]byte(tt.in))
 			if got, want := err == nil, tt.ok; got != want {
-				t.Fatalf("decodeSnapshotRequest(%s)=%v, want ok %v", tt.in, err, want)
+				t.Fatalf("wire.DecodeSnapshotRequest(%s)=%v, want ok %v", tt.in, err, want)
 			}
 			if err != nil && !errors.Is(err, api.ErrInvalidRequest) {
-				t.Fatalf("decodeSnapshotRequest(%s)=%v, want ErrInvalidRequest", tt.in, err)
+				t.Fatalf("wire.DecodeSnapshotRequest(%s)=%v, want ErrInvalidRequest", tt.in, err)
 			}
 		})
 	}
@@ -42,14 +44,14 @@ func TestDecodeSnapshotReply(t *testing.T) {
 	}{
 		{"good", `{"name":"r1-41-1","stream":"3f9a0c21b7d4","applied":41,"replica":"r1","size":100}`, true},
 		{"no name", `{"stream":"3f9a0c21b7d4","applied":41}`, false},
-		{"long name", `{"name":"` + strings.Repeat("n", maxSnapshotName+1) + `","stream":"s"}`, false},
+		{"long name", `{"name":"` + strings.Repeat("n", wire.MaxSnapshotName+1) + `","stream":"s"}`, false},
 		{"no stream", `{"name":"r1-41-1","applied":41}`, false},
 		{"not json", `[]`, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := decodeSnapshotReply([]byte(tt.in))
+			_, err := wire.DecodeSnapshotReply([]byte(tt.in))
 			if got, want := err == nil, tt.ok; got != want {
-				t.Fatalf("decodeSnapshotReply(%s)=%v, want ok %v", tt.in, err, want)
+				t.Fatalf("wire.DecodeSnapshotReply(%s)=%v, want ok %v", tt.in, err, want)
 			}
 		})
 	}
@@ -62,7 +64,7 @@ func FuzzDecodeSnapshotRequest(f *testing.F) {
 	f.Add([]byte(`{"stream":"","replica":"","need":0}`))
 	f.Add([]byte(`{"stream":"x","replica":"r2","need":18446744073709551615}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		q, err := decodeSnapshotRequest(b)
+		q, err := wire.DecodeSnapshotRequest(b)
 		if err != nil {
 			return
 		}
@@ -70,7 +72,7 @@ func FuzzDecodeSnapshotRequest(f *testing.F) {
 			t.Fatalf("accepted %+v", q)
 		}
 		again, _ := json.Marshal(q)
-		if q2, err := decodeSnapshotRequest(again); err != nil || q2 != q {
+		if q2, err := wire.DecodeSnapshotRequest(again); err != nil || q2 != q {
 			t.Fatalf("round trip of %+v: %+v, %v", q, q2, err)
 		}
 	})
@@ -82,11 +84,11 @@ func FuzzDecodeSnapshotReply(f *testing.F) {
 	f.Add([]byte(`{"name":"r1-41-1","stream":"3f9a0c21b7d4","applied":41,"replica":"r1","size":100}`))
 	f.Add([]byte(`{"name":"","stream":""}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		rep, err := decodeSnapshotReply(b)
+		rep, err := wire.DecodeSnapshotReply(b)
 		if err != nil {
 			return
 		}
-		if rep.Name == "" || len(rep.Name) > maxSnapshotName || rep.Stream == "" {
+		if rep.Name == "" || len(rep.Name) > wire.MaxSnapshotName || rep.Stream == "" {
 			t.Fatalf("accepted %+v", rep)
 		}
 	})
