@@ -1,11 +1,8 @@
 package writer
 
 import (
-	"github.com/tidemark/tidemark/internal/metrics"
-
 	"github.com/tidemark/tidemark/api"
 
-	"context"
 	"sync"
 	"time"
 
@@ -21,20 +18,6 @@ const (
 // OutcomeOK is the outcome label of a write that succeeded; a failed
 // write's outcome is its error code (api.Code).
 const OutcomeOK = "ok"
-
-// Write publishes a put or a delete and returns its revision and the
-// session's new token. Invalid requests, and tokens of another stream or
-// ahead of it, fail at once and publish nothing. A write retried with the
-// same WriteID within the stream's duplicate window is stored once and
-// returns the same revision. A conditional write that loses fails with
-// api.ErrRevisionMismatch; a write that cannot reach the stream in time
-// fails with api.ErrUnavailable.
-func (w *Writer) Write(ctx context.Context, req api.WriteRequest) (api.WriteResult, error) {
-	start := time.Now()
-	res, err := w.perform(ctx, req)
-	w.metrics.observe(req.Op, start, err)
-	return res, err
-}
 
 // writeMetrics are a writer's metrics, with the successful writes' series
 // resolved up front. The zero value is ready to use.
@@ -97,13 +80,3 @@ func opLabel(op api.Op) string {
 	}
 	return "invalid"
 }
-
-// Collector returns the writer's Prometheus metrics: writes by operation
-// and outcome, and write latency. Register it once per registry.
-func (w *Writer) Collector() prometheus.Collector {
-	w.metrics.init()
-	return metrics.Collectors{w.metrics.writes, w.metrics.seconds}
-}
-
-// Collector returns the Prometheus metrics of the service's writer.
-func (s *Service) Collector() prometheus.Collector { return s.w.Collector() }

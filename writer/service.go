@@ -1,6 +1,7 @@
 package writer
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tidemark/tidemark/wire"
 
 	"github.com/tidemark/tidemark/api"
@@ -215,3 +216,6 @@ func (h *handlers) close() {
 	h.mu.Unlock()
 	h.pool.Close()
 }
+
+// Collector returns the Prometheus metrics of the service's writer.
+func (s *Service) Collector() prometheus.Collector { return s.w.Collector() }

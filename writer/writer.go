@@ -1,7 +1,9 @@
 package writer
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tidemark/tidemark/internal/backoff"
+	"github.com/tidemark/tidemark/internal/metrics"
 
 	"github.com/tidemark/tidemark/wire"
 
@@ -115,15 +117,23 @@ func (w *Writer) ValueLimit() wire.ValueLimit {
 	return wire.NewValueLimit(w.maxValueBytes, maxPayload)
 }
 
-// perform is Write (metrics.go), unmeasured.
-func (w *Writer) perform(ctx context.Context, req api.WriteRequest) (api.WriteResult, error) {
+// Write publishes a put or a delete and returns its revision and the
+// session's new token. Invalid requests, and tokens of another stream or
+// ahead of it, fail at once and publish nothing. A write retried with the
+// same WriteID within the stream's duplicate window is stored once and
+// returns the same revision. A conditional write that loses fails with
+// api.ErrRevisionMismatch; a write that cannot reach the stream in time
+// fails with api.ErrUnavailable.
+func (w *Writer) Write(ctx context.Context, req api.WriteRequest) (res api.WriteResult, err error) {
+	start := time.Now()
+	defer func() { w.metrics.observe(req.Op, start, err) }()
 	failed := api.WriteResult{Key: req.Key, Token: req.Token}
 	if err := w.validate(req); err != nil {
 		return failed, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, w.retryTimeout)
 	defer cancel()
-	err := w.stream.CheckToken(ctx, req.Token)
+	err = w.stream.CheckToken(ctx, req.Token)
 	if errors.Is(err, api.ErrTokenStreamMismatch) && w.stream.Refresh(ctx) == nil {
 		// The stream may have been recreated since this writer last looked.
 		err = w.stream.CheckToken(ctx, req.Token)
@@ -433,4 +443,11 @@ func (w *Writer) get(ctx context.Context, what string, fn func(context.Context, 
 		return nil, w.requestError(what, err)
 	}
 	return m, nil
+}
+
+// Collector returns the writer's Prometheus metrics: writes by operation
+// and outcome, and write latency. Register it once per registry.
+func (w *Writer) Collector() prometheus.Collector {
+	w.metrics.init()
+	return metrics.Collectors{w.metrics.writes, w.metrics.seconds}
 }
