@@ -1,6 +1,8 @@
 package client
 
 import (
+	"errors"
+
 	"github.com/tidemark/tidemark/wire"
 
 	"math/rand/v2"
@@ -59,7 +61,11 @@ func (r *Router) Close() error {
 	if r.sub == nil {
 		return nil
 	}
-	return r.sub.Unsubscribe()
+	err := r.sub.Unsubscribe()
+	if errors.Is(err, nats.ErrBadSubscription) || errors.Is(err, nats.ErrConnectionClosed) {
+		return nil // closed already, or with its connection
+	}
+	return err
 }
 
 // Observe records what is known of a replica: its applied sequence, apply

@@ -7,6 +7,7 @@ package stacktest
 
 import (
 	"github.com/tidemark/tidemark/internal/natsserver"
+	"github.com/tidemark/tidemark/internal/stack"
 
 	"github.com/tidemark/tidemark/wire"
 
@@ -19,15 +20,12 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
-	"golang.org/x/sync/errgroup"
 
-	"github.com/tidemark/tidemark/client"
 	"github.com/tidemark/tidemark/gateway"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/replica"
@@ -55,28 +53,14 @@ type Options struct {
 	NoRouter bool
 }
 
-// Stack is a running pipeline.
+// Stack is a running pipeline (package stack) on an embedded NATS server.
 type Stack struct {
 	*testenv.Env
-	// Writer is the writer behind the writer service.
-	Writer *writer.Writer
-	// Replicas are the replicas, with ids r1, r2, ...
-	Replicas []*replica.Replica
-	// Transport reaches the writer and replicas over NATS.
-	Transport *client.NATS
-	// Gateway is the HTTP gateway; URL is its base URL. Monitor feeds its
-	// status.
-	Gateway *gateway.Gateway
-	Monitor *gateway.Monitor
-	URL     string
+	*stack.Stack
+	// URL is the gateway's base URL.
+	URL string
 	// Subjects are the service subjects.
 	Subjects wire.Subjects
-
-	opts Options
-	dir  string
-
-	mu      sync.Mutex
-	running map[string]running
 }
 
 // Start starts a stack that is stopped when the test ends.
@@ -85,57 +69,52 @@ func Start(t testing.TB, opts Options) *Stack {
 	if opts.Replicas == 0 {
 		opts.Replicas = 2
 	}
-	s := &Stack{Env: testenv.StartServer(t, natsserver.ServerConfig{MaxPayload: opts.MaxPayload}), opts: opts, dir: t.TempDir(), running: map[string]running{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	g, gctx := errgroup.WithContext(ctx)
-	t.Cleanup(func() {
-		cancel()
-		if err := g.Wait(); err != nil {
-			t.Errorf("stack: %v", err)
-		}
-	})
-	s.Writer = writer.New(writer.Config{Stream: s.Stream, MaxValueBytes: opts.MaxValueBytes, Logger: opts.Logger,
-		Records: client.NewNATS(s.Conn.Conn, s.Subjects)})
-	wsvc := writer.NewService(s.Conn.Conn, s.Subjects, s.Writer, opts.Logger)
-	g.Go(func() error { return wsvc.Run(gctx) })
+	env := testenv.StartServer(t, natsserver.ServerConfig{MaxPayload: opts.MaxPayload})
+	dir := t.TempDir()
+	var replicas []replica.Config
 	for i := 1; i <= opts.Replicas; i++ {
-		s.Replicas = append(s.Replicas, s.startReplica(t, g, gctx, fmt.Sprintf("r%d", i)))
+		id := fmt.Sprintf("r%d", i)
+		replicas = append(replicas, replica.Config{ID: id, Dir: filepath.Join(dir, id),
+			DefaultWait: opts.DefaultWait, MaxWait: opts.MaxWait})
 	}
-	t.Cleanup(s.stopReplicas)
-	s.Transport = client.NewNATS(s.Conn.Conn, s.Subjects)
-	if !opts.NoRouter {
-		router, err := client.NewRouter(s.Conn.Conn, s.Subjects)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = router.Close() })
-		s.Transport.Router = router
-	}
-	s.Monitor = gateway.NewMonitor(gateway.MonitorConfig{Conn: s.Conn.Conn, JS: s.JS, Stream: s.Stream.Name(),
-		Subjects: s.Subjects, WriterService: writer.ServiceName})
-	if err := s.Monitor.Open(); err != nil {
+	st, err := stack.Start(context.Background(), stack.Config{
+		Conn: env.Conn.Conn, Stream: env.Stream, Subjects: wire.Subjects{}, Logger: opts.Logger,
+		Writer:   writer.Config{MaxValueBytes: opts.MaxValueBytes},
+		Replicas: replicas,
+		Gateway: gateway.Config{MaxValueBytes: opts.MaxValueBytes, DefaultWait: opts.DefaultWait, MaxWait: opts.MaxWait,
+			Signer: opts.Signer, Affinity: opts.Affinity},
+		NoRouter: opts.NoRouter,
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.Monitor.Close() })
-	s.Gateway = gateway.New(gateway.Config{
-		Monitor: s.Monitor,
-		Writer:  s.Transport, Reader: s.Transport, MaxValueBytes: opts.MaxValueBytes,
-		DefaultWait: opts.DefaultWait, MaxWait: opts.MaxWait, Logger: opts.Logger,
-		Signer: opts.Signer, Affinity: opts.Affinity,
-	})
+	s := &Stack{Env: env, Stack: st}
+	ctx, cancel := context.WithCancel(context.Background())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.URL = "http://" + ln.Addr().String()
-	g.Go(func() error { return s.Gateway.Serve(gctx, ln) })
-	for _, r := range s.Replicas {
-		wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
-		err := r.WaitReady(wctx)
-		wcancel()
-		if err != nil {
-			t.Fatalf("replica %s not ready: %v", r.ID(), err)
+	served := make(chan error, 1)
+	go func() { served <- st.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("gateway: %v", err)
 		}
+		if err := st.Close(); err != nil {
+			t.Errorf("stack: %v", err)
+		}
+		select {
+		case err := <-st.Err():
+			t.Errorf("stack: %v", err)
+		default:
+		}
+	})
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	if err := st.WaitReady(wctx); err != nil {
+		t.Fatal(err)
 	}
 	// The shared read endpoints join their queue group just after ready.
 	testenv.Eventually(t, 10*time.Second, "replicas serving shared reads", func() bool {
@@ -145,72 +124,23 @@ func Start(t testing.TB, opts Options) *Stack {
 	return s
 }
 
-func (s *Stack) startReplica(t testing.TB, g *errgroup.Group, ctx context.Context, id string) *replica.Replica {
-	t.Helper()
-	r := replica.New(replica.Config{
-		ID: id, Dir: filepath.Join(s.dir, id), Stream: s.Stream, Conn: s.Conn.Conn, Subjects: s.Subjects,
-		DefaultWait: s.opts.DefaultWait, MaxWait: s.opts.MaxWait, Logger: s.opts.Logger,
-	})
-	if err := r.Open(); err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	s.mu.Lock()
-	s.running[id] = running{cancel: cancel, done: done, replica: r}
-	s.mu.Unlock()
-	g.Go(func() error { err := r.Run(rctx); done <- err; return err })
-	return r
-}
-
-type running struct {
-	cancel  context.CancelFunc
-	done    chan error
-	replica *replica.Replica
-}
-
 // StopReplica stops replica id as if its process ended: it stops serving
 // and applying, and its Badger directory is closed. The other replicas go on.
 func (s *Stack) StopReplica(t testing.TB, id string) {
 	t.Helper()
-	s.mu.Lock()
-	run, ok := s.running[id]
-	delete(s.running, id)
-	s.mu.Unlock()
-	if !ok {
-		t.Fatalf("replica %q is not running", id)
-	}
-	run.cancel()
-	if err := <-run.done; err != nil {
-		t.Fatalf("replica %s: %v", id, err)
-	}
-	if err := run.replica.Close(); err != nil {
-		t.Fatalf("close replica %s: %v", id, err)
-	}
-}
-
-func (s *Stack) stopReplicas() {
-	s.mu.Lock()
-	runs := s.running
-	s.running = map[string]running{}
-	s.mu.Unlock()
-	for _, run := range runs {
-		run.cancel()
-		<-run.done
-		_ = run.replica.Close()
+	if err := s.Stack.StopReplica(id); err != nil {
+		t.Fatal(err)
 	}
 }
 
 // Replica returns the replica with id, or fails the test.
 func (s *Stack) Replica(t testing.TB, id string) *replica.Replica {
 	t.Helper()
-	for _, r := range s.Replicas {
-		if r.ID() == id {
-			return r
-		}
+	r := s.Stack.Replica(id)
+	if r == nil {
+		t.Fatalf("no replica %q", id)
 	}
-	t.Fatalf("no replica %q", id)
-	return nil
+	return r
 }
 
 // HTTPClient is a client for the gateway with a short timeout.

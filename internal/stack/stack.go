@@ -1,0 +1,297 @@
+// Package stack composes a whole Tidemark pipeline in one process, on a
+// NATS connection and a stream that the caller provides: the writer and its
+// NATS service, the replicas (each over its own Badger directory, applying
+// the stream and serving reads over NATS), the read router, the status
+// monitor and the HTTP gateway. `tidemark dev`, the tests and the benchmark
+// all run it; the separate roles (`tidemark writer`, `replica`, `gateway`)
+// run one part each.
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/tidemark/tidemark/client"
+	"github.com/tidemark/tidemark/gateway"
+	"github.com/tidemark/tidemark/replica"
+	"github.com/tidemark/tidemark/stream"
+	"github.com/tidemark/tidemark/wire"
+	"github.com/tidemark/tidemark/writer"
+)
+
+// Config is what a Stack is made of.
+type Config struct {
+	// Conn and Stream are the NATS connection and the stream everything
+	// runs on; Subjects are the services' subjects.
+	Conn     *nats.Conn
+	Stream   *stream.Stream
+	Subjects wire.Subjects
+	// Logger receives every part's logs (the writer's and the gateway's
+	// with a role field); the zero value discards them.
+	Logger zerolog.Logger
+
+	// Writer configures the writer; the stack sets its Stream and Logger,
+	// and its Records (strong reads from the replicas over NATS) when unset.
+	Writer writer.Config
+	// Replicas configure the replicas, one each: ID and Dir are required;
+	// the stack sets Stream, Conn, Subjects and Logger.
+	Replicas []replica.Config
+	// Gateway configures the gateway. The stack sets its Logger, and its
+	// Writer, Reader and Monitor when unset.
+	Gateway gateway.Config
+	// Local sends the gateway's writes and reads to the writer and
+	// replicas of this process directly rather than over NATS.
+	Local bool
+	// NoRouter sends reads over NATS to the shared subject (any ready
+	// replica) instead of routing them by the replicas' advertised progress.
+	NoRouter bool
+}
+
+// Stack is a running pipeline.
+type Stack struct {
+	// Writer is the writer behind WriterService.
+	Writer        *writer.Writer
+	WriterService *writer.Service
+	// Replicas are the replicas, in the order of Config.Replicas.
+	Replicas []*replica.Replica
+	// Transport reaches the writer and the replicas over NATS; Router, when
+	// set, routes its reads.
+	Transport *client.NATS
+	Router    *client.Router
+	// Monitor feeds the gateway's status page; Gateway serves HTTP.
+	Monitor *gateway.Monitor
+	Gateway *gateway.Gateway
+
+	log    zerolog.Logger
+	cancel context.CancelFunc
+	errs   chan error // the first error of a part that stopped on its own
+
+	mu      sync.Mutex
+	running map[string]*running // by replica id
+	wg      sync.WaitGroup
+	closed  bool
+}
+
+// running is a replica that runs.
+type running struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Start opens every part and runs the writer service and the replicas
+// until Close. It does not wait for the replicas to be ready (WaitReady)
+// and serves no HTTP (Serve).
+func Start(ctx context.Context, cfg Config) (*Stack, error) {
+	if cfg.Conn == nil || cfg.Stream == nil {
+		return nil, errors.New("stack: a NATS connection and a stream are required")
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s := &Stack{log: cfg.Logger, cancel: cancel, errs: make(chan error, 1+len(cfg.Replicas)), running: map[string]*running{}}
+
+	wc := cfg.Writer
+	wc.Stream = cfg.Stream
+	wc.Logger = cfg.Logger.With().Str("role", "writer").Logger()
+	if wc.Records == nil {
+		wc.Records = client.NewNATS(cfg.Conn, cfg.Subjects)
+	}
+	s.Writer = writer.New(wc)
+	s.WriterService = writer.NewService(cfg.Conn, cfg.Subjects, s.Writer, wc.Logger)
+	s.goRun("writer service", func() error { return s.WriterService.Run(rctx) })
+
+	for _, rc := range cfg.Replicas {
+		rc.Stream, rc.Conn, rc.Subjects = cfg.Stream, cfg.Conn, cfg.Subjects
+		rc.Logger = cfg.Logger
+		r, err := s.startReplica(rctx, rc)
+		if err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+		s.Replicas = append(s.Replicas, r)
+	}
+
+	s.Transport = client.NewNATS(cfg.Conn, cfg.Subjects)
+	if !cfg.NoRouter {
+		router, err := client.NewRouter(cfg.Conn, cfg.Subjects)
+		if err != nil {
+			_ = s.Close()
+			return nil, fmt.Errorf("read router: %w", err)
+		}
+		s.Router, s.Transport.Router = router, router
+	}
+
+	gc := cfg.Gateway
+	if gc.Monitor == nil {
+		s.Monitor = gateway.NewMonitor(gateway.MonitorConfig{Conn: cfg.Conn, Stream: cfg.Stream.Name(),
+			Subjects: cfg.Subjects, WriterService: writer.ServiceName})
+		if err := s.Monitor.Open(); err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+		gc.Monitor = s.Monitor
+	}
+	if gc.Writer == nil {
+		gc.Writer = s.Transport
+		if cfg.Local {
+			gc.Writer = s.Writer
+		}
+	}
+	if gc.Reader == nil {
+		gc.Reader = s.Transport
+		if cfg.Local {
+			gc.Reader = replica.NewLocal(s.Replicas...)
+		}
+	}
+	gc.Logger = cfg.Logger.With().Str("role", "gateway").Logger()
+	s.Gateway = gateway.New(gc)
+	return s, nil
+}
+
+// goRun runs fn until it returns; an error it returns before Close is the
+// stack's (Err).
+func (s *Stack) goRun(what string, fn func() error) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := fn(); err != nil && !errors.Is(err, context.Canceled) {
+			select {
+			case s.errs <- fmt.Errorf("%s: %w", what, err):
+			default:
+			}
+		}
+	}()
+}
+
+func (s *Stack) startReplica(ctx context.Context, rc replica.Config) (*replica.Replica, error) {
+	r := replica.New(rc)
+	if err := r.Open(); err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	run := &running{cancel: cancel, done: make(chan error, 1)}
+	s.mu.Lock()
+	s.running[rc.ID] = run
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		err := r.Run(rctx)
+		run.done <- err
+		if err != nil && !errors.Is(err, context.Canceled) {
+			select {
+			case s.errs <- fmt.Errorf("replica %s: %w", rc.ID, err):
+			default:
+			}
+		}
+	}()
+	return r, nil
+}
+
+// Err delivers the first error of a part that stopped on its own.
+func (s *Stack) Err() <-chan error { return s.errs }
+
+// Replica returns the replica with id, or nil.
+func (s *Stack) Replica(id string) *replica.Replica {
+	for _, r := range s.Replicas {
+		if r.ID() == id {
+			return r
+		}
+	}
+	return nil
+}
+
+// Ready reports whether every replica still running is ready, or why not.
+func (s *Stack) Ready() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.Replicas {
+		if _, ok := s.running[r.ID()]; !ok {
+			continue
+		}
+		if err := r.Ready(); err != nil {
+			return fmt.Errorf("replica %s: %w", r.ID(), err)
+		}
+	}
+	return nil
+}
+
+// WaitReady waits until every replica has caught up and serves reads.
+func (s *Stack) WaitReady(ctx context.Context) error {
+	for _, r := range s.Replicas {
+		if err := r.WaitReady(ctx); err != nil {
+			return fmt.Errorf("replica %s not ready: %w", r.ID(), err)
+		}
+	}
+	return nil
+}
+
+// Serve serves the gateway on ln until ctx ends; it drains requests in
+// flight before it returns.
+func (s *Stack) Serve(ctx context.Context, ln net.Listener) error { return s.Gateway.Serve(ctx, ln) }
+
+// StopReplica stops replica id as if its process ended: it stops serving
+// and applying, and its Badger directory is closed. The rest goes on.
+func (s *Stack) StopReplica(id string) error {
+	s.mu.Lock()
+	run, ok := s.running[id]
+	delete(s.running, id)
+	s.mu.Unlock()
+	r := s.Replica(id)
+	if !ok || r == nil {
+		return fmt.Errorf("replica %q is not running", id)
+	}
+	run.cancel()
+	err := <-run.done
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	if cerr := r.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("close replica %s: %w", id, cerr)
+	}
+	return err
+}
+
+// Close stops the writer service and the replicas, waits for them, and
+// closes the replicas' stores, the router and the monitor. It returns the
+// first error of closing them.
+func (s *Stack) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	stopped := make(map[string]bool, len(s.Replicas))
+	for _, r := range s.Replicas {
+		_, ok := s.running[r.ID()]
+		stopped[r.ID()] = !ok
+	}
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	var errs []error
+	for _, r := range s.Replicas {
+		if stopped[r.ID()] {
+			continue // closed by StopReplica
+		}
+		if err := r.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close replica %s: %w", r.ID(), err))
+		}
+	}
+	if s.Router != nil {
+		if err := s.Router.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close read router: %w", err))
+		}
+	}
+	if s.Monitor != nil {
+		if err := s.Monitor.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close monitor: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
