@@ -196,8 +196,8 @@ func (r *Replicator) verifyRetrying(ctx context.Context, created time.Time) erro
 // watchStream verifies the history every CheckInterval, at once when the
 // NATS connection comes back and when JetStream announces that the stream
 // was deleted or created. It suspends serving (ErrUnverified) while the
-// connection is down. On a mismatch it stops serving and hands the reason
-// to the apply loop through lost.
+// connection is down, also in the middle of a check (check). On a mismatch
+// it stops serving and hands the reason to the apply loop through lost.
 func (r *Replicator) watchStream(ctx context.Context, created time.Time, lost chan<- error) {
 	nc := r.cfg.Stream.JetStream().Conn()
 	status := nc.StatusChanged(nats.CONNECTED, nats.DISCONNECTED, nats.RECONNECTING)
@@ -216,24 +216,23 @@ func (r *Replicator) watchStream(ctx context.Context, created time.Time, lost ch
 	}
 	t := time.NewTicker(r.cfg.CheckInterval)
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-adv:
-		case s := <-status:
-			if s != nats.CONNECTED {
-				r.suspend()
-				continue
+	for again := false; ; {
+		if !again {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			case <-adv:
+			case s := <-status:
+				if s != nats.CONNECTED {
+					r.suspend()
+					continue
+				}
 			}
 		}
-		err := r.verify(ctx, created)
-		if err == nil {
-			if nc.IsConnected() {
-				r.release(ErrUnverified)
-			}
-			continue
+		current, err := r.check(ctx, created, status)
+		if ctx.Err() != nil {
+			return
 		}
 		if mismatch(err) {
 			r.hold(err)
@@ -243,8 +242,43 @@ func (r *Replicator) watchStream(ctx context.Context, created time.Time, lost ch
 			}
 			return
 		}
-		// Unreachable for now: the consumer retries on its own, and a lost
-		// connection has suspended serving.
+		if current && err == nil {
+			r.release(ErrUnverified)
+		}
+		// A check that the connection's loss or return overtook says
+		// nothing of the server the connection is on now: check again at
+		// once, or when the connection is back. Otherwise an error means
+		// the stream is unreachable for now: the consumer retries on its
+		// own, and a lost connection has suspended serving.
+		again = !current && nc.IsConnected()
+	}
+}
+
+// check is verify, following the connection's status meanwhile: a check in
+// flight when the connection drops can wait for an answer that never comes
+// (its request went to a server that is gone) until the request times out,
+// and the replica must stop serving at once, not then. A change of status
+// suspends serving if the connection is down and cancels the check. current
+// is false then, and also when the connection was lost and came back under
+// the check: its answer may be the old server's and says nothing of the one
+// the connection is on now. A mismatch is one whether current or not (the
+// stream did not hold the replica's history at some point).
+func (r *Replicator) check(ctx context.Context, created time.Time, status <-chan nats.Status) (current bool, err error) {
+	nc := r.cfg.Stream.JetStream().Conn()
+	reconnects := nc.Stats().Reconnects
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	res := make(chan error, 1)
+	go func() { res <- r.verify(cctx, created) }()
+	select {
+	case err := <-res:
+		return nc.IsConnected() && nc.Stats().Reconnects == reconnects, err
+	case s := <-status:
+		if s != nats.CONNECTED {
+			r.suspend()
+		}
+		cancel()
+		return false, <-res
 	}
 }
 

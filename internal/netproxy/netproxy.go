@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 )
 
 // Proxy forwards connections from its own loopback address to a target.
@@ -20,6 +21,7 @@ type Proxy struct {
 	conns  []net.Conn
 	closed bool
 	wg     sync.WaitGroup
+	held   atomic.Int64 // reads from clients waiting for Release
 }
 
 // Start listens on a free loopback port and forwards to target.
@@ -59,6 +61,23 @@ func (p *Proxy) Release() {
 	default:
 		close(p.open)
 	}
+}
+
+// Held returns how many reads from clients wait for Release: a test that
+// holds the proxy knows from it that a client's request is stuck in it.
+func (p *Proxy) Held() int { return int(p.held.Load()) }
+
+// waitGate waits until the proxy forwards, counting the wait in Held.
+func (p *Proxy) waitGate() {
+	g := p.gate()
+	select {
+	case <-g:
+		return
+	default:
+	}
+	p.held.Add(1)
+	defer p.held.Add(-1)
+	<-g
 }
 
 func (p *Proxy) gate() <-chan struct{} {
@@ -116,7 +135,7 @@ func (p *Proxy) pipe(dst, src net.Conn, gated bool) {
 		n, err := src.Read(buf)
 		if n > 0 {
 			if gated {
-				<-p.gate()
+				p.waitGate()
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
