@@ -124,7 +124,7 @@ func TestRun(t *testing.T) {
 }
 
 // TestRunProcessStack runs the writes, reads and memory sections against
-// `tidemark dev` in a process of its own, as `tidemark bench` does by
+// `tidemark dev` in a process of its own, as tidemark-bench does by
 // default, and checks that the dev process's gateway was measured.
 func TestRunProcessStack(t *testing.T) {
 	if testing.Short() {
