@@ -14,7 +14,7 @@ import (
 
 	"github.com/tidemark/tidemark/bench"
 	"github.com/tidemark/tidemark/config"
-	"github.com/tidemark/tidemark/internal/cli"
+	"github.com/tidemark/tidemark/internal/cli/tool"
 )
 
 // name is the tool's name, in its messages and its report's command line.
@@ -58,14 +58,14 @@ func declare(fs *flag.FlagSet) *options {
 	fs.StringVar(&o.only, "only", "", "comma-separated sections to run: "+strings.Join(bench.Sections, ","))
 	fs.StringVar(&o.json, "json", "", "also write the report as JSON to this file")
 	fs.StringVar(&o.stack, "stack", "", "where the embedded stack runs: process (tidemark dev in a process of its own; the default) or inprocess (in the benchmark's process)")
-	o.tidemark = cli.TidemarkFlag(fs)
+	o.tidemark = tool.TidemarkFlag(fs)
 	return o
 }
 
 // run is tidemark-bench with the command line args.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o *options
-	return cli.RunTool(name, "bench", args, stderr, func(fs *flag.FlagSet) { o = declare(fs) },
+	return tool.Run(name, "bench", args, stderr, func(fs *flag.FlagSet) { o = declare(fs) },
 		func(cfg config.Config, log zerolog.Logger) error { return measure(ctx, cfg, o, log, stdout, stderr) })
 }
 
@@ -77,7 +77,7 @@ func measure(ctx context.Context, c config.Config, o *options, log zerolog.Logge
 		// end of each phase, would drown the progress.
 		log = log.Level(zerolog.ErrorLevel)
 	}
-	tidemark, err := cli.TidemarkBinary(name, *o.tidemark)
+	tidemark, err := tool.TidemarkBinary(name, *o.tidemark)
 	if err != nil {
 		return err
 	}

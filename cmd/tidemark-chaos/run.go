@@ -13,7 +13,7 @@ import (
 
 	"github.com/tidemark/tidemark/chaos"
 	"github.com/tidemark/tidemark/config"
-	"github.com/tidemark/tidemark/internal/cli"
+	"github.com/tidemark/tidemark/internal/cli/tool"
 	"github.com/tidemark/tidemark/internal/proc"
 )
 
@@ -39,14 +39,14 @@ func declare(fs *flag.FlagSet) *options {
 	fs.StringVar(&o.sessionOrder, "session-order", "", "true or false: send writes with session ordering (default true, or "+chaos.EnvSessionOrder+")")
 	fs.StringVar(&o.report, "report", "", "directory for the runs and report.json / report.txt (default "+chaos.DefaultReportDir+", or "+chaos.EnvReport+")")
 	fs.StringVar(&o.natsServer, "nats-server", "", "nats-server binary (default: "+chaos.EnvNATSServer+", next to this binary, or on PATH)")
-	o.tidemark = cli.TidemarkFlag(fs)
+	o.tidemark = tool.TidemarkFlag(fs)
 	return o
 }
 
 // run is tidemark-chaos with the command line args.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o *options
-	return cli.RunTool(name, "chaos", args, stderr, func(fs *flag.FlagSet) { o = declare(fs) },
+	return tool.Run(name, "chaos", args, stderr, func(fs *flag.FlagSet) { o = declare(fs) },
 		func(_ config.Config, log zerolog.Logger) error { return campaign(ctx, o, log, stdout) })
 }
 
@@ -68,7 +68,7 @@ func campaign(ctx context.Context, o *options, log zerolog.Logger, stdout io.Wri
 	if err != nil {
 		return err
 	}
-	tidemark, err := cli.TidemarkBinary(name, *o.tidemark)
+	tidemark, err := tool.TidemarkBinary(name, *o.tidemark)
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 // Package cli holds what the tidemark commands share: how a command starts
 // and ends (Main), the flags every command takes to build its
-// configuration (--config, --log-level, --set), the logger, and where the
-// tools find the tidemark binary.
+// configuration (--config, --log-level, --set), and the logger.
 package cli
 
 import (

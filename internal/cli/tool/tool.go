@@ -1,4 +1,7 @@
-package cli
+// Package tool is how the tools tidemark-bench and tidemark-chaos start:
+// their command line and where they find the tidemark binary they run. It
+// is apart from package cli so that the server binary links none of it.
+package tool
 
 import (
 	"errors"
@@ -10,15 +13,16 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/internal/cli"
 	"github.com/tidemark/tidemark/internal/proc"
 )
 
-// RunTool runs a tool (tidemark-bench, tidemark-chaos) called name with
+// Run runs a tool (tidemark-bench, tidemark-chaos) called name with
 // the command line args: declare declares the tool's own flags, the
 // configuration flags are added, the configuration is loaded and the
 // logger made (JSON on stderr), and then do runs. Its end is logged with
 // role. -h prints the flags and succeeds.
-func RunTool(name, role string, args []string, stderr io.Writer, declare func(*flag.FlagSet), do func(config.Config, zerolog.Logger) error) error {
+func Run(name, role string, args []string, stderr io.Writer, declare func(*flag.FlagSet), do func(config.Config, zerolog.Logger) error) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	declare(fs)
 	cfg, log, err := parseTool(fs, args, stderr)
@@ -29,7 +33,7 @@ func RunTool(name, role string, args []string, stderr io.Writer, declare func(*f
 		return err
 	}
 	err = do(cfg, log)
-	LogStopped(log, role, err)
+	cli.LogStopped(log, role, err)
 	return err
 }
 
@@ -38,7 +42,7 @@ func RunTool(name, role string, args []string, stderr io.Writer, declare func(*f
 // configuration and makes the logger.
 func parseTool(fs *flag.FlagSet, args []string, stderr io.Writer) (config.Config, zerolog.Logger, error) {
 	fs.SetOutput(stderr)
-	cf := AddConfigFlags(fs)
+	cf := cli.AddConfigFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return config.Config{}, zerolog.Nop(), err
 	}
@@ -49,8 +53,8 @@ func parseTool(fs *flag.FlagSet, args []string, stderr io.Writer) (config.Config
 	if err != nil {
 		return config.Config{}, zerolog.Nop(), err
 	}
-	log := NewLogger(cfg.Log, false, stderr)
-	WarnUnknownEnv(log, os.Environ())
+	log := cli.NewLogger(cfg.Log, false, stderr)
+	cli.WarnUnknownEnv(log, os.Environ())
 	return cfg, log, nil
 }
 
