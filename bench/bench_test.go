@@ -103,7 +103,7 @@ func TestRun(t *testing.T) {
 	for _, r := range rep.Modes[0].Rows {
 		seen[r.Section] = true
 		if r.Section != "memory" && r.Value <= 0 {
-			t.Errorf("%s / %s: value %v", r.Section, r.Name, r.Value)
+			t.Errorf("%s / %s: value %v (%d ops, %s)", r.Section, r.Name, r.Value, r.Ops, r.Note)
 		}
 	}
 	for _, s := range Sections {
