@@ -13,8 +13,12 @@ all: build
 dev:
 	$(GO) run ./cmd/tidemark dev
 
+## build: bin/tidemark (the server), and the tools bin/tidemark-bench and
+## bin/tidemark-chaos, which run bin/tidemark as separate processes
 build:
 	CGO_ENABLED=0 $(GO) build -o bin/tidemark ./cmd/tidemark
+	CGO_ENABLED=0 $(GO) build -o bin/tidemark-bench ./cmd/tidemark-bench
+	CGO_ENABLED=0 $(GO) build -o bin/tidemark-chaos ./cmd/tidemark-chaos
 
 ## test: formatting, vet, staticcheck, the race-enabled test suite, the services
 ## driven by the real nats CLI, the compose stack (where a Docker engine runs; it
@@ -56,12 +60,12 @@ vet:
 fuzz:
 	GO=$(GO) scripts/fuzz.sh $(FUZZTIME) $(PKGS)
 
-## bench: the Go benchmarks of the hot paths, then `tidemark bench`: Tidemark next to raw
+## bench: the Go benchmarks of the hot paths, then tidemark-bench: Tidemark next to raw
 ## JetStream and NATS KV on one embedded server, fast and durable modes (README, Performance)
 BENCHTIME   ?= 1s
 BENCH_FLAGS ?= --mode both --repeat 3 --json bin/bench.json
 bench: bench-go build
-	bin/tidemark bench $(BENCH_FLAGS)
+	bin/tidemark-bench $(BENCH_FLAGS)
 
 .PHONY: bench-go
 bench-go:
@@ -111,10 +115,9 @@ CHAOS_TOPOLOGIES ?= single,cluster
 CHAOS_REPORT     ?= chaos-report
 
 .PHONY: chaos
-chaos:
-	CGO_ENABLED=0 $(GO) build -o bin/tidemark ./cmd/tidemark
+chaos: build
 	CGO_ENABLED=0 $(GO) build -o bin/nats-server github.com/nats-io/nats-server/v2
-	bin/tidemark chaos --log-level warn --seeds $(CHAOS_SEEDS) --duration $(CHAOS_DURATION) \
+	bin/tidemark-chaos --log-level warn --seeds $(CHAOS_SEEDS) --duration $(CHAOS_DURATION) \
 		--topologies $(CHAOS_TOPOLOGIES) --report $(CHAOS_REPORT) --nats-server bin/nats-server
 
 ## natscli-test: drive the writer and reader NATS services with the real nats

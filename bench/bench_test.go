@@ -103,7 +103,7 @@ func TestRun(t *testing.T) {
 	for _, r := range rep.Modes[0].Rows {
 		seen[r.Section] = true
 		if r.Section != "memory" && r.Value <= 0 {
-			t.Errorf("%s / %s: value %v", r.Section, r.Name, r.Value)
+			t.Errorf("%s / %s: value %v (%d ops, %s)", r.Section, r.Name, r.Value, r.Ops, r.Note)
 		}
 	}
 	for _, s := range Sections {
@@ -124,7 +124,7 @@ func TestRun(t *testing.T) {
 }
 
 // TestRunProcessStack runs the writes, reads and memory sections against
-// `tidemark dev` in a process of its own, as `tidemark bench` does by
+// `tidemark dev` in a process of its own, as tidemark-bench does by
 // default, and checks that the dev process's gateway was measured.
 func TestRunProcessStack(t *testing.T) {
 	if testing.Short() {

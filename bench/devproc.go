@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -9,7 +8,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/tidemark/tidemark/chaos/faults"
+	"github.com/tidemark/tidemark/internal/proc"
 )
 
 // devTimeout bounds how long `tidemark dev` may take to start serving.
@@ -19,7 +18,7 @@ const devTimeout = time.Minute
 type devProcess struct {
 	natsURL, gatewayURL string
 	dir                 string
-	proc                *faults.Proc
+	proc                *proc.Proc
 }
 
 // startDev starts `tidemark dev` for mode in a process of its own, on free
@@ -39,11 +38,11 @@ func startDev(ctx context.Context, cfg Config, mode string) (*devProcess, error)
 }
 
 func (d *devProcess) start(ctx context.Context, cfg Config, mode string) error {
-	natsAddr, err := faults.FreeAddr()
+	natsAddr, err := proc.FreeAddr()
 	if err != nil {
 		return err
 	}
-	gwAddr, err := faults.FreeAddr()
+	gwAddr, err := proc.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -55,8 +54,8 @@ func (d *devProcess) start(ctx context.Context, cfg Config, mode string) error {
 	if err := d.proc.Start(); err != nil {
 		return err
 	}
-	if err := faults.WaitHTTP(ctx, d.proc, d.gatewayURL+"/readyz", devTimeout); err != nil {
-		return fmt.Errorf("%w; its log: %s", err, tail(d.proc.Log, 2000))
+	if err := proc.WaitHTTP(ctx, d.proc, d.gatewayURL+"/readyz", devTimeout); err != nil {
+		return fmt.Errorf("%w; its log: %s", err, d.proc.LogTail(2000))
 	}
 	return nil
 }
@@ -71,19 +70,7 @@ func (d *devProcess) stop() {
 
 // command returns the tidemark binary of cfg run with args as a child
 // process named name, logging to log.
-func command(cfg Config, name, log string, args ...string) *faults.Proc {
+func command(cfg Config, name, log string, args ...string) *proc.Proc {
 	cmd := cfg.Command(args...)
-	return &faults.Proc{Name: name, Path: cmd.Path, Args: cmd.Args[1:], Env: cmd.Env, Log: log}
-}
-
-// tail returns the last n bytes of the file at path.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(unreadable: %v)", err)
-	}
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(bytes.TrimSpace(b))
+	return &proc.Proc{Name: name, Path: cmd.Path, Args: cmd.Args[1:], Env: cmd.Env, Log: log}
 }

@@ -290,7 +290,7 @@ func (p *phases) memory(ctx context.Context) error {
 		}
 		select {
 		case <-proc.Exited():
-			return fmt.Errorf("replica process exited; its log: %s", tail(proc.Log, 2000))
+			return fmt.Errorf("replica process exited; its log: %s", proc.LogTail(2000))
 		case <-time.After(50 * time.Millisecond):
 		case <-ctx.Done():
 			return ctx.Err()

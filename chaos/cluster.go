@@ -17,8 +17,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"github.com/tidemark/tidemark/chaos/faults"
 	"github.com/tidemark/tidemark/client"
+	"github.com/tidemark/tidemark/internal/netproxy"
+	"github.com/tidemark/tidemark/internal/proc"
 	"github.com/tidemark/tidemark/stream"
 )
 
@@ -79,21 +80,21 @@ func (t Topology) String() string {
 
 // natsNode is one NATS server and the proxies in front of it.
 type natsNode struct {
-	proc    *faults.Proc
+	proc    *proc.Proc
 	name    string
-	client  string          // client address
-	monitor string          // monitoring address
-	front   *faults.Proxy   // the client path of the writers, gateways and workload
-	routes  []*faults.Proxy // route paths into and out of this server
+	client  string            // client address
+	monitor string            // monitoring address
+	front   *netproxy.Proxy   // the client path of the writers, gateways and workload
+	routes  []*netproxy.Proxy // route paths into and out of this server
 }
 
 // node is one Tidemark process.
 type node struct {
-	proc *faults.Proc
+	proc *proc.Proc
 	id   string
 	http string // health or gateway address
 	// proxies are the replica's own paths to each NATS server (replicas only).
-	proxies []*faults.Proxy
+	proxies []*netproxy.Proxy
 }
 
 // Cluster is a running set of real processes: NATS servers and the
@@ -109,7 +110,7 @@ type Cluster struct {
 	writers  []*node
 	replicas []*node
 	gateways []*node
-	proxies  []*faults.Proxy
+	proxies  []*netproxy.Proxy
 
 	// admin is the harness's own connection, straight to every server.
 	admin  *natsconn.Conn
@@ -121,7 +122,7 @@ type Cluster struct {
 func freePorts(n int) ([]string, error) {
 	out := make([]string, n)
 	for i := range out {
-		a, err := faults.FreeAddr()
+		a, err := proc.FreeAddr()
 		if err != nil {
 			return nil, err
 		}
@@ -196,7 +197,7 @@ func StartCluster(ctx context.Context, dir string, bins Binaries, topo Topology,
 	}
 	for i := range topo.Replicas {
 		n := &node{id: fmt.Sprintf("r%d", i+1)}
-		if n.http, err = faults.FreeAddr(); err != nil {
+		if n.http, err = proc.FreeAddr(); err != nil {
 			return nil, err
 		}
 		var urls []string
@@ -217,7 +218,7 @@ func StartCluster(ctx context.Context, dir string, bins Binaries, topo Topology,
 	}
 	for i := range topo.Gateways {
 		n := &node{id: fmt.Sprintf("g%d", i+1)}
-		if n.http, err = faults.FreeAddr(); err != nil {
+		if n.http, err = proc.FreeAddr(); err != nil {
 			return nil, err
 		}
 		n.proc = c.proc("gateway-"+n.id, append([]string{"gateway", "--http", n.http}, common(front)...))
@@ -227,7 +228,7 @@ func StartCluster(ctx context.Context, dir string, bins Binaries, topo Topology,
 		}
 	}
 	for _, n := range append(append([]*node{}, c.replicas...), c.gateways...) {
-		if err := faults.WaitHTTP(ctx, n.proc, "http://"+n.http+"/readyz", readyTimeout); err != nil {
+		if err := proc.WaitHTTP(ctx, n.proc, "http://"+n.http+"/readyz", readyTimeout); err != nil {
 			return nil, err
 		}
 	}
@@ -237,12 +238,12 @@ func StartCluster(ctx context.Context, dir string, bins Binaries, topo Topology,
 // readyTimeout bounds how long a process may take to become ready.
 const readyTimeout = 90 * time.Second
 
-func (c *Cluster) proc(name string, args []string) *faults.Proc {
-	return &faults.Proc{Name: name, Path: c.bins.Tidemark, Args: args, Env: childEnv(), Log: filepath.Join(c.dir, name+".log")}
+func (c *Cluster) proc(name string, args []string) *proc.Proc {
+	return &proc.Proc{Name: name, Path: c.bins.Tidemark, Args: args, Env: childEnv(), Log: filepath.Join(c.dir, name+".log")}
 }
 
-func (c *Cluster) proxy(target string) (*faults.Proxy, error) {
-	p, err := faults.NewProxy(target)
+func (c *Cluster) proxy(target string) (*netproxy.Proxy, error) {
+	p, err := netproxy.Start(target)
 	if err != nil {
 		return nil, err
 	}
@@ -294,14 +295,14 @@ func (c *Cluster) startNATS(ctx context.Context) error {
 		if err := os.WriteFile(file, []byte(conf.String()), 0o644); err != nil {
 			return err
 		}
-		nn.proc = &faults.Proc{Name: "nats-" + nn.name, Path: c.bins.NATSServer, Args: []string{"-c", file},
+		nn.proc = &proc.Proc{Name: "nats-" + nn.name, Path: c.bins.NATSServer, Args: []string{"-c", file},
 			Env: childEnv(), Log: filepath.Join(c.dir, "nats-"+nn.name+".log")}
 		if err := nn.proc.Start(); err != nil {
 			return err
 		}
 	}
 	for _, nn := range c.nats {
-		if err := faults.WaitHTTP(ctx, nn.proc, "http://"+nn.monitor+"/healthz", readyTimeout); err != nil {
+		if err := proc.WaitHTTP(ctx, nn.proc, "http://"+nn.monitor+"/healthz", readyTimeout); err != nil {
 			return err
 		}
 	}
@@ -376,8 +377,8 @@ func (c *Cluster) Admin() *natsconn.Conn { return c.admin }
 func (c *Cluster) Dir() string { return c.dir }
 
 // procs returns every process of the cluster.
-func (c *Cluster) procs() []*faults.Proc {
-	var all []*faults.Proc
+func (c *Cluster) procs() []*proc.Proc {
+	var all []*proc.Proc
 	for _, nn := range c.nats {
 		if nn.proc != nil {
 			all = append(all, nn.proc)

@@ -1,15 +1,14 @@
 package chaos
 
 import (
-	"github.com/tidemark/tidemark/internal/backoff"
-
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"time"
 
-	"github.com/tidemark/tidemark/chaos/faults"
 	"github.com/tidemark/tidemark/chaos/history"
+	"github.com/tidemark/tidemark/internal/backoff"
+	"github.com/tidemark/tidemark/internal/proc"
 )
 
 // FaultKind names a fault the harness injects.
@@ -166,7 +165,7 @@ func (in *injector) inject(ctx context.Context, kind FaultKind) Fault {
 	f := Fault{Kind: kind, At: time.Since(in.start)}
 	hold := in.between(in.minHold, in.maxHold)
 	var (
-		proc    *faults.Proc
+		victim  *proc.Proc
 		readyAt string
 		err     error
 	)
@@ -191,28 +190,28 @@ func (in *injector) inject(ctx context.Context, kind FaultKind) Fault {
 		default:
 			n = pick(c.writers)
 		}
-		f.Target, proc, readyAt = n.id, n.proc, n.http
-		held(proc.Kill, proc.Start)
+		f.Target, victim, readyAt = n.id, n.proc, n.http
+		held(victim.Kill, victim.Start)
 	case KillReplicaMidBatch:
 		n := pick(c.replicas)
-		f.Target, proc, readyAt = n.id, n.proc, n.http
+		f.Target, victim, readyAt = n.id, n.proc, n.http
 		held(func() error {
-			if err := proc.Stop(); err != nil {
+			if err := victim.Stop(); err != nil {
 				return err
 			}
 			_ = backoff.Sleep(context.WithoutCancel(ctx), hold)
-			if err := proc.Cont(); err != nil {
+			if err := victim.Cont(); err != nil {
 				return err
 			}
 			// The replica now applies the backlog; kill it while it does.
 			_ = backoff.Sleep(context.WithoutCancel(ctx), time.Duration(in.rng.Int64N(int64(50*time.Millisecond))))
-			return proc.Kill()
-		}, proc.Start)
+			return victim.Kill()
+		}, victim.Start)
 	case KillNATS:
 		nn := c.nats[in.rng.IntN(len(c.nats))]
-		f.Target, proc = nn.name, nn.proc
+		f.Target, victim = nn.name, nn.proc
 		readyAt = nn.monitor
-		held(proc.Kill, proc.Start)
+		held(victim.Kill, victim.Start)
 	case Pause:
 		var procs []target
 		for _, group := range [][]*node{c.replicas, c.gateways, c.writers} {
@@ -224,11 +223,11 @@ func (in *injector) inject(ctx context.Context, kind FaultKind) Fault {
 			procs = append(procs, target{nn.name, nn.proc, nn.monitor})
 		}
 		t := procs[in.rng.IntN(len(procs))]
-		f.Target, proc, readyAt = t.name, t.p, t.http
-		held(proc.Stop, proc.Cont)
+		f.Target, victim, readyAt = t.name, t.p, t.http
+		held(victim.Stop, victim.Cont)
 	case PartitionReplica:
 		n := pick(c.replicas)
-		f.Target, proc, readyAt = n.id, n.proc, n.http
+		f.Target, victim, readyAt = n.id, n.proc, n.http
 		held(func() error {
 			for _, p := range n.proxies {
 				p.Partition()
@@ -242,11 +241,11 @@ func (in *injector) inject(ctx context.Context, kind FaultKind) Fault {
 		})
 	case TailLoss:
 		nn := c.nats[in.rng.IntN(len(c.nats))]
-		f.Target, proc, readyAt = nn.name, nn.proc, nn.monitor
+		f.Target, victim, readyAt = nn.name, nn.proc, nn.monitor
 		held(func() error { return in.copyStore(nn) }, func() error { return in.restoreStore(ctx, nn) })
 	case RecreateStream:
 		w := pick(c.writers)
-		f.Target, proc = "stream via "+w.id, w.proc
+		f.Target, victim = "stream via "+w.id, w.proc
 		var ep history.Epoch
 		held(func() (err error) {
 			ep, err = in.deleteStream(ctx)
@@ -267,15 +266,15 @@ func (in *injector) inject(ctx context.Context, kind FaultKind) Fault {
 		}
 	case CorruptSST:
 		n := pick(c.replicas)
-		f.Target, proc, readyAt = n.id, n.proc, n.http
+		f.Target, victim, readyAt = n.id, n.proc, n.http
 		held(func() error {
 			what, err := in.corruptSST(n)
 			f.Target += " " + what
 			return err
-		}, proc.Start)
+		}, victim.Start)
 	case PartitionNATS:
 		nn := c.nats[in.rng.IntN(len(c.nats))]
-		f.Target, proc, readyAt = nn.name, nn.proc, nn.monitor
+		f.Target, victim, readyAt = nn.name, nn.proc, nn.monitor
 		paths := c.paths(nn)
 		held(func() error {
 			for _, p := range paths {
@@ -299,7 +298,7 @@ func (in *injector) inject(ctx context.Context, kind FaultKind) Fault {
 		path = "/healthz"
 	}
 	if readyAt != "" {
-		if werr := faults.WaitHTTP(ctx, proc, "http://"+readyAt+path, recoverTimeout); werr != nil && ctx.Err() == nil {
+		if werr := proc.WaitHTTP(ctx, victim, "http://"+readyAt+path, recoverTimeout); werr != nil && ctx.Err() == nil {
 			f.Error = werr.Error()
 		}
 	}
@@ -307,7 +306,7 @@ func (in *injector) inject(ctx context.Context, kind FaultKind) Fault {
 		// The server answers /healthz before it has caught up with the
 		// cluster; let the Tidemark roles see it back too.
 		for _, n := range c.replicas {
-			if werr := faults.WaitHTTP(ctx, n.proc, "http://"+n.http+"/readyz", recoverTimeout); werr != nil && ctx.Err() == nil {
+			if werr := proc.WaitHTTP(ctx, n.proc, "http://"+n.http+"/readyz", recoverTimeout); werr != nil && ctx.Err() == nil {
 				f.Error = werr.Error()
 			}
 		}
@@ -368,7 +367,7 @@ func natsFault(kind FaultKind) bool {
 // target is a process a fault acts on and where it says it is ready.
 type target struct {
 	name string
-	p    *faults.Proc
+	p    *proc.Proc
 	http string
 }
 

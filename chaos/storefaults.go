@@ -14,6 +14,8 @@ import (
 
 	"github.com/tidemark/tidemark/chaos/faults"
 	"github.com/tidemark/tidemark/chaos/history"
+	"github.com/tidemark/tidemark/internal/netproxy"
+	"github.com/tidemark/tidemark/internal/proc"
 	"github.com/tidemark/tidemark/stream"
 )
 
@@ -27,8 +29,8 @@ func (c *Cluster) copyDir(nn *natsNode) string  { return filepath.Join(c.dir, nn
 
 // paths returns every proxy on a path to or from nn: its client path, its
 // routes and each replica's path to it.
-func (c *Cluster) paths(nn *natsNode) []*faults.Proxy {
-	out := append([]*faults.Proxy{nn.front}, nn.routes...)
+func (c *Cluster) paths(nn *natsNode) []*netproxy.Proxy {
+	out := append([]*netproxy.Proxy{nn.front}, nn.routes...)
 	for i, x := range c.nats {
 		if x != nn {
 			continue
@@ -89,7 +91,7 @@ func (in *injector) restoreStore(ctx context.Context, nn *natsNode) error {
 	// lost tail is recorded.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recoverTimeout)
 	defer cancel()
-	if err := faults.WaitHTTP(wctx, nn.proc, "http://"+nn.monitor+"/healthz", recoverTimeout); err != nil {
+	if err := proc.WaitHTTP(wctx, nn.proc, "http://"+nn.monitor+"/healthz", recoverTimeout); err != nil {
 		return err
 	}
 	for {

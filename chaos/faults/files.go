@@ -1,3 +1,7 @@
+// Package faults injects faults into the files of a stopped process's
+// store: it copies a store aside and puts it back (lost writes), and flips
+// bits in a file (corruption). The processes themselves are run by package
+// internal/proc and their connections cut by package internal/netproxy.
 package faults
 
 import (

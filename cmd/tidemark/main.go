@@ -4,24 +4,6 @@
 // server or cluster.
 package main
 
-import (
-	"context"
-	"errors"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-)
+import "github.com/tidemark/tidemark/internal/cli"
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	switch {
-	case errors.Is(err, errUsage):
-		os.Exit(2) // the usage is printed already
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "tidemark:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("tidemark", run) }

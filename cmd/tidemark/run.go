@@ -8,12 +8,11 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
-	"strings"
 
-	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 
 	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/internal/cli"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -21,7 +20,7 @@ var version = ""
 
 // errUsage reports a command line that could not be understood; the usage
 // has been printed already.
-var errUsage = errors.New("usage")
+var errUsage = cli.ErrUsage
 
 const usage = `Tidemark: session consistency over eventually consistent replicas.
 
@@ -30,14 +29,15 @@ Usage:
   tidemark gateway   [flags]   HTTP gateway, against a NATS server or cluster
   tidemark replica   [flags]   one replica (replicator + reader over its own Badger directory)
   tidemark writer    [flags]   the writer service
-  tidemark bench     [flags]   measure Tidemark next to raw JetStream and NATS KV
-  tidemark chaos     [flags]   fault campaign on real processes, checked against the session guarantees
   tidemark version             print the version
   tidemark health    URL       exit 0 if URL answers 2xx (container health checks)
 
 Every command takes --config FILE (or TIDEMARK_CONFIG), TIDEMARK_* environment
 variables and --set name=value; flags win over the environment, which wins over
 the file. 'tidemark <command> -h' lists a command's flags.
+
+The measurements and the fault campaign are tools of their own:
+tidemark-bench and tidemark-chaos (make build builds them into bin/).
 `
 
 type command struct {
@@ -45,9 +45,6 @@ type command struct {
 	help  string
 	flags map[string]string // flag name -> config field
 	run   func(ctx context.Context, cfg config.Config, env *cmdEnv) error
-	// own, when set, declares flags of the command's own, beyond the
-	// configuration fields.
-	own func(fs *flag.FlagSet)
 }
 
 // cmdEnv is what a command gets besides its configuration.
@@ -69,9 +66,11 @@ var commands = []command{
 	{name: "writer", help: "run the writer service", run: runWriter, flags: withNATS(map[string]string{
 		"http": "writer.http",
 	})},
-	{name: "bench", help: "measure Tidemark next to raw JetStream and NATS KV", run: runBench, own: benchFlags},
-	{name: "chaos", help: "run the fault campaign: real processes, faults, a history checker", run: runChaos, own: chaosFlags},
 }
+
+// tools are the commands that became binaries of their own, and those
+// binaries' names.
+var tools = map[string]string{"bench": "tidemark-bench", "chaos": "tidemark-chaos"}
 
 // withNATS adds the flags that say how to reach NATS to a command's flags.
 func withNATS(flags map[string]string) map[string]string {
@@ -101,6 +100,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if args[0] == "health" {
 		return runHealth(ctx, args[1:], stdout, stderr)
 	}
+	if tool, ok := tools[args[0]]; ok {
+		fmt.Fprintf(stderr, "tidemark %s is a tool of its own: run %s instead (make build builds it into bin/; or go run ./cmd/%s)\n", args[0], tool, tool)
+		return errUsage
+	}
 	for _, c := range commands {
 		if c.name == args[0] {
 			cfg, err := loadConfig(c, args[1:], stderr)
@@ -110,16 +113,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if err != nil {
 				return err
 			}
-			env := &cmdEnv{stdout: stdout, stderr: stderr, log: newLogger(cfg.Log, c.name == "dev", stderr)}
-			for _, key := range config.UnknownEnv(os.Environ()) {
-				env.log.Warn().Str("variable", key).Msg("environment variable names no setting; ignored")
-			}
+			env := &cmdEnv{stdout: stdout, stderr: stderr, log: cli.NewLogger(cfg.Log, c.name == "dev", stderr)}
+			cli.WarnUnknownEnv(env.log, os.Environ())
 			err = c.run(ctx, cfg, env)
-			ev := env.log.Info()
-			if err != nil {
-				ev = env.log.Error().Err(err)
-			}
-			ev.Str("role", c.name).Msg("stopped")
+			cli.LogStopped(env.log, c.name, err)
 			return err
 		}
 	}
@@ -132,19 +129,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func loadConfig(c command, args []string, stderr io.Writer) (config.Config, error) {
 	fs := flag.NewFlagSet("tidemark "+c.name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	file := fs.String("config", os.Getenv("TIDEMARK_CONFIG"), "YAML configuration file")
-	logLevel := fs.String("log-level", "", "log level: debug, info, warn, error")
-	var sets []string
-	fs.Func("set", "set any configuration field, `name=value` (repeatable; see the README for names)", func(s string) error {
-		if !strings.Contains(s, "=") {
-			return fmt.Errorf("want name=value, got %q", s)
-		}
-		sets = append(sets, s)
-		return nil
-	})
-	if c.own != nil {
-		c.own(fs)
-	}
+	cf := cli.AddConfigFlags(fs)
 	def := config.Default()
 	for name, field := range c.flags {
 		d, _ := def.Get(field)
@@ -160,34 +145,15 @@ func loadConfig(c command, args []string, stderr io.Writer) (config.Config, erro
 	if fs.NArg() > 0 {
 		return config.Config{}, fmt.Errorf("tidemark %s: unexpected argument %q", c.name, fs.Arg(0))
 	}
-	cfg, err := config.Load(*file, os.Environ())
-	if err != nil {
-		return config.Config{}, err
-	}
-	for _, s := range sets {
-		name, value, _ := strings.Cut(s, "=")
-		if err := cfg.Set(name, value); err != nil {
-			return config.Config{}, fmt.Errorf("--set %s: %w", name, err)
-		}
-	}
-	var ferr error
-	fs.Visit(func(f *flag.Flag) {
-		if field, ok := c.flags[f.Name]; ok && ferr == nil {
-			ferr = cfg.Set(field, f.Value.String())
-		}
+	return cf.Load(os.Environ(), func(cfg *config.Config) error {
+		var ferr error
+		fs.Visit(func(f *flag.Flag) {
+			if field, ok := c.flags[f.Name]; ok && ferr == nil {
+				ferr = cfg.Set(field, f.Value.String())
+			}
+		})
+		return ferr
 	})
-	if ferr != nil {
-		return config.Config{}, ferr
-	}
-	if *logLevel != "" {
-		if err := cfg.Set("log.level", *logLevel); err != nil {
-			return config.Config{}, err
-		}
-	}
-	if err := cfg.Validate(); err != nil {
-		return config.Config{}, fmt.Errorf("configuration: %w", err)
-	}
-	return cfg, nil
 }
 
 func buildVersion() string {
@@ -215,32 +181,4 @@ func buildVersion() string {
 		return "dev-" + rev + dirty
 	}
 	return "dev"
-}
-
-// newLogger returns a zerolog logger: human-readable console output for
-// dev (unless the configuration says json), JSON otherwise.
-func newLogger(c config.LogConfig, dev bool, w io.Writer) zerolog.Logger {
-	level, err := zerolog.ParseLevel(c.Level)
-	if err != nil || c.Level == "" {
-		level = zerolog.InfoLevel
-	}
-	format := c.Format
-	if format == "" {
-		format = config.LogFormatJSON
-		if dev {
-			format = config.LogFormatConsole
-		}
-	}
-	if format == config.LogFormatConsole {
-		// Colours only for a terminal: not in files, pipes or CI logs.
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000", NoColor: !isTerminal(w)}
-	}
-	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
-	return zerolog.New(w).Level(level).With().Timestamp().Logger()
-}
-
-// isTerminal reports whether w is a terminal.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && isatty.IsTerminal(f.Fd())
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +25,8 @@ func TestRunCommandLine(t *testing.T) {
 		{"version", []string{"version"}, "tidemark ", ""},
 		{"help", []string{"help"}, "tidemark dev", ""},
 		{"unknown command", []string{"serve"}, "", `unknown command "serve"`},
+		{"bench is a tool", []string{"bench", "--mode", "fast"}, "", "run tidemark-bench instead"},
+		{"chaos is a tool", []string{"chaos"}, "", "run tidemark-chaos instead"},
 		{"unknown field", []string{"dev", "--set", "gateway.nope=1"}, "", "gateway.nope"},
 		{"bad value", []string{"dev", "--replicas", "0"}, "", "dev.replicas"},
 		{"bad duration", []string{"gateway", "--set", "gateway.max_wait=soon"}, "", "gateway.max_wait"},
@@ -45,5 +48,17 @@ func TestRunCommandLine(t *testing.T) {
 				t.Fatalf("stdout %q lacks %q", stdout.String(), tt.out)
 			}
 		})
+	}
+}
+
+// TestToolCommandsPointToTools: `tidemark bench` and `tidemark chaos` are
+// usage errors (exit 2) that name the binary to run instead.
+func TestToolCommandsPointToTools(t *testing.T) {
+	for name, tool := range tools {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), []string{name, "-h"}, &stdout, &stderr)
+		if !errors.Is(err, errUsage) || !strings.Contains(stderr.String(), tool) {
+			t.Fatalf("tidemark %s: %v, stderr %q; want a usage error naming %s", name, err, stderr.String(), tool)
+		}
 	}
 }

@@ -1,10 +1,12 @@
-// Package faults injects faults into real processes and connections: it
-// starts a program as a child process it can kill with SIGKILL, pause with
-// SIGSTOP, resume and restart, and runs TCP proxies on loopback that can
-// cut a connection path (a network partition) and heal it.
-package faults
+// Package proc runs programs as child processes that can be controlled
+// from outside, as a fault does or a measurement needs: it starts a program
+// in its own process group, kills it with SIGKILL, pauses it with SIGSTOP,
+// resumes and restarts it, waits until it serves HTTP, and finds the
+// binaries the tools run.
+package proc
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -225,4 +227,16 @@ func (p *Proc) Close() error {
 	}
 	p.reap()
 	return nil
+}
+
+// LogTail returns the last n bytes of the process's log file, trimmed.
+func (p *Proc) LogTail(n int) string {
+	b, err := os.ReadFile(p.Log)
+	if err != nil {
+		return fmt.Sprintf("(unreadable: %v)", err)
+	}
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(bytes.TrimSpace(b))
 }

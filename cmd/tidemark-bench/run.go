@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -13,11 +14,15 @@ import (
 
 	"github.com/tidemark/tidemark/bench"
 	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/internal/cli/tool"
 )
 
-// benchOptions are the flags of `tidemark bench`, which are not
-// configuration fields.
-type benchOptions struct {
+// name is the tool's name, in its messages and its report's command line.
+const name = "tidemark-bench"
+
+// options are the flags of tidemark-bench, which are not configuration
+// fields.
+type options struct {
 	fs          *flag.FlagSet
 	nats        string
 	gateway     string
@@ -33,14 +38,12 @@ type benchOptions struct {
 	only        string
 	json        string
 	stack       string
+	tidemark    *string
 }
 
-var benchOpts benchOptions
-
-// benchFlags declares the flags of `tidemark bench` on fs.
-func benchFlags(fs *flag.FlagSet) {
-	o := &benchOpts
-	o.fs = fs
+// declare declares the flags of tidemark-bench on fs, into a new options.
+func declare(fs *flag.FlagSet) *options {
+	o := &options{fs: fs}
 	fs.StringVar(&o.nats, "nats", "", "measure the stack running on this NATS server; empty starts an embedded one")
 	fs.StringVar(&o.gateway, "gateway", "", "the running stack's gateway base URL, with --nats (e.g. http://127.0.0.1:8080)")
 	fs.StringVar(&o.mode, "mode", bench.DefaultMode, "fast, durable or both (embedded only)")
@@ -55,33 +58,42 @@ func benchFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.only, "only", "", "comma-separated sections to run: "+strings.Join(bench.Sections, ","))
 	fs.StringVar(&o.json, "json", "", "also write the report as JSON to this file")
 	fs.StringVar(&o.stack, "stack", "", "where the embedded stack runs: process (tidemark dev in a process of its own; the default) or inprocess (in the benchmark's process)")
+	o.tidemark = tool.TidemarkFlag(fs)
+	return o
 }
 
-// runBench is `tidemark bench`: it measures Tidemark next to raw JetStream
-// and NATS KV on the same server, prints a table and writes JSON.
-func runBench(ctx context.Context, c config.Config, env *cmdEnv) error {
-	o := benchOpts
-	log := env.log
+// run is tidemark-bench with the command line args.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o *options
+	return tool.Run(name, "bench", args, stderr, func(fs *flag.FlagSet) { o = declare(fs) },
+		func(cfg config.Config, log zerolog.Logger) error { return measure(ctx, cfg, o, log, stdout, stderr) })
+}
+
+// measure runs the benchmark o asks for, prints its table to stdout and,
+// with --json, writes the report.
+func measure(ctx context.Context, c config.Config, o *options, log zerolog.Logger, stdout, stderr io.Writer) error {
 	if c.Log.Level == config.DefaultLogLevel {
 		// The components' start-up lines, and the requests cut short at the
 		// end of each phase, would drown the progress.
 		log = log.Level(zerolog.ErrorLevel)
 	}
+	tidemark, err := tool.TidemarkBinary(name, *o.tidemark)
+	if err != nil {
+		return err
+	}
 	cfg := bench.Config{
 		NATSURL: o.nats, GatewayURL: o.gateway, Mode: o.mode, Concurrency: o.concurrency,
 		Duration: o.duration, Ops: o.ops, Size: o.size, Keys: o.keys, CatchUp: o.catchUp,
-		MemoryKeys: o.memoryKeys, Repeat: o.repeat, Stack: o.stack, Progress: env.stderr, Logger: log,
+		MemoryKeys: o.memoryKeys, Repeat: o.repeat, Stack: o.stack, Progress: stderr, Logger: log,
+		Command: func(args ...string) *exec.Cmd { return exec.Command(tidemark, args...) },
 	}
 	if o.only != "" {
 		cfg.Only = strings.Split(o.only, ",")
 	}
-	if exe, err := os.Executable(); err == nil {
-		cfg.Command = func(args ...string) *exec.Cmd { return exec.Command(exe, args...) }
-	}
 	rep, err := bench.Run(ctx, cfg)
 	if rep != nil {
-		rep.Command = benchCommand(o.fs)
-		if terr := rep.WriteTable(env.stdout); terr != nil && err == nil {
+		rep.Command = commandLine(o.fs)
+		if terr := rep.WriteTable(stdout); terr != nil && err == nil {
 			err = terr
 		}
 		if o.json != "" {
@@ -93,12 +105,10 @@ func runBench(ctx context.Context, c config.Config, env *cmdEnv) error {
 	return err
 }
 
-// benchCommand rebuilds the command line from the flags that were set.
-func benchCommand(fs *flag.FlagSet) string {
-	parts := []string{"tidemark bench"}
-	if fs != nil {
-		fs.Visit(func(f *flag.Flag) { parts = append(parts, "--"+f.Name+"="+f.Value.String()) })
-	}
+// commandLine rebuilds the command line from the flags that were set.
+func commandLine(fs *flag.FlagSet) string {
+	parts := []string{name}
+	fs.Visit(func(f *flag.Flag) { parts = append(parts, "--"+f.Name+"="+f.Value.String()) })
 	return strings.Join(parts, " ")
 }
 

@@ -5,25 +5,31 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
+
+	"github.com/rs/zerolog"
 
 	"github.com/tidemark/tidemark/chaos"
 	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/internal/cli/tool"
+	"github.com/tidemark/tidemark/internal/proc"
 )
 
-// chaosOptions are the flags of `tidemark chaos`; each, when set, wins over
-// its CHAOS_* environment variable.
-type chaosOptions struct {
+// name is the tool's name, in its messages.
+const name = "tidemark-chaos"
+
+// options are the flags of tidemark-chaos; each, when set, wins over its
+// CHAOS_* environment variable.
+type options struct {
 	seeds, duration, topologies, faults, sessions, report, natsServer, sessionOrder, probes string
+	tidemark                                                                                *string
 }
 
-var chaosOpts chaosOptions
-
-// chaosFlags declares the flags of `tidemark chaos` on fs.
-func chaosFlags(fs *flag.FlagSet) {
-	o := &chaosOpts
+// declare declares the flags of tidemark-chaos on fs, into a new options.
+func declare(fs *flag.FlagSet) *options {
+	o := &options{}
 	fs.StringVar(&o.seeds, "seeds", "", "comma-separated seeds (default "+chaos.DefaultSeeds+", or "+chaos.EnvSeeds+")")
 	fs.StringVar(&o.duration, "duration", "", "workload and faults per run (default "+chaos.DefaultCampaign.String()+", or "+chaos.EnvDuration+")")
 	fs.StringVar(&o.topologies, "topologies", "", "single and/or cluster (default "+chaos.DefaultTopologies+", or "+chaos.EnvTopologies+")")
@@ -33,14 +39,21 @@ func chaosFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.sessionOrder, "session-order", "", "true or false: send writes with session ordering (default true, or "+chaos.EnvSessionOrder+")")
 	fs.StringVar(&o.report, "report", "", "directory for the runs and report.json / report.txt (default "+chaos.DefaultReportDir+", or "+chaos.EnvReport+")")
 	fs.StringVar(&o.natsServer, "nats-server", "", "nats-server binary (default: "+chaos.EnvNATSServer+", next to this binary, or on PATH)")
+	o.tidemark = tool.TidemarkFlag(fs)
+	return o
 }
 
-// runChaos is `tidemark chaos`: the long fault campaign. It runs this
-// binary's roles and nats-server as separate processes, injects faults,
-// checks the histories, prints the report table and fails if any run found
-// a violation.
-func runChaos(ctx context.Context, _ config.Config, env *cmdEnv) error {
-	o := chaosOpts
+// run is tidemark-chaos with the command line args.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o *options
+	return tool.Run(name, "chaos", args, stderr, func(fs *flag.FlagSet) { o = declare(fs) },
+		func(_ config.Config, log zerolog.Logger) error { return campaign(ctx, o, log, stdout) })
+}
+
+// campaign runs the fault campaign o asks for: the tidemark roles and
+// nats-server as separate processes, faults, the histories checked; it
+// prints the report table and fails if any run found a violation.
+func campaign(ctx context.Context, o *options, log zerolog.Logger, stdout io.Writer) error {
 	environ := os.Environ()
 	for k, v := range map[string]string{
 		chaos.EnvSeeds: o.seeds, chaos.EnvDuration: o.duration, chaos.EnvTopologies: o.topologies,
@@ -55,20 +68,20 @@ func runChaos(ctx context.Context, _ config.Config, env *cmdEnv) error {
 	if err != nil {
 		return err
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("chaos: %w", err)
-	}
-	ns, err := natsServerBinary(o.natsServer, self)
+	tidemark, err := tool.TidemarkBinary(name, *o.tidemark)
 	if err != nil {
 		return err
 	}
-	c.Binaries = chaos.Binaries{Tidemark: self, NATSServer: ns}
-	c.Logger = env.log
+	ns, err := natsServerBinary(o.natsServer)
+	if err != nil {
+		return err
+	}
+	c.Binaries = chaos.Binaries{Tidemark: tidemark, NATSServer: ns}
+	c.Logger = log
 	rep, err := chaos.RunCampaign(ctx, c)
 	if rep != nil {
-		rep.WriteTable(env.stdout)
-		fmt.Fprintf(env.stdout, "report: %s\n", filepath.Join(c.Dir, "report.txt"))
+		rep.WriteTable(stdout)
+		fmt.Fprintf(stdout, "report: %s\n", filepath.Join(c.Dir, "report.txt"))
 	}
 	if err != nil {
 		return err
@@ -81,18 +94,11 @@ func runChaos(ctx context.Context, _ config.Config, env *cmdEnv) error {
 
 // natsServerBinary finds the nats-server binary: the flag, the
 // environment, next to this binary, or on PATH.
-func natsServerBinary(flagValue, self string) (string, error) {
-	for _, p := range []string{flagValue, os.Getenv(chaos.EnvNATSServer), filepath.Join(filepath.Dir(self), "nats-server")} {
-		if p == "" {
-			continue
-		}
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
+func natsServerBinary(flagValue string) (string, error) {
+	p, err := proc.Binary("nats-server", "", flagValue, os.Getenv(chaos.EnvNATSServer), proc.NextToSelf("nats-server"))
+	if err != nil {
+		return "", errors.New("chaos: no nats-server binary: pass --nats-server, set " + chaos.EnvNATSServer +
+			", or build one next to this binary (make chaos does)")
 	}
-	if p, err := exec.LookPath("nats-server"); err == nil {
-		return p, nil
-	}
-	return "", errors.New("chaos: no nats-server binary: pass --nats-server, set " + chaos.EnvNATSServer +
-		", or build one next to this binary (make chaos does)")
+	return p, nil
 }
