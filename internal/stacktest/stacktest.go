@@ -42,6 +42,8 @@ type Options struct {
 	// Signer signs the gateway's tokens; Affinity turns on sticky sessions.
 	Signer   *stream.Signer
 	Affinity bool
+	// AccessLog turns on the gateway's access log (to Logger).
+	AccessLog bool
 	// MaxPayload is the NATS server's max_payload (default the embedded
 	// server's).
 	MaxPayload int32
@@ -116,7 +118,7 @@ func Start(t testing.TB, opts Options) *Stack {
 		Monitor: s.Monitor,
 		Writer:  s.Transport, Reader: s.Transport, MaxValueBytes: opts.MaxValueBytes,
 		DefaultWait: opts.DefaultWait, MaxWait: opts.MaxWait, Logger: opts.Logger,
-		Signer: opts.Signer, Affinity: opts.Affinity,
+		Signer: opts.Signer, Affinity: opts.Affinity, AccessLog: opts.AccessLog,
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
