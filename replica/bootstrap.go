@@ -367,7 +367,11 @@ func (f *fetcher) Bootstrap(ctx context.Context, need uint64, restore func(io.Re
 		return fmt.Errorf("get snapshot %s: %w", rep.Name, err)
 	}
 	defer res.Close()
-	applied, err := restore(res)
+	var rd io.Reader = res
+	if rep.Size > 0 {
+		rd = replicator.WithSize(res, int64(rep.Size))
+	}
+	applied, err := restore(rd)
 	if err != nil {
 		return err
 	}
