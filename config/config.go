@@ -66,6 +66,9 @@ const (
 	LogFormatConsole = "console"
 )
 
+// MaxDevReplicas is the most replicas `tidemark dev` starts (dev.replicas).
+const MaxDevReplicas = maxDevReplicas
+
 // Limits enforced by Validate.
 const (
 	maxStreamReplicas    = 5
