@@ -193,7 +193,7 @@ func (r *Replica) answerSnapshot(ctx context.Context, req micro.Request, log zer
 		start := time.Now()
 		if rep, err = r.storeSnapshot(ctx, q); err == nil {
 			log.Info().Str("for", q.Replica).Str("name", rep.Name).Uint64("applied", rep.Applied).
-				Uint64("bytes", rep.Size).Dur("took", time.Since(start)).Msg("snapshot stored")
+				Uint64("bytes", rep.Size).Str("took", time.Since(start).Round(time.Millisecond).String()).Msg("snapshot stored")
 			b, _ := json.Marshal(rep)
 			if err := req.Respond(b); err != nil {
 				log.Warn().Err(err).Msg("answer snapshot request")

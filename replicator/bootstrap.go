@@ -140,7 +140,7 @@ func (r *Replicator) bootstrap(ctx context.Context, gap error) (*badger.DB, erro
 			r.setBootstrapping(status)
 			var db *badger.DB
 			if db, err = r.bootstrapOnce(ctx, need); err == nil {
-				r.log.Info().Uint64("from", from).Uint64("applied", r.Applied()).Dur("took", time.Since(start)).
+				r.log.Info().Uint64("from", from).Uint64("applied", r.Applied()).Str("took", time.Since(start).Round(time.Millisecond).String()).
 					Int("attempts", attempt).Msg("bootstrapped from a snapshot; applying the stream from there")
 				return db, nil
 			}

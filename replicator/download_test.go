@@ -3,11 +3,14 @@ package replicator_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -103,10 +106,35 @@ func TestBootstrapReportsBytes(t *testing.T) {
 	if err := r2.WaitReady(ctx); err != nil {
 		t.Fatalf("WaitReady: %v", err)
 	}
+	testenv.Eventually(t, testTimeout, "the bootstrapped line logged", func() bool {
+		return logs.contains(`"message":"bootstrapped from a snapshot`)
+	})
+	took := logField(t, &logs, "bootstrapped from a snapshot; applying the stream from there", "took")
+	if d, err := time.ParseDuration(fmt.Sprint(took)); err != nil || d <= 0 {
+		t.Errorf("bootstrapped line: took=%v (%T), want a duration with its unit", took, took)
+	}
 	want := `"received":"` + replicator.FormatBytes(size) + " of " + replicator.FormatBytes(size) + `"`
 	if !logs.contains(want) || !logs.contains(`"message":"snapshot received and restored"`) {
 		logs.mu.Lock()
 		defer logs.mu.Unlock()
 		t.Fatalf("log has no %s in a line saying the snapshot was received:\n%s", want, logs.b.String())
 	}
+}
+
+// logField returns field of the last line in logs whose message is msg.
+func logField(t *testing.T, logs *logBuffer, msg, field string) any {
+	t.Helper()
+	logs.mu.Lock()
+	defer logs.mu.Unlock()
+	var found any
+	for _, line := range strings.Split(logs.b.String(), "\n") {
+		var e map[string]any
+		if json.Unmarshal([]byte(line), &e) == nil && e["message"] == msg {
+			found = e[field]
+		}
+	}
+	if found == nil {
+		t.Fatalf("no log line %q with %s:\n%s", msg, field, logs.b.String())
+	}
+	return found
 }
