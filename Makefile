@@ -86,16 +86,23 @@ DC              := env TIDEMARK_IMAGE=$(IMAGE) $(COMPOSE) -p $(COMPOSE_PROJECT) 
 
 .PHONY: images up down compose-test
 
-## images: static bin/tidemark and bin/nats-server (the version in go.mod), then the image
+## images: static bin/tidemark and bin/nats-server (the version in go.mod), then the image;
+## one line per step
 images:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/tidemark ./cmd/tidemark
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/nats-server github.com/nats-io/nats-server/v2
-	mkdir -p bin/rootfs/data bin/rootfs/tmp && chmod 0755 bin/rootfs/data && chmod 1777 bin/rootfs/tmp
-	docker build -q -f deploy/Dockerfile -t $(IMAGE) .
+	@echo "building bin/tidemark (static)"
+	@CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/tidemark ./cmd/tidemark
+	@echo "building bin/nats-server (static, the version in go.mod)"
+	@CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o bin/nats-server github.com/nats-io/nats-server/v2
+	@mkdir -p bin/rootfs/data bin/rootfs/tmp && chmod 0755 bin/rootfs/data && chmod 1777 bin/rootfs/tmp
+	@echo "building image $(IMAGE) FROM scratch"
+	@docker build -q -f deploy/Dockerfile -t $(IMAGE) . >/dev/null
 
 ## up: start the stack and wait until every container is healthy
 up: images
-	$(DC) up -d --remove-orphans
+	@echo "starting the stack (project $(COMPOSE_PROJECT), image $(IMAGE))"
+	@$(DC) up -d --remove-orphans
+	@n=$$($(DC) config --services | wc -l | tr -d ' '); \
+	echo "waiting for $$n containers to be healthy (up to $(UP_TIMEOUT)s)"; \
 	deploy/wait-healthy $(UP_TIMEOUT) $(DC)
 
 ## down: stop the stack and delete its volumes (all its data)

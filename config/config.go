@@ -71,6 +71,9 @@ const (
 	LogFormatConsole = "console"
 )
 
+// MaxDevReplicas is the most replicas `tidemark dev` starts (dev.replicas).
+const MaxDevReplicas = maxDevReplicas
+
 // Limits enforced by Validate.
 const (
 	maxStreamReplicas    = 5
@@ -164,6 +167,9 @@ type GatewayConfig struct {
 	// answers, with the tidemark_replica cookie, as sticky sessions would.
 	// Tokens still apply.
 	Affinity bool `yaml:"affinity"`
+	// AccessLog logs one line per HTTP request: method, path, status,
+	// bytes, duration, the replica that served it and the token's sequence.
+	AccessLog bool `yaml:"access_log"`
 }
 
 // WriterConfig describes the writer role.

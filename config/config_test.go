@@ -35,6 +35,7 @@ func TestDefault_Values(t *testing.T) {
 		{"gateway.max_value_bytes", c.Gateway.MaxValueBytes, 1048576},
 		{"gateway.default_wait", c.Gateway.DefaultWait, config.Duration(5 * time.Second)},
 		{"gateway.max_wait", c.Gateway.MaxWait, config.Duration(30 * time.Second)},
+		{"gateway.access_log", c.Gateway.AccessLog, false},
 		{"replica.id", c.Replica.ID, ""},
 		{"replica.data", c.Replica.Data, "./tidemark-replica"},
 		{"replica.sync_writes", c.Replica.SyncWrites, true},
@@ -58,7 +59,7 @@ func TestDefault_Values(t *testing.T) {
 
 func TestFields(t *testing.T) {
 	names := config.Fields()
-	if got, want := len(names), 34; got != want {
+	if got, want := len(names), 35; got != want {
 		t.Fatalf("len(Fields())=%d, want %d: %v", got, want, names)
 	}
 	if !slices.IsSorted(names) {
@@ -98,6 +99,7 @@ func TestEnvName(t *testing.T) {
 		field, want string
 	}{
 		{"gateway.max_value_bytes", "TIDEMARK_GATEWAY_MAX_VALUE_BYTES"},
+		{"gateway.access_log", "TIDEMARK_GATEWAY_ACCESS_LOG"},
 		{"nats.url", "TIDEMARK_NATS_URL"},
 		{"dev.nats_listen", "TIDEMARK_DEV_NATS_LISTEN"},
 	} {

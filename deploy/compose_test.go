@@ -51,8 +51,15 @@ func TestCompose(t *testing.T) {
 		t.Fatal(err)
 	}
 	build := exec.Command("make", "-C", root, "images", "IMAGE="+testImage)
-	if out, err := runCmd(build, buildTimeout); err != nil {
+	out, err := runCmd(build, buildTimeout)
+	if err != nil {
 		t.Fatalf("make images: %v\n%s", err, out)
+	}
+	// make images says what it is doing, a line per step.
+	for _, step := range []string{"building bin/tidemark (static)\n", "building image " + testImage + " FROM scratch\n"} {
+		if !strings.Contains(string(out), step) {
+			t.Errorf("make images output lacks %q:\n%s", step, out)
+		}
 	}
 	t.Logf("make images: %v", time.Since(start).Round(time.Millisecond))
 
@@ -72,6 +79,7 @@ func TestCompose(t *testing.T) {
 	if !t.Run("durable stream and servers", s.checkDurability) {
 		t.FailNow()
 	}
+	t.Run("metrics on the published ports", s.checkMetrics)
 
 	// Read-your-writes across gateways: write through one, read through the
 	// other with the token.
@@ -195,13 +203,15 @@ func runCmd(cmd *exec.Cmd, timeout time.Duration) ([]byte, error) {
 
 // stack is one compose project of docker-compose.yml.
 type stack struct {
-	t                *testing.T
-	root, project    string
-	env              []string
-	gw1, gw2         string // gateway base URLs
-	natsURL, monitor string // nats-1 client URL and monitoring base URL
-	leader           string // the stream leader's server name, nats-N
-	http             *http.Client
+	t                 *testing.T
+	root, project     string
+	env               []string
+	gw1, gw2          string // gateway base URLs
+	natsURL, monitor  string // nats-1 client URL and monitoring base URL
+	writer1, replica1 string // writer-1's and replica-1's HTTP base URLs
+	monitor2          string // nats-2's monitoring base URL
+	leader            string // the stream leader's server name, nats-N
+	http              *http.Client
 }
 
 // newStack picks a project name and free loopback ports; the project is
@@ -212,22 +222,26 @@ func newStack(t *testing.T, root string) *stack {
 	if _, err := rand.Read(b[:]); err != nil {
 		t.Fatal(err)
 	}
-	ports := freePorts(t, 4)
+	// Every published port, so that none is a default a `make up` stack uses.
+	vars := []string{"TIDEMARK_GATEWAY1_PORT", "TIDEMARK_GATEWAY2_PORT", "TIDEMARK_NATS_PORT", "TIDEMARK_NATS_MONITOR_PORT",
+		"TIDEMARK_WRITER1_PORT", "TIDEMARK_REPLICA1_PORT", "TIDEMARK_NATS2_MONITOR_PORT",
+		"TIDEMARK_WRITER2_PORT", "TIDEMARK_REPLICA2_PORT", "TIDEMARK_REPLICA3_PORT", "TIDEMARK_NATS3_MONITOR_PORT"}
+	ports := freePorts(t, len(vars))
 	s := &stack{
 		t: t, root: root, project: "tidemarktest" + hex.EncodeToString(b[:]),
-		gw1:     "http://127.0.0.1:" + ports[0],
-		gw2:     "http://127.0.0.1:" + ports[1],
-		natsURL: "nats://127.0.0.1:" + ports[2],
-		monitor: "http://127.0.0.1:" + ports[3],
-		http:    &http.Client{Timeout: 15 * time.Second},
+		gw1:      "http://127.0.0.1:" + ports[0],
+		gw2:      "http://127.0.0.1:" + ports[1],
+		natsURL:  "nats://127.0.0.1:" + ports[2],
+		monitor:  "http://127.0.0.1:" + ports[3],
+		writer1:  "http://127.0.0.1:" + ports[4],
+		replica1: "http://127.0.0.1:" + ports[5],
+		monitor2: "http://127.0.0.1:" + ports[6],
+		http:     &http.Client{Timeout: 15 * time.Second},
 	}
-	s.env = append(os.Environ(),
-		"TIDEMARK_IMAGE="+testImage,
-		"TIDEMARK_GATEWAY1_PORT="+ports[0],
-		"TIDEMARK_GATEWAY2_PORT="+ports[1],
-		"TIDEMARK_NATS_PORT="+ports[2],
-		"TIDEMARK_NATS_MONITOR_PORT="+ports[3],
-	)
+	s.env = append(os.Environ(), "TIDEMARK_IMAGE="+testImage)
+	for i, v := range vars {
+		s.env = append(s.env, v+"="+ports[i])
+	}
 	t.Logf("compose project %s: gateways %s %s, nats %s", s.project, s.gw1, s.gw2, s.natsURL)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -367,6 +381,38 @@ func (s *stack) checkDurability(t *testing.T) {
 	}
 	if got, want := varz.MaxPayload, 8<<20; got != want {
 		t.Errorf("nats-1 max_payload=%d, want %d", got, want)
+	}
+}
+
+// checkMetrics reads /metrics of writer-1 and replica-1, and nats-2's
+// monitoring, through the ports published on the host.
+func (s *stack) checkMetrics(t *testing.T) {
+	for _, tc := range []struct {
+		what, url, want string
+	}{
+		{"writer-1", s.writer1 + "/metrics", `tidemark_writer_writes_total{op="put",outcome="ok"}`},
+		{"replica-1", s.replica1 + "/metrics", `tidemark_replica_ready{replica="r1"} 1`},
+		{"nats-2 monitoring", s.monitor2 + "/healthz", `"status":"ok"`},
+	} {
+		eventually(t, time.Minute, tc.what+" "+tc.url, func(ctx context.Context) error {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, tc.url, nil)
+			if err != nil {
+				return err
+			}
+			resp, err := s.http.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				return err
+			}
+			if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), tc.want) {
+				return fmt.Errorf("%s: want 200 with %s, got %s:\n%.2000s", tc.url, tc.want, resp.Status, body)
+			}
+			return nil
+		})
 	}
 }
 

@@ -63,6 +63,10 @@ type Config struct {
 	// read (cookie tidemark_replica) while that replica answers, as sticky
 	// sessions would. Tokens still apply.
 	Affinity bool
+	// AccessLog logs one line per HTTP request (see accessLog): method,
+	// path, status, bytes, duration, the replica that served it and the
+	// token's sequence.
+	AccessLog bool
 	// Monitor, when set, gives the status (GET /v1/status, /status) the
 	// stream, the replicas and the writers; without it the status has only
 	// what the gateway observes itself.
@@ -106,6 +110,9 @@ func New(cfg Config) *Gateway {
 	g := &Gateway{cfg: cfg, log: cfg.Logger}
 	g.metrics = newMetrics(cfg.Registerer, cfg.Gatherer)
 	g.handler = g.routes()
+	if cfg.AccessLog {
+		g.handler = g.accessLog(g.handler)
+	}
 	return g
 }
 

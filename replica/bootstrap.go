@@ -127,7 +127,7 @@ func (r *Replica) answerSnapshot(ctx context.Context, req micro.Request, log zer
 		start := time.Now()
 		if rep, err = r.storeSnapshot(ctx, q); err == nil {
 			log.Info().Str("for", q.Replica).Str("name", rep.Name).Uint64("applied", rep.Applied).
-				Uint64("bytes", rep.Size).Dur("took", time.Since(start)).Msg("snapshot stored")
+				Uint64("bytes", rep.Size).Str("took", time.Since(start).Round(time.Millisecond).String()).Msg("snapshot stored")
 			b, _ := json.Marshal(rep)
 			if err := req.Respond(b); err != nil {
 				log.Warn().Err(err).Msg("answer snapshot request")
@@ -301,7 +301,11 @@ func (f *fetcher) Bootstrap(ctx context.Context, need uint64, restore func(io.Re
 		return fmt.Errorf("get snapshot %s: %w", rep.Name, err)
 	}
 	defer res.Close()
-	applied, err := restore(res)
+	var rd io.Reader = res
+	if rep.Size > 0 {
+		rd = replicator.WithSize(res, int64(rep.Size))
+	}
+	applied, err := restore(rd)
 	if err != nil {
 		return err
 	}

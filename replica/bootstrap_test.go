@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -36,6 +37,8 @@ type fixture struct {
 	*testenv.Env
 	w   *writer.Writer
 	dir string
+	// logs, when set, also receives the replicas' log at info level.
+	logs io.Writer
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -54,6 +57,9 @@ type running struct {
 func (f *fixture) start(t *testing.T, id string, serve, bootstrap bool) *running {
 	t.Helper()
 	cfg := replica.Config{ID: id, Dir: filepath.Join(f.dir, id), Stream: f.Stream, Logger: testLogger(t), Bootstrap: bootstrap}
+	if f.logs != nil {
+		cfg.Logger = zerolog.New(f.logs)
+	}
 	if serve {
 		cfg.Conn = f.Conn.Conn
 	}

@@ -3,6 +3,7 @@ package replicator
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -35,10 +36,38 @@ func (r *Replicator) badgerOptions() badger.Options {
 }
 
 // badgerLogger routes Badger's log to zerolog: errors and warnings at their
-// level, Badger's chatter at debug and trace.
+// level, Badger's chatter at debug and trace. A message of several lines
+// (Badger's level and table dumps) becomes one line, see msg.
 type badgerLogger struct{ l zerolog.Logger }
 
-func msg(format string, v []any) string { return strings.TrimSpace(fmt.Sprintf(format, v...)) }
+// maxBadgerMessage bounds the length of one Badger message in the log, in
+// bytes, before the note of how many lines it had.
+const maxBadgerMessage = 512
+
+// msg formats a Badger message as one line: its non-blank lines, trimmed,
+// joined with " | ", cut at maxBadgerMessage bytes with a note saying how
+// many lines the message had.
+func msg(format string, v []any) string {
+	text := strings.TrimSpace(fmt.Sprintf(format, v...))
+	if !strings.ContainsAny(text, "\r\n") {
+		return text
+	}
+	var lines []string
+	for _, line := range strings.FieldsFunc(text, func(r rune) bool { return r == '\n' || r == '\r' }) {
+		if line = strings.TrimSpace(line); line != "" {
+			lines = append(lines, line)
+		}
+	}
+	out := strings.Join(lines, " | ")
+	if len(out) <= maxBadgerMessage {
+		return out
+	}
+	cut := maxBadgerMessage
+	for cut > 0 && !utf8.RuneStart(out[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s ... (cut; %d lines in all)", out[:cut], len(lines))
+}
 
 func (b badgerLogger) Errorf(f string, v ...any)   { b.l.Error().Msg(msg(f, v)) }
 func (b badgerLogger) Warningf(f string, v ...any) { b.l.Warn().Msg(msg(f, v)) }

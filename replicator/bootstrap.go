@@ -79,11 +79,23 @@ func (r *Replicator) runBootstrapping(ctx context.Context, db *badger.DB) error 
 }
 
 // Bootstrapping returns an error that wraps ErrBootstrapping and says how
-// far the replicator has got while it restores a snapshot, or nil.
+// far the replicator has got while it restores a snapshot, with the bytes
+// of the snapshot received so far ("received 12.5 MiB of 40.0 MiB of the
+// snapshot") while it downloads one, or nil.
 func (r *Replicator) Bootstrapping() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.boot
+	if r.boot == nil || r.dl == nil {
+		return r.boot
+	}
+	detail := strings.TrimPrefix(r.boot.Error(), ErrBootstrapping.Error()+": ")
+	return fmt.Errorf("%w: received %s of the snapshot; %s", ErrBootstrapping, r.dl.Progress(), detail)
+}
+
+func (r *Replicator) setDownload(d *download) {
+	r.mu.Lock()
+	r.dl = d
+	r.mu.Unlock()
 }
 
 func (r *Replicator) setBootstrapping(err error) {
@@ -128,7 +140,7 @@ func (r *Replicator) bootstrap(ctx context.Context, gap error) (*badger.DB, erro
 			r.setBootstrapping(status)
 			var db *badger.DB
 			if db, err = r.bootstrapOnce(ctx, need); err == nil {
-				r.log.Info().Uint64("from", from).Uint64("applied", r.Applied()).Dur("took", time.Since(start)).
+				r.log.Info().Uint64("from", from).Uint64("applied", r.Applied()).Str("took", time.Since(start).Round(time.Millisecond).String()).
 					Int("attempts", attempt).Msg("bootstrapped from a snapshot; applying the stream from there")
 				return db, nil
 			}
@@ -178,10 +190,15 @@ func (r *Replicator) bootstrapOnce(ctx context.Context, need uint64) (*badger.DB
 		if restored != 0 {
 			return 0, errors.New("restore called twice")
 		}
-		applied, err := restore(tmp, rd, r.cfg.Stream.ID(), r.log)
+		dl := newDownload(rd, r.log)
+		r.setDownload(dl)
+		defer r.setDownload(nil)
+		applied, err := restore(tmp, dl, r.cfg.Stream.ID(), r.log)
 		if err != nil {
 			return 0, err
 		}
+		r.log.Info().Str("received", dl.Progress()).Int64("received_bytes", dl.got.Load()).
+			Str("took", time.Since(dl.start).Round(time.Millisecond).String()).Uint64("applied", applied).Msg("snapshot received and restored")
 		if applied < need || applied <= r.Applied() {
 			_ = os.RemoveAll(tmp)
 			return 0, fmt.Errorf("%w: it holds sequences up to %d, the stream now starts after %d", ErrBadSnapshot, applied, need)

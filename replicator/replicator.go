@@ -156,6 +156,7 @@ type Replicator struct {
 	// spaceChecked is when the apply loop last checked free space.
 	spaceChecked time.Time
 	boot         error         // while Run restores a snapshot: why and how far (bootstrap.go)
+	dl           *download     // the snapshot being received, while it is (bootstrap.go)
 	corruptCh    chan error    // a read found the store damaged or full (corrupt.go)
 	held         error         // why the replica does not serve for now (wait.go); nil while it does
 	holdCh       chan struct{} // closed when held changes or is cleared

@@ -68,10 +68,10 @@ func SessionSubject(prefix, session string) string {
 	return prefix + "." + sessionToken + "." + session
 }
 
-// WriteMsg encodes the stream message of a put or a delete under the
+// Message encodes the stream message of a put or a delete under the
 // stream subject prefix: the key's subject, the op header, the session's
 // ordering headers and a put's value. DecodeMessage reads it back.
-func WriteMsg(prefix string, req api.WriteRequest) *nats.Msg {
+func Message(prefix string, req api.WriteRequest) *nats.Msg {
 	m := nats.NewMsg(KeySubject(prefix, req.Key))
 	m.Header.Set(api.HeaderOp, string(req.Op))
 	api.SetSession(m.Header, req.Session, req.SessionSeq)

@@ -154,14 +154,14 @@ func FuzzDecodeMessage(f *testing.F) {
 }
 
 // What a writer encodes, a replica decodes to the same write.
-func TestWriteMsgRoundTrip(t *testing.T) {
+func TestMessageRoundTrip(t *testing.T) {
 	for _, req := range []api.WriteRequest{
 		{Op: api.OpPut, Key: "café/1", Value: []byte("v")},
 		{Op: api.OpPut, Key: "empty", Value: []byte{}},
 		{Op: api.OpDelete, Key: "gone"},
 		{Op: api.OpPut, Key: "k", Value: []byte("x"), Session: "s1", SessionSeq: 9},
 	} {
-		m := stream.WriteMsg("tidemark.kv", req)
+		m := stream.Message("tidemark.kv", req)
 		e, err := stream.DecodeMessage("tidemark.kv", m.Subject, m.Header, m.Data)
 		if err != nil {
 			t.Fatalf("%+v: %v", req, err)

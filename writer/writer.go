@@ -261,7 +261,7 @@ func (w *Writer) publishIf(ctx context.Context, req api.WriteRequest, id string,
 		mk := stream.MarkerMsg(w.stream.Subject(), req.Session, req.SessionSeq)
 		mk.Header.Set(stream.HeaderMsgID, markerID(id))
 		mk.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(c.last.seq, 10))
-		m := stream.WriteMsg(w.stream.Subject(), req)
+		m := stream.Message(w.stream.Subject(), req)
 		m.Header.Set(stream.HeaderMsgID, id)
 		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expect, 10))
 		var seq uint64
@@ -321,7 +321,7 @@ func (w *Writer) validate(req api.WriteRequest) error {
 // sequence from the ack. An ack from the duplicate window is checked to be
 // req's own write.
 func (w *Writer) publish(ctx context.Context, req api.WriteRequest, id string, opts ...jetstream.PublishOpt) (uint64, error) {
-	ack, err := w.publishMsg(ctx, req, stream.WriteMsg(w.stream.Subject(), req), id, opts...)
+	ack, err := w.publishMsg(ctx, req, stream.Message(w.stream.Subject(), req), id, opts...)
 	if err != nil {
 		return 0, err
 	}

@@ -175,7 +175,7 @@ func newGateway(c config.Config, nc *natsconn.Conn, log zerolog.Logger, ready fu
 		rd = t
 	}
 	return gateway.New(gateway.Config{
-		Signer: signer, Affinity: c.Gateway.Affinity, Monitor: mon,
+		Signer: signer, Affinity: c.Gateway.Affinity, AccessLog: c.Gateway.AccessLog, Monitor: mon,
 		Addr: c.Gateway.HTTP, Writer: w, Reader: rd,
 		MaxValueBytes: c.Gateway.MaxValueBytes,
 		DefaultWait:   time.Duration(c.Gateway.DefaultWait), MaxWait: time.Duration(c.Gateway.MaxWait),

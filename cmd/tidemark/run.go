@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strconv"
 
 	"github.com/rs/zerolog"
 
@@ -41,10 +42,12 @@ tidemark-bench and tidemark-chaos (make build builds them into bin/).
 `
 
 type command struct {
-	name  string
-	help  string
-	flags map[string]string // flag name -> config field
-	run   func(ctx context.Context, cfg config.Config, env *cmdEnv) error
+	name string
+	help string // one line: what the command does
+	// examples are command lines `tidemark <command> -h` shows.
+	examples []string
+	flags    map[string]string // flag name -> config field
+	run      func(ctx context.Context, cfg config.Config, env *cmdEnv) error
 }
 
 // cmdEnv is what a command gets besides its configuration.
@@ -56,16 +59,27 @@ type cmdEnv struct {
 var commands = []command{
 	{name: "dev", help: "run the whole pipeline in one process on an embedded NATS server", run: runDev, flags: map[string]string{
 		"http": "gateway.http", "nats-listen": "dev.nats_listen", "data": "dev.data", "replicas": "dev.replicas", "durable": "dev.durable",
+	}, examples: []string{
+		"tidemark dev",
+		"tidemark dev --replicas 3 --durable --data ./my-data --http 127.0.0.1:9090",
 	}},
 	{name: "gateway", help: "run the HTTP gateway", run: runGateway, flags: withNATS(map[string]string{
 		"http": "gateway.http",
-	})},
+	}), examples: []string{
+		"tidemark gateway --nats nats://127.0.0.1:4222 --http :8080",
+		"tidemark gateway --nats nats://a:4222,nats://b:4222 --set gateway.access_log=true",
+	}},
 	{name: "replica", help: "run one replica", run: runReplica, flags: withNATS(map[string]string{
 		"id": "replica.id", "data": "replica.data", "http": "replica.http",
-	})},
+	}), examples: []string{
+		"tidemark replica --nats nats://127.0.0.1:4222 --id r1 --data ./r1 --http :9101",
+	}},
 	{name: "writer", help: "run the writer service", run: runWriter, flags: withNATS(map[string]string{
 		"http": "writer.http",
-	})},
+	}), examples: []string{
+		"tidemark writer --nats nats://127.0.0.1:4222 --http :9100",
+		"tidemark writer --nats nats://a:4222,nats://b:4222,nats://c:4222 --set stream.replicas=3",
+	}},
 }
 
 // tools are the commands that became binaries of their own, and those
@@ -106,7 +120,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	for _, c := range commands {
 		if c.name == args[0] {
-			cfg, err := loadConfig(c, args[1:], stderr)
+			cfg, err := loadConfig(c, args[1:], stdout, stderr)
 			if errors.Is(err, flag.ErrHelp) {
 				return nil
 			}
@@ -125,22 +139,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // loadConfig builds a command's configuration: defaults, then the file,
-// then the environment, then flags; and validates the result.
-func loadConfig(c command, args []string, stderr io.Writer) (config.Config, error) {
+// then the environment, then flags; and validates the result. -h prints
+// the command's help to stdout and returns flag.ErrHelp.
+func loadConfig(c command, args []string, stdout, stderr io.Writer) (config.Config, error) {
 	fs := flag.NewFlagSet("tidemark "+c.name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// Parse's own messages are left out: a bad flag is the returned
+	// error, which points at -h, and -h prints to stdout.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	cf := cli.AddConfigFlags(fs)
 	def := config.Default()
 	for name, field := range c.flags {
 		d, _ := def.Get(field)
-		if d == "true" || d == "false" {
-			fs.Bool(name, d == "true", "sets "+field)
+		if min, max, ok := intFlagRange(field); ok {
+			n, _ := strconv.Atoi(d)
+			fs.Var(&intFlag{field: field, value: n, min: min, max: max}, name, flagUsage(field))
+		} else if d == "true" || d == "false" {
+			fs.Bool(name, d == "true", flagUsage(field))
 		} else {
-			fs.String(name, d, "sets "+field)
+			fs.String(name, d, flagUsage(field))
 		}
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		printCommandHelp(stdout, c, fs)
 		return config.Config{}, err
+	} else if err != nil {
+		return config.Config{}, fmt.Errorf("%w ('tidemark %s -h' lists its flags)", err, c.name)
 	}
 	if fs.NArg() > 0 {
 		return config.Config{}, fmt.Errorf("tidemark %s: unexpected argument %q", c.name, fs.Arg(0))

@@ -177,7 +177,7 @@ func (n *notifier) notify(ctx context.Context, req micro.Request) {
 		n.fail(req, id, err)
 		return
 	}
-	n.log.Info().Str("order", id).Dur("waited", res.Waited).Uint64("revision", res.Record.Revision).Msg("notified")
+	n.log.Info().Str("order", id).Str("waited", res.Waited.String()).Uint64("revision", res.Record.Revision).Msg("notified")
 	_ = req.Respond([]byte(text))
 }
 

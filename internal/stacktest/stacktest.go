@@ -45,6 +45,8 @@ type Options struct {
 	// Signer signs the gateway's tokens; Affinity turns on sticky sessions.
 	Signer   *api.Signer
 	Affinity bool
+	// AccessLog turns on the gateway's access log (to Logger).
+	AccessLog bool
 	// MaxPayload is the NATS server's max_payload (default the embedded
 	// server's).
 	MaxPayload int32
@@ -82,7 +84,7 @@ func Start(t testing.TB, opts Options) *Stack {
 		Writer:   writer.Config{MaxValueBytes: opts.MaxValueBytes},
 		Replicas: replicas,
 		Gateway: gateway.Config{MaxValueBytes: opts.MaxValueBytes, DefaultWait: opts.DefaultWait, MaxWait: opts.MaxWait,
-			Signer: opts.Signer, Affinity: opts.Affinity},
+			Signer: opts.Signer, Affinity: opts.Affinity, AccessLog: opts.AccessLog},
 		NoRouter: opts.NoRouter,
 	})
 	if err != nil {
