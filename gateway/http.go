@@ -327,7 +327,7 @@ func (g *Gateway) get(w http.ResponseWriter, r *http.Request, tok api.Token) (ap
 	}
 	ctx, cancel := readContext(r, o.wait)
 	defer cancel()
-	req := api.GetRequest{Key: key, Token: tok, Wait: o.wait, Consistency: o.consistency, Replica: o.replica, Forward: o.forward}
+	req := api.GetRequest{Key: key, ReadSpec: api.ReadSpec{Token: tok, Wait: o.wait, Consistency: o.consistency, Replica: o.replica, Forward: o.forward}}
 	res, err := g.cfg.Reader.Get(ctx, req)
 	if o.sticky && pinnedGone(err) {
 		req.Replica = "" // the pinned replica is gone: any other
@@ -362,8 +362,11 @@ func (g *Gateway) scan(w http.ResponseWriter, r *http.Request, tok api.Token) (a
 	if err != nil {
 		return api.Token{}, err
 	}
-	req := api.ScanRequest{Prefix: q.Get("prefix"), After: q.Get("after"), Token: tok, Wait: o.wait,
-		Consistency: o.consistency, Replica: o.replica, Forward: o.forward}
+	req := api.ScanRequest{
+		Prefix:   q.Get("prefix"),
+		After:    q.Get("after"),
+		ReadSpec: api.ReadSpec{Token: tok, Wait: o.wait, Consistency: o.consistency, Replica: o.replica, Forward: o.forward},
+	}
 	if s := q.Get("limit"); s != "" {
 		// An explicit limit must be a count of keys: 0 is not "the default".
 		n, err := strconv.Atoi(s)

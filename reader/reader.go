@@ -94,7 +94,7 @@ func (r *Reader) Replica() string { return r.cfg.Replica }
 
 // get is Get (metrics.go), unmeasured.
 func (r *Reader) get(ctx context.Context, req api.GetRequest) (api.GetResult, error) {
-	res := api.GetResult{Record: api.Record{Key: req.Key}, Replica: r.cfg.Replica}
+	res := api.GetResult{Record: api.Record{Key: req.Key}, ServedBy: api.ServedBy{Replica: r.cfg.Replica}}
 	if err := api.ValidateKey(req.Key); err != nil {
 		return res, err
 	}
@@ -120,7 +120,7 @@ func (r *Reader) get(ctx context.Context, req api.GetRequest) (api.GetResult, er
 
 // scan is Scan (metrics.go), unmeasured.
 func (r *Reader) scan(ctx context.Context, req api.ScanRequest) (api.ScanResult, error) {
-	res := api.ScanResult{Replica: r.cfg.Replica}
+	res := api.ScanResult{ServedBy: api.ServedBy{Replica: r.cfg.Replica}}
 	if err := req.Validate(); err != nil {
 		return res, err
 	}

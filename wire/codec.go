@@ -116,7 +116,7 @@ func DecodeGetRequest(h nats.Header) (api.GetRequest, error) {
 	if err != nil {
 		return api.GetRequest{}, err
 	}
-	return api.GetRequest{Key: key, Token: tok, Wait: wait, Consistency: c}, nil
+	return api.GetRequest{Key: key, ReadSpec: api.ReadSpec{Token: tok, Wait: wait, Consistency: c}}, nil
 }
 
 // EncodeGetReply encodes the reply to a point read: headers and body (the value).
@@ -169,7 +169,7 @@ func DecodeScanRequest(h nats.Header, data []byte) (api.ScanRequest, error) {
 			return api.ScanRequest{}, api.Errorf(api.ErrInvalidRequest, "invalid scan request: %w", err)
 		}
 	}
-	s := api.ScanRequest{Prefix: body.Prefix, After: body.After, Limit: body.Limit, Token: tok, Wait: wait, Consistency: c}
+	s := api.ScanRequest{Prefix: body.Prefix, After: body.After, Limit: body.Limit, ReadSpec: api.ReadSpec{Token: tok, Wait: wait, Consistency: c}}
 	return s, s.Validate()
 }
 
