@@ -334,7 +334,7 @@ func (g *Gateway) get(w http.ResponseWriter, r *http.Request, tok api.Token) (ap
 		res, err = g.cfg.Reader.Get(ctx, req)
 	}
 	g.pin(w, o, res.Replica)
-	wire.SetServedBy(w.Header(), res.Replica, res.Applied, res.Waited, res.StreamLast)
+	wire.SetServedBy(w.Header(), res.ServedBy)
 	g.metrics.waited(res.Waited)
 	if err != nil {
 		if res.Record.Revision != 0 {
@@ -386,7 +386,7 @@ func (g *Gateway) scan(w http.ResponseWriter, r *http.Request, tok api.Token) (a
 		res, err = g.cfg.Reader.Scan(ctx, req)
 	}
 	g.pin(w, o, res.Replica)
-	wire.SetServedBy(w.Header(), res.Replica, res.Applied, res.Waited, res.StreamLast)
+	wire.SetServedBy(w.Header(), res.ServedBy)
 	g.metrics.waited(res.Waited)
 	if err != nil {
 		return res.Token, err
