@@ -7,6 +7,7 @@ import (
 
 	"bytes"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -203,4 +204,19 @@ func FuzzDecodeStatus(f *testing.F) {
 			t.Fatalf("accepted %+v", st)
 		}
 	})
+}
+
+func TestServedByRoundTrip(t *testing.T) {
+	want := api.ServedBy{Replica: "r1", Applied: 12, Waited: 250 * time.Millisecond, StreamLast: 14}
+	for _, h := range []map[string][]string{nats.Header{}, http.Header{}} {
+		wire.SetServedBy(h, want)
+		if got := wire.ServedByOf(h); got != want {
+			t.Fatalf("%T: got %+v, want %+v", h, got, want)
+		}
+	}
+	h := nats.Header{}
+	wire.SetServedBy(h, api.ServedBy{Applied: 3})
+	if len(h) != 0 {
+		t.Fatalf("no replica: headers %v, want none", h)
+	}
 }
