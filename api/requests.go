@@ -78,10 +78,10 @@ type WriteResult struct {
 	Token Token
 }
 
-// GetRequest is a point read.
-type GetRequest struct {
-	// Key is the key to read.
-	Key string
+// ReadSpec is what every read says besides what it reads: the session's
+// token, how long to wait for it, the consistency level and the routing.
+// GetRequest and ScanRequest embed it.
+type ReadSpec struct {
 	// Token is the session's token; the read reflects at least this position.
 	Token Token
 	// Wait bounds how long the read may wait for the token; 0 means the
@@ -97,12 +97,32 @@ type GetRequest struct {
 	Forward bool
 }
 
+// GetRequest is a point read.
+type GetRequest struct {
+	// Key is the key to read.
+	Key string
+	ReadSpec
+}
+
 // SplitForward splits the wait of a read with Forward between the first
 // replica and the one it is forwarded to: the last quarter is kept for the
 // second.
 func SplitForward(wait time.Duration) (first, rest time.Duration) {
 	rest = wait / 4
 	return wait - rest, rest
+}
+
+// ServedBy is what every read reports of how it was served. GetResult and
+// ScanResult embed it.
+type ServedBy struct {
+	// Replica is the id of the replica that served the read.
+	Replica string
+	// Applied is the replica's applied sequence at the read.
+	Applied uint64
+	// Waited is how long the read waited for the token.
+	Waited time.Duration
+	// StreamLast is the stream's last sequence as the replica knew it.
+	StreamLast uint64
 }
 
 // GetResult is the outcome of a point read. On ErrNotFound it still carries
@@ -112,14 +132,7 @@ type GetResult struct {
 	Record Record
 	// Token is the session's new token, max(request token, applied).
 	Token Token
-	// Replica is the id of the replica that served the read.
-	Replica string
-	// Applied is the replica's applied sequence at the read.
-	Applied uint64
-	// Waited is how long the read waited for the token.
-	Waited time.Duration
-	// StreamLast is the stream's last sequence as the replica knew it.
-	StreamLast uint64
+	ServedBy
 }
 
 // ScanRequest is a prefix scan.
@@ -132,16 +145,7 @@ type ScanRequest struct {
 	// holds fewer when their values would not fit one reply (PageBudget), and
 	// then has a Next: only an empty Next ends a scan.
 	Limit int
-	// Token is the session's token.
-	Token Token
-	// Wait bounds how long the scan may wait for the token.
-	Wait time.Duration
-	// Consistency is the scan's level; "" is Session.
-	Consistency Consistency
-	// Replica, when set, sends the scan to that replica only.
-	Replica string
-	// Forward is as in GetRequest.
-	Forward bool
+	ReadSpec
 }
 
 // Scan limits: the default and largest count of keys in a page. Pages are
@@ -180,11 +184,7 @@ type ScanResult struct {
 	Next string
 	// Token is the session's new token.
 	Token Token
-	// Replica, Applied, Waited and StreamLast are as in GetResult.
-	Replica    string
-	Applied    uint64
-	Waited     time.Duration
-	StreamLast uint64
+	ServedBy
 }
 
 // Op is the kind of a write.

@@ -272,7 +272,7 @@ func (e *env) waitReady(ctx context.Context) error {
 	}
 	for _, id := range e.serviceIDs {
 		for {
-			_, err := e.transport.Get(ctx, api.GetRequest{Key: "bench-probe", Replica: id, Wait: time.Second})
+			_, err := e.transport.Get(ctx, api.GetRequest{Key: "bench-probe", ReadSpec: api.ReadSpec{Replica: id, Wait: time.Second}})
 			if err == nil || errors.Is(err, api.ErrNotFound) {
 				break
 			}

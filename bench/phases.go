@@ -236,7 +236,7 @@ func (p *phases) ryw(ctx context.Context) error {
 				return 0, err
 			}
 			start := time.Now()
-			g, err := e.transport.Get(ctx, api.GetRequest{Key: key, Token: res.Token, Replica: e.serviceIDs[i%len(e.serviceIDs)]})
+			g, err := e.transport.Get(ctx, api.GetRequest{Key: key, ReadSpec: api.ReadSpec{Token: res.Token, Replica: e.serviceIDs[i%len(e.serviceIDs)]}})
 			d := time.Since(start)
 			if err == nil && g.Record.Revision < res.Revision {
 				err = fmt.Errorf("read-your-writes violated: wrote revision %d, read %d", res.Revision, g.Record.Revision)
@@ -308,11 +308,11 @@ func (p *phases) reads(ctx context.Context) error {
 	local := e.replicas[0]
 	paths := []path{
 		{"in-process replica Get, token", func(ctx context.Context, i int) error {
-			_, err := local.Get(ctx, api.GetRequest{Key: readKey(i % n), Token: tok})
+			_, err := local.Get(ctx, api.GetRequest{Key: readKey(i % n), ReadSpec: api.ReadSpec{Token: tok}})
 			return err
 		}, goal{minRatio: 20}},
 		{"reader service over NATS, token", func(ctx context.Context, i int) error {
-			_, err := e.transport.Get(ctx, api.GetRequest{Key: readKey(i % n), Token: tok})
+			_, err := e.transport.Get(ctx, api.GetRequest{Key: readKey(i % n), ReadSpec: api.ReadSpec{Token: tok}})
 			return err
 		}, goal{}},
 	}

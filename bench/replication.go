@@ -284,7 +284,7 @@ func (p *phases) memory(ctx context.Context) error {
 	defer proc.Close()
 	t := client.NewNATS(e.cliC.Conn, wire.Subjects{Prefix: fillPrefix})
 	for {
-		res, err := t.Get(ctx, api.GetRequest{Key: "bench-probe", Replica: "memory", Wait: time.Millisecond})
+		res, err := t.Get(ctx, api.GetRequest{Key: "bench-probe", ReadSpec: api.ReadSpec{Replica: "memory", Wait: time.Millisecond}})
 		if (err == nil || !errors.Is(err, api.ErrUnavailable)) && res.Applied >= last {
 			break
 		}

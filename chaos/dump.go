@@ -108,7 +108,7 @@ func DumpReplica(ctx context.Context, t *client.NATS, id string, msgs []history.
 	live := map[string]bool{}
 	after := ""
 	for {
-		res, err := t.Scan(ctx, api.ScanRequest{After: after, Limit: api.MaxScanLimit, Replica: id, Consistency: api.Eventual})
+		res, err := t.Scan(ctx, api.ScanRequest{After: after, Limit: api.MaxScanLimit, ReadSpec: api.ReadSpec{Replica: id, Consistency: api.Eventual}})
 		if err != nil {
 			return rep, fmt.Errorf("dump replica %s: scan after %q: %w", id, after, err)
 		}
@@ -137,7 +137,7 @@ func DumpReplica(ctx context.Context, t *client.NATS, id string, msgs []history.
 	}
 	sort.Strings(sorted)
 	for _, k := range sorted {
-		res, err := t.Get(ctx, api.GetRequest{Key: k, Replica: id, Consistency: api.Eventual})
+		res, err := t.Get(ctx, api.GetRequest{Key: k, ReadSpec: api.ReadSpec{Replica: id, Consistency: api.Eventual}})
 		applied = append(applied, res.Applied)
 		switch {
 		case err == nil:
@@ -162,7 +162,7 @@ func DumpReplica(ctx context.Context, t *client.NATS, id string, msgs []history.
 // ReplicaApplied asks a replica, through its own endpoint, how far it has
 // applied.
 func ReplicaApplied(ctx context.Context, t *client.NATS, id string) (uint64, error) {
-	res, err := t.Get(ctx, api.GetRequest{Key: "chaos-probe", Replica: id, Consistency: api.Eventual})
+	res, err := t.Get(ctx, api.GetRequest{Key: "chaos-probe", ReadSpec: api.ReadSpec{Replica: id, Consistency: api.Eventual}})
 	if err != nil && !errors.Is(err, api.ErrNotFound) {
 		return 0, err
 	}

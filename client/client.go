@@ -74,7 +74,7 @@ func (c *Client) Delete(ctx context.Context, key string, opts ...WriteOption) (a
 // the result then carries, for a deleted key, the delete's revision.
 func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (api.GetResult, error) {
 	o := c.readOptions(opts)
-	req := api.GetRequest{Key: key, Wait: o.wait, Consistency: o.consistency, Replica: o.replica}
+	req := api.GetRequest{Key: key, ReadSpec: api.ReadSpec{Wait: o.wait, Consistency: o.consistency, Replica: o.replica}}
 	s := SessionFrom(ctx)
 	if s != nil {
 		req.Token = s.Token()
@@ -90,7 +90,7 @@ func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (api.G
 // the page's Next to WithAfter for the next page (Next is "" on the last).
 func (c *Client) Scan(ctx context.Context, prefix string, opts ...ReadOption) (api.ScanResult, error) {
 	o := c.readOptions(opts)
-	req := api.ScanRequest{Prefix: prefix, After: o.after, Limit: o.limit, Wait: o.wait, Consistency: o.consistency, Replica: o.replica}
+	req := api.ScanRequest{Prefix: prefix, After: o.after, Limit: o.limit, ReadSpec: api.ReadSpec{Wait: o.wait, Consistency: o.consistency, Replica: o.replica}}
 	s := SessionFrom(ctx)
 	if s != nil {
 		req.Token = s.Token()

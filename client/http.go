@@ -2,6 +2,7 @@ package client
 
 import (
 	"github.com/tidemark/tidemark/api"
+	"github.com/tidemark/tidemark/wire"
 
 	"bytes"
 	"context"
@@ -134,30 +135,15 @@ func (h *HTTP) Write(ctx context.Context, req api.WriteRequest) (api.WriteResult
 // or req.Replica when set. On api.ErrNotFound the result still carries
 // the token and, for a deleted key, the delete's revision.
 func (h *HTTP) Get(ctx context.Context, req api.GetRequest) (api.GetResult, error) {
-	failed := api.GetResult{Record: api.Record{Key: req.Key}, Token: req.Token}
-	if h.err != nil {
-		return failed, h.err
-	}
-	ctx, cancel := withDefaultTimeout(ctx, h.readTimeout(req.Wait))
-	defer cancel()
-	hr, err := http.NewRequestWithContext(ctx, http.MethodGet, h.keyURL(req.Key), nil)
+	resp, data, err := h.read(ctx, req.ReadSpec, h.keyURL(req.Key), func() string { return fmt.Sprintf("get %q", req.Key) })
 	if err != nil {
-		return failed, api.Errorf(api.ErrInvalidRequest, "get %q: %w", req.Key, err)
-	}
-	setReadHeaders(hr.Header, h.formatToken(req.Token), req.Wait, req.Consistency, req.Replica)
-	resp, data, err := h.do(hr)
-	if err != nil {
-		return failed, err
+		return api.GetResult{Record: api.Record{Key: req.Key}, Token: req.Token}, err
 	}
 	return decodeHTTPGet(req.Key, resp.StatusCode, resp.Header, data, h.parseToken)
 }
 
 // Scan sends a prefix scan (GET /v1/kv?prefix=P&limit=N&after=K).
 func (h *HTTP) Scan(ctx context.Context, req api.ScanRequest) (api.ScanResult, error) {
-	failed := api.ScanResult{Token: req.Token}
-	if h.err != nil {
-		return failed, h.err
-	}
 	q := url.Values{"prefix": {req.Prefix}}
 	if req.After != "" {
 		q.Set("after", req.After)
@@ -165,18 +151,27 @@ func (h *HTTP) Scan(ctx context.Context, req api.ScanRequest) (api.ScanResult, e
 	if req.Limit != 0 {
 		q.Set("limit", strconv.Itoa(req.Limit))
 	}
-	ctx, cancel := withDefaultTimeout(ctx, h.readTimeout(req.Wait))
-	defer cancel()
-	hr, err := http.NewRequestWithContext(ctx, http.MethodGet, h.base+"/v1/kv?"+q.Encode(), nil)
+	resp, data, err := h.read(ctx, req.ReadSpec, h.base+"/v1/kv?"+q.Encode(), func() string { return "scan" })
 	if err != nil {
-		return failed, api.Errorf(api.ErrInvalidRequest, "scan: %w", err)
-	}
-	setReadHeaders(hr.Header, h.formatToken(req.Token), req.Wait, req.Consistency, req.Replica)
-	resp, data, err := h.do(hr)
-	if err != nil {
-		return failed, err
+		return api.ScanResult{Token: req.Token}, err
 	}
 	return decodeHTTPScan(resp.StatusCode, resp.Header, data, h.parseToken)
+}
+
+// read sends a read of spec to u and returns the reply and its body; what
+// names the read in the error of a request that cannot be built.
+func (h *HTTP) read(ctx context.Context, spec api.ReadSpec, u string, what func() string) (*http.Response, []byte, error) {
+	if h.err != nil {
+		return nil, nil, h.err
+	}
+	ctx, cancel := withDefaultTimeout(ctx, h.readTimeout(spec.Wait))
+	defer cancel()
+	hr, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, nil, api.Errorf(api.ErrInvalidRequest, "%s: %w", what(), err)
+	}
+	h.setReadSpec(hr.Header, spec)
+	return h.do(hr)
 }
 
 // keyURL is the URL of key: path-escaped, so that "/" and "%" in a key
@@ -275,16 +270,18 @@ func setToken(h http.Header, tok string) {
 	}
 }
 
-func setReadHeaders(h http.Header, tok string, wait time.Duration, c api.Consistency, replica string) {
-	setToken(h, tok)
-	if wait > 0 {
-		h.Set(api.HeaderWait, wait.String())
+// setReadSpec writes the headers of a read's spec: its token (signed, if
+// it was), wait, consistency and replica.
+func (h *HTTP) setReadSpec(hdr http.Header, spec api.ReadSpec) {
+	setToken(hdr, h.formatToken(spec.Token))
+	if spec.Wait > 0 {
+		hdr.Set(api.HeaderWait, spec.Wait.String())
 	}
-	if c != "" && c != api.Session {
-		h.Set(api.HeaderConsistency, string(c))
+	if c := spec.Consistency; c != "" && c != api.Session {
+		hdr.Set(api.HeaderConsistency, string(c))
 	}
-	if replica != "" {
-		h.Set(api.HeaderReplica, replica)
+	if spec.Replica != "" {
+		hdr.Set(api.HeaderReplica, spec.Replica)
 	}
 }
 
@@ -321,12 +318,11 @@ func decodeHTTPWrite(status int, h http.Header, body []byte, parse tokenParser) 
 
 // decodeHTTPGet decodes the reply to a point read of key.
 func decodeHTTPGet(key string, status int, h http.Header, body []byte, parse tokenParser) (api.GetResult, error) {
-	tok, rev, err := replyTokenRevision(h, parse)
-	res := api.GetResult{Record: api.Record{Key: key, Revision: rev}, Token: tok}
+	tok, rev, served, err := readReplyHeader(h, parse)
+	res := api.GetResult{Record: api.Record{Key: key, Revision: rev}, Token: tok, ServedBy: served}
 	if err != nil {
 		return res, err
 	}
-	res.Replica, res.Applied, res.Waited, res.StreamLast = replyServedBy(h)
 	if status != http.StatusOK {
 		err := decodeHTTPError(status, body)
 		if errors.Is(err, api.ErrNotFound) {
@@ -348,12 +344,11 @@ func decodeHTTPGet(key string, status int, h http.Header, body []byte, parse tok
 
 // decodeHTTPScan decodes the reply to a scan.
 func decodeHTTPScan(status int, h http.Header, body []byte, parse tokenParser) (api.ScanResult, error) {
-	tok, _, err := replyTokenRevision(h, parse)
-	res := api.ScanResult{Token: tok}
+	tok, _, served, err := readReplyHeader(h, parse)
+	res := api.ScanResult{Token: tok, ServedBy: served}
 	if err != nil {
 		return res, err
 	}
-	res.Replica, res.Applied, res.Waited, res.StreamLast = replyServedBy(h)
 	if status != http.StatusOK {
 		return res, decodeHTTPError(status, body)
 	}
@@ -413,11 +408,13 @@ func replyTokenRevision(h http.Header, parse tokenParser) (api.Token, uint64, er
 	return tok, rev, nil
 }
 
-// replyServedBy reads the headers that say which replica served a read.
-// They are informative, so malformed values read as zero.
-func replyServedBy(h http.Header) (string, uint64, time.Duration, uint64) {
-	applied, _ := strconv.ParseUint(h.Get(api.HeaderApplied), 10, 64)
-	waited, _ := time.ParseDuration(h.Get(api.HeaderWaited))
-	last, _ := strconv.ParseUint(h.Get(api.HeaderStreamLast), 10, 64)
-	return h.Get(api.HeaderReplica), applied, waited, last
+// readReplyHeader reads the headers of a read's reply: its token, its
+// revision and who served the read (wire.ServedByOf). A malformed token or
+// revision fails with api.ErrInternal and reports no served-by.
+func readReplyHeader(h http.Header, parse tokenParser) (api.Token, uint64, api.ServedBy, error) {
+	tok, rev, err := replyTokenRevision(h, parse)
+	if err != nil {
+		return tok, rev, api.ServedBy{}, err
+	}
+	return tok, rev, wire.ServedByOf(h), nil
 }

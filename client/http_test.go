@@ -143,7 +143,7 @@ func TestHTTP_Replies(t *testing.T) {
 	}
 	t.Run("hang", func(t *testing.T) {
 		h.ReadMargin = 50 * time.Millisecond
-		_, err := h.Get(t.Context(), api.GetRequest{Key: "hang", Wait: 50 * time.Millisecond})
+		_, err := h.Get(t.Context(), api.GetRequest{Key: "hang", ReadSpec: api.ReadSpec{Wait: 50 * time.Millisecond}})
 		if !errors.Is(err, api.ErrUnavailable) || !strings.Contains(err.Error(), "in time") {
 			t.Fatalf("Get of a hung server: err=%v, want %v in time", err, api.ErrUnavailable)
 		}

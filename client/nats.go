@@ -98,16 +98,15 @@ func (c *NATS) ValueLimit() wire.ValueLimit {
 // When no replica answers, it fails with api.ErrUnavailable.
 func (c *NATS) Get(ctx context.Context, req api.GetRequest) (api.GetResult, error) {
 	res := api.GetResult{Record: api.Record{Key: req.Key}, Token: req.Token}
-	r := route{pinned: req.Replica, seq: req.Token.Seq, consistency: req.Consistency, wait: req.Wait, forward: req.Forward,
-		shared: c.subjects.Get(), perReplica: c.subjects.ReplicaGet}
+	r := route{ReadSpec: req.ReadSpec, shared: c.subjects.Get(), perReplica: c.subjects.ReplicaGet}
 	err := c.read(ctx, r, func(subject string, wait time.Duration) *nats.Msg {
 		one := req
 		one.Wait = wait
 		return wire.GetMsg(subject, one)
-	}, func(reply *nats.Msg) (string, uint64, error) {
+	}, func(reply *nats.Msg) (api.ServedBy, error) {
 		var err error
 		res, err = wire.DecodeGetReply(req.Key, reply)
-		return res.Replica, res.Applied, err
+		return res.ServedBy, err
 	})
 	res.Token = replyToken(res.Token, req.Token, err)
 	return res, err
@@ -117,29 +116,28 @@ func (c *NATS) Get(ctx context.Context, req api.GetRequest) (api.GetResult, erro
 // fails with api.ErrUnavailable.
 func (c *NATS) Scan(ctx context.Context, req api.ScanRequest) (api.ScanResult, error) {
 	res := api.ScanResult{Token: req.Token}
-	r := route{pinned: req.Replica, seq: req.Token.Seq, consistency: req.Consistency, wait: req.Wait, forward: req.Forward,
-		shared: c.subjects.Scan(), perReplica: c.subjects.ReplicaScan}
+	r := route{ReadSpec: req.ReadSpec, shared: c.subjects.Scan(), perReplica: c.subjects.ReplicaScan}
 	err := c.read(ctx, r, func(subject string, wait time.Duration) *nats.Msg {
 		one := req
 		one.Wait = wait
 		return wire.ScanMsg(subject, one)
-	}, func(reply *nats.Msg) (string, uint64, error) {
+	}, func(reply *nats.Msg) (api.ServedBy, error) {
 		var err error
 		res, err = wire.DecodeScanReply(reply)
-		return res.Replica, res.Applied, err
+		return res.ServedBy, err
 	})
 	res.Token = replyToken(res.Token, req.Token, err)
 	return res, err
 }
 
 // read sends one routed read built by msg and decodes each reply with
-// decode, which returns the replica that served it and its applied.
+// decode, which returns who served it.
 func (c *NATS) read(ctx context.Context, r route, msg func(subject string, wait time.Duration) *nats.Msg,
-	decode func(*nats.Msg) (string, uint64, error)) error {
-	return c.routed(ctx, r, func(ctx context.Context, subject string, wait time.Duration) (string, uint64, error) {
+	decode func(*nats.Msg) (api.ServedBy, error)) error {
+	return c.routed(ctx, r, func(ctx context.Context, subject string, wait time.Duration) (api.ServedBy, error) {
 		reply, err := c.request(ctx, msg(subject, wait), "replica")
 		if err != nil {
-			return "", 0, err
+			return api.ServedBy{}, err
 		}
 		return decode(reply)
 	})
@@ -154,15 +152,12 @@ func replyToken(got, sent api.Token, err error) api.Token {
 	return got
 }
 
-// route is what routing a read needs to know of it.
+// route is what routing a read needs to know of it: its spec (the replica
+// it is pinned to, its token, level, wait and forwarding) and its subjects.
 type route struct {
-	pinned      string
-	seq         uint64
-	consistency api.Consistency
-	wait        time.Duration
-	forward     bool
-	shared      string
-	perReplica  func(id string) string
+	api.ReadSpec
+	shared     string
+	perReplica func(id string) string
 }
 
 // routed sends one read: to the pinned replica; or to the replica the Router
@@ -174,33 +169,33 @@ type route struct {
 // the rest of the wait; if that one does not answer either, the read is
 // api.ErrTokenWaitTimeout. send returns which replica answered and how
 // far it had applied, which the Router learns from.
-func (c *NATS) routed(ctx context.Context, r route, send func(ctx context.Context, subject string, wait time.Duration) (string, uint64, error)) error {
-	if r.pinned != "" {
-		if err := validReplica(r.pinned); err != nil {
+func (c *NATS) routed(ctx context.Context, r route, send func(ctx context.Context, subject string, wait time.Duration) (api.ServedBy, error)) error {
+	if r.Replica != "" {
+		if err := validReplica(r.Replica); err != nil {
 			return err
 		}
-		if !r.forward {
-			ctx, cancel := withDefaultTimeout(ctx, c.readTimeout(r.wait))
+		if !r.Forward {
+			ctx, cancel := withDefaultTimeout(ctx, c.readTimeout(r.Wait))
 			defer cancel()
-			_, _, err := send(ctx, r.perReplica(r.pinned), r.wait)
-			return c.pinnedErr(r.pinned, err)
+			_, err := send(ctx, r.perReplica(r.Replica), r.Wait)
+			return c.pinnedErr(r.Replica, err)
 		}
 	}
-	wait := r.wait
+	wait := r.Wait
 	if wait <= 0 {
 		wait = c.ReadWait
 	}
 	first, rest := wait, time.Duration(0)
-	if r.forward {
+	if r.Forward {
 		first, rest = api.SplitForward(wait)
 	}
-	target := r.pinned
+	target := r.Replica
 	if target == "" && c.Router != nil {
-		switch r.consistency {
+		switch r.Consistency {
 		case api.Strong:
 			target = c.Router.Freshest("")
 		default:
-			target = c.Router.Pick(r.seq, "")
+			target = c.Router.Pick(r.Token.Seq, "")
 		}
 	}
 	var attempt func(target string, wait time.Duration) (string, error)
@@ -213,7 +208,7 @@ func (c *NATS) routed(ctx context.Context, r route, send func(ctx context.Contex
 			actx   context.Context
 			cancel context.CancelFunc
 		)
-		if r.forward {
+		if r.Forward {
 			// Its own bound, so that a replica that does not answer
 			// leaves the rest of the wait to the next one.
 			actx, cancel = context.WithTimeout(ctx, wait+c.ReadMargin)
@@ -221,23 +216,23 @@ func (c *NATS) routed(ctx context.Context, r route, send func(ctx context.Contex
 			actx, cancel = withDefaultTimeout(ctx, wait+c.ReadMargin)
 		}
 		defer cancel()
-		served, applied, err := send(actx, subject, wait)
-		if c.Router != nil && served != "" {
-			c.Router.Observe(served, applied, -1, true)
+		served, err := send(actx, subject, wait)
+		if c.Router != nil && served.Replica != "" {
+			c.Router.Observe(served.Replica, served.Applied, -1, true)
 		}
-		if target != "" && target != r.pinned && errors.Is(err, nats.ErrNoResponders) {
+		if target != "" && target != r.Replica && errors.Is(err, nats.ErrNoResponders) {
 			// The advertisement outlived the replica: forget it, and let
 			// any ready replica answer.
 			c.Router.Forget(target)
 			return attempt("", wait)
 		}
-		return served, err
+		return served.Replica, err
 	}
 	served, err := attempt(target, first)
-	if r.pinned != "" {
-		err = c.pinnedErr(r.pinned, err)
+	if r.Replica != "" {
+		err = c.pinnedErr(r.Replica, err)
 	}
-	if !r.forward || ctx.Err() != nil || !(errors.Is(err, api.ErrTokenWaitTimeout) || isNoReply(err)) {
+	if !r.Forward || ctx.Err() != nil || !(errors.Is(err, api.ErrTokenWaitTimeout) || isNoReply(err)) {
 		return err
 	}
 	if served == "" {

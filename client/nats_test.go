@@ -101,19 +101,19 @@ func TestNATS_NoResponders(t *testing.T) {
 
 	_, err := c.Write(testContext(t), api.WriteRequest{Op: api.OpPut, Key: "k"})
 	wantErr(t, err, api.ErrUnavailable, "no writer")
-	res, err := c.Get(testContext(t), api.GetRequest{Key: "k", Token: e.Stream.Token(1)})
+	res, err := c.Get(testContext(t), api.GetRequest{Key: "k", ReadSpec: api.ReadSpec{Token: e.Stream.Token(1)}})
 	wantErr(t, err, api.ErrUnavailable, "no replica")
 	if got, want := res.Token, e.Stream.Token(1); got != want {
 		t.Fatalf("Get: Token=%v, want the request's %v", got, want)
 	}
 	// A named replica no one serves is unknown, not worth retrying.
-	_, err = c.Get(testContext(t), api.GetRequest{Key: "k", Replica: "r1"})
+	_, err = c.Get(testContext(t), api.GetRequest{Key: "k", ReadSpec: api.ReadSpec{Replica: "r1"}})
 	wantErr(t, err, api.ErrUnknownReplica, "replica.r1.get")
-	_, err = c.Get(testContext(t), api.GetRequest{Key: "k", Replica: "r1", Forward: true})
+	_, err = c.Get(testContext(t), api.GetRequest{Key: "k", ReadSpec: api.ReadSpec{Replica: "r1", Forward: true}})
 	wantErr(t, err, api.ErrUnknownReplica, "replica.r1.get")
 	_, err = c.Scan(testContext(t), api.ScanRequest{Prefix: "k"})
 	wantErr(t, err, api.ErrUnavailable, "no replica")
-	_, err = c.Scan(testContext(t), api.ScanRequest{Replica: "r1"})
+	_, err = c.Scan(testContext(t), api.ScanRequest{ReadSpec: api.ReadSpec{Replica: "r1"}})
 	wantErr(t, err, api.ErrUnknownReplica, "replica.r1.scan")
 }
 
@@ -132,7 +132,7 @@ func TestNATS_Timeout(t *testing.T) {
 	// Without a deadline, the read's wait and the margin bound it.
 	c.ReadMargin = 50 * time.Millisecond
 	start := time.Now()
-	_, err = c.Get(context.Background(), api.GetRequest{Key: "k", Wait: 50 * time.Millisecond})
+	_, err = c.Get(context.Background(), api.GetRequest{Key: "k", ReadSpec: api.ReadSpec{Wait: 50 * time.Millisecond}})
 	wantErr(t, err, api.ErrUnavailable, "no reply")
 	if elapsed := time.Since(start); elapsed > 5*time.Second {
 		t.Fatalf("Get took %v, want about 100ms", elapsed)
@@ -161,16 +161,16 @@ func TestNATS_Read(t *testing.T) {
 		var body []byte
 		switch req.Key {
 		case "missing":
-			h, body = wire.EncodeGetReply(api.GetResult{Token: req.Token, Record: api.Record{Revision: 5}, Replica: "any"}, api.Errorf(api.ErrNotFound, "key %q not found", req.Key))
+			h, body = wire.EncodeGetReply(api.GetResult{Token: req.Token, Record: api.Record{Revision: 5}, ServedBy: api.ServedBy{Replica: "any"}}, api.Errorf(api.ErrNotFound, "key %q not found", req.Key))
 		case "slow":
 			h, body = wire.EncodeGetReply(api.GetResult{Token: req.Token}, api.Errorf(api.ErrTokenWaitTimeout, "replica any did not reach the token in %v", req.Wait))
 		default:
-			h, body = wire.EncodeGetReply(api.GetResult{Token: tok, Record: api.Record{Key: req.Key, Value: []byte("v:" + req.Key), Revision: 6}, Replica: "any", Applied: 7}, nil)
+			h, body = wire.EncodeGetReply(api.GetResult{Token: tok, Record: api.Record{Key: req.Key, Value: []byte("v:" + req.Key), Revision: 6}, ServedBy: api.ServedBy{Replica: "any", Applied: 7}}, nil)
 		}
 		return &nats.Msg{Header: h, Data: body}
 	})
 	respond(t, e.Conn.Conn, subjects.ReplicaGet("r2"), func(m *nats.Msg) *nats.Msg {
-		h, body := wire.EncodeGetReply(api.GetResult{Token: tok, Record: api.Record{Value: []byte("from r2"), Revision: 6}, Replica: "r2", Applied: 7}, nil)
+		h, body := wire.EncodeGetReply(api.GetResult{Token: tok, Record: api.Record{Value: []byte("from r2"), Revision: 6}, ServedBy: api.ServedBy{Replica: "r2", Applied: 7}}, nil)
 		return &nats.Msg{Header: h, Data: body}
 	})
 	respond(t, e.Conn.Conn, subjects.Scan(), func(m *nats.Msg) *nats.Msg {
@@ -180,19 +180,19 @@ func TestNATS_Read(t *testing.T) {
 			return nil
 		}
 		items := []api.Record{{Key: req.Prefix + "1", Value: []byte("a"), Revision: 3}, {Key: req.Prefix + "2", Value: []byte("b"), Revision: 4}}
-		h, body := wire.EncodeScanReply(api.ScanResult{Items: items[:req.Limit], Next: items[req.Limit-1].Key, Token: tok, Replica: "any", Applied: 7}, nil)
+		h, body := wire.EncodeScanReply(api.ScanResult{Items: items[:req.Limit], Next: items[req.Limit-1].Key, Token: tok, ServedBy: api.ServedBy{Replica: "any", Applied: 7}}, nil)
 		return &nats.Msg{Header: h, Data: body}
 	})
 	c := client.NewNATS(e.Conn.Conn, subjects)
 
-	got, err := c.Get(testContext(t), api.GetRequest{Key: "k", Token: e.Stream.Token(3), Wait: time.Second})
+	got, err := c.Get(testContext(t), api.GetRequest{Key: "k", ReadSpec: api.ReadSpec{Token: e.Stream.Token(3), Wait: time.Second}})
 	if err != nil {
 		t.Fatalf("Get: %v", err)
 	}
 	if got.Record.Key != "k" || string(got.Record.Value) != "v:k" || got.Record.Revision != 6 || got.Token != tok || got.Replica != "any" {
 		t.Fatalf("Get=%+v", got)
 	}
-	got, err = c.Get(testContext(t), api.GetRequest{Key: "k", Replica: "r2"})
+	got, err = c.Get(testContext(t), api.GetRequest{Key: "k", ReadSpec: api.ReadSpec{Replica: "r2"}})
 	if err != nil {
 		t.Fatalf("Get from r2: %v", err)
 	}
@@ -200,12 +200,12 @@ func TestNATS_Read(t *testing.T) {
 		t.Fatalf("Get from r2: Value=%q, want %q", got, want)
 	}
 
-	miss, err := c.Get(testContext(t), api.GetRequest{Key: "missing", Token: tok})
+	miss, err := c.Get(testContext(t), api.GetRequest{Key: "missing", ReadSpec: api.ReadSpec{Token: tok}})
 	wantErr(t, err, api.ErrNotFound, "missing")
 	if !miss.Record.Deleted || miss.Record.Revision != 5 || miss.Token != tok {
 		t.Fatalf("Get missing=%+v, want a delete at revision 5 and the token", miss)
 	}
-	_, err = c.Get(testContext(t), api.GetRequest{Key: "slow", Wait: 10 * time.Millisecond})
+	_, err = c.Get(testContext(t), api.GetRequest{Key: "slow", ReadSpec: api.ReadSpec{Wait: 10 * time.Millisecond}})
 	wantErr(t, err, api.ErrTokenWaitTimeout, "did not reach")
 
 	page, err := c.Scan(testContext(t), api.ScanRequest{Prefix: "p/", Limit: 1})
@@ -216,7 +216,7 @@ func TestNATS_Read(t *testing.T) {
 		t.Fatalf("Scan=%+v", page)
 	}
 
-	_, err = c.Get(testContext(t), api.GetRequest{Key: "k", Replica: "r.*"})
+	_, err = c.Get(testContext(t), api.GetRequest{Key: "k", ReadSpec: api.ReadSpec{Replica: "r.*"}})
 	wantErr(t, err, api.ErrInvalidRequest, "replica")
 }
 
@@ -241,7 +241,7 @@ func TestNATS_ForwardSilentReplica(t *testing.T) {
 	tok := e.Stream.Token(7)
 	respond(t, e.Conn.Conn, subjects.ReplicaGet("r1"), func(*nats.Msg) *nats.Msg { return nil })
 	respond(t, e.Conn.Conn, subjects.Get(), func(m *nats.Msg) *nats.Msg {
-		h, body := wire.EncodeGetReply(api.GetResult{Token: tok, Record: api.Record{Value: []byte("from r2"), Revision: 6}, Replica: "r2", Applied: 7}, nil)
+		h, body := wire.EncodeGetReply(api.GetResult{Token: tok, Record: api.Record{Value: []byte("from r2"), Revision: 6}, ServedBy: api.ServedBy{Replica: "r2", Applied: 7}}, nil)
 		return &nats.Msg{Header: h, Data: body}
 	})
 	c := client.NewNATS(e.Conn.Conn, subjects)
@@ -250,7 +250,7 @@ func TestNATS_ForwardSilentReplica(t *testing.T) {
 	// As the gateway calls it: a deadline of the wait and a margin.
 	ctx, cancel := context.WithTimeout(context.Background(), wait+time.Second)
 	defer cancel()
-	got, err := c.Get(ctx, api.GetRequest{Key: "k", Token: tok, Replica: "r1", Wait: wait, Forward: true})
+	got, err := c.Get(ctx, api.GetRequest{Key: "k", ReadSpec: api.ReadSpec{Token: tok, Replica: "r1", Wait: wait, Forward: true}})
 	if err != nil || got.Replica != "r2" || string(got.Record.Value) != "from r2" {
 		t.Fatalf("forwarded read pinned to the silent r1: %+v, %v; want the value from r2", got, err)
 	}
@@ -260,6 +260,6 @@ func TestNATS_ForwardSilentReplica(t *testing.T) {
 	respond(t, e.Conn.Conn, silent.Get(), func(*nats.Msg) *nats.Msg { return nil })
 	c = client.NewNATS(e.Conn.Conn, silent)
 	c.ReadMargin = 100 * time.Millisecond
-	_, err = c.Get(context.Background(), api.GetRequest{Key: "k", Token: tok, Replica: "r1", Wait: wait, Forward: true})
+	_, err = c.Get(context.Background(), api.GetRequest{Key: "k", ReadSpec: api.ReadSpec{Token: tok, Replica: "r1", Wait: wait, Forward: true}})
 	wantErr(t, err, api.ErrTokenWaitTimeout, "no replica answered")
 }

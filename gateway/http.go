@@ -73,12 +73,29 @@ func (g *Gateway) readyz(w http.ResponseWriter) {
 	_, _ = io.WriteString(w, "ready\n")
 }
 
-// handlerFunc handles one API request with the session's token and returns
-// the session's new token and the error to report, if any.
-type handlerFunc func(w http.ResponseWriter, r *http.Request, tok api.Token) (api.Token, error)
+// reply is what a handler produced: the session's new token and, on
+// success, the body to write with 200 OK. A handler sets any other
+// headers of its response itself, and writes neither its body nor its
+// status: instrument does.
+type reply struct {
+	// token is the session's new token; zero leaves the request's.
+	token api.Token
+	// json, when set, makes the JSON body of a success, given the token
+	// as the client sees it ("" when there is none).
+	json func(token string) any
+	// value is the body of a success without json (a get's value, as it
+	// is); a HEAD request's response carries none.
+	value []byte
+}
 
-// instrument parses the session token, runs h, and writes the token and any
-// error into the response: every response carries the session's token.
+// handlerFunc handles one API request with the session's token and returns
+// what it produced, or the error to report (with the session's new token,
+// if any, in the reply).
+type handlerFunc func(w http.ResponseWriter, r *http.Request, tok api.Token) (reply, error)
+
+// instrument parses the session token, runs h, and writes the response:
+// the token header and cookie (respondToken), then the error, or h's body.
+// Every response carries the session's token.
 func (g *Gateway) instrument(op string, w http.ResponseWriter, r *http.Request, h handlerFunc, methods ...string) {
 	start := time.Now()
 	status := http.StatusOK
@@ -90,29 +107,44 @@ func (g *Gateway) instrument(op string, w http.ResponseWriter, r *http.Request, 
 		return
 	}
 	tok, fromCookie, err := g.requestToken(r)
-	if err != nil {
-		if fromCookie {
-			clearTokenCookie(w) // a garbage cookie: drop it, so the next request works
-		}
-		status = g.writeError(w, err)
-		return
+	var out reply
+	if err == nil {
+		out, err = h(w, r, tok)
 	}
-	out, err := h(w, r, tok)
+	shown := g.respondToken(w, tok, out.token, fromCookie, err)
 	if err != nil {
-		switch {
-		case !rejectsToken(err):
-			g.setToken(w, out, tok)
-		case fromCookie:
-			// The cookie's token is the one refused (a stale token of a
-			// recreated stream, or one from the future): drop it, so the
-			// next request works. A refused header token sets no cookie.
-			clearTokenCookie(w)
-		}
 		status = g.writeError(w, err)
 		if status >= 500 {
 			g.log.Warn().Err(err).Str("op", op).Int("status", status).Msg("request failed")
 		}
+		return
 	}
+	if out.json != nil {
+		writeJSON(w, status, out.json(shown))
+		return
+	}
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(out.value)
+	}
+}
+
+// respondToken sets the token header and cookie of a response, a success's
+// or a failure's: the session's new token out when known, else the
+// request's in. A failure that refuses the request's token itself sets
+// none and, when the cookie is to blame, drops the cookie, so that the
+// next request works: a garbage cookie (a token that does not parse is
+// api.ErrInvalidToken), a stale token of a recreated stream, or one from
+// the future. A refused header token sets no cookie. It returns the token
+// as the client sees it.
+func (g *Gateway) respondToken(w http.ResponseWriter, in, out api.Token, fromCookie bool, err error) string {
+	switch {
+	case err == nil || !rejectsToken(err):
+		return g.setToken(w, out, in)
+	case fromCookie:
+		clearTokenCookie(w)
+	}
+	return ""
 }
 
 // requestToken reads the session token from the Tidemark-Token header and
@@ -175,14 +207,11 @@ func requestKey(r *http.Request) (string, error) {
 	return api.DecodeKey(strings.TrimPrefix(r.URL.EscapedPath(), kvPath+"/"))
 }
 
-// readOptions are the request headers every read takes.
+// readOptions are what a read's request headers say.
 type readOptions struct {
-	wait        time.Duration
-	consistency api.Consistency
-	replica     string
-	forward     bool
-	sticky      bool   // affinity applies to this read
-	pinned      string // the replica the affinity cookie named
+	spec   api.ReadSpec // the read's token, wait, consistency and routing
+	sticky bool         // affinity applies to this read
+	pinned string       // the replica the affinity cookie named
 }
 
 // pin sets the affinity cookie to the replica that served a sticky read.
@@ -193,15 +222,32 @@ func (g *Gateway) pin(w http.ResponseWriter, o readOptions, served string) {
 	http.SetCookie(w, &http.Cookie{Name: CookieReplica, Value: served, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
 }
 
+// read serves a read of spec (a part of the request do sends) with the
+// options o: when the replica a sticky read was pinned to is gone, once
+// more to any other. It pins the session to the replica that served the
+// read and reports who served it in the response's headers.
+func (g *Gateway) read(w http.ResponseWriter, o readOptions, spec *api.ReadSpec, do func() (api.ServedBy, error)) error {
+	served, err := do()
+	if o.sticky && pinnedGone(err) {
+		spec.Replica = "" // the pinned replica is gone: any other
+		served, err = do()
+	}
+	g.pin(w, o, served.Replica)
+	wire.SetServedBy(w.Header(), served)
+	g.metrics.waited(served.Waited)
+	return err
+}
+
 // pinnedGone reports whether err says the replica a sticky read was pinned
 // to no longer serves, so that the read goes to any other.
 func pinnedGone(err error) bool {
 	return errors.Is(err, api.ErrUnavailable) || errors.Is(err, api.ErrUnknownReplica)
 }
 
-// readHeaders parses a read's Tidemark-Wait (defaulted and capped),
-// Tidemark-Consistency, Tidemark-Replica and Tidemark-On-Timeout.
-func (g *Gateway) readHeaders(r *http.Request) (readOptions, error) {
+// readHeaders parses the options of a read with the session's token tok:
+// its Tidemark-Wait (defaulted and capped), Tidemark-Consistency,
+// Tidemark-Replica and Tidemark-On-Timeout.
+func (g *Gateway) readHeaders(r *http.Request, tok api.Token) (readOptions, error) {
 	d, err := api.ParseWait(r.Header.Get(api.HeaderWait))
 	if err != nil {
 		return readOptions{}, err
@@ -213,41 +259,41 @@ func (g *Gateway) readHeaders(r *http.Request) (readOptions, error) {
 	if err != nil {
 		return readOptions{}, err
 	}
-	o := readOptions{wait: min(d, g.cfg.MaxWait), consistency: c, replica: r.Header.Get(api.HeaderReplica)}
-	if o.replica != "" && !api.ValidID(o.replica) {
-		return readOptions{}, api.Errorf(api.ErrInvalidRequest, "invalid %s %q", api.HeaderReplica, o.replica)
+	o := readOptions{spec: api.ReadSpec{Token: tok, Wait: min(d, g.cfg.MaxWait), Consistency: c, Replica: r.Header.Get(api.HeaderReplica)}}
+	if o.spec.Replica != "" && !api.ValidID(o.spec.Replica) {
+		return readOptions{}, api.Errorf(api.ErrInvalidRequest, "invalid %s %q", api.HeaderReplica, o.spec.Replica)
 	}
-	if g.cfg.Affinity && o.replica == "" {
+	if g.cfg.Affinity && o.spec.Replica == "" {
 		o.sticky = true
 		if c, err := r.Cookie(CookieReplica); err == nil && api.ValidID(c.Value) {
-			o.replica, o.pinned = c.Value, c.Value
+			o.spec.Replica, o.pinned = c.Value, c.Value
 		}
 	}
 	switch s := r.Header.Get(api.HeaderOnTimeout); s {
 	case "", "fail":
 	case "forward":
-		o.forward = true
+		o.spec.Forward = true
 	default:
 		return readOptions{}, api.Errorf(api.ErrInvalidRequest, "invalid %s %q: want fail or forward", api.HeaderOnTimeout, s)
 	}
 	return o, nil
 }
 
-func (g *Gateway) put(w http.ResponseWriter, r *http.Request, tok api.Token) (api.Token, error) {
+func (g *Gateway) put(w http.ResponseWriter, r *http.Request, tok api.Token) (reply, error) {
 	key, err := requestKey(r)
 	if err != nil {
-		return api.Token{}, err
+		return reply{}, err
 	}
 	limit := g.valueLimit()
 	if err := limit.Check(r.ContentLength); err != nil {
-		return api.Token{}, err
+		return reply{}, err
 	}
 	value, err := io.ReadAll(io.LimitReader(r.Body, int64(limit.Bytes)+1))
 	if err != nil {
-		return api.Token{}, api.Errorf(api.ErrInvalidRequest, "reading body: %w", err)
+		return reply{}, api.Errorf(api.ErrInvalidRequest, "reading body: %w", err)
 	}
 	if len(value) > limit.Bytes {
-		return api.Token{}, limit.TooLarge("more than " + strconv.Itoa(limit.Bytes) + " bytes")
+		return reply{}, limit.TooLarge("more than " + strconv.Itoa(limit.Bytes) + " bytes")
 	}
 	return g.write(w, r, api.WriteRequest{Op: api.OpPut, Key: key, Value: value, Token: tok})
 }
@@ -275,22 +321,22 @@ func (g *Gateway) valueLimit() wire.ValueLimit {
 	return wire.NewValueLimit(configured, wl.MaxPayload)
 }
 
-func (g *Gateway) del(w http.ResponseWriter, r *http.Request, tok api.Token) (api.Token, error) {
+func (g *Gateway) del(w http.ResponseWriter, r *http.Request, tok api.Token) (reply, error) {
 	key, err := requestKey(r)
 	if err != nil {
-		return api.Token{}, err
+		return reply{}, err
 	}
 	return g.write(w, r, api.WriteRequest{Op: api.OpDelete, Key: key, Token: tok})
 }
 
-func (g *Gateway) write(w http.ResponseWriter, r *http.Request, req api.WriteRequest) (api.Token, error) {
+func (g *Gateway) write(w http.ResponseWriter, r *http.Request, req api.WriteRequest) (reply, error) {
 	if err := api.ParseWriteHeaders(r.Header, &req); err != nil {
-		return api.Token{}, err
+		return reply{}, err
 	}
 	if req.WriteID == "" {
 		req.WriteID = r.Header.Get(HeaderIdempotencyKey)
 		if err := req.Validate(); err != nil {
-			return api.Token{}, err
+			return reply{}, err
 		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), DefaultWriteTimeout)
@@ -300,13 +346,13 @@ func (g *Gateway) write(w http.ResponseWriter, r *http.Request, req api.WriteReq
 		if res.Revision != 0 {
 			w.Header().Set(api.HeaderRevision, strconv.FormatUint(res.Revision, 10))
 		}
-		return res.Token, err
+		return reply{token: res.Token}, err
 	}
-	tok := g.setToken(w, res.Token, req.Token)
 	w.Header().Set(api.HeaderRevision, strconv.FormatUint(res.Revision, 10))
 	w.Header().Set("ETag", etag(res.Revision))
-	writeJSON(w, http.StatusOK, api.WriteJSON{Key: req.Key, Revision: res.Revision, Token: tok})
-	return res.Token, nil
+	return reply{token: res.Token, json: func(tok string) any {
+		return api.WriteJSON{Key: req.Key, Revision: res.Revision, Token: tok}
+	}}, nil
 }
 
 func etag(rev uint64) string { return `"` + strconv.FormatUint(rev, 10) + `"` }
@@ -316,81 +362,72 @@ func readContext(r *http.Request, wait time.Duration) (context.Context, context.
 	return context.WithTimeout(r.Context(), wait+DefaultReplyMargin)
 }
 
-func (g *Gateway) get(w http.ResponseWriter, r *http.Request, tok api.Token) (api.Token, error) {
+func (g *Gateway) get(w http.ResponseWriter, r *http.Request, tok api.Token) (reply, error) {
 	key, err := requestKey(r)
 	if err != nil {
-		return api.Token{}, err
+		return reply{}, err
 	}
-	o, err := g.readHeaders(r)
+	o, err := g.readHeaders(r, tok)
 	if err != nil {
-		return api.Token{}, err
+		return reply{}, err
 	}
-	ctx, cancel := readContext(r, o.wait)
+	ctx, cancel := readContext(r, o.spec.Wait)
 	defer cancel()
-	req := api.GetRequest{Key: key, Token: tok, Wait: o.wait, Consistency: o.consistency, Replica: o.replica, Forward: o.forward}
-	res, err := g.cfg.Reader.Get(ctx, req)
-	if o.sticky && pinnedGone(err) {
-		req.Replica = "" // the pinned replica is gone: any other
+	req := api.GetRequest{Key: key, ReadSpec: o.spec}
+	var res api.GetResult
+	err = g.read(w, o, &req.ReadSpec, func() (api.ServedBy, error) {
+		var err error
 		res, err = g.cfg.Reader.Get(ctx, req)
-	}
-	g.pin(w, o, res.Replica)
-	wire.SetServedBy(w.Header(), res.Replica, res.Applied, res.Waited, res.StreamLast)
-	g.metrics.waited(res.Waited)
+		return res.ServedBy, err
+	})
+	h := w.Header()
 	if err != nil {
 		if res.Record.Revision != 0 {
-			w.Header().Set(api.HeaderRevision, strconv.FormatUint(res.Record.Revision, 10))
+			h.Set(api.HeaderRevision, strconv.FormatUint(res.Record.Revision, 10))
 		}
-		return res.Token, err
+		return reply{token: res.Token}, err
 	}
-	g.setToken(w, res.Token, tok)
-	h := w.Header()
 	h.Set(api.HeaderRevision, strconv.FormatUint(res.Record.Revision, 10))
 	h.Set("ETag", etag(res.Record.Revision))
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Content-Length", strconv.Itoa(len(res.Record.Value)))
 	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write(res.Record.Value)
-	}
-	return res.Token, nil
+	return reply{token: res.Token, value: res.Record.Value}, nil
 }
 
-func (g *Gateway) scan(w http.ResponseWriter, r *http.Request, tok api.Token) (api.Token, error) {
+func (g *Gateway) scan(w http.ResponseWriter, r *http.Request, tok api.Token) (reply, error) {
 	q := r.URL.Query()
-	o, err := g.readHeaders(r)
+	o, err := g.readHeaders(r, tok)
 	if err != nil {
-		return api.Token{}, err
+		return reply{}, err
 	}
-	req := api.ScanRequest{Prefix: q.Get("prefix"), After: q.Get("after"), Token: tok, Wait: o.wait,
-		Consistency: o.consistency, Replica: o.replica, Forward: o.forward}
+	req := api.ScanRequest{Prefix: q.Get("prefix"), After: q.Get("after"), ReadSpec: o.spec}
 	if s := q.Get("limit"); s != "" {
 		// An explicit limit must be a count of keys: 0 is not "the default".
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > api.MaxScanLimit {
-			return api.Token{}, api.Errorf(api.ErrInvalidRequest, "invalid limit %q: want 1 to %d (leave it out for %d)", s, api.MaxScanLimit, api.DefaultScanLimit)
+			return reply{}, api.Errorf(api.ErrInvalidRequest, "invalid limit %q: want 1 to %d (leave it out for %d)", s, api.MaxScanLimit, api.DefaultScanLimit)
 		}
 		req.Limit = n
 	}
 	if err := req.Validate(); err != nil {
-		return api.Token{}, err
+		return reply{}, err
 	}
-	ctx, cancel := readContext(r, o.wait)
+	ctx, cancel := readContext(r, o.spec.Wait)
 	defer cancel()
-	res, err := g.cfg.Reader.Scan(ctx, req)
-	if o.sticky && pinnedGone(err) {
-		req.Replica = ""
+	var res api.ScanResult
+	err = g.read(w, o, &req.ReadSpec, func() (api.ServedBy, error) {
+		var err error
 		res, err = g.cfg.Reader.Scan(ctx, req)
-	}
-	g.pin(w, o, res.Replica)
-	wire.SetServedBy(w.Header(), res.Replica, res.Applied, res.Waited, res.StreamLast)
-	g.metrics.waited(res.Waited)
+		return res.ServedBy, err
+	})
 	if err != nil {
-		return res.Token, err
+		return reply{token: res.Token}, err
 	}
-	body := res.ToScanJSON()
-	body.Token = g.setToken(w, res.Token, tok)
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, body)
-	return res.Token, nil
+	body := res.ToScanJSON()
+	return reply{token: res.Token, json: func(tok string) any {
+		body.Token = tok
+		return body
+	}}, nil
 }

@@ -63,7 +63,7 @@ func TestValueAtTheLimitRoundTrips(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		got, err := s.Transport.Get(ctx, api.GetRequest{Key: key, Token: tok, Wait: 2 * time.Second})
+		got, err := s.Transport.Get(ctx, api.GetRequest{Key: key, ReadSpec: api.ReadSpec{Token: tok, Wait: 2 * time.Second}})
 		if err != nil {
 			t.Fatalf("NATS get of %d bytes: %v", limit, err)
 		}
@@ -74,7 +74,7 @@ func TestValueAtTheLimitRoundTrips(t *testing.T) {
 		if r.Status != 200 || r.Body != string(value) {
 			t.Fatalf("HTTP get: status=%d, %d bytes, want 200 and %d", r.Status, len(r.Body), limit)
 		}
-		page, err := s.Transport.Scan(ctx, api.ScanRequest{Prefix: key, Token: tok, Wait: 2 * time.Second})
+		page, err := s.Transport.Scan(ctx, api.ScanRequest{Prefix: key, ReadSpec: api.ReadSpec{Token: tok, Wait: 2 * time.Second}})
 		if err != nil {
 			t.Fatalf("NATS scan of one value of %d bytes: %v", limit, err)
 		}
@@ -191,7 +191,7 @@ func TestScanPagesFitTheTransport(t *testing.T) {
 		}
 	}
 	req := func(after string) api.ScanRequest {
-		return api.ScanRequest{Prefix: "scan/", After: after, Limit: api.MaxScanLimit, Token: tok, Wait: 2 * time.Second}
+		return api.ScanRequest{Prefix: "scan/", After: after, Limit: api.MaxScanLimit, ReadSpec: api.ReadSpec{Token: tok, Wait: 2 * time.Second}}
 	}
 	collect("reader service", func(after string) (api.ScanResult, error) { return s.Transport.Scan(ctx, req(after)) })
 	collect("in-process replica", func(after string) (api.ScanResult, error) { return s.Replicas[0].Scan(ctx, req(after)) })
@@ -243,10 +243,10 @@ func TestAcceptedValuesCanBeRead(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if _, err := s.Transport.Get(ctx, api.GetRequest{Key: key, Token: ptok, Wait: time.Second}); err != nil {
+		if _, err := s.Transport.Get(ctx, api.GetRequest{Key: key, ReadSpec: api.ReadSpec{Token: ptok, Wait: time.Second}}); err != nil {
 			t.Fatalf("PUT of %d bytes accepted, but NATS get: %v", size, err)
 		}
-		if _, err := s.Transport.Scan(ctx, api.ScanRequest{Prefix: key, Token: ptok, Wait: time.Second}); err != nil {
+		if _, err := s.Transport.Scan(ctx, api.ScanRequest{Prefix: key, ReadSpec: api.ReadSpec{Token: ptok, Wait: time.Second}}); err != nil {
 			t.Fatalf("PUT of %d bytes accepted, but NATS scan: %v", size, err)
 		}
 	}
@@ -272,10 +272,10 @@ func TestStoredValueTooLargeForTheReplyIsRefused(t *testing.T) {
 	tok := s.Stream.Token(ack.Sequence)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := s.Transport.Get(ctx, api.GetRequest{Key: "big", Token: tok, Wait: time.Second}); !errors.Is(err, api.ErrValueTooLarge) {
+	if _, err := s.Transport.Get(ctx, api.GetRequest{Key: "big", ReadSpec: api.ReadSpec{Token: tok, Wait: time.Second}}); !errors.Is(err, api.ErrValueTooLarge) {
 		t.Fatalf("get of a value no reply can carry: %v, want ErrValueTooLarge", err)
 	}
-	if _, err := s.Transport.Scan(ctx, api.ScanRequest{Prefix: "big", Token: tok, Wait: time.Second}); !errors.Is(err, api.ErrValueTooLarge) {
+	if _, err := s.Transport.Scan(ctx, api.ScanRequest{Prefix: "big", ReadSpec: api.ReadSpec{Token: tok, Wait: time.Second}}); !errors.Is(err, api.ErrValueTooLarge) {
 		t.Fatalf("scan of a value no reply can carry: %v, want ErrValueTooLarge", err)
 	}
 }

@@ -5,7 +5,6 @@ import (
 
 	"github.com/tidemark/tidemark/api"
 
-	"context"
 	"sync"
 	"time"
 
@@ -23,29 +22,10 @@ const (
 // outcome is its error code (api.Code).
 const OutcomeOK = "ok"
 
-// Get reads one key as of at least the request's token. On
-// api.ErrNotFound the result still carries the token and, for a deleted
-// key, the delete's revision.
-func (r *Reader) Get(ctx context.Context, req api.GetRequest) (api.GetResult, error) {
-	start := time.Now()
-	res, err := r.get(ctx, req)
-	r.metrics.observe(r.cfg.Replica, opGet, start, waits(req.Token, req.Consistency), res.Waited, err)
-	return res, err
-}
-
-// Scan reads a page of live keys under a prefix as of at least the
-// request's token.
-func (r *Reader) Scan(ctx context.Context, req api.ScanRequest) (api.ScanResult, error) {
-	start := time.Now()
-	res, err := r.scan(ctx, req)
-	r.metrics.observe(r.cfg.Replica, opScan, start, waits(req.Token, req.Consistency), res.Waited, err)
-	return res, err
-}
-
-// waits reports whether a read may wait, and so counts in the wait
+// waits reports whether a read of spec may wait, and so counts in the wait
 // histogram.
-func waits(tok api.Token, c api.Consistency) bool {
-	return !tok.IsZero() || c == api.Strong
+func waits(spec api.ReadSpec) bool {
+	return !spec.Token.IsZero() || spec.Consistency == api.Strong
 }
 
 const (
@@ -106,8 +86,12 @@ func (m *readMetrics) init(replica string) {
 	})
 }
 
-func (m *readMetrics) observe(replica string, op int, start time.Time, waits bool, waited time.Duration, err error) {
+// observe counts a read of op and spec that started at start, served as
+// *served, with the outcome *err. Its pointers let a read defer it before
+// its result is known.
+func (m *readMetrics) observe(replica string, op int, start time.Time, spec api.ReadSpec, served *api.ServedBy, errp *error) {
 	m.init(replica)
+	err := *errp
 	if err == nil {
 		m.count[op][0].Inc()
 	} else if code := api.Code(err); m.index[code] > 0 {
@@ -116,8 +100,8 @@ func (m *readMetrics) observe(replica string, op int, start time.Time, waits boo
 		m.reads.WithLabelValues(opNames[op], code).Inc() // a code not listed
 	}
 	m.latency[op].Observe(time.Since(start).Seconds())
-	if waits {
-		m.wait.Observe(waited.Seconds())
+	if waits(spec) {
+		m.wait.Observe(served.Waited.Seconds())
 	}
 }
 

@@ -17,7 +17,7 @@ func TestMetrics(t *testing.T) {
 	f := setup(t)
 	tok := f.put(t, "a", "1")
 	ctx := context.Background()
-	if _, err := f.r.Get(ctx, api.GetRequest{Key: "a", Token: tok}); err != nil {
+	if _, err := f.r.Get(ctx, api.GetRequest{Key: "a", ReadSpec: api.ReadSpec{Token: tok}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.r.Get(ctx, api.GetRequest{Key: "missing"}); err == nil {

@@ -92,20 +92,23 @@ func (r *Reader) Wait(d time.Duration) time.Duration {
 // Replica returns the replica id the reader reports.
 func (r *Reader) Replica() string { return r.cfg.Replica }
 
-// get is Get (metrics.go), unmeasured.
-func (r *Reader) get(ctx context.Context, req api.GetRequest) (api.GetResult, error) {
-	res := api.GetResult{Record: api.Record{Key: req.Key}, Replica: r.cfg.Replica}
+// Get reads one key as of at least the request's token. On
+// api.ErrNotFound the result still carries the token and, for a deleted
+// key, the delete's revision.
+func (r *Reader) Get(ctx context.Context, req api.GetRequest) (res api.GetResult, err error) {
+	defer r.metrics.observe(r.cfg.Replica, opGet, time.Now(), req.ReadSpec, &res.ServedBy, &err)
+	res = api.GetResult{Record: api.Record{Key: req.Key}, ServedBy: api.ServedBy{Replica: r.cfg.Replica}}
 	if err := api.ValidateKey(req.Key); err != nil {
 		return res, err
 	}
 	var rec api.Record
-	s, err := r.read(ctx, "get", req.Token, req.Consistency, req.Wait, func() (applied uint64, err error) {
+	var found bool
+	res.Token, res.ServedBy, found, err = r.read(ctx, "get", req.ReadSpec, func() (applied uint64, err error) {
 		rec, applied, err = r.cfg.Store.Get(req.Key)
 		return applied, err
 	})
-	res.Token, res.Applied, res.Waited, res.StreamLast = s.token, s.applied, s.waited, s.streamLast
 	switch {
-	case errors.Is(err, api.ErrNotFound) && s.found:
+	case errors.Is(err, api.ErrNotFound) && found:
 		res.Record = api.Record{Key: req.Key, Revision: rec.Revision, Deleted: rec.Deleted}
 		if rec.Deleted {
 			return res, api.Errorf(api.ErrNotFound, "key %q not found (deleted at revision %d)", req.Key, rec.Revision)
@@ -118,9 +121,11 @@ func (r *Reader) get(ctx context.Context, req api.GetRequest) (api.GetResult, er
 	return res, nil
 }
 
-// scan is Scan (metrics.go), unmeasured.
-func (r *Reader) scan(ctx context.Context, req api.ScanRequest) (api.ScanResult, error) {
-	res := api.ScanResult{Replica: r.cfg.Replica}
+// Scan reads a page of live keys under a prefix as of at least the
+// request's token.
+func (r *Reader) Scan(ctx context.Context, req api.ScanRequest) (res api.ScanResult, err error) {
+	defer r.metrics.observe(r.cfg.Replica, opScan, time.Now(), req.ReadSpec, &res.ServedBy, &err)
+	res = api.ScanResult{ServedBy: api.ServedBy{Replica: r.cfg.Replica}}
 	if err := req.Validate(); err != nil {
 		return res, err
 	}
@@ -128,14 +133,13 @@ func (r *Reader) scan(ctx context.Context, req api.ScanRequest) (api.ScanResult,
 		items []api.Record
 		next  string
 	)
-	s, err := r.read(ctx, "scan", req.Token, req.Consistency, req.Wait, func() (applied uint64, err error) {
+	res.Token, res.ServedBy, _, err = r.read(ctx, "scan", req.ReadSpec, func() (applied uint64, err error) {
 		// A page is bounded by bytes as well as by the limit, so that its
 		// reply fits the max_payload; cut short, it goes on after its last
 		// item.
 		items, next, applied, err = r.cfg.Store.Scan(req.Prefix, req.After, req.Limit, wire.NewPageBudget(r.MaxPayload()))
 		return applied, err
 	})
-	res.Token, res.Applied, res.Waited, res.StreamLast = s.token, s.applied, s.waited, s.streamLast
 	if err != nil {
 		return res, err
 	}
@@ -153,39 +157,30 @@ func (r *Reader) MaxPayload() int64 {
 	return r.cfg.Stream.JetStream().Conn().MaxPayload()
 }
 
-// served is what a read reports besides its data.
-type served struct {
-	token      api.Token
-	applied    uint64
-	waited     time.Duration
-	streamLast uint64
-	found      bool // the store answered (possibly api.ErrNotFound)
-}
-
 // read is what every read does around its store call: wait for what the
 // consistency level needs, call the store (which returns the applied
 // sequence of the snapshot it read; api.ErrNotFound passes through),
-// refuse a snapshot behind what was needed, and work out the reply token.
-func (r *Reader) read(ctx context.Context, op string, tok api.Token, c api.Consistency, wait time.Duration,
-	store func() (uint64, error)) (served, error) {
-	need, waited, err := r.awaitLevel(ctx, tok, c, wait)
-	s := served{waited: waited, streamLast: r.cfg.Stream.KnownLast()}
+// refuse a snapshot behind what was needed, and work out the reply token
+// and what to report of the read. found reports that the store answered
+// (possibly api.ErrNotFound).
+func (r *Reader) read(ctx context.Context, op string, spec api.ReadSpec,
+	store func() (uint64, error)) (tok api.Token, s api.ServedBy, found bool, err error) {
+	tok = spec.Token
+	need, waited, err := r.awaitLevel(ctx, tok, spec.Consistency, spec.Wait)
+	s = api.ServedBy{Replica: r.cfg.Replica, Waited: waited, StreamLast: r.cfg.Stream.KnownLast()}
 	if err != nil {
-		s.token, s.applied = failedToken(tok, err), r.cfg.Store.Applied()
-		return s, err
+		s.Applied = r.cfg.Store.Applied()
+		return failedToken(tok, err), s, false, err
 	}
 	applied, err := store()
-	s.applied = applied
+	s.Applied = applied
 	if err != nil && !errors.Is(err, api.ErrNotFound) {
-		s.token = tok
-		return s, r.internal(op, err)
+		return tok, s, false, r.internal(op, err)
 	}
 	if cerr := r.checkSnapshot(need, applied); cerr != nil {
-		s.token = tok
-		return s, cerr
+		return tok, s, false, cerr
 	}
-	s.token, s.found = r.cfg.Stream.Token(max(tok.Seq, applied)), true
-	return s, err
+	return r.cfg.Stream.Token(max(tok.Seq, applied)), s, true, err
 }
 
 // failedToken is the token a failed read reports: the request's, unless the
@@ -321,11 +316,12 @@ func (r *Reader) awaitLevel(ctx context.Context, tok api.Token, c api.Consistenc
 	return tok.Seq, waited, err
 }
 
-// answersAtOnce reports whether a read with tok at level c needs no wait
+// answersAtOnce reports whether a read of spec needs no wait
 // and no request to the server: its token is applied already, or it is
 // eventual. The read itself still checks everything.
-func (r *Reader) answersAtOnce(tok api.Token, c api.Consistency) bool {
-	return c == api.Eventual || (c != api.Strong && tok.Seq <= r.cfg.Store.Applied())
+func (r *Reader) answersAtOnce(spec api.ReadSpec) bool {
+	c := spec.Consistency
+	return c == api.Eventual || (c != api.Strong && spec.Token.Seq <= r.cfg.Store.Applied())
 }
 
 func (r *Reader) unavailable(err error) error {

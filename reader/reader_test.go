@@ -129,7 +129,7 @@ func TestReadYourWrites(t *testing.T) {
 	for i := range 50 {
 		want := fmt.Sprint(i)
 		tok := f.put(t, "k", want)
-		res, err := f.r.Get(ctx, api.GetRequest{Key: "k", Token: tok})
+		res, err := f.r.Get(ctx, api.GetRequest{Key: "k", ReadSpec: api.ReadSpec{Token: tok}})
 		if err != nil {
 			t.Fatalf("write %d: %v", i, err)
 		}
@@ -139,7 +139,7 @@ func TestReadYourWrites(t *testing.T) {
 		if res.Token.Seq < tok.Seq || res.Applied < tok.Seq {
 			t.Fatalf("write %d: Token=%v Applied=%d, behind %v", i, res.Token, res.Applied, tok)
 		}
-		sres, err := f.r.Scan(ctx, api.ScanRequest{Prefix: "k", Token: tok})
+		sres, err := f.r.Scan(ctx, api.ScanRequest{Prefix: "k", ReadSpec: api.ReadSpec{Token: tok}})
 		if err != nil || len(sres.Items) != 1 || string(sres.Items[0].Value) != want {
 			t.Fatalf("write %d: scan %+v, %v", i, sres.Items, err)
 		}
@@ -158,7 +158,7 @@ func TestTokenWaitsForPausedReplica(t *testing.T) {
 	}
 	got := make(chan result, 1)
 	go func() {
-		res, err := f.r.Get(context.Background(), api.GetRequest{Key: "a", Token: tok, Wait: testTimeout})
+		res, err := f.r.Get(context.Background(), api.GetRequest{Key: "a", ReadSpec: api.ReadSpec{Token: tok, Wait: testTimeout}})
 		got <- result{res, err}
 	}()
 	select {
@@ -202,7 +202,7 @@ func TestTokenWaitTimeout(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			start := time.Now()
-			res, err := f.r.Get(ctx, api.GetRequest{Key: "a", Token: tok, Wait: tt.wait})
+			res, err := f.r.Get(ctx, api.GetRequest{Key: "a", ReadSpec: api.ReadSpec{Token: tok, Wait: tt.wait}})
 			el := time.Since(start)
 			if !errors.Is(err, api.ErrTokenWaitTimeout) {
 				t.Fatalf("Get=%q, %v; want ErrTokenWaitTimeout", res.Record.Value, err)
@@ -221,7 +221,7 @@ func TestTokenWaitTimeout(t *testing.T) {
 			}
 		})
 	}
-	sres, err := f.r.Scan(ctx, api.ScanRequest{Prefix: "a", Token: tok, Wait: 50 * time.Millisecond})
+	sres, err := f.r.Scan(ctx, api.ScanRequest{Prefix: "a", ReadSpec: api.ReadSpec{Token: tok, Wait: 50 * time.Millisecond}})
 	if !errors.Is(err, api.ErrTokenWaitTimeout) || sres.Items != nil {
 		t.Fatalf("Scan=%+v, %v; want ErrTokenWaitTimeout and no items", sres.Items, err)
 	}
@@ -257,11 +257,11 @@ func TestBadTokensFailFast(t *testing.T) {
 				var tok api.Token
 				if op == "get" {
 					var res api.GetResult
-					res, err = f.r.Get(ctx, api.GetRequest{Key: "a", Token: tt.tok, Wait: wait})
+					res, err = f.r.Get(ctx, api.GetRequest{Key: "a", ReadSpec: api.ReadSpec{Token: tt.tok, Wait: wait}})
 					tok = res.Token
 				} else {
 					var res api.ScanResult
-					res, err = f.r.Scan(ctx, api.ScanRequest{Token: tt.tok, Wait: wait})
+					res, err = f.r.Scan(ctx, api.ScanRequest{ReadSpec: api.ReadSpec{Token: tt.tok, Wait: wait}})
 					tok = res.Token
 				}
 				if el := time.Since(start); el > wait/5 {
@@ -288,7 +288,7 @@ func TestScanPaging(t *testing.T) {
 	ctx := context.Background()
 
 	var keys []string
-	req := api.ScanRequest{Prefix: "p/", Limit: 2, Token: last}
+	req := api.ScanRequest{Prefix: "p/", Limit: 2, ReadSpec: api.ReadSpec{Token: last}}
 	pages := 0
 	for {
 		res, err := f.r.Scan(ctx, req)
@@ -325,7 +325,7 @@ func TestNotFound(t *testing.T) {
 	delTok := f.write(t, "a", nil)
 	ctx := context.Background()
 
-	res, err := f.r.Get(ctx, api.GetRequest{Key: "a", Token: delTok})
+	res, err := f.r.Get(ctx, api.GetRequest{Key: "a", ReadSpec: api.ReadSpec{Token: delTok}})
 	if !errors.Is(err, api.ErrNotFound) {
 		t.Fatalf("Get(deleted)=%v, want ErrNotFound", err)
 	}
@@ -375,7 +375,7 @@ func TestStoreStopsDuringWait(t *testing.T) {
 	errc := make(chan error, 1)
 	start := time.Now()
 	go func() {
-		_, err := f.r.Get(context.Background(), api.GetRequest{Key: "a", Token: tok, Wait: wait})
+		_, err := f.r.Get(context.Background(), api.GetRequest{Key: "a", ReadSpec: api.ReadSpec{Token: tok, Wait: wait}})
 		errc <- err
 	}()
 	_ = f.repl.Close()
@@ -409,7 +409,7 @@ func TestTokenAheadOfStaleAnswer(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		res, err := f.r.Get(context.Background(), api.GetRequest{Key: "b", Token: f.env.Stream.Token(last.Seq + 1), Wait: 5 * time.Second})
+		res, err := f.r.Get(context.Background(), api.GetRequest{Key: "b", ReadSpec: api.ReadSpec{Token: f.env.Stream.Token(last.Seq + 1), Wait: 5 * time.Second}})
 		done <- result{res, err}
 	}()
 	var early *result

@@ -121,7 +121,7 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}()
 
-	get, scan := s.getHandler(pool), s.scanHandler(pool)
+	get, scan := handler(s, pool, s.getEndpoint()), handler(s, pool, s.scanEndpoint())
 	own := "this replica only, even catching up"
 	if err := svc.AddEndpoint("replica_get", get, micro.WithEndpointSubject(s.subjects.ReplicaGet(id)), micro.WithEndpointQueueGroupDisabled(),
 		micro.WithEndpointMetadata(endpointMetadata(false, own))); err != nil {
@@ -170,76 +170,86 @@ func (s *Service) join(ctx context.Context, svc micro.Service, get, scan micro.H
 	return nil
 }
 
-// getCall is a decoded get request handed to the pool.
-type getCall struct {
-	micro.Request
-	get api.GetRequest
+// endpoint is how the service serves one kind of read (get or scan) over
+// NATS: Req is its request, Res its result.
+type endpoint[Req, Res any] struct {
+	decode func(h nats.Header, data []byte) (Req, error)
+	read   func(ctx context.Context, req Req) (Res, error)
+	encode func(res Res, err error) (nats.Header, []byte)
+	// atOnce reports whether a request needs no wait and so may be served
+	// on micro's goroutine; nil sends every request to the pool.
+	atOnce func(req Req) bool
+	// mayNotFit reports whether a successful reply might be over the
+	// max_payload (a value stored under a larger limit than this
+	// server's), and describes it for the error.
+	mayNotFit func(res Res) bool
+	describe  func(req Req, res Res) string
 }
 
-// scanCall is a decoded scan request handed to the pool.
-type scanCall struct {
+// call is a decoded request handed to the pool.
+type call[Req any] struct {
 	micro.Request
-	scan api.ScanRequest
+	req Req
 }
 
-// getHandler decodes on micro's goroutine, answering bad requests at once.
-// A read the replica can answer without waiting (its token applied, or
-// eventual) is served there too, sparing a goroutine; the rest go to the
-// pool, where they may wait for their token.
-func (s *Service) getHandler(pool *wire.Pool) micro.Handler {
-	get := func(ctx context.Context, req micro.Request, g api.GetRequest) {
-		res, err := s.r.Get(ctx, g)
+// getEndpoint serves gets; a get the replica can answer without waiting
+// (its token applied, or eventual) is served on micro's goroutine.
+func (s *Service) getEndpoint() endpoint[api.GetRequest, api.GetResult] {
+	return endpoint[api.GetRequest, api.GetResult]{
+		decode:    func(h nats.Header, _ []byte) (api.GetRequest, error) { return wire.DecodeGetRequest(h) },
+		read:      s.r.Get,
+		encode:    wire.EncodeGetReply,
+		atOnce:    func(g api.GetRequest) bool { return s.r.answersAtOnce(g.ReadSpec) },
+		mayNotFit: func(api.GetResult) bool { return true },
+		describe:  func(g api.GetRequest, _ api.GetResult) string { return fmt.Sprintf("the reply to a get of %q", g.Key) },
+	}
+}
+
+// scanEndpoint serves scans, every one in the pool.
+func (s *Service) scanEndpoint() endpoint[api.ScanRequest, api.ScanResult] {
+	return endpoint[api.ScanRequest, api.ScanResult]{
+		decode: wire.DecodeScanRequest,
+		read:   s.r.Scan,
+		encode: wire.EncodeScanReply,
+		// Only a page of one value stored under a larger limit.
+		mayNotFit: func(res api.ScanResult) bool { return len(res.Items) > 0 },
+		describe: func(_ api.ScanRequest, res api.ScanResult) string {
+			return fmt.Sprintf("a scan page of %q", res.Items[0].Key)
+		},
+	}
+}
+
+// handler decodes on micro's goroutine, answering bad requests at once.
+// A request e.atOnce accepts is served there too, sparing a goroutine; the
+// rest go to the pool, where they may wait for their token.
+func handler[Req, Res any](s *Service, pool *wire.Pool, e endpoint[Req, Res]) micro.Handler {
+	serve := func(ctx context.Context, req micro.Request, r Req) {
+		res, err := e.read(ctx, r)
 		err = s.shutdown(ctx, err)
-		h, body := wire.EncodeGetReply(res, err)
-		if err == nil {
-			// A value stored under a larger limit than this server's.
-			if err = wire.ReplyFits(s.r.MaxPayload(), h, body, func() string { return fmt.Sprintf("the reply to a get of %q", g.Key) }); err != nil {
-				h, body = wire.EncodeGetReply(res, err)
+		h, body := e.encode(res, err)
+		if err == nil && e.mayNotFit(res) {
+			if err = wire.ReplyFits(s.r.MaxPayload(), h, body, func() string { return e.describe(r, res) }); err != nil {
+				h, body = e.encode(res, err)
 			}
 		}
 		s.respond(req, h, body, err)
 	}
-	serve := pool.Handler(func(ctx context.Context, req micro.Request) {
-		c := req.(*getCall)
-		get(ctx, c.Request, c.get)
+	pooled := pool.Handler(func(ctx context.Context, req micro.Request) {
+		c := req.(*call[Req])
+		serve(ctx, c.Request, c.req)
 	})
 	return micro.HandlerFunc(func(req micro.Request) {
-		g, err := wire.DecodeGetRequest(nats.Header(req.Headers()))
+		r, err := e.decode(nats.Header(req.Headers()), req.Data())
 		if err != nil {
-			h, body := wire.EncodeGetReply(api.GetResult{}, err)
+			var zero Res
+			h, body := e.encode(zero, err)
 			s.respond(req, h, body, err)
 			return
 		}
-		if s.r.answersAtOnce(g.Token, g.Consistency) && pool.Do(func(ctx context.Context) { get(ctx, req, g) }) {
+		if e.atOnce != nil && e.atOnce(r) && pool.Do(func(ctx context.Context) { serve(ctx, req, r) }) {
 			return
 		}
-		serve.Handle(&getCall{Request: req, get: g})
-	})
-}
-
-// scanHandler is getHandler for scans.
-func (s *Service) scanHandler(pool *wire.Pool) micro.Handler {
-	serve := pool.Handler(func(ctx context.Context, req micro.Request) {
-		c := req.(*scanCall)
-		res, err := s.r.Scan(ctx, c.scan)
-		err = s.shutdown(ctx, err)
-		h, body := wire.EncodeScanReply(res, err)
-		if err == nil && len(res.Items) > 0 {
-			// Only a page of one value stored under a larger limit.
-			if err = wire.ReplyFits(s.r.MaxPayload(), h, body, func() string { return fmt.Sprintf("a scan page of %q", res.Items[0].Key) }); err != nil {
-				h, body = wire.EncodeScanReply(res, err)
-			}
-		}
-		s.respond(c.Request, h, body, err)
-	})
-	return micro.HandlerFunc(func(req micro.Request) {
-		sr, err := wire.DecodeScanRequest(nats.Header(req.Headers()), req.Data())
-		if err != nil {
-			h, body := wire.EncodeScanReply(api.ScanResult{}, err)
-			s.respond(req, h, body, err)
-			return
-		}
-		serve.Handle(&scanCall{Request: req, scan: sr})
+		pooled.Handle(&call[Req]{Request: req, req: r})
 	})
 }
 

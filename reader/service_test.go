@@ -81,7 +81,7 @@ func TestServiceEndToEnd(t *testing.T) {
 	delTok := f.write(t, "a", nil)
 
 	for _, subject := range []string{subjects.Get(), subjects.ReplicaGet("r1")} {
-		res, err := wire.DecodeGetReply("b", request(t, nc, wire.GetMsg(subject, api.GetRequest{Key: "b", Token: tok})))
+		res, err := wire.DecodeGetReply("b", request(t, nc, wire.GetMsg(subject, api.GetRequest{Key: "b", ReadSpec: api.ReadSpec{Token: tok}})))
 		if err != nil {
 			t.Fatalf("%s: %v", subject, err)
 		}
@@ -100,7 +100,7 @@ func TestServiceEndToEnd(t *testing.T) {
 	}
 
 	// A deleted key: not found, with the delete's revision and the token.
-	res, err := wire.DecodeGetReply("a", request(t, nc, wire.GetMsg(subjects.Get(), api.GetRequest{Key: "a", Token: delTok})))
+	res, err := wire.DecodeGetReply("a", request(t, nc, wire.GetMsg(subjects.Get(), api.GetRequest{Key: "a", ReadSpec: api.ReadSpec{Token: delTok}})))
 	if !errors.Is(err, api.ErrNotFound) {
 		t.Fatalf("get deleted=%v, want ErrNotFound", err)
 	}
@@ -113,7 +113,7 @@ func TestServiceEndToEnd(t *testing.T) {
 
 	// Scan, shared and per replica.
 	for _, subject := range []string{subjects.Scan(), subjects.ReplicaScan("r1")} {
-		sres, err := wire.DecodeScanReply(request(t, nc, wire.ScanMsg(subject, api.ScanRequest{Token: delTok, Limit: 10})))
+		sres, err := wire.DecodeScanReply(request(t, nc, wire.ScanMsg(subject, api.ScanRequest{Limit: 10, ReadSpec: api.ReadSpec{Token: delTok}})))
 		if err != nil {
 			t.Fatalf("%s: %v", subject, err)
 		}
@@ -137,7 +137,7 @@ func TestServiceEndToEnd(t *testing.T) {
 	}
 	future := f.env.Stream.Token(delTok.Seq + 100)
 	start := time.Now()
-	if _, err := wire.DecodeGetReply("b", request(t, nc, wire.GetMsg(subjects.Get(), api.GetRequest{Key: "b", Token: future, Wait: 5 * time.Second}))); !errors.Is(err, api.ErrTokenFromFuture) {
+	if _, err := wire.DecodeGetReply("b", request(t, nc, wire.GetMsg(subjects.Get(), api.GetRequest{Key: "b", ReadSpec: api.ReadSpec{Token: future, Wait: 5 * time.Second}}))); !errors.Is(err, api.ErrTokenFromFuture) {
 		t.Fatalf("get with a future token=%v, want ErrTokenFromFuture", err)
 	}
 	if el := time.Since(start); el > time.Second {
@@ -147,7 +147,7 @@ func TestServiceEndToEnd(t *testing.T) {
 	// The wait bound crosses the wire.
 	f.repl.Pause()
 	ahead := f.put(t, "b", "3")
-	if res, err := wire.DecodeGetReply("b", request(t, nc, wire.GetMsg(subjects.Get(), api.GetRequest{Key: "b", Token: ahead, Wait: 100 * time.Millisecond}))); !errors.Is(err, api.ErrTokenWaitTimeout) || len(res.Record.Value) != 0 {
+	if res, err := wire.DecodeGetReply("b", request(t, nc, wire.GetMsg(subjects.Get(), api.GetRequest{Key: "b", ReadSpec: api.ReadSpec{Token: ahead, Wait: 100 * time.Millisecond}}))); !errors.Is(err, api.ErrTokenWaitTimeout) || len(res.Record.Value) != 0 {
 		t.Fatalf("get while paused=%q, %v; want ErrTokenWaitTimeout and no value", res.Record.Value, err)
 	}
 	f.repl.Resume()
@@ -238,7 +238,7 @@ func TestServiceStopAnswersWaiting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := wire.GetMsg(subjects.ReplicaGet("r1"), api.GetRequest{Key: "a", Token: tok, Wait: wait})
+	m := wire.GetMsg(subjects.ReplicaGet("r1"), api.GetRequest{Key: "a", ReadSpec: api.ReadSpec{Token: tok, Wait: wait}})
 	m.Reply = inbox
 	if err := nc.PublishMsg(m); err != nil {
 		t.Fatal(err)

@@ -167,7 +167,7 @@ func (f *fixture) sameState(t *testing.T, a, b *running, seq uint64) {
 	for i := range 23 {
 		key := fmt.Sprintf("k%02d", i)
 		ra, erra := a.Get(ctx, api.GetRequest{Key: key})
-		rb, errb := b.Get(ctx, api.GetRequest{Key: key, Token: f.Stream.Token(seq)})
+		rb, errb := b.Get(ctx, api.GetRequest{Key: key, ReadSpec: api.ReadSpec{Token: f.Stream.Token(seq)}})
 		if !bytes.Equal(ra.Record.Value, rb.Record.Value) || ra.Record.Revision != rb.Record.Revision || !errors.Is(errb, errOrNil(erra)) {
 			t.Fatalf("Get(%q): %s has %q at %d (%v), %s has %q at %d (%v)", key, a.ID(), ra.Record.Value, ra.Record.Revision, erra, b.ID(), rb.Record.Value, rb.Record.Revision, errb)
 		}

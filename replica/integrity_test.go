@@ -76,7 +76,7 @@ func TestLostTailThroughReads(t *testing.T) {
 			if err := r.Ready(); err != nil && notReady == nil {
 				notReady = err
 			}
-			g, err := r.Get(ctx, api.GetRequest{Key: key, Token: res.Token, Wait: 100 * time.Millisecond})
+			g, err := r.Get(ctx, api.GetRequest{Key: key, ReadSpec: api.ReadSpec{Token: res.Token, Wait: 100 * time.Millisecond}})
 			if err == nil || errors.Is(err, api.ErrNotFound) {
 				if string(g.Record.Value) != want || g.Record.Revision != res.Revision {
 					t.Fatalf("Get(%q) with token %v=%q at %d (%v), want %q at %d: another history served",
@@ -134,23 +134,23 @@ func TestStreamRecreatedThroughReads(t *testing.T) {
 	if got, want := res.Token.Stream, fresh.ID(); got != want {
 		t.Fatalf("write into the recreated stream has a token of stream %s, want %s", got, want)
 	}
-	if g, err := r.Get(ctx, api.GetRequest{Key: "k00", Token: res.Token, Wait: 100 * time.Millisecond}); err == nil {
+	if g, err := r.Get(ctx, api.GetRequest{Key: "k00", ReadSpec: api.ReadSpec{Token: res.Token, Wait: 100 * time.Millisecond}}); err == nil {
 		t.Fatalf("held-back replica answered the new stream's token with %q at %d", g.Record.Value, g.Applied)
 	}
 	r.Replicator().Resume()
 	testenv.Eventually(t, testTimeout, "a read with the new token", func() bool {
-		g, err := r.Get(ctx, api.GetRequest{Key: "k00", Token: res.Token, Wait: 100 * time.Millisecond})
+		g, err := r.Get(ctx, api.GetRequest{Key: "k00", ReadSpec: api.ReadSpec{Token: res.Token, Wait: 100 * time.Millisecond}})
 		if err == nil && string(g.Record.Value) != "new" {
 			t.Fatalf("read with the new stream's token=%q at %d, want new: the old stream's state served", g.Record.Value, g.Applied)
 		}
 		return err == nil
 	})
-	if _, err := r.Get(ctx, api.GetRequest{Key: "k01", Token: res.Token}); !errors.Is(err, api.ErrNotFound) {
+	if _, err := r.Get(ctx, api.GetRequest{Key: "k01", ReadSpec: api.ReadSpec{Token: res.Token}}); !errors.Is(err, api.ErrNotFound) {
 		t.Fatalf("k01, only in the old stream: %v, want not found", err)
 	}
 	old := api.NewToken(fresh.ID(), 1)
 	old.Stream = "0ld0"
-	if _, err := r.Get(ctx, api.GetRequest{Key: "k00", Token: old}); !errors.Is(err, api.ErrTokenStreamMismatch) {
+	if _, err := r.Get(ctx, api.GetRequest{Key: "k00", ReadSpec: api.ReadSpec{Token: old}}); !errors.Is(err, api.ErrTokenStreamMismatch) {
 		t.Fatalf("read with another stream's token: %v, want %v", err, api.ErrTokenStreamMismatch)
 	}
 }

@@ -37,26 +37,26 @@ func TestLocalRouting(t *testing.T) {
 	l := replica.NewLocal(r1.Replica, r2.Replica)
 
 	for range 20 { // round robin would reach r2 within a few reads
-		g, err := l.Get(ctx, api.GetRequest{Key: "k", Token: res.Token, Wait: time.Second})
+		g, err := l.Get(ctx, api.GetRequest{Key: "k", ReadSpec: api.ReadSpec{Token: res.Token, Wait: time.Second}})
 		if err != nil || g.Replica != "r1" || string(g.Record.Value) != "v1" {
 			t.Fatalf("token read: %+v, %v; want v1 from r1", g, err)
 		}
 	}
-	s, err := l.Scan(ctx, api.ScanRequest{Prefix: "k", Token: res.Token, Wait: time.Second})
+	s, err := l.Scan(ctx, api.ScanRequest{Prefix: "k", ReadSpec: api.ReadSpec{Token: res.Token, Wait: time.Second}})
 	if err != nil || s.Replica != "r1" || len(s.Items) != 1 {
 		t.Fatalf("token scan: %+v, %v; want one item from r1", s, err)
 	}
 
 	// Named: r2 has not applied the write, and a read pinned to it waits.
-	_, err = l.Get(ctx, api.GetRequest{Key: "k", Token: res.Token, Replica: "r2", Wait: 50 * time.Millisecond})
+	_, err = l.Get(ctx, api.GetRequest{Key: "k", ReadSpec: api.ReadSpec{Token: res.Token, Replica: "r2", Wait: 50 * time.Millisecond}})
 	if !errors.Is(err, api.ErrTokenWaitTimeout) {
 		t.Fatalf("read pinned to the paused r2: %v; want token_wait_timeout", err)
 	}
-	if _, err := l.Get(ctx, api.GetRequest{Key: "k", Replica: "r9"}); !errors.Is(err, api.ErrUnknownReplica) {
+	if _, err := l.Get(ctx, api.GetRequest{Key: "k", ReadSpec: api.ReadSpec{Replica: "r9"}}); !errors.Is(err, api.ErrUnknownReplica) {
 		t.Fatalf("read of an unknown replica: %v; want %v", err, api.ErrUnknownReplica)
 	}
 	// Named and Forward: r2 cannot reach the token, so the read goes on to r1.
-	g, err := l.Get(ctx, api.GetRequest{Key: "k", Token: res.Token, Replica: "r2", Wait: 200 * time.Millisecond, Forward: true})
+	g, err := l.Get(ctx, api.GetRequest{Key: "k", ReadSpec: api.ReadSpec{Token: res.Token, Replica: "r2", Wait: 200 * time.Millisecond, Forward: true}})
 	if err != nil || g.Replica != "r1" || string(g.Record.Value) != "v1" {
 		t.Fatalf("forwarded read pinned to the paused r2: %+v, %v; want v1 from r1", g, err)
 	}
@@ -86,7 +86,7 @@ func TestLocalRouting(t *testing.T) {
 	got := make(chan result, 1)
 	go func() {
 		start := time.Now()
-		g, err := l.Get(ctx, api.GetRequest{Key: "k", Token: res3.Token, Wait: wait, Forward: true})
+		g, err := l.Get(ctx, api.GetRequest{Key: "k", ReadSpec: api.ReadSpec{Token: res3.Token, Wait: wait, Forward: true}})
 		got <- result{g, err, time.Since(start)}
 	}()
 	// Resume r1 once the read has timed out on r2, so that only the

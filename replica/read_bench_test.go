@@ -50,7 +50,7 @@ func BenchmarkGet(b *testing.B) {
 	tok := env.Stream.Token(last)
 	reqs := make([]api.GetRequest, keys)
 	for i := range reqs {
-		reqs[i] = api.GetRequest{Key: "key-" + strconv.Itoa(i), Token: tok}
+		reqs[i] = api.GetRequest{Key: "key-" + strconv.Itoa(i), ReadSpec: api.ReadSpec{Token: tok}}
 	}
 
 	b.Run("sequential", func(b *testing.B) {

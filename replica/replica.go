@@ -6,7 +6,7 @@
 //	if err := r.Open(); err != nil { ... }
 //	defer r.Close()
 //	go r.Run(ctx)
-//	res, err := r.Get(ctx, api.GetRequest{Key: "order/42", Token: tok})
+//	res, err := r.Get(ctx, api.GetRequest{Key: "order/42", ReadSpec: api.ReadSpec{Token: tok}})
 package replica
 
 import (

@@ -102,7 +102,7 @@ func DecodeWriteReply(m *nats.Msg) (api.WriteResult, error) {
 func GetMsg(subject string, g api.GetRequest) *nats.Msg {
 	m := nats.NewMsg(subject)
 	m.Header.Set(api.HeaderKey, api.EncodeKey(g.Key))
-	setReadHeaders(m.Header, g.Token, g.Wait, g.Consistency)
+	setReadSpec(m.Header, g.ReadSpec)
 	return m
 }
 
@@ -112,18 +112,16 @@ func DecodeGetRequest(h nats.Header) (api.GetRequest, error) {
 	if err != nil {
 		return api.GetRequest{}, err
 	}
-	tok, wait, c, err := readHeaders(h)
+	spec, err := readSpec(h)
 	if err != nil {
 		return api.GetRequest{}, err
 	}
-	return api.GetRequest{Key: key, Token: tok, Wait: wait, Consistency: c}, nil
+	return api.GetRequest{Key: key, ReadSpec: spec}, nil
 }
 
 // EncodeGetReply encodes the reply to a point read: headers and body (the value).
 func EncodeGetReply(res api.GetResult, err error) (nats.Header, []byte) {
-	h := nats.Header{}
-	setTokenRev(h, res.Token, res.Record.Revision)
-	SetServedBy(h, res.Replica, res.Applied, res.Waited, res.StreamLast)
+	h := readReplyHeader(res.Token, res.Record.Revision, res.ServedBy)
 	if err != nil {
 		return errorReply(h, err)
 	}
@@ -132,13 +130,10 @@ func EncodeGetReply(res api.GetResult, err error) (nats.Header, []byte) {
 
 // DecodeGetReply decodes a replica's reply to a point read for key.
 func DecodeGetReply(key string, m *nats.Msg) (api.GetResult, error) {
-	tok, rev, err := replyTokenRev(m)
-	res := api.GetResult{Record: api.Record{Key: key, Revision: rev}, Token: tok}
+	res := api.GetResult{Record: api.Record{Key: key}}
+	var err error
+	res.Token, res.Record.Revision, res.ServedBy, err = decodeReadReply(m)
 	if err != nil {
-		return res, err
-	}
-	res.Replica, res.Applied, res.Waited, res.StreamLast = servedBy(m.Header)
-	if err := replyError(m); err != nil {
 		res.Record.Deleted = res.Record.Revision != 0
 		return res, err
 	}
@@ -152,14 +147,14 @@ func DecodeGetReply(key string, m *nats.Msg) (api.GetResult, error) {
 // ScanMsg builds the NATS request for s on subject.
 func ScanMsg(subject string, s api.ScanRequest) *nats.Msg {
 	m := nats.NewMsg(subject)
-	setReadHeaders(m.Header, s.Token, s.Wait, s.Consistency)
+	setReadSpec(m.Header, s.ReadSpec)
 	m.Data, _ = json.Marshal(api.ScanRequestJSON{Prefix: s.Prefix, After: s.After, Limit: s.Limit})
 	return m
 }
 
 // DecodeScanRequest decodes a prefix scan from NATS headers and data.
 func DecodeScanRequest(h nats.Header, data []byte) (api.ScanRequest, error) {
-	tok, wait, c, err := readHeaders(h)
+	spec, err := readSpec(h)
 	if err != nil {
 		return api.ScanRequest{}, err
 	}
@@ -169,15 +164,13 @@ func DecodeScanRequest(h nats.Header, data []byte) (api.ScanRequest, error) {
 			return api.ScanRequest{}, api.Errorf(api.ErrInvalidRequest, "invalid scan request: %w", err)
 		}
 	}
-	s := api.ScanRequest{Prefix: body.Prefix, After: body.After, Limit: body.Limit, Token: tok, Wait: wait, Consistency: c}
+	s := api.ScanRequest{Prefix: body.Prefix, After: body.After, Limit: body.Limit, ReadSpec: spec}
 	return s, s.Validate()
 }
 
 // EncodeScanReply encodes the reply to a scan.
 func EncodeScanReply(res api.ScanResult, err error) (nats.Header, []byte) {
-	h := nats.Header{}
-	setTokenRev(h, res.Token, 0)
-	SetServedBy(h, res.Replica, res.Applied, res.Waited, res.StreamLast)
+	h := readReplyHeader(res.Token, 0, res.ServedBy)
 	if err != nil {
 		return errorReply(h, err)
 	}
@@ -187,13 +180,9 @@ func EncodeScanReply(res api.ScanResult, err error) (nats.Header, []byte) {
 
 // DecodeScanReply decodes a replica's reply to a scan.
 func DecodeScanReply(m *nats.Msg) (api.ScanResult, error) {
-	tok, _, err := replyTokenRev(m)
-	res := api.ScanResult{Token: tok}
-	if err != nil {
-		return res, err
-	}
-	res.Replica, res.Applied, res.Waited, res.StreamLast = servedBy(m.Header)
-	if err := replyError(m); err != nil {
+	var res api.ScanResult
+	var err error
+	if res.Token, _, res.ServedBy, err = decodeReadReply(m); err != nil {
 		return res, err
 	}
 	var body api.ScanJSON
@@ -208,32 +197,56 @@ func DecodeScanReply(m *nats.Msg) (api.ScanResult, error) {
 	return res, nil
 }
 
-func setReadHeaders(h nats.Header, tok api.Token, wait time.Duration, c api.Consistency) {
-	if !tok.IsZero() {
-		h.Set(api.HeaderToken, tok.String())
+// setReadSpec writes the headers of a read's spec; the replica and the
+// forwarding are routing, carried by the subject, not by headers.
+func setReadSpec(h nats.Header, spec api.ReadSpec) {
+	if !spec.Token.IsZero() {
+		h.Set(api.HeaderToken, spec.Token.String())
 	}
-	if wait > 0 {
-		h.Set(api.HeaderWait, wait.String())
+	if spec.Wait > 0 {
+		h.Set(api.HeaderWait, spec.Wait.String())
 	}
-	if c != "" && c != api.Session {
+	if c := spec.Consistency; c != "" && c != api.Session {
 		h.Set(api.HeaderConsistency, string(c))
 	}
 }
 
-func readHeaders(h nats.Header) (api.Token, time.Duration, api.Consistency, error) {
+// readSpec reads the headers setReadSpec writes.
+func readSpec(h nats.Header) (api.ReadSpec, error) {
 	tok, err := api.ParseToken(h.Get(api.HeaderToken))
 	if err != nil {
-		return api.Token{}, 0, "", err
+		return api.ReadSpec{}, err
 	}
 	wait, err := api.ParseWait(h.Get(api.HeaderWait))
 	if err != nil {
-		return api.Token{}, 0, "", err
+		return api.ReadSpec{}, err
 	}
 	c, err := api.ParseConsistency(h.Get(api.HeaderConsistency))
 	if err != nil {
-		return api.Token{}, 0, "", err
+		return api.ReadSpec{}, err
 	}
-	return tok, wait, c, nil
+	return api.ReadSpec{Token: tok, Wait: wait, Consistency: c}, nil
+}
+
+// readReplyHeader is the header every read reply carries: the token, the
+// revision (0: none) and who served the read.
+func readReplyHeader(tok api.Token, rev uint64, served api.ServedBy) nats.Header {
+	h := nats.Header{}
+	setTokenRev(h, tok, rev)
+	SetServedBy(h, served)
+	return h
+}
+
+// decodeReadReply reads what readReplyHeader wrote, and the reply's error.
+// A reply whose token or revision is malformed fails with api.ErrInternal
+// and reports no served-by.
+func decodeReadReply(m *nats.Msg) (api.Token, uint64, api.ServedBy, error) {
+	tok, rev, err := replyTokenRev(m)
+	if err != nil {
+		return tok, rev, api.ServedBy{}, err
+	}
+	served := ServedByOf(m.Header)
+	return tok, rev, served, replyError(m)
 }
 
 func setTokenRev(h nats.Header, tok api.Token, rev uint64) {
@@ -247,25 +260,29 @@ func setTokenRev(h nats.Header, tok api.Token, rev uint64) {
 
 // SetServedBy writes the headers that say which replica served a read, how
 // far it had applied, how long the read waited and the stream's last
-// sequence as the replica knew it. HTTP and NATS replies share it.
-func SetServedBy(h map[string][]string, replica string, applied uint64, waited time.Duration, streamLast uint64) {
-	if replica == "" {
+// sequence as the replica knew it; nothing when no replica is named. HTTP
+// and NATS replies share it.
+func SetServedBy(h map[string][]string, s api.ServedBy) {
+	if s.Replica == "" {
 		return
 	}
 	hh := nats.Header(h)
-	hh.Set(api.HeaderReplica, replica)
-	hh.Set(api.HeaderApplied, strconv.FormatUint(applied, 10))
-	hh.Set(api.HeaderWaited, waited.String())
-	if streamLast != 0 {
-		hh.Set(api.HeaderStreamLast, strconv.FormatUint(streamLast, 10))
+	hh.Set(api.HeaderReplica, s.Replica)
+	hh.Set(api.HeaderApplied, strconv.FormatUint(s.Applied, 10))
+	hh.Set(api.HeaderWaited, s.Waited.String())
+	if s.StreamLast != 0 {
+		hh.Set(api.HeaderStreamLast, strconv.FormatUint(s.StreamLast, 10))
 	}
 }
 
-func servedBy(h nats.Header) (string, uint64, time.Duration, uint64) {
-	applied, _ := strconv.ParseUint(h.Get(api.HeaderApplied), 10, 64)
-	waited, _ := time.ParseDuration(h.Get(api.HeaderWaited))
-	last, _ := strconv.ParseUint(h.Get(api.HeaderStreamLast), 10, 64)
-	return h.Get(api.HeaderReplica), applied, waited, last
+// ServedByOf reads the headers SetServedBy writes, of an HTTP or a NATS
+// reply. They are informative, so malformed values read as zero.
+func ServedByOf(h map[string][]string) api.ServedBy {
+	hh := nats.Header(h)
+	applied, _ := strconv.ParseUint(hh.Get(api.HeaderApplied), 10, 64)
+	waited, _ := time.ParseDuration(hh.Get(api.HeaderWaited))
+	last, _ := strconv.ParseUint(hh.Get(api.HeaderStreamLast), 10, 64)
+	return api.ServedBy{Replica: hh.Get(api.HeaderReplica), Applied: applied, Waited: waited, StreamLast: last}
 }
 
 func replyTokenRev(m *nats.Msg) (api.Token, uint64, error) {

@@ -93,7 +93,7 @@ func BenchmarkWire(b *testing.B) {
 	})
 	b.Run("get-request", func(b *testing.B) {
 		b.ReportAllocs()
-		req := api.GetRequest{Key: "orders/42", Token: tok, Wait: 2 * time.Second}
+		req := api.GetRequest{Key: "orders/42", ReadSpec: api.ReadSpec{Token: tok, Wait: 2 * time.Second}}
 		for b.Loop() {
 			m := wire.GetMsg(subjects.Get(), req)
 			if _, err := wire.DecodeGetRequest(m.Header); err != nil {
@@ -103,8 +103,11 @@ func BenchmarkWire(b *testing.B) {
 	})
 	b.Run("get-reply", func(b *testing.B) {
 		b.ReportAllocs()
-		res := api.GetResult{Record: api.Record{Key: "orders/42", Value: value, Revision: 7}, Token: tok,
-			Replica: "r1", Applied: tok.Seq, StreamLast: tok.Seq}
+		res := api.GetResult{
+			Record:   api.Record{Key: "orders/42", Value: value, Revision: 7},
+			Token:    tok,
+			ServedBy: api.ServedBy{Replica: "r1", Applied: tok.Seq, StreamLast: tok.Seq},
+		}
 		for b.Loop() {
 			h, body := wire.EncodeGetReply(res, nil)
 			if _, err := wire.DecodeGetReply("orders/42", &nats.Msg{Header: h, Data: body}); err != nil {

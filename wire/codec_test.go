@@ -7,6 +7,7 @@ import (
 
 	"bytes"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -69,7 +70,7 @@ func TestDecodeWriteRequestRejects(t *testing.T) {
 }
 
 func TestReadRequestsRoundTrip(t *testing.T) {
-	g := api.GetRequest{Key: "k/1", Token: api.NewToken("ab", 9), Wait: 1500 * time.Millisecond, Consistency: api.Session}
+	g := api.GetRequest{Key: "k/1", ReadSpec: api.ReadSpec{Token: api.NewToken("ab", 9), Wait: 1500 * time.Millisecond, Consistency: api.Session}}
 	m := wire.GetMsg("s", g)
 	got, err := wire.DecodeGetRequest(m.Header)
 	if err != nil {
@@ -78,7 +79,7 @@ func TestReadRequestsRoundTrip(t *testing.T) {
 	if got != g {
 		t.Fatalf("get round trip %+v -> %+v", g, got)
 	}
-	s := api.ScanRequest{Prefix: "k/", After: "k/1", Limit: 10, Token: api.NewToken("ab", 9), Wait: time.Second, Consistency: api.Strong}
+	s := api.ScanRequest{Prefix: "k/", After: "k/1", Limit: 10, ReadSpec: api.ReadSpec{Token: api.NewToken("ab", 9), Wait: time.Second, Consistency: api.Strong}}
 	m = wire.ScanMsg("s", s)
 	gs, err := wire.DecodeScanRequest(m.Header, m.Data)
 	if err != nil {
@@ -96,7 +97,7 @@ func TestRepliesRoundTrip(t *testing.T) {
 	if err != nil || w.Revision != 12 || w.Token != tok || w.Key != "k" {
 		t.Fatalf("write reply = %+v, %v", w, err)
 	}
-	h, body = wire.EncodeGetReply(api.GetResult{Record: api.Record{Key: "k", Revision: 11, Deleted: true}, Token: tok, Replica: "r1", Applied: 12},
+	h, body = wire.EncodeGetReply(api.GetResult{Record: api.Record{Key: "k", Revision: 11, Deleted: true}, Token: tok, ServedBy: api.ServedBy{Replica: "r1", Applied: 12}},
 		api.Errorf(api.ErrNotFound, "key %q was deleted", "k"))
 	g, err := wire.DecodeGetReply("k", &nats.Msg{Header: h, Data: body})
 	if !errors.Is(err, api.ErrNotFound) {
@@ -203,4 +204,19 @@ func FuzzDecodeStatus(f *testing.F) {
 			t.Fatalf("accepted %+v", st)
 		}
 	})
+}
+
+func TestServedByRoundTrip(t *testing.T) {
+	want := api.ServedBy{Replica: "r1", Applied: 12, Waited: 250 * time.Millisecond, StreamLast: 14}
+	for _, h := range []map[string][]string{nats.Header{}, http.Header{}} {
+		wire.SetServedBy(h, want)
+		if got := wire.ServedByOf(h); got != want {
+			t.Fatalf("%T: got %+v, want %+v", h, got, want)
+		}
+	}
+	h := nats.Header{}
+	wire.SetServedBy(h, api.ServedBy{Applied: 3})
+	if len(h) != 0 {
+		t.Fatalf("no replica: headers %v, want none", h)
+	}
 }

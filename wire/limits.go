@@ -63,12 +63,11 @@ func computeOverheads() overheads {
 	sm.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(math.MaxUint64, 10))
 	whole = max(whole, headerSize(sm))
 
-	get, _ := EncodeGetReply(api.GetResult{Record: api.Record{Key: key, Revision: math.MaxUint64}, Token: tok, Replica: replica,
-		Applied: math.MaxUint64, Waited: maxWait, StreamLast: math.MaxUint64}, nil)
+	served := api.ServedBy{Replica: replica, Applied: math.MaxUint64, Waited: maxWait, StreamLast: math.MaxUint64}
+	get, _ := EncodeGetReply(api.GetResult{Record: api.Record{Key: key, Revision: math.MaxUint64}, Token: tok, ServedBy: served}, nil)
 	whole = max(whole, headerSize(get))
 
-	h, body := EncodeScanReply(api.ScanResult{Items: []api.Record{}, Next: key, Token: tok, Replica: replica,
-		Applied: math.MaxUint64, Waited: maxWait, StreamLast: math.MaxUint64}, nil)
+	h, body := EncodeScanReply(api.ScanResult{Items: []api.Record{}, Next: key, Token: tok, ServedBy: served}, nil)
 	o := overheads{whole: whole, page: headerSize(h) + len(body)}
 	empty, _ := json.Marshal(api.ItemJSON{Value: []byte{}})
 	o.item = len(empty) - len(`""`) - len("0") + len(",")

@@ -46,7 +46,7 @@ func largest(key string, n int) (put, get, scan int) {
 	m := wire.WriteMsg("x", req)
 	put = wireSize(m.Header, m.Data)
 	served := func(h nats.Header) {
-		wire.SetServedBy(h, strings.Repeat("r", 64), math.MaxUint64, time.Duration(math.MaxInt64), math.MaxUint64)
+		wire.SetServedBy(h, api.ServedBy{Replica: strings.Repeat("r", 64), Applied: math.MaxUint64, Waited: time.Duration(math.MaxInt64), StreamLast: math.MaxUint64})
 	}
 	h, body := wire.EncodeGetReply(api.GetResult{Record: api.Record{Key: key, Value: value, Revision: math.MaxUint64}, Token: limitToken}, nil)
 	served(h)
@@ -151,7 +151,7 @@ func TestPageBudget(t *testing.T) {
 		}
 		size := func(k int) int {
 			h, body := wire.EncodeScanReply(api.ScanResult{Items: items[:k], Next: items[k-1].Key, Token: limitToken}, nil)
-			wire.SetServedBy(h, strings.Repeat("r", 64), math.MaxUint64, time.Duration(math.MaxInt64), math.MaxUint64)
+			wire.SetServedBy(h, api.ServedBy{Replica: strings.Repeat("r", 64), Applied: math.MaxUint64, Waited: time.Duration(math.MaxInt64), StreamLast: math.MaxUint64})
 			return wireSize(h, body)
 		}
 		if got := size(n); got > payload {

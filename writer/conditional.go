@@ -128,7 +128,7 @@ func (w *Writer) removedHistory(ctx context.Context, key string) (*api.Record, e
 			"conditional write of %q: the stream no longer holds every message (it starts at %d), and this writer has no replica to read the key from",
 			key, info.State.FirstSeq)
 	}
-	res, err := w.records.Get(ctx, api.GetRequest{Key: key, Consistency: api.Strong})
+	res, err := w.records.Get(ctx, api.GetRequest{Key: key, ReadSpec: api.ReadSpec{Consistency: api.Strong}})
 	switch {
 	case errors.Is(err, api.ErrNotFound):
 		if res.Record.Revision == 0 {

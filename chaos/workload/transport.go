@@ -35,7 +35,7 @@ func (s *session) doNATS(ctx context.Context, op *history.Op, tok api.Token) api
 		op.Outcome, op.Revision = history.OK, res.Revision
 		return res.Token
 	case history.Get:
-		res, err := s.nats.Get(ctx, api.GetRequest{Key: op.Key, Token: tok, Wait: s.cfg.ReadWait, Replica: op.Replica})
+		res, err := s.nats.Get(ctx, api.GetRequest{Key: op.Key, ReadSpec: api.ReadSpec{Token: tok, Wait: s.cfg.ReadWait, Replica: op.Replica}})
 		op.ServedBy, op.Applied = res.Replica, res.Applied
 		switch {
 		case err == nil:
@@ -47,8 +47,12 @@ func (s *session) doNATS(ctx context.Context, op *history.Op, tok api.Token) api
 		}
 		return res.Token
 	default:
-		res, err := s.nats.Scan(ctx, api.ScanRequest{Prefix: op.Prefix, After: op.After, Limit: op.Limit, Token: tok,
-			Wait: s.cfg.ReadWait, Replica: op.Replica})
+		res, err := s.nats.Scan(ctx, api.ScanRequest{
+			Prefix:   op.Prefix,
+			After:    op.After,
+			Limit:    op.Limit,
+			ReadSpec: api.ReadSpec{Token: tok, Wait: s.cfg.ReadWait, Replica: op.Replica},
+		})
 		op.ServedBy, op.Applied = res.Replica, res.Applied
 		if err != nil {
 			s.fail(op, codeOf(err), err.Error())

@@ -120,7 +120,7 @@ func Start(t testing.TB, opts Options) *Stack {
 	}
 	// The shared read endpoints join their queue group just after ready.
 	testenv.Eventually(t, 10*time.Second, "replicas serving shared reads", func() bool {
-		_, err := s.Transport.Get(ctx, api.GetRequest{Key: "stacktest-probe", Wait: time.Second})
+		_, err := s.Transport.Get(ctx, api.GetRequest{Key: "stacktest-probe", ReadSpec: api.ReadSpec{Wait: time.Second}})
 		return err == nil || api.Code(err) == api.CodeNotFound
 	})
 	return s
