@@ -2,6 +2,8 @@ package main
 
 import (
 	"github.com/tidemark/tidemark/internal/natsserver"
+	"github.com/tidemark/tidemark/internal/stack"
+	"github.com/tidemark/tidemark/wire"
 
 	"github.com/tidemark/tidemark/internal/natsconn"
 
@@ -16,8 +18,6 @@ import (
 	"syscall"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/replica"
@@ -79,64 +79,47 @@ func runDev(ctx context.Context, c config.Config, env *cmdEnv) error {
 		return err
 	}
 
-	// Services and replicas stop only after the gateway has drained, so that
-	// requests in flight are answered.
-	svcCtx, stopServices := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopServices()
-	g, gctx := errgroup.WithContext(svcCtx)
-	wsvc, w := newWriter(c, nc, st, log)
-	g.Go(func() error { return wsvc.Run(gctx) })
-	replicas := make([]*replica.Replica, 0, c.Dev.Replicas)
-	defer func() {
-		for _, r := range replicas {
-			if err := r.Close(); err != nil {
-				log.Error().Err(err).Str("replica", r.ID()).Msg("close replica")
-			}
-		}
-	}()
-	syncWrites := c.Dev.Durable
+	// The writer and the replicas run in this process, and the gateway
+	// writes and reads through them directly (stack.Config.Local).
+	var replicas []replica.Config
 	for i := 1; i <= c.Dev.Replicas; i++ {
 		id := fmt.Sprintf("r%d", i)
-		r, err := startReplica(gctx, g, c, nc, st, id, filepath.Join(data, "replica-"+id), syncWrites, log)
-		if err != nil {
-			stopServices()
-			_ = g.Wait()
-			return err
-		}
-		replicas = append(replicas, r)
+		replicas = append(replicas, replicaConfig(c, id, filepath.Join(data, "replica-"+id), c.Dev.Durable))
 	}
-
-	metrics := []prometheus.Collector{wsvc.Collector()}
-	for _, r := range replicas {
-		metrics = append(metrics, r.Collector())
-	}
-	gw, err := newGateway(c, nc, log, func() error {
-		for _, r := range replicas {
-			if err := r.Ready(); err != nil {
-				return fmt.Errorf("replica %s: %w", r.ID(), err)
-			}
-		}
-		return nil
-	}, w, replica.NewLocal(replicas...), metrics...)
+	reg := newRegistry(nc)
+	var pipeline *stack.Stack
+	gc, err := gatewayConfig(c, nc, log, func() error { return pipeline.Ready() }, reg)
 	if err != nil {
-		stopServices()
-		_ = g.Wait()
 		return err
 	}
+	pipeline, err = stack.Start(ctx, stack.Config{
+		Conn: nc.Conn, Stream: st, Subjects: wire.Subjects{Prefix: c.API.Prefix}, Logger: log,
+		Writer: writerConfig(c), Replicas: replicas, Gateway: gc, Local: true,
+	})
+	if err != nil {
+		return err
+	}
+	// Services and replicas stop only after the gateway has drained, so that
+	// requests in flight are answered.
+	defer func() {
+		if err := pipeline.Close(); err != nil {
+			log.Error().Err(err).Msg("stop the pipeline")
+		}
+	}()
+	reg.MustRegister(pipeline.WriterService.Collector())
+	for _, r := range pipeline.Replicas {
+		reg.MustRegister(r.Collector())
+	}
+	warnValueLimit(log.With().Str("role", "writer").Logger(), pipeline.Writer.ValueLimit())
+
 	printBanner(env.stdout, ln.Addr(), natsURL, data, c, st)
 	gwErr := make(chan error, 1)
-	go func() { gwErr <- gw.Serve(ctx, ln) }()
-
+	go func() { gwErr <- pipeline.Serve(ctx, ln) }()
 	var runErr error
 	select {
 	case runErr = <-gwErr:
-	case <-gctx.Done():
-		// a service failed: stop the gateway too
-		runErr = errors.New("a service stopped")
-	}
-	stopServices()
-	if err := g.Wait(); err != nil && runErr == nil {
-		runErr = err
+	case runErr = <-pipeline.Err():
+		// a part failed: stop the gateway too
 	}
 	if errors.Is(runErr, context.Canceled) {
 		runErr = nil

@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/tidemark/tidemark/internal/health"
 	"github.com/tidemark/tidemark/internal/natsconn"
+	"github.com/tidemark/tidemark/internal/stack"
 
 	"github.com/tidemark/tidemark/wire"
 
@@ -60,23 +61,6 @@ func connect(ctx context.Context, c config.Config, url, name string, log zerolog
 	return nc, js, nil
 }
 
-// startReplica opens a replica's Badger directory and runs it (applying
-// and serving reads over NATS) in g. The caller closes it after g is done.
-func startReplica(ctx context.Context, g *errgroup.Group, c config.Config, nc *natsconn.Conn, st *stream.Stream,
-	id, dir string, syncWrites bool, log zerolog.Logger) (*replica.Replica, error) {
-	r := replica.New(replica.Config{
-		ID: id, Dir: dir, SyncWrites: syncWrites, Stream: st, Conn: nc.Conn,
-		Subjects:    wire.Subjects{Prefix: c.API.Prefix},
-		DefaultWait: time.Duration(c.Gateway.DefaultWait), MaxWait: time.Duration(c.Gateway.MaxWait),
-		Logger: log, Bootstrap: c.Replica.Bootstrap, CacheBytes: cacheBytes(c.Replica.CacheMB),
-	})
-	if err := r.Open(); err != nil {
-		return nil, err
-	}
-	g.Go(func() error { return r.Run(ctx) })
-	return r, nil
-}
-
 // cacheBytes turns replica.cache_mb into replica.Config.CacheBytes.
 func cacheBytes(mb int) int64 {
 	if mb <= 0 {
@@ -100,11 +84,14 @@ func runReplica(ctx context.Context, c config.Config, env *cmdEnv) error {
 	if err != nil {
 		return err
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	r, err := startReplica(gctx, g, c, nc, st, id, c.Replica.Data, c.Replica.SyncWrites, log)
-	if err != nil {
+	rc := replicaConfig(c, id, c.Replica.Data, c.Replica.SyncWrites)
+	rc.Stream, rc.Conn, rc.Logger = st, nc.Conn, log
+	r := replica.New(rc)
+	if err := r.Open(); err != nil {
 		return err
 	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return r.Run(gctx) })
 	defer r.Close()
 	if c.Replica.HTTP != "" {
 		ready := func() error {
@@ -138,59 +125,17 @@ func runGateway(ctx context.Context, c config.Config, env *cmdEnv) error {
 		}
 		return nil
 	}
-	gw, err := newGateway(c, nc, env.log, ready, nil, nil)
+	gc, err := gatewayConfig(c, nc, env.log, ready, newRegistry(nc))
 	if err != nil {
 		return err
 	}
-	warnValueLimit(env.log.With().Str("role", "gateway").Logger(), wire.NewValueLimit(c.Gateway.MaxValueBytes, nc.MaxPayload()))
-	return gw.Run(ctx)
-}
-
-// newGateway returns the HTTP gateway over the NATS services; ready, when
-// set, adds to its readiness (dev: the local replicas have caught up); w and
-// rd, when set, are a writer and replicas in this process that writes and
-// reads go to directly rather than over NATS; and its /metrics serves cs too.
-func newGateway(c config.Config, nc *natsconn.Conn, log zerolog.Logger, ready func() error, w gateway.Writer, rd gateway.Reader, cs ...prometheus.Collector) (*gateway.Gateway, error) {
-	subjects := wire.Subjects{Prefix: c.API.Prefix}
-	t := client.NewNATS(nc.Conn, subjects)
-	router, err := client.NewRouter(nc.Conn, subjects)
+	front, err := stack.NewFront(nc.Conn, c.Stream.Name, wire.Subjects{Prefix: c.API.Prefix}, gc, false)
 	if err != nil {
-		return nil, fmt.Errorf("read router: %w", err)
+		return err
 	}
-	t.Router = router
-	// The status page's view of the stream, replicas and writers; it stops with nc.
-	mon := gateway.NewMonitor(gateway.MonitorConfig{Conn: nc.Conn, Stream: c.Stream.Name, Subjects: subjects, WriterService: writer.ServiceName})
-	if err := mon.Open(); err != nil {
-		return nil, err
-	}
-	signer, err := api.NewSigner(api.ParseSigningKeys(c.Gateway.TokenKeys)...)
-	if err != nil {
-		return nil, err
-	}
-	reg := newRegistry(nc, cs...)
-	if w == nil {
-		w = t
-	}
-	if rd == nil {
-		rd = t
-	}
-	return gateway.New(gateway.Config{
-		Signer: signer, Affinity: c.Gateway.Affinity, AccessLog: c.Gateway.AccessLog, Monitor: mon,
-		Addr: c.Gateway.HTTP, Writer: w, Reader: rd,
-		MaxValueBytes: c.Gateway.MaxValueBytes,
-		DefaultWait:   time.Duration(c.Gateway.DefaultWait), MaxWait: time.Duration(c.Gateway.MaxWait),
-		Ready: func() error {
-			if !nc.Healthy() {
-				return errors.New("nats disconnected")
-			}
-			if ready != nil {
-				return ready()
-			}
-			return nil
-		},
-		Registerer: reg, Gatherer: reg,
-		Logger: log.With().Str("role", "gateway").Logger(),
-	}), nil
+	defer front.Close()
+	warnValueLimit(gc.Logger, wire.NewValueLimit(c.Gateway.MaxValueBytes, nc.MaxPayload()))
+	return front.Gateway.Run(ctx)
 }
 
 func runWriter(ctx context.Context, c config.Config, env *cmdEnv) error {
@@ -208,7 +153,13 @@ func runWriter(ctx context.Context, c config.Config, env *cmdEnv) error {
 		env.log.Warn().Str("stream", st.Name()).Str("setting", d).
 			Msg("stream differs from the configuration; kept as it is (set stream.reconfigure=true to change it)")
 	}
-	svc, _ := newWriter(c, nc, st, env.log)
+	log := env.log.With().Str("role", "writer").Logger()
+	subjects := wire.Subjects{Prefix: c.API.Prefix}
+	wc := writerConfig(c)
+	wc.Stream, wc.Logger, wc.Records = st, log, client.NewNATS(nc.Conn, subjects)
+	w := writer.New(wc)
+	warnValueLimit(log, w.ValueLimit())
+	svc := writer.NewService(nc.Conn, subjects, w, log)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return svc.Run(gctx) })
 	if c.Writer.HTTP != "" {
@@ -224,15 +175,49 @@ func runWriter(ctx context.Context, c config.Config, env *cmdEnv) error {
 	return g.Wait()
 }
 
-// newWriter returns a writer and its NATS service. The writer reads keys
-// whose history the stream no longer holds from the replicas' services.
-func newWriter(c config.Config, nc *natsconn.Conn, st *stream.Stream, log zerolog.Logger) (*writer.Service, *writer.Writer) {
-	log = log.With().Str("role", "writer").Logger()
-	subjects := wire.Subjects{Prefix: c.API.Prefix}
-	w := writer.New(writer.Config{Stream: st, MaxValueBytes: c.Gateway.MaxValueBytes, Logger: log,
-		Records: client.NewNATS(nc.Conn, subjects)})
-	warnValueLimit(log, w.ValueLimit())
-	return writer.NewService(nc.Conn, subjects, w, log), w
+// replicaConfig is the configuration of replica id over the Badger
+// directory dir; the caller sets its stream, connection and logger.
+func replicaConfig(c config.Config, id, dir string, syncWrites bool) replica.Config {
+	return replica.Config{
+		ID: id, Dir: dir, SyncWrites: syncWrites,
+		Subjects:    wire.Subjects{Prefix: c.API.Prefix},
+		DefaultWait: time.Duration(c.Gateway.DefaultWait), MaxWait: time.Duration(c.Gateway.MaxWait),
+		Bootstrap: c.Replica.Bootstrap, CacheBytes: cacheBytes(c.Replica.CacheMB),
+	}
+}
+
+// writerConfig is the writer's configuration; the caller sets its stream,
+// logger and records.
+func writerConfig(c config.Config) writer.Config {
+	return writer.Config{MaxValueBytes: c.Gateway.MaxValueBytes}
+}
+
+// gatewayConfig is the gateway's configuration: ready, when set, adds to
+// its readiness (dev: the local replicas have caught up; the gateway role:
+// a writer answers), and reg serves its /metrics. Its writer, reader and
+// monitor are the stack's (stack.NewFront).
+func gatewayConfig(c config.Config, nc *natsconn.Conn, log zerolog.Logger, ready func() error, reg *prometheus.Registry) (gateway.Config, error) {
+	signer, err := api.NewSigner(api.ParseSigningKeys(c.Gateway.TokenKeys)...)
+	if err != nil {
+		return gateway.Config{}, err
+	}
+	return gateway.Config{
+		Signer: signer, Affinity: c.Gateway.Affinity, AccessLog: c.Gateway.AccessLog,
+		Addr:          c.Gateway.HTTP,
+		MaxValueBytes: c.Gateway.MaxValueBytes,
+		DefaultWait:   time.Duration(c.Gateway.DefaultWait), MaxWait: time.Duration(c.Gateway.MaxWait),
+		Ready: func() error {
+			if !nc.Healthy() {
+				return errors.New("nats disconnected")
+			}
+			if ready != nil {
+				return ready()
+			}
+			return nil
+		},
+		Registerer: reg, Gatherer: reg,
+		Logger: log.With().Str("role", "gateway").Logger(),
+	}, nil
 }
 
 // warnValueLimit says at start when the NATS server's max_payload, not

@@ -53,13 +53,10 @@ type Config struct {
 	NoRouter bool
 }
 
-// Stack is a running pipeline.
-type Stack struct {
-	// Writer is the writer behind WriterService.
-	Writer        *writer.Writer
-	WriterService *writer.Service
-	// Replicas are the replicas, in the order of Config.Replicas.
-	Replicas []*replica.Replica
+// Front is the HTTP front of a pipeline, what the gateway role runs: the
+// gateway, the NATS transport it writes and reads through, the router of
+// its reads and the monitor of its status page.
+type Front struct {
 	// Transport reaches the writer and the replicas over NATS; Router, when
 	// set, routes its reads.
 	Transport *client.NATS
@@ -67,6 +64,67 @@ type Stack struct {
 	// Monitor feeds the gateway's status page; Gateway serves HTTP.
 	Monitor *gateway.Monitor
 	Gateway *gateway.Gateway
+}
+
+// NewFront returns the front of the pipeline on conn whose stream is named
+// streamName. The gateway writes and reads over NATS unless gc sets its
+// Writer or Reader; its Monitor is made unless gc sets one; noRouter sends
+// reads to the shared subject (any ready replica) instead of routing them
+// by the replicas' advertised progress.
+func NewFront(conn *nats.Conn, streamName string, subjects wire.Subjects, gc gateway.Config, noRouter bool) (*Front, error) {
+	f := &Front{Transport: client.NewNATS(conn, subjects)}
+	if !noRouter {
+		router, err := client.NewRouter(conn, subjects)
+		if err != nil {
+			return nil, fmt.Errorf("read router: %w", err)
+		}
+		f.Router, f.Transport.Router = router, router
+	}
+	if gc.Monitor == nil {
+		f.Monitor = gateway.NewMonitor(gateway.MonitorConfig{Conn: conn, Stream: streamName,
+			Subjects: subjects, WriterService: writer.ServiceName})
+		if err := f.Monitor.Open(); err != nil {
+			_ = f.Close()
+			return nil, err
+		}
+		gc.Monitor = f.Monitor
+	}
+	if gc.Writer == nil {
+		gc.Writer = f.Transport
+	}
+	if gc.Reader == nil {
+		gc.Reader = f.Transport
+	}
+	f.Gateway = gateway.New(gc)
+	return f, nil
+}
+
+// Close stops the router and the monitor.
+func (f *Front) Close() error {
+	var errs []error
+	if f.Router != nil {
+		if err := f.Router.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close read router: %w", err))
+		}
+	}
+	if f.Monitor != nil {
+		if err := f.Monitor.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close monitor: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Stack is a running pipeline.
+type Stack struct {
+	// Writer is the writer behind WriterService.
+	Writer        *writer.Writer
+	WriterService *writer.Service
+	// Replicas are the replicas, in the order of Config.Replicas.
+	Replicas []*replica.Replica
+	// Front is the gateway with its transport, router and monitor; nil
+	// until Start has made it.
+	*Front
 
 	log    zerolog.Logger
 	cancel context.CancelFunc
@@ -115,40 +173,22 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		s.Replicas = append(s.Replicas, r)
 	}
 
-	s.Transport = client.NewNATS(cfg.Conn, cfg.Subjects)
-	if !cfg.NoRouter {
-		router, err := client.NewRouter(cfg.Conn, cfg.Subjects)
-		if err != nil {
-			_ = s.Close()
-			return nil, fmt.Errorf("read router: %w", err)
-		}
-		s.Router, s.Transport.Router = router, router
-	}
-
 	gc := cfg.Gateway
-	if gc.Monitor == nil {
-		s.Monitor = gateway.NewMonitor(gateway.MonitorConfig{Conn: cfg.Conn, Stream: cfg.Stream.Name(),
-			Subjects: cfg.Subjects, WriterService: writer.ServiceName})
-		if err := s.Monitor.Open(); err != nil {
-			_ = s.Close()
-			return nil, err
-		}
-		gc.Monitor = s.Monitor
-	}
-	if gc.Writer == nil {
-		gc.Writer = s.Transport
-		if cfg.Local {
+	gc.Logger = cfg.Logger.With().Str("role", "gateway").Logger()
+	if cfg.Local {
+		if gc.Writer == nil {
 			gc.Writer = s.Writer
 		}
-	}
-	if gc.Reader == nil {
-		gc.Reader = s.Transport
-		if cfg.Local {
+		if gc.Reader == nil {
 			gc.Reader = replica.NewLocal(s.Replicas...)
 		}
 	}
-	gc.Logger = cfg.Logger.With().Str("role", "gateway").Logger()
-	s.Gateway = gateway.New(gc)
+	front, err := NewFront(cfg.Conn, cfg.Stream.Name(), cfg.Subjects, gc, cfg.NoRouter)
+	if err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	s.Front = front
 	return s, nil
 }
 
@@ -283,14 +323,9 @@ func (s *Stack) Close() error {
 			errs = append(errs, fmt.Errorf("close replica %s: %w", r.ID(), err))
 		}
 	}
-	if s.Router != nil {
-		if err := s.Router.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close read router: %w", err))
-		}
-	}
-	if s.Monitor != nil {
-		if err := s.Monitor.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close monitor: %w", err))
+	if s.Front != nil {
+		if err := s.Front.Close(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
