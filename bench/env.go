@@ -2,6 +2,7 @@ package bench
 
 import (
 	"github.com/tidemark/tidemark/internal/natsserver"
+	"github.com/tidemark/tidemark/internal/stack"
 
 	"github.com/tidemark/tidemark/internal/backoff"
 	"github.com/tidemark/tidemark/internal/natsconn"
@@ -69,12 +70,13 @@ type env struct {
 	dir     string
 	log     zerolog.Logger
 
-	srv    *server.Server // embedded server; nil when remote
-	url    string
-	stackC *natsconn.Conn // the stack's connection (embedded only)
-	cliC   *natsconn.Conn // the benchmark clients' connection
-	js     jetstream.JetStream
-	st     *stream.Stream // the Tidemark stream, as the benchmark's in-process parts see it
+	srv      *server.Server // embedded server; nil when remote
+	url      string
+	stackC   *natsconn.Conn // the stack's connection (embedded only)
+	pipeline *stack.Stack   // the stack (embedded only)
+	cliC     *natsconn.Conn // the benchmark clients' connection
+	js       jetstream.JetStream
+	st       *stream.Stream // the Tidemark stream, as the benchmark's in-process parts see it
 
 	writer     *writer.Writer     // an in-process writer on st
 	transport  *client.NATS       // the writer and reader services over NATS
@@ -161,28 +163,20 @@ func (e *env) startStack(ctx, rctx context.Context, cfg Config) error {
 		return err
 	}
 	e.st = st
-	e.writer = writer.New(writer.Config{Stream: st, Logger: e.log})
-	wsvc := writer.NewService(e.stackC.Conn, subjects, e.writer, e.log)
-	e.g.Go(func() error { return wsvc.Run(rctx) })
+	// As `tidemark dev` and `tidemark gateway` do: reads routed by the
+	// replicas' status.
+	var replicas []replica.Config
 	for i := 1; i <= cfg.Replicas; i++ {
 		id := fmt.Sprintf("r%d", i)
-		r := replica.New(replica.Config{
-			ID: id, Dir: filepath.Join(e.dir, "replica-"+id), SyncWrites: e.durable, Stream: st,
-			Conn: e.stackC.Conn, Subjects: subjects, Logger: e.log,
-		})
-		if err := r.Open(); err != nil {
-			return err
-		}
-		e.replicas = append(e.replicas, r)
+		replicas = append(replicas, replica.Config{ID: id, Dir: filepath.Join(e.dir, "replica-"+id), SyncWrites: e.durable})
 		e.serviceIDs = append(e.serviceIDs, id)
-		e.g.Go(func() error { return r.Run(rctx) })
 	}
-	// As `tidemark gateway` does: reads routed by the replicas' status.
-	nt := client.NewNATS(e.stackC.Conn, subjects)
-	if nt.Router, err = client.NewRouter(e.stackC.Conn, subjects); err != nil {
-		return fmt.Errorf("read router: %w", err)
+	if e.pipeline, err = stack.Start(ctx, stack.Config{Conn: e.stackC.Conn, Stream: st, Subjects: subjects,
+		Logger: e.log, Replicas: replicas}); err != nil {
+		return err
 	}
-	if err := e.startGateway(rctx, gwNATS, nt, nt); err != nil {
+	e.writer, e.replicas = e.pipeline.Writer, e.pipeline.Replicas
+	if err := e.serveGateway(rctx, gwNATS, e.pipeline.Gateway); err != nil {
 		return err
 	}
 	if err := e.startGateway(rctx, gwLocal, e.writer, replica.NewLocal(e.replicas...)); err != nil {
@@ -224,7 +218,11 @@ func (e *env) attach(ctx, rctx context.Context, cfg Config) error {
 }
 
 func (e *env) startGateway(ctx context.Context, name string, w gateway.Writer, r gateway.Reader) error {
-	gw := gateway.New(gateway.Config{Writer: w, Reader: r, Logger: e.log})
+	return e.serveGateway(ctx, name, gateway.New(gateway.Config{Writer: w, Reader: r, Logger: e.log}))
+}
+
+// serveGateway serves gw on a loopback port as the gateway row name.
+func (e *env) serveGateway(ctx context.Context, name string, gw *gateway.Gateway) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("gateway listen: %w", err)
@@ -290,8 +288,12 @@ func (e *env) close() {
 		e.cancel()
 		_ = e.g.Wait()
 	}
-	for _, r := range e.replicas {
-		_ = r.Close()
+	if e.pipeline != nil {
+		_ = e.pipeline.Close() // the stack's writer and replicas
+	} else {
+		for _, r := range e.replicas {
+			_ = r.Close()
+		}
 	}
 	if e.remote && e.js != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
