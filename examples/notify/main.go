@@ -14,8 +14,6 @@
 package main
 
 import (
-	"github.com/tidemark/tidemark/internal/natsconn"
-
 	"github.com/tidemark/tidemark/wire"
 
 	"github.com/tidemark/tidemark/api"
@@ -68,12 +66,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr}).Level(zerolog.InfoLevel).With().Timestamp().Logger()
 
-	nc, err := natsconn.Connect(ctx, natsconn.ConnectConfig{URL: *natsURL, Name: "notify", Logger: log})
+	nc, err := nats.Connect(*natsURL, nats.Name("notify"), nats.MaxReconnects(-1))
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	n, err := open(ctx, nc.Conn, *id, *dir, log)
+	n, err := open(ctx, nc, *id, *dir, log)
 	if err != nil {
 		return err
 	}

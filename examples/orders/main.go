@@ -16,8 +16,6 @@
 package main
 
 import (
-	"github.com/tidemark/tidemark/internal/natsconn"
-
 	"github.com/tidemark/tidemark/wire"
 
 	"github.com/tidemark/tidemark/api"
@@ -67,7 +65,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr}).Level(zerolog.InfoLevel).With().Timestamp().Logger()
 
-	nc, err := natsconn.Connect(ctx, natsconn.ConnectConfig{URL: *natsURL, Name: "orders", Logger: log})
+	nc, err := nats.Connect(*natsURL, nats.Name("orders"), nats.MaxReconnects(-1))
 	if err != nil {
 		return err
 	}
@@ -76,7 +74,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: newServer(nc.Conn).handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: newServer(nc).handler(), ReadHeaderTimeout: 10 * time.Second}
+	log.Info().Str("nats", nc.ConnectedUrlRedacted()).Str("addr", ln.Addr().String()).Msg("orders listening")
 	fmt.Fprintf(stdout, "orders: listening on http://%s\n", ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

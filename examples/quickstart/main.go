@@ -6,8 +6,7 @@
 package main
 
 import (
-	"github.com/tidemark/tidemark/internal/natsconn"
-
+	"github.com/nats-io/nats.go"
 	"github.com/tidemark/tidemark/wire"
 
 	"context"
@@ -17,8 +16,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-
-	"github.com/rs/zerolog"
 
 	"github.com/tidemark/tidemark/client"
 )
@@ -64,12 +61,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "session token %s\n", token)
 		return nil
 	}
-	nc, err := natsconn.Connect(ctx, natsconn.ConnectConfig{URL: *natsURL, Logger: zerolog.Nop()})
+	nc, err := nats.Connect(*natsURL)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	other, err := client.ResumeSession(client.New(client.NewNATS(nc.Conn, wire.Subjects{})), token)
+	other, err := client.ResumeSession(client.New(client.NewNATS(nc, wire.Subjects{})), token)
 	if err != nil {
 		return err
 	}
