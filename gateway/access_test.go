@@ -2,11 +2,8 @@ package gateway_test
 
 import (
 	"github.com/tidemark/tidemark/api"
+	"github.com/tidemark/tidemark/internal/testenv"
 
-	"bytes"
-	"encoding/json"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,46 +12,12 @@ import (
 	"github.com/tidemark/tidemark/internal/stacktest"
 )
 
-// lockedBuffer is a log sink the gateway's goroutines write to while the
-// test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// accessLines returns the access log lines logged so far.
-func (b *lockedBuffer) accessLines(t *testing.T) []map[string]any {
-	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []map[string]any
-	for _, line := range strings.Split(b.buf.String(), "\n") {
-		if line == "" {
-			continue
-		}
-		var e map[string]any
-		if err := json.Unmarshal([]byte(line), &e); err != nil {
-			t.Fatalf("log line %q: %v", line, err)
-		}
-		if e["message"] == "request" {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
 // With gateway.access_log on, each request logs one line with its method,
 // path, status, bytes, duration, the replica that served it and the token's
 // sequence; off, none.
 func TestAccessLog(t *testing.T) {
 	for _, on := range []bool{true, false} {
-		var logs lockedBuffer
+		var logs testenv.LogBuffer
 		s := stacktest.Start(t, stacktest.Options{Replicas: 1, AccessLog: on, Logger: zerolog.New(&logs)})
 		w := put(t, s, "greeting", "hello")
 		r := do(t, "GET", s.URL+"/v1/kv/greeting", "", api.HeaderToken, w.Token)
@@ -65,7 +28,7 @@ func TestAccessLog(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		lines := logs.accessLines(t)
+		lines := logs.Lines("request")
 		if !on {
 			if len(lines) != 0 {
 				t.Fatalf("access log off: %d request lines logged: %v", len(lines), lines)

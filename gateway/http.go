@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"github.com/tidemark/tidemark/internal/health"
 	"github.com/tidemark/tidemark/wire"
 
 	"github.com/tidemark/tidemark/api"
@@ -32,11 +33,10 @@ func (g *Gateway) routes() http.Handler {
 		// and would redirect keys such as "a/../b" to another key.
 		path := r.URL.EscapedPath()
 		switch {
-		case path == "/healthz":
-			w.Header().Set("Content-Type", "text/plain")
-			_, _ = io.WriteString(w, "ok\n")
-		case path == "/readyz":
-			g.readyz(w)
+		case path == health.HealthzPath:
+			health.Healthz(w, r)
+		case path == health.ReadyzPath:
+			health.Readyz(g.cfg.Ready)(w, r)
 		case path == "/metrics":
 			g.metrics.handler.ServeHTTP(w, r)
 		case path == statusJSONPath || path == statusPagePath:
@@ -61,16 +61,6 @@ func (g *Gateway) routes() http.Handler {
 				Code: api.CodeInvalidRequest, Message: "no such endpoint: " + path}})
 		}
 	})
-}
-
-func (g *Gateway) readyz(w http.ResponseWriter) {
-	w.Header().Set("Content-Type", "text/plain")
-	if err := g.cfg.Ready(); err != nil {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = io.WriteString(w, "not ready: "+err.Error()+"\n")
-		return
-	}
-	_, _ = io.WriteString(w, "ready\n")
 }
 
 // reply is what a handler produced: the session's new token and, on

@@ -1,47 +1,17 @@
 package replica_test
 
 import (
-	"bytes"
-	"encoding/json"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tidemark/tidemark/internal/testenv"
 )
 
-// syncBuffer is a log sink safe across goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// line returns the last log line whose message is msg, or nil.
-func (b *syncBuffer) line(msg string) map[string]any {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var found map[string]any
-	for _, l := range strings.Split(b.buf.String(), "\n") {
-		var e map[string]any
-		if json.Unmarshal([]byte(l), &e) == nil && e["message"] == msg {
-			found = e
-		}
-	}
-	return found
-}
-
 // The replica that stores a snapshot for another logs how long it took as
 // a duration with its unit, and its size in bytes.
 func TestSnapshotStoredLogsUnits(t *testing.T) {
 	f := newFixture(t)
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	f.logs = &logs
 	r1 := f.start(t, "r1", true, true)
 	waitReady(t, r1)
@@ -51,7 +21,7 @@ func TestSnapshotStoredLogsUnits(t *testing.T) {
 	waitReady(t, r2)
 	var stored map[string]any
 	testenv.Eventually(t, testTimeout, "r1 logs the snapshot stored", func() bool {
-		stored = logs.line("snapshot stored")
+		stored = logs.Last("snapshot stored")
 		return stored != nil
 	})
 	took, _ := stored["took"].(string)

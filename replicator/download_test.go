@@ -3,7 +3,6 @@ package replicator_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -79,7 +78,7 @@ func TestBootstrapReportsBytes(t *testing.T) {
 		}, int64(len(snap))))
 		return err
 	})
-	var logs logBuffer
+	var logs testenv.LogBuffer
 	r2 := open(t, env, filepath.Join(t.TempDir(), "r2"), func(c *replicator.Config) {
 		c.ID, c.Bootstrap = "r2", boot
 		c.Logger = zerolog.New(&logs)
@@ -107,34 +106,24 @@ func TestBootstrapReportsBytes(t *testing.T) {
 		t.Fatalf("WaitReady: %v", err)
 	}
 	testenv.Eventually(t, testTimeout, "the bootstrapped line logged", func() bool {
-		return logs.contains(`"message":"bootstrapped from a snapshot`)
+		return logs.Contains(`"message":"bootstrapped from a snapshot`)
 	})
 	took := logField(t, &logs, "bootstrapped from a snapshot; applying the stream from there", "took")
 	if d, err := time.ParseDuration(fmt.Sprint(took)); err != nil || d <= 0 {
 		t.Errorf("bootstrapped line: took=%v (%T), want a duration with its unit", took, took)
 	}
 	want := `"received":"` + replicator.FormatBytes(size) + " of " + replicator.FormatBytes(size) + `"`
-	if !logs.contains(want) || !logs.contains(`"message":"snapshot received and restored"`) {
-		logs.mu.Lock()
-		defer logs.mu.Unlock()
-		t.Fatalf("log has no %s in a line saying the snapshot was received:\n%s", want, logs.b.String())
+	if !logs.Contains(want) || !logs.Contains(`"message":"snapshot received and restored"`) {
+		t.Fatalf("log has no %s in a line saying the snapshot was received:\n%s", want, logs.String())
 	}
 }
 
 // logField returns field of the last line in logs whose message is msg.
-func logField(t *testing.T, logs *logBuffer, msg, field string) any {
+func logField(t *testing.T, logs *testenv.LogBuffer, msg, field string) any {
 	t.Helper()
-	logs.mu.Lock()
-	defer logs.mu.Unlock()
-	var found any
-	for _, line := range strings.Split(logs.b.String(), "\n") {
-		var e map[string]any
-		if json.Unmarshal([]byte(line), &e) == nil && e["message"] == msg {
-			found = e[field]
-		}
+	e := logs.Last(msg)
+	if e == nil || e[field] == nil {
+		t.Fatalf("no log line %q with %s:\n%s", msg, field, logs.String())
 	}
-	if found == nil {
-		t.Fatalf("no log line %q with %s:\n%s", msg, field, logs.b.String())
-	}
-	return found
+	return e[field]
 }

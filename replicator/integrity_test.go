@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,27 +24,8 @@ import (
 	"github.com/tidemark/tidemark/replicator"
 )
 
-// logBuffer collects log lines for a test to look for, safely across
-// goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) contains(s string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Contains(l.b.String(), s)
-}
-
 // logTo returns a Config modifier that logs to the test and to buf.
-func logTo(t testing.TB, buf *logBuffer) func(*replicator.Config) {
+func logTo(t testing.TB, buf *testenv.LogBuffer) func(*replicator.Config) {
 	return func(c *replicator.Config) {
 		c.Logger = zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), buf)).Level(zerolog.WarnLevel)
 	}
@@ -182,7 +162,7 @@ func TestStreamLostTail(t *testing.T) {
 	storeDir := t.TempDir()
 	env := testenv.StartDir(t, storeDir)
 	srv := &natsServer{t: t, addr: env.Server.Addr().String(), dir: storeDir, s: env.Server}
-	var logs logBuffer
+	var logs testenv.LogBuffer
 	r := open(t, env, t.TempDir(), logTo(t, &logs))
 	run(t, r)
 	keys := keysN("t.k", 100)
@@ -209,7 +189,7 @@ func TestStreamLostTail(t *testing.T) {
 		}
 		readNew(t, r, k, "v3", seq)
 	}
-	if !logs.contains("discarding it and rebuilding") {
+	if !logs.Contains("discarding it and rebuilding") {
 		t.Fatal("the replica did not log that it discards its state")
 	}
 	testenv.Eventually(t, testTimeout, "the replica to serve again", r.Ready)
@@ -432,12 +412,12 @@ func TestCorruptTableAtOpen(t *testing.T) {
 				}
 				flip(t, f, off)
 			}
-			var logs logBuffer
+			var logs testenv.LogBuffer
 			r := open(t, env, dir, logTo(t, &logs), func(c *replicator.Config) { c.CacheBytes = -1 })
 			run(t, r)
 			neverWrong(t, r, want, keys)
 			checkState(t, r, want, uint64(len(ws)), keys)
-			if logs.contains("MOVED ASIDE") {
+			if logs.Contains("MOVED ASIDE") {
 				aside, err := filepath.Glob(dir + ".corrupt-*/*.sst")
 				if err != nil || len(aside) == 0 {
 					t.Fatalf("the damaged tables were not kept aside (%v)", err)
@@ -456,7 +436,7 @@ func TestCorruptTableWhileServing(t *testing.T) {
 	env := testenv.Start(t)
 	dir, ws, keys := corruptStore(t, env, 3000)
 	want := fold(ws)
-	var logs logBuffer
+	var logs testenv.LogBuffer
 	r := open(t, env, dir, logTo(t, &logs), func(c *replicator.Config) {
 		c.CacheBytes = -1
 		c.ScrubInterval = 20 * time.Millisecond
@@ -474,10 +454,10 @@ func TestCorruptTableWhileServing(t *testing.T) {
 			flip(t, f, int64(at*float64(st.Size())))
 		}
 	}
-	testenv.Eventually(t, testTimeout, "the scrub to find the damage", func() bool { return logs.contains("replica store failed") })
+	testenv.Eventually(t, testTimeout, "the scrub to find the damage", func() bool { return logs.Contains("replica store failed") })
 	neverWrong(t, r, want, keys)
 	checkState(t, r, want, uint64(len(ws)), keys)
-	if !logs.contains("replica store failed") || !logs.contains("MOVED ASIDE") {
+	if !logs.Contains("replica store failed") || !logs.Contains("MOVED ASIDE") {
 		t.Fatal("the replica did not report the damage and move the store aside")
 	}
 }
@@ -522,7 +502,7 @@ func TestStreamLostTailRebuildsFromSnapshot(t *testing.T) {
 	waitApplied(t, fresh, 40)
 	purge(t, env, jetstream.WithPurgeSequence(25))
 
-	var logs logBuffer
+	var logs testenv.LogBuffer
 	p := &peer{r: fresh, bad: [][]byte{oldSnap}}
 	r = open(t, env, dir, logTo(t, &logs), func(c *replicator.Config) { c.Bootstrap = p })
 	run(t, r)

@@ -5,34 +5,14 @@ import (
 
 	"github.com/tidemark/tidemark/wire"
 
-	"bytes"
 	"context"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tidemark/tidemark/internal/testenv"
 )
-
-// lockedBuffer is a bytes.Buffer that a role's logger and a test share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestStartWarnsOfTheTransportValueLimit starts the writer and the gateway
 // against a server whose max_payload cannot carry gateway.max_value_bytes:
@@ -47,7 +27,7 @@ func TestStartWarnsOfTheTransportValueLimit(t *testing.T) {
 			if role == "gateway" {
 				args = append(args, "--http", freeAddr(t))
 			}
-			var stderr lockedBuffer
+			var stderr testenv.LogBuffer
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- run(ctx, args, &stderr, &stderr) }()
