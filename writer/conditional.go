@@ -27,12 +27,12 @@ const maxAbsentRounds = 3
 // message never changes, so the check cannot race with other writers, and the
 // publish's expectation then makes the write atomic: it lands only while that
 // put is still the key's last message.
-func (w *Writer) writeIfRevision(ctx context.Context, req api.WriteRequest, id string, ss *session) (uint64, error) {
+func (w *Writer) writeIfRevision(ctx context.Context, req api.WriteRequest, id string, ss *session) (placed, error) {
 	subject := w.stream.KeySubject(req.Key)
 	n := req.IfRevision
 	m, err := w.getMsg(ctx, n, "")
 	if err != nil {
-		return 0, err
+		return placed{}, err
 	}
 	expect := n
 	if m == nil {
@@ -43,19 +43,19 @@ func (w *Writer) writeIfRevision(ctx context.Context, req api.WriteRequest, id s
 		rec, err := w.removedHistory(ctx, req.Key)
 		switch {
 		case err != nil:
-			return 0, err
+			return placed{}, err
 		case rec == nil: // the stream holds everything: n is ahead of it
-			return 0, w.mismatch(ctx, req, subject, nil)
+			return placed{}, w.mismatch(ctx, req, subject, nil)
 		case rec.Deleted || rec.Revision != n:
-			return 0, mismatchOf(lostCondition(req), rec)
+			return placed{}, mismatchOf(lostCondition(req), rec)
 		}
 		expect = 0
 	} else if m.Subject != subject || msgOp(m) != api.OpPut {
-		return 0, w.mismatch(ctx, req, subject, nil)
+		return placed{}, w.mismatch(ctx, req, subject, nil)
 	}
-	seq, err := w.publishIf(ctx, req, id, ss, expect)
+	at, err := w.publishIf(ctx, req, id, ss, expect)
 	if !wire.WrongLastSeq(err) {
-		return seq, err
+		return at, err
 	}
 	// The key has moved on, possibly by this very write: an earlier attempt
 	// or the client's first try stored it, and a single JetStream server
@@ -63,36 +63,36 @@ func (w *Writer) writeIfRevision(ctx context.Context, req api.WriteRequest, id s
 	// stored, it is the key's first message after n.
 	next, err := w.getMsg(ctx, n+1, subject)
 	if err != nil {
-		return 0, err
+		return placed{}, err
 	}
 	if next != nil && msgID(next) == id {
 		return w.stored(ctx, req, id, next.Sequence, next)
 	}
-	return 0, w.mismatch(ctx, req, subject, nil)
+	return placed{}, w.mismatch(ctx, req, subject, nil)
 }
 
 // writeIfAbsent publishes req only if the key does not exist: it has no
 // message at all, or its last message is a delete. Like JetStream's KV
 // Create, it first expects no message, and on a tombstone expects the
 // tombstone's sequence, which keeps the write atomic.
-func (w *Writer) writeIfAbsent(ctx context.Context, req api.WriteRequest, id string, ss *session) (uint64, error) {
+func (w *Writer) writeIfAbsent(ctx context.Context, req api.WriteRequest, id string, ss *session) (placed, error) {
 	subject := w.stream.KeySubject(req.Key)
 	// With no message of the key in the stream, the key may still live in
 	// the replicas, its history removed by limits or a purge.
 	if rec, err := w.removedHistory(ctx, req.Key); err != nil {
-		return 0, err
+		return placed{}, err
 	} else if rec != nil && !rec.Deleted {
-		return 0, mismatchOf(lostCondition(req), rec)
+		return placed{}, mismatchOf(lostCondition(req), rec)
 	}
 	var expect uint64 // no message on the subject
 	for round := 1; ; round++ {
-		seq, err := w.publishIf(ctx, req, id, ss, expect)
+		at, err := w.publishIf(ctx, req, id, ss, expect)
 		if !wire.WrongLastSeq(err) {
-			return seq, err
+			return at, err
 		}
 		last, err := w.lastMsg(ctx, subject)
 		if err != nil {
-			return 0, err
+			return placed{}, err
 		}
 		switch {
 		case last != nil && msgID(last) == id:
@@ -100,7 +100,7 @@ func (w *Writer) writeIfAbsent(ctx context.Context, req api.WriteRequest, id str
 			// first try (see writeIfRevision).
 			return w.stored(ctx, req, id, last.Sequence, last)
 		case last != nil && msgOp(last) != api.OpDelete, round >= maxAbsentRounds:
-			return 0, w.mismatch(ctx, req, subject, last)
+			return placed{}, w.mismatch(ctx, req, subject, last)
 		case last == nil:
 			expect = 0
 		default:

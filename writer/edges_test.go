@@ -223,3 +223,74 @@ func TestWrite_TokenOfALostTail(t *testing.T) {
 		t.Fatalf("write with a token of the lost tail (%v): %v, want %v", lost.Token, err, api.ErrTokenFromFuture)
 	}
 }
+
+// A write in flight while the store is restored from an older copy lands
+// in the restored stream at or below the session's token: the stream lost
+// acknowledged writes that the token covers. The writer answers it as an
+// unknown outcome, without a token (not the request's, which now points at
+// other writes), and the session's token is refused from then on.
+func TestWrite_StoredBelowTheTokenAfterALostTail(t *testing.T) {
+	e := testenv.Start(t)
+	w := newWriter(e, writer.Config{})
+	for i := range 5 {
+		mustWrite(t, w, put(fmt.Sprint("k", i), "kept"))
+	}
+	e.StopServer()
+	backup := filepath.Join(t.TempDir(), "store")
+	testenv.CopyDir(t, e.StoreDir(), backup)
+	e.StartServerAgain(t)
+	// The reconnect marks the stream suspect; the next write clears it.
+	testenv.Eventually(t, 10*time.Second, "the writer's connection to come back", func() bool {
+		return e.Conn.Conn.IsConnected() && e.Stream.Suspected()
+	})
+	testenv.Eventually(t, 10*time.Second, "a write after the restart", func() bool {
+		_, err := w.Write(testContext(t), put("k", "lost"))
+		return err == nil
+	})
+	mustWrite(t, w, put("k", "lost too"))
+	first := put("k", "acknowledged")
+	first.WriteID = "X"
+	acked := mustWrite(t, w, first)
+	if e.Stream.Suspected() {
+		t.Fatal("stream still suspect after writes: the next write would check its token with the server")
+	}
+
+	e.StopServer()
+	testenv.RestoreDir(t, backup, e.StoreDir())
+	testenv.Eventually(t, 10*time.Second, "the writer's connection to notice", e.Conn.Conn.IsReconnecting)
+	// A retry that reuses the write id with other content, sent while the
+	// server is down: it passes the token check on what the writer knew,
+	// and waits in the connection's buffer for the restored server, whose
+	// duplicate window does not know the id.
+	retry := put("k", "retried")
+	retry.WriteID = "X"
+	retry.Token = acked.Token
+	type outcome struct {
+		res api.WriteResult
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := w.Write(testContext(t), retry)
+		done <- outcome{res, err}
+	}()
+	testenv.Eventually(t, 10*time.Second, "the write to wait in the connection's buffer", func() bool {
+		n, err := e.Conn.Conn.Buffered()
+		return err == nil && n > 0
+	})
+	e.StartServerAgain(t)
+	got := <-done
+	if !errors.Is(got.err, api.ErrUnavailable) {
+		t.Fatalf("write stored below its token %v after a lost tail: %+v, %v; want %v", acked.Token, got.res, got.err, api.ErrUnavailable)
+	}
+	if !got.res.Token.IsZero() || got.res.Revision != 0 {
+		t.Fatalf("failed write returned %+v, want no revision and no token", got.res)
+	}
+	if last := lastSeq(t, e); last > acked.Token.Seq {
+		t.Fatalf("restored stream's last sequence %d is past the token %v: the test did not lose the tail", last, acked.Token)
+	}
+	// The session's token is from history the stream no longer holds.
+	if _, err := w.Write(testContext(t), retry); !errors.Is(err, api.ErrTokenFromFuture) {
+		t.Fatalf("write with a token of the lost tail (%v) after the refusal: %v, want %v", acked.Token, err, api.ErrTokenFromFuture)
+	}
+}

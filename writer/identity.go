@@ -23,19 +23,20 @@ func (w *Writer) sameWrite(m *jetstream.RawStreamMsg, req api.WriteRequest) bool
 	return err == nil && e.Op == req.Op && e.Key == req.Key && bytes.Equal(e.Value, req.Value)
 }
 
-// stored returns the revision of the message at seq that carries req's
-// write id, after checking that it is req's write.
-func (w *Writer) stored(ctx context.Context, req api.WriteRequest, id string, seq uint64, m *jetstream.RawStreamMsg) (uint64, error) {
+// stored returns where the stream holds the message at seq that carries
+// req's write id, stored before this request (a duplicate ack, or found by
+// the id), after checking that it is req's write.
+func (w *Writer) stored(ctx context.Context, req api.WriteRequest, id string, seq uint64, m *jetstream.RawStreamMsg) (placed, error) {
 	if m == nil {
 		var err error
 		if m, err = w.msgAt(ctx, seq, id); err != nil {
-			return 0, err
+			return placed{}, err
 		}
 	}
 	if !w.sameWrite(m, req) {
-		return 0, reused(id, seq)
+		return placed{}, reused(id, seq)
 	}
-	return seq, nil
+	return placed{seq: seq, earlier: true}, nil
 }
 
 // msgAt returns the message at seq, which the stream said holds write id

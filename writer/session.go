@@ -209,16 +209,16 @@ func (w *Writer) claimNumber(ctx context.Context, req api.WriteRequest, id strin
 // before that marker (it is the first message of the key with this write id
 // after c's marker and before the next one); otherwise the write is out of
 // order.
-func (w *Writer) overtaken(ctx context.Context, req api.WriteRequest, id string, c *claim) (uint64, error) {
+func (w *Writer) overtaken(ctx context.Context, req api.WriteRequest, id string, c *claim) (placed, error) {
 	next, err := w.getMsg(ctx, c.last.seq+1, c.subject)
 	if err != nil {
-		return 0, err
+		return placed{}, err
 	}
 	subject := w.stream.KeySubject(req.Key)
 	for from := c.last.seq + 1; next != nil; {
 		m, err := w.getMsg(ctx, from, subject)
 		if err != nil {
-			return 0, err
+			return placed{}, err
 		}
 		if m == nil || m.Sequence > next.Sequence {
 			break
@@ -228,6 +228,6 @@ func (w *Writer) overtaken(ctx context.Context, req api.WriteRequest, id string,
 		}
 		from = m.Sequence + 1
 	}
-	return 0, api.Errorf(api.ErrOutOfOrder,
+	return placed{}, api.Errorf(api.ErrOutOfOrder,
 		"session %s: a later write of the session was claimed before write %d was stored; it is not applied", req.Session, req.SessionSeq)
 }

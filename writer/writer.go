@@ -159,21 +159,22 @@ func (w *Writer) Write(ctx context.Context, req api.WriteRequest) (res api.Write
 func (w *Writer) write(ctx context.Context, req api.WriteRequest, id string, ss *session) (api.WriteResult, error) {
 	failed := api.WriteResult{Key: req.Key, Token: req.Token}
 	was := w.stream.ID()
-	var seq uint64
+	var at placed
 	var err error
 	switch {
 	case req.IfRevision != 0:
-		seq, err = w.writeIfRevision(ctx, req, id, ss)
+		at, err = w.writeIfRevision(ctx, req, id, ss)
 	case req.IfAbsent:
-		seq, err = w.writeIfAbsent(ctx, req, id, ss)
+		at, err = w.writeIfAbsent(ctx, req, id, ss)
 	case ss != nil:
-		seq, err = w.writeInSession(ctx, req, id, ss)
+		at, err = w.writeInSession(ctx, req, id, ss)
 	default:
-		seq, err = w.publish(ctx, req, id)
+		at, err = w.publish(ctx, req, id)
 	}
 	if err != nil {
 		return failed, err
 	}
+	seq := at.seq
 	if err := w.sameStream(ctx, was, seq, id); err != nil {
 		return failed, err
 	}
@@ -184,7 +185,8 @@ func (w *Writer) write(ctx context.Context, req api.WriteRequest, id string, ss 
 	// the request (sameStream) is stored there; but a session that sent a
 	// token of the old stream must not be told that it went on from it:
 	// the write is an unknown outcome to it, and its retry is refused for
-	// that token, so the session starts again on the new stream.
+	// that token, so the session starts again on the new stream. So is a
+	// write stored as new behind the token of the same stream (lostHistory).
 	tok := w.stream.Token(seq)
 	if !req.Token.IsZero() && req.Token.Stream != tok.Stream {
 		// Checked against the old identity, before this writer (by this
@@ -192,10 +194,45 @@ func (w *Writer) write(ctx context.Context, req api.WriteRequest, id string, ss 
 		return failed, api.Errorf(api.ErrUnavailable,
 			"stream %s was recreated while the write was in flight; the write is in the new stream, which the request's token does not name: start the session again", w.stream.Name())
 	}
+	if err := w.lostHistory(req, at); err != nil {
+		// The request's token points at writes the stream no longer
+		// holds, and the write sits behind it: return neither.
+		return api.WriteResult{Key: req.Key}, err
+	}
 	if tok, err = req.Token.Merge(tok); err != nil {
 		return failed, err
 	}
 	return api.WriteResult{Key: req.Key, Revision: seq, Token: tok}, nil
+}
+
+// lostHistory fails a write that the stream stored as new at or below the
+// sequence of the request's token, a token of the same stream: a new write
+// goes after everything the stream holds, so the stream no longer holds
+// writes that it acknowledged and the session saw (its store was restored
+// from an older copy, its leader lost its tail). The write is stored, but
+// the session's token covers other writes at its place: to the session its
+// outcome is unknown (api.ErrUnavailable). The stream is marked suspect, so
+// that the next token check reads its last sequence from the server and
+// refuses the token as one from the future: the session starts from a
+// fresh read. A write stored earlier (a duplicate ack, a write found by its
+// id) may well be at or below the token: a retry of a write the session
+// has seen.
+func (w *Writer) lostHistory(req api.WriteRequest, at placed) error {
+	if at.earlier || req.Token.IsZero() || at.seq > req.Token.Seq {
+		return nil
+	}
+	w.stream.Suspect()
+	return api.Errorf(api.ErrUnavailable,
+		"stream %s lost acknowledged writes that the request's token covers: the write was stored as new at %d, at or below the token's %d, so its outcome is unknown to the session; start the session again from a fresh read, without that token",
+		w.stream.Name(), at.seq, req.Token.Seq)
+}
+
+// placed is where the stream holds a write.
+type placed struct {
+	seq uint64 // the write's stream sequence
+	// earlier: the stream held it before this request stored anything
+	// (a duplicate ack, or found by its write id): a retry.
+	earlier bool
 }
 
 // sameStream makes sure that the token of a write stored at seq names the
@@ -228,31 +265,31 @@ func (w *Writer) sameStream(ctx context.Context, was string, seq uint64, id stri
 
 // writeInSession publishes an unconditional write of a session after
 // claiming its number (session.go).
-func (w *Writer) writeInSession(ctx context.Context, req api.WriteRequest, id string, ss *session) (uint64, error) {
+func (w *Writer) writeInSession(ctx context.Context, req api.WriteRequest, id string, ss *session) (placed, error) {
 	c, err := w.claimNumber(ctx, req, id, ss)
 	if err != nil {
-		return 0, err
+		return placed{}, err
 	}
-	seq, err := w.publish(ctx, req, id, jetstream.WithExpectLastSequenceForSubject(c.last.seq, c.subject))
+	at, err := w.publish(ctx, req, id, jetstream.WithExpectLastSequenceForSubject(c.last.seq, c.subject))
 	if wire.WrongLastSeq(err) {
 		ss.last.ok = false
 		return w.overtaken(ctx, req, id, c)
 	}
-	return seq, err
+	return at, err
 }
 
 // publishIf publishes req only while its key's last sequence is expect. A
 // session's write (ss not nil) goes to the stream in one atomic batch with
 // the marker that claims its number (session.go). A lost condition fails
 // with JetStream's wrong-last-sequence error.
-func (w *Writer) publishIf(ctx context.Context, req api.WriteRequest, id string, ss *session, expect uint64) (uint64, error) {
+func (w *Writer) publishIf(ctx context.Context, req api.WriteRequest, id string, ss *session, expect uint64) (placed, error) {
 	if ss == nil {
 		return w.publish(ctx, req, id, jetstream.WithExpectLastSequencePerSubject(expect))
 	}
 	for round := 1; ; round++ {
 		c, err := w.order(ctx, req, id, ss)
 		if err != nil {
-			return 0, err
+			return placed{}, err
 		}
 		if c.mine {
 			// An earlier attempt stored the batch: the write follows its marker.
@@ -278,25 +315,25 @@ func (w *Writer) publishIf(ctx context.Context, req api.WriteRequest, id string,
 				w.stream.Suspect() // as in publishMsg
 			}
 			ss.last = marker{seq: seq - 1, n: req.SessionSeq, id: markerID(id), ok: true}
-			return seq, nil
+			return placed{seq: seq}, nil
 		case wire.APIErrorCode(err) == errCodeBatchDuplicate && round == 1:
 			continue // stored by an earlier attempt: order finds its marker
 		case wire.APIErrorCode(err) == errCodeBatchDuplicate:
-			return 0, api.Errorf(api.ErrWriteIDReused, "write id %q already names a stored write; use a new write id for a new write", id)
+			return placed{}, api.Errorf(api.ErrWriteIDReused, "write id %q already names a stored write; use a new write id for a new write", id)
 		case wire.WrongLastSeq(err):
 			last, lerr := w.lastMarker(ctx, req.Session)
 			if lerr != nil {
-				return 0, lerr
+				return placed{}, lerr
 			}
 			ss.last = last
 			if last.seq == c.last.seq {
-				return 0, err // the key's condition, not the session's
+				return placed{}, err // the key's condition, not the session's
 			}
 			if round >= maxClaimRounds {
-				return 0, api.Errorf(api.ErrUnavailable, "session %s: write %d lost its claim %d times to concurrent writes of the session", req.Session, req.SessionSeq, round)
+				return placed{}, api.Errorf(api.ErrUnavailable, "session %s: write %d lost its claim %d times to concurrent writes of the session", req.Session, req.SessionSeq, round)
 			}
 		default:
-			return 0, w.publishError(req, err)
+			return placed{}, w.publishError(req, err)
 		}
 	}
 }
@@ -317,13 +354,13 @@ func (w *Writer) validate(req api.WriteRequest) error {
 }
 
 // publish publishes req with message id id and the extra options opts,
-// retrying transient failures with the same id, and returns the stream
-// sequence from the ack. An ack from the duplicate window is checked to be
-// req's own write.
-func (w *Writer) publish(ctx context.Context, req api.WriteRequest, id string, opts ...jetstream.PublishOpt) (uint64, error) {
+// retrying transient failures with the same id, and returns where the ack
+// says the stream holds it. An ack from the duplicate window is checked to
+// be req's own write.
+func (w *Writer) publish(ctx context.Context, req api.WriteRequest, id string, opts ...jetstream.PublishOpt) (placed, error) {
 	ack, err := w.publishMsg(ctx, req, stream.Message(w.stream.Subject(), req), id, opts...)
 	if err != nil {
-		return 0, err
+		return placed{}, err
 	}
 	if ack.Duplicate {
 		// The write id is in the duplicate window: a retry of this write,
@@ -331,7 +368,7 @@ func (w *Writer) publish(ctx context.Context, req api.WriteRequest, id string, o
 		w.log.Debug().Str("key", req.Key).Str("write_id", id).Uint64("seq", ack.Sequence).Msg("duplicate write")
 		return w.stored(ctx, req, id, ack.Sequence, nil)
 	}
-	return ack.Sequence, nil
+	return placed{seq: ack.Sequence}, nil
 }
 
 // publishMsg publishes m, a message of req, with message id id and the extra
