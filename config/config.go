@@ -3,6 +3,9 @@ package config
 import (
 	"time"
 
+	"github.com/tidemark/tidemark/replicator"
+	"github.com/tidemark/tidemark/stream"
+
 	"github.com/tidemark/tidemark/api"
 	"github.com/tidemark/tidemark/wire"
 )
@@ -13,9 +16,9 @@ const (
 	DefaultNATSURL = "nats://127.0.0.1:4222"
 
 	// DefaultStreamName is the JetStream stream holding the writes.
-	DefaultStreamName = "TIDEMARK"
+	DefaultStreamName = stream.DefaultName
 	// DefaultStreamSubject is the subject prefix of the stream.
-	DefaultStreamSubject = "tidemark.kv"
+	DefaultStreamSubject = stream.DefaultSubject
 	// DefaultStreamReplicas is the stream's replication factor: 0 picks R3
 	// when the NATS cluster has at least three servers, else R1.
 	DefaultStreamReplicas = 0
@@ -25,7 +28,7 @@ const (
 	DefaultStreamMaxBytes int64 = -1
 	// DefaultStreamDuplicateWindow is how long the stream remembers message
 	// IDs to drop retried publishes.
-	DefaultStreamDuplicateWindow = Duration(2 * time.Minute)
+	DefaultStreamDuplicateWindow = Duration(stream.DefaultDuplicateWindow)
 
 	// DefaultAPIPrefix is the subject prefix of the NATS service endpoints.
 	DefaultAPIPrefix = wire.DefaultAPIPrefix
@@ -48,7 +51,7 @@ const (
 	// limits bootstrap from a snapshot of another replica.
 	DefaultReplicaBootstrap = true
 	// DefaultReplicaCacheMB is the size of a replica's record cache, in MiB.
-	DefaultReplicaCacheMB = 64
+	DefaultReplicaCacheMB = replicator.DefaultCacheBytes >> 20
 
 	// DefaultDevReplicas is how many replicas `tidemark dev` starts.
 	DefaultDevReplicas = 2
