@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Sentinel errors shared by every role. Each maps to one error code of the
@@ -82,10 +83,6 @@ var codes = []struct {
 // Code returns the API error code of err, or CodeInternal when err wraps none
 // of the sentinels.
 func Code(err error) string {
-	var ce *codedError
-	if errors.As(err, &ce) {
-		err = ce.sentinel
-	}
 	for _, c := range codes {
 		if errors.Is(err, c.err) {
 			return c.code
@@ -115,40 +112,33 @@ func FromCode(code, message string) error {
 // of this package, so the error has one code, sentinel's, however it came
 // about.
 func Errorf(sentinel error, format string, args ...any) error {
+	if !strings.Contains(format, "%w") {
+		return &codedError{sentinel: sentinel, msg: fmt.Sprintf(format, args...)}
+	}
 	w := fmt.Errorf(format, args...)
-	e := &codedError{sentinel: sentinel, msg: w.Error()}
-	if errors.Unwrap(w) != nil || len(unwrapAll(w)) > 0 {
-		e.cause = cause{w}
-	}
-	return e
+	return &causedError{codedError{sentinel: sentinel, msg: w.Error()}, []error{sentinel, cause{w}}}
 }
 
-func unwrapAll(err error) []error {
-	if u, ok := err.(interface{ Unwrap() []error }); ok {
-		return u.Unwrap()
-	}
-	return nil
-}
-
-// codedError carries a client-facing message for a sentinel, and the cause
-// it was made from, if any.
+// codedError carries a client-facing message for a sentinel.
 type codedError struct {
 	sentinel error
 	msg      string
-	cause    error
 }
 
 func (e *codedError) Error() string { return e.msg }
+func (e *codedError) Unwrap() error { return e.sentinel }
 
-func (e *codedError) Unwrap() []error {
-	if e.cause == nil {
-		return []error{e.sentinel}
-	}
-	return []error{e.sentinel, e.cause}
+// causedError is a codedError made from a cause (Errorf with %w).
+type causedError struct {
+	codedError
+	wraps []error // the sentinel and the cause
 }
 
-// cause is the cause of a codedError as errors.Is and errors.As see it:
-// everything it wraps but the sentinels of this package.
+func (e *causedError) Unwrap() []error { return e.wraps }
+
+// cause is the cause of a causedError as errors.Is and errors.As see it:
+// everything it wraps but the sentinels of this package, so that an error
+// has one code, its own sentinel's (Code).
 type cause struct{ err error }
 
 func (c cause) Error() string { return c.err.Error() }
@@ -162,12 +152,7 @@ func (c cause) Is(target error) bool {
 	return errors.Is(c.err, target)
 }
 
-func (c cause) As(target any) bool {
-	if _, ok := target.(**codedError); ok {
-		return false
-	}
-	return errors.As(c.err, target)
-}
+func (c cause) As(target any) bool { return errors.As(c.err, target) }
 
 // Refused reports whether a failed write with error code code was certainly
 // not stored: the writer refused it before or instead of publishing it.

@@ -36,14 +36,14 @@ func ParseSession(id, seq string) (string, uint64, error) {
 	if id == "" && seq == "" {
 		return "", 0, nil
 	}
+	if !ValidID(id) {
+		return "", 0, invalidSession(id)
+	}
 	n, err := strconv.ParseUint(seq, 10, 64)
 	if err != nil || n == 0 {
-		if !ValidID(id) {
-			return "", 0, invalidSession(id)
-		}
 		return "", 0, Errorf(ErrInvalidRequest, "invalid session sequence %q: want a positive integer", seq)
 	}
-	return id, n, checkSession(id, n)
+	return id, n, nil
 }
 
 // checkSession checks a write's session id and number: both absent, or a

@@ -126,7 +126,6 @@ type Stack struct {
 	// until Start has made it.
 	*Front
 
-	log    zerolog.Logger
 	cancel context.CancelFunc
 	errs   chan error // the first error of a part that stopped on its own
 
@@ -150,7 +149,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		return nil, errors.New("stack: a NATS connection and a stream are required")
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s := &Stack{log: cfg.Logger, cancel: cancel, errs: make(chan error, 1+len(cfg.Replicas)), running: map[string]*running{}}
+	s := &Stack{cancel: cancel, errs: make(chan error, 1+len(cfg.Replicas)), running: map[string]*running{}}
 
 	wc := cfg.Writer
 	wc.Stream = cfg.Stream
@@ -217,18 +216,11 @@ func (s *Stack) startReplica(ctx context.Context, rc replica.Config) (*replica.R
 	s.mu.Lock()
 	s.running[rc.ID] = run
 	s.mu.Unlock()
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	s.goRun("replica "+rc.ID, func() error {
 		err := r.Run(rctx)
 		run.done <- err
-		if err != nil && !errors.Is(err, context.Canceled) {
-			select {
-			case s.errs <- fmt.Errorf("replica %s: %w", rc.ID, err):
-			default:
-			}
-		}
-	}()
+		return err
+	})
 	return r, nil
 }
 
@@ -306,18 +298,15 @@ func (s *Stack) Close() error {
 		return nil
 	}
 	s.closed = true
-	stopped := make(map[string]bool, len(s.Replicas))
-	for _, r := range s.Replicas {
-		_, ok := s.running[r.ID()]
-		stopped[r.ID()] = !ok
-	}
+	open := s.running // the replicas StopReplica has not closed
+	s.running = map[string]*running{}
 	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
 	var errs []error
 	for _, r := range s.Replicas {
-		if stopped[r.ID()] {
-			continue // closed by StopReplica
+		if _, ok := open[r.ID()]; !ok {
+			continue
 		}
 		if err := r.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close replica %s: %w", r.ID(), err))
