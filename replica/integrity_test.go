@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -54,10 +53,7 @@ func TestLostTailThroughReads(t *testing.T) {
 	testenv.Eventually(t, testTimeout, "r1 to apply the second history", func() bool { return r.Applied() == last && r.Ready() == nil })
 
 	restart()
-	if err := os.RemoveAll(storeDir); err != nil {
-		t.Fatal(err)
-	}
-	testenv.CopyDir(t, backup, storeDir)
+	testenv.RestoreDir(t, backup, storeDir)
 	startSrv()
 
 	var notReady error

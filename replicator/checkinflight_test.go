@@ -2,7 +2,6 @@ package replicator_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -47,10 +46,7 @@ func TestStreamLostTailDuringCheck(t *testing.T) {
 	keys := keysN("k", 10)
 	waitApplied(t, r, publish(t, env, puts(keys, "v1")...)) // 1-10
 
-	env.StopServer()
-	backup := filepath.Join(t.TempDir(), "store")
-	testenv.CopyDir(t, env.StoreDir(), backup)
-	env.StartServerAgain(t)
+	backup := env.BackupStore(t)
 	waitServed(t, r, publish(t, env, puts(keys, "v2")...)) // 11-20
 
 	// The replica is idle: what it sends next is a check's request for the

@@ -1,8 +1,6 @@
 package replicator_test
 
 import (
-	"github.com/tidemark/tidemark/internal/natsserver"
-
 	"github.com/tidemark/tidemark/api"
 
 	"bytes"
@@ -16,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -29,30 +26,6 @@ func logTo(t testing.TB, buf *testenv.LogBuffer) func(*replicator.Config) {
 	return func(c *replicator.Config) {
 		c.Logger = zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), buf)).Level(zerolog.WarnLevel)
 	}
-}
-
-// server is an embedded NATS server that a test stops and starts again on
-// the same address and store directory.
-type natsServer struct {
-	t    testing.TB
-	addr string
-	dir  string
-	s    *server.Server
-}
-
-func (n *natsServer) stop() {
-	n.s.Shutdown()
-	n.s.WaitForShutdown()
-}
-
-func (n *natsServer) start() {
-	n.t.Helper()
-	s, err := natsserver.StartServer(natsserver.ServerConfig{Listen: n.addr, StoreDir: n.dir})
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	n.s = s
-	n.t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 }
 
 // readNew checks, until the replica serves it, that a read with the token
@@ -159,27 +132,17 @@ func puts(keys []string, value string) []write {
 // token of the new history from the old one, must stop serving with the
 // reason, rebuild on its own, and end identical to a fresh replica.
 func TestStreamLostTail(t *testing.T) {
-	storeDir := t.TempDir()
-	env := testenv.StartDir(t, storeDir)
-	srv := &natsServer{t: t, addr: env.Server.Addr().String(), dir: storeDir, s: env.Server}
+	env := testenv.Start(t)
 	var logs testenv.LogBuffer
 	r := open(t, env, t.TempDir(), logTo(t, &logs))
 	run(t, r)
 	keys := keysN("t.k", 100)
 	waitApplied(t, r, publish(t, env, puts(keys, "v1")...)) // 1-100
 
-	srv.stop()
-	backup := filepath.Join(t.TempDir(), "store")
-	testenv.CopyDir(t, storeDir, backup)
-	srv.start()
+	backup := env.BackupStore(t)
 	waitServed(t, r, publish(t, env, puts(keys[:50], "v2")...)) // 101-150
 
-	srv.stop()
-	if err := os.RemoveAll(storeDir); err != nil {
-		t.Fatal(err)
-	}
-	testenv.CopyDir(t, backup, storeDir)
-	srv.start()
+	env.RestoreStore(t, backup)
 
 	// The new history: 101-160, past what the replica applied.
 	for i, k := range keys[:60] {
@@ -210,16 +173,11 @@ func TestStreamLostTail(t *testing.T) {
 // copy while the replica is closed; the new history is longer than the old
 // one. The replica must find out when Run starts, before it serves.
 func TestStreamLostTailWhileStopped(t *testing.T) {
-	storeDir := t.TempDir()
-	env := testenv.StartDir(t, storeDir)
-	srv := &natsServer{t: t, addr: env.Server.Addr().String(), dir: storeDir, s: env.Server}
+	env := testenv.Start(t)
 	dir := t.TempDir()
 	keys := keysN("k", 20)
 	publish(t, env, puts(keys, "v1")...) // 1-20
-	srv.stop()
-	backup := filepath.Join(t.TempDir(), "store")
-	testenv.CopyDir(t, storeDir, backup)
-	srv.start()
+	backup := env.BackupStore(t)
 	publish(t, env, puts(keys[:10], "v2")...) // 21-30
 	r := open(t, env, dir)
 	stop := run(t, r)
@@ -231,12 +189,7 @@ func TestStreamLostTailWhileStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	srv.stop()
-	if err := os.RemoveAll(storeDir); err != nil {
-		t.Fatal(err)
-	}
-	testenv.CopyDir(t, backup, storeDir)
-	srv.start()
+	env.RestoreStore(t, backup)
 	publish(t, env, puts(keys, "v3")...) // 21-40: the message at 30 is another
 
 	r = open(t, env, dir)
@@ -468,15 +421,10 @@ func TestCorruptTableWhileServing(t *testing.T) {
 // from a snapshot of another replica, and must reject, after restoring it,
 // a snapshot of the old history (its identity does not match the stream).
 func TestStreamLostTailRebuildsFromSnapshot(t *testing.T) {
-	storeDir := t.TempDir()
-	env := testenv.StartDir(t, storeDir)
-	srv := &natsServer{t: t, addr: env.Server.Addr().String(), dir: storeDir, s: env.Server}
+	env := testenv.Start(t)
 	keys := keysN("k", 20)
 	publish(t, env, puts(keys, "v1")...) // 1-20
-	srv.stop()
-	backup := filepath.Join(t.TempDir(), "store")
-	testenv.CopyDir(t, storeDir, backup)
-	srv.start()
+	backup := env.BackupStore(t)
 	publish(t, env, puts(keys[:10], "v2")...) // 21-30
 	dir := t.TempDir()
 	r := open(t, env, dir)
@@ -490,12 +438,7 @@ func TestStreamLostTailRebuildsFromSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	srv.stop()
-	if err := os.RemoveAll(storeDir); err != nil {
-		t.Fatal(err)
-	}
-	testenv.CopyDir(t, backup, storeDir)
-	srv.start()
+	env.RestoreStore(t, backup)
 	publish(t, env, puts(keys, "v3")...) // 21-40
 	fresh := open(t, env, t.TempDir(), func(c *replicator.Config) { c.ID = "fresh" })
 	run(t, fresh)
@@ -522,15 +465,10 @@ func TestStreamLostTailRebuildsFromSnapshot(t *testing.T) {
 // history the stream lost, on a stream that no longer starts at 1, stays
 // stopped and says why.
 func TestLostTailNoWayToRebuild(t *testing.T) {
-	storeDir := t.TempDir()
-	env := testenv.StartDir(t, storeDir)
-	srv := &natsServer{t: t, addr: env.Server.Addr().String(), dir: storeDir, s: env.Server}
+	env := testenv.Start(t)
 	keys := keysN("k", 20)
 	publish(t, env, puts(keys, "v1")...)
-	srv.stop()
-	backup := filepath.Join(t.TempDir(), "store")
-	testenv.CopyDir(t, storeDir, backup)
-	srv.start()
+	backup := env.BackupStore(t)
 	publish(t, env, puts(keys[:10], "v2")...)
 	dir := t.TempDir()
 	r := open(t, env, dir)
@@ -542,12 +480,7 @@ func TestLostTailNoWayToRebuild(t *testing.T) {
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
-	srv.stop()
-	if err := os.RemoveAll(storeDir); err != nil {
-		t.Fatal(err)
-	}
-	testenv.CopyDir(t, backup, storeDir)
-	srv.start()
+	env.RestoreStore(t, backup)
 	publish(t, env, puts(keys, "v3")...)
 	purge(t, env, jetstream.WithPurgeSequence(25))
 

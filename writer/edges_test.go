@@ -5,7 +5,6 @@ import (
 
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -193,19 +192,14 @@ func TestWrite_TokenOfALostTail(t *testing.T) {
 	for i := range 5 {
 		mustWrite(t, w, put(fmt.Sprint("k", i), "kept"))
 	}
-	e.StopServer()
-	backup := filepath.Join(t.TempDir(), "store")
-	testenv.CopyDir(t, e.StoreDir(), backup)
-	e.StartServerAgain(t)
+	backup := e.BackupStore(t)
 	var lost api.WriteResult
 	testenv.Eventually(t, 10*time.Second, "a write after the restart", func() bool {
 		var err error
 		lost, err = w.Write(testContext(t), put("k", "lost"))
 		return err == nil
 	})
-	e.StopServer()
-	testenv.RestoreDir(t, backup, e.StoreDir())
-	e.StartServerAgain(t)
+	e.RestoreStore(t, backup)
 	// A write sent before the writer is back cannot know of the restore;
 	// one sent after its connection is back must.
 	testenv.Eventually(t, 10*time.Second, "the writer's connection to come back", func() bool {
@@ -235,10 +229,7 @@ func TestWrite_StoredBelowTheTokenAfterALostTail(t *testing.T) {
 	for i := range 5 {
 		mustWrite(t, w, put(fmt.Sprint("k", i), "kept"))
 	}
-	e.StopServer()
-	backup := filepath.Join(t.TempDir(), "store")
-	testenv.CopyDir(t, e.StoreDir(), backup)
-	e.StartServerAgain(t)
+	backup := e.BackupStore(t)
 	// The reconnect marks the stream suspect; the next write clears it.
 	testenv.Eventually(t, 10*time.Second, "the writer's connection to come back", func() bool {
 		return e.Conn.Conn.IsConnected() && e.Stream.Suspected()

@@ -4,6 +4,8 @@
 package testenv
 
 import (
+	"path/filepath"
+
 	"github.com/tidemark/tidemark/internal/natsserver"
 
 	"github.com/tidemark/tidemark/internal/natsconn"
@@ -123,6 +125,27 @@ func (e *Env) StartServerAgain(t testing.TB) {
 	}
 	e.Server = s
 	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+}
+
+// BackupStore copies the server's store, stopping the server for the copy
+// and starting it again, and returns the copy's directory: putting it back
+// (RestoreDir while the server is stopped) loses what was written since.
+func (e *Env) BackupStore(t testing.TB) string {
+	t.Helper()
+	e.StopServer()
+	dir := filepath.Join(t.TempDir(), "store")
+	CopyDir(t, e.StoreDir(), dir)
+	e.StartServerAgain(t)
+	return dir
+}
+
+// RestoreStore stops the server, puts a copy made by BackupStore in place
+// of its store, and starts it again: the stream has lost its tail.
+func (e *Env) RestoreStore(t testing.TB, backup string) {
+	t.Helper()
+	e.StopServer()
+	RestoreDir(t, backup, e.StoreDir())
+	e.StartServerAgain(t)
 }
 
 // StoreDir returns the server's JetStream store directory.
