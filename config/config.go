@@ -45,8 +45,10 @@ const (
 
 	// DefaultReplicaData is the replica's Badger directory.
 	DefaultReplicaData = "./tidemark-replica"
-	// DefaultReplicaSyncWrites makes Badger fsync every commit.
-	DefaultReplicaSyncWrites = true
+	// DefaultReplicaSyncWrites leaves Badger's fsyncs to Badger: the stream
+	// is the durable source of truth, and a replica that restarts behind
+	// what it served resumes from the stream while token reads wait.
+	DefaultReplicaSyncWrites = false
 	// DefaultReplicaBootstrap lets a replica behind a purge or the stream's
 	// limits bootstrap from a snapshot of another replica.
 	DefaultReplicaBootstrap = true
@@ -59,6 +61,9 @@ const (
 	DefaultDevNATSListen = "127.0.0.1:4222"
 	// DefaultDevData is the directory `tidemark dev` keeps its state in.
 	DefaultDevData = "./tidemark-data"
+	// DefaultWriterGroupCommit turns on the writer's group commit.
+	DefaultWriterGroupCommit = true
+
 	// DefaultDevDurable makes `tidemark dev` fsync like production.
 	DefaultDevDurable = false
 
@@ -179,6 +184,13 @@ type GatewayConfig struct {
 type WriterConfig struct {
 	// HTTP is the listen address for health and metrics; empty is off.
 	HTTP string `yaml:"http"`
+	// GroupCommit publishes the writes waiting at the same moment as one
+	// JetStream atomic batch, which a server that fsyncs every write
+	// (sync_interval: always, as production runs) stores with one fsync.
+	// Turn it off for a server that does not fsync every write, where a
+	// batch costs more than it saves; `tidemark dev` uses it only with
+	// dev.durable.
+	GroupCommit bool `yaml:"group_commit"`
 }
 
 // ReplicaConfig describes one replica.
@@ -187,7 +199,9 @@ type ReplicaConfig struct {
 	ID string `yaml:"id"`
 	// Data is the Badger directory.
 	Data string `yaml:"data"`
-	// SyncWrites makes Badger fsync every commit.
+	// SyncWrites makes Badger fsync every commit. No guarantee needs it:
+	// the stream is the durable source of truth, and tokens carry the
+	// position, so a replica that restarts behind makes token reads wait.
 	SyncWrites bool `yaml:"sync_writes"`
 	// HTTP is the listen address for health and metrics; empty is off.
 	HTTP string `yaml:"http"`
@@ -244,6 +258,9 @@ func Default() Config {
 			MaxValueBytes: DefaultGatewayMaxValueBytes,
 			DefaultWait:   DefaultGatewayDefaultWait,
 			MaxWait:       DefaultGatewayMaxWait,
+		},
+		Writer: WriterConfig{
+			GroupCommit: DefaultWriterGroupCommit,
 		},
 		Replica: ReplicaConfig{
 			Data:       DefaultReplicaData,

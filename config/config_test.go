@@ -38,7 +38,8 @@ func TestDefault_Values(t *testing.T) {
 		{"gateway.access_log", c.Gateway.AccessLog, false},
 		{"replica.id", c.Replica.ID, ""},
 		{"replica.data", c.Replica.Data, "./tidemark-replica"},
-		{"replica.sync_writes", c.Replica.SyncWrites, true},
+		{"replica.sync_writes", c.Replica.SyncWrites, false},
+		{"writer.group_commit", c.Writer.GroupCommit, true},
 		{"replica.http", c.Replica.HTTP, ""},
 		{"replica.bootstrap", c.Replica.Bootstrap, true},
 		{"replica.cache_mb", c.Replica.CacheMB, 64},
@@ -59,7 +60,7 @@ func TestDefault_Values(t *testing.T) {
 
 func TestFields(t *testing.T) {
 	names := config.Fields()
-	if got, want := len(names), 35; got != want {
+	if got, want := len(names), 36; got != want {
 		t.Fatalf("len(Fields())=%d, want %d: %v", got, want, names)
 	}
 	if !slices.IsSorted(names) {
@@ -124,7 +125,7 @@ func TestSet(t *testing.T) {
 		{"int plus sign", "dev.replicas", "+3", func(c config.Config) bool { return c.Dev.Replicas == 3 }},
 		{"int negative", "dev.replicas", "-3", func(c config.Config) bool { return c.Dev.Replicas == -3 }},
 		{"int64", "stream.max_bytes", "1099511627776", func(c config.Config) bool { return c.Stream.MaxBytes == 1<<40 }},
-		{"bool false", "replica.sync_writes", "false", func(c config.Config) bool { return !c.Replica.SyncWrites }},
+		{"bool false", "writer.group_commit", "false", func(c config.Config) bool { return !c.Writer.GroupCommit }},
 		{"bool 1", "dev.durable", "1", func(c config.Config) bool { return c.Dev.Durable }},
 		{"bool TRUE", "dev.durable", "TRUE", func(c config.Config) bool { return c.Dev.Durable }},
 		{"duration ms", "gateway.default_wait", "250ms", func(c config.Config) bool { return c.Gateway.DefaultWait == config.Duration(250*time.Millisecond) }},

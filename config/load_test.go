@@ -50,10 +50,12 @@ gateway:
 replica:
   id: replica-a
   data: /var/lib/tidemark
-  sync_writes: false
+  sync_writes: true
   http: 127.0.0.1:9100
   bootstrap: false
   cache_mb: 16
+writer:
+  group_commit: false
 dev:
   replicas: 3
   nats_listen: 127.0.0.1:14222
@@ -90,10 +92,11 @@ func fullConfig() config.Config {
 			DefaultWait:   config.Duration(2 * time.Second),
 			MaxWait:       config.Duration(10 * time.Second),
 		},
+		Writer: config.WriterConfig{GroupCommit: false},
 		Replica: config.ReplicaConfig{
 			ID:         "replica-a",
 			Data:       "/var/lib/tidemark",
-			SyncWrites: false,
+			SyncWrites: true,
 			HTTP:       "127.0.0.1:9100",
 			Bootstrap:  false,
 			CacheMB:    16,

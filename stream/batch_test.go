@@ -17,12 +17,15 @@ func TestParseBatchAck(t *testing.T) {
 		{"empty", ``, 1, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			seq, err := ParseBatchAck([]byte(tc.data), tc.n)
+			ack, err := ParseBatchAck([]byte(tc.data), tc.n)
 			if got, want := err == nil, tc.ok; got != want {
 				t.Fatalf("ParseBatchAck err=%v, want ok=%v", err, want)
 			}
-			if got, want := seq, tc.seq; got != want {
+			if got, want := ack.Seq, tc.seq; got != want {
 				t.Fatalf("ParseBatchAck=%d, want %d", got, want)
+			}
+			if tc.ok && (ack.Stream != "S" || ack.Count != tc.n) {
+				t.Fatalf("ParseBatchAck=%+v, want stream S and count %d", ack, tc.n)
 			}
 		})
 	}
@@ -32,9 +35,9 @@ func FuzzParseBatchAck(f *testing.F) {
 	f.Add([]byte(`{"stream":"S","seq":42,"batch":"b","count":3}`), 3)
 	f.Add([]byte(`{"error":{"code":503}}`), 1)
 	f.Fuzz(func(t *testing.T, data []byte, n int) {
-		seq, err := ParseBatchAck(data, n)
-		if err == nil && (n < 0 || seq < uint64(n)) {
-			t.Fatalf("ParseBatchAck(%q, %d)=%d without error", data, n, seq)
+		ack, err := ParseBatchAck(data, n)
+		if err == nil && (n < 0 || ack.Seq < uint64(n) || ack.Count != n || ack.Error != nil) {
+			t.Fatalf("ParseBatchAck(%q, %d)=%+v without error", data, n, ack)
 		}
 	})
 }

@@ -13,6 +13,21 @@ import (
 const (
 	MetricWrites       = "tidemark_writer_writes_total"
 	MetricWriteSeconds = "tidemark_writer_write_seconds"
+	// MetricBatches counts group commit's atomic batches by outcome
+	// (BatchCommitted, BatchRefused, BatchUnknown).
+	MetricBatches = "tidemark_writer_batches_total"
+	// MetricBatchedWrites counts the messages that committed batches
+	// stored.
+	MetricBatchedWrites = "tidemark_writer_batched_messages_total"
+)
+
+// Outcomes of a group commit batch. A refused batch stored nothing, and a
+// batch whose answer did not come may or may not be stored: the messages of
+// both are published again one by one, under their message ids.
+const (
+	BatchCommitted = "committed"
+	BatchRefused   = "refused"
+	BatchUnknown   = "unknown"
 )
 
 // OutcomeOK is the outcome label of a write that succeeded; a failed
@@ -29,6 +44,10 @@ type writeMetrics struct {
 	okDel   prometheus.Counter
 	secPut  prometheus.Observer
 	secDel  prometheus.Observer
+
+	batches   *prometheus.CounterVec
+	batched   prometheus.Counter
+	committed prometheus.Counter
 }
 
 func (m *writeMetrics) init() {
@@ -44,7 +63,25 @@ func (m *writeMetrics) init() {
 		m.okDel = m.writes.WithLabelValues(opLabel(api.OpDelete), OutcomeOK)
 		m.secPut = m.seconds.WithLabelValues(opLabel(api.OpPut))
 		m.secDel = m.seconds.WithLabelValues(opLabel(api.OpDelete))
+		m.batches = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricBatches, Help: "Group commit's atomic batches by outcome (committed, refused, unknown).",
+		}, []string{"outcome"})
+		m.committed = m.batches.WithLabelValues(BatchCommitted)
+		m.batched = prometheus.NewCounter(prometheus.CounterOpts{
+			Name: MetricBatchedWrites, Help: "Messages stored by group commit's committed batches.",
+		})
 	})
+}
+
+// batch counts a group commit batch of n messages with its outcome.
+func (m *writeMetrics) batch(outcome string, n int) {
+	m.init()
+	if outcome == BatchCommitted {
+		m.committed.Inc()
+		m.batched.Add(float64(n))
+		return
+	}
+	m.batches.WithLabelValues(outcome).Inc()
 }
 
 func (m *writeMetrics) observe(op api.Op, start time.Time, err error) {

@@ -147,49 +147,53 @@ func TestService_Info(t *testing.T) {
 }
 
 func TestService_Stop(t *testing.T) {
-	e := testenv.Start(t)
-	subjects := wire.Subjects{}
-	svc := writer.NewService(e.Conn.Conn, subjects, newWriter(e, writer.Config{}), zerolog.Nop())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	testenv.Eventually(t, 10*time.Second, "writer service to answer", func() bool {
-		_, err := e.Conn.RequestMsg(wire.WriteMsg(subjects.Put(), put("k", "v")), time.Second)
-		return err == nil
-	})
+	inModes(t, func(t *testing.T, newWriter newWriterFunc) {
+		e := testenv.Start(t)
+		subjects := wire.Subjects{}
+		svc := writer.NewService(e.Conn.Conn, subjects, newWriter(e, writer.Config{}), zerolog.Nop())
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- svc.Run(ctx) }()
+		testenv.Eventually(t, 10*time.Second, "writer service to answer", func() bool {
+			_, err := e.Conn.RequestMsg(wire.WriteMsg(subjects.Put(), put("k", "v")), time.Second)
+			return err == nil
+		})
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Run did not return after its context ended")
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return after its context ended")
-	}
-	if _, err := e.Conn.RequestMsg(wire.WriteMsg(subjects.Put(), put("k", "v")), time.Second); !errors.Is(err, nats.ErrNoResponders) {
-		t.Fatalf("request after stop: err=%v, want %v", err, nats.ErrNoResponders)
-	}
+		if _, err := e.Conn.RequestMsg(wire.WriteMsg(subjects.Put(), put("k", "v")), time.Second); !errors.Is(err, nats.ErrNoResponders) {
+			t.Fatalf("request after stop: err=%v, want %v", err, nats.ErrNoResponders)
+		}
+	})
 }
 
 func TestService_ConnectionClosed(t *testing.T) {
-	e := testenv.Start(t)
-	nc := testenv.Connect(t, e.Server.ClientURL())
-	svc := writer.NewService(nc.Conn, wire.Subjects{}, newWriter(e, writer.Config{}), zerolog.Nop())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(context.Background()) }()
-	ping, _ := micro.ControlSubject(micro.PingVerb, writer.ServiceName, "")
-	testenv.Eventually(t, 10*time.Second, "writer service to answer PING", func() bool {
-		_, err := e.Conn.Request(ping, nil, time.Second)
-		return err == nil
-	})
-	nc.Close()
-	select {
-	case err := <-done:
-		if !errors.Is(err, nats.ErrConnectionClosed) {
-			t.Fatalf("Run: err=%v, want %v", err, nats.ErrConnectionClosed)
+	inModes(t, func(t *testing.T, newWriter newWriterFunc) {
+		e := testenv.Start(t)
+		nc := testenv.Connect(t, e.Server.ClientURL())
+		svc := writer.NewService(nc.Conn, wire.Subjects{}, newWriter(e, writer.Config{}), zerolog.Nop())
+		done := make(chan error, 1)
+		go func() { done <- svc.Run(context.Background()) }()
+		ping, _ := micro.ControlSubject(micro.PingVerb, writer.ServiceName, "")
+		testenv.Eventually(t, 10*time.Second, "writer service to answer PING", func() bool {
+			_, err := e.Conn.Request(ping, nil, time.Second)
+			return err == nil
+		})
+		nc.Close()
+		select {
+		case err := <-done:
+			if !errors.Is(err, nats.ErrConnectionClosed) {
+				t.Fatalf("Run: err=%v, want %v", err, nats.ErrConnectionClosed)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Run did not return after its connection closed")
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return after its connection closed")
-	}
+	})
 }

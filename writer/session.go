@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tidemark/tidemark/stream"
 )
@@ -175,7 +174,7 @@ func (w *Writer) claimNumber(ctx context.Context, req api.WriteRequest, id strin
 		if err != nil || c.mine {
 			return c, err
 		}
-		ack, err := w.publishMsg(ctx, req, stream.MarkerMsg(w.stream.Subject(), req.Session, req.SessionSeq), markerID(id), jetstream.WithExpectLastSequencePerSubject(c.last.seq))
+		ack, err := w.publishMsg(ctx, req, stream.MarkerMsg(w.stream.Subject(), req.Session, req.SessionSeq), markerID(id), expectLast(c.last.seq))
 		if err == nil && ack.Duplicate {
 			// An earlier attempt of this write id stored a marker: it must
 			// be this write's.

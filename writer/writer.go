@@ -50,6 +50,13 @@ type Config struct {
 	// AttemptTimeout bounds each request to JetStream; a request that times
 	// out is retried with the same message id. DefaultAttemptTimeout when 0.
 	AttemptTimeout time.Duration
+	// GroupCommit publishes the writes waiting at the same moment to the
+	// stream together, as JetStream atomic batches: a server that fsyncs
+	// every write (sync_interval: always) then makes one fsync for many
+	// writes instead of one each. Each write keeps its own revision, write
+	// id and conditions. Where the server does not fsync every write,
+	// batches cost more than they save: leave it off.
+	GroupCommit bool
 	// Records reads keys from the replicas. A conditional write asks it,
 	// with strong consistency, for the current revision of a key none of
 	// whose messages the stream holds any more (removed by limits or a
@@ -98,7 +105,7 @@ func New(cfg Config) *Writer {
 		w.attemptTimeout = DefaultAttemptTimeout
 	}
 	if cfg.Stream != nil {
-		w.pub = newPublisher(cfg.Stream.JetStream().Conn(), w.attemptTimeout)
+		w.pub = newPublisher(cfg.Stream.JetStream().Conn(), w.attemptTimeout, cfg.GroupCommit, &w.metrics)
 	}
 	return w
 }
@@ -169,7 +176,7 @@ func (w *Writer) write(ctx context.Context, req api.WriteRequest, id string, ss 
 	case ss != nil:
 		at, err = w.writeInSession(ctx, req, id, ss)
 	default:
-		at, err = w.publish(ctx, req, id)
+		at, err = w.publish(ctx, req, id, expectation{})
 	}
 	if err != nil {
 		return failed, err
@@ -270,7 +277,7 @@ func (w *Writer) writeInSession(ctx context.Context, req api.WriteRequest, id st
 	if err != nil {
 		return placed{}, err
 	}
-	at, err := w.publish(ctx, req, id, jetstream.WithExpectLastSequenceForSubject(c.last.seq, c.subject))
+	at, err := w.publish(ctx, req, id, expectLastFor(c.subject, c.last.seq))
 	if wire.WrongLastSeq(err) {
 		ss.last.ok = false
 		return w.overtaken(ctx, req, id, c)
@@ -284,7 +291,7 @@ func (w *Writer) writeInSession(ctx context.Context, req api.WriteRequest, id st
 // with JetStream's wrong-last-sequence error.
 func (w *Writer) publishIf(ctx context.Context, req api.WriteRequest, id string, ss *session, expect uint64) (placed, error) {
 	if ss == nil {
-		return w.publish(ctx, req, id, jetstream.WithExpectLastSequencePerSubject(expect))
+		return w.publish(ctx, req, id, expectLast(expect))
 	}
 	for round := 1; ; round++ {
 		c, err := w.order(ctx, req, id, ss)
@@ -353,12 +360,12 @@ func (w *Writer) validate(req api.WriteRequest) error {
 	return nil
 }
 
-// publish publishes req with message id id and the extra options opts,
+// publish publishes req with message id id and the expectation exp,
 // retrying transient failures with the same id, and returns where the ack
 // says the stream holds it. An ack from the duplicate window is checked to
 // be req's own write.
-func (w *Writer) publish(ctx context.Context, req api.WriteRequest, id string, opts ...jetstream.PublishOpt) (placed, error) {
-	ack, err := w.publishMsg(ctx, req, stream.Message(w.stream.Subject(), req), id, opts...)
+func (w *Writer) publish(ctx context.Context, req api.WriteRequest, id string, exp expectation) (placed, error) {
+	ack, err := w.publishMsg(ctx, req, stream.Message(w.stream.Subject(), req), id, exp)
 	if err != nil {
 		return placed{}, err
 	}
@@ -371,17 +378,16 @@ func (w *Writer) publish(ctx context.Context, req api.WriteRequest, id string, o
 	return placed{seq: ack.Sequence}, nil
 }
 
-// publishMsg publishes m, a message of req, with message id id and the extra
-// options opts, retrying transient failures with the same id.
-func (w *Writer) publishMsg(ctx context.Context, req api.WriteRequest, m *nats.Msg, id string, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
-	// JetStream's own no-responder retries are off: retry does them, with
-	// backoff, within the write's time budget.
-	opts = append(opts, jetstream.WithMsgID(id), jetstream.WithRetryAttempts(0))
+// publishMsg publishes m, a message of req, with message id id and the
+// expectation exp, retrying transient failures with the same id.
+func (w *Writer) publishMsg(ctx context.Context, req api.WriteRequest, m *nats.Msg, id string, exp expectation) (*jetstream.PubAck, error) {
+	m.Header.Set(stream.HeaderMsgID, id)
+	exp.set(m)
 	known := w.stream.KnownLast()
 	var ack *jetstream.PubAck
 	err := w.retry(ctx, "publish", func(ctx context.Context) error {
 		var err error
-		ack, err = w.pub.publish(ctx, m, opts...)
+		ack, err = w.pub.publish(ctx, m)
 		return err
 	})
 	if err != nil {
@@ -396,6 +402,34 @@ func (w *Writer) publishMsg(ctx context.Context, req api.WriteRequest, m *nats.M
 		w.stream.Suspect()
 	}
 	return ack, nil
+}
+
+// expectation is what the stream must hold for a message to be stored:
+// nothing (the zero value), or a last sequence of a subject, which the
+// server checks as it stores the message, alone or in an atomic batch.
+type expectation struct {
+	on      bool
+	subject string // the message's own subject when empty
+	seq     uint64 // 0: no message
+}
+
+// expectLast expects the message's own subject to have last sequence seq.
+func expectLast(seq uint64) expectation { return expectation{on: true, seq: seq} }
+
+// expectLastFor expects subject to have last sequence seq.
+func expectLastFor(subject string, seq uint64) expectation {
+	return expectation{on: true, subject: subject, seq: seq}
+}
+
+// set puts e into m's headers.
+func (e expectation) set(m *nats.Msg) {
+	if !e.on {
+		return
+	}
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(e.seq, 10))
+	if e.subject != "" {
+		m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, e.subject)
+	}
 }
 
 // publishError maps a publish failure that retry gave up on to a sentinel.
@@ -486,5 +520,5 @@ func (w *Writer) get(ctx context.Context, what string, fn func(context.Context, 
 // and outcome, and write latency. Register it once per registry.
 func (w *Writer) Collector() prometheus.Collector {
 	w.metrics.init()
-	return metrics.Collectors{w.metrics.writes, w.metrics.seconds}
+	return metrics.Collectors{w.metrics.writes, w.metrics.seconds, w.metrics.batches, w.metrics.batched}
 }

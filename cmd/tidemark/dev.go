@@ -84,7 +84,7 @@ func runDev(ctx context.Context, c config.Config, env *cmdEnv) error {
 	var replicas []replica.Config
 	for i := 1; i <= c.Dev.Replicas; i++ {
 		id := fmt.Sprintf("r%d", i)
-		replicas = append(replicas, replicaConfig(c, id, filepath.Join(data, "replica-"+id), c.Dev.Durable))
+		replicas = append(replicas, replicaConfig(c, id, filepath.Join(data, "replica-"+id), c.Replica.SyncWrites))
 	}
 	reg := newRegistry(nc)
 	var pipeline *stack.Stack
@@ -92,9 +92,12 @@ func runDev(ctx context.Context, c config.Config, env *cmdEnv) error {
 	if err != nil {
 		return err
 	}
+	wc := writerConfig(c)
+	// Group commit saves fsyncs, which only a durable server makes.
+	wc.GroupCommit = wc.GroupCommit && c.Dev.Durable
 	pipeline, err = stack.Start(ctx, stack.Config{
 		Conn: nc.Conn, Stream: st, Subjects: wire.Subjects{Prefix: c.API.Prefix}, Logger: log,
-		Writer: writerConfig(c), Replicas: replicas, Gateway: gc, Local: true,
+		Writer: wc, Replicas: replicas, Gateway: gc, Local: true,
 	})
 	if err != nil {
 		return err
@@ -135,7 +138,7 @@ func printBanner(w io.Writer, addr net.Addr, natsURL, data string, c config.Conf
 	base := "http://" + host
 	mode := "fast (JetStream fsyncs every 2 minutes; a machine crash can lose the last writes; restart with --durable to fsync every write)"
 	if c.Dev.Durable {
-		mode = "durable (JetStream and Badger fsync every write)"
+		mode = "durable (JetStream fsyncs every write before it is acknowledged, many at once by group commit)"
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nTidemark dev is running.\n")
