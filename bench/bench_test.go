@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -59,6 +60,73 @@ func TestMedian(t *testing.T) {
 	}
 	if got, want := m[0].Runs, 3; got != want {
 		t.Fatalf("Runs=%d, want %d", got, want)
+	}
+}
+
+func TestGoal(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		goal   goal
+		row    Row
+		text   string
+		met    bool
+		margin float64
+	}{
+		{"ratio met", goal{minRatio: 2}, Row{Ratio: 3}, ">= 2x", true, 0.5},
+		{"ratio missed", goal{minRatio: 2}, Row{Ratio: 1}, ">= 2x", false, -0.5},
+		{"ratio of another row", goal{minRatio: 0.5, of: "HTTP alone: nothing"}, Row{Ratio: 3, TargetRatio: 0.25}, ">= 0.5x HTTP alone", false, -0.5},
+		{"value", goal{minValue: 100}, Row{Value: 150}, ">= 100", true, 0.5},
+		{"p99 met", goal{maxP99: time.Millisecond}, Row{Ops: 1, P99: 250}, "p99 < 1ms", true, 0.75},
+		{"p99 missed", goal{maxP99: time.Millisecond}, Row{Ops: 1, P99: 3000}, "p99 < 1ms", false, -2},
+		{"p99 at the bound", goal{maxP99: time.Millisecond}, Row{Ops: 1, P99: 1000}, "p99 < 1ms", false, 0},
+		{"p99 of nothing", goal{maxP99: time.Millisecond}, Row{}, "p99 < 1ms", false, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tc.row
+			r.goal = tc.goal
+			r.finish()
+			if got, want := r.Target, tc.text; got != want {
+				t.Errorf("Target=%q, want %q", got, want)
+			}
+			if r.Met == nil || *r.Met != tc.met {
+				t.Errorf("Met=%v, want %v", r.Met, tc.met)
+			}
+			if got, want := r.Margin, tc.margin; math.Abs(got-want) > 1e-9 {
+				t.Errorf("Margin=%v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// TestAgainst: a goal of another row is a ratio to that row of the same
+// section, which the table shows next to the verdict.
+func TestAgainst(t *testing.T) {
+	rows := []Row{
+		{Section: "reads", Name: "ceiling", Value: 1000},
+		{Section: "writes", Name: "ceiling", Value: 400},
+		{Section: "writes", Name: "gateway", Value: 300, Ratio: 3, goal: goal{minRatio: 0.7, of: "ceiling"}},
+	}
+	against(rows)
+	for i := range rows {
+		rows[i].finish()
+	}
+	g := rows[2]
+	if got, want := g.TargetRatio, 0.75; got != want {
+		t.Fatalf("TargetRatio=%v, want %v (of the writes row, not the reads one)", got, want)
+	}
+	if got, want := g.TargetBaseline, "ceiling"; got != want {
+		t.Fatalf("TargetBaseline=%q, want %q", got, want)
+	}
+	if g.Met == nil || !*g.Met {
+		t.Fatalf("Met=%v, want true (0.75x >= 0.7x)", g.Met)
+	}
+	var table bytes.Buffer
+	rep := &Report{Modes: []ModeReport{{Mode: ModeFast, Rows: rows}}}
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table.String(), "met by 7% (0.75x)") {
+		t.Fatalf("table lacks the verdict and its ratio:\n%s", table.String())
 	}
 }
 
