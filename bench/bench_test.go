@@ -183,6 +183,7 @@ func TestRun(t *testing.T) {
 			t.Errorf("no rows for section %s", s)
 		}
 	}
+	checkShapes(t, rep.Modes[0].Rows)
 	var table, js bytes.Buffer
 	if err := rep.WriteTable(&table); err != nil {
 		t.Fatal(err)
@@ -190,8 +191,57 @@ func TestRun(t *testing.T) {
 	if err := rep.WriteJSON(&js); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(table.String(), "NATS KV Get") || !strings.Contains(js.String(), `"section": "catchup"`) {
+	if !strings.Contains(table.String(), "NATS KV Get") || !strings.Contains(js.String(), `"section": "catchup"`) ||
+		!strings.Contains(js.String(), `"target_baseline": "`+httpCeiling+`"`) {
 		t.Fatalf("report lacks rows:\n%s", table.String())
+	}
+}
+
+// checkShapes checks the rows of a fast run that make each comparison like
+// with like: every write row is compared with raw sync publish by the same
+// callers, the gateways' target is of the empty HTTP handler, an ack to
+// value row per gateway, and the value sizes each compared with the
+// smallest.
+func checkShapes(t *testing.T, rows []Row) {
+	t.Helper()
+	const sync = "raw JetStream sync publish"
+	var gateways, acks, sizes int
+	for _, r := range rows {
+		switch {
+		case r.Section == "writes" && (r.Name == "raw JetStream async publish" || r.Name == sync):
+			if r.Baseline != "" {
+				t.Errorf("writes / %s: compared with %q, want no baseline", r.Name, r.Baseline)
+			}
+		case r.Section == "writes":
+			if r.Baseline != sync || r.Ratio <= 0 {
+				t.Errorf("writes / %s: baseline %q ratio %v, want a ratio to %q", r.Name, r.Baseline, r.Ratio, sync)
+			}
+			if strings.Contains(r.Name, "(HTTP)") {
+				gateways++
+				if r.Met == nil || r.TargetBaseline != httpCeiling || r.TargetRatio <= 0 {
+					t.Errorf("writes / %s: target %q of %q (%v), want one of %q", r.Name, r.Target, r.TargetBaseline, r.TargetRatio, httpCeiling)
+				}
+			}
+			if r.Name == writerService && r.Target != ">= 0.6x" {
+				t.Errorf("writes / %s: target %q, want >= 0.6x", r.Name, r.Target)
+			}
+		case r.Section == "ryw" && strings.HasPrefix(r.Name, "ack to value"):
+			acks++
+			if r.Met == nil || !strings.HasPrefix(r.Target, "p99 < ") || r.Ops == 0 || r.Errors > 0 {
+				t.Errorf("ryw / %s: target %q, %d ops, %d errors (%s)", r.Name, r.Target, r.Ops, r.Errors, r.Note)
+			}
+		case r.Section == "sizes":
+			sizes++
+			if sizes > 1 && (r.Baseline != "gateway writes, 256 B values" || r.Ratio <= 0) {
+				t.Errorf("sizes / %s: baseline %q ratio %v", r.Name, r.Baseline, r.Ratio)
+			}
+		}
+	}
+	if gateways == 0 || acks != gateways {
+		t.Errorf("%d gateway write rows, %d ack to value rows: want one of each per gateway", gateways, acks)
+	}
+	if got, want := sizes, len(valueSizes); got != want {
+		t.Errorf("%d sizes rows, want %d", got, want)
 	}
 }
 
