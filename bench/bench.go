@@ -87,8 +87,8 @@ type Config struct {
 	Stack string
 	// Window bounds the raw async baseline's publishes awaiting an ack.
 	Window int
-	// Only, when not empty, runs only these sections (writes, apply, ryw,
-	// reads, catchup, memory).
+	// Only, when not empty, runs only these sections (writes, ryw, reads,
+	// sizes, apply, catchup, memory).
 	Only []string
 	// Dir is where temporary directories go; "" is the system's.
 	Dir string
@@ -105,7 +105,7 @@ type Config struct {
 }
 
 // Sections of a run, in the order they run.
-var Sections = []string{"writes", "ryw", "reads", "apply", "catchup", "memory"}
+var Sections = []string{"writes", "ryw", "reads", "sizes", "apply", "catchup", "memory"}
 
 // New returns cfg with defaults for the zero fields.
 func New(cfg Config) Config {
@@ -239,10 +239,7 @@ func runMode(ctx context.Context, cfg Config, mode string) ([]Row, error) {
 		return nil, err
 	}
 	defer e.close()
-	ph := &phases{e: e, cfg: cfg, value: make([]byte, cfg.Size)}
-	for i := range ph.value {
-		ph.value[i] = 'a' + byte(i%26)
-	}
+	ph := &phases{e: e, cfg: cfg, value: value(cfg.Size)}
 	steps := []struct {
 		section string
 		run     func(context.Context) error
@@ -250,6 +247,7 @@ func runMode(ctx context.Context, cfg Config, mode string) ([]Row, error) {
 		{"writes", ph.writes},
 		{"ryw", ph.ryw},
 		{"reads", ph.reads},
+		{"sizes", ph.sizes},
 		{"apply", ph.apply},
 		{"catchup", ph.catchUp},
 		{"memory", ph.memory},
@@ -265,6 +263,7 @@ func runMode(ctx context.Context, cfg Config, mode string) ([]Row, error) {
 			return nil, fmt.Errorf("%s: %w", s.section, err)
 		}
 	}
+	against(ph.rows)
 	for i := range ph.rows {
 		ph.rows[i].finish()
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -62,6 +63,73 @@ func TestMedian(t *testing.T) {
 	}
 }
 
+func TestGoal(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		goal   goal
+		row    Row
+		text   string
+		met    bool
+		margin float64
+	}{
+		{"ratio met", goal{minRatio: 2}, Row{Ratio: 3}, ">= 2x", true, 0.5},
+		{"ratio missed", goal{minRatio: 2}, Row{Ratio: 1}, ">= 2x", false, -0.5},
+		{"ratio of another row", goal{minRatio: 0.5, of: "HTTP alone: nothing"}, Row{Ratio: 3, TargetRatio: 0.25}, ">= 0.5x HTTP alone", false, -0.5},
+		{"value", goal{minValue: 100}, Row{Value: 150}, ">= 100", true, 0.5},
+		{"p99 met", goal{maxP99: time.Millisecond}, Row{Ops: 1, P99: 250}, "p99 < 1ms", true, 0.75},
+		{"p99 missed", goal{maxP99: time.Millisecond}, Row{Ops: 1, P99: 3000}, "p99 < 1ms", false, -2},
+		{"p99 at the bound", goal{maxP99: time.Millisecond}, Row{Ops: 1, P99: 1000}, "p99 < 1ms", false, 0},
+		{"p99 of nothing", goal{maxP99: time.Millisecond}, Row{}, "p99 < 1ms", false, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tc.row
+			r.goal = tc.goal
+			r.finish()
+			if got, want := r.Target, tc.text; got != want {
+				t.Errorf("Target=%q, want %q", got, want)
+			}
+			if r.Met == nil || *r.Met != tc.met {
+				t.Errorf("Met=%v, want %v", r.Met, tc.met)
+			}
+			if got, want := r.Margin, tc.margin; math.Abs(got-want) > 1e-9 {
+				t.Errorf("Margin=%v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// TestAgainst: a goal of another row is a ratio to that row of the same
+// section, which the table shows next to the verdict.
+func TestAgainst(t *testing.T) {
+	rows := []Row{
+		{Section: "reads", Name: "ceiling", Value: 1000},
+		{Section: "writes", Name: "ceiling", Value: 400},
+		{Section: "writes", Name: "gateway", Value: 300, Ratio: 3, goal: goal{minRatio: 0.7, of: "ceiling"}},
+	}
+	against(rows)
+	for i := range rows {
+		rows[i].finish()
+	}
+	g := rows[2]
+	if got, want := g.TargetRatio, 0.75; got != want {
+		t.Fatalf("TargetRatio=%v, want %v (of the writes row, not the reads one)", got, want)
+	}
+	if got, want := g.TargetBaseline, "ceiling"; got != want {
+		t.Fatalf("TargetBaseline=%q, want %q", got, want)
+	}
+	if g.Met == nil || !*g.Met {
+		t.Fatalf("Met=%v, want true (0.75x >= 0.7x)", g.Met)
+	}
+	var table bytes.Buffer
+	rep := &Report{Modes: []ModeReport{{Mode: ModeFast, Rows: rows}}}
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table.String(), "met by 7% (0.75x)") {
+		t.Fatalf("table lacks the verdict and its ratio:\n%s", table.String())
+	}
+}
+
 func TestPercentiles(t *testing.T) {
 	r := &recorder{}
 	for i := 1; i <= 1000; i++ {
@@ -115,6 +183,7 @@ func TestRun(t *testing.T) {
 			t.Errorf("no rows for section %s", s)
 		}
 	}
+	checkShapes(t, rep.Modes[0].Rows)
 	var table, js bytes.Buffer
 	if err := rep.WriteTable(&table); err != nil {
 		t.Fatal(err)
@@ -122,8 +191,57 @@ func TestRun(t *testing.T) {
 	if err := rep.WriteJSON(&js); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(table.String(), "NATS KV Get") || !strings.Contains(js.String(), `"section": "catchup"`) {
+	if !strings.Contains(table.String(), "NATS KV Get") || !strings.Contains(js.String(), `"section": "catchup"`) ||
+		!strings.Contains(js.String(), `"target_baseline": "`+httpCeiling+`"`) {
 		t.Fatalf("report lacks rows:\n%s", table.String())
+	}
+}
+
+// checkShapes checks the rows of a fast run that make each comparison like
+// with like: every write row is compared with raw sync publish by the same
+// callers, the gateways' target is of the empty HTTP handler, an ack to
+// value row per gateway, and the value sizes each compared with the
+// smallest.
+func checkShapes(t *testing.T, rows []Row) {
+	t.Helper()
+	const sync = "raw JetStream sync publish"
+	var gateways, acks, sizes int
+	for _, r := range rows {
+		switch {
+		case r.Section == "writes" && (r.Name == "raw JetStream async publish" || r.Name == sync):
+			if r.Baseline != "" {
+				t.Errorf("writes / %s: compared with %q, want no baseline", r.Name, r.Baseline)
+			}
+		case r.Section == "writes":
+			if r.Baseline != sync || r.Ratio <= 0 {
+				t.Errorf("writes / %s: baseline %q ratio %v, want a ratio to %q", r.Name, r.Baseline, r.Ratio, sync)
+			}
+			if strings.Contains(r.Name, "(HTTP)") {
+				gateways++
+				if r.Met == nil || r.TargetBaseline != httpCeiling || r.TargetRatio <= 0 {
+					t.Errorf("writes / %s: target %q of %q (%v), want one of %q", r.Name, r.Target, r.TargetBaseline, r.TargetRatio, httpCeiling)
+				}
+			}
+			if r.Name == writerService && r.Target != ">= 0.6x" {
+				t.Errorf("writes / %s: target %q, want >= 0.6x", r.Name, r.Target)
+			}
+		case r.Section == "ryw" && strings.HasPrefix(r.Name, "ack to value"):
+			acks++
+			if r.Met == nil || !strings.HasPrefix(r.Target, "p99 < ") || r.Ops == 0 || r.Errors > 0 {
+				t.Errorf("ryw / %s: target %q, %d ops, %d errors (%s)", r.Name, r.Target, r.Ops, r.Errors, r.Note)
+			}
+		case r.Section == "sizes":
+			sizes++
+			if sizes > 1 && (r.Baseline != "gateway writes, 256 B values" || r.Ratio <= 0) {
+				t.Errorf("sizes / %s: baseline %q ratio %v", r.Name, r.Baseline, r.Ratio)
+			}
+		}
+	}
+	if gateways == 0 || acks != gateways {
+		t.Errorf("%d gateway write rows, %d ack to value rows: want one of each per gateway", gateways, acks)
+	}
+	if got, want := sizes, len(valueSizes); got != want {
+		t.Errorf("%d sizes rows, want %d", got, want)
 	}
 }
 

@@ -90,6 +90,21 @@ type op func(ctx context.Context, i int) error
 // when the previous one returns, until the duration or the operation count
 // is reached or ctx ends, and measures every call.
 func closedLoop(ctx context.Context, l load, fn op) sample {
+	return closedLoopTimed(ctx, l, timed(fn))
+}
+
+// timed is fn measuring itself: from its call to its return.
+func timed(fn op) timedOp {
+	return func(ctx context.Context, i int) (time.Duration, error) {
+		t := time.Now()
+		err := fn(ctx, i)
+		return time.Since(t), err
+	}
+}
+
+// closedLoopTimed is closedLoop of an operation that measures itself: it
+// records the latency each call reports.
+func closedLoopTimed(ctx context.Context, l load, fn timedOp) sample {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if l.duration > 0 {
@@ -112,12 +127,11 @@ func closedLoop(ctx context.Context, l load, fn op) sample {
 				if l.ops > 0 && i >= l.ops {
 					return
 				}
-				t := time.Now()
-				err := fn(ctx, i)
+				d, err := fn(ctx, i)
 				if err != nil && ctx.Err() != nil {
 					return // cut short by the end of the phase
 				}
-				r.record(time.Since(t), err)
+				r.record(d, err)
 			}
 		}()
 	}

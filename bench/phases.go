@@ -49,16 +49,21 @@ func (p *phases) load() load {
 
 // warm runs fn briefly, unmeasured, so that connections, caches and the
 // scheduler are warm when the measured phase starts.
-func (p *phases) warm(ctx context.Context, fn op) {
+func (p *phases) warm(ctx context.Context, fn op) { p.warmTimed(ctx, p.cfg.Concurrency, timed(fn)) }
+
+// warmTimed is warm with workers callers of a timed operation.
+func (p *phases) warmTimed(ctx context.Context, workers int, fn timedOp) {
 	d := min(time.Second, max(p.cfg.Duration/10, 100*time.Millisecond))
-	closedLoop(ctx, load{workers: p.cfg.Concurrency, duration: d, ops: 20 * p.cfg.Concurrency}, fn)
+	closedLoopTimed(ctx, load{workers: workers, duration: d, ops: 20 * workers}, fn)
 }
 
 func writeKey(i int) string { return "bench/w/" + strconv.Itoa(i%10000) }
 func readKey(i int) string  { return "bench/r/" + strconv.Itoa(i) }
 
 // writes measures writes through each path next to raw JetStream publishes
-// of the same message to the same server.
+// of the same message to the same server. Every row's ratio is to raw
+// sync publish by the same closed loop of callers; the raw async row,
+// another shape, is there to read the others by.
 func (p *phases) writes(ctx context.Context) error {
 	e := p.e
 	// The baselines publish the very messages the writer would, to the same
@@ -68,7 +73,7 @@ func (p *phases) writes(ctx context.Context) error {
 
 	p.progress("writes: raw JetStream async publish")
 	async := latencyRow("writes", "raw JetStream async publish", asyncPublish(ctx, e.js, p.load(), p.cfg.Window, rawMsg))
-	async.Note = joinNote(async.Note, fmt.Sprintf("one publisher, %d acks outstanding", p.cfg.Window))
+	async.Note = joinNote(async.Note, fmt.Sprintf("one publisher with %d acks outstanding, not %d callers each awaiting its ack: another shape, which no row is compared with", p.cfg.Window, p.cfg.Concurrency))
 	p.add(async)
 
 	p.progress("writes: raw JetStream sync publish")
@@ -77,11 +82,11 @@ func (p *phases) writes(ctx context.Context) error {
 		return err
 	}
 	p.warm(ctx, rawSync)
-	sync := p.add(latencyRow("writes", "raw JetStream sync publish", closedLoop(ctx, p.load(), rawSync)))
+	base := latencyRow("writes", "raw JetStream sync publish", closedLoop(ctx, p.load(), rawSync))
+	base.Note = joinNote(base.Note, fmt.Sprintf("%d callers, each publishing its next message when the last one's ack arrives: the shape of every row compared with it", p.cfg.Concurrency))
+	p.add(base)
 
-	base := async
 	if e.durable {
-		base = sync
 		p.progress("writes: raw JetStream group commit (atomic batches)")
 		gctx, stop := context.WithCancel(ctx)
 		gc := newGroupCommitter(e.cliC.Conn, e.js, 2)
@@ -94,9 +99,12 @@ func (p *phases) writes(ctx context.Context) error {
 		p.add(r)
 		stop()
 	}
-	target := goal{minRatio: 0.7}
+	// A fast gateway write can at best be an HTTP exchange that does
+	// nothing, measured in this run; a durable one, by gathering
+	// concurrent writes into one fsync, twice the per-message publish.
+	gateway := goal{minRatio: 0.7, of: httpCeiling}
 	if e.durable {
-		target = goal{minRatio: 2}
+		gateway = goal{minRatio: 2}
 	}
 
 	put := func(i int) api.WriteRequest {
@@ -104,12 +112,12 @@ func (p *phases) writes(ctx context.Context) error {
 	}
 	paths := []path{
 		{"writer in the benchmark's process", func(ctx context.Context, i int) error { _, err := e.writer.Write(ctx, put(i)); return err }, goal{}},
-		{writerService, func(ctx context.Context, i int) error { _, err := e.transport.Write(ctx, put(i)); return err }, goal{}},
+		{writerService, func(ctx context.Context, i int) error { _, err := e.transport.Write(ctx, put(i)); return err }, goal{minRatio: 0.6}},
 	}
 	for _, gw := range e.gateways {
-		paths = append(paths, path{gw.name, func(ctx context.Context, i int) error { return p.httpPut(ctx, gw.url, writeKey(i)) }, target})
+		paths = append(paths, path{gw.name, p.httpPutOp(gw.url, p.value), gateway})
 	}
-	paths = append(paths, path{httpCeiling, func(ctx context.Context, i int) error { return p.httpPut(ctx, e.emptyHTTP, writeKey(i)) }, goal{}})
+	paths = append(paths, path{httpCeiling, p.httpPutOp(e.emptyHTTP, p.value), goal{}})
 	for _, r := range p.measure(ctx, "writes", base, paths) {
 		if r.Name == writerService {
 			p.serviceWriteRate = r.Value
@@ -157,13 +165,26 @@ func joinNote(a, b string) string {
 	return a + "; " + b
 }
 
-// httpPut writes key through a gateway.
-func (p *phases) httpPut(ctx context.Context, base, key string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, base+"/v1/kv/"+url.PathEscape(key), bytes.NewReader(p.value))
-	if err != nil {
+// httpPutOp is the operation of putting value at writeKey(i) through the
+// gateway at base, without a session.
+func (p *phases) httpPutOp(base string, value []byte) op {
+	return func(ctx context.Context, i int) error {
+		_, err := p.httpPut(ctx, base, writeKey(i), value, "")
 		return err
 	}
-	return p.do(req, nil)
+}
+
+// httpPut writes value at key through a gateway, with the session's token
+// (none when empty), and returns the session's token the gateway answered.
+func (p *phases) httpPut(ctx context.Context, base, key string, value []byte, token string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, base+"/v1/kv/"+url.PathEscape(key), bytes.NewReader(value))
+	if err != nil {
+		return "", err
+	}
+	if token != "" {
+		req.Header.Set(api.HeaderToken, token)
+	}
+	return p.do(req)
 }
 
 // httpGet reads key through a gateway with a token.
@@ -173,27 +194,24 @@ func (p *phases) httpGet(ctx context.Context, base, key, token string) error {
 		return err
 	}
 	req.Header.Set(api.HeaderToken, token)
-	return p.do(req, nil)
+	_, err = p.do(req)
+	return err
 }
 
-func (p *phases) do(req *http.Request, body *bytes.Buffer) error {
+// do sends req, reads the response body and returns the response's token.
+func (p *phases) do(req *http.Request) (string, error) {
 	resp, err := p.e.http.Do(req)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer resp.Body.Close()
-	if body != nil {
-		_, err = body.ReadFrom(resp.Body)
-	} else {
-		_, err = io.Copy(io.Discard, resp.Body)
-	}
-	if err != nil {
-		return err
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return "", err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s %s: status %d", req.Method, req.URL.Path, resp.StatusCode)
+		return "", fmt.Errorf("%s %s: status %d", req.Method, req.URL.Path, resp.StatusCode)
 	}
-	return nil
+	return resp.Header.Get(api.HeaderToken), nil
 }
 
 // ryw measures read-your-writes: a write through the writer service, then
@@ -261,7 +279,100 @@ func (p *phases) ryw(ctx context.Context) error {
 		}
 		p.add(w)
 	}
+	p.ackToValue(ctx)
 	return nil
+}
+
+// rywClients is the number of callers of the ack-to-value rows.
+const rywClients = 8
+
+func rywKey(i int) string { return "bench/ryw/" + strconv.Itoa(i) }
+
+// ackToValue measures, through each gateway, how long after a write's ack
+// a client that reads its own writes gets the value: rywClients callers,
+// each with a session of its own, put a new key, then get it with the
+// token the put returned; the row's latencies are the gets'.
+func (p *phases) ackToValue(ctx context.Context) {
+	bound := time.Millisecond
+	if p.e.durable {
+		bound = 2 * time.Millisecond
+	}
+	for _, gw := range p.e.gateways {
+		// A caller takes a session from the pool for each operation and
+		// puts it back with its new token; with as many sessions as
+		// callers, none waits.
+		sessions := make(chan string, rywClients)
+		for range rywClients {
+			sessions <- ""
+		}
+		fn := func(ctx context.Context, i int) (d time.Duration, err error) {
+			token := <-sessions
+			defer func() { sessions <- token }()
+			key := rywKey(i)
+			t, err := p.httpPut(ctx, gw.url, key, p.value, token)
+			if err != nil {
+				return 0, err
+			}
+			if t != "" {
+				token = t
+			}
+			start := time.Now()
+			err = p.httpGet(ctx, gw.url, key, token) // a new key: a read that misses the write is a 404
+			return time.Since(start), err
+		}
+		name := fmt.Sprintf("ack to value, %d clients: %s", rywClients, gw.name)
+		p.progress("ryw: %s", name)
+		p.warmTimed(ctx, rywClients, fn)
+		r := latencyRow("ryw", name, closedLoopTimed(ctx, load{workers: rywClients, duration: p.cfg.Duration, ops: p.cfg.Ops}, fn))
+		r.Unit = "writes/s"
+		r.Note = joinNote(r.Note, fmt.Sprintf("%d callers, each a put of a new key with its session's token, then a get of it with the token the put returned; the latencies are the gets': from the write's ack to its value", rywClients))
+		r.goal = goal{maxP99: bound}
+		p.add(r)
+	}
+}
+
+// valueSizes are the value sizes of the sizes section; the first is the
+// baseline of the others.
+var valueSizes = []int{256, 4 << 10, 64 << 10}
+
+// sizes measures writes through the first gateway with values of each of
+// valueSizes, whatever the run's value size, each compared with the
+// smallest.
+func (p *phases) sizes(ctx context.Context) error {
+	if len(p.e.gateways) == 0 {
+		return fmt.Errorf("no gateway to write to")
+	}
+	gw := p.e.gateways[0]
+	paths := make([]path, 0, len(valueSizes))
+	for _, size := range valueSizes {
+		g := goal{}
+		if size == 4<<10 {
+			g = goal{minRatio: 0.6}
+		}
+		paths = append(paths, path{"gateway writes, " + sizeText(size) + " values", p.httpPutOp(gw.url, value(size)), g})
+	}
+	base := p.measure(ctx, "sizes", Row{}, paths[:1])[0]
+	p.measure(ctx, "sizes", base, paths[1:])
+	first := &p.rows[len(p.rows)-len(paths)]
+	first.Note = joinNote(first.Note, fmt.Sprintf("this section: %d callers putting values of the size named, whatever the run's value size, through the %s", p.cfg.Concurrency, gw.name))
+	return nil
+}
+
+// sizeText is a size in bytes as B or KiB.
+func sizeText(n int) string {
+	if n >= 1<<10 && n%(1<<10) == 0 {
+		return strconv.Itoa(n>>10) + " KiB"
+	}
+	return strconv.Itoa(n) + " B"
+}
+
+// value returns a value of n bytes.
+func value(n int) []byte {
+	v := make([]byte, n)
+	for i := range v {
+		v[i] = 'a' + byte(i%26)
+	}
+	return v
 }
 
 // reads measures token point reads of the same keys through each path,

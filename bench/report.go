@@ -14,7 +14,8 @@ import (
 // Row is one measurement: Tidemark's figure and, where there is one, the
 // baseline measured in the same run and the ratio between them.
 type Row struct {
-	// Section groups rows: writes, apply, ryw, reads, catchup, memory.
+	// Section groups rows: writes, ryw, reads, sizes, apply, catchup,
+	// memory.
 	Section string `json:"section"`
 	// Name says what was measured.
 	Name string `json:"name"`
@@ -37,6 +38,14 @@ type Row struct {
 	// reached it.
 	Target string `json:"target,omitempty"`
 	Met    *bool  `json:"met,omitempty"`
+	// Margin is how far the figure the target bounds is from the target,
+	// as a fraction of the target: positive when met, negative when
+	// missed.
+	Margin float64 `json:"margin,omitempty"`
+	// TargetBaseline names the row of the same section a ratio target is
+	// of, when it is not Baseline; TargetRatio is Value / its Value.
+	TargetBaseline string  `json:"target_baseline,omitempty"`
+	TargetRatio    float64 `json:"target_ratio,omitempty"`
 	// Note adds what a reader needs to read the row right.
 	Note string `json:"note,omitempty"`
 	// Runs is how many runs the row is the median of.
@@ -45,10 +54,12 @@ type Row struct {
 	goal goal // how Met is decided
 }
 
-// goal is a row's target: a minimum ratio, a minimum value, or a maximum
-// p99 latency.
+// goal is a row's target: a minimum ratio (to the row's baseline, or to
+// the row of the same section named of), a minimum value, or a maximum p99
+// latency.
 type goal struct {
 	minRatio float64
+	of       string
 	minValue float64
 	maxP99   time.Duration
 }
@@ -57,6 +68,8 @@ func (g goal) set() bool { return g.minRatio > 0 || g.minValue > 0 || g.maxP99 >
 
 func (g goal) text() string {
 	switch {
+	case g.minRatio > 0 && g.of != "":
+		return fmt.Sprintf(">= %gx %s", g.minRatio, short(g.of))
 	case g.minRatio > 0:
 		return fmt.Sprintf(">= %gx", g.minRatio)
 	case g.minValue > 0:
@@ -67,14 +80,45 @@ func (g goal) text() string {
 	return ""
 }
 
+// margin is how far r is from the goal, as a fraction of the goal:
+// positive when r is better than the goal, negative when worse.
+func (g goal) margin(r Row) float64 {
+	switch {
+	case g.minRatio > 0:
+		return g.ratio(r)/g.minRatio - 1
+	case g.minValue > 0:
+		return r.Value/g.minValue - 1
+	case r.Ops == 0:
+		return -1 // nothing measured
+	}
+	return 1 - r.P99/micros(g.maxP99)
+}
+
 func (g goal) met(r Row) bool {
 	switch {
 	case g.minRatio > 0:
-		return r.Ratio >= g.minRatio
+		return g.ratio(r) >= g.minRatio
 	case g.minValue > 0:
 		return r.Value >= g.minValue
 	}
-	return r.Ops > 0 && r.P99 < float64(g.maxP99.Microseconds())
+	return r.Ops > 0 && r.P99 < micros(g.maxP99)
+}
+
+// ratio is the ratio of r that the goal bounds.
+func (g goal) ratio(r Row) float64 {
+	if g.of != "" {
+		return r.TargetRatio
+	}
+	return r.Ratio
+}
+
+// short is a row's name up to its first colon: enough to name it in a
+// target.
+func short(name string) string {
+	if i := strings.IndexByte(name, ':'); i > 0 {
+		return name[:i]
+	}
+	return name
 }
 
 // key identifies a row across runs.
@@ -139,6 +183,7 @@ func median(runs [][]Row) []Row {
 		m.P99 = med(all, func(r Row) float64 { return r.P99 })
 		m.P999 = med(all, func(r Row) float64 { return r.P999 })
 		m.Ratio = med(all, func(r Row) float64 { return r.Ratio })
+		m.TargetRatio = med(all, func(r Row) float64 { return r.TargetRatio })
 		m.Ops = int(med(all, func(r Row) float64 { return float64(r.Ops) }))
 		m.Errors = int(med(all, func(r Row) float64 { return float64(r.Errors) }))
 		m.Runs = len(all)
@@ -164,14 +209,32 @@ func med(rs []Row, f func(Row) float64) float64 {
 	return (v[n/2-1] + v[n/2]) / 2
 }
 
-// finish sets Target and Met from the row's goal.
+// finish sets Target, Met and Margin from the row's goal.
 func (r *Row) finish() {
 	if !r.goal.set() {
 		return
 	}
 	r.Target = r.goal.text()
+	r.Margin = r.goal.margin(*r)
 	met := r.goal.met(*r)
 	r.Met = &met
+}
+
+// against sets the TargetRatio of each row whose goal is a ratio to
+// another row of its section, once the section's rows are measured.
+func against(rows []Row) {
+	for i := range rows {
+		r := &rows[i]
+		if r.goal.of == "" {
+			continue
+		}
+		r.TargetBaseline = r.goal.of
+		for _, b := range rows {
+			if b.Section == r.Section && b.Name == r.goal.of && b.Value > 0 {
+				r.TargetRatio = r.Value / b.Value
+			}
+		}
+	}
 }
 
 // WriteJSON writes the report as indented JSON.
@@ -201,10 +264,7 @@ func (rep *Report) WriteTable(w io.Writer) error {
 				ratio = fmt.Sprintf("%.2fx", r.Ratio)
 			}
 			if r.Met != nil {
-				met = "MISSED"
-				if *r.Met {
-					met = "met"
-				}
+				met = verdict(r)
 			}
 			p50, p99, p999 := us(r.P50), us(r.P99), us(r.P999)
 			if r.P999 > 0 && r.P50 == 0 {
@@ -226,6 +286,20 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// verdict says whether r met its target and by how much: by the margin,
+// and for a ratio to another row, the ratio itself.
+func verdict(r Row) string {
+	v := "MISSED"
+	if *r.Met {
+		v = "met"
+	}
+	v += fmt.Sprintf(" by %.0f%%", math.Abs(r.Margin)*100)
+	if r.TargetBaseline != "" {
+		v += fmt.Sprintf(" (%.2fx)", r.TargetRatio)
+	}
+	return v
 }
 
 func phaseLength(s Settings) string {
