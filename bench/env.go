@@ -168,11 +168,13 @@ func (e *env) startStack(ctx, rctx context.Context, cfg Config) error {
 	var replicas []replica.Config
 	for i := 1; i <= cfg.Replicas; i++ {
 		id := fmt.Sprintf("r%d", i)
-		replicas = append(replicas, replica.Config{ID: id, Dir: filepath.Join(e.dir, "replica-"+id), SyncWrites: e.durable})
+		replicas = append(replicas, replica.Config{ID: id, Dir: filepath.Join(e.dir, "replica-"+id)})
 		e.serviceIDs = append(e.serviceIDs, id)
 	}
+	// As the roles do: group commit where the server fsyncs every write,
+	// and replicas that leave their fsyncs to Badger.
 	if e.pipeline, err = stack.Start(ctx, stack.Config{Conn: e.stackC.Conn, Stream: st, Subjects: subjects,
-		Logger: e.log, Replicas: replicas}); err != nil {
+		Logger: e.log, Writer: writer.Config{GroupCommit: e.durable}, Replicas: replicas}); err != nil {
 		return err
 	}
 	e.writer, e.replicas = e.pipeline.Writer, e.pipeline.Replicas
@@ -194,8 +196,8 @@ func (e *env) attach(ctx, rctx context.Context, cfg Config) error {
 		return err
 	}
 	e.st = st
-	e.writer = writer.New(writer.Config{Stream: st, Logger: e.log})
-	r := replica.New(replica.Config{ID: "bench", Dir: filepath.Join(e.dir, "replica-bench"), SyncWrites: e.durable, Stream: st, Logger: e.log})
+	e.writer = writer.New(writer.Config{Stream: st, Logger: e.log, GroupCommit: e.durable})
+	r := replica.New(replica.Config{ID: "bench", Dir: filepath.Join(e.dir, "replica-bench"), Stream: st, Logger: e.log})
 	if err := r.Open(); err != nil {
 		return err
 	}

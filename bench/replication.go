@@ -68,7 +68,7 @@ func (p *phases) flood(ctx context.Context, key func(i int) string) (int, uint64
 // openReplica opens and runs an in-process replica of the fill stream in
 // dir; stop stops and closes it.
 func (p *phases) openReplica(ctx context.Context, id, dir string) (r *replica.Replica, stop func(), err error) {
-	r = replica.New(replica.Config{ID: id, Dir: dir, SyncWrites: p.e.durable, Stream: p.fill, Logger: p.e.log})
+	r = replica.New(replica.Config{ID: id, Dir: dir, Stream: p.fill, Logger: p.e.log})
 	if err := r.Open(); err != nil {
 		return nil, nil, err
 	}
