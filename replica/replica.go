@@ -34,7 +34,8 @@ type Config struct {
 	ID string
 	// Dir is the Badger directory.
 	Dir string
-	// SyncWrites makes Badger fsync every applied batch.
+	// SyncWrites makes Badger fsync every applied batch; no guarantee
+	// needs it (replicator.Config.SyncWrites).
 	SyncWrites bool
 	// Stream is the stream to replicate.
 	Stream *stream.Stream

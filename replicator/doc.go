@@ -43,7 +43,8 @@
 // Readers are told about a new applied only after its transaction has
 // committed. Config.SyncWrites makes Badger fsync every commit; without it a
 // machine crash (not a process crash) may lose recent commits, which the
-// replica then applies again from the stream.
+// replica then applies again from the stream: token reads wait for it, so
+// no session sees the state go back, and no guarantee needs the fsync.
 //
 // # Refusing to serve
 //

@@ -55,7 +55,10 @@ type Config struct {
 	ID string
 	// Dir is the Badger directory.
 	Dir string
-	// SyncWrites makes Badger fsync every commit; turn it off only in dev.
+	// SyncWrites makes Badger fsync every commit. No guarantee needs it:
+	// the stream is the durable source of truth, and a replica that lost
+	// recent commits in a machine crash applies them again from the stream
+	// while token reads wait (the tokens carry the position).
 	SyncWrites bool
 	// Stream is the stream to replicate.
 	Stream *stream.Stream
