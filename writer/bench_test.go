@@ -77,18 +77,25 @@ func writeParallel(b *testing.B, w *writer.Writer, parallelism int, n *atomic.Ui
 	})
 }
 
-// BenchmarkWriteDurable measures puts from about 64 parallel callers to a
-// server that fsyncs every write, as production runs, published one by one
-// and with group commit, on the same server.
-func BenchmarkWriteDurable(b *testing.B) {
-	e := testenv.StartServer(b, natsserver.ServerConfig{SyncAlways: true})
+// BenchmarkGroupCommit measures puts from about 64 parallel callers,
+// published one by one and with group commit, to a server that fsyncs every
+// write (durable, as production runs) and to one that does not (fast).
+func BenchmarkGroupCommit(b *testing.B) {
 	value := make([]byte, 256)
 	var n atomic.Uint64
-	for _, mode := range []struct {
-		name  string
-		group bool
-	}{{"one-by-one", false}, {"group-commit", true}} {
-		w := writer.New(writer.Config{Stream: e.Stream, GroupCommit: mode.group})
-		b.Run(mode.name, func(b *testing.B) { writeParallel(b, w, max(1, 64/runtime.GOMAXPROCS(0)), &n, value) })
+	for _, server := range []struct {
+		name string
+		sync bool
+	}{{"durable", true}, {"fast", false}} {
+		b.Run(server.name, func(b *testing.B) {
+			e := testenv.StartServer(b, natsserver.ServerConfig{SyncAlways: server.sync})
+			for _, mode := range []struct {
+				name  string
+				group bool
+			}{{"one-by-one", false}, {"group-commit", true}} {
+				w := writer.New(writer.Config{Stream: e.Stream, GroupCommit: mode.group})
+				b.Run(mode.name, func(b *testing.B) { writeParallel(b, w, max(1, 64/runtime.GOMAXPROCS(0)), &n, value) })
+			}
+		})
 	}
 }
