@@ -253,7 +253,7 @@ func (r *Report) write(dir string) error {
 // then the faults injected and the violations found, by kind.
 func (r *Report) WriteTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "seed\ttopology\tduration\tops\twrites ok/indet/failed\tfaults\tviolations\tlost\tduplicated\tcatch-up max\tconverge\tresult")
+	fmt.Fprintln(tw, "seed\ttopology\tduration\tops\twrites ok/indet/failed\tfaults\tviolations\tlost\tduplicated\tgroup-committed\tcatch-up max\tconverge\tresult")
 	faults := map[FaultKind]int{}
 	kinds := map[checker.Kind]int{}
 	var ops, violations, lost, dups, lostByFault int
@@ -281,8 +281,8 @@ func (r *Report) WriteTable(w io.Writer) {
 		worst = max(worst, res.Converge)
 		c := res.Check
 		if c == nil {
-			fmt.Fprintf(tw, "%d\t%s\t%v\t-\t-\t%d\t-\t-\t-\t%v\t%v\t%s\n", res.Seed, res.Topology, res.Duration.Round(time.Second),
-				len(res.Faults), catch.Round(time.Millisecond), res.Converge.Round(time.Millisecond), verdict)
+			fmt.Fprintf(tw, "%d\t%s\t%v\t-\t-\t%d\t-\t-\t-\t%d\t%v\t%v\t%s\n", res.Seed, res.Topology, res.Duration.Round(time.Second),
+				len(res.Faults), res.GroupCommitted, catch.Round(time.Millisecond), res.Converge.Round(time.Millisecond), verdict)
 			continue
 		}
 		for k, n := range c.Counts {
@@ -290,9 +290,9 @@ func (r *Report) WriteTable(w io.Writer) {
 		}
 		ops, violations, lost, dups = ops+c.Ops, violations+c.Violations(), lost+c.Lost, dups+c.Duplicated
 		lostByFault += c.LostByFault
-		fmt.Fprintf(tw, "%d\t%s\t%v\t%d\t%d/%d/%d\t%d\t%d\t%d\t%d\t%v\t%v\t%s\n", res.Seed, res.Topology,
+		fmt.Fprintf(tw, "%d\t%s\t%v\t%d\t%d/%d/%d\t%d\t%d\t%d\t%d\t%d\t%v\t%v\t%s\n", res.Seed, res.Topology,
 			res.Duration.Round(time.Second), c.Ops, c.Writes["ok"], c.Writes["indeterminate"], c.Writes["failed"],
-			len(res.Faults), c.Violations(), c.Lost, c.Duplicated, catch.Round(time.Millisecond), res.Converge.Round(time.Millisecond), verdict)
+			len(res.Faults), c.Violations(), c.Lost, c.Duplicated, res.GroupCommitted, catch.Round(time.Millisecond), res.Converge.Round(time.Millisecond), verdict)
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(w, "\n%d runs, %d operations, %d violations, %d lost writes, %d duplicated writes, "+

@@ -125,6 +125,12 @@ func shortRun(t *testing.T, opts chaos.Options) *chaos.Result {
 	if got, want := len(kinds), len(opts.Faults); got != want {
 		t.Fatalf("%d fault kinds injected, want %d", got, want)
 	}
+	// The writers fsync every write (sync_interval: always) and batch it
+	// by group commit: the run must have gone through the batches.
+	t.Logf("%d messages stored by group commit", res.GroupCommitted)
+	if res.GroupCommitted == 0 {
+		t.Fatal("no message was stored by group commit: the run did not exercise it")
+	}
 	return res
 }
 

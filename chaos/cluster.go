@@ -181,7 +181,7 @@ func StartCluster(ctx context.Context, dir string, bins Binaries, topo Topology,
 	}
 	for i := range topo.Writers {
 		n := &node{id: fmt.Sprintf("w%d", i+1)}
-		n.proc = c.proc("writer-"+n.id, append([]string{"writer"}, common(front)...))
+		n.proc = c.proc("writer-"+n.id, append([]string{"writer", "--set", fmt.Sprintf("writer.group_commit_min=%d", groupCommitMin)}, common(front)...))
 		c.writers = append(c.writers, n)
 		if err := n.proc.Start(); err != nil {
 			return nil, err

@@ -83,7 +83,7 @@ func decodeMessage(prefix string, seq uint64, subject string, h nats.Header, dat
 	if err != nil {
 		return history.Message{}, fmt.Errorf("dump stream: seq %d: %w", seq, err)
 	}
-	m := history.Message{Seq: seq, Kind: history.Put, Key: e.Key, Value: e.Value, MsgID: h.Get(stream.HeaderMsgID)}
+	m := history.Message{Seq: seq, Kind: history.Put, Key: e.Key, Value: e.Value, MsgID: h.Get(stream.HeaderMsgID), Batch: h.Get(stream.HeaderBatchID)}
 	switch e.Op {
 	case api.OpDelete:
 		m.Kind, m.Value = history.Delete, nil

@@ -21,6 +21,7 @@ import (
 	"github.com/tidemark/tidemark/chaos/workload"
 	"github.com/tidemark/tidemark/client"
 	"github.com/tidemark/tidemark/stream"
+	"github.com/tidemark/tidemark/writer"
 )
 
 // Defaults of Options.
@@ -101,6 +102,9 @@ type Result struct {
 	// Converge is how long the replicas took to apply the whole stream
 	// after every fault was healed and the writers stopped.
 	Converge time.Duration `json:"converge"`
+	// GroupCommitted counts the messages of the final stream that the
+	// writers' group commit stored (groupCommitted).
+	GroupCommitted int `json:"group_committed"`
 	// Crashes lists the processes that exited without being killed.
 	Crashes []string `json:"crashes,omitempty"`
 	// Check is the checker's report.
@@ -229,9 +233,36 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	res.Crashes = c.Crashes()
+	if h.Final != nil {
+		res.GroupCommitted = groupCommitted(h.Final.Stream)
+	}
 	res.Check = checker.Check(h)
-	log.Info().Int("violations", res.Check.Violations()).Dur("converge", res.Converge).Msg("checked")
+	log.Info().Int("violations", res.Check.Violations()).Dur("converge", res.Converge).Int("group_committed", res.GroupCommitted).Msg("checked")
 	return res, nil
+}
+
+// groupCommitMin is the writers' writer.group_commit_min in a campaign:
+// two, so that the few sessions of a short run form batches.
+const groupCommitMin = 2
+
+// groupCommitted counts the messages of msgs stored by the writers' group
+// commit: those of atomic batches but the batches of a conditional session
+// write, which are its order marker and itself.
+func groupCommitted(msgs []history.Message) int {
+	batches := map[string][]history.Message{}
+	for _, m := range msgs {
+		if m.Batch != "" {
+			batches[m.Batch] = append(batches[m.Batch], m)
+		}
+	}
+	n := 0
+	for _, b := range batches {
+		if len(b) == 2 && b[0].Kind == history.Marker && b[0].MsgID == writer.MarkerID(b[1].MsgID) {
+			continue
+		}
+		n += len(b)
+	}
+	return n
 }
 
 // dumpAll reads the stream and every replica.

@@ -40,6 +40,7 @@ func TestDefault_Values(t *testing.T) {
 		{"replica.data", c.Replica.Data, "./tidemark-replica"},
 		{"replica.sync_writes", c.Replica.SyncWrites, false},
 		{"writer.group_commit", c.Writer.GroupCommit, true},
+		{"writer.group_commit_min", c.Writer.GroupCommitMin, 8},
 		{"replica.http", c.Replica.HTTP, ""},
 		{"replica.bootstrap", c.Replica.Bootstrap, true},
 		{"replica.cache_mb", c.Replica.CacheMB, 64},
@@ -60,7 +61,7 @@ func TestDefault_Values(t *testing.T) {
 
 func TestFields(t *testing.T) {
 	names := config.Fields()
-	if got, want := len(names), 36; got != want {
+	if got, want := len(names), 37; got != want {
 		t.Fatalf("len(Fields())=%d, want %d: %v", got, want, names)
 	}
 	if !slices.IsSorted(names) {

@@ -56,6 +56,7 @@ replica:
   cache_mb: 16
 writer:
   group_commit: false
+  group_commit_min: 3
 dev:
   replicas: 3
   nats_listen: 127.0.0.1:14222
@@ -92,7 +93,7 @@ func fullConfig() config.Config {
 			DefaultWait:   config.Duration(2 * time.Second),
 			MaxWait:       config.Duration(10 * time.Second),
 		},
-		Writer: config.WriterConfig{GroupCommit: false},
+		Writer: config.WriterConfig{GroupCommit: false, GroupCommitMin: 3},
 		Replica: config.ReplicaConfig{
 			ID:         "replica-a",
 			Data:       "/var/lib/tidemark",

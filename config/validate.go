@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/tidemark/tidemark/stream"
 )
 
 // Validate checks every setting and returns an error listing each bad one
@@ -65,6 +67,9 @@ func (c Config) Validate() error {
 	if c.Gateway.MaxWait > 0 && c.Gateway.DefaultWait > c.Gateway.MaxWait {
 		v.add("gateway.default_wait", fmt.Sprintf("must not exceed gateway.max_wait (%s), got %s", c.Gateway.MaxWait, c.Gateway.DefaultWait))
 	}
+
+	// writer
+	v.between("writer.group_commit_min", int64(c.Writer.GroupCommitMin), 1, stream.MaxAtomicBatch)
 
 	// replica
 	if c.Replica.ID != "" {

@@ -70,6 +70,8 @@ func TestValidate_Errors(t *testing.T) {
 		{"replica.http bad", func(c *config.Config) { c.Replica.HTTP = "9100" }, "replica.http", `replica.http: must be host:port, got "9100"`},
 
 		// dev
+		{"writer.group_commit_min 0", func(c *config.Config) { c.Writer.GroupCommitMin = 0 }, "writer.group_commit_min", "writer.group_commit_min: must be between 1 and 1000, got 0"},
+		{"writer.group_commit_min 1001", func(c *config.Config) { c.Writer.GroupCommitMin = 1001 }, "writer.group_commit_min", "writer.group_commit_min: must be between 1 and 1000, got 1001"},
 		{"dev.replicas 0", func(c *config.Config) { c.Dev.Replicas = 0 }, "dev.replicas", "dev.replicas: must be between 1 and 16, got 0"},
 		{"dev.replicas 17", func(c *config.Config) { c.Dev.Replicas = 17 }, "dev.replicas", "dev.replicas: must be between 1 and 16, got 17"},
 		{"dev.nats_listen empty", func(c *config.Config) { c.Dev.NATSListen = "" }, "dev.nats_listen", `dev.nats_listen: must be host:port, got ""`},
@@ -137,6 +139,7 @@ func TestValidate_OK(t *testing.T) {
 		{"replica.id set", func(c *config.Config) { c.Replica.ID = "replica-1_a" }},
 		{"replica.http set", func(c *config.Config) { c.Replica.HTTP = ":9100" }},
 		{"dev.replicas 16", func(c *config.Config) { c.Dev.Replicas = 16 }},
+		{"writer.group_commit_min 1", func(c *config.Config) { c.Writer.GroupCommitMin = 1 }},
 		{"log console", func(c *config.Config) { c.Log.Format, c.Log.Level = config.LogFormatConsole, "error" }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

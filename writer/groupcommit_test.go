@@ -182,6 +182,9 @@ func TestGroupCommit_OneBatch(t *testing.T) {
 		}
 	}
 	checkStored(t, e, reqs, got)
+	if id := getMsg(t, e, 1).Header.Get(stream.HeaderBatchID); id == "" {
+		t.Fatalf("message 1 has no %s header: not stored by a batch", stream.HeaderBatchID)
+	}
 	if got, want := counter(t, reg, writer.MetricBatches, writer.BatchCommitted), 1.0; got != want {
 		t.Fatalf("batches committed=%v, want %v", got, want)
 	}

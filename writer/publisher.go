@@ -28,11 +28,11 @@ const (
 	// server busy (one is stored while the next gathers) and leave the
 	// batches large.
 	groupFlights = 2
-	// minGroup is the smallest flight sent as an atomic batch. An R1 file
-	// store stages an atomic batch in a store of its own, which costs
-	// about as much as a few fsyncs, so a flight of a few messages is
-	// cheaper one by one.
-	minGroup = 8
+	// DefaultGroupCommitMin is the smallest flight sent as an atomic batch.
+	// An R1 file store stages an atomic batch in a store of its own, which
+	// costs about as much as a few fsyncs, so a flight of a few messages
+	// is cheaper one by one.
+	DefaultGroupCommitMin = 8
 )
 
 // publisher publishes messages to JetStream for many callers at once, and
@@ -84,8 +84,9 @@ type sent struct {
 
 // newPublisher returns a publisher on nc whose acks time out after
 // ackTimeout, so that an ack that never comes does not hold a slot; group
-// turns on group commit, whose batches m counts.
-func newPublisher(nc *nats.Conn, ackTimeout time.Duration, group bool, m *writeMetrics) *publisher {
+// turns on group commit, for flights of at least minGroup messages, whose
+// batches m counts.
+func newPublisher(nc *nats.Conn, ackTimeout time.Duration, group bool, minGroup int, m *writeMetrics) *publisher {
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(maxPendingAcks), jetstream.WithPublishAsyncTimeout(ackTimeout))
 	if err != nil {
 		panic(fmt.Sprintf("writer: JetStream publisher: %v", err)) // only invalid options fail

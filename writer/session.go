@@ -107,8 +107,9 @@ func (s *sessions) evict() {
 	}
 }
 
-// markerID is the message id of the marker of the write with write id id.
-func markerID(id string) string { return "session:" + id }
+// MarkerID is the message id of the order marker that the session write
+// with write id id publishes.
+func MarkerID(id string) string { return "session:" + id }
 
 // lastMarker reads the session's last marker from the stream.
 func (w *Writer) lastMarker(ctx context.Context, session string) (marker, error) {
@@ -145,7 +146,7 @@ func (w *Writer) order(ctx context.Context, req api.WriteRequest, id string, ss 
 		}
 		last := ss.last
 		switch {
-		case last.seq != 0 && last.id == markerID(id):
+		case last.seq != 0 && last.id == MarkerID(id):
 			if last.n != req.SessionSeq {
 				return nil, reused(id, last.seq)
 			}
@@ -173,12 +174,12 @@ func (w *Writer) claimNumber(ctx context.Context, req api.WriteRequest, id strin
 		if err != nil || c.mine {
 			return c, err
 		}
-		ack, err := w.publishMsg(ctx, req, stream.MarkerMsg(w.stream.Subject(), req.Session, req.SessionSeq), markerID(id), expectLast(c.last.seq))
+		ack, err := w.publishMsg(ctx, req, stream.MarkerMsg(w.stream.Subject(), req.Session, req.SessionSeq), MarkerID(id), expectLast(c.last.seq))
 		if err == nil && ack.Duplicate {
 			// An earlier attempt of this write id stored a marker: it must
 			// be this write's.
 			ss.last.ok = false
-			m, err := w.msgAt(ctx, ack.Sequence, markerID(id))
+			m, err := w.msgAt(ctx, ack.Sequence, MarkerID(id))
 			if err != nil {
 				return nil, err
 			}
@@ -188,7 +189,7 @@ func (w *Writer) claimNumber(ctx context.Context, req api.WriteRequest, id strin
 		}
 		switch {
 		case err == nil:
-			ss.last = marker{seq: ack.Sequence, n: req.SessionSeq, id: markerID(id), ok: true}
+			ss.last = marker{seq: ack.Sequence, n: req.SessionSeq, id: MarkerID(id), ok: true}
 			c.last, c.mine = ss.last, true
 			return c, nil
 		case wire.WrongLastSeq(err) && round < maxClaimRounds:

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tidemark/tidemark/api"
 
+	"cmp"
 	"context"
 	"errors"
 	"strconv"
@@ -57,6 +58,9 @@ type Config struct {
 	// id and conditions. Where the server does not fsync every write,
 	// batches cost more than they save: leave it off.
 	GroupCommit bool
+	// GroupCommitMin is the fewest writes that group commit sends as one
+	// batch; fewer are published one by one. DefaultGroupCommitMin when 0.
+	GroupCommitMin int
 	// Records reads keys from the replicas. A conditional write asks it,
 	// with strong consistency, for the current revision of a key none of
 	// whose messages the stream holds any more (removed by limits or a
@@ -105,7 +109,7 @@ func New(cfg Config) *Writer {
 		w.attemptTimeout = DefaultAttemptTimeout
 	}
 	if cfg.Stream != nil {
-		w.pub = newPublisher(cfg.Stream.JetStream().Conn(), w.attemptTimeout, cfg.GroupCommit, &w.metrics)
+		w.pub = newPublisher(cfg.Stream.JetStream().Conn(), w.attemptTimeout, cfg.GroupCommit, cmp.Or(cfg.GroupCommitMin, DefaultGroupCommitMin), &w.metrics)
 	}
 	return w
 }
@@ -303,7 +307,7 @@ func (w *Writer) publishIf(ctx context.Context, req api.WriteRequest, id string,
 			return w.stored(ctx, req, id, c.last.seq+1, nil)
 		}
 		mk := stream.MarkerMsg(w.stream.Subject(), req.Session, req.SessionSeq)
-		mk.Header.Set(stream.HeaderMsgID, markerID(id))
+		mk.Header.Set(stream.HeaderMsgID, MarkerID(id))
 		mk.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(c.last.seq, 10))
 		m := stream.Message(w.stream.Subject(), req)
 		m.Header.Set(stream.HeaderMsgID, id)
@@ -321,7 +325,7 @@ func (w *Writer) publishIf(ctx context.Context, req api.WriteRequest, id string,
 			if seq <= known {
 				w.stream.Suspect() // as in publishMsg
 			}
-			ss.last = marker{seq: seq - 1, n: req.SessionSeq, id: markerID(id), ok: true}
+			ss.last = marker{seq: seq - 1, n: req.SessionSeq, id: MarkerID(id), ok: true}
 			return placed{seq: seq}, nil
 		case wire.APIErrorCode(err) == errCodeBatchDuplicate && round == 1:
 			continue // stored by an earlier attempt: order finds its marker

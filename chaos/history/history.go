@@ -125,6 +125,9 @@ type Message struct {
 	Value []byte `json:"value,omitempty"`
 	// MsgID is the message's deduplication id (the write id).
 	MsgID string `json:"msg_id,omitempty"`
+	// Batch is the id of the atomic batch that stored the message, if one
+	// did.
+	Batch string `json:"batch,omitempty"`
 	// SessionID and SessionSeq are the write's session ordering, if any.
 	SessionID  string `json:"session_id,omitempty"`
 	SessionSeq uint64 `json:"session_seq,omitempty"`

@@ -189,7 +189,7 @@ func replicaConfig(c config.Config, id, dir string, syncWrites bool) replica.Con
 // writerConfig is the writer's configuration; the caller sets its stream,
 // logger and records.
 func writerConfig(c config.Config) writer.Config {
-	return writer.Config{MaxValueBytes: c.Gateway.MaxValueBytes, GroupCommit: c.Writer.GroupCommit}
+	return writer.Config{MaxValueBytes: c.Gateway.MaxValueBytes, GroupCommit: c.Writer.GroupCommit, GroupCommitMin: c.Writer.GroupCommitMin}
 }
 
 // gatewayConfig is the gateway's configuration: ready, when set, adds to
