@@ -357,3 +357,32 @@ func openStream(t *testing.T, js jetstream.JetStream, e *testenv.Env) *stream.St
 	}
 	return st
 }
+
+// A batch holds at most 4 MiB: the writes queued beyond that go in the
+// next batch of the same flight.
+func TestGroupCommit_BatchesBoundedByBytes(t *testing.T) {
+	e := testenv.Start(t)
+	w, reg := groupWriter(e, writer.Config{})
+	writer.HoldFlights(w)
+	value := string(make([]byte, 64<<10))
+	reqs := make([]api.WriteRequest, 100)
+	for i := range reqs {
+		reqs[i] = put(fmt.Sprintf("k%d", i), value)
+	}
+	out := queue(t, testContext(t), w, reqs)
+	writer.ReleaseFlights(w)
+	got := collect(t, out, len(reqs))
+	for i, r := range got {
+		if r.err != nil {
+			t.Fatalf("write %d: %v", i, r.err)
+		}
+	}
+	checkStored(t, e, reqs, got)
+	// 63 writes of 64 KiB and their headers fit in 4 MiB.
+	if got, want := counter(t, reg, writer.MetricBatches, writer.BatchCommitted), 2.0; got != want {
+		t.Fatalf("batches committed=%v, want %v", got, want)
+	}
+	if got, want := counter(t, reg, writer.MetricBatchedWrites, ""), float64(len(reqs)); got != want {
+		t.Fatalf("batched messages=%v, want %v", got, want)
+	}
+}

@@ -33,6 +33,10 @@ const (
 	// costs about as much as a few fsyncs, so a flight of a few messages
 	// is cheaper one by one.
 	DefaultGroupCommitMin = 8
+	// maxGroupBytes bounds the bytes of one batch (the server's
+	// stream.MaxAtomicBatch bounds its messages): a batch is staged whole
+	// by the server and, on a cluster, replicated in one proposal.
+	maxGroupBytes = 4 << 20
 )
 
 // publisher publishes messages to JetStream for many callers at once, and
@@ -214,8 +218,8 @@ func (p *publisher) fly(pubs []*publication) {
 		live = append(live, pub)
 	}
 	for len(live) >= p.minGroup {
-		n := min(len(live), stream.MaxAtomicBatch)
-		if !p.commit(live[:n]) {
+		n := groupSize(live)
+		if n < p.minGroup || !p.commit(live[:n]) {
 			break
 		}
 		live = live[n:]
@@ -233,6 +237,25 @@ func (p *publisher) fly(pubs []*publication) {
 		ack, err := p.await(context.Background(), out[i]) // acks time out (ackTimeout)
 		pub.sent <- sent{ack: ack, err: err}
 	}
+}
+
+// groupSize returns how many of pubs, from the first, go in one batch: at
+// most stream.MaxAtomicBatch messages and maxGroupBytes bytes, and at
+// least one.
+func groupSize(pubs []*publication) int {
+	size := 0
+	for i, pub := range pubs {
+		size += len(pub.msg.Data) + len(pub.msg.Subject)
+		for k, vs := range pub.msg.Header {
+			for _, v := range vs {
+				size += len(k) + len(v)
+			}
+		}
+		if i == stream.MaxAtomicBatch || (i > 0 && size > maxGroupBytes) {
+			return i
+		}
+	}
+	return len(pubs)
 }
 
 // commit publishes the messages of pubs as one atomic batch and answers
