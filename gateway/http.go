@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"github.com/tidemark/tidemark/internal/deadline"
 	"github.com/tidemark/tidemark/internal/health"
 	"github.com/tidemark/tidemark/wire"
 
@@ -329,7 +330,9 @@ func (g *Gateway) write(w http.ResponseWriter, r *http.Request, req api.WriteReq
 			return reply{}, err
 		}
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), DefaultWriteTimeout)
+	// A writer in this process bounds its requests itself: the write's
+	// timeout then costs no timer of its own (deadline.Within).
+	ctx, cancel := deadline.WithTimeout(r.Context(), DefaultWriteTimeout)
 	defer cancel()
 	res, err := g.cfg.Writer.Write(ctx, req)
 	if err != nil {
