@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"github.com/tidemark/tidemark/internal/deadline"
 	"github.com/tidemark/tidemark/internal/health"
 	"github.com/tidemark/tidemark/wire"
 
@@ -278,7 +279,7 @@ func (g *Gateway) put(w http.ResponseWriter, r *http.Request, tok api.Token) (re
 	if err := limit.Check(r.ContentLength); err != nil {
 		return reply{}, err
 	}
-	value, err := io.ReadAll(io.LimitReader(r.Body, int64(limit.Bytes)+1))
+	value, err := readValue(r, limit.Bytes)
 	if err != nil {
 		return reply{}, api.Errorf(api.ErrInvalidRequest, "reading body: %w", err)
 	}
@@ -286,6 +287,24 @@ func (g *Gateway) put(w http.ResponseWriter, r *http.Request, tok api.Token) (re
 		return reply{}, limit.TooLarge("more than " + strconv.Itoa(limit.Bytes) + " bytes")
 	}
 	return g.write(w, r, api.WriteRequest{Op: api.OpPut, Key: key, Value: value, Token: tok})
+}
+
+// maxPreallocValue bounds the buffer readValue makes before the body comes,
+// so that a request cannot make the gateway hold much memory it never sends.
+const maxPreallocValue = 64 << 10
+
+// readValue reads the body of a put, up to limit+1 bytes: into a buffer of
+// its length when the request gives one up to maxPreallocValue, rather than
+// into one grown as it is read.
+func readValue(r *http.Request, limit int) ([]byte, error) {
+	if n := r.ContentLength; n >= 0 && n <= int64(min(limit, maxPreallocValue)) {
+		value := make([]byte, n)
+		if _, err := io.ReadFull(r.Body, value); err != nil {
+			return nil, err
+		}
+		return value, nil
+	}
+	return io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
 }
 
 // valueLimiter is a Writer that knows the largest value it can take: the
@@ -329,7 +348,9 @@ func (g *Gateway) write(w http.ResponseWriter, r *http.Request, req api.WriteReq
 			return reply{}, err
 		}
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), DefaultWriteTimeout)
+	// A writer in this process bounds its requests itself: the write's
+	// timeout then costs no timer of its own (deadline.Within).
+	ctx, cancel := deadline.WithTimeout(r.Context(), DefaultWriteTimeout)
 	defer cancel()
 	res, err := g.cfg.Writer.Write(ctx, req)
 	if err != nil {

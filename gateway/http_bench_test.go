@@ -62,6 +62,15 @@ func BenchmarkHTTP(b *testing.B) {
 			}
 		})
 	})
+	large := make([]byte, 4<<10)
+	b.Run("handler/put-4KiB", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for i := 0; pb.Next(); i++ {
+				serve(b, http.MethodPut, "key-"+strconv.Itoa(i%keys), large)
+			}
+		})
+	})
 	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	b.Run("loopback/get", func(b *testing.B) {
 		b.ReportAllocs()

@@ -20,7 +20,7 @@ func (r *Replicator) badgerOptions() badger.Options {
 		WithNumMemtables(DefaultNumMemTables).
 		WithBlockCacheSize(DefaultBlockCacheSize).
 		WithIndexCacheSize(DefaultIndexCacheSize).
-		WithValueThreshold(DefaultValueThreshold).
+		WithValueThreshold(r.cfg.ValueThreshold).
 		WithValueLogFileSize(DefaultValueLogFileSize).
 		WithNumCompactors(2).
 		WithNumGoroutines(2).

@@ -25,8 +25,9 @@ func TestCommitSplitsLargeBatch(t *testing.T) {
 	}
 	defer r.Close()
 
-	const n = 100
 	value := bytes.Repeat([]byte("v"), DefaultValueThreshold-1024) // kept in the LSM tree
+	// Twice what one transaction may hold: 15% of a memtable.
+	n := 2 * DefaultMemTableSize * 15 / 100 / len(value)
 	ds := make([]delivery, n)
 	for i := range ds {
 		ds[i] = delivery{seq: uint64(i + 1), entry: stream.Entry{Op: api.OpPut, Key: fmt.Sprint(i), Value: value}}
@@ -44,7 +45,7 @@ func TestCommitSplitsLargeBatch(t *testing.T) {
 	}
 	for i := range n {
 		rec, applied, err := r.Get(fmt.Sprint(i))
-		if err != nil || rec.Revision != uint64(i+1) || !bytes.Equal(rec.Value, value) || applied != n {
+		if err != nil || rec.Revision != uint64(i+1) || !bytes.Equal(rec.Value, value) || applied != uint64(n) {
 			t.Fatalf("Get(%d)=rev %d, %d bytes, applied %d, %v", i, rec.Revision, len(rec.Value), applied, err)
 		}
 	}

@@ -44,7 +44,7 @@ const (
 	DefaultIndexCacheSize = 8 << 20
 	// DefaultValueThreshold is the value size from which Badger keeps a
 	// value in its value log rather than in the LSM tree.
-	DefaultValueThreshold = 64 << 10
+	DefaultValueThreshold = 4 << 10
 	// DefaultValueLogFileSize is the size of one Badger value log file.
 	DefaultValueLogFileSize = 64 << 20
 )
@@ -81,6 +81,10 @@ type Config struct {
 	// served from without a Badger transaction (see cache.go); 0 means
 	// DefaultCacheBytes, a negative value turns the cache off.
 	CacheBytes int64
+	// ValueThreshold is the value size from which Badger keeps a value in
+	// its value log rather than in the LSM tree; DefaultValueThreshold
+	// when 0.
+	ValueThreshold int64
 	// Bootstrap, when set, lets Run restore a snapshot of another replica
 	// when the stream no longer holds the next sequence (ErrGap), and go on
 	// from there; without it Run stops with ErrGap. See bootstrap.go.
@@ -194,6 +198,9 @@ func New(cfg Config) *Replicator {
 	}
 	if cfg.CacheBytes == 0 {
 		cfg.CacheBytes = DefaultCacheBytes
+	}
+	if cfg.ValueThreshold <= 0 {
+		cfg.ValueThreshold = DefaultValueThreshold
 	}
 	if cfg.ScrubInterval <= 0 {
 		cfg.ScrubInterval = DefaultScrubInterval

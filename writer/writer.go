@@ -3,6 +3,7 @@ package writer
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tidemark/tidemark/internal/backoff"
+	"github.com/tidemark/tidemark/internal/deadline"
 	"github.com/tidemark/tidemark/internal/metrics"
 
 	"github.com/tidemark/tidemark/wire"
@@ -142,7 +143,9 @@ func (w *Writer) Write(ctx context.Context, req api.WriteRequest) (res api.Write
 	if err := w.validate(req); err != nil {
 		return failed, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, w.retryTimeout)
+	// The retry timeout bounds the whole write; its timer starts only if
+	// something waits on it other than the requests, which retry bounds.
+	ctx, cancel := deadline.WithTimeout(ctx, w.retryTimeout)
 	defer cancel()
 	err = w.stream.CheckToken(ctx, req.Token)
 	if errors.Is(err, api.ErrTokenStreamMismatch) && w.stream.Refresh(ctx) == nil {
@@ -461,12 +464,14 @@ func (w *Writer) requestError(what string, err error) error {
 
 // retry calls fn, each call bounded by the attempt timeout, until it succeeds,
 // fails with an error that is not transient (returned as is), or ctx ends
-// (an error wrapping api.ErrUnavailable, whatever the last failure was).
+// (an error wrapping api.ErrUnavailable, whatever the last failure was). A
+// call that ctx ends sooner runs in ctx; otherwise in a context of its own,
+// which is then the write's only timer (deadline.Within).
 func (w *Writer) retry(ctx context.Context, what string, fn func(ctx context.Context) error) error {
 	b := backoff.Backoff{Max: maxRetryDelay}
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, w.attemptTimeout)
+		actx, cancel := deadline.Within(ctx, w.attemptTimeout)
 		err := fn(actx)
 		cancel()
 		if err == nil || (ctx.Err() == nil && !wire.Transient(err)) {
