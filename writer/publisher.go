@@ -289,6 +289,11 @@ func (p *publisher) commit(pubs []*publication) bool {
 	return true
 }
 
+// noRetries turns off JetStream's own retries of a publish that found no
+// responders: the writer's retry does them, with backoff, within the
+// write's time budget. It sets no header.
+var noRetries = jetstream.WithRetryAttempts(0)
+
 // send hands pub's message to JetStream, waiting while maxPendingAcks
 // publishes wait for their acks. A message whose caller has stopped waiting
 // is not sent.
@@ -298,7 +303,7 @@ func (p *publisher) send(pub *publication) sent {
 		if err := pub.ctx.Err(); err != nil {
 			return sent{err: err}
 		}
-		future, err := p.js.PublishMsgAsync(pub.msg)
+		future, err := p.js.PublishMsgAsync(pub.msg, noRetries)
 		switch {
 		case errors.Is(err, jetstream.ErrTooManyStalledMsgs) && !nc.IsClosed():
 			continue // no slot yet: wait for one while the caller waits
