@@ -1,6 +1,7 @@
 package replicator
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -20,7 +21,7 @@ func (r *Replicator) badgerOptions() badger.Options {
 		WithNumMemtables(DefaultNumMemTables).
 		WithBlockCacheSize(DefaultBlockCacheSize).
 		WithIndexCacheSize(DefaultIndexCacheSize).
-		WithValueThreshold(r.cfg.ValueThreshold).
+		WithValueThreshold(cmp.Or(r.cfg.ValueThreshold, DefaultValueThreshold)).
 		WithValueLogFileSize(DefaultValueLogFileSize).
 		WithNumCompactors(2).
 		WithNumGoroutines(2).

@@ -199,9 +199,6 @@ func New(cfg Config) *Replicator {
 	if cfg.CacheBytes == 0 {
 		cfg.CacheBytes = DefaultCacheBytes
 	}
-	if cfg.ValueThreshold <= 0 {
-		cfg.ValueThreshold = DefaultValueThreshold
-	}
 	if cfg.ScrubInterval <= 0 {
 		cfg.ScrubInterval = DefaultScrubInterval
 	}
