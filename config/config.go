@@ -44,6 +44,11 @@ const (
 	// DefaultGatewayMaxWait is the longest wait a request may ask for.
 	DefaultGatewayMaxWait = Duration(api.DefaultMaxWait)
 
+	// DefaultWriterGroupCommit turns on the writer's group commit.
+	DefaultWriterGroupCommit = true
+	// DefaultWriterGroupCommitMin is the fewest writes sent as one batch.
+	DefaultWriterGroupCommitMin = writer.DefaultGroupCommitMin
+
 	// DefaultReplicaData is the replica's Badger directory.
 	DefaultReplicaData = "./tidemark-replica"
 	// DefaultReplicaSyncWrites leaves Badger's fsyncs to Badger: the stream
@@ -62,11 +67,6 @@ const (
 	DefaultDevNATSListen = "127.0.0.1:4222"
 	// DefaultDevData is the directory `tidemark dev` keeps its state in.
 	DefaultDevData = "./tidemark-data"
-	// DefaultWriterGroupCommit turns on the writer's group commit.
-	DefaultWriterGroupCommit = true
-	// DefaultWriterGroupCommitMin is the fewest writes sent as one batch.
-	DefaultWriterGroupCommitMin = writer.DefaultGroupCommitMin
-
 	// DefaultDevDurable makes `tidemark dev` fsync like production.
 	DefaultDevDurable = false
 

@@ -311,10 +311,10 @@ func (w *Writer) publishIf(ctx context.Context, req api.WriteRequest, id string,
 		}
 		mk := stream.MarkerMsg(w.stream.Subject(), req.Session, req.SessionSeq)
 		mk.Header.Set(stream.HeaderMsgID, MarkerID(id))
-		mk.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(c.last.seq, 10))
+		expectLast(c.last.seq).set(mk)
 		m := stream.Message(w.stream.Subject(), req)
 		m.Header.Set(stream.HeaderMsgID, id)
-		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expect, 10))
+		expectLast(expect).set(m)
 		var seq uint64
 		known := w.stream.KnownLast()
 		err = w.retry(ctx, "publish batch", func(ctx context.Context) error {

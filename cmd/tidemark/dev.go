@@ -84,7 +84,7 @@ func runDev(ctx context.Context, c config.Config, env *cmdEnv) error {
 	var replicas []replica.Config
 	for i := 1; i <= c.Dev.Replicas; i++ {
 		id := fmt.Sprintf("r%d", i)
-		replicas = append(replicas, replicaConfig(c, id, filepath.Join(data, "replica-"+id), c.Replica.SyncWrites))
+		replicas = append(replicas, replicaConfig(c, id, filepath.Join(data, "replica-"+id)))
 	}
 	reg := newRegistry(nc)
 	var pipeline *stack.Stack

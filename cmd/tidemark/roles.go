@@ -84,7 +84,7 @@ func runReplica(ctx context.Context, c config.Config, env *cmdEnv) error {
 	if err != nil {
 		return err
 	}
-	rc := replicaConfig(c, id, c.Replica.Data, c.Replica.SyncWrites)
+	rc := replicaConfig(c, id, c.Replica.Data)
 	rc.Stream, rc.Conn, rc.Logger = st, nc.Conn, log
 	r := replica.New(rc)
 	if err := r.Open(); err != nil {
@@ -177,9 +177,9 @@ func runWriter(ctx context.Context, c config.Config, env *cmdEnv) error {
 
 // replicaConfig is the configuration of replica id over the Badger
 // directory dir; the caller sets its stream, connection and logger.
-func replicaConfig(c config.Config, id, dir string, syncWrites bool) replica.Config {
+func replicaConfig(c config.Config, id, dir string) replica.Config {
 	return replica.Config{
-		ID: id, Dir: dir, SyncWrites: syncWrites,
+		ID: id, Dir: dir, SyncWrites: c.Replica.SyncWrites,
 		Subjects:    wire.Subjects{Prefix: c.API.Prefix},
 		DefaultWait: time.Duration(c.Gateway.DefaultWait), MaxWait: time.Duration(c.Gateway.MaxWait),
 		Bootstrap: c.Replica.Bootstrap, CacheBytes: cacheBytes(c.Replica.CacheMB),
