@@ -317,7 +317,7 @@ func (e *env) close() {
 }
 
 // allowAtomic turns on atomic batch publishing on a stream, which the
-// benchmark's fills and its group commit use.
+// benchmark's fills and the writer's group commit use.
 func allowAtomic(ctx context.Context, js jetstream.JetStream, name string) error {
 	h, err := js.Stream(ctx, name)
 	if err != nil {

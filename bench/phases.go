@@ -86,19 +86,6 @@ func (p *phases) writes(ctx context.Context) error {
 	base.Note = joinNote(base.Note, fmt.Sprintf("%d callers, each publishing its next message when the last one's ack arrives: the shape of every row compared with it", p.cfg.Concurrency))
 	p.add(base)
 
-	if e.durable {
-		p.progress("writes: raw JetStream group commit (atomic batches)")
-		gctx, stop := context.WithCancel(ctx)
-		gc := newGroupCommitter(e.cliC.Conn, e.js, 2)
-		go gc.run(gctx)
-		fn := func(ctx context.Context, i int) error { _, err := gc.commit(ctx, rawMsg(i)); return err }
-		p.warm(ctx, fn)
-		r := latencyRow("writes", "raw JetStream group commit of concurrent publishes", closedLoop(ctx, p.load(), fn))
-		r.Note = joinNote(r.Note, "what the writer can reach by group commit: atomic batches of the messages waiting, 2 in flight, one fsync each")
-		compare(&r, base)
-		p.add(r)
-		stop()
-	}
 	// A fast gateway write can at best be an HTTP exchange that does
 	// nothing, measured in this run; a durable one, by gathering
 	// concurrent writes into one fsync, twice the per-message publish.

@@ -71,14 +71,6 @@ func CommitBatch(ctx context.Context, nc *nats.Conn, msgs []*nats.Msg) (BatchAck
 	return ParseBatchAck(reply.Data, len(msgs))
 }
 
-// UnbatchMsg removes the atomic batch headers PublishBatch set on m, so that
-// it can be published on its own.
-func UnbatchMsg(m *nats.Msg) {
-	for _, h := range []string{HeaderBatchID, HeaderBatchSeq, HeaderBatchCommit} {
-		m.Header.Del(h)
-	}
-}
-
 // ParseBatchAck decodes the server's answer to the commit of an atomic
 // batch of n messages; an answer that is an error, or that does not account
 // for n messages, fails.
