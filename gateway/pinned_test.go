@@ -12,7 +12,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tidemark/tidemark/gateway"
-	"github.com/tidemark/tidemark/internal/netproxy"
 	"github.com/tidemark/tidemark/internal/stacktest"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/replica"
@@ -28,12 +27,7 @@ func TestPinnedReplica(t *testing.T) {
 
 	// r2 serves over its own connection, through a proxy that can hold
 	// everything it sends.
-	proxy, err := netproxy.Start(s.Server.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = proxy.Close() })
-	conn := testenv.Connect(t, "nats://"+proxy.Addr())
+	proxy, conn := testenv.Proxy(t, s.Server)
 	r2 := replica.New(replica.Config{ID: "r2", Dir: filepath.Join(t.TempDir(), "r2"), Stream: s.Stream,
 		Conn: conn.Conn, Subjects: s.Subjects, Logger: zerolog.Nop()})
 	if err := r2.Open(); err != nil {

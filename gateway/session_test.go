@@ -9,13 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"github.com/tidemark/tidemark/internal/netproxy"
 	"github.com/tidemark/tidemark/internal/stacktest"
 	"github.com/tidemark/tidemark/internal/testenv"
-	"github.com/tidemark/tidemark/stream"
 	"github.com/tidemark/tidemark/writer"
 )
 
@@ -32,20 +29,7 @@ func TestLateWriteIsNotApplied(t *testing.T) {
 	s := stacktest.Start(t, stacktest.Options{Replicas: 2})
 	ctx := context.Background()
 
-	proxy, err := netproxy.Start(s.Server.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer proxy.Close()
-	slowConn := testenv.Connect(t, "nats://"+proxy.Addr())
-	slowJS, err := jetstream.New(slowConn.Conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slowStream, err := stream.Open(ctx, slowJS, s.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
+	proxy, _, slowStream := testenv.ProxyStream(t, s.Server, s.Config)
 	slow := writer.New(writer.Config{Stream: slowStream, RetryTimeout: 300 * time.Millisecond,
 		AttemptTimeout: 100 * time.Millisecond, Logger: zerolog.Nop()})
 	// The session has a marker already, so the slow writer's first request
@@ -54,7 +38,7 @@ func TestLateWriteIsNotApplied(t *testing.T) {
 
 	// Write 2 of session s, through the slow writer, whose bytes are held.
 	proxy.Hold()
-	_, err = slow.Write(ctx, api.WriteRequest{Op: api.OpPut, Key: "cart", Value: []byte("one item"),
+	_, err := slow.Write(ctx, api.WriteRequest{Op: api.OpPut, Key: "cart", Value: []byte("one item"),
 		Session: "s", SessionSeq: 2, WriteID: "s-2"})
 	if !errors.Is(err, api.ErrUnavailable) {
 		t.Fatalf("held write: err=%v, want ErrUnavailable (an unknown outcome)", err)

@@ -1,16 +1,11 @@
 package replicator_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/tidemark/tidemark/internal/netproxy"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/replicator"
-	"github.com/tidemark/tidemark/stream"
 )
 
 // TestStreamLostTailDuringCheck loses the connection while a history check
@@ -23,21 +18,7 @@ import (
 // the new history may be answered from the old one.
 func TestStreamLostTailDuringCheck(t *testing.T) {
 	env := testenv.StartDir(t, t.TempDir())
-	proxy, err := netproxy.Start(env.Server.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = proxy.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	js, err := jetstream.New(testenv.Connect(t, "nats://"+proxy.Addr()).Conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := stream.Open(ctx, js, env.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
+	proxy, _, st := testenv.ProxyStream(t, env.Server, env.Config)
 	r := open(t, env, t.TempDir(), func(c *replicator.Config) {
 		c.Stream = st
 		c.CheckInterval = 20 * time.Millisecond

@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/tidemark/tidemark/internal/netproxy"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/stream"
 )
@@ -174,20 +171,7 @@ func TestLastSeqCallerCancel(t *testing.T) {
 	if _, err := e.JS.Publish(ctx, stream.KeySubject(e.Config.Subject, "k"), []byte("v")); err != nil {
 		t.Fatal(err)
 	}
-	proxy, err := netproxy.Start(e.Server.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = proxy.Close() })
-	nc := testenv.Connect(t, "nats://"+proxy.Addr())
-	js, err := jetstream.New(nc.Conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := stream.Open(ctx, js, e.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
+	proxy, nc, s := testenv.ProxyStream(t, e.Server, e.Config)
 
 	proxy.Hold()
 	defer proxy.Release()

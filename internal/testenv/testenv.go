@@ -9,6 +9,7 @@ import (
 	"github.com/tidemark/tidemark/internal/natsserver"
 
 	"github.com/tidemark/tidemark/internal/natsconn"
+	"github.com/tidemark/tidemark/internal/netproxy"
 
 	"context"
 	"os"
@@ -94,6 +95,37 @@ func Connect(t testing.TB, url string) *natsconn.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// Proxy starts a loopback proxy in front of srv and a connection through
+// it, both closed when the test ends: the test can hold or cut what that
+// connection sends and receives.
+func Proxy(t testing.TB, srv *server.Server) (*netproxy.Proxy, *natsconn.Conn) {
+	t.Helper()
+	proxy, err := netproxy.Start(srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Close() })
+	return proxy, Connect(t, "nats://"+proxy.Addr())
+}
+
+// ProxyStream is Proxy with the stream of cfg opened over the connection
+// through the proxy.
+func ProxyStream(t testing.TB, srv *server.Server, cfg stream.Config) (*netproxy.Proxy, *natsconn.Conn, *stream.Stream) {
+	t.Helper()
+	proxy, nc := Proxy(t, srv)
+	js, err := jetstream.New(nc.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := stream.Open(ctx, js, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return proxy, nc, st
 }
 
 // Eventually polls cond until it holds or timeout passes, then fails the test.
