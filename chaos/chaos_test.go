@@ -94,6 +94,24 @@ func TestFaultsStreamHistory(t *testing.T) {
 	}
 }
 
+// TestFaultsCompaction is the short fault run with aggressive compaction
+// (a base snapshot every 50 messages, a window of 20, a look every 200ms),
+// so that replicas killed or cut off come back from the stream or from a
+// base snapshot: it must end with no violation, nothing lost, the
+// replicas converged, and the stream compacted.
+func TestFaultsCompaction(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes for about a minute")
+	}
+	res := shortRun(t, chaos.Options{Sessions: 8, SessionOrder: true, Compaction: true,
+		Faults: []chaos.FaultKind{chaos.KillReplica, chaos.KillReplicaMidBatch, chaos.KillGateway, chaos.KillWriter,
+			chaos.KillNATS, chaos.Pause, chaos.PartitionReplica}})
+	if res.Compacted == 0 {
+		t.Fatal("the stream was never compacted")
+	}
+	t.Logf("compaction removed the stream's first %d messages", res.Compacted)
+}
+
 // shortRun runs seed 1 on one NATS server for forty seconds with opts'
 // workload and faults, and fails unless it found nothing and injected
 // every one of the faults at least once.

@@ -63,6 +63,14 @@ type Options struct {
 	// writes through two gateways at once) and write-id reusers besides
 	// the sessions.
 	RacePairs, Reusers int
+	// Compaction runs the replicas with an aggressive compaction cycle
+	// (compactionSettings), so that the stream is purged many times during
+	// the run, and records the stream as it is stored (Recorder), since
+	// the stream at the end no longer holds its start. It cannot be
+	// combined with the faults that replace the stream's history
+	// (TailLoss, RecreateStream), whose checks need the whole of the
+	// history they replace.
+	Compaction bool
 	// Logger receives the harness's progress.
 	Logger zerolog.Logger
 }
@@ -105,6 +113,9 @@ type Result struct {
 	// GroupCommitted counts the messages of the final stream that the
 	// writers' group commit stored (groupCommitted).
 	GroupCommitted int `json:"group_committed"`
+	// Compacted is how many messages compaction had removed from the
+	// stream's start by the end of a run with Compaction.
+	Compacted uint64 `json:"compacted,omitempty"`
 	// Crashes lists the processes that exited without being killed.
 	Crashes []string `json:"crashes,omitempty"`
 	// Check is the checker's report.
@@ -143,11 +154,27 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	log := o.Logger.With().Uint64("seed", o.Seed).Logger()
-	c, err := StartCluster(ctx, o.Dir, o.Binaries, o.Topology, log)
+	var set []string
+	if o.Compaction {
+		for _, f := range o.Faults {
+			if f == TailLoss || f == RecreateStream {
+				return nil, fmt.Errorf("chaos: fault %s cannot run with compaction", f)
+			}
+		}
+		set = compactionSettings
+	}
+	c, err := StartCluster(ctx, o.Dir, o.Binaries, o.Topology, log, set...)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
+	var rec *Recorder
+	if o.Compaction {
+		if rec, err = StartRecorder(ctx, c.admin.Conn, stream.Config{}); err != nil {
+			return nil, err
+		}
+		defer rec.Stop()
+	}
 	log.Info().Str("topology", res.Topology).Str("dir", o.Dir).Msg("cluster ready")
 
 	wconn, err := natsconn.Connect(ctx, natsconn.ConnectConfig{URL: c.FrontURL(), Name: "chaos-workload", Logger: log})
@@ -218,7 +245,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		res.Error = err.Error()
 		log.Error().Err(err).Msg("no convergence")
 	}
-	final, err := dumpAll(ctx, c, admin)
+	if rec != nil {
+		if first, err := streamFirst(ctx, c); err == nil {
+			res.Compacted = first - 1
+		}
+	}
+	final, err := dumpAll(ctx, c, admin, rec)
 	if err != nil {
 		res.Error = strings.TrimPrefix(res.Error+"; ", "; ") + err.Error()
 	}
@@ -265,11 +297,28 @@ func groupCommitted(msgs []history.Message) int {
 	return n
 }
 
-// dumpAll reads the stream and every replica.
-func dumpAll(ctx context.Context, c *Cluster, t *client.NATS) (*history.Final, error) {
+// compactionSettings are the configuration of a run with Compaction: a
+// base snapshot every 50 messages, a window of 20, a look every 200ms, and
+// a duplicate window of 2s (compaction keeps the messages of the duplicate
+// window, so the default two minutes would keep a short run's every
+// message).
+var compactionSettings = []string{
+	"compaction.interval=200ms", "compaction.snapshot_messages=50", "compaction.window_messages=20",
+	"stream.duplicate_window=2s",
+}
+
+// dumpAll reads the stream (as rec recorded it, when it is not nil) and
+// every replica.
+func dumpAll(ctx context.Context, c *Cluster, t *client.NATS, rec *Recorder) (*history.Final, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	msgs, err := DumpStream(ctx, c.js, stream.Config{})
+	var msgs []history.Message
+	var err error
+	if rec != nil {
+		msgs, err = recorded(ctx, c, rec)
+	} else {
+		msgs, err = DumpStream(ctx, c.js, stream.Config{})
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -830,20 +830,17 @@ func checkGet(r *Report, s *history.Snapshots, st *sessionState, op *history.Op)
 func checkGetValue(r *Report, s *history.Snapshots, op *history.Op) {
 	if op.Revision != 0 {
 		m, ok := s.Message(op.Revision)
-		wantKind := history.Put
-		if !op.Found {
-			wantKind = history.Delete
-		}
+		w, written := s.WrittenAt(op.Key, op.Revision)
 		switch {
 		case !ok:
 			r.opViolation(PhantomRead, op, "read %q at revision %d, beyond the stream's %d messages", op.Key, op.Revision, len(s.Stream))
 			return
-		case m.Key != op.Key || m.Kind != wantKind || (op.Found && !bytes.Equal(m.Value, op.Value)):
+		case s.Final.Skipped[op.Revision] && m.Key == op.Key:
+			r.opViolation(PhantomRead, op, "read %q at revision %d, a write replicas must skip", op.Key, op.Revision)
+			return
+		case !written || w.Deleted == op.Found || (op.Found && !bytes.Equal(w.Value, op.Value)):
 			r.opViolation(PhantomRead, op, "read %q = %q (found %v) at revision %d; the stream holds %s %q = %q there",
 				op.Key, abbrev(op.Value), op.Found, op.Revision, m.Kind, m.Key, abbrev(m.Value))
-			return
-		case s.Final.Skipped[op.Revision]:
-			r.opViolation(PhantomRead, op, "read %q at revision %d, a write replicas must skip", op.Key, op.Revision)
 			return
 		}
 	} else if op.Found {
@@ -908,8 +905,8 @@ func checkScanValues(r *Report, s *history.Snapshots, op *history.Op) {
 			return
 		}
 		prev = it.Key
-		m, ok := s.Message(it.Revision)
-		if !ok || m.Key != it.Key || m.Kind != history.Put || !bytes.Equal(m.Value, it.Value) || s.Final.Skipped[it.Revision] {
+		w, ok := s.WrittenAt(it.Key, it.Revision)
+		if !ok || w.Deleted || !bytes.Equal(w.Value, it.Value) {
 			r.opViolation(PhantomRead, op, "scan returned %q = %q at revision %d, which the stream does not hold", it.Key, abbrev(it.Value), it.Revision)
 			return
 		}
