@@ -4,10 +4,15 @@ import (
 	"sort"
 )
 
-// MaxExpiries is how many pending expiries (stale ones included) one
-// message of the stream processes at most, in the order of (expiry, key),
-// as replicas do; the rest are processed at the following messages.
-const MaxExpiries = 256
+// MaxExpiries and MaxExpiryBytes bound the pending expiries (stale ones
+// included) that one message of the stream processes, in the order of
+// (expiry, key), as replicas do: a message takes entries while it has taken
+// fewer than MaxExpiries, whose keys hold fewer than MaxExpiryBytes; the rest
+// are processed at the following messages.
+const (
+	MaxExpiries    = 4096
+	MaxExpiryBytes = 256 << 10
+)
 
 // Fold is the state of every key after applying a prefix of the stream,
 // with the replicas' session-ordering rule (a message whose SessionSeq is
@@ -96,10 +101,11 @@ func (f *Fold) expire(m Message) []Record {
 	}
 	now := m.Time.UnixNano()
 	var out []Record
-	n := 0
-	for n < len(f.pending) && n < MaxExpiries && f.pending[n].at <= now {
+	n, size := 0, 0
+	for n < len(f.pending) && n < MaxExpiries && size < MaxExpiryBytes && f.pending[n].at <= now {
 		e := f.pending[n]
 		n++
+		size += len(e.key)
 		if rec, ok := f.Keys[e.key]; ok && !rec.Deleted && rec.Revision == e.rev {
 			rec = Record{Key: e.key, Revision: m.Seq, Deleted: true}
 			f.Keys[e.key] = rec
