@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // OpSession marks a session order marker: the stream message by which a
@@ -105,15 +106,17 @@ const tickSubject = "clock.tick"
 // prefix.
 func TickSubject(prefix string) string { return prefix + "." + tickSubject }
 
-// TickMsg encodes the clock tick that moves the stream's time to at
-// least at (Unix nanoseconds), the expiry it is published for. Its message
-// id derives from at, so that replicas publishing the tick of the same
-// expiry store it once; the caller sets the expectation that makes it land
-// only on an idle stream. DecodeMessage reads it back.
-func TickMsg(prefix string, at int64) *nats.Msg {
+// TickMsg encodes the clock tick that moves the stream's time towards at
+// (Unix nanoseconds), the expiry it is published for, on a stream whose
+// last sequence is last: it expects that last sequence, so it lands only
+// on a stream still idle there, and its message id names at and last, so
+// that the ticks of several publishers at one position are stored once.
+// DecodeMessage reads it back.
+func TickMsg(prefix string, at int64, last uint64) *nats.Msg {
 	m := nats.NewMsg(TickSubject(prefix))
 	m.Header.Set(api.HeaderOp, string(OpTick))
-	m.Header.Set(HeaderMsgID, "tick:"+strconv.FormatInt(at, 10))
+	m.Header.Set(HeaderMsgID, "tick:"+strconv.FormatInt(at, 10)+":"+strconv.FormatUint(last, 10))
+	m.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(last, 10))
 	return m
 }
 

@@ -190,14 +190,14 @@ func TestTTLAndTick(t *testing.T) {
 	if err != nil || e.TTL != req.TTL || e.Op != api.OpPut {
 		t.Fatalf("put with TTL decoded as %+v, %v", e, err)
 	}
-	tick := stream.TickMsg("tidemark.kv", 12345)
+	tick := stream.TickMsg("tidemark.kv", 12345, 7)
 	if e, err := stream.DecodeMessage("tidemark.kv", tick.Subject, tick.Header, tick.Data); err != nil || e.Op != stream.OpTick || e.Key != "" {
 		t.Fatalf("tick decoded as %+v, %v", e, err)
 	}
-	if got, want := tick.Header.Get(stream.HeaderMsgID), stream.TickMsg("tidemark.kv", 12345).Header.Get(stream.HeaderMsgID); got != want || got == "" {
+	if got, want := tick.Header.Get(stream.HeaderMsgID), stream.TickMsg("tidemark.kv", 12345, 7).Header.Get(stream.HeaderMsgID); got != want || got == "" {
 		t.Fatalf("tick ids %q and %q: want one id per expiry", got, want)
 	}
-	if a, b := tick.Header.Get(stream.HeaderMsgID), stream.TickMsg("tidemark.kv", 12346).Header.Get(stream.HeaderMsgID); a == b {
+	if a, b := tick.Header.Get(stream.HeaderMsgID), stream.TickMsg("tidemark.kv", 12346, 7).Header.Get(stream.HeaderMsgID); a == b {
 		t.Fatalf("ticks of two expiries share id %q", a)
 	}
 	for name, ttl := range map[string]string{
