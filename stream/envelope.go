@@ -31,8 +31,8 @@ const (
 	HeaderTTL = "Tidemark-TTL"
 )
 
-// Entry is one decoded stream message: a put or a delete of a key, or a
-// session order marker (OpSession, no key).
+// Entry is one decoded stream message: a put or a delete of a key, a
+// session order marker (OpSession, no key) or a clock tick (OpTick, no key).
 type Entry struct {
 	// Op is OpPut or OpDelete.
 	Op api.Op

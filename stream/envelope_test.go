@@ -100,6 +100,7 @@ func FuzzDecodeEntry(f *testing.F) {
 	f.Add(stream.KeySubject("p", "key"), "del", []byte(nil))
 	f.Add("p.", "put", []byte{})
 	f.Add(stream.SessionSubject("p", "s"), "session", []byte(nil))
+	f.Add(stream.TickSubject("p"), "tick", []byte(nil))
 	f.Fuzz(func(t *testing.T, subject, op string, data []byte) {
 		e, err := stream.DecodeEntry("p", subject, op, data)
 		if err != nil {
@@ -108,6 +109,12 @@ func FuzzDecodeEntry(f *testing.F) {
 		if e.Op == stream.OpSession {
 			if got := stream.SessionSubject("p", e.Session); got != subject || e.Key != "" || len(data) != 0 {
 				t.Fatalf("marker %+v decoded from %q (%d bytes)", e, subject, len(data))
+			}
+			return
+		}
+		if e.Op == stream.OpTick {
+			if subject != stream.TickSubject("p") || e.Key != "" || len(data) != 0 {
+				t.Fatalf("tick %+v decoded from %q (%d bytes)", e, subject, len(data))
 			}
 			return
 		}
