@@ -141,7 +141,8 @@ func (r *Replicator) commitTxn(db *badger.DB, ds []delivery) (int, int, error) {
 	txn := db.NewTransaction(true)
 	defer txn.Discard()
 	skipped := 0
-	exp := r.newExpirer() // keys with a time to live (ttl.go)
+	exp := r.newExpirer(db) // keys with a time to live (ttl.go)
+	defer exp.close()
 	for i := range ds {
 		d := &ds[i]
 		d.skip = false

@@ -4,10 +4,12 @@ import (
 	"github.com/tidemark/tidemark/api"
 	"github.com/tidemark/tidemark/wire"
 
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -87,70 +89,126 @@ type expiry struct {
 }
 
 // expirer carries the expiries of one commit transaction: the earliest
-// pending expiry as the transaction leaves it, and the keys it expired.
+// pending expiry as the transaction leaves it and the keys it expired. It
+// reads the committed index through a read-only transaction of its own (the
+// apply loop is the only writer, so that one sees what the commit
+// transaction started from), and keeps the entries the commit transaction
+// added itself: an iterator of the commit transaction would sort all its
+// pending writes each time a message has something due.
 type expirer struct {
 	next    int64 // the earliest pending expiry; 0: none
 	expired []expiry
+
+	db    *badger.DB
+	view  *badger.Txn      // read-only; opened when something is first due
+	it    *badger.Iterator // of view's index, at the first entry not yet taken
+	added []indexEntry     // the entries the commit transaction set, in index order
 }
 
-func (r *Replicator) newExpirer() expirer { return expirer{next: r.nextExpiry.Load()} }
+// indexEntry is one entry of the expiry index.
+type indexEntry struct {
+	k   []byte // the index key
+	at  int64
+	key string
+	rev uint64 // the put's; 0 for a committed entry whose value is not read yet
+}
+
+func (r *Replicator) newExpirer(db *badger.DB) expirer {
+	return expirer{next: r.nextExpiry.Load(), db: db}
+}
+
+// close ends the expirer's read-only transaction.
+func (x *expirer) close() {
+	if x.it != nil {
+		x.it.Close()
+		x.view.Discard()
+	}
+}
+
+// head returns the first committed index entry not yet taken, leaving out
+// those the commit transaction has set again.
+func (x *expirer) head() (indexEntry, bool, error) {
+	for ; x.it.Valid(); x.it.Next() {
+		k := x.it.Item().Key()
+		if _, found := x.findAdded(k); found {
+			continue // set again in this transaction: added holds it
+		}
+		at, key, err := decodeExpiryKey(k)
+		return indexEntry{k: k, at: at, key: key}, err == nil, err
+	}
+	return indexEntry{}, false, nil
+}
+
+func (x *expirer) findAdded(k []byte) (int, bool) {
+	return slices.BinarySearchFunc(x.added, k, func(e indexEntry, k []byte) int { return bytes.Compare(e.k, k) })
+}
 
 // due expires, in txn, every key whose expiry is at or before now, the
-// stream time of the message at seq about to be applied.
+// stream time of the message at seq about to be applied, up to
+// maxExpiries of the first index entries.
 func (x *expirer) due(txn *badger.Txn, seq uint64, now int64) error {
 	if x.next == 0 || x.next > now {
 		return nil
 	}
-	var done [][]byte // index entries to remove
-	var keys []expiry
-	x.next = 0
-	err := func() error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(expiryPrefix), PrefetchValues: true, PrefetchSize: 16})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			item := it.Item()
-			at, key, err := decodeExpiryKey(item.Key())
-			if err != nil {
-				return err
-			}
-			if at > now || len(done) == maxExpiries {
-				x.next = at
-				return nil
-			}
-			var rev uint64
-			if err := item.Value(func(b []byte) error {
+	if x.it == nil {
+		x.view = x.db.NewTransaction(false)
+		x.it = x.view.NewIterator(badger.IteratorOptions{Prefix: []byte(expiryPrefix), PrefetchValues: true, PrefetchSize: 16})
+		x.it.Rewind()
+	}
+	for n := 0; ; n++ {
+		c, ok, err := x.head()
+		if err != nil {
+			return err
+		}
+		var e indexEntry
+		switch {
+		case len(x.added) > 0 && (!ok || bytes.Compare(x.added[0].k, c.k) < 0):
+			e = x.added[0]
+		case ok:
+			e = c
+		default:
+			x.next = 0
+			return nil
+		}
+		if e.at > now || n == maxExpiries {
+			x.next = e.at
+			return nil
+		}
+		if e.rev == 0 { // committed: read its value, and take it
+			if err := x.it.Item().Value(func(b []byte) error {
 				if len(b) != 8 {
-					return fmt.Errorf("%w: expiry of %q: index value of %d bytes", ErrCorrupt, key, len(b))
+					return fmt.Errorf("%w: expiry of %q: index value of %d bytes", ErrCorrupt, e.key, len(b))
 				}
-				rev = binary.BigEndian.Uint64(b)
+				e.rev = binary.BigEndian.Uint64(b)
 				return nil
 			}); err != nil {
 				return err
 			}
-			done = append(done, item.KeyCopy(nil))
-			keys = append(keys, expiry{key: key, seq: rev})
+			e.k = x.it.Item().KeyCopy(nil)
+			x.it.Next()
+		} else {
+			x.added = x.added[1:]
 		}
-		return nil
-	}()
-	if err != nil {
+		if err := x.expire(txn, e, seq); err != nil {
+			return err
+		}
+	}
+}
+
+// expire removes e from the index and, unless a later write superseded the
+// put it names, expires its key at seq.
+func (x *expirer) expire(txn *badger.Txn, e indexEntry, seq uint64) error {
+	if err := txn.Delete(e.k); err != nil {
 		return err
 	}
-	for i, k := range done {
-		if err := txn.Delete(k); err != nil {
-			return err
-		}
-		live, err := putAt(txn, keys[i].key, keys[i].seq)
-		if err != nil {
-			return err
-		}
-		if !live {
-			continue // superseded: a stale index entry
-		}
-		if err := txn.Set(dataKey(keys[i].key), encodeRecord(stream.Entry{Op: api.OpDelete}, seq)); err != nil {
-			return err
-		}
-		x.expired = append(x.expired, expiry{key: keys[i].key, seq: seq})
+	live, err := putAt(txn, e.key, e.rev)
+	if err != nil || !live {
+		return err // !live: superseded, a stale index entry
 	}
+	if err := txn.Set(dataKey(e.key), encodeRecord(stream.Entry{Op: api.OpDelete}, seq)); err != nil {
+		return err
+	}
+	x.expired = append(x.expired, expiry{key: e.key, seq: seq})
 	return nil
 }
 
@@ -174,8 +232,14 @@ func putAt(txn *badger.Txn, key string, rev uint64) (bool, error) {
 // add indexes the expiry of d, an applied put with a TTL.
 func (x *expirer) add(txn *badger.Txn, d *delivery) error {
 	at := d.time + int64(d.entry.TTL)
-	if err := txn.Set(expiryKey(at, d.entry.Key), u64(d.seq)); err != nil {
+	e := indexEntry{k: expiryKey(at, d.entry.Key), at: at, key: d.entry.Key, rev: d.seq}
+	if err := txn.Set(e.k, u64(d.seq)); err != nil {
 		return err
+	}
+	if i, found := x.findAdded(e.k); found {
+		x.added[i] = e
+	} else {
+		x.added = slices.Insert(x.added, i, e)
 	}
 	if x.next == 0 || at < x.next {
 		x.next = at
