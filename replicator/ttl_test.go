@@ -206,3 +206,45 @@ func TestTTLManyKeysAndSnapshot(t *testing.T) {
 		t.Fatalf("keys expired per message: %v, want %v", revs, want)
 	}
 }
+
+// Expiries inside one batch: a replica that applies a put with a TTL, its
+// expiry and a later put of the key in one transaction, with the keys in
+// its record cache, ends where a replica that applies one message per
+// transaction does.
+func TestTTLWithinOneBatch(t *testing.T) {
+	env := testenv.Start(t)
+	noTicks := func(c *replicator.Config) { c.TickInterval = time.Hour } // time moves with the test's writes only
+	r1 := open(t, env, t.TempDir(), noTicks)
+	r2 := open(t, env, t.TempDir(), noTicks, func(c *replicator.Config) { c.ID, c.MaxBatch = "r2", 1 })
+	run(t, r1)
+	run(t, r2)
+	pa, _ := putTTL(t, env, "a", "v", time.Second)
+	pb, at := putTTL(t, env, "b", "v", time.Second)
+	waitApplied(t, r1, pb)
+	for _, k := range []string{"a", "b"} {
+		if _, _, err := r1.Get(k); err != nil { // cached
+			t.Fatalf("Get(%s): %v", k, err)
+		}
+	}
+	r1.Pause()
+	testenv.Eventually(t, ttlTimeout, "the expiry time to pass", func() bool { return time.Now().After(at.Add(time.Second)) })
+	s := publish(t, env, put("c", "moves time"))
+	again := publish(t, env, put("b", "again"))
+	waitApplied(t, r2, again)
+	if rec, _, err := r1.Get("a"); err != nil || rec.Revision != pa {
+		t.Fatalf("paused: Get(a)=%+v, %v; want the put at %d", rec, err, pa)
+	}
+	r1.Resume()
+	waitApplied(t, r1, again)
+	for _, r := range []*replicator.Replicator{r1, r2} {
+		if rec, _, err := r.Get("a"); !errors.Is(err, api.ErrNotFound) || rec.Revision != s {
+			t.Fatalf("Get(a)=%+v, %v; want expired at %d", rec, err, s)
+		}
+		if rec, _, err := r.Get("b"); err != nil || string(rec.Value) != "again" || rec.Revision != again {
+			t.Fatalf("Get(b)=%+v, %v; want the put again at %d", rec, err, again)
+		}
+		if got, want := r.Stats().Expired, uint64(2); got != want {
+			t.Fatalf("Expired=%d, want %d", got, want)
+		}
+	}
+}
