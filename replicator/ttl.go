@@ -40,8 +40,9 @@ import (
 // snapshot install; the index travels in snapshots with every other key),
 // so a message costs nothing when nothing is due.
 //
-// A message expires at most maxExpiries keys: when more are due at once,
-// the rest expire at the following messages (ticks, on an idle stream), at
+// A message expires at most maxExpiries keys (fewer when they are long:
+// maxExpiryBytes): when more are due at once, the rest expire at the
+// following messages (ticks, on an idle stream), at
 // the same positions on every replica.
 //
 // On an idle stream time does not move. A replica that is caught up and
@@ -57,11 +58,16 @@ import (
 // expiryPrefix is the prefix of the expiry index.
 const expiryPrefix = "x/"
 
-// maxExpiries bounds the index entries one message expires, in the order
-// of the index (expiry, then key), so that the transaction of a single
-// message always fits Badger's limits; the rest expire at the following
-// messages, at the same positions on every replica.
-const maxExpiries = 256
+// maxExpiries and maxExpiryBytes bound the index entries one message
+// takes, in the order of the index (expiry, then key), and the bytes of
+// their keys, so that the transaction of a single message always fits
+// Badger's limits (a message takes entries while it has taken fewer than
+// both); the rest expire at the following messages, at the same positions
+// on every replica.
+const (
+	maxExpiries    = 4096
+	maxExpiryBytes = 256 << 10
+)
 
 // DefaultTickInterval is how often a replica checks whether an idle
 // stream needs a clock tick.
@@ -145,7 +151,7 @@ func (x *expirer) findAdded(k []byte) (int, bool) {
 
 // due expires, in txn, every key whose expiry is at or before now, the
 // stream time of the message at seq about to be applied, up to
-// maxExpiries of the first index entries.
+// maxExpiries and maxExpiryBytes of the first index entries.
 func (x *expirer) due(txn *badger.Txn, seq uint64, now int64) error {
 	if x.next == 0 || x.next > now {
 		return nil
@@ -155,7 +161,7 @@ func (x *expirer) due(txn *badger.Txn, seq uint64, now int64) error {
 		x.it = x.view.NewIterator(badger.IteratorOptions{Prefix: []byte(expiryPrefix), PrefetchValues: true, PrefetchSize: 16})
 		x.it.Rewind()
 	}
-	for n := 0; ; n++ {
+	for n, size := 0, 0; ; n++ {
 		c, ok, err := x.head()
 		if err != nil {
 			return err
@@ -170,10 +176,11 @@ func (x *expirer) due(txn *badger.Txn, seq uint64, now int64) error {
 			x.next = 0
 			return nil
 		}
-		if e.at > now || n == maxExpiries {
+		if e.at > now || n == maxExpiries || size >= maxExpiryBytes {
 			x.next = e.at
 			return nil
 		}
+		size += len(e.key)
 		if e.rev == 0 { // committed: read its value, and take it
 			if err := x.it.Item().Value(func(b []byte) error {
 				if len(b) != 8 {

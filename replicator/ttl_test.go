@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,11 +160,14 @@ func TestTTLManyKeysAndSnapshot(t *testing.T) {
 	noTicks := func(c *replicator.Config) { c.TickInterval = time.Hour } // time moves with the test's writes only
 	r1 := open(t, env, t.TempDir(), noTicks)
 	run(t, r1)
-	const n, perMessage, ttl = 300, 256, 3 * time.Second
+	// Keys of 1000 bytes: a message expires keys while their bytes are
+	// below 256 KiB, so 263 of them.
+	const n, perMessage, ttl = 300, 263, 3 * time.Second
+	name := func(i int) string { return fmt.Sprintf("k%03d", i) + strings.Repeat("x", 996) }
 	var last uint64
 	var lastAt time.Time
 	for i := range n {
-		last, lastAt = putTTL(t, env, fmt.Sprintf("k%03d", i), "v", ttl)
+		last, lastAt = putTTL(t, env, name(i), "v", ttl)
 	}
 	waitApplied(t, r1, last)
 	var snap bytes.Buffer
@@ -193,7 +197,7 @@ func TestTTLManyKeysAndSnapshot(t *testing.T) {
 	waitApplied(t, r2, last)
 	revs := map[uint64]int{}
 	for i := range n {
-		key := fmt.Sprintf("k%03d", i)
+		key := name(i)
 		rec1, _, err1 := r1.Get(key)
 		rec2, _, err2 := r2.Get(key)
 		if !rec1.Deleted || !rec2.Deleted || rec1.Revision != rec2.Revision || !errors.Is(err1, api.ErrNotFound) || !errors.Is(err2, api.ErrNotFound) {
