@@ -42,8 +42,8 @@ import (
 //
 // A message expires at most maxExpiries keys (fewer when they are long:
 // maxExpiryBytes): when more are due at once, the rest expire at the
-// following messages (ticks, on an idle stream), at
-// the same positions on every replica.
+// following messages (ticks, on an idle stream), at the same positions on
+// every replica.
 //
 // On an idle stream time does not move. A replica that is caught up and
 // finds the earliest expiry due by its own clock publishes a clock tick
@@ -254,8 +254,8 @@ func (x *expirer) add(txn *badger.Txn, d *delivery) error {
 	return nil
 }
 
-// committed publishes what a committed transaction left: the earliest
-// pending expiry and the count of keys expired.
+// committedExpiries publishes what a committed transaction left: the
+// earliest pending expiry and the count of keys expired.
 func (r *Replicator) committedExpiries(x *expirer) {
 	r.nextExpiry.Store(x.next)
 	r.expired.Add(uint64(len(x.expired)))
