@@ -304,15 +304,25 @@ func (r *Replicator) NextExpiry() time.Time {
 // tick publishes a clock tick every TickInterval while an expiry is due by
 // this machine's clock and the replica, caught up, has nothing left to
 // apply (see above).
+// A failure is logged as a warning once, until a tick succeeds again.
 func (r *Replicator) tick(ctx context.Context) {
+	failing := false
 	every(ctx, r.cfg.TickInterval, func() bool {
 		at := r.nextExpiry.Load()
 		applied := r.Applied()
 		if at == 0 || at > time.Now().UnixNano() || applied == 0 || applied < r.cfg.Stream.KnownLast() || !r.Ready() {
 			return true
 		}
-		if err := r.publishTick(ctx, at, applied); err != nil && ctx.Err() == nil {
-			r.log.Debug().Err(err).Uint64("applied", applied).Msg("clock tick")
+		err := r.publishTick(ctx, at, applied)
+		switch {
+		case err == nil || ctx.Err() != nil:
+			failing = false
+		case !failing:
+			failing = true
+			r.log.Warn().Err(err).Uint64("applied", applied).Str("subject", stream.TickSubject(r.cfg.Stream.Subject())).
+				Msg("publish clock tick; keys whose time to live ran out wait for the next write to expire")
+		default:
+			r.log.Debug().Err(err).Uint64("applied", applied).Msg("publish clock tick")
 		}
 		return true
 	})
