@@ -34,8 +34,8 @@ type WriteRequest struct {
 }
 
 // Validate checks everything about a write that needs no server: its key,
-// op, write id, condition, session and TTL. The value's size is the writer's to
-// check, against its limit.
+// op, write id, condition, session and TTL. The value's size is the
+// writer's to check, against its limit.
 func (w WriteRequest) Validate() error {
 	if err := ValidateKey(w.Key); err != nil {
 		return err

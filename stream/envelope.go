@@ -34,7 +34,7 @@ const (
 // Entry is one decoded stream message: a put or a delete of a key, a
 // session order marker (OpSession, no key) or a clock tick (OpTick, no key).
 type Entry struct {
-	// Op is OpPut or OpDelete.
+	// Op is OpPut, OpDelete, OpSession or OpTick.
 	Op api.Op
 	// Key is the key written.
 	Key string
