@@ -88,9 +88,9 @@ func (w *Writer) writeIfRevision(ctx context.Context, req api.WriteRequest, id s
 
 // writeIfAbsent publishes req only if the key does not exist: it has no
 // message at all, or its last message is a delete or a put whose time to
-// live has run out (ttl.go). Like JetStream's KV
-// Create, it first expects no message, and on a tombstone expects the
-// tombstone's sequence, which keeps the write atomic.
+// live has run out (ttl.go). Like JetStream's KV Create, it first expects
+// no message, and on a tombstone (or an expired put) expects its sequence,
+// which keeps the write atomic.
 func (w *Writer) writeIfAbsent(ctx context.Context, req api.WriteRequest, id string, ss *session) (placed, error) {
 	subject := w.stream.KeySubject(req.Key)
 	// With no message of the key in the stream, the key may still live in
