@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -146,21 +145,19 @@ func streamDefaults(cfg stream.Config) stream.Config {
 
 // decodeMessage turns a stream message into the checker's form.
 func decodeMessage(prefix string, seq uint64, subject string, h nats.Header, data []byte) (history.Message, error) {
-	e, err := stream.DecodeEntry(prefix, subject, h.Get(api.HeaderOp), data)
+	e, err := stream.DecodeMessage(prefix, subject, h, data)
 	if err != nil {
 		return history.Message{}, fmt.Errorf("dump stream: seq %d: %w", seq, err)
 	}
-	m := history.Message{Seq: seq, Kind: history.Put, Key: e.Key, Value: e.Value, MsgID: h.Get(stream.HeaderMsgID), Batch: h.Get(stream.HeaderBatchID)}
+	m := history.Message{Seq: seq, Kind: history.Put, Key: e.Key, Value: e.Value, MsgID: h.Get(stream.HeaderMsgID),
+		Batch: h.Get(stream.HeaderBatchID), SessionID: e.Session, SessionSeq: e.SessionSeq, TTL: e.TTL}
 	switch e.Op {
 	case api.OpDelete:
 		m.Kind, m.Value = history.Delete, nil
 	case stream.OpSession:
 		m.Kind, m.Value = history.Marker, nil
-	}
-	if m.SessionID = h.Get(api.HeaderSession); m.SessionID != "" {
-		if m.SessionSeq, err = strconv.ParseUint(h.Get(api.HeaderSessionSeq), 10, 64); err != nil {
-			return history.Message{}, fmt.Errorf("dump stream: seq %d: bad session sequence %q", seq, h.Get(api.HeaderSessionSeq))
-		}
+	case stream.OpTick:
+		m.Kind, m.Value = history.Tick, nil
 	}
 	return m, nil
 }

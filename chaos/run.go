@@ -71,6 +71,10 @@ type Options struct {
 	// (TailLoss, RecreateStream), whose checks need the whole of the
 	// history they replace.
 	Compaction bool
+	// TTL gives some of the workload's puts a time to live; the stream is
+	// recorded as with Compaction, and the run waits at the end until
+	// every key's expiry is in the stream (replicas tick an idle stream).
+	TTL bool
 	// Logger receives the harness's progress.
 	Logger zerolog.Logger
 }
@@ -116,6 +120,9 @@ type Result struct {
 	// Compacted is how many messages compaction had removed from the
 	// stream's start by the end of a run with Compaction.
 	Compacted uint64 `json:"compacted,omitempty"`
+	// Expired is how many times a key's time to live ran out in the
+	// final stream.
+	Expired int `json:"expired,omitempty"`
 	// Crashes lists the processes that exited without being killed.
 	Crashes []string `json:"crashes,omitempty"`
 	// Check is the checker's report.
@@ -155,12 +162,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	log := o.Logger.With().Uint64("seed", o.Seed).Logger()
 	var set []string
-	if o.Compaction {
+	if o.Compaction || o.TTL {
 		for _, f := range o.Faults {
-			if f == TailLoss || f == RecreateStream {
-				return nil, fmt.Errorf("chaos: fault %s cannot run with compaction", f)
+			if !recordable(f) {
+				return nil, fmt.Errorf("chaos: fault %s cannot run with compaction or TTL keys", f)
 			}
 		}
+	}
+	if o.Compaction {
 		set = compactionSettings
 	}
 	c, err := StartCluster(ctx, o.Dir, o.Binaries, o.Topology, log, set...)
@@ -169,7 +178,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer c.Close()
 	var rec *Recorder
-	if o.Compaction {
+	if o.Compaction || o.TTL {
 		if rec, err = StartRecorder(ctx, c.admin.Conn, stream.Config{}); err != nil {
 			return nil, err
 		}
@@ -219,7 +228,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}()
 	ops, err := workload.Run(wctx, workload.Config{
 		Seed: o.Seed, Sessions: o.Sessions, Gateways: c.GatewayURLs(), NATS: wconn.Conn,
-		Replicas: c.ReplicaIDs(), SessionOrder: o.SessionOrder, RacePairs: o.RacePairs, Reusers: o.Reusers,
+		Replicas: c.ReplicaIDs(), SessionOrder: o.SessionOrder, RacePairs: o.RacePairs, Reusers: o.Reusers, TTL: o.TTL,
 		RunID: strconv.FormatUint(o.Seed, 36) + "x" + strconv.FormatInt(start.UnixNano()%1e9, 36),
 	})
 	stop()
@@ -237,6 +246,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	for _, w := range c.writers {
 		_ = w.proc.Close()
+	}
+	if o.TTL {
+		if err := waitExpiries(ctx, c, rec); err != nil {
+			return nil, err
+		}
 	}
 	admin := c.adminT
 	h := &history.History{Version: history.Version, Ops: ops, Epochs: in.epochs, Losses: in.losses}
@@ -267,6 +281,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.Crashes = c.Crashes()
 	if h.Final != nil {
 		res.GroupCommitted = groupCommitted(h.Final.Stream)
+		res.Expired = history.NewSnapshots(h.Final.Stream).Final.Expired
 	}
 	res.Check = checker.Check(h)
 	log.Info().Int("violations", res.Check.Violations()).Dur("converge", res.Converge).Int("group_committed", res.GroupCommitted).Msg("checked")
@@ -295,6 +310,46 @@ func groupCommitted(msgs []history.Message) int {
 		n += len(b)
 	}
 	return n
+}
+
+// recordable reports whether a run whose stream is recorded (Recorder)
+// can inject f: not the faults that replace the stream's history.
+func recordable(f FaultKind) bool { return f != TailLoss && f != RecreateStream }
+
+// expiryWait bounds how long a run with TTL waits at the end for every
+// key's expiry to be in the stream.
+const expiryWait = 2 * time.Minute
+
+// waitExpiries waits until the stream recorded by rec holds, after every
+// put with a time to live, a message at or after its expiry: then every
+// replica has expired every such key at the same position, and no replica
+// publishes another clock tick, so that the stream no longer grows.
+func waitExpiries(ctx context.Context, c *Cluster, rec *Recorder) error {
+	ctx, cancel := context.WithTimeout(ctx, expiryWait)
+	defer cancel()
+	b := backoff.Backoff{Max: 200 * time.Millisecond}
+	for {
+		last, err := StreamLast(ctx, c.js)
+		if err == nil && last > 0 {
+			var msgs []history.Message
+			if msgs, err = rec.Messages(ctx, last); err == nil {
+				end := msgs[len(msgs)-1].Time
+				due := false
+				for _, m := range msgs {
+					if m.TTL > 0 && m.Time.Add(m.TTL).After(end) {
+						due = true
+						break
+					}
+				}
+				if !due {
+					return nil
+				}
+			}
+		}
+		if err := b.Wait(ctx); err != nil {
+			return fmt.Errorf("the stream's last message is still before a key's expiry: %w", err)
+		}
+	}
 }
 
 // compactionSettings are the configuration of a run with Compaction: a

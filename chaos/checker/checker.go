@@ -355,7 +355,7 @@ func checkWriteIDs(r *Report, h *history.History, w *world) map[*history.Op]bool
 	}
 	isStored := func(op *history.Op) bool {
 		for _, m := range stored[op.WriteID] {
-			if m.Key == op.Key && m.Kind == op.Kind && (m.Kind != history.Put || bytes.Equal(m.Value, op.Value)) {
+			if m.Key == op.Key && m.Kind == op.Kind && m.TTL == op.TTL && (m.Kind != history.Put || bytes.Equal(m.Value, op.Value)) {
 				return true
 			}
 		}
@@ -497,9 +497,9 @@ func checkStream(r *Report, h *history.History, w *world, reused map[*history.Op
 			for _, c := range same {
 				stored[c] = place{st.id, m.Seq}
 			}
-			if m.Key != op.Key || m.Kind != op.Kind || (op.Kind == history.Put && !bytes.Equal(m.Value, op.Value)) {
+			if m.Key != op.Key || m.Kind != op.Kind || m.TTL != op.TTL || (op.Kind == history.Put && !bytes.Equal(m.Value, op.Value)) {
 				r.add(Violation{Kind: CorruptWrite, Session: op.Session, Index: op.Index, Seq: m.Seq,
-					Detail: fmt.Sprintf("stored %s %q = %q, sent %s %q = %q", m.Kind, m.Key, m.Value, op.Kind, op.Key, op.Value)})
+					Detail: fmt.Sprintf("stored %s %q = %q (ttl %v), sent %s %q = %q (ttl %v)", m.Kind, m.Key, m.Value, m.TTL, op.Kind, op.Key, op.Value, op.TTL)})
 			}
 			for _, c := range same {
 				checkStored(r, w, s, st.id, m, c)

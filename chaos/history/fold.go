@@ -27,6 +27,8 @@ type Fold struct {
 	Applied uint64
 	// Skipped holds the sequences skipped by the session-ordering rule.
 	Skipped map[uint64]bool
+	// Expired counts the keys that expired.
+	Expired int
 
 	sessions map[string]uint64
 	pending  []expiry // the expiry index, sorted by (at, key)
@@ -109,6 +111,7 @@ func (f *Fold) expire(m Message) []Record {
 		if rec, ok := f.Keys[e.key]; ok && !rec.Deleted && rec.Revision == e.rev {
 			rec = Record{Key: e.key, Revision: m.Seq, Deleted: true}
 			f.Keys[e.key] = rec
+			f.Expired++
 			out = append(out, rec)
 		}
 	}

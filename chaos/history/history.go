@@ -81,6 +81,8 @@ type Op struct {
 	// SessionID and SessionSeq are the write's session ordering, if used.
 	SessionID  string `json:"session_id,omitempty"`
 	SessionSeq uint64 `json:"session_seq,omitempty"`
+	// TTL is a put's time to live, if it had one.
+	TTL time.Duration `json:"ttl,omitempty"`
 
 	// Prefix, After and Limit are a scan's request; Items and Next its reply.
 	Prefix string `json:"prefix,omitempty"`

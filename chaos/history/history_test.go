@@ -150,6 +150,9 @@ func TestFoldExpiry(t *testing.T) {
 	if _, ok := s.WrittenAt("c", 5); ok {
 		t.Error("WrittenAt(c, 5): c was not written at 5")
 	}
+	if s.Final.Expired != 1 {
+		t.Errorf("Expired=%d, want 1", s.Final.Expired)
+	}
 	if rec := s.Final.Keys["a"]; !rec.Deleted || rec.Revision != 5 {
 		t.Errorf("final a=%+v, want expired at 5", rec)
 	}
