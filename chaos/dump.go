@@ -188,7 +188,7 @@ func DumpReplica(ctx context.Context, t *client.NATS, id string, msgs []history.
 	}
 	keys := map[string]bool{}
 	for _, m := range msgs {
-		if m.Kind == history.Marker {
+		if !m.Kind.IsWrite() {
 			continue
 		}
 		keys[m.Key] = true

@@ -457,8 +457,8 @@ func checkStream(r *Report, h *history.History, w *world, reused map[*history.Op
 	for _, st := range streams {
 		s := st.s
 		for _, m := range s.Stream {
-			if m.Kind == history.Marker {
-				continue // a writer's claim on a session number, not a write
+			if !m.Kind.IsWrite() {
+				continue // a writer's claim on a session number or a clock tick, not a write
 			}
 			var op *history.Op
 			// Of the writes with the message's id, the first with its
