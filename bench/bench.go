@@ -217,6 +217,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if !rep.Settings.Remote {
 		rep.Settings.Stack = cfg.Stack
 	}
+	if cfg.soakOnly() {
+		sc := cfg.Soak.withDefaults()
+		rep.Settings.Soak = &sc
+	}
 	if cfg.Duration > 0 {
 		rep.Settings.Duration = cfg.Duration.String()
 	}

@@ -166,6 +166,8 @@ type Settings struct {
 	Repeat      int    `json:"repeat"`
 	Remote      bool   `json:"remote,omitempty"`
 	Stack       string `json:"stack,omitempty"`
+	// Soak is the soak's configuration, when it ran.
+	Soak *SoakConfig `json:"soak,omitempty"`
 }
 
 // median combines the rows of several runs of one mode: each figure is the
@@ -257,8 +259,13 @@ func (rep *Report) WriteJSON(w io.Writer) error {
 func (rep *Report) WriteTable(w io.Writer) error {
 	s := rep.Settings
 	for _, m := range rep.Modes {
-		fmt.Fprintf(w, "\nmode %s: %d CPUs, %d workers, %s, %d-byte values, median of %d run(s)\n",
-			m.Mode, s.CPUs, s.Concurrency, phaseLength(s), s.Size, s.Repeat)
+		if s.Soak != nil {
+			fmt.Fprintf(w, "\nmode %s: %d CPUs, %d workers, soak of %d writes of %d-byte values over %d keys, median of %d run(s)\n",
+				m.Mode, s.CPUs, s.Concurrency, s.Soak.Writes, s.Soak.Size, s.Soak.Keys, s.Repeat)
+		} else {
+			fmt.Fprintf(w, "\nmode %s: %d CPUs, %d workers, %s, %d-byte values, median of %d run(s)\n",
+				m.Mode, s.CPUs, s.Concurrency, phaseLength(s), s.Size, s.Repeat)
+		}
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "section\tmeasurement\tvalue\tunit\tp50\tp99\tp99.9\tratio\tvs\ttarget\t\t")
 		section := ""

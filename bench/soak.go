@@ -49,8 +49,12 @@ const (
 // configuration settings (key=value, as `tidemark dev --set` takes them) for
 // both stacks, such as a shorter compaction cycle.
 type SoakConfig struct {
-	Writes, Keys, Every, Size, Compare int
-	Set                                []string
+	Writes  int      `json:"writes"`
+	Keys    int      `json:"keys"`
+	Every   int      `json:"every"`
+	Size    int      `json:"size"`
+	Compare int      `json:"compare"`
+	Set     []string `json:"set,omitempty"`
 }
 
 func (s SoakConfig) withDefaults() SoakConfig {
