@@ -335,9 +335,11 @@ func (r *Replicator) applyLoop(ctx context.Context, db *badger.DB, in <-chan del
 			return err
 		}
 		r.logProgress(&prog)
-		if len(batch) > 0 && time.Since(sweep.last) >= sessionSweepInterval {
+		if len(batch) > 0 && time.Since(sweep.last) >= r.cfg.SweepInterval {
 			sweep.last = time.Now()
-			r.sweepSessions(db, batch[len(batch)-1].time)
+			now := batch[len(batch)-1].time
+			r.sweepSessions(db, now)
+			r.sweepTombstones(db, now)
 		}
 	}
 }

@@ -41,6 +41,12 @@ const MaxSnapshotName = 256
 // the replicas of the stream named streamName.
 func SnapshotBucket(streamName string) string { return streamName + "_SNAPSHOTS" }
 
+// BaseBucket is the object store bucket that holds the base snapshot of the
+// stream named streamName: the snapshot that compaction purges the stream
+// up to, and that new and lagging replicas bootstrap from. Its objects do
+// not expire.
+func BaseBucket(streamName string) string { return streamName + "_BASE" }
+
 // SnapshotRequest asks a replica for a snapshot.
 type SnapshotRequest struct {
 	// Stream is the identity of the stream the asker replicates.
