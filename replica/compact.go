@@ -156,7 +156,9 @@ func baseOf(info *jetstream.ObjectInfo) (*BaseSnapshot, error) {
 }
 
 // ReadBase returns the base snapshot stored for st, or nil when there is none.
-func ReadBase(ctx context.Context, st *stream.Stream) (*BaseSnapshot, error) { return readBase(ctx, st) }
+func ReadBase(ctx context.Context, st *stream.Stream) (*BaseSnapshot, error) {
+	return readBase(ctx, st)
+}
 
 // compactor is a replica's compactor; see Compaction.
 type compactor struct {

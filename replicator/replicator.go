@@ -151,7 +151,7 @@ type Replicator struct {
 	appliedTxn func(db *badger.DB, txn *badger.Txn, last uint64) (*badger.Txn, error)
 	skipped    atomic.Uint64
 
-	sessionsSwept atomic.Uint64 // session records forgotten (sweepSessions)
+	sessionsSwept   atomic.Uint64 // session records forgotten (sweepSessions)
 	tombstonesSwept atomic.Uint64 // tombstones collected (sweepTombstones)
 	tombstones      atomic.Int64  // tombstones left after the last sweep; -1 before it
 
