@@ -292,7 +292,7 @@ func (f *fetcher) fromBase(ctx context.Context, need uint64, restore func(io.Rea
 		return true, fmt.Errorf("base snapshot bucket: %w", err)
 	}
 	f.log.Info().Uint64("applied", base.Applied).Uint64("bytes", base.Bytes).Str("of", base.Replica).Msg("downloading and restoring the base snapshot")
-	res, err := obs.Get(ctx, baseObject)
+	res, err := obs.Get(ctx, wire.BaseObject)
 	if err != nil {
 		return true, fmt.Errorf("get the base snapshot: %w", err)
 	}

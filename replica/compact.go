@@ -53,8 +53,6 @@ const (
 	DefaultWindowMessages int64 = 50_000
 	// DefaultCompactInterval is how often the compactor looks.
 	DefaultCompactInterval = 10 * time.Second
-	// baseObject is the name of the base snapshot in wire.BaseBucket.
-	baseObject = "base"
 	// liveAfter is how long a replica counts as live after its last status.
 	liveAfter = 3 * DefaultAdvertiseMax
 )
@@ -130,7 +128,7 @@ func readBase(ctx context.Context, st *stream.Stream) (*BaseSnapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("base snapshot bucket: %w", err)
 	}
-	info, err := obs.GetInfo(ctx, baseObject)
+	info, err := obs.GetInfo(ctx, wire.BaseObject)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, nil
 	}
@@ -146,11 +144,10 @@ func readBase(ctx context.Context, st *stream.Stream) (*BaseSnapshot, error) {
 
 // baseOf reads a base snapshot's description from its object metadata.
 func baseOf(info *jetstream.ObjectInfo) (*BaseSnapshot, error) {
-	applied, err := strconv.ParseUint(info.Metadata[wire.MetaApplied], 10, 64)
+	applied, created, err := wire.BaseMeta(info.Metadata)
 	if err != nil {
-		return nil, fmt.Errorf("base snapshot: bad %s %q", wire.MetaApplied, info.Metadata[wire.MetaApplied])
+		return nil, fmt.Errorf("base snapshot: %w", err)
 	}
-	created, _ := time.Parse(time.RFC3339Nano, info.Metadata[wire.MetaCreated])
 	return &BaseSnapshot{Applied: applied, Stream: info.Metadata[wire.MetaStream], Replica: info.Metadata[wire.MetaReplica],
 		Bytes: info.Size, Created: created}, nil
 }
@@ -330,7 +327,7 @@ func (c *compactor) storeBase(ctx context.Context, old *BaseSnapshot) (*BaseSnap
 	// Put writes the new object's chunks first and replaces the old one
 	// only once they are all stored: a reader always finds a whole one.
 	info, err := obs.Put(ctx, jetstream.ObjectMeta{
-		Name:        baseObject,
+		Name:        wire.BaseObject,
 		Description: fmt.Sprintf("base snapshot of replica %s at sequence %d", c.r.cfg.ID, applied),
 		Metadata: map[string]string{
 			wire.MetaStream:  st.ID(),

@@ -183,6 +183,14 @@ func replicaConfig(c config.Config, id, dir string) replica.Config {
 		Subjects:    wire.Subjects{Prefix: c.API.Prefix},
 		DefaultWait: time.Duration(c.Gateway.DefaultWait), MaxWait: time.Duration(c.Gateway.MaxWait),
 		Bootstrap: c.Replica.Bootstrap, CacheBytes: cacheBytes(c.Replica.CacheMB),
+		TombstoneHorizon: time.Duration(c.Replica.TombstoneHorizon),
+		Compaction: replica.Compaction{
+			Enabled:          c.Compaction.Enabled,
+			SnapshotMessages: c.Compaction.SnapshotMessages,
+			SnapshotAge:      time.Duration(c.Compaction.SnapshotAge),
+			WindowMessages:   c.Compaction.WindowMessages,
+			Interval:         time.Duration(c.Compaction.Interval),
+		},
 	}
 }
 
