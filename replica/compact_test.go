@@ -152,7 +152,10 @@ func TestCompactionReplicaComesBack(t *testing.T) {
 	// b2 is down for less than the window.
 	waitApplied(t, short, seq)
 	short.stop()
-	seq = f.write(t, window/4, 10, "z")
+	seq = f.write(t, window*3/4, 10, "z")
+	testenv.Eventually(t, testTimeout, "compaction down to the window", func() bool {
+		return f.first(t) == seq-window+1
+	})
 	short = f.start(t, "b2", true, true)
 	waitApplied(t, short, seq)
 	if m := logs.Last("bootstrapping from a snapshot of another replica"); m != nil && m["replica"] == "b2" {
