@@ -307,7 +307,9 @@ func (r *Replicator) decode(msg jetstream.Msg) (delivery, string) {
 func (r *Replicator) applyLoop(ctx context.Context, db *badger.DB, in <-chan delivery, budget *semaphore.Weighted, lost <-chan error) error {
 	batch := make([]delivery, 0, r.cfg.MaxBatch)
 	prog := progress{last: time.Now(), lastApplied: r.Applied(), start: time.Now(), done: r.isReady()}
-	sweep := struct{ last time.Time }{last: time.Now()}
+	// The first sweep follows the first batch, so the tombstone count is
+	// known soon after a start.
+	sweep := struct{ last time.Time }{}
 	for {
 		var first delivery
 		select {
