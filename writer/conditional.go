@@ -133,17 +133,20 @@ func (w *Writer) removedHistory(ctx context.Context, key string) (*api.Record, e
 // found is no error: its record says Deleted (with the delete's revision,
 // 0 when none is known). what names the write for errors.
 func (w *Writer) readRemoved(ctx context.Context, req api.GetRequest, what string) (res api.GetResult, removed bool, err error) {
-	info, err := w.stream.Info(ctx)
-	if err != nil {
-		return res, false, api.Errorf(api.ErrUnavailable, "stream %s: %w", w.stream.Name(), err)
-	}
-	if info.State.FirstSeq <= 1 && info.State.NumDeleted == 0 {
-		return res, false, nil
+	if id := w.removedFor.Load(); id == nil || *id != w.stream.ID() {
+		info, err := w.stream.Info(ctx)
+		if err != nil {
+			return res, false, api.Errorf(api.ErrUnavailable, "stream %s: %w", w.stream.Name(), err)
+		}
+		if info.State.FirstSeq <= 1 && info.State.NumDeleted == 0 {
+			return res, false, nil
+		}
+		id := stream.IDOf(info.Config)
+		w.removedFor.Store(&id)
 	}
 	if w.records == nil {
 		return res, true, api.Errorf(api.ErrUnavailable,
-			"%s: the stream no longer holds every message (it starts at %d), and this writer has no replica to read from",
-			what, info.State.FirstSeq)
+			"%s: the stream no longer holds every message (limits, a purge or compaction removed some), and this writer has no replica to read from", what)
 	}
 	req.ReadSpec = api.ReadSpec{Consistency: api.Strong}
 	res, err = w.records.Get(ctx, req)

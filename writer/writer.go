@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -85,6 +86,9 @@ type Writer struct {
 	log            zerolog.Logger
 
 	records  Records
+	// removedFor is the id of the stream last seen to have removed
+	// history (readRemoved): a stream never gets it back.
+	removedFor atomic.Pointer[string]
 	sessions sessions
 	metrics  writeMetrics // Prometheus metrics (metrics.go)
 }
