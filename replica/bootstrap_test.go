@@ -217,6 +217,7 @@ func TestBootstrapLateReplica(t *testing.T) {
 	f := newFixture(t)
 	r1 := f.start(t, "r1", true, true)
 	waitReady(t, r1)
+	f.readFrom(r1) // a new session after a purge: its writer asks a replica
 	waitApplied(t, r1, f.write(t, 300, 100, "a"))
 	f.purge(t, 10)
 	last := f.write(t, 5, 10, "b")
