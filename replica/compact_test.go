@@ -12,8 +12,10 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tidemark/tidemark/client"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/replica"
+	"github.com/tidemark/tidemark/wire"
 	"github.com/tidemark/tidemark/writer"
 )
 
@@ -240,6 +242,12 @@ func TestCompactionKeepsGuarantees(t *testing.T) {
 	}
 	if late, err := w.Write(ctx, api.WriteRequest{Op: api.OpPut, Key: "late", Value: []byte("l"), Session: "S", SessionSeq: 3}); !errors.Is(err, api.ErrOutOfOrder) {
 		t.Fatalf("late write 3 of session S after compaction = %+v, %v; want write_out_of_order", late, err)
+	}
+	// The same over NATS: a writer that reads the replicas' session
+	// records through their reader services.
+	wn := writer.New(writer.Config{Stream: f.Stream, Records: client.NewNATS(f.Conn.Conn, wire.Subjects{})})
+	if late, err := wn.Write(ctx, api.WriteRequest{Op: api.OpPut, Key: "late", Value: []byte("l"), Session: "S", SessionSeq: 4}); !errors.Is(err, api.ErrOutOfOrder) {
+		t.Fatalf("late write 4 of session S over NATS after compaction = %+v, %v; want write_out_of_order", late, err)
 	}
 	s6 := must(api.WriteRequest{Op: api.OpPut, Key: "sk", Value: []byte("6"), Session: "S", SessionSeq: 6})
 
