@@ -78,12 +78,17 @@ func aggressive(window int64) replica.Compaction {
 // startCompacting starts replica id on NATS with bootstrap and compaction c.
 func (f *fixture) startCompacting(t *testing.T, id string, c replica.Compaction) *running {
 	t.Helper()
+	return f.startConfig(t, f.compacting(t, id, c))
+}
+
+// compacting is the configuration of startCompacting.
+func (f *fixture) compacting(t *testing.T, id string, c replica.Compaction) replica.Config {
 	cfg := replica.Config{ID: id, Dir: filepath.Join(f.dir, id), Stream: f.Stream, Logger: testLogger(t), Bootstrap: true,
 		Conn: f.Conn.Conn, Compaction: c}
 	if f.logs != nil {
 		cfg.Logger = zerolog.New(f.logs)
 	}
-	return f.startConfig(t, cfg)
+	return cfg
 }
 
 // The compactor purges below the lowest applied of the live replicas: a
@@ -191,8 +196,15 @@ func TestCompactionKeepsGuarantees(t *testing.T) {
 	f := newFixture(t)
 	const dup = 4 * time.Second
 	f.setDuplicates(t, dup)
-	a := f.startCompacting(t, "a1", aggressive(5))
-	b := f.start(t, "b2", true, true)
+	// Tombstones go after a second of stream time, well inside the
+	// duplicate window that compaction keeps.
+	const horizon = time.Second
+	ac := f.compacting(t, "a1", aggressive(5))
+	bc := f.compacting(t, "b2", replica.Compaction{})
+	for _, c := range []*replica.Config{&ac, &bc} {
+		c.TombstoneHorizon, c.SweepInterval = horizon, time.Millisecond
+	}
+	a, b := f.startConfig(t, ac), f.startConfig(t, bc)
 	waitReady(t, a)
 	waitReady(t, b)
 	f.readFrom(a, b)
@@ -233,7 +245,21 @@ func TestCompactionKeepsGuarantees(t *testing.T) {
 	if _, err := w.Write(ctx, api.WriteRequest{Op: api.OpPut, Key: "c", Value: []byte("no"), IfRevision: early.Revision}); !errors.Is(err, api.ErrRevisionMismatch) {
 		t.Fatalf("a second If-Match on c at %d = %v, want revision_mismatch", early.Revision, err)
 	}
+	// gone's tombstone is past the horizon too: no replica knows it was
+	// deleted, and the stream holds none of its messages.
+	for _, r := range []*running{a, b} {
+		res, err := r.Get(ctx, api.GetRequest{Key: "gone", ReadSpec: api.ReadSpec{Consistency: api.Strong}})
+		if !errors.Is(err, api.ErrNotFound) || res.Record.Revision != 0 {
+			t.Fatalf("%s: Get(gone)=%+v, %v; want not found without the delete's revision %d", r.ID(), res.Record, err, gone.Revision)
+		}
+	}
+	if _, err := w.Write(ctx, api.WriteRequest{Op: api.OpPut, Key: "gone", Value: []byte("no"), IfRevision: gone.Revision}); !errors.Is(err, api.ErrRevisionMismatch) {
+		t.Fatalf("If-Match on gone at its delete's revision = %v, want revision_mismatch", err)
+	}
 	g2 := must(api.WriteRequest{Op: api.OpPut, Key: "gone", Value: []byte("g2"), IfAbsent: true})
+	if _, err := w.Write(ctx, api.WriteRequest{Op: api.OpPut, Key: "gone", Value: []byte("no"), IfAbsent: true}); !errors.Is(err, api.ErrRevisionMismatch) {
+		t.Fatalf("a second If-None-Match on gone = %v, want revision_mismatch", err)
+	}
 
 	// A late write of session S: every replica holds S at 5 and would
 	// leave write 3 out, so it must not be acknowledged.

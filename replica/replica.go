@@ -62,6 +62,9 @@ type Config struct {
 	// TombstoneHorizon is how long, in stream time, a deleted key's
 	// tombstone is kept (replicator.Config.TombstoneHorizon).
 	TombstoneHorizon time.Duration
+	// SweepInterval is how often tombstones and expired session records
+	// are collected (replicator.Config.SweepInterval); 0 is the default.
+	SweepInterval time.Duration
 }
 
 // Replica is a replicator and a reader over one Badger directory.
@@ -80,7 +83,7 @@ func New(cfg Config) *Replica {
 		boot = &fetcher{id: cfg.ID, st: cfg.Stream, subjects: cfg.Subjects, nc: cfg.Conn, log: cfg.Logger.With().Str("replica", cfg.ID).Logger()}
 	}
 	repl := replicator.New(replicator.Config{ID: cfg.ID, Dir: cfg.Dir, SyncWrites: cfg.SyncWrites, Stream: cfg.Stream, Logger: cfg.Logger, Bootstrap: boot,
-		CacheBytes: cfg.CacheBytes, TombstoneHorizon: cfg.TombstoneHorizon})
+		CacheBytes: cfg.CacheBytes, TombstoneHorizon: cfg.TombstoneHorizon, SweepInterval: cfg.SweepInterval})
 	rd := reader.New(reader.Config{Replica: cfg.ID, Store: repl, Stream: cfg.Stream, DefaultWait: cfg.DefaultWait, MaxWait: cfg.MaxWait, Logger: cfg.Logger})
 	r := &Replica{cfg: cfg, repl: repl, rd: rd}
 	if cfg.Compaction.Enabled && cfg.Conn != nil {
