@@ -265,7 +265,8 @@ type CompactionConfig struct {
 	SnapshotAge Duration `yaml:"snapshot_age"`
 	// WindowMessages is how many of the newest messages are always kept,
 	// so that a replica that was briefly down resumes from the stream
-	// rather than from a snapshot.
+	// rather than from a snapshot; 0 keeps none beyond what the base
+	// snapshot and the live replicas need.
 	WindowMessages int64 `yaml:"window_messages"`
 	// Interval is how often the compactor looks whether to snapshot or
 	// purge.

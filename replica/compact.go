@@ -62,7 +62,8 @@ type Compaction struct {
 	// Enabled runs the compactor (it needs Config.Conn).
 	Enabled bool
 	// SnapshotMessages, SnapshotAge, WindowMessages and Interval: see the
-	// defaults of the same names, used for zero values.
+	// defaults of the same names, used for zero values. A negative
+	// WindowMessages keeps no window.
 	SnapshotMessages int64
 	SnapshotAge      time.Duration
 	WindowMessages   int64
@@ -76,8 +77,11 @@ func (c *Compaction) setDefaults() {
 	if c.SnapshotAge <= 0 {
 		c.SnapshotAge = DefaultSnapshotAge
 	}
-	if c.WindowMessages < 0 {
-		c.WindowMessages = 0
+	switch {
+	case c.WindowMessages == 0:
+		c.WindowMessages = DefaultWindowMessages
+	case c.WindowMessages < 0:
+		c.WindowMessages = 0 // no window
 	}
 	if c.Interval <= 0 {
 		c.Interval = DefaultCompactInterval
@@ -392,11 +396,17 @@ func (c *compactor) purge(ctx context.Context, base *BaseSnapshot, live []wire.R
 	var resp, bytes uint64
 	newFirst := p
 	if after, err := st.Info(ctx); err == nil {
-		if info.State.Bytes > after.State.Bytes {
-			bytes = info.State.Bytes - after.State.Bytes
+		// Messages stored since the first look count at the mean size.
+		added := after.State.LastSeq - min(last, after.State.LastSeq)
+		var mean uint64
+		if info.State.Msgs > 0 {
+			mean = info.State.Bytes / info.State.Msgs
 		}
-		if n := info.State.Msgs + (after.State.LastSeq - min(last, after.State.LastSeq)); n > after.State.Msgs {
+		if n := info.State.Msgs + added; n > after.State.Msgs {
 			resp = n - after.State.Msgs
+		}
+		if b := info.State.Bytes + added*mean; b > after.State.Bytes {
+			bytes = b - after.State.Bytes
 		}
 		newFirst = after.State.FirstSeq
 	}

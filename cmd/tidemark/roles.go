@@ -188,10 +188,19 @@ func replicaConfig(c config.Config, id, dir string) replica.Config {
 			Enabled:          c.Compaction.Enabled,
 			SnapshotMessages: c.Compaction.SnapshotMessages,
 			SnapshotAge:      time.Duration(c.Compaction.SnapshotAge),
-			WindowMessages:   c.Compaction.WindowMessages,
+			WindowMessages:   windowMessages(c.Compaction.WindowMessages),
 			Interval:         time.Duration(c.Compaction.Interval),
 		},
 	}
+}
+
+// windowMessages turns compaction.window_messages (0: no window) into
+// replica.Compaction.WindowMessages (0: the default, negative: none).
+func windowMessages(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // writerConfig is the writer's configuration; the caller sets its stream,
