@@ -109,6 +109,9 @@ type CompactStatus struct {
 	Base *BaseSnapshot
 	// Compactions counts purges; Removed and RemovedBytes what they removed.
 	Compactions, Removed, RemovedBytes uint64
+	// StreamFirst, StreamMessages and StreamBytes are the stream's state
+	// as the compactor last saw it (while it leads), zero before.
+	StreamFirst, StreamMessages, StreamBytes uint64
 }
 
 // baseBucketConfig is the object store of base snapshots: file storage,
@@ -384,6 +387,7 @@ func (c *compactor) purge(ctx context.Context, base *BaseSnapshot, live []wire.R
 	}
 	c.mu.Lock()
 	c.status.Point = max(c.status.Point, first)
+	c.status.StreamFirst, c.status.StreamMessages, c.status.StreamBytes = first, info.State.Msgs, info.State.Bytes
 	c.mu.Unlock()
 	if p <= first {
 		return nil
@@ -412,6 +416,8 @@ func (c *compactor) purge(ctx context.Context, base *BaseSnapshot, live []wire.R
 	}
 	c.mu.Lock()
 	c.status.Point = max(c.status.Point, p)
+	c.status.StreamFirst, c.status.StreamBytes = newFirst, c.status.StreamBytes-min(c.status.StreamBytes, bytes)
+	c.status.StreamMessages -= min(c.status.StreamMessages, resp)
 	c.status.Compactions++
 	c.status.Removed += resp
 	c.status.RemovedBytes += bytes

@@ -10,11 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/tidemark/tidemark/client"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/replica"
+	"github.com/tidemark/tidemark/replicator"
 	"github.com/tidemark/tidemark/wire"
 	"github.com/tidemark/tidemark/writer"
 )
@@ -124,6 +126,30 @@ func TestCompactionHeldBackByLiveReplica(t *testing.T) {
 	}
 	if st := b.CompactStatus(); st.Leader {
 		t.Fatalf("b2 runs no compactor, but CompactStatus()=%+v", st)
+	}
+	// The metrics say the same.
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(a.Collector()); err != nil {
+		t.Fatal(err)
+	}
+	gauges := map[string]float64{}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fam := range families {
+		for _, m := range fam.GetMetric() {
+			gauges[fam.GetName()] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	for _, name := range []string{replica.MetricCompactLeader, replica.MetricCompactions, replica.MetricCompactRemoved, replica.MetricBaseApplied,
+		replica.MetricBaseBytes, replica.MetricCompactPoint, replica.MetricStreamFirst, replica.MetricStreamMessages, replica.MetricStreamBytes} {
+		if gauges[name] <= 0 {
+			t.Errorf("%s=%v, want it above 0", name, gauges[name])
+		}
+	}
+	if _, ok := gauges[replicator.MetricTombstones]; !ok {
+		t.Errorf("no %s metric", replicator.MetricTombstones)
 	}
 	f.sameState(t, a, b, last)
 }

@@ -19,6 +19,9 @@ const (
 	MetricBaseApplied         = "tidemark_base_snapshot_applied"
 	MetricBaseBytes           = "tidemark_base_snapshot_bytes"
 	MetricBaseAge             = "tidemark_base_snapshot_age_seconds"
+	MetricStreamFirst         = "tidemark_stream_first_seq"
+	MetricStreamMessages      = "tidemark_stream_messages"
+	MetricStreamBytes         = "tidemark_stream_bytes"
 )
 
 // Collector returns the replica's Prometheus metrics: its replicator's
@@ -34,7 +37,7 @@ func (r *Replica) Collector() prometheus.Collector {
 
 type compactCollector struct {
 	r     *Replica
-	descs [8]*prometheus.Desc
+	descs [11]*prometheus.Desc
 }
 
 func newCompactCollector(r *Replica) *compactCollector {
@@ -49,6 +52,9 @@ func newCompactCollector(r *Replica) *compactCollector {
 		{MetricBaseApplied, "The stream sequence the newest base snapshot holds everything up to; 0 when none."},
 		{MetricBaseBytes, "The newest base snapshot's size."},
 		{MetricBaseAge, "The newest base snapshot's age."},
+		{MetricStreamFirst, "The stream's first sequence, as the compacting replica last saw it (0: it did not look)."},
+		{MetricStreamMessages, "The stream's messages, as the compacting replica last saw them."},
+		{MetricStreamBytes, "The stream's bytes, as the compacting replica last saw them."},
 	} {
 		c.descs[i] = prometheus.NewDesc(d.name, d.help, nil, labels)
 	}
@@ -73,7 +79,8 @@ func (c *compactCollector) Collect(ch chan<- prometheus.Metric) {
 	if b := st.Base; b != nil {
 		applied, bytes, age = float64(b.Applied), float64(b.Bytes), max(time.Since(b.Created).Seconds(), 0)
 	}
-	for i, v := range []float64{leader, float64(st.Point), float64(st.Compactions), float64(st.Removed), float64(st.RemovedBytes), applied, bytes, age} {
+	for i, v := range []float64{leader, float64(st.Point), float64(st.Compactions), float64(st.Removed), float64(st.RemovedBytes), applied, bytes, age,
+		float64(st.StreamFirst), float64(st.StreamMessages), float64(st.StreamBytes)} {
 		t := prometheus.GaugeValue
 		if i >= 2 && i <= 4 {
 			t = prometheus.CounterValue
