@@ -88,7 +88,8 @@ type Config struct {
 	// Window bounds the raw async baseline's publishes awaiting an ack.
 	Window int
 	// Only, when not empty, runs only these sections (writes, ryw, reads,
-	// sizes, apply, catchup, memory).
+	// sizes, apply, catchup, memory, soak). The soak runs only when named,
+	// and alone.
 	Only []string
 	// Dir is where temporary directories go; "" is the system's.
 	Dir string
@@ -100,12 +101,14 @@ type Config struct {
 	Progress io.Writer
 	// Logger receives the components' logs.
 	Logger zerolog.Logger
+	// Soak configures the soak section.
+	Soak SoakConfig
 
 	devProcess bool // NATSURL and GatewayURL are a `tidemark dev` this run started
 }
 
 // Sections of a run, in the order they run.
-var Sections = []string{"writes", "ryw", "reads", "sizes", "apply", "catchup", "memory"}
+var Sections = []string{"writes", "ryw", "reads", "sizes", "apply", "catchup", "memory", "soak"}
 
 // New returns cfg with defaults for the zero fields.
 func New(cfg Config) Config {
@@ -167,6 +170,12 @@ func (c Config) validate() error {
 			return fmt.Errorf("%w: section %q: want one of %v", ErrConfig, s, Sections)
 		}
 	}
+	if contains(c.Only, "soak") && !c.soakOnly() {
+		return fmt.Errorf("%w: the soak runs alone (--only soak)", ErrConfig)
+	}
+	if c.soakOnly() && c.NATSURL != "" {
+		return fmt.Errorf("%w: the soak starts stacks of its own; it cannot measure a running one", ErrConfig)
+	}
 	switch {
 	case c.Stack != StackProcess && c.Stack != StackInProcess:
 		return fmt.Errorf("%w: stack %q: want %s or %s", ErrConfig, c.Stack, StackProcess, StackInProcess)
@@ -189,7 +198,9 @@ func (c Config) modes() []string {
 	return []string{c.Mode}
 }
 
-func (c Config) runs(section string) bool { return len(c.Only) == 0 || contains(c.Only, section) }
+func (c Config) runs(section string) bool {
+	return (len(c.Only) == 0 && section != "soak") || contains(c.Only, section)
+}
 
 // Run measures Tidemark and its baselines in every mode of cfg (see New
 // for the defaults) and returns the report.
@@ -211,15 +222,26 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	for _, mode := range cfg.modes() {
 		var runs [][]Row
+		var soak []SoakSample
 		for i := 0; i < cfg.Repeat; i++ {
 			fmt.Fprintf(cfg.Progress, "mode %s, run %d of %d\n", mode, i+1, cfg.Repeat)
-			rows, err := runMode(ctx, cfg, mode)
+			var rows []Row
+			var err error
+			if cfg.soakOnly() {
+				var samples []SoakSample
+				rows, samples, err = runSoak(ctx, cfg, mode)
+				if soak == nil {
+					soak = samples
+				}
+			} else {
+				rows, err = runMode(ctx, cfg, mode)
+			}
 			if err != nil {
 				return rep, fmt.Errorf("mode %s: %w", mode, err)
 			}
 			runs = append(runs, rows)
 		}
-		rep.Modes = append(rep.Modes, ModeReport{Mode: mode, Rows: median(runs)})
+		rep.Modes = append(rep.Modes, ModeReport{Mode: mode, Rows: median(runs), Soak: soak})
 	}
 	return rep, nil
 }

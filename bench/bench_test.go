@@ -76,6 +76,8 @@ func TestGoal(t *testing.T) {
 		{"ratio missed", goal{minRatio: 2}, Row{Ratio: 1}, ">= 2x", false, -0.5},
 		{"ratio of another row", goal{minRatio: 0.5, of: "HTTP alone: nothing"}, Row{Ratio: 3, TargetRatio: 0.25}, ">= 0.5x HTTP alone", false, -0.5},
 		{"value", goal{minValue: 100}, Row{Value: 150}, ">= 100", true, 0.5},
+		{"max value met", goal{maxValue: 4}, Row{Value: 3}, "<= 4.00", true, 0.25},
+		{"max value missed", goal{maxValue: 4}, Row{Value: 5}, "<= 4.00", false, -0.25},
 		{"p99 met", goal{maxP99: time.Millisecond}, Row{Ops: 1, P99: 250}, "p99 < 1ms", true, 0.75},
 		{"p99 missed", goal{maxP99: time.Millisecond}, Row{Ops: 1, P99: 3000}, "p99 < 1ms", false, -2},
 		{"p99 at the bound", goal{maxP99: time.Millisecond}, Row{Ops: 1, P99: 1000}, "p99 < 1ms", false, 0},
@@ -254,11 +256,7 @@ func TestRunProcessStack(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	bin := filepath.Join(t.TempDir(), "tidemark")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/tidemark/tidemark/cmd/tidemark")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildTidemark(ctx, t)
 	rep, err := Run(ctx, Config{
 		Mode: ModeFast, Concurrency: 4, Duration: 300 * time.Millisecond, Ops: 300, Keys: 50,
 		MemoryKeys: 500, Only: []string{"writes", "reads", "memory"}, Dir: t.TempDir(), Logger: zerolog.Nop(),
@@ -285,7 +283,75 @@ func TestRunProcessStack(t *testing.T) {
 	if found != 2 {
 		t.Fatalf("%d rows of the dev process's gateway, want 2 (a write and a read row)", found)
 	}
+	if _, err := Run(ctx, Config{Only: []string{"soak", "writes"}}); !errors.Is(err, ErrConfig) {
+		t.Fatalf("the soak with another section: %v, want ErrConfig", err)
+	}
 	if _, err := Run(ctx, Config{Stack: StackProcess}); !errors.Is(err, ErrConfig) {
 		t.Fatalf("process stack without a command: %v, want ErrConfig", err)
+	}
+}
+
+// buildTidemark builds the tidemark binary into a temporary directory.
+func buildTidemark(ctx context.Context, t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "tidemark")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/tidemark/tidemark/cmd/tidemark")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestSoak runs a small soak with a short compaction cycle: compaction
+// must bound the stream (it holds fewer messages than were written), and
+// every row and sample must be filled in.
+func TestSoak(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the tidemark binary; skipped with -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	bin := buildTidemark(ctx, t)
+	// Enough writes to take seconds, while compaction looks every 100ms
+	// and keeps only the last 100ms of writes for deduplication.
+	const writes, every = 30000, 5000
+	rep, err := Run(ctx, Config{
+		Mode: ModeFast, Concurrency: 8, Only: []string{"soak"}, Dir: t.TempDir(), Logger: zerolog.Nop(),
+		Soak: SoakConfig{Writes: writes, Keys: 200, Every: every, Size: 64, Compare: 2 * every, Set: []string{
+			"compaction.interval=100ms", "compaction.snapshot_messages=500", "compaction.window_messages=200",
+			"stream.duplicate_window=100ms",
+		}},
+		Command: func(args ...string) *exec.Cmd { return exec.Command(bin, args...) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := rep.Modes[0]
+	if got, want := len(m.Soak), writes/every; got != want {
+		t.Fatalf("%d samples, want %d", got, want)
+	}
+	last := m.Soak[len(m.Soak)-1]
+	if last.StreamFirst <= 1 || last.StreamMessages >= writes {
+		t.Fatalf("after %d writes the stream starts at %d and holds %d messages: not compacted", writes, last.StreamFirst, last.StreamMessages)
+	}
+	for _, s := range m.Soak {
+		if s.BadgerBytes <= 0 || s.RSSBytes <= 0 || s.Rate <= 0 || s.StreamBytes == 0 {
+			t.Errorf("sample %+v: a size or rate is missing", s)
+		}
+	}
+	if got, want := len(m.Rows), 7; got != want {
+		t.Fatalf("%d rows, want %d: %+v", got, want, m.Rows)
+	}
+	for i, r := range m.Rows {
+		if r.Value <= 0 || (i > 0) != (r.Met != nil) {
+			t.Errorf("row %s: value %v, met %v (every row but the baseline has a target)", r.Name, r.Value, r.Met)
+		}
+	}
+	var out bytes.Buffer
+	if err := rep.WriteTable(&out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "soak, compaction on:") {
+		t.Fatalf("table without the soak's samples:\n%s", out.String())
 	}
 }

@@ -23,21 +23,22 @@ type devProcess struct {
 
 // startDev starts `tidemark dev` for mode in a process of its own, on free
 // loopback ports and a temporary directory, and waits until its gateway is
-// ready. stop ends it and removes its directory.
-func startDev(ctx context.Context, cfg Config, mode string) (*devProcess, error) {
+// ready; args are added to its command line. stop ends it and removes its
+// directory.
+func startDev(ctx context.Context, cfg Config, mode string, args ...string) (*devProcess, error) {
 	dir, err := os.MkdirTemp(cfg.Dir, "tidemark-bench-dev-"+mode+"-")
 	if err != nil {
 		return nil, fmt.Errorf("temp dir: %w", err)
 	}
 	d := &devProcess{dir: dir}
-	if err := d.start(ctx, cfg, mode); err != nil {
+	if err := d.start(ctx, cfg, mode, args); err != nil {
 		d.stop()
 		return nil, err
 	}
 	return d, nil
 }
 
-func (d *devProcess) start(ctx context.Context, cfg Config, mode string) error {
+func (d *devProcess) start(ctx context.Context, cfg Config, mode string, extra []string) error {
 	natsAddr, err := proc.FreeAddr()
 	if err != nil {
 		return err
@@ -47,10 +48,10 @@ func (d *devProcess) start(ctx context.Context, cfg Config, mode string) error {
 		return err
 	}
 	d.natsURL, d.gatewayURL = "nats://"+natsAddr, "http://"+gwAddr
-	d.proc = command(cfg, "tidemark dev", filepath.Join(d.dir, "dev.log"),
-		"dev", "--data", filepath.Join(d.dir, "data"), "--nats-listen", natsAddr, "--http", gwAddr,
+	args := append([]string{"dev", "--data", filepath.Join(d.dir, "data"), "--nats-listen", natsAddr, "--http", gwAddr,
 		"--replicas", strconv.Itoa(cfg.Replicas), "--log-level", "warn",
-		"--set", "dev.durable="+strconv.FormatBool(mode == ModeDurable))
+		"--set", "dev.durable=" + strconv.FormatBool(mode == ModeDurable)}, extra...)
+	d.proc = command(cfg, "tidemark dev", filepath.Join(d.dir, "dev.log"), args...)
 	if err := d.proc.Start(); err != nil {
 		return err
 	}

@@ -55,16 +55,17 @@ type Row struct {
 }
 
 // goal is a row's target: a minimum ratio (to the row's baseline, or to
-// the row of the same section named of), a minimum value, or a maximum p99
-// latency.
+// the row of the same section named of), a minimum or maximum value, or a
+// maximum p99 latency.
 type goal struct {
 	minRatio float64
 	of       string
 	minValue float64
+	maxValue float64
 	maxP99   time.Duration
 }
 
-func (g goal) set() bool { return g.minRatio > 0 || g.minValue > 0 || g.maxP99 > 0 }
+func (g goal) set() bool { return g.minRatio > 0 || g.minValue > 0 || g.maxValue > 0 || g.maxP99 > 0 }
 
 func (g goal) text() string {
 	switch {
@@ -74,6 +75,8 @@ func (g goal) text() string {
 		return fmt.Sprintf(">= %gx", g.minRatio)
 	case g.minValue > 0:
 		return ">= " + num(g.minValue)
+	case g.maxValue > 0:
+		return "<= " + num(g.maxValue)
 	case g.maxP99 > 0:
 		return fmt.Sprintf("p99 < %v", g.maxP99)
 	}
@@ -88,6 +91,8 @@ func (g goal) margin(r Row) float64 {
 		return g.ratio(r)/g.minRatio - 1
 	case g.minValue > 0:
 		return r.Value/g.minValue - 1
+	case g.maxValue > 0:
+		return 1 - r.Value/g.maxValue
 	case r.Ops == 0:
 		return -1 // nothing measured
 	}
@@ -100,6 +105,8 @@ func (g goal) met(r Row) bool {
 		return g.ratio(r) >= g.minRatio
 	case g.minValue > 0:
 		return r.Value >= g.minValue
+	case g.maxValue > 0:
+		return r.Value <= g.maxValue
 	}
 	return r.Ops > 0 && r.P99 < micros(g.maxP99)
 }
@@ -129,6 +136,8 @@ type ModeReport struct {
 	// Mode is ModeFast, ModeDurable or ModeRemote.
 	Mode string `json:"mode"`
 	Rows []Row  `json:"rows"`
+	// Soak is the soak's samples, when it ran (of the first run).
+	Soak []SoakSample `json:"soak,omitempty"`
 }
 
 // Report is the outcome of a benchmark run.
@@ -284,8 +293,26 @@ func (rep *Report) WriteTable(w io.Writer) error {
 				fmt.Fprintf(w, "  %s / %s: %s\n", r.Section, r.Name, r.Note)
 			}
 		}
+		if err := writeSoak(w, m.Soak); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// writeSoak prints the soak's samples as a table.
+func writeSoak(w io.Writer, samples []SoakSample) error {
+	if len(samples) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "\nsoak, compaction on:")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "writes\tstream MiB\tstream messages\tstream first seq\tbadger MiB\trss MiB\twrites/s\t")
+	for _, s := range samples {
+		fmt.Fprintf(tw, "%d\t%.1f\t%d\t%d\t%.1f\t%.1f\t%.0f\t\n", s.Writes, float64(s.StreamBytes)/(1<<20), s.StreamMessages,
+			s.StreamFirst, float64(s.BadgerBytes)/(1<<20), float64(s.RSSBytes)/(1<<20), s.Rate)
+	}
+	return tw.Flush()
 }
 
 // verdict says whether r met its target and by how much: by the margin,

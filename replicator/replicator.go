@@ -85,6 +85,12 @@ type Config struct {
 	// its value log rather than in the LSM tree; DefaultValueThreshold
 	// when 0.
 	ValueThreshold int64
+	// TickInterval is how often a caught-up replica checks whether a key's
+	// time to live has run out on an idle stream, which then needs a clock
+	// tick to expire it (ttl.go); DefaultTickInterval when 0. Such a key
+	// expires within about one interval plus the clock skew between the
+	// replica and the stream's server.
+	TickInterval time.Duration
 	// Bootstrap, when set, lets Run restore a snapshot of another replica
 	// when the stream no longer holds the next sequence (ErrGap), and go on
 	// from there; without it Run stops with ErrGap. See bootstrap.go.
@@ -122,6 +128,9 @@ type Stats struct {
 	// Skipped is how many writes this process left out because they came
 	// out of their session's order (see stream.SessionWindow).
 	Skipped uint64
+	// Expired is how many keys this process expired at the end of their
+	// time to live.
+	Expired uint64
 	// CacheHits and CacheMisses count point reads answered from the record
 	// cache and from Badger; CacheEntries is how many records it holds.
 	CacheHits, CacheMisses uint64
@@ -154,6 +163,12 @@ type Replicator struct {
 	sessionsSwept   atomic.Uint64 // session records forgotten (sweepSessions)
 	tombstonesSwept atomic.Uint64 // tombstones collected (sweepTombstones)
 	tombstones      atomic.Int64  // tombstones left after the last sweep; -1 before it
+
+	// nextExpiry is the earliest pending expiry of a key with a time to
+	// live, in Unix nanoseconds of stream time (0: none); expired counts
+	// the keys expired (ttl.go).
+	nextExpiry atomic.Int64
+	expired    atomic.Uint64
 
 	// dbMu guards db: reads hold it shared, Open and Close exclusively.
 	dbMu sync.RWMutex
@@ -215,6 +230,9 @@ func New(cfg Config) *Replicator {
 	}
 	if cfg.ScrubInterval <= 0 {
 		cfg.ScrubInterval = DefaultScrubInterval
+	}
+	if cfg.TickInterval <= 0 {
+		cfg.TickInterval = DefaultTickInterval
 	}
 	if cfg.TombstoneHorizon <= 0 {
 		cfg.TombstoneHorizon = DefaultTombstoneHorizon
@@ -501,6 +519,7 @@ func (r *Replicator) Stats() Stats {
 		Batches:  r.batches.Load(),
 		Splits:   r.splits.Load(),
 		Skipped:  r.skipped.Load(),
+		Expired:  r.expired.Load(),
 
 		Tombstones:      r.tombstones.Load(),
 		TombstonesSwept: r.tombstonesSwept.Load(),

@@ -38,6 +38,8 @@ type options struct {
 	only        string
 	json        string
 	stack       string
+	soak        bench.SoakConfig
+	soakSet     string
 	tidemark    *string
 }
 
@@ -58,6 +60,12 @@ func declare(fs *flag.FlagSet) *options {
 	fs.StringVar(&o.only, "only", "", "comma-separated sections to run: "+strings.Join(bench.Sections, ","))
 	fs.StringVar(&o.json, "json", "", "also write the report as JSON to this file")
 	fs.StringVar(&o.stack, "stack", "", "where the embedded stack runs: process (tidemark dev in a process of its own; the default) or inprocess (in the benchmark's process)")
+	fs.IntVar(&o.soak.Writes, "soak-writes", bench.DefaultSoakWrites, "soak: values written with compaction on")
+	fs.IntVar(&o.soak.Keys, "soak-keys", bench.DefaultSoakKeys, "soak: keys the values are written over")
+	fs.IntVar(&o.soak.Every, "soak-every", bench.DefaultSoakEvery, "soak: writes between samples of the sizes")
+	fs.IntVar(&o.soak.Size, "soak-size", bench.DefaultSoakSize, "soak: value size in bytes")
+	fs.IntVar(&o.soak.Compare, "soak-compare", bench.DefaultSoakCompare, "soak: writes measured with compaction off, and compared with as many with it on")
+	fs.StringVar(&o.soakSet, "soak-set", "", "soak: comma-separated configuration settings key=value for its stacks (e.g. compaction.snapshot_messages=20000)")
 	o.tidemark = tool.TidemarkFlag(fs)
 	return o
 }
@@ -84,11 +92,14 @@ func measure(ctx context.Context, c config.Config, o *options, log zerolog.Logge
 	cfg := bench.Config{
 		NATSURL: o.nats, GatewayURL: o.gateway, Mode: o.mode, Concurrency: o.concurrency,
 		Duration: o.duration, Ops: o.ops, Size: o.size, Keys: o.keys, CatchUp: o.catchUp,
-		MemoryKeys: o.memoryKeys, Repeat: o.repeat, Stack: o.stack, Progress: stderr, Logger: log,
+		MemoryKeys: o.memoryKeys, Repeat: o.repeat, Stack: o.stack, Soak: o.soak, Progress: stderr, Logger: log,
 		Command: func(args ...string) *exec.Cmd { return exec.Command(tidemark, args...) },
 	}
 	if o.only != "" {
 		cfg.Only = strings.Split(o.only, ",")
+	}
+	if o.soakSet != "" {
+		cfg.Soak.Set = strings.Split(o.soakSet, ",")
 	}
 	rep, err := bench.Run(ctx, cfg)
 	if rep != nil {
