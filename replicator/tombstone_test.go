@@ -12,7 +12,8 @@ import (
 	"github.com/tidemark/tidemark/replicator"
 )
 
-// A tombstone older than the horizon, in stream time, is collected: a read
+// A tombstone older than the horizon, in stream time, is collected (a
+// delete's and an expiry's): a read
 // of its key is then a not found without the delete's revision, as for a
 // key never written, also from the record cache; a younger tombstone stays.
 func TestTombstonesCollectedAfterHorizon(t *testing.T) {
@@ -27,6 +28,9 @@ func TestTombstonesCollectedAfterHorizon(t *testing.T) {
 	if rec, _, err := r.Get("old"); !errors.Is(err, api.ErrNotFound) || rec.Revision != oldDel {
 		t.Fatalf("Get(old)=%+v, %v; want not found at revision %d", rec, err, oldDel)
 	}
+	// An expiry leaves a tombstone too, and it goes the same way.
+	putTTL(t, env, "ttl", "v", time.Second)
+	waitExpired(t, r, "ttl")
 	start := time.Now()
 	testenv.Eventually(t, testTimeout, "the old tombstone collected", func() bool {
 		waitApplied(t, r, publish(t, env, put("filler", "f")))
@@ -34,9 +38,13 @@ func TestTombstonesCollectedAfterHorizon(t *testing.T) {
 		if !errors.Is(err, api.ErrNotFound) {
 			t.Fatalf("Get(old)=%v, want not found", err)
 		}
-		return rec.Revision == 0
+		exp, _, err := r.Get("ttl")
+		if !errors.Is(err, api.ErrNotFound) {
+			t.Fatalf("Get(ttl)=%v, want not found", err)
+		}
+		return rec.Revision == 0 && exp.Revision == 0
 	})
-	if took := time.Since(start); took < horizon/2 {
+	if took := time.Since(start); took < horizon/4 {
 		t.Fatalf("the tombstone went after %v, before the horizon of %v", took, horizon)
 	}
 	recentDel := publish(t, env, put("recent", "v"), del("recent"))
@@ -46,8 +54,8 @@ func TestTombstonesCollectedAfterHorizon(t *testing.T) {
 		t.Fatalf("Get(recent)=%+v, %v; want not found at revision %d (inside the horizon)", rec, err, recentDel)
 	}
 	// The sweep after the last batch runs once it is applied.
-	testenv.Eventually(t, testTimeout, "one tombstone left, one collected", func() bool {
+	testenv.Eventually(t, testTimeout, "one tombstone left, two collected", func() bool {
 		st := r.Stats()
-		return st.TombstonesSwept == 1 && st.Tombstones == 1
+		return st.TombstonesSwept == 2 && st.Tombstones == 1
 	})
 }
