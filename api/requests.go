@@ -112,6 +112,11 @@ type ReadSpec struct {
 type GetRequest struct {
 	// Key is the key to read.
 	Key string
+	// Session, when set, also asks for the highest write number the
+	// replica applied for that session (GetResult.SessionSeq): a writer
+	// reads it to keep a session's order once compaction removed the
+	// session's order markers from the stream.
+	Session string
 	ReadSpec
 }
 
@@ -143,6 +148,10 @@ type GetResult struct {
 	Record Record
 	// Token is the session's new token, max(request token, applied).
 	Token Token
+	// SessionSeq is, for a request that named a Session, the highest write
+	// number the replica applied for it within stream.SessionWindow; 0
+	// when none.
+	SessionSeq uint64
 	ServedBy
 }
 

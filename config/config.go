@@ -3,6 +3,7 @@ package config
 import (
 	"time"
 
+	"github.com/tidemark/tidemark/replica"
 	"github.com/tidemark/tidemark/replicator"
 	"github.com/tidemark/tidemark/stream"
 
@@ -61,6 +62,24 @@ const (
 	// DefaultReplicaCacheMB is the size of a replica's record cache, in MiB.
 	DefaultReplicaCacheMB = replicator.DefaultCacheBytes >> 20
 
+	// DefaultReplicaTombstoneHorizon is how long, in stream time, a
+	// replica keeps a deleted key's tombstone.
+	DefaultReplicaTombstoneHorizon = Duration(replicator.DefaultTombstoneHorizon)
+
+	// DefaultCompactionEnabled turns compaction on.
+	DefaultCompactionEnabled = true
+	// DefaultCompactionSnapshotMessages is how many applied messages call
+	// for a new base snapshot.
+	DefaultCompactionSnapshotMessages = replica.DefaultSnapshotMessages
+	// DefaultCompactionSnapshotAge is how old a base snapshot may get
+	// while the stream moves.
+	DefaultCompactionSnapshotAge = Duration(replica.DefaultSnapshotAge)
+	// DefaultCompactionWindowMessages is how many of the newest messages
+	// compaction always keeps, for replicas that were briefly down.
+	DefaultCompactionWindowMessages = replica.DefaultWindowMessages
+	// DefaultCompactionInterval is how often the compactor looks.
+	DefaultCompactionInterval = Duration(replica.DefaultCompactInterval)
+
 	// DefaultDevReplicas is how many replicas `tidemark dev` starts.
 	DefaultDevReplicas = 2
 	// DefaultDevNATSListen is the embedded NATS server's listen address.
@@ -94,6 +113,8 @@ const (
 	minJetStreamDuration = Duration(100 * time.Millisecond)
 	maxIdentifierLen     = 64
 	minTokenKeyLen       = 16
+	// maxCompactionMessages guards compaction's message counts from typos.
+	maxCompactionMessages = 1 << 40
 )
 
 // Config is the whole Tidemark configuration.
@@ -106,6 +127,8 @@ type Config struct {
 	Writer  WriterConfig  `yaml:"writer"`
 	Dev     DevConfig     `yaml:"dev"`
 	Log     LogConfig     `yaml:"log"`
+
+	Compaction CompactionConfig `yaml:"compaction"`
 }
 
 // NATSConfig says how to connect to NATS.
@@ -221,6 +244,33 @@ type ReplicaConfig struct {
 	// reads are served from without a Badger transaction, in MiB; 0 turns
 	// it off. `tidemark dev` gives each of its replicas this much.
 	CacheMB int `yaml:"cache_mb"`
+	// TombstoneHorizon is how long, in stream time, a replica keeps the
+	// tombstone of a deleted key; after it a read of the key is a 404
+	// without the delete's revision, as if the key had never existed.
+	TombstoneHorizon Duration `yaml:"tombstone_horizon"`
+}
+
+// CompactionConfig describes how the stream is kept bounded: replicas store
+// a base snapshot on a schedule and one of them purges the stream below
+// what the snapshot, the live replicas and the catch-up window still need.
+type CompactionConfig struct {
+	// Enabled runs the compactor in replicas (`tidemark replica`, and one
+	// replica of `tidemark dev`).
+	Enabled bool `yaml:"enabled"`
+	// SnapshotMessages is how many messages applied since the newest base
+	// snapshot call for a new one.
+	SnapshotMessages int64 `yaml:"snapshot_messages"`
+	// SnapshotAge is how old the newest base snapshot may get while the
+	// stream moves before a new one is taken.
+	SnapshotAge Duration `yaml:"snapshot_age"`
+	// WindowMessages is how many of the newest messages are always kept,
+	// so that a replica that was briefly down resumes from the stream
+	// rather than from a snapshot; 0 keeps none beyond what the base
+	// snapshot and the live replicas need.
+	WindowMessages int64 `yaml:"window_messages"`
+	// Interval is how often the compactor looks whether to snapshot or
+	// purge.
+	Interval Duration `yaml:"interval"`
 }
 
 // DevConfig describes the single-process stack of `tidemark dev`.
@@ -276,6 +326,15 @@ func Default() Config {
 			SyncWrites: DefaultReplicaSyncWrites,
 			Bootstrap:  DefaultReplicaBootstrap,
 			CacheMB:    DefaultReplicaCacheMB,
+
+			TombstoneHorizon: DefaultReplicaTombstoneHorizon,
+		},
+		Compaction: CompactionConfig{
+			Enabled:          DefaultCompactionEnabled,
+			SnapshotMessages: DefaultCompactionSnapshotMessages,
+			SnapshotAge:      DefaultCompactionSnapshotAge,
+			WindowMessages:   DefaultCompactionWindowMessages,
+			Interval:         DefaultCompactionInterval,
 		},
 		Dev: DevConfig{
 			Replicas:   DefaultDevReplicas,

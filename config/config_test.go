@@ -44,6 +44,12 @@ func TestDefault_Values(t *testing.T) {
 		{"replica.http", c.Replica.HTTP, ""},
 		{"replica.bootstrap", c.Replica.Bootstrap, true},
 		{"replica.cache_mb", c.Replica.CacheMB, 64},
+		{"replica.tombstone_horizon", c.Replica.TombstoneHorizon, config.Duration(24 * time.Hour)},
+		{"compaction.enabled", c.Compaction.Enabled, true},
+		{"compaction.snapshot_messages", c.Compaction.SnapshotMessages, int64(100000)},
+		{"compaction.snapshot_age", c.Compaction.SnapshotAge, config.Duration(10 * time.Minute)},
+		{"compaction.window_messages", c.Compaction.WindowMessages, int64(50000)},
+		{"compaction.interval", c.Compaction.Interval, config.Duration(10 * time.Second)},
 		{"dev.replicas", c.Dev.Replicas, 2},
 		{"dev.nats_listen", c.Dev.NATSListen, "127.0.0.1:4222"},
 		{"dev.data", c.Dev.Data, "./tidemark-data"},
@@ -61,7 +67,7 @@ func TestDefault_Values(t *testing.T) {
 
 func TestFields(t *testing.T) {
 	names := config.Fields()
-	if got, want := len(names), 37; got != want {
+	if got, want := len(names), 43; got != want {
 		t.Fatalf("len(Fields())=%d, want %d: %v", got, want, names)
 	}
 	if !slices.IsSorted(names) {

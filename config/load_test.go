@@ -54,6 +54,13 @@ replica:
   http: 127.0.0.1:9100
   bootstrap: false
   cache_mb: 16
+  tombstone_horizon: 48h
+compaction:
+  enabled: false
+  snapshot_messages: 5000
+  snapshot_age: 1m
+  window_messages: 200
+  interval: 2s
 writer:
   group_commit: false
   group_commit_min: 3
@@ -101,6 +108,12 @@ func fullConfig() config.Config {
 			HTTP:       "127.0.0.1:9100",
 			Bootstrap:  false,
 			CacheMB:    16,
+
+			TombstoneHorizon: config.Duration(48 * time.Hour),
+		},
+		Compaction: config.CompactionConfig{
+			Enabled: false, SnapshotMessages: 5000, SnapshotAge: config.Duration(time.Minute),
+			WindowMessages: 200, Interval: config.Duration(2 * time.Second),
 		},
 		Dev: config.DevConfig{
 			Replicas:   3,

@@ -81,6 +81,14 @@ func (c Config) Validate() error {
 		v.check("replica.http", listenAddr(c.Replica.HTTP))
 	}
 
+	v.positive("replica.tombstone_horizon", c.Replica.TombstoneHorizon)
+
+	// compaction
+	v.between("compaction.snapshot_messages", c.Compaction.SnapshotMessages, 1, maxCompactionMessages)
+	v.between("compaction.window_messages", c.Compaction.WindowMessages, 0, maxCompactionMessages)
+	v.positive("compaction.snapshot_age", c.Compaction.SnapshotAge)
+	v.positive("compaction.interval", c.Compaction.Interval)
+
 	// dev
 	v.between("dev.replicas", int64(c.Dev.Replicas), 1, maxDevReplicas)
 	v.check("dev.nats_listen", listenAddr(c.Dev.NATSListen))

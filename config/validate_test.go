@@ -70,6 +70,11 @@ func TestValidate_Errors(t *testing.T) {
 		{"replica.http bad", func(c *config.Config) { c.Replica.HTTP = "9100" }, "replica.http", `replica.http: must be host:port, got "9100"`},
 
 		// dev
+		{"compaction.snapshot_messages 0", func(c *config.Config) { c.Compaction.SnapshotMessages = 0 }, "compaction.snapshot_messages", "compaction.snapshot_messages: must be between 1 and 1099511627776, got 0"},
+		{"compaction.window_messages -1", func(c *config.Config) { c.Compaction.WindowMessages = -1 }, "compaction.window_messages", "compaction.window_messages: must be between 0 and 1099511627776, got -1"},
+		{"compaction.snapshot_age 0", func(c *config.Config) { c.Compaction.SnapshotAge = 0 }, "compaction.snapshot_age", "compaction.snapshot_age: must be positive, got 0s"},
+		{"compaction.interval 0", func(c *config.Config) { c.Compaction.Interval = 0 }, "compaction.interval", "compaction.interval: must be positive, got 0s"},
+		{"replica.tombstone_horizon 0", func(c *config.Config) { c.Replica.TombstoneHorizon = 0 }, "replica.tombstone_horizon", "replica.tombstone_horizon: must be positive, got 0s"},
 		{"writer.group_commit_min 0", func(c *config.Config) { c.Writer.GroupCommitMin = 0 }, "writer.group_commit_min", "writer.group_commit_min: must be between 1 and 1000, got 0"},
 		{"writer.group_commit_min 1001", func(c *config.Config) { c.Writer.GroupCommitMin = 1001 }, "writer.group_commit_min", "writer.group_commit_min: must be between 1 and 1000, got 1001"},
 		{"dev.replicas 0", func(c *config.Config) { c.Dev.Replicas = 0 }, "dev.replicas", "dev.replicas: must be between 1 and 16, got 0"},

@@ -252,6 +252,21 @@ type StreamStatus struct {
 	// older than this look.
 	AsOf  time.Time `json:"as_of,omitzero"`
 	Error string    `json:"error,omitempty"`
+	// CompactionPoint is the last purge point the compacting replica
+	// advertises (0: none heard); Base the newest base snapshot (null:
+	// none stored).
+	CompactionPoint uint64        `json:"compaction_point,omitempty"`
+	Base            *BaseSnapshot `json:"base_snapshot"`
+}
+
+// BaseSnapshot is the stored base snapshot that compaction purges up to
+// and that replicas bootstrap from.
+type BaseSnapshot struct {
+	Applied    uint64    `json:"applied"`
+	Bytes      uint64    `json:"bytes"`
+	Replica    string    `json:"replica"`
+	Created    time.Time `json:"created"`
+	AgeSeconds float64   `json:"age_seconds"`
 }
 
 // ReplicaView is one replica as the status shows it.
@@ -279,6 +294,10 @@ type ReplicaView struct {
 	// NotAnsweringSince is when the replica was last heard from, once it
 	// has been silent for StaleAfter.
 	NotAnsweringSince *time.Time `json:"not_answering_since,omitempty"`
+	// Tombstones is how many tombstones the replica held at its last sweep
+	// (null before one); Compacting whether it is the one that compacts.
+	Tombstones *int64 `json:"tombstones"`
+	Compacting bool   `json:"compacting,omitempty"`
 }
 
 // EndpointView is one endpoint of a writer.
@@ -315,7 +334,39 @@ func (m *Monitor) look(ctx context.Context) (StreamStatus, []ReplicaView, []Writ
 		m.lookStream(ctx)
 		m.lookWriters(ctx)
 	}
-	return m.streamSt, m.replicaViews(m.streamSt, m.oldest), m.writerViews(), m.writersE
+	views := m.replicaViews(m.streamSt, m.oldest)
+	st := m.streamSt
+	if st.Base != nil {
+		b := *st.Base
+		b.AgeSeconds = max(m.now().Sub(b.Created).Seconds(), 0)
+		st.Base = &b
+	}
+	m.mu.Lock()
+	for _, tr := range m.replicas {
+		if tr.ad.Stream == st.ID {
+			st.CompactionPoint = max(st.CompactionPoint, tr.ad.CompactPoint)
+		}
+	}
+	m.mu.Unlock()
+	return st, views, m.writerViews(), m.writersE
+}
+
+// lookBase reads the base snapshot's description from its object store;
+// none stored (or of another stream) is nil.
+func (m *Monitor) lookBase(ctx context.Context, id string) *BaseSnapshot {
+	obs, err := m.cfg.JS.ObjectStore(ctx, wire.BaseBucket(m.cfg.Stream))
+	if err != nil {
+		return nil
+	}
+	info, err := obs.GetInfo(ctx, wire.BaseObject)
+	if err != nil || info.Metadata[wire.MetaStream] != id {
+		return nil
+	}
+	applied, created, err := wire.BaseMeta(info.Metadata)
+	if err != nil {
+		return nil
+	}
+	return &BaseSnapshot{Applied: applied, Bytes: info.Size, Replica: info.Metadata[wire.MetaReplica], Created: created}
 }
 
 func (m *Monitor) lookStream(ctx context.Context) {
@@ -341,6 +392,7 @@ func (m *Monitor) lookStream(ctx context.Context) {
 	if m.streamSt.AsOf.IsZero() {
 		m.streamSt.AsOf = m.now()
 	}
+	m.streamSt.Base = m.lookBase(ctx, m.streamSt.ID)
 	// The timestamps of the messages lagging replicas wait for, for their
 	// lag in seconds; a message the stream no longer holds has none.
 	m.mu.Lock()
@@ -496,7 +548,7 @@ func (m *Monitor) replicaViews(st StreamStatus, oldest map[uint64]time.Time) []R
 func (m *Monitor) view(id string, tr *replicaTrack, st StreamStatus, oldest map[uint64]time.Time, now time.Time) ReplicaView {
 	ad := tr.ad
 	v := ReplicaView{ID: id, Stream: ad.Stream, State: ad.State, Reason: ad.Reason, Ready: ad.Ready,
-		Applied: ad.Applied, LastSeen: tr.seen, Rate: tr.rate(now, ad)}
+		Applied: ad.Applied, LastSeen: tr.seen, Rate: tr.rate(now, ad), Tombstones: ad.Tombstones, Compacting: ad.CompactPoint != 0}
 	if v.State == "" { // a replica that does not advertise its state
 		v.State = wire.StateReady
 		if !ad.Ready {

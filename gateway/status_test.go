@@ -7,6 +7,7 @@ import (
 
 	"encoding/json"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/tidemark/tidemark/gateway"
 	"github.com/tidemark/tidemark/internal/stacktest"
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/replica"
 )
 
 func status(t *testing.T, s *stacktest.Stack) gateway.Status {
@@ -168,5 +170,34 @@ func TestStatusWithoutMonitor(t *testing.T) {
 	}
 	if r := stacktest.Do(t, "POST", srv.URL+"/v1/status", ""); r.Status != 405 || r.Header.Get("Allow") != "GET, HEAD" {
 		t.Fatalf("POST /v1/status: status=%d Allow=%q, want 405 GET, HEAD", r.Status, r.Header.Get("Allow"))
+	}
+}
+
+// TestStatusCompaction: the status shows the compaction point the
+// compacting replica advertises, the newest base snapshot and each
+// replica's tombstone count, and says which replica compacts.
+func TestStatusCompaction(t *testing.T) {
+	s := stacktest.Start(t, stacktest.Options{Replicas: 2, Compaction: replica.Compaction{
+		Enabled: true, SnapshotMessages: 5, SnapshotAge: time.Hour, WindowMessages: 1000, Interval: 20 * time.Millisecond}})
+	for i := range 10 {
+		if r := do(t, "PUT", s.URL+"/v1/kv/k"+strconv.Itoa(i), "v"); r.Status != 200 {
+			t.Fatalf("PUT: %d %s", r.Status, r.Body)
+		}
+	}
+	if r := do(t, "DELETE", s.URL+"/v1/kv/k0", ""); r.Status != 200 {
+		t.Fatalf("DELETE: %d %s", r.Status, r.Body)
+	}
+	var st gateway.Status
+	testenv.Eventually(t, 10*time.Second, "the base snapshot and the compaction point in the status", func() bool {
+		st = status(t, s)
+		return st.Stream != nil && st.Stream.Base != nil && st.Stream.Base.Applied >= 5 && st.Stream.CompactionPoint >= 1
+	})
+	if b := st.Stream.Base; b.Bytes == 0 || b.Replica != "r1" || b.Created.IsZero() || b.AgeSeconds < 0 {
+		t.Fatalf("base snapshot %+v, want r1's, with its size and time", b)
+	}
+	r1, _ := replicaView(st, "r1")
+	r2, _ := replicaView(st, "r2")
+	if !r1.Compacting || r2.Compacting || r1.Tombstones == nil || r2.Tombstones == nil {
+		t.Fatalf("r1 %+v, r2 %+v: want r1 alone compacting, both with a tombstone count", r1, r2)
 	}
 }

@@ -35,6 +35,9 @@ type Store interface {
 	// stops at the first that page does not Add (a nil page has no limit);
 	// next is its last key when more remain.
 	Scan(prefix, after string, limit int, page *wire.PageBudget) ([]api.Record, string, uint64, error)
+	// Session returns the highest write number applied for a session
+	// (0: none), for GetRequest.Session.
+	Session(id string) (uint64, error)
 	// Err returns why the store refuses to serve, or nil.
 	Err() error
 	// StreamID returns the id of the stream the store's state belongs to.
@@ -105,6 +108,14 @@ func (r *Reader) Get(ctx context.Context, req api.GetRequest) (res api.GetResult
 	var found bool
 	res.Token, res.ServedBy, found, err = r.read(ctx, "get", req.ReadSpec, func() (applied uint64, err error) {
 		rec, applied, err = r.cfg.Store.Get(req.Key)
+		if req.Session != "" && (err == nil || errors.Is(err, api.ErrNotFound)) {
+			// Read after the key: at least as fresh as the applied served.
+			n, serr := r.cfg.Store.Session(req.Session)
+			if serr != nil {
+				return applied, serr
+			}
+			res.SessionSeq = n
+		}
 		return applied, err
 	})
 	switch {

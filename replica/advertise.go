@@ -44,10 +44,17 @@ func (r *Replica) advertise(ctx context.Context) error {
 		}
 		last, lastTime = applied, now
 		state, reason := r.State()
-		b, _ := json.Marshal(wire.ReplicaStatus{
+		ad := wire.ReplicaStatus{
 			Replica: r.cfg.ID, Stream: r.cfg.Stream.ID(), Applied: applied, Rate: rate, Ready: r.Ready() == nil,
 			State: state, Reason: reason,
-		})
+		}
+		if n := r.repl.Stats().Tombstones; n >= 0 {
+			ad.Tombstones = &n
+		}
+		if cs := r.CompactStatus(); cs.Leader {
+			ad.CompactPoint = max(cs.Point, 1)
+		}
+		b, _ := json.Marshal(ad)
 		if err := r.cfg.Conn.Publish(subject, b); err != nil && ctx.Err() == nil {
 			r.cfg.Logger.Debug().Err(err).Msg("advertise status")
 		}

@@ -145,9 +145,8 @@ func (r *Replica) answerSnapshot(ctx context.Context, req micro.Request, log zer
 	}
 }
 
-// storeSnapshot writes a snapshot to a file in the replica's directory (on
-// the same volume as its data), so that Badger's read transaction lasts
-// only as long as the local write, then stores it in the object store.
+// storeSnapshot writes a snapshot to a file (snapshotFile), then stores it
+// in the object store.
 func (r *Replica) storeSnapshot(ctx context.Context, q wire.SnapshotRequest) (wire.SnapshotReply, error) {
 	switch {
 	case q.Stream != r.cfg.Stream.ID():
@@ -165,19 +164,12 @@ func (r *Replica) storeSnapshot(ctx context.Context, q wire.SnapshotRequest) (wi
 		return wire.SnapshotReply{}, api.Errorf(api.ErrUnavailable, "replica %s has applied %d, the snapshot must hold %d: %w", r.cfg.ID, r.repl.Applied(), q.Need, err)
 	}
 
-	f, err := os.CreateTemp(r.cfg.Dir, replicator.SnapshotFilePrefix+"*")
-	if err != nil {
-		return wire.SnapshotReply{}, fmt.Errorf("snapshot file: %w", err)
-	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	applied, err := r.repl.Snapshot(ctx, f)
+	f, applied, err := r.snapshotFile(ctx)
 	if err != nil {
 		return wire.SnapshotReply{}, err
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return wire.SnapshotReply{}, fmt.Errorf("snapshot file: %w", err)
-	}
+	defer os.Remove(f.Name())
+	defer f.Close()
 
 	js := r.cfg.Stream.JetStream()
 	obs, err := js.CreateOrUpdateObjectStore(ctx, snapshotBucketConfig(r.cfg.Stream))
@@ -200,6 +192,27 @@ func (r *Replica) storeSnapshot(ctx context.Context, q wire.SnapshotRequest) (wi
 		return wire.SnapshotReply{}, fmt.Errorf("store snapshot: %w", err)
 	}
 	return wire.SnapshotReply{Name: name, Stream: r.cfg.Stream.ID(), Applied: applied, Replica: r.cfg.ID, Size: info.Size}, nil
+}
+
+// snapshotFile writes a snapshot of the replica's state to a file in its
+// directory (on the same volume as its data), so that Badger's read
+// transaction lasts only as long as the local write, and returns it open
+// at its start with its applied sequence. The caller closes and removes it.
+func (r *Replica) snapshotFile(ctx context.Context) (*os.File, uint64, error) {
+	f, err := os.CreateTemp(r.cfg.Dir, replicator.SnapshotFilePrefix+"*")
+	if err != nil {
+		return nil, 0, fmt.Errorf("snapshot file: %w", err)
+	}
+	applied, err := r.repl.Snapshot(ctx, f)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+		return nil, 0, fmt.Errorf("snapshot file: %w", err)
+	}
+	return f, applied, nil
 }
 
 // removeSnapshotFiles removes the snapshot files a crashed replica left in
@@ -247,8 +260,55 @@ func (f *fetcher) ask(ctx context.Context, nc *nats.Conn, q []byte) (*nats.Msg, 
 	return msg, nil
 }
 
-// Bootstrap implements replicator.Bootstrapper.
+// Bootstrap implements replicator.Bootstrapper: from the stored base
+// snapshot (compact.go) when it reaches need, else from a snapshot a ready
+// replica makes.
 func (f *fetcher) Bootstrap(ctx context.Context, need uint64, restore func(io.Reader) (uint64, error)) error {
+	done, err := f.fromBase(ctx, need, restore)
+	if done || err != nil {
+		return err
+	}
+	return f.fromReplica(ctx, need, restore)
+}
+
+// fromBase restores the base snapshot if there is one that reaches need,
+// and reports whether it tried. A base snapshot that cannot be read or
+// restored is an error: the next attempt asks again, and finds a newer one
+// or none.
+func (f *fetcher) fromBase(ctx context.Context, need uint64, restore func(io.Reader) (uint64, error)) (bool, error) {
+	base, err := readBase(ctx, f.st)
+	if err != nil {
+		f.log.Warn().Err(err).Msg("read the base snapshot; asking the replicas")
+		return false, nil
+	}
+	if base == nil || base.Applied < need {
+		if base != nil {
+			f.log.Info().Uint64("base", base.Applied).Uint64("need", need).Msg("the base snapshot is older than where the stream starts; asking the replicas")
+		}
+		return false, nil
+	}
+	obs, err := f.st.JetStream().ObjectStore(ctx, wire.BaseBucket(f.st.Name()))
+	if err != nil {
+		return true, fmt.Errorf("base snapshot bucket: %w", err)
+	}
+	f.log.Info().Uint64("applied", base.Applied).Uint64("bytes", base.Bytes).Str("of", base.Replica).Msg("downloading and restoring the base snapshot")
+	res, err := obs.Get(ctx, wire.BaseObject)
+	if err != nil {
+		return true, fmt.Errorf("get the base snapshot: %w", err)
+	}
+	defer res.Close()
+	applied, err := restore(replicator.WithSize(res, int64(base.Bytes)))
+	if err != nil {
+		return true, fmt.Errorf("base snapshot: %w", err)
+	}
+	if applied < need {
+		return true, fmt.Errorf("%w: the base snapshot holds sequences up to %d, need %d", replicator.ErrBadSnapshot, applied, need)
+	}
+	return true, nil
+}
+
+// fromReplica asks the ready replicas for a snapshot and restores it.
+func (f *fetcher) fromReplica(ctx context.Context, need uint64, restore func(io.Reader) (uint64, error)) error {
 	nc := f.nc
 	if nc == nil {
 		nc = f.st.JetStream().Conn()

@@ -39,6 +39,8 @@ type fixture struct {
 	dir string
 	// logs, when set, also receives the replicas' log at info level.
 	logs io.Writer
+	// fills counts the fill rounds of compaction tests, for their tags.
+	fills int
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -63,6 +65,14 @@ func (f *fixture) start(t *testing.T, id string, serve, bootstrap bool) *running
 	if serve {
 		cfg.Conn = f.Conn.Conn
 	}
+	return f.startConfig(t, cfg)
+}
+
+// startConfig opens and runs the replica of cfg; it is stopped with the
+// test.
+func (f *fixture) startConfig(t *testing.T, cfg replica.Config) *running {
+	t.Helper()
+	id := cfg.ID
 	r := replica.New(cfg)
 	if err := r.Open(); err != nil {
 		t.Fatalf("open %s: %v", id, err)
@@ -207,6 +217,7 @@ func TestBootstrapLateReplica(t *testing.T) {
 	f := newFixture(t)
 	r1 := f.start(t, "r1", true, true)
 	waitReady(t, r1)
+	f.readFrom(r1) // a new session after a purge: its writer asks a replica
 	waitApplied(t, r1, f.write(t, 300, 100, "a"))
 	f.purge(t, 10)
 	last := f.write(t, 5, 10, "b")

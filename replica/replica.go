@@ -56,13 +56,23 @@ type Config struct {
 	// carried by a JetStream object store, and go on from there; without
 	// it the replica stops with replicator.ErrGap. See bootstrap.go.
 	Bootstrap bool
+	// Compaction runs the compactor in this replica (compact.go; it needs
+	// Conn).
+	Compaction Compaction
+	// TombstoneHorizon is how long, in stream time, a deleted key's
+	// tombstone is kept (replicator.Config.TombstoneHorizon).
+	TombstoneHorizon time.Duration
+	// SweepInterval is how often tombstones and expired session records
+	// are collected (replicator.Config.SweepInterval); 0 is the default.
+	SweepInterval time.Duration
 }
 
 // Replica is a replicator and a reader over one Badger directory.
 type Replica struct {
-	cfg  Config
-	repl *replicator.Replicator
-	rd   *reader.Reader
+	cfg     Config
+	repl    *replicator.Replicator
+	rd      *reader.Reader
+	compact *compactor // nil: compaction off
 }
 
 // New returns a replica; Open opens its directory.
@@ -73,9 +83,16 @@ func New(cfg Config) *Replica {
 		boot = &fetcher{id: cfg.ID, st: cfg.Stream, subjects: cfg.Subjects, nc: cfg.Conn, log: cfg.Logger.With().Str("replica", cfg.ID).Logger()}
 	}
 	repl := replicator.New(replicator.Config{ID: cfg.ID, Dir: cfg.Dir, SyncWrites: cfg.SyncWrites, Stream: cfg.Stream, Logger: cfg.Logger, Bootstrap: boot,
-		CacheBytes: cfg.CacheBytes})
+		CacheBytes: cfg.CacheBytes, TombstoneHorizon: cfg.TombstoneHorizon, SweepInterval: cfg.SweepInterval})
 	rd := reader.New(reader.Config{Replica: cfg.ID, Store: repl, Stream: cfg.Stream, DefaultWait: cfg.DefaultWait, MaxWait: cfg.MaxWait, Logger: cfg.Logger})
-	return &Replica{cfg: cfg, repl: repl, rd: rd}
+	r := &Replica{cfg: cfg, repl: repl, rd: rd}
+	if cfg.Compaction.Enabled && cfg.Conn != nil {
+		cc := cfg.Compaction
+		cc.setDefaults()
+		r.compact = &compactor{r: r, cfg: cc, log: cfg.Logger.With().Str("replica", cfg.ID).Logger(),
+			heard: map[string]heardStatus{}, since: time.Now()}
+	}
+	return r
 }
 
 // Open validates the configuration and opens the Badger directory.
@@ -113,6 +130,9 @@ func (r *Replica) Run(ctx context.Context) error {
 		g.Go(func() error { return svc.Run(gctx) })
 		g.Go(func() error { return r.advertise(gctx) })
 		g.Go(func() error { return r.serveSnapshots(gctx) }) // snapshots for bootstrapping replicas (bootstrap.go)
+	}
+	if r.compact != nil {
+		g.Go(func() error { return r.compact.run(gctx) }) // compact.go
 	}
 	return g.Wait()
 }

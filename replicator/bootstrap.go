@@ -115,7 +115,7 @@ var errInstall = errors.New("install snapshot")
 func (r *Replicator) bootstrap(ctx context.Context, gap error) (*badger.DB, error) {
 	start := time.Now()
 	from := r.Applied()
-	r.log.Warn().Err(gap).Uint64("applied", from).Msg("bootstrapping from a snapshot of another replica")
+	r.log.Warn().Err(gap).Uint64("applied", from).Msg("bootstrapping from a snapshot")
 	r.setBootstrapping(fmt.Errorf("%w: applied %d, the stream no longer holds %d", ErrBootstrapping, from, from+1))
 	defer r.setBootstrapping(nil)
 	r.removeLeftovers()

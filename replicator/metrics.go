@@ -22,6 +22,8 @@ const (
 	MetricCacheHits     = "tidemark_replica_cache_hits_total"
 	MetricCacheMisses   = "tidemark_replica_cache_misses_total"
 	MetricCacheEntries  = "tidemark_replica_cache_entries"
+	MetricTombstones    = "tidemark_replica_tombstones"
+	MetricTombSwept     = "tidemark_replica_tombstones_collected_total"
 )
 
 // applyMetrics are the apply loop's histograms and the timestamp behind
@@ -74,7 +76,7 @@ func (r *Replicator) Collector() prometheus.Collector {
 
 type collector struct {
 	r     *Replicator
-	descs [10]*prometheus.Desc // applied, last, lag messages, lag seconds, ready, messages, batches, cache hits, misses, entries
+	descs [12]*prometheus.Desc // applied, last, lag messages, lag seconds, ready, messages, batches, cache hits, misses, entries, tombstones, collected
 }
 
 func newCollector(r *Replicator) *collector {
@@ -91,6 +93,8 @@ func newCollector(r *Replicator) *collector {
 		{MetricCacheHits, "Point reads answered from the record cache."},
 		{MetricCacheMisses, "Point reads that looked the key up in Badger."},
 		{MetricCacheEntries, "Records in the record cache."},
+		{MetricTombstones, "Tombstones (deleted keys) in the store as of the last sweep; -1 before the first."},
+		{MetricTombSwept, "Tombstones collected after the tombstone horizon by this process."},
 	} {
 		c.descs[i] = prometheus.NewDesc(d.name, d.help, nil, labels)
 	}
@@ -131,6 +135,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.descs[7], prometheus.CounterValue, float64(st.CacheHits))
 	ch <- prometheus.MustNewConstMetric(c.descs[8], prometheus.CounterValue, float64(st.CacheMisses))
 	ch <- prometheus.MustNewConstMetric(c.descs[9], prometheus.GaugeValue, float64(st.CacheEntries))
+	ch <- prometheus.MustNewConstMetric(c.descs[10], prometheus.GaugeValue, float64(st.Tombstones))
+	ch <- prometheus.MustNewConstMetric(c.descs[11], prometheus.CounterValue, float64(st.TombstonesSwept))
 	r.metrics.batch.Collect(ch)
 	r.metrics.delay.Collect(ch)
 }

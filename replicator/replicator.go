@@ -95,6 +95,13 @@ type Config struct {
 	// when the stream no longer holds the next sequence (ErrGap), and go on
 	// from there; without it Run stops with ErrGap. See bootstrap.go.
 	Bootstrap Bootstrapper
+	// TombstoneHorizon is how long, in stream time, a deleted key's
+	// tombstone is kept; after it a read of the key is not found without
+	// the delete's revision. DefaultTombstoneHorizon when 0.
+	TombstoneHorizon time.Duration
+	// SweepInterval is how often the apply loop forgets expired sessions
+	// and collects tombstones past the horizon; DefaultSweepInterval when 0.
+	SweepInterval time.Duration
 
 	// UnsafeSplitApplied breaks the replicator on purpose, to show that the
 	// tests catch what it guards against: each batch's data and its applied
@@ -128,6 +135,11 @@ type Stats struct {
 	// cache and from Badger; CacheEntries is how many records it holds.
 	CacheHits, CacheMisses uint64
 	CacheEntries           int
+	// Tombstones is how many tombstones the store held after the last
+	// sweep (-1 before the first); TombstonesSwept how many sweeps
+	// collected.
+	Tombstones      int64
+	TombstonesSwept uint64
 }
 
 // Replicator applies the stream to a Badger database. Its methods are safe
@@ -148,7 +160,9 @@ type Replicator struct {
 	appliedTxn func(db *badger.DB, txn *badger.Txn, last uint64) (*badger.Txn, error)
 	skipped    atomic.Uint64
 
-	sessionsSwept atomic.Uint64 // session records forgotten (sweepSessions)
+	sessionsSwept   atomic.Uint64 // session records forgotten (sweepSessions)
+	tombstonesSwept atomic.Uint64 // tombstones collected (sweepTombstones)
+	tombstones      atomic.Int64  // tombstones left after the last sweep; -1 before it
 
 	// nextExpiry is the earliest pending expiry of a key with a time to
 	// live, in Unix nanoseconds of stream time (0: none); expired counts
@@ -220,11 +234,17 @@ func New(cfg Config) *Replicator {
 	if cfg.TickInterval <= 0 {
 		cfg.TickInterval = DefaultTickInterval
 	}
+	if cfg.TombstoneHorizon <= 0 {
+		cfg.TombstoneHorizon = DefaultTombstoneHorizon
+	}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = DefaultSweepInterval
+	}
 	log := cfg.Logger.With().Str("replica", cfg.ID).Logger()
 	if cfg.Stream != nil {
 		log = log.With().Str("stream", cfg.Stream.Name()).Logger()
 	}
-	return &Replicator{
+	r := &Replicator{
 		cfg:     cfg,
 		log:     log,
 		stopCh:  make(chan struct{}),
@@ -234,6 +254,8 @@ func New(cfg Config) *Replicator {
 		corruptCh:  make(chan error, 1),
 		appliedTxn: appliedTxnOf(cfg),
 	}
+	r.tombstones.Store(-1)
+	return r
 }
 
 // Open validates the configuration, opens the Badger directory and reads
@@ -498,6 +520,9 @@ func (r *Replicator) Stats() Stats {
 		Splits:   r.splits.Load(),
 		Skipped:  r.skipped.Load(),
 		Expired:  r.expired.Load(),
+
+		Tombstones:      r.tombstones.Load(),
+		TombstonesSwept: r.tombstonesSwept.Load(),
 	}
 	st.CacheHits, st.CacheMisses, st.CacheEntries = r.cache.stats()
 	return st

@@ -311,7 +311,9 @@ func (r *Replicator) decode(msg jetstream.Msg) (delivery, string) {
 func (r *Replicator) applyLoop(ctx context.Context, db *badger.DB, in <-chan delivery, budget *semaphore.Weighted, lost <-chan error) error {
 	batch := make([]delivery, 0, r.cfg.MaxBatch)
 	prog := progress{last: time.Now(), lastApplied: r.Applied(), start: time.Now(), done: r.isReady()}
-	sweep := struct{ last time.Time }{last: time.Now()}
+	// The first sweep follows the first batch, so the tombstone count is
+	// known soon after a start.
+	sweep := struct{ last time.Time }{}
 	for {
 		var first delivery
 		select {
@@ -339,9 +341,11 @@ func (r *Replicator) applyLoop(ctx context.Context, db *badger.DB, in <-chan del
 			return err
 		}
 		r.logProgress(&prog)
-		if len(batch) > 0 && time.Since(sweep.last) >= sessionSweepInterval {
+		if len(batch) > 0 && time.Since(sweep.last) >= r.cfg.SweepInterval {
 			sweep.last = time.Now()
-			r.sweepSessions(db, batch[len(batch)-1].time)
+			now := batch[len(batch)-1].time
+			r.sweepSessions(db, now)
+			r.sweepTombstones(db, now)
 		}
 	}
 }

@@ -37,18 +37,32 @@ func dataKey(key string) []byte {
 	return append(append(b, dataPrefix...), key...)
 }
 
-func encodeRecord(e stream.Entry, rev uint64) []byte {
+// encodeRecord encodes the record of e applied at revision rev; a
+// tombstone also holds its stream time at (Unix nanoseconds), for
+// sweepTombstones.
+func encodeRecord(e stream.Entry, rev uint64, at int64) []byte {
 	kind := byte(kindPut)
 	if e.Op == api.OpDelete {
 		kind = kindTombstone
 	}
-	b := make([]byte, recordHeader, recordHeader+len(e.Value))
+	b := make([]byte, recordHeader, recordHeader+max(len(e.Value), 8))
 	b[0] = kind
 	binary.BigEndian.PutUint64(b[1:], rev)
 	if kind == kindPut {
 		b = append(b, e.Value...)
+	} else {
+		b = binary.BigEndian.AppendUint64(b, uint64(at))
 	}
 	return b
+}
+
+// tombstoneTime returns the stream time a tombstone was stored at; a
+// tombstone of an older layout has none.
+func tombstoneTime(b []byte) (int64, bool) {
+	if len(b) != recordHeader+8 {
+		return 0, false
+	}
+	return int64(binary.BigEndian.Uint64(b[recordHeader:])), true
 }
 
 // decodeRecord decodes a stored record of key; it does not retain b.
@@ -167,7 +181,7 @@ func (r *Replicator) commitTxn(db *badger.DB, ds []delivery) (int, int, error) {
 				continue
 			}
 		}
-		if err := txn.Set(dataKey(d.entry.Key), encodeRecord(d.entry, d.seq)); err != nil {
+		if err := txn.Set(dataKey(d.entry.Key), encodeRecord(d.entry, d.seq, d.time)); err != nil {
 			return i, 0, err
 		}
 		if d.entry.TTL != 0 {
@@ -300,6 +314,50 @@ func (r *Replicator) Get(key string) (api.Record, uint64, error) {
 	return served(rec, applied)
 }
 
+// sessionSlack widens Session's window for the clocks of the stream's
+// servers and of this replica, which need not agree.
+const sessionSlack = time.Hour
+
+// Session returns the highest write number applied for session id, if its
+// record is recent enough that the session order rule may still leave a
+// write out by it (stream.SessionWindow, measured generously on this
+// machine's clock), else 0. A writer asks it (with a strong read) for a
+// session whose order markers compaction removed from the stream.
+func (r *Replicator) Session(id string) (uint64, error) {
+	r.dbMu.RLock()
+	defer r.dbMu.RUnlock()
+	if r.db == nil {
+		return 0, r.notOpen()
+	}
+	if err := r.wrongReason(); err != nil {
+		return 0, err
+	}
+	var seq uint64
+	err := r.db.View(func(txn *badger.Txn) (err error) {
+		defer guard("read session", &err)
+		item, err := txn.Get(append([]byte(sessionPrefix), id...))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read session %q: %w", id, err)
+		}
+		return item.Value(func(b []byte) error {
+			if len(b) != 16 {
+				return fmt.Errorf("%w: session %q: record of %d bytes", ErrCorrupt, id, len(b))
+			}
+			if at := int64(binary.BigEndian.Uint64(b[8:])); time.Now().UnixNano()-at < int64(stream.SessionWindow+sessionSlack) {
+				seq = binary.BigEndian.Uint64(b)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, r.storeFailed(err)
+	}
+	return seq, nil
+}
+
 // served is what Get returns for rec, the key's record (Revision 0 when it
 // does not exist), read when applied was the applied sequence.
 func served(rec api.Record, applied uint64) (api.Record, uint64, error) {
@@ -381,26 +439,72 @@ func (r *Replicator) Scan(prefix, after string, limit int, page *wire.PageBudget
 	return items, next, applied, nil
 }
 
-// sessionSweepInterval is how often the apply loop forgets expired sessions.
-const sessionSweepInterval = 10 * time.Minute
+// DefaultSweepInterval is how often the apply loop forgets expired
+// sessions and collects old tombstones.
+const DefaultSweepInterval = 10 * time.Minute
+
+// DefaultTombstoneHorizon is how long, in stream time, a replica keeps the
+// tombstone of a deleted key (Config.TombstoneHorizon).
+const DefaultTombstoneHorizon = 24 * time.Hour
 
 // sweepSessions deletes the session records that stream.SessionWindow has
 // expired as of the stream time now (Unix nanoseconds): records the order
-// rule already treats as absent, so deleting them changes no decision. It
-// runs on the apply goroutine, between batches, so no apply transaction
-// races with it. Failures are logged and left for the next sweep.
+// rule already treats as absent, so deleting them changes no decision.
 func (r *Replicator) sweepSessions(db *badger.DB, now int64) {
 	cutoff := now - int64(stream.SessionWindow)
-	var expired [][]byte
+	r.sweep(db, "forget expired sessions", []byte(sessionPrefix), func(_, b []byte) bool {
+		return len(b) == 16 && int64(binary.BigEndian.Uint64(b[8:])) < cutoff
+	}, func(keys [][]byte) { r.sessionsSwept.Add(uint64(len(keys))) })
+}
+
+// sweepTombstones deletes the tombstones stored more than the tombstone
+// horizon of stream time before now (Unix nanoseconds): after it, a read of
+// the key answers not found without the delete's revision, as for a key
+// never written. The cache forgets them too. It also counts the
+// tombstones that remain (Stats.Tombstones).
+func (r *Replicator) sweepTombstones(db *badger.DB, now int64) {
+	cutoff := now - int64(r.cfg.TombstoneHorizon)
+	var left int64
+	r.sweep(db, "collect tombstones", []byte(dataPrefix), func(_, b []byte) bool {
+		if len(b) < recordHeader || b[0] != kindTombstone {
+			return false
+		}
+		if at, ok := tombstoneTime(b); ok && at < cutoff {
+			return true
+		}
+		left++
+		return false
+	}, func(keys [][]byte) {
+		r.tombstonesSwept.Add(uint64(len(keys)))
+		r.cache.beginApply()
+		for _, k := range keys {
+			key := string(k[len(dataPrefix):])
+			r.cache.update(key, api.Record{Key: key})
+		}
+		r.cache.endApply()
+	})
+	r.tombstones.Store(left)
+}
+
+// sweep deletes, in transactions of up to 1000 keys, the keys under prefix
+// whose value expired says is expired, and hands each committed group to
+// done. It runs on the apply goroutine, between batches, so no apply
+// transaction races with it. Failures are logged and left for the next
+// sweep.
+func (r *Replicator) sweep(db *badger.DB, what string, prefix []byte, expired func(key, value []byte) bool, done func(keys [][]byte)) {
+	var keys [][]byte
 	err := db.View(func(txn *badger.Txn) (err error) {
-		defer guard("sweep sessions", &err)
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(sessionPrefix), PrefetchValues: true, PrefetchSize: 256})
+		defer guard(what, &err)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			item := it.Item()
+			if item.ValueSize() > maxSweptValue {
+				continue // not a record the sweeps collect: leave its value unread
+			}
 			err := item.Value(func(b []byte) error {
-				if len(b) == 16 && int64(binary.BigEndian.Uint64(b[8:])) < cutoff {
-					expired = append(expired, item.KeyCopy(nil))
+				if expired(item.Key(), b) {
+					keys = append(keys, item.KeyCopy(nil))
 				}
 				return nil
 			})
@@ -410,20 +514,26 @@ func (r *Replicator) sweepSessions(db *badger.DB, now int64) {
 		}
 		return nil
 	})
-	for len(expired) > 0 && err == nil {
-		n := min(len(expired), 1000)
+	for len(keys) > 0 && err == nil {
+		n := min(len(keys), 1000)
 		err = db.Update(func(txn *badger.Txn) error {
-			for _, k := range expired[:n] {
+			for _, k := range keys[:n] {
 				if err := txn.Delete(k); err != nil {
 					return err
 				}
 			}
 			return nil
 		})
-		r.sessionsSwept.Add(uint64(n))
-		expired = expired[n:]
+		if err == nil {
+			done(keys[:n])
+		}
+		keys = keys[n:]
 	}
 	if err != nil {
-		r.log.Warn().Err(r.storeFailed(err)).Msg("forget expired sessions")
+		r.log.Warn().Err(r.storeFailed(err)).Msg(what)
 	}
 }
+
+// maxSweptValue bounds the values the sweeps read: session records and
+// tombstones are smaller, so bigger values (puts) are skipped unread.
+const maxSweptValue = 64

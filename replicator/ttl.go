@@ -212,7 +212,7 @@ func (x *expirer) expire(txn *badger.Txn, e indexEntry, seq uint64) error {
 	if err != nil || !live {
 		return err // !live: superseded, a stale index entry
 	}
-	if err := txn.Set(dataKey(e.key), encodeRecord(stream.Entry{Op: api.OpDelete}, seq)); err != nil {
+	if err := txn.Set(dataKey(e.key), encodeRecord(stream.Entry{Op: api.OpDelete}, seq, e.at)); err != nil { // its stream time, for the tombstone horizon
 		return err
 	}
 	x.expired = append(x.expired, expiry{key: e.key, seq: seq})

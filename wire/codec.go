@@ -105,6 +105,9 @@ func DecodeWriteReply(m *nats.Msg) (api.WriteResult, error) {
 func GetMsg(subject string, g api.GetRequest) *nats.Msg {
 	m := nats.NewMsg(subject)
 	m.Header.Set(api.HeaderKey, api.EncodeKey(g.Key))
+	if g.Session != "" {
+		m.Header.Set(api.HeaderSession, g.Session)
+	}
 	setReadSpec(m.Header, g.ReadSpec)
 	return m
 }
@@ -119,12 +122,19 @@ func DecodeGetRequest(h nats.Header) (api.GetRequest, error) {
 	if err != nil {
 		return api.GetRequest{}, err
 	}
-	return api.GetRequest{Key: key, ReadSpec: spec}, nil
+	session := h.Get(api.HeaderSession)
+	if session != "" && !api.ValidID(session) {
+		return api.GetRequest{}, api.Errorf(api.ErrInvalidRequest, "invalid session id %q", session)
+	}
+	return api.GetRequest{Key: key, Session: session, ReadSpec: spec}, nil
 }
 
 // EncodeGetReply encodes the reply to a point read: headers and body (the value).
 func EncodeGetReply(res api.GetResult, err error) (nats.Header, []byte) {
 	h := readReplyHeader(res.Token, res.Record.Revision, res.ServedBy)
+	if res.SessionSeq != 0 {
+		h.Set(api.HeaderSessionSeq, strconv.FormatUint(res.SessionSeq, 10))
+	}
 	if err != nil {
 		return errorReply(h, err)
 	}
@@ -136,6 +146,13 @@ func DecodeGetReply(key string, m *nats.Msg) (api.GetResult, error) {
 	res := api.GetResult{Record: api.Record{Key: key}}
 	var err error
 	res.Token, res.Record.Revision, res.ServedBy, err = decodeReadReply(m)
+	if v := m.Header.Get(api.HeaderSessionSeq); v != "" {
+		n, perr := strconv.ParseUint(v, 10, 64)
+		if perr != nil {
+			return res, api.Errorf(api.ErrInternal, "bad session number in reply %q", v)
+		}
+		res.SessionSeq = n
+	}
 	if err != nil {
 		res.Record.Deleted = res.Record.Revision != 0
 		return res, err

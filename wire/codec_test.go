@@ -165,16 +165,18 @@ func FuzzDecodeWriteRequest(f *testing.F) {
 }
 
 func FuzzDecodeReadRequests(f *testing.F) {
-	f.Add("k", "1.ab.3", "2s", []byte(`{"prefix":"a","after":"a1","limit":5}`))
-	f.Add("", "", "", []byte(`{`))
-	f.Fuzz(func(t *testing.T, key, tok, wait string, body []byte) {
+	f.Add("k", "1.ab.3", "2s", []byte(`{"prefix":"a","after":"a1","limit":5}`), "")
+	f.Add("", "", "", []byte(`{`), "s-1")
+	f.Add("k", "", "", []byte(`{}`), "a.b")
+	f.Fuzz(func(t *testing.T, key, tok, wait string, body []byte, session string) {
 		h := nats.Header{}
 		h.Set(api.HeaderKey, key)
 		h.Set(api.HeaderToken, tok)
 		h.Set(api.HeaderWait, wait)
 		h.Set(api.HeaderConsistency, tok)
+		h.Set(api.HeaderSession, session)
 		if g, err := wire.DecodeGetRequest(h); err == nil {
-			if api.ValidateKey(g.Key) != nil || g.Wait < 0 {
+			if api.ValidateKey(g.Key) != nil || g.Wait < 0 || (g.Session != "" && !api.ValidID(g.Session)) {
 				t.Fatalf("accepted %+v", g)
 			}
 		} else if api.Code(err) == api.CodeInternal {
@@ -195,15 +197,52 @@ func FuzzDecodeStatus(f *testing.F) {
 	f.Add([]byte(`{"replica":"a.b"}`))
 	f.Add([]byte(`{"replica":"r1","stream":"ab12","applied":7,"rate":0,"ready":false,"state":"stopped","reason":"gap at 8"}`))
 	f.Add([]byte(`{"replica":"r1","stream":"ab12","state":"sleeping"}`))
+	f.Add([]byte(`{"replica":"r1","stream":"ab12","applied":9,"tombstones":3,"compact_point":5}`))
+	f.Add([]byte(`{"replica":"r1","stream":"ab12","tombstones":-1}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		st, err := wire.DecodeStatus(data)
 		if err != nil {
 			return
 		}
-		if !api.ValidID(st.Replica) || st.Rate < 0 || len(st.Reason) > wire.MaxReasonBytes {
+		if !api.ValidID(st.Replica) || st.Rate < 0 || len(st.Reason) > wire.MaxReasonBytes || (st.Tombstones != nil && *st.Tombstones < 0) {
 			t.Fatalf("accepted %+v", st)
 		}
 	})
+}
+
+// A point read that names a session carries it to the replica, and the
+// replica's highest number for it comes back, on success and on not found.
+func TestGetSessionRoundTrip(t *testing.T) {
+	m := wire.GetMsg("s", api.GetRequest{Key: "k", Session: "s-1"})
+	g, err := wire.DecodeGetRequest(m.Header)
+	if err != nil || g.Session != "s-1" || g.Key != "k" {
+		t.Fatalf("DecodeGetRequest=%+v, %v; want key k, session s-1", g, err)
+	}
+	for _, rerr := range []error{nil, api.Errorf(api.ErrNotFound, "no k")} {
+		h, body := wire.EncodeGetReply(api.GetResult{Record: api.Record{Key: "k"}, SessionSeq: 7}, rerr)
+		res, err := wire.DecodeGetReply("k", &nats.Msg{Header: h, Data: body})
+		if !errors.Is(err, errOr(rerr)) || res.SessionSeq != 7 {
+			t.Fatalf("reply (%v): SessionSeq=%d, %v; want 7", rerr, res.SessionSeq, err)
+		}
+	}
+	h := nats.Header{}
+	h.Set(api.HeaderKey, "k")
+	h.Set(api.HeaderSession, "a.b")
+	if _, err := wire.DecodeGetRequest(h); !errors.Is(err, api.ErrInvalidRequest) {
+		t.Fatalf("session a.b: %v, want invalid_request", err)
+	}
+	bad := nats.Header{}
+	bad.Set(api.HeaderSessionSeq, "x")
+	if _, err := wire.DecodeGetReply("k", &nats.Msg{Header: bad}); !errors.Is(err, api.ErrInternal) {
+		t.Fatalf("bad session number in a reply: %v, want internal", err)
+	}
+}
+
+func errOr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return api.ErrNotFound
 }
 
 func TestServedByRoundTrip(t *testing.T) {

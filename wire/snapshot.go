@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"time"
 
 	"github.com/tidemark/tidemark/api"
 )
@@ -40,6 +42,27 @@ const MaxSnapshotName = 256
 // SnapshotBucket is the object store bucket that carries the snapshots of
 // the replicas of the stream named streamName.
 func SnapshotBucket(streamName string) string { return streamName + "_SNAPSHOTS" }
+
+// BaseBucket is the object store bucket that holds the base snapshot of the
+// stream named streamName: the snapshot that compaction purges the stream
+// up to, and that new and lagging replicas bootstrap from. Its objects do
+// not expire.
+func BaseBucket(streamName string) string { return streamName + "_BASE" }
+
+// BaseObject is the name of the base snapshot in BaseBucket; a new one
+// replaces it once stored whole.
+const BaseObject = "base"
+
+// BaseMeta reads the applied sequence and creation time from a stored
+// snapshot's object metadata (MetaApplied, MetaCreated).
+func BaseMeta(md map[string]string) (applied uint64, created time.Time, err error) {
+	applied, err = strconv.ParseUint(md[MetaApplied], 10, 64)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("snapshot metadata: bad %s %q", MetaApplied, md[MetaApplied])
+	}
+	created, _ = time.Parse(time.RFC3339Nano, md[MetaCreated])
+	return applied, created, nil
+}
 
 // SnapshotRequest asks a replica for a snapshot.
 type SnapshotRequest struct {

@@ -7,6 +7,7 @@ import (
 
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -90,6 +91,23 @@ func FuzzDecodeSnapshotReply(f *testing.F) {
 		}
 		if rep.Name == "" || len(rep.Name) > wire.MaxSnapshotName || rep.Stream == "" {
 			t.Fatalf("accepted %+v", rep)
+		}
+	})
+}
+
+// FuzzBaseMeta: a stored snapshot's metadata, read back from the object
+// store, either gives the applied sequence it names or an error.
+func FuzzBaseMeta(f *testing.F) {
+	f.Add("42", "2026-12-01T10:00:00Z")
+	f.Add("-1", "")
+	f.Add("", "yesterday")
+	f.Fuzz(func(t *testing.T, applied, created string) {
+		n, _, err := wire.BaseMeta(map[string]string{wire.MetaApplied: applied, wire.MetaCreated: created})
+		if err != nil {
+			return
+		}
+		if want, perr := strconv.ParseUint(applied, 10, 64); perr != nil || n != want {
+			t.Fatalf("BaseMeta(%q)=%d, want %d (%v)", applied, n, want, perr)
 		}
 	})
 }

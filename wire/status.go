@@ -66,6 +66,12 @@ type ReplicaStatus struct {
 	// ReplicaState values) and why it does not serve; older replicas omit them.
 	State  string `json:"state,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	// Tombstones is how many tombstones the replica held at its last
+	// sweep, when it has swept.
+	Tombstones *int64 `json:"tombstones,omitempty"`
+	// CompactPoint is set by the replica that compacts: its last purge
+	// point, where the stream starts at or after.
+	CompactPoint uint64 `json:"compact_point,omitempty"`
 }
 
 // DecodeStatus decodes a replica status advertisement.
@@ -74,7 +80,7 @@ func DecodeStatus(data []byte) (ReplicaStatus, error) {
 	if err := json.Unmarshal(data, &st); err != nil {
 		return ReplicaStatus{}, api.Errorf(api.ErrInvalidRequest, "invalid replica status: %w", err)
 	}
-	if !api.ValidID(st.Replica) || !api.ValidStreamID(st.Stream) || st.Rate < 0 || st.Rate != st.Rate {
+	if !api.ValidID(st.Replica) || !api.ValidStreamID(st.Stream) || st.Rate < 0 || st.Rate != st.Rate || (st.Tombstones != nil && *st.Tombstones < 0) {
 		return ReplicaStatus{}, api.Errorf(api.ErrInvalidRequest, "invalid replica status: bad replica, stream or rate")
 	}
 	if err := checkReplicaState(st.State, st.Reason); err != nil {

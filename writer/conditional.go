@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -143,30 +144,47 @@ func (w *Writer) writeIfAbsent(ctx context.Context, req api.WriteRequest, id str
 // of the key in the stream asks it: a key whose every message was removed
 // may still live.
 func (w *Writer) removedHistory(ctx context.Context, key string) (*api.Record, error) {
-	info, err := w.stream.Info(ctx)
-	if err != nil {
-		return nil, api.Errorf(api.ErrUnavailable, "stream %s: %w", w.stream.Name(), err)
+	res, removed, err := w.readRemoved(ctx, api.GetRequest{Key: key}, "conditional write of "+strconv.Quote(key))
+	if err != nil || !removed {
+		return nil, err
 	}
-	if info.State.FirstSeq <= 1 && info.State.NumDeleted == 0 {
-		return nil, nil
-	}
-	if w.records == nil {
-		return nil, api.Errorf(api.ErrUnavailable,
-			"conditional write of %q: the stream no longer holds every message (it starts at %d), and this writer has no replica to read the key from",
-			key, info.State.FirstSeq)
-	}
-	res, err := w.records.Get(ctx, api.GetRequest{Key: key, ReadSpec: api.ReadSpec{Consistency: api.Strong}})
-	switch {
-	case errors.Is(err, api.ErrNotFound):
-		if res.Record.Revision == 0 {
-			return &api.Record{Key: key, Deleted: true}, nil // never written
-		}
-		res.Record.Deleted = true
-		return &res.Record, nil
-	case err != nil:
-		return nil, fmt.Errorf("conditional write of %q: read the key's current revision: %w", key, err)
+	if res.Record.Revision == 0 {
+		return &api.Record{Key: key, Deleted: true}, nil // never written, or its tombstone collected
 	}
 	return &res.Record, nil
+}
+
+// readRemoved reads req from the replicas with strong consistency when the
+// stream has removed messages (limits, a purge, compaction), and reports
+// removed false without reading when it holds its whole history. A not
+// found is no error: its record says Deleted (with the delete's revision,
+// 0 when none is known). what names the write for errors.
+func (w *Writer) readRemoved(ctx context.Context, req api.GetRequest, what string) (res api.GetResult, removed bool, err error) {
+	if id := w.removedFor.Load(); id == nil || *id != w.stream.ID() {
+		info, err := w.stream.Info(ctx)
+		if err != nil {
+			return res, false, api.Errorf(api.ErrUnavailable, "stream %s: %w", w.stream.Name(), err)
+		}
+		if info.State.FirstSeq <= 1 && info.State.NumDeleted == 0 {
+			return res, false, nil
+		}
+		id := stream.IDOf(info.Config)
+		w.removedFor.Store(&id)
+	}
+	if w.records == nil {
+		return res, true, api.Errorf(api.ErrUnavailable,
+			"%s: the stream no longer holds every message (limits, a purge or compaction removed some), and this writer has no replica to read from", what)
+	}
+	req.ReadSpec = api.ReadSpec{Consistency: api.Strong}
+	res, err = w.records.Get(ctx, req)
+	switch {
+	case errors.Is(err, api.ErrNotFound):
+		res.Record.Key, res.Record.Deleted = req.Key, true
+		return res, true, nil
+	case err != nil:
+		return res, true, fmt.Errorf("%s: read from the replicas: %w", what, err)
+	}
+	return res, true, nil
 }
 
 // mismatchOf returns the api.ErrRevisionMismatch of a condition lost

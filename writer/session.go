@@ -151,7 +151,15 @@ func (w *Writer) order(ctx context.Context, req api.WriteRequest, id string, ss 
 				return nil, reused(id, last.seq)
 			}
 			return &claim{subject: stream.SessionSubject(w.stream.Subject(), req.Session), last: last, mine: true}, nil
-		case last.seq == 0 || req.SessionSeq > last.n:
+		case last.seq == 0 && !fresh:
+			ss.last.ok = false // no marker known: the stream may have removed it
+			continue
+		case last.seq == 0:
+			if err := w.orderAfterRemoved(ctx, req); err != nil {
+				return nil, err
+			}
+			return &claim{subject: stream.SessionSubject(w.stream.Subject(), req.Session), last: last}, nil
+		case req.SessionSeq > last.n:
 			return &claim{subject: stream.SessionSubject(w.stream.Subject(), req.Session), last: last}, nil
 		case !fresh:
 			ss.last.ok = false // decide on what the stream says
@@ -164,6 +172,25 @@ func (w *Writer) order(ctx context.Context, req api.WriteRequest, id string, ss 
 				"session %s: write %d arrived after write %d of the same session; it is not applied", req.Session, req.SessionSeq, last.n)
 		}
 	}
+}
+
+// orderAfterRemoved checks a session write that found no order marker of
+// its session: when the stream has removed history (compaction, limits),
+// the session's markers may be gone while the replicas still hold its
+// record, which would make them leave this write out. So the writer reads
+// the session's highest applied number from a replica, with strong
+// consistency, and refuses numbers not above it; the claim then expects
+// no marker, as for a new session.
+func (w *Writer) orderAfterRemoved(ctx context.Context, req api.WriteRequest) error {
+	res, removed, err := w.readRemoved(ctx, api.GetRequest{Key: req.Key, Session: req.Session}, "session "+req.Session)
+	switch {
+	case err != nil || !removed:
+		return err
+	case req.SessionSeq <= res.SessionSeq:
+		return api.Errorf(api.ErrOutOfOrder,
+			"session %s: write %d arrived after write %d of the same session; it is not applied", req.Session, req.SessionSeq, res.SessionSeq)
+	}
+	return nil
 }
 
 // claimNumber publishes the marker of c unless it is already claimed, and

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -84,9 +85,12 @@ type Writer struct {
 	attemptTimeout time.Duration
 	log            zerolog.Logger
 
-	records  Records
-	sessions sessions
-	metrics  writeMetrics // Prometheus metrics (metrics.go)
+	records Records
+	// removedFor is the id of the stream last seen to have removed
+	// history (readRemoved): a stream never gets it back.
+	removedFor atomic.Pointer[string]
+	sessions   sessions
+	metrics    writeMetrics // Prometheus metrics (metrics.go)
 }
 
 // New returns a Writer for cfg, with defaults for the fields left zero.

@@ -84,7 +84,10 @@ func runDev(ctx context.Context, c config.Config, env *cmdEnv) error {
 	var replicas []replica.Config
 	for i := 1; i <= c.Dev.Replicas; i++ {
 		id := fmt.Sprintf("r%d", i)
-		replicas = append(replicas, replicaConfig(c, id, filepath.Join(data, "replica-"+id)))
+		rc := replicaConfig(c, id, filepath.Join(data, "replica-"+id))
+		// One compactor is enough: only one compacts at a time anyway.
+		rc.Compaction.Enabled = rc.Compaction.Enabled && i == 1
+		replicas = append(replicas, rc)
 	}
 	reg := newRegistry(nc)
 	var pipeline *stack.Stack

@@ -183,7 +183,24 @@ func replicaConfig(c config.Config, id, dir string) replica.Config {
 		Subjects:    wire.Subjects{Prefix: c.API.Prefix},
 		DefaultWait: time.Duration(c.Gateway.DefaultWait), MaxWait: time.Duration(c.Gateway.MaxWait),
 		Bootstrap: c.Replica.Bootstrap, CacheBytes: cacheBytes(c.Replica.CacheMB),
+		TombstoneHorizon: time.Duration(c.Replica.TombstoneHorizon),
+		Compaction: replica.Compaction{
+			Enabled:          c.Compaction.Enabled,
+			SnapshotMessages: c.Compaction.SnapshotMessages,
+			SnapshotAge:      time.Duration(c.Compaction.SnapshotAge),
+			WindowMessages:   windowMessages(c.Compaction.WindowMessages),
+			Interval:         time.Duration(c.Compaction.Interval),
+		},
 	}
+}
+
+// windowMessages turns compaction.window_messages (0: no window) into
+// replica.Compaction.WindowMessages (0: the default, negative: none).
+func windowMessages(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // writerConfig is the writer's configuration; the caller sets its stream,

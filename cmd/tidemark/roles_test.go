@@ -143,3 +143,20 @@ func TestCacheBytesDefault(t *testing.T) {
 		t.Fatal("replica.cache_mb 0 does not turn the cache off")
 	}
 }
+
+// A replica of the default configuration compacts with the defaults; a
+// window of 0 keeps no window (replica.Compaction reads 0 as its default).
+func TestReplicaConfigCompaction(t *testing.T) {
+	c := config.Default()
+	rc := replicaConfig(c, "r1", t.TempDir())
+	if cc := rc.Compaction; !cc.Enabled || cc.WindowMessages != config.DefaultCompactionWindowMessages || cc.SnapshotMessages != config.DefaultCompactionSnapshotMessages {
+		t.Fatalf("Compaction=%+v, want the defaults, enabled", cc)
+	}
+	if got, want := rc.TombstoneHorizon, time.Duration(config.DefaultReplicaTombstoneHorizon); got != want {
+		t.Fatalf("TombstoneHorizon=%v, want %v", got, want)
+	}
+	c.Compaction.WindowMessages = 0
+	if got := replicaConfig(c, "r1", t.TempDir()).Compaction.WindowMessages; got >= 0 {
+		t.Fatalf("compaction.window_messages 0 gives WindowMessages %d, want a negative one (no window)", got)
+	}
+}

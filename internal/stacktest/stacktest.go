@@ -53,6 +53,8 @@ type Options struct {
 	// NoRouter sends reads to the shared subject (any ready replica)
 	// instead of routing them by the replicas' advertised progress.
 	NoRouter bool
+	// Compaction runs a compactor in r1.
+	Compaction replica.Compaction
 }
 
 // Stack is a running pipeline (package stack) on an embedded NATS server.
@@ -76,8 +78,11 @@ func Start(t testing.TB, opts Options) *Stack {
 	var replicas []replica.Config
 	for i := 1; i <= opts.Replicas; i++ {
 		id := fmt.Sprintf("r%d", i)
-		replicas = append(replicas, replica.Config{ID: id, Dir: filepath.Join(dir, id),
-			DefaultWait: opts.DefaultWait, MaxWait: opts.MaxWait})
+		rc := replica.Config{ID: id, Dir: filepath.Join(dir, id), DefaultWait: opts.DefaultWait, MaxWait: opts.MaxWait}
+		if i == 1 {
+			rc.Compaction = opts.Compaction
+		}
+		replicas = append(replicas, rc)
 	}
 	st, err := stack.Start(context.Background(), stack.Config{
 		Conn: env.Conn.Conn, Stream: env.Stream, Subjects: wire.Subjects{}, Logger: opts.Logger,
