@@ -7,8 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -80,7 +80,7 @@ const (
 	EnvSessionOrder = "CHAOS_SESSION_ORDER" // default true
 	EnvReport       = "CHAOS_REPORT"
 	EnvNATSServer   = "CHAOS_NATS_SERVER"
-	EnvProbes       = "CHAOS_PROBES" // default all
+	EnvProbes       = "CHAOS_PROBES"     // default all
 	EnvCompaction   = "CHAOS_COMPACTION" // default false
 )
 

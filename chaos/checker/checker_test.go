@@ -2,8 +2,8 @@ package checker_test
 
 import (
 	"os"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/tidemark/tidemark/chaos/checker"
 	"github.com/tidemark/tidemark/chaos/history"
