@@ -47,11 +47,7 @@ func dumpStream(ctx context.Context, js jetstream.JetStream, cfg stream.Config, 
 	if info.State.FirstSeq != 1 && !purged {
 		return nil, fmt.Errorf("dump stream: it starts at %d, not 1 (messages removed)", info.State.FirstSeq)
 	}
-	cons, err := js.OrderedConsumer(ctx, cfg.Name, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
-	if err != nil {
-		return nil, fmt.Errorf("dump stream: %w", err)
-	}
-	it, err := cons.Messages()
+	it, err := allMessages(ctx, js, cfg.Name)
 	if err != nil {
 		return nil, fmt.Errorf("dump stream: %w", err)
 	}
@@ -64,15 +60,10 @@ func dumpStream(ctx context.Context, js jetstream.JetStream, cfg stream.Config, 
 		if err != nil {
 			return nil, fmt.Errorf("dump stream at %d of %d: %w", len(out), last, err)
 		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			return nil, fmt.Errorf("dump stream: %w", err)
-		}
-		m, err := decodeMessage(cfg.Subject, meta.Sequence.Stream, msg.Subject(), msg.Headers(), msg.Data())
+		m, err := historyMessage(cfg.Subject, msg)
 		if err != nil {
 			return nil, err
 		}
-		m.Time = meta.Timestamp
 		want := uint64(len(out)) + 1
 		if len(out) > 0 {
 			want = out[len(out)-1].Seq + 1
@@ -83,19 +74,6 @@ func dumpStream(ctx context.Context, js jetstream.JetStream, cfg stream.Config, 
 		out = append(out, m)
 	}
 	return out, nil
-}
-
-// streamFirst returns the stream's first sequence.
-func streamFirst(ctx context.Context, c *Cluster) (uint64, error) {
-	h, err := c.js.Stream(ctx, stream.DefaultName)
-	if err != nil {
-		return 0, err
-	}
-	info, err := h.Info(ctx)
-	if err != nil {
-		return 0, err
-	}
-	return info.State.FirstSeq, nil
 }
 
 // recorded returns the stream as rec recorded it, up to the stream's last
@@ -129,6 +107,28 @@ func normal(m history.Message) history.Message {
 		m.Value = nil
 	}
 	return m
+}
+
+// allMessages iterates over every message of the stream name, from its
+// first, with an ordered consumer.
+func allMessages(ctx context.Context, js jetstream.JetStream, name string) (jetstream.MessagesContext, error) {
+	cons, err := js.OrderedConsumer(ctx, name, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err != nil {
+		return nil, err
+	}
+	return cons.Messages()
+}
+
+// historyMessage turns a message of an ordered consumer of the stream
+// under prefix into the checker's form, with its sequence and time.
+func historyMessage(prefix string, msg jetstream.Msg) (history.Message, error) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return history.Message{}, fmt.Errorf("dump stream: %w", err)
+	}
+	m, err := decodeMessage(prefix, meta.Sequence.Stream, msg.Subject(), msg.Headers(), msg.Data())
+	m.Time = meta.Timestamp
+	return m, err
 }
 
 // streamDefaults is cfg with the default stream name and subject where
@@ -235,15 +235,27 @@ func ReplicaApplied(ctx context.Context, t *client.NATS, id string) (uint64, err
 
 // StreamLast returns the stream's last sequence.
 func StreamLast(ctx context.Context, js jetstream.JetStream) (uint64, error) {
+	st, err := streamState(ctx, js)
+	return st.LastSeq, err
+}
+
+// streamFirst returns the stream's first sequence.
+func streamFirst(ctx context.Context, js jetstream.JetStream) (uint64, error) {
+	st, err := streamState(ctx, js)
+	return st.FirstSeq, err
+}
+
+// streamState returns the state of the stream.
+func streamState(ctx context.Context, js jetstream.JetStream) (jetstream.StreamState, error) {
 	h, err := js.Stream(ctx, stream.DefaultName)
 	if err != nil {
-		return 0, err
+		return jetstream.StreamState{}, err
 	}
 	info, err := h.Info(ctx)
 	if err != nil {
-		return 0, err
+		return jetstream.StreamState{}, err
 	}
-	return info.State.LastSeq, nil
+	return info.State, nil
 }
 
 // Converge waits until every replica has applied the stream's last

@@ -51,11 +51,7 @@ func StartRecorder(ctx context.Context, nc *nats.Conn, cfg stream.Config) (*Reco
 	if err != nil {
 		return nil, fmt.Errorf("recorder: %w", err)
 	}
-	cons, err := js.OrderedConsumer(ctx, cfg.Name, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
-	if err != nil {
-		return nil, fmt.Errorf("recorder: %w", err)
-	}
-	it, err := cons.Messages()
+	it, err := allMessages(ctx, js, cfg.Name)
 	if err != nil {
 		return nil, fmt.Errorf("recorder: %w", err)
 	}
@@ -91,12 +87,9 @@ func (r *Recorder) read(it jetstream.MessagesContext, prefix string) {
 		if err != nil {
 			continue // the ordered consumer recreates itself
 		}
-		meta, err := msg.Metadata()
+		m, err := historyMessage(prefix, msg)
 		if err == nil {
-			var m history.Message
-			if m, err = decodeMessage(prefix, meta.Sequence.Stream, msg.Subject(), msg.Headers(), msg.Data()); err == nil {
-				err = r.add(m, meta.Timestamp)
-			}
+			err = r.add(m)
 		}
 		if err != nil {
 			r.fail(err)
@@ -105,13 +98,12 @@ func (r *Recorder) read(it jetstream.MessagesContext, prefix string) {
 	}
 }
 
-func (r *Recorder) add(m history.Message, at time.Time) error {
+func (r *Recorder) add(m history.Message) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if want := uint64(len(r.msgs)) + 1; m.Seq != want {
 		return fmt.Errorf("recorder: got sequence %d, want %d (purged before it was read?)", m.Seq, want)
 	}
-	m.Time = at
 	r.msgs = append(r.msgs, m)
 	r.notify()
 	return nil

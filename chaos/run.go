@@ -260,7 +260,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		log.Error().Err(err).Msg("no convergence")
 	}
 	if rec != nil {
-		if first, err := streamFirst(ctx, c); err == nil {
+		if first, err := streamFirst(ctx, c.js); err == nil {
 			res.Compacted = first - 1
 		}
 	}

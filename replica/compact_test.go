@@ -1,6 +1,7 @@
 package replica_test
 
 import (
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/api"
 
 	"context"
@@ -46,21 +47,20 @@ func (f *fixture) fill(t *testing.T, n int, timeout time.Duration, what string, 
 // message inside it, so tests that wait for a purge make it short.
 func (f *fixture) setDuplicates(t *testing.T, d time.Duration) {
 	t.Helper()
+	cfg := f.info(t).Config
+	cfg.Duplicates = d
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	info, err := f.Stream.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := info.Config
-	cfg.Duplicates = d
 	if _, err := f.JS.UpdateStream(ctx, cfg); err != nil {
 		t.Fatalf("set the duplicate window: %v", err)
 	}
 }
 
 // first returns where the stream starts.
-func (f *fixture) first(t *testing.T) uint64 {
+func (f *fixture) first(t *testing.T) uint64 { return f.info(t).State.FirstSeq }
+
+// info returns the stream's info.
+func (f *fixture) info(t *testing.T) *jetstream.StreamInfo {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
@@ -68,7 +68,7 @@ func (f *fixture) first(t *testing.T) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return info.State.FirstSeq
+	return info
 }
 
 // aggressive is a compaction that snapshots every 20 messages, keeps a

@@ -79,11 +79,7 @@ func checkExpiryPosition(t testing.TB, env *testenv.Env, s uint64, at time.Time)
 // after its expiry time. A later put without a TTL clears it.
 func TestTTLExpiresIdleAtOnePosition(t *testing.T) {
 	env := testenv.Start(t)
-	fast := func(c *replicator.Config) { c.TickInterval = 50 * time.Millisecond }
-	r1 := open(t, env, t.TempDir(), fast)
-	r2 := open(t, env, t.TempDir(), fast, func(c *replicator.Config) { c.ID = "r2" })
-	run(t, r1)
-	run(t, r2)
+	r1, r2 := twoTicking(t, env)
 
 	seq, at := putTTL(t, env, "gone", "v", time.Second)
 	keep, _ := putTTL(t, env, "kept", "v", time.Second)
@@ -119,11 +115,7 @@ func TestTTLExpiresIdleAtOnePosition(t *testing.T) {
 // replica's 404 waits: it never sees the value again.
 func TestTTLPausedReplicaWaitsForExpiry(t *testing.T) {
 	env := testenv.Start(t)
-	fast := func(c *replicator.Config) { c.TickInterval = 50 * time.Millisecond }
-	r1 := open(t, env, t.TempDir(), fast)
-	r2 := open(t, env, t.TempDir(), fast, func(c *replicator.Config) { c.ID = "r2" })
-	run(t, r1)
-	run(t, r2)
+	r1, r2 := twoTicking(t, env)
 	seq, _ := putTTL(t, env, "k", "v", time.Second)
 	waitApplied(t, r2, seq)
 	r2.Pause()
@@ -251,4 +243,16 @@ func TestTTLWithinOneBatch(t *testing.T) {
 			t.Fatalf("Expired=%d, want %d", got, want)
 		}
 	}
+}
+
+// twoTicking opens and runs two replicas of env's stream that check for
+// due expiries every 50ms.
+func twoTicking(t *testing.T, env *testenv.Env) (r1, r2 *replicator.Replicator) {
+	t.Helper()
+	fast := func(c *replicator.Config) { c.TickInterval = 50 * time.Millisecond }
+	r1 = open(t, env, t.TempDir(), fast)
+	r2 = open(t, env, t.TempDir(), fast, func(c *replicator.Config) { c.ID = "r2" })
+	run(t, r1)
+	run(t, r2)
+	return r1, r2
 }
