@@ -251,6 +251,10 @@ func (w *watch) run(ctx context.Context) error {
 			return err
 		}
 		cursor = applied
+	} else if err := w.send(ctx, api.Event{Type: api.EventProgress, ID: cursor, Token: r.cfg.Stream.Token(max(w.need, cursor))}); err != nil {
+		// A resumed watch starts with where it is, so that its watcher
+		// knows at once that it runs.
+		return err
 	}
 	progress := w.req.Progress
 	if progress <= 0 {

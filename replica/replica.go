@@ -51,6 +51,13 @@ type Config struct {
 	// CacheBytes bounds the cache of current records point reads are served
 	// from; 0 means replicator.DefaultCacheBytes, negative turns it off.
 	CacheBytes int64
+	// WatchWindow and WatchWindowBytes bound the recent changes kept for
+	// watches (replicator.Config.WatchWindow); 0 means the defaults.
+	WatchWindow      int
+	WatchWindowBytes int64
+	// WatchClientTimeout is how long a watch is kept whose watcher sends
+	// nothing; 0 means reader.DefaultWatchClientTimeout.
+	WatchClientTimeout time.Duration
 	// Bootstrap lets a replica that finds the stream no longer holds what
 	// it needs (limits, a purge) restore a snapshot of a ready replica,
 	// carried by a JetStream object store, and go on from there; without
@@ -73,7 +80,7 @@ func New(cfg Config) *Replica {
 		boot = &fetcher{id: cfg.ID, st: cfg.Stream, subjects: cfg.Subjects, nc: cfg.Conn, log: cfg.Logger.With().Str("replica", cfg.ID).Logger()}
 	}
 	repl := replicator.New(replicator.Config{ID: cfg.ID, Dir: cfg.Dir, SyncWrites: cfg.SyncWrites, Stream: cfg.Stream, Logger: cfg.Logger, Bootstrap: boot,
-		CacheBytes: cfg.CacheBytes})
+		CacheBytes: cfg.CacheBytes, WatchWindow: cfg.WatchWindow, WatchWindowBytes: cfg.WatchWindowBytes})
 	rd := reader.New(reader.Config{Replica: cfg.ID, Store: repl, Stream: cfg.Stream, DefaultWait: cfg.DefaultWait, MaxWait: cfg.MaxWait, Logger: cfg.Logger})
 	return &Replica{cfg: cfg, repl: repl, rd: rd}
 }
@@ -110,6 +117,9 @@ func (r *Replica) Run(ctx context.Context) error {
 	if r.cfg.Conn != nil {
 		svc := reader.NewService(r.cfg.Conn, r.cfg.Subjects, r.rd, r.cfg.Logger)
 		svc.Ready = r.repl.WaitReady
+		if r.cfg.WatchClientTimeout > 0 {
+			svc.WatchClientTimeout = r.cfg.WatchClientTimeout
+		}
 		g.Go(func() error { return svc.Run(gctx) })
 		g.Go(func() error { return r.advertise(gctx) })
 		g.Go(func() error { return r.serveSnapshots(gctx) }) // snapshots for bootstrapping replicas (bootstrap.go)

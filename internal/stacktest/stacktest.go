@@ -50,6 +50,12 @@ type Options struct {
 	// MaxPayload is the NATS server's max_payload (default the embedded
 	// server's).
 	MaxPayload int32
+	// WatchWindow bounds each replica's watch window (default the replica's);
+	// WatchProgress is the gateway's progress interval (default its own).
+	WatchWindow   int
+	WatchProgress time.Duration
+	// WatchClientTimeout is how long a replica keeps a silent watcher.
+	WatchClientTimeout time.Duration
 	// NoRouter sends reads to the shared subject (any ready replica)
 	// instead of routing them by the replicas' advertised progress.
 	NoRouter bool
@@ -77,14 +83,14 @@ func Start(t testing.TB, opts Options) *Stack {
 	for i := 1; i <= opts.Replicas; i++ {
 		id := fmt.Sprintf("r%d", i)
 		replicas = append(replicas, replica.Config{ID: id, Dir: filepath.Join(dir, id),
-			DefaultWait: opts.DefaultWait, MaxWait: opts.MaxWait})
+			DefaultWait: opts.DefaultWait, MaxWait: opts.MaxWait, WatchWindow: opts.WatchWindow, WatchClientTimeout: opts.WatchClientTimeout})
 	}
 	st, err := stack.Start(context.Background(), stack.Config{
 		Conn: env.Conn.Conn, Stream: env.Stream, Subjects: wire.Subjects{}, Logger: opts.Logger,
 		Writer:   writer.Config{MaxValueBytes: opts.MaxValueBytes},
 		Replicas: replicas,
 		Gateway: gateway.Config{MaxValueBytes: opts.MaxValueBytes, DefaultWait: opts.DefaultWait, MaxWait: opts.MaxWait,
-			Signer: opts.Signer, Affinity: opts.Affinity, AccessLog: opts.AccessLog},
+			Signer: opts.Signer, Affinity: opts.Affinity, AccessLog: opts.AccessLog, WatchProgress: opts.WatchProgress},
 		NoRouter: opts.NoRouter,
 	})
 	if err != nil {
