@@ -56,8 +56,11 @@ type Config struct {
 	WatchWindow      int
 	WatchWindowBytes int64
 	// WatchClientTimeout is how long a watch is kept whose watcher sends
-	// nothing; 0 means reader.DefaultWatchClientTimeout.
+	// nothing; 0 means reader.DefaultWatchClientTimeout. WatchUnacked is the
+	// most events sent beyond what a watcher acknowledged; 0 means
+	// reader.DefaultWatchUnacked.
 	WatchClientTimeout time.Duration
+	WatchUnacked       int
 	// Bootstrap lets a replica that finds the stream no longer holds what
 	// it needs (limits, a purge) restore a snapshot of a ready replica,
 	// carried by a JetStream object store, and go on from there; without
@@ -119,6 +122,9 @@ func (r *Replica) Run(ctx context.Context) error {
 		svc.Ready = r.repl.WaitReady
 		if r.cfg.WatchClientTimeout > 0 {
 			svc.WatchClientTimeout = r.cfg.WatchClientTimeout
+		}
+		if r.cfg.WatchUnacked > 0 {
+			svc.WatchUnacked = r.cfg.WatchUnacked
 		}
 		g.Go(func() error { return svc.Run(gctx) })
 		g.Go(func() error { return r.advertise(gctx) })

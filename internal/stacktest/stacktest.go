@@ -54,8 +54,10 @@ type Options struct {
 	// WatchProgress is the gateway's progress interval (default its own).
 	WatchWindow   int
 	WatchProgress time.Duration
-	// WatchClientTimeout is how long a replica keeps a silent watcher.
+	// WatchClientTimeout is how long a replica keeps a silent watcher;
+	// WatchUnacked is the most events it sends beyond the acknowledged.
 	WatchClientTimeout time.Duration
+	WatchUnacked       int
 	// NoRouter sends reads to the shared subject (any ready replica)
 	// instead of routing them by the replicas' advertised progress.
 	NoRouter bool
@@ -83,7 +85,7 @@ func Start(t testing.TB, opts Options) *Stack {
 	for i := 1; i <= opts.Replicas; i++ {
 		id := fmt.Sprintf("r%d", i)
 		replicas = append(replicas, replica.Config{ID: id, Dir: filepath.Join(dir, id),
-			DefaultWait: opts.DefaultWait, MaxWait: opts.MaxWait, WatchWindow: opts.WatchWindow, WatchClientTimeout: opts.WatchClientTimeout})
+			DefaultWait: opts.DefaultWait, MaxWait: opts.MaxWait, WatchWindow: opts.WatchWindow, WatchClientTimeout: opts.WatchClientTimeout, WatchUnacked: opts.WatchUnacked})
 	}
 	st, err := stack.Start(context.Background(), stack.Config{
 		Conn: env.Conn.Conn, Stream: env.Stream, Subjects: wire.Subjects{}, Logger: opts.Logger,
