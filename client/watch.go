@@ -143,14 +143,25 @@ type natsWatch struct {
 func (w *natsWatch) run(ctx context.Context) error {
 	b := backoff.Backoff{Max: watchRetryMax}
 	exclude := ""
+	compacted := 0
 	for {
 		served, err := w.attempt(ctx, exclude)
-		var resume errResume
+		var (
+			resume errResume
+			refused startCompacted
+		)
 		switch {
 		case err == nil:
 			return nil
 		case ctx.Err() != nil, errors.Is(err, errYieldStopped):
 			return err
+		case errors.As(err, &refused):
+			// A replica that restarted holds only what it applied since:
+			// another may still hold the resume point.
+			if compacted++; compacted >= watchCompactedTries || w.req.Replica != "" {
+				return refused.error
+			}
+			exclude = served
 		case errors.As(err, &resume), retryable(err):
 			if w.req.Replica != "" && errors.Is(err, nats.ErrNoResponders) {
 				return w.c.pinnedErr(w.req.Replica, err)
@@ -166,6 +177,16 @@ func (w *natsWatch) run(ctx context.Context) error {
 		}
 	}
 }
+
+// watchCompactedTries is how many replicas a resume point is asked of
+// before the watch gives up with api.ErrResumePointCompacted.
+const watchCompactedTries = 3
+
+// startCompacted is a replica's refusal to start at a resume point older
+// than its window.
+type startCompacted struct{ error }
+
+func (e startCompacted) Unwrap() error { return e.error }
 
 // retryable reports whether a watch that failed to start with err may
 // start on another replica.
@@ -215,6 +236,9 @@ func (w *natsWatch) attempt(ctx context.Context, exclude string) (string, error)
 	control, replica, err := wire.DecodeWatchReply(reply)
 	if replica == "" {
 		replica = target
+	}
+	if errors.Is(err, api.ErrResumePointCompacted) {
+		return replica, startCompacted{err}
 	}
 	if err != nil {
 		return replica, err

@@ -4,15 +4,26 @@ import (
 	"github.com/tidemark/tidemark/api"
 
 	"bufio"
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"maps"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/tidemark/tidemark/client"
+	"github.com/tidemark/tidemark/gateway"
+	"github.com/tidemark/tidemark/internal/backoff"
+	"github.com/tidemark/tidemark/internal/stack"
 	"github.com/tidemark/tidemark/internal/stacktest"
+	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/wire"
 )
 
 // sseEvent is one Server-Sent Event as a browser's EventSource sees it.
@@ -208,5 +219,348 @@ func TestWatchResume(t *testing.T) {
 	status, body, _ = openWatch(t, s.URL+"/v1/watch?prefix=k/&after=x")
 	if status != 400 || !strings.Contains(body, api.CodeInvalidRequest) {
 		t.Fatalf("after=x: %d %s, want 400", status, body)
+	}
+}
+
+// ackedWrite is a write the gateway acknowledged.
+type ackedWrite struct {
+	key, value string
+	rev        uint64
+	del        bool
+}
+
+// sseWatcher follows a watch as an EventSource does: when the stream
+// ends it reconnects, to the next of urls, with Last-Event-ID set to the
+// last id it saw; without one it starts over (a new initial state).
+type sseWatcher struct {
+	mu       sync.Mutex
+	initial  map[string]string // the initial state
+	synced   uint64
+	changes  []sseEvent
+	lastID   uint64
+	connects int
+	err      error
+}
+
+func (w *sseWatcher) run(t testing.TB, ctx context.Context, urls []string, prefix string) {
+	for i := 0; ctx.Err() == nil; i++ {
+		url := urls[i%len(urls)] + "/v1/watch?prefix=" + prefix
+		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+		w.mu.Lock()
+		if w.synced != 0 || w.lastID != 0 {
+			req.Header.Set("Last-Event-ID", strconv.FormatUint(w.lastID, 10))
+		} else {
+			w.initial = map[string]string{}
+		}
+		w.mu.Unlock()
+		w.mu.Lock()
+		w.connects++
+		w.mu.Unlock()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			_ = backoff.Sleep(ctx, 20*time.Millisecond) // EventSource's retry
+			continue
+		}
+		if resp.StatusCode != 200 {
+			w.fail(fmt.Errorf("watch on %s: status %d", url, resp.StatusCode))
+			resp.Body.Close()
+			return
+		}
+		sc := bufio.NewScanner(resp.Body)
+		var ev sseEvent
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case line == "":
+				w.event(t, ev)
+				ev = sseEvent{}
+			case strings.HasPrefix(line, "id: "):
+				ev.ID, ev.HasID = strings.TrimPrefix(line, "id: "), true
+			case strings.HasPrefix(line, "event: "):
+				ev.Type = strings.TrimPrefix(line, "event: ")
+			case strings.HasPrefix(line, "data: "):
+				ev.Data = strings.TrimPrefix(line, "data: ")
+			}
+		}
+		resp.Body.Close()
+	}
+}
+
+func (w *sseWatcher) fail(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil {
+		w.err = err
+	}
+}
+
+func (w *sseWatcher) event(t testing.TB, ev sseEvent) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if ev.Type == "" {
+		return
+	}
+	if ev.HasID {
+		id, err := strconv.ParseUint(ev.ID, 10, 64)
+		if err != nil || id < w.lastID {
+			w.err = fmt.Errorf("event %+v: id goes back from %d", ev, w.lastID)
+		}
+		w.lastID = id
+	}
+	switch {
+	case ev.Type == "error":
+		// The stream ends; the reconnect resumes from lastID.
+	case ev.Type == "synced":
+		w.synced = w.lastID
+	case ev.Type == "put" && !ev.HasID:
+		var d api.EventJSON
+		_ = json.Unmarshal([]byte(ev.Data), &d)
+		w.initial[d.Key] = string(d.Value)
+	case ev.Type == "put" || ev.Type == "delete":
+		w.changes = append(w.changes, ev)
+	}
+}
+
+// goWatcher follows a watch with the Go client over NATS.
+type goWatcher struct {
+	mu      sync.Mutex
+	initial map[string]string
+	synced  uint64
+	changes []api.Event
+	lastID  uint64
+	err     error
+}
+
+func (w *goWatcher) run(ctx context.Context, c *client.Client, prefix string) {
+	w.mu.Lock()
+	w.initial = map[string]string{}
+	w.mu.Unlock()
+	for ev, err := range c.Watch(ctx, prefix, client.WatchProgress(100*time.Millisecond)) {
+		w.mu.Lock()
+		switch {
+		case err != nil:
+			if ctx.Err() == nil {
+				w.err = err
+			}
+		case ev.ID != 0 && ev.ID < w.lastID:
+			w.err = fmt.Errorf("event %+v: id goes back from %d", ev, w.lastID)
+		case ev.Type == api.EventSynced:
+			w.synced = ev.ID
+		case ev.Type == api.EventPut && ev.ID == 0:
+			w.initial[ev.Key] = string(ev.Value)
+		case ev.Type == api.EventPut, ev.Type == api.EventDelete:
+			w.changes = append(w.changes, ev)
+		}
+		w.lastID = max(w.lastID, ev.ID)
+		stop := w.err != nil
+		w.mu.Unlock()
+		if stop {
+			return
+		}
+	}
+}
+
+// checkFeed checks what a watcher saw against the acknowledged writes:
+// the initial state is the prefix's state at synced, and the changes are
+// exactly the writes of the prefix after synced, once each, in revision
+// order, with their keys, ops and values.
+func checkFeed(t *testing.T, name string, writes []ackedWrite, prefix string, initial map[string]string, synced uint64, changes []ackedWrite) {
+	t.Helper()
+	state := map[string]string{}
+	var want []ackedWrite
+	for _, w := range writes {
+		if !strings.HasPrefix(w.key, prefix) {
+			continue
+		}
+		if w.rev <= synced {
+			if w.del {
+				delete(state, w.key)
+			} else {
+				state[w.key] = w.value
+			}
+			continue
+		}
+		want = append(want, w)
+	}
+	if !maps.Equal(state, initial) {
+		t.Fatalf("%s: initial state at %d is %v, want %v", name, synced, initial, state)
+	}
+	if len(changes) != len(want) {
+		t.Fatalf("%s: %d changes after %d, want %d", name, len(changes), synced, len(want))
+	}
+	for i := range want {
+		if changes[i] != want[i] {
+			t.Fatalf("%s: change %d is %+v, want %+v", name, i, changes[i], want[i])
+		}
+	}
+}
+
+// TestWatchExactlyOnceAcrossFaults: many watchers, over NATS with the Go
+// client and over SSE through two gateways, each see every acknowledged
+// write of their prefix exactly once, in revision order, and nothing else,
+// while a replica is paused, another is stopped and started again, and the
+// gateway an SSE watcher is on is shut down (it resumes on the other with
+// Last-Event-ID).
+func TestWatchExactlyOnceAcrossFaults(t *testing.T) {
+	s := stacktest.Start(t, stacktest.Options{Replicas: 3, WatchProgress: 100 * time.Millisecond})
+	var writes []ackedWrite
+	write := func(i int) {
+		key := "x/" + strconv.Itoa(i%7)
+		if i%5 == 0 {
+			key = "y/" + strconv.Itoa(i%3) // outside the prefix
+		}
+		if i%4 == 3 {
+			r := do(t, "DELETE", s.URL+"/v1/kv/"+key, "")
+			var w api.WriteJSON
+			if r.Status != 200 || json.Unmarshal([]byte(r.Body), &w) != nil {
+				t.Fatalf("DELETE %s: %d %s", key, r.Status, r.Body)
+			}
+			writes = append(writes, ackedWrite{key: key, rev: w.Revision, del: true})
+			return
+		}
+		value := "v" + strconv.Itoa(i)
+		writes = append(writes, ackedWrite{key: key, value: value, rev: put(t, s, key, value).Revision})
+	}
+	for i := range 10 {
+		write(i)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	gateways := make([]string, 2)
+	stops := make([]func(), 2)
+	for i := range gateways {
+		front, err := stack.NewFront(s.Env.Conn.Conn, s.Env.Stream.Name(), wire.Subjects{}, gateway.Config{WatchProgress: 100 * time.Millisecond}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		gctx, gcancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- front.Gateway.Serve(gctx, ln) }()
+		gateways[i] = "http://" + ln.Addr().String()
+		var once sync.Once
+		stops[i] = func() {
+			once.Do(func() {
+				gcancel()
+				if err := <-done; err != nil {
+					t.Errorf("gateway %d: %v", i, err)
+				}
+				_ = front.Close()
+			})
+		}
+		defer stops[i]()
+	}
+
+	c := client.New(s.Transport)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	gos := make([]*goWatcher, 12)
+	for i := range gos {
+		gos[i] = &goWatcher{}
+		wg.Add(1)
+		go func() { defer wg.Done(); gos[i].run(ctx, c, "x/") }()
+	}
+	sses := make([]*sseWatcher, 4)
+	for i := range sses {
+		sses[i] = &sseWatcher{}
+		wg.Add(1)
+		go func() { defer wg.Done(); sses[i].run(t, ctx, gateways, "x/") }()
+	}
+	synced := func() bool {
+		for _, w := range gos {
+			w.mu.Lock()
+			ok := w.synced != 0
+			w.mu.Unlock()
+			if !ok {
+				return false
+			}
+		}
+		for _, w := range sses {
+			w.mu.Lock()
+			ok := w.synced != 0
+			w.mu.Unlock()
+			if !ok {
+				return false
+			}
+		}
+		return true
+	}
+	testenv.Eventually(t, 20*time.Second, "every watcher synced", synced)
+
+	for i := 10; i < 200; i++ {
+		switch i {
+		case 40:
+			s.Replica(t, "r2").Replicator().Pause()
+		case 70:
+			s.StopReplica(t, "r1")
+		case 100:
+			stops[0]() // the SSE watchers on gateway 0 move to gateway 1
+		case 130:
+			if err := s.Stack.StartReplica("r1"); err != nil {
+				t.Fatal(err)
+			}
+		case 160:
+			s.Replica(t, "r2").Replicator().Resume()
+		}
+		write(i)
+	}
+	last := writes[len(writes)-1].rev
+	testenv.Eventually(t, 30*time.Second, "every watcher at the last write", func() bool {
+		for _, w := range gos {
+			w.mu.Lock()
+			ok := w.lastID >= last || w.err != nil
+			w.mu.Unlock()
+			if !ok {
+				return false
+			}
+		}
+		for _, w := range sses {
+			w.mu.Lock()
+			ok := w.lastID >= last || w.err != nil
+			w.mu.Unlock()
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+	cancel()
+	wg.Wait()
+	for i, w := range gos {
+		if w.err != nil {
+			t.Fatalf("go watcher %d: %v", i, w.err)
+		}
+		var got []ackedWrite
+		for _, ev := range w.changes {
+			got = append(got, ackedWrite{key: ev.Key, value: string(ev.Value), rev: ev.ID, del: ev.Type == api.EventDelete})
+		}
+		checkFeed(t, fmt.Sprintf("go watcher %d", i), writes, "x/", w.initial, w.synced, got)
+	}
+	connects := 0
+	for _, w := range sses {
+		connects += w.connects
+	}
+	if connects <= len(sses) {
+		t.Fatalf("the SSE watchers connected %d times: none moved to the other gateway", connects)
+	}
+	for i, w := range sses {
+		if w.err != nil {
+			t.Fatalf("SSE watcher %d: %v", i, w.err)
+		}
+		var got []ackedWrite
+		for _, ev := range w.changes {
+			d := ev.change(t)
+			rev, _ := strconv.ParseUint(ev.ID, 10, 64)
+			if rev != d.Revision {
+				t.Fatalf("SSE watcher %d: event %+v: id and revision differ", i, ev)
+			}
+			got = append(got, ackedWrite{key: d.Key, value: string(d.Value), rev: rev, del: ev.Type == "delete"})
+		}
+		checkFeed(t, fmt.Sprintf("SSE watcher %d", i), writes, "x/", w.initial, w.synced, got)
 	}
 }
