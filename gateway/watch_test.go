@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -24,6 +25,8 @@ import (
 	"github.com/tidemark/tidemark/internal/stacktest"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/wire"
+
+	"github.com/nats-io/nats.go"
 )
 
 // sseEvent is one Server-Sent Event as a browser's EventSource sees it.
@@ -562,5 +565,156 @@ func TestWatchExactlyOnceAcrossFaults(t *testing.T) {
 			got = append(got, ackedWrite{key: d.Key, value: string(d.Value), rev: rev, del: ev.Type == "delete"})
 		}
 		checkFeed(t, fmt.Sprintf("SSE watcher %d", i), writes, "x/", w.initial, w.synced, got)
+	}
+}
+
+// TestWatchReadsYourWrite: a session writes while replica r1 is paused and
+// then opens a watch that r1 serves: the watch waits for the session's
+// token, and its initial state has the write.
+func TestWatchReadsYourWrite(t *testing.T) {
+	s := stacktest.Start(t, stacktest.Options{Replicas: 2, WatchProgress: 100 * time.Millisecond})
+	put(t, s, "cart/1", "old")
+	r1 := s.Replica(t, "r1").Replicator()
+	r1.Pause()
+	defer r1.Resume()
+	w := put(t, s, "cart/1", "mine")
+	type opened struct {
+		status int
+		body   string
+		stream *sseStream
+	}
+	got := make(chan opened, 1)
+	go func() {
+		status, body, stream := openWatch(t, s.URL+"/v1/watch?prefix=cart/", "Cookie", w.Token, api.HeaderReplica, "r1", api.HeaderWait, "10s")
+		got <- opened{status, body, stream}
+	}()
+	testenv.Eventually(t, 10*time.Second, "the watch to wait on r1 for the token", func() bool { return r1.Waiting() > 0 })
+	if r1.Applied() >= w.Revision {
+		t.Fatalf("r1 applied %d while paused, the write is %d", r1.Applied(), w.Revision)
+	}
+	r1.Resume()
+	o := <-got
+	if o.status != 200 {
+		t.Fatalf("watch: %d %s", o.status, o.body)
+	}
+	ev := o.stream.next(t, 10*time.Second)
+	if d := ev.change(t); ev.Type != "put" || d.Key != "cart/1" || string(d.Value) != "mine" || d.Revision != w.Revision {
+		t.Fatalf("initial event %+v, want the session's own write %d", ev, w.Revision)
+	}
+	if ev := o.stream.next(t, 10*time.Second); ev.Type != "synced" {
+		t.Fatalf("event %+v, want synced", ev)
+	}
+}
+
+// TestWatchSlowConsumer, over the NATS protocol as any client speaks it: a
+// watcher that stops acknowledging is cut off with an error event once
+// the replica's window of unacknowledged events is full and it stays
+// silent; it resumes with its last event id and gets the rest, once.
+// A watcher that falls behind the watch window is cut off as a slow
+// consumer, and its resume point is then gone (410): it lists again.
+func TestWatchSlowConsumer(t *testing.T) {
+	s := stacktest.Start(t, stacktest.Options{Replicas: 1, WatchWindow: 20, WatchUnacked: 4, WatchClientTimeout: 300 * time.Millisecond})
+	nc := s.Env.Conn.Conn
+	subjects := wire.Subjects{}
+	start := func(req api.WatchRequest) (*nats.Subscription, string, error) {
+		inbox := nc.NewInbox()
+		sub, err := nc.SubscribeSync(inbox)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = sub.Unsubscribe() })
+		reply, err := nc.RequestMsg(wire.WatchMsg(subjects.ReplicaWatch("r1"), req, inbox), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		control, _, err := wire.DecodeWatchReply(reply)
+		return sub, control, err
+	}
+	recv := func(sub *nats.Subscription) api.Event {
+		t.Helper()
+		m, err := sub.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ev, err := wire.DecodeEvent(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
+	var revs []uint64
+	for i := range 3 {
+		revs = append(revs, put(t, s, "s/"+strconv.Itoa(i), "v").Revision)
+	}
+	// Silent: 3 records and synced fit the window of 4; the writes after
+	// them wait for an acknowledgement that never comes.
+	sub, _, err := start(api.WatchRequest{Prefix: "s/", Progress: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if ev := recv(sub); ev.Type != api.EventPut {
+			t.Fatalf("event %+v, want a record", ev)
+		}
+	}
+	synced := recv(sub)
+	if synced.Type != api.EventSynced {
+		t.Fatalf("event %+v, want synced", synced)
+	}
+	for i := range 3 {
+		revs = append(revs, put(t, s, "s/"+strconv.Itoa(i), "w").Revision)
+	}
+	ev := recv(sub)
+	if ev.Type != api.EventError || !errors.Is(ev.Err, api.ErrUnavailable) || !strings.Contains(ev.Err.Error(), "no acknowledgement") {
+		t.Fatalf("event %+v, want the watch cut off for not acknowledging", ev)
+	}
+	// Resumed from its last id, acknowledging, it gets every later change once.
+	sub, control, err := start(api.WatchRequest{Prefix: "s/", Resume: true, After: synced.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, want := range revs[3:] {
+		ev := recv(sub)
+		n++
+		for ev.Type == api.EventProgress {
+			ev = recv(sub)
+			n++
+		}
+		_ = nc.Publish(control, wire.WatchControlMsg(n, false))
+		if ev.Type != api.EventPut || ev.ID != want {
+			t.Fatalf("event %+v, want the put at %d", ev, want)
+		}
+	}
+
+	// Behind the window: unacknowledged, the watch stalls at 4 events
+	// while 30 more writes push its position out of the window of 20.
+	sub, control, err = start(api.WatchRequest{Prefix: "s/", Resume: true, After: revs[len(revs)-1], Progress: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		put(t, s, "s/"+strconv.Itoa(i), "z")
+		_ = nc.Publish(control, wire.WatchControlMsg(0, false)) // alive, acknowledging nothing
+	}
+	n = 0
+	var lastID uint64
+	for {
+		ev := recv(sub)
+		n++
+		_ = nc.Publish(control, wire.WatchControlMsg(n, false))
+		if ev.Type == api.EventError {
+			if !errors.Is(ev.Err, api.ErrResumePointCompacted) || !strings.Contains(ev.Err.Error(), "slow consumer: fell more than") {
+				t.Fatalf("error %v, want a slow consumer cut off", ev.Err)
+			}
+			break
+		}
+		lastID = ev.ID
+	}
+	if _, _, err := start(api.WatchRequest{Prefix: "s/", Resume: true, After: lastID}); !errors.Is(err, api.ErrResumePointCompacted) {
+		t.Fatalf("resume at %d behind the window: %v, want %v", lastID, err, api.ErrResumePointCompacted)
+	}
+	if _, _, err := start(api.WatchRequest{Prefix: "s/"}); err != nil {
+		t.Fatalf("listing again: %v", err)
 	}
 }
