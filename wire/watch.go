@@ -182,7 +182,7 @@ func DecodeEvent(m *nats.Msg) (uint64, api.Event, error) {
 		return bad("%s %q", HeaderEvent, ev.Type)
 	}
 	if s := m.Header.Get(HeaderEventID); s != "" {
-		if ev.ID, err = strconv.ParseUint(s, 10, 64); err != nil || ev.ID == 0 {
+		if ev.ID, err = strconv.ParseUint(s, 10, 64); err != nil {
 			return bad("%s %q", HeaderEventID, s)
 		}
 	}
@@ -217,7 +217,7 @@ func DecodeEvent(m *nats.Msg) (uint64, api.Event, error) {
 			ev.Value = []byte{}
 		}
 	default: // synced, progress
-		if ev.ID == 0 || body.Key != "" || body.Revision != 0 || body.Value != nil {
+		if body.Key != "" || body.Revision != 0 || body.Value != nil {
 			return bad("%s event %q", ev.Type, m.Data)
 		}
 	}
