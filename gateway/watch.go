@@ -6,6 +6,7 @@ import (
 	"github.com/tidemark/tidemark/api"
 
 	"context"
+	_ "embed"
 	"encoding/json"
 	"iter"
 	"net/http"
@@ -14,8 +15,28 @@ import (
 	"time"
 )
 
-// watchPath is the watch endpoint (Server-Sent Events).
-const watchPath = "/v1/watch"
+// watchPath is the watch endpoint (Server-Sent Events); watchPagePath is
+// the example page of a live list on it.
+const (
+	watchPath     = "/v1/watch"
+	watchPagePath = "/examples/watch"
+)
+
+//go:embed watch.html
+var watchPage []byte
+
+// serveWatchPage serves the example page: a live list under a prefix with a
+// form that puts to it.
+func serveWatchPage(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeJSON(w, http.StatusMethodNotAllowed, api.ErrorBodyOf(api.Errorf(api.ErrInvalidRequest, "method %s not allowed", r.Method)))
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(watchPage)
+}
 
 // HeaderLastEventID is the header an EventSource reconnects with.
 const HeaderLastEventID = "Last-Event-ID"

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -73,6 +74,7 @@ type Replica struct {
 	cfg  Config
 	repl *replicator.Replicator
 	rd   *reader.Reader
+	svc  atomic.Pointer[reader.Service] // while Run serves over NATS
 }
 
 // New returns a replica; Open opens its directory.
@@ -120,6 +122,7 @@ func (r *Replica) Run(ctx context.Context) error {
 	if r.cfg.Conn != nil {
 		svc := reader.NewService(r.cfg.Conn, r.cfg.Subjects, r.rd, r.cfg.Logger)
 		svc.Ready = r.repl.WaitReady
+		r.svc.Store(svc)
 		if r.cfg.WatchClientTimeout > 0 {
 			svc.WatchClientTimeout = r.cfg.WatchClientTimeout
 		}
@@ -160,6 +163,14 @@ func (r *Replica) checkIDFree(ctx context.Context) error {
 	default:
 		return fmt.Errorf("replica %s: check that its id is free: %w", r.cfg.ID, err)
 	}
+}
+
+// Watches returns how many watches the replica serves over NATS now.
+func (r *Replica) Watches() int64 {
+	if svc := r.svc.Load(); svc != nil {
+		return svc.ActiveWatches()
+	}
+	return 0
 }
 
 // Close closes the Badger directory; call it after Run has returned.
