@@ -147,7 +147,7 @@ func (w *natsWatch) run(ctx context.Context) error {
 	for {
 		served, err := w.attempt(ctx, exclude)
 		var (
-			resume errResume
+			resume  errResume
 			refused startCompacted
 		)
 		switch {
