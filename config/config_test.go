@@ -44,6 +44,9 @@ func TestDefault_Values(t *testing.T) {
 		{"replica.http", c.Replica.HTTP, ""},
 		{"replica.bootstrap", c.Replica.Bootstrap, true},
 		{"replica.cache_mb", c.Replica.CacheMB, 64},
+		{"replica.watch_window", c.Replica.WatchWindow, 100000},
+		{"replica.watch_window_mb", c.Replica.WatchWindowMB, 64},
+		{"gateway.watch_progress", c.Gateway.WatchProgress, config.Duration(5 * time.Second)},
 		{"dev.replicas", c.Dev.Replicas, 2},
 		{"dev.nats_listen", c.Dev.NATSListen, "127.0.0.1:4222"},
 		{"dev.data", c.Dev.Data, "./tidemark-data"},
@@ -61,7 +64,7 @@ func TestDefault_Values(t *testing.T) {
 
 func TestFields(t *testing.T) {
 	names := config.Fields()
-	if got, want := len(names), 37; got != want {
+	if got, want := len(names), 40; got != want {
 		t.Fatalf("len(Fields())=%d, want %d: %v", got, want, names)
 	}
 	if !slices.IsSorted(names) {

@@ -92,6 +92,7 @@ func fullConfig() config.Config {
 			MaxValueBytes: 4096,
 			DefaultWait:   config.Duration(2 * time.Second),
 			MaxWait:       config.Duration(10 * time.Second),
+			WatchProgress: config.Duration(5 * time.Second),
 		},
 		Writer: config.WriterConfig{GroupCommit: false, GroupCommitMin: 3},
 		Replica: config.ReplicaConfig{
@@ -101,6 +102,9 @@ func fullConfig() config.Config {
 			HTTP:       "127.0.0.1:9100",
 			Bootstrap:  false,
 			CacheMB:    16,
+
+			WatchWindow:   100000,
+			WatchWindowMB: 64,
 		},
 		Dev: config.DevConfig{
 			Replicas:   3,

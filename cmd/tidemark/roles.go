@@ -183,6 +183,7 @@ func replicaConfig(c config.Config, id, dir string) replica.Config {
 		Subjects:    wire.Subjects{Prefix: c.API.Prefix},
 		DefaultWait: time.Duration(c.Gateway.DefaultWait), MaxWait: time.Duration(c.Gateway.MaxWait),
 		Bootstrap: c.Replica.Bootstrap, CacheBytes: cacheBytes(c.Replica.CacheMB),
+		WatchWindow: c.Replica.WatchWindow, WatchWindowBytes: int64(c.Replica.WatchWindowMB) << 20,
 	}
 }
 
@@ -206,6 +207,7 @@ func gatewayConfig(c config.Config, nc *natsconn.Conn, log zerolog.Logger, ready
 		Addr:          c.Gateway.HTTP,
 		MaxValueBytes: c.Gateway.MaxValueBytes,
 		DefaultWait:   time.Duration(c.Gateway.DefaultWait), MaxWait: time.Duration(c.Gateway.MaxWait),
+		WatchProgress: time.Duration(c.Gateway.WatchProgress),
 		Ready: func() error {
 			if !nc.Healthy() {
 				return errors.New("nats disconnected")
