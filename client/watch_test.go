@@ -1,0 +1,61 @@
+package client_test
+
+import (
+	"github.com/tidemark/tidemark/api"
+
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/tidemark/tidemark/client"
+	"github.com/tidemark/tidemark/internal/stacktest"
+)
+
+// TestSessionWatch: a session's watch starts at its token, so its initial
+// state has the session's own write although the replica serving the
+// watch was paused when it was made; the session's token moves with the
+// events; a resume point older than every replica's window ends the watch
+// with api.ErrResumePointCompacted.
+func TestSessionWatch(t *testing.T) {
+	s := stacktest.Start(t, stacktest.Options{Replicas: 2, WatchWindow: 3})
+	c := client.New(s.Transport)
+	sess := c.NewSession()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r2 := s.Replica(t, "r2").Replicator()
+	r2.Pause()
+	w, err := sess.Put(ctx, "doc/1", []byte("draft"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.Resume() // the watch below starts on r2 at the token: never before r2 has the put
+	var got []api.Event
+	for ev, err := range sess.Watch(ctx, "doc/", client.WatchReplica("r2"), client.WatchProgress(50*time.Millisecond)) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ev)
+		if ev.Type == api.EventSynced {
+			break
+		}
+	}
+	if len(got) != 2 || got[0].Type != api.EventPut || got[0].Key != "doc/1" || string(got[0].Value) != "draft" || got[0].Revision != w.Revision || got[0].ID != 0 {
+		t.Fatalf("watch events %+v, want the session's put then synced", got)
+	}
+	if got[1].ID < w.Revision || sess.Token().Seq < got[1].ID {
+		t.Fatalf("synced at %d, session token %v, want both at least %d", got[1].ID, sess.Token(), w.Revision)
+	}
+
+	for range 5 {
+		if _, err := sess.Put(ctx, "other", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, err := range sess.Watch(ctx, "doc/", client.WatchAfter(w.Revision)) {
+		if !errors.Is(err, api.ErrResumePointCompacted) {
+			t.Fatalf("resume behind every window: %v, want %v", err, api.ErrResumePointCompacted)
+		}
+		break
+	}
+}
