@@ -643,12 +643,18 @@ func TestWatchSlowConsumer(t *testing.T) {
 		return ev
 	}
 	var revs []uint64
+	var tok api.Token
 	for i := range 3 {
-		revs = append(revs, put(t, s, "s/"+strconv.Itoa(i), "v").Revision)
+		w := put(t, s, "s/"+strconv.Itoa(i), "v")
+		revs = append(revs, w.Revision)
+		var err error
+		if tok, err = api.ParseToken(w.Token); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Silent: 3 records and synced fit the window of 4; the writes after
 	// them wait for an acknowledgement that never comes.
-	sub, _, err := start(api.WatchRequest{Prefix: "s/", Progress: time.Minute})
+	sub, _, err := start(api.WatchRequest{Prefix: "s/", Token: tok, Progress: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -688,12 +694,13 @@ func TestWatchSlowConsumer(t *testing.T) {
 	}
 
 	// Behind the window: unacknowledged, the watch stalls at 4 events
-	// while 30 more writes push its position out of the window of 20.
+	// while 60 more writes push its position out of the window of 20 (it
+	// holds at most the few it took from the window before it stalled).
 	sub, control, err = start(api.WatchRequest{Prefix: "s/", Resume: true, After: revs[len(revs)-1], Progress: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range 30 {
+	for i := range 60 {
 		put(t, s, "s/"+strconv.Itoa(i), "z")
 		_ = nc.Publish(control, wire.WatchControlMsg(0, false)) // alive, acknowledging nothing
 	}
