@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +53,16 @@ type watches struct {
 	s      *Service
 	wg     sync.WaitGroup
 	active atomic.Int64
+	// senders bounds the watches publishing at once to the CPUs, so that
+	// however many watchers are busy, the apply loop keeps its share of
+	// the CPUs; a watch waiting for its watcher holds no slot.
+	sendersOnce sync.Once
+	senders     chan struct{}
+}
+
+func (w *watches) slots() chan struct{} {
+	w.sendersOnce.Do(func() { w.senders = make(chan struct{}, max(2, runtime.GOMAXPROCS(0))) })
+	return w.senders
 }
 
 // ActiveWatches returns how many watches the service serves now.
@@ -99,6 +110,32 @@ type watch struct {
 	ackCh    chan struct{}
 	stopped  chan struct{}
 	stopOnce sync.Once
+	slots    chan struct{} // watches.senders
+	holding  bool          // this watch holds a slot
+}
+
+// acquire takes a sender slot.
+func (w *watch) acquire(ctx context.Context) error {
+	if w.holding {
+		return nil
+	}
+	select {
+	case w.slots <- struct{}{}:
+		w.holding = true
+		return nil
+	case <-w.stopped:
+		return errWatchStopped
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// release gives the sender slot back, if held.
+func (w *watch) release() {
+	if w.holding {
+		<-w.slots
+		w.holding = false
+	}
 }
 
 // serve answers req and streams the watch until it ends.
@@ -132,7 +169,7 @@ func (w *watches) serve(ctx context.Context, req micro.Request, wr api.WatchRequ
 		}
 	}
 	wt := &watch{s: s, store: store, req: wr, deliver: deliver, need: tok.Seq,
-		ackCh: make(chan struct{}, 1), stopped: make(chan struct{})}
+		ackCh: make(chan struct{}, 1), stopped: make(chan struct{}), slots: w.slots()}
 	wt.heard.Store(time.Now().UnixNano())
 	control := s.nc.NewInbox()
 	sub, err := s.nc.Subscribe(control, wt.control)
@@ -202,7 +239,9 @@ func (w *watch) publish(ev api.Event) error {
 // send is publish with flow control: at most WatchUnacked events beyond the
 // last acknowledged count are in flight.
 func (w *watch) send(ctx context.Context, ev api.Event) error {
+	held := w.holding
 	for w.sent-w.acked.Load() >= uint64(w.s.WatchUnacked) {
+		w.release() // waiting for the watcher takes no slot
 		if err := w.alive(); err != nil {
 			return err
 		}
@@ -219,6 +258,11 @@ func (w *watch) send(ctx context.Context, ev api.Event) error {
 		}
 		t.Stop()
 	}
+	if held {
+		if err := w.acquire(ctx); err != nil {
+			return err
+		}
+	}
 	if err := w.publish(ev); err != nil {
 		return api.Errorf(api.ErrUnavailable, "publish watch event: %w", err)
 	}
@@ -228,6 +272,7 @@ func (w *watch) send(ctx context.Context, ev api.Event) error {
 // run sends the initial state (unless the watch resumes), then every change
 // of the prefix from the window, and progress while idle.
 func (w *watch) run(ctx context.Context) error {
+	defer w.release()
 	r := w.s.r
 	cursor := w.req.After
 	if !w.req.Resume {
@@ -278,6 +323,11 @@ func (w *watch) run(ctx context.Context) error {
 			return err
 		}
 		buf = recs
+		if len(recs) > 0 {
+			if err := w.acquire(ctx); err != nil {
+				return err
+			}
+		}
 		for _, rec := range recs {
 			ev := api.Event{Type: api.EventPut, ID: rec.Revision, Key: rec.Key, Revision: rec.Revision, Value: rec.Value,
 				Token: r.cfg.Stream.Token(max(w.need, rec.Revision))}
@@ -288,6 +338,7 @@ func (w *watch) run(ctx context.Context) error {
 				return err
 			}
 		}
+		w.release()
 		clear(buf)
 		cursor = next
 		if len(recs) > 0 {
