@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,43 @@ type watches struct {
 	// the CPUs; a watch waiting for its watcher holds no slot.
 	sendersOnce sync.Once
 	senders     chan struct{}
+	// hub is closed after each commit (wake); hubMu guards it.
+	hubOnce sync.Once
+	hubMu   sync.Mutex
+	hub     chan struct{}
+}
+
+// wake returns a channel closed after the next commit. One goroutine of the
+// service waits on the store's signal and passes it on, so that a commit
+// wakes one goroutine, not every watch: the apply loop does no work per
+// watch.
+func (w *watches) wake(ctx context.Context, store WatchStore) <-chan struct{} {
+	w.hubOnce.Do(func() {
+		w.hub = make(chan struct{})
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			_, _, next, _ := store.Changes(math.MaxUint64, "", 0, nil)
+			for {
+				select {
+				case <-next:
+				case <-ctx.Done():
+					return
+				}
+				// Taken after the commit that closed next: any later
+				// commit closes it, and the watches woken below see
+				// every commit before it.
+				_, _, next, _ = store.Changes(math.MaxUint64, "", 0, nil)
+				w.hubMu.Lock()
+				close(w.hub)
+				w.hub = make(chan struct{})
+				w.hubMu.Unlock()
+			}
+		}()
+	})
+	w.hubMu.Lock()
+	defer w.hubMu.Unlock()
+	return w.hub
 }
 
 func (w *watches) slots() chan struct{} {
@@ -313,7 +351,11 @@ func (w *watch) run(ctx context.Context) error {
 		if err := r.cfg.Store.Err(); err != nil {
 			return r.unavailable(err)
 		}
-		recs, next, wake, err := w.store.Changes(cursor, w.req.Prefix, watchBatch, buf[:0])
+		wake := w.s.watches.wake(ctx, w.store) // before Changes, so that no commit falls between
+		if err := w.acquire(ctx); err != nil {
+			return err
+		}
+		recs, next, _, err := w.store.Changes(cursor, w.req.Prefix, watchBatch, buf[:0])
 		if err != nil {
 			if errors.Is(err, api.ErrResumePointCompacted) {
 				floor, pos := w.store.WatchWindow()
@@ -323,11 +365,6 @@ func (w *watch) run(ctx context.Context) error {
 			return err
 		}
 		buf = recs
-		if len(recs) > 0 {
-			if err := w.acquire(ctx); err != nil {
-				return err
-			}
-		}
 		for _, rec := range recs {
 			ev := api.Event{Type: api.EventPut, ID: rec.Revision, Key: rec.Key, Revision: rec.Revision, Value: rec.Value,
 				Token: r.cfg.Stream.Token(max(w.need, rec.Revision))}
