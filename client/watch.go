@@ -116,7 +116,7 @@ func (c *NATS) Watch(ctx context.Context, req api.WatchRequest) iter.Seq2[Event,
 		if req.Progress <= 0 {
 			req.Progress = api.DefaultWatchProgress
 		}
-		w := &natsWatch{c: c, req: req, yield: yield}
+		w := &natsWatch{c: c, watchState: watchState{req: req, yield: yield}}
 		if err := w.run(ctx); err != nil && ctx.Err() == nil && !errors.Is(err, errYieldStopped) {
 			yield(Event{}, err)
 		}
@@ -131,12 +131,18 @@ type errResume struct{ error }
 
 func (e errResume) Unwrap() error { return e.error }
 
-// natsWatch is the state of one watch across its attempts.
+// natsWatch is a watch over NATS across its attempts.
 type natsWatch struct {
-	c     *NATS
-	req   api.WatchRequest // Resume and After move as events arrive
-	yield func(Event, error) bool
-	// initial holds the initial state until its synced event.
+	c *NATS
+	watchState
+}
+
+// watchState is what a watch keeps across its attempts, over either
+// transport: the request, whose Resume and After move as events arrive,
+// and the initial state held back until its synced event.
+type watchState struct {
+	req     api.WatchRequest
+	yield   func(Event, error) bool
 	initial []Event
 }
 
@@ -290,7 +296,7 @@ func (w *natsWatch) attempt(ctx context.Context, exclude string) (string, error)
 }
 
 // handle passes one event on, keeping the watch's resume point.
-func (w *natsWatch) handle(ev Event) error {
+func (w *watchState) handle(ev Event) error {
 	if !ev.Token.IsZero() {
 		if m, err := w.req.Token.Merge(ev.Token); err == nil {
 			w.req.Token = m

@@ -59,3 +59,56 @@ func TestSessionWatch(t *testing.T) {
 		break
 	}
 }
+
+// TestHTTPWatch: Watch over the gateway's SSE endpoint gives the session's
+// own write in the initial state, then the changes after it, with their
+// ids and values, and merges their tokens; a resume point behind every
+// window ends it with api.ErrResumePointCompacted (the gateway's 410).
+func TestHTTPWatch(t *testing.T) {
+	s := stacktest.Start(t, stacktest.Options{Replicas: 2, WatchWindow: 3, WatchProgress: 100 * time.Millisecond})
+	c := client.New(client.NewHTTP(s.URL))
+	sess := c.NewSession()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	first, err := sess.Put(ctx, "doc/1", []byte("draft"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []api.Event
+	var later api.WriteResult
+	for ev, err := range sess.Watch(ctx, "doc/", client.WatchProgress(100*time.Millisecond)) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Type == api.EventProgress {
+			continue
+		}
+		got = append(got, ev)
+		if ev.Type == api.EventSynced {
+			if later, err = sess.Put(ctx, "doc/2", []byte("final")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if ev.ID == later.Revision && later.Revision != 0 {
+			break
+		}
+	}
+	if len(got) != 3 || got[0].Key != "doc/1" || got[0].ID != 0 || got[0].Revision != first.Revision || got[1].Type != api.EventSynced ||
+		got[2].Type != api.EventPut || got[2].Key != "doc/2" || string(got[2].Value) != "final" || got[2].ID != later.Revision {
+		t.Fatalf("watch events %+v, want doc/1, synced, doc/2", got)
+	}
+	if sess.Token().Seq < later.Revision {
+		t.Fatalf("session token %v, want at least %d", sess.Token(), later.Revision)
+	}
+	for range 5 {
+		if _, err := sess.Put(ctx, "other", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, err := range sess.Watch(ctx, "doc/", client.WatchAfter(first.Revision)) {
+		if !errors.Is(err, api.ErrResumePointCompacted) {
+			t.Fatalf("resume behind every window: %v, want %v", err, api.ErrResumePointCompacted)
+		}
+		break
+	}
+}
