@@ -8,8 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/tidemark/tidemark/client"
 	"github.com/tidemark/tidemark/internal/stacktest"
+	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/wire"
 )
 
 // TestSessionWatch: a session's watch starts at its token, so its initial
@@ -110,5 +114,53 @@ func TestHTTPWatch(t *testing.T) {
 			t.Fatalf("resume behind every window: %v, want %v", err, api.ErrResumePointCompacted)
 		}
 		break
+	}
+}
+
+// TestWatchResumesFromSilentReplica: a replica that starts a watch and
+// then sends nothing (it died without a word) is given up after three
+// progress intervals, and the watch asks again, resuming after the last
+// id it got. The replica here is a NATS responder speaking the protocol.
+func TestWatchResumesFromSilentReplica(t *testing.T) {
+	env := testenv.Start(t)
+	nc := env.Conn.Conn
+	subjects := wire.Subjects{}
+	requests := make(chan api.WatchRequest, 10)
+	sub, err := nc.Subscribe(subjects.ReplicaWatch("silent"), func(m *nats.Msg) {
+		req, deliver, err := wire.DecodeWatchRequest(m.Header, m.Data)
+		if err != nil {
+			t.Errorf("watch request: %v", err)
+			return
+		}
+		requests <- req
+		h, body := wire.EncodeWatchReply("silent", nc.NewInbox(), api.Token{}, nil)
+		_ = m.RespondMsg(&nats.Msg{Subject: m.Reply, Header: h, Data: body})
+		if !req.Resume {
+			_ = nc.PublishMsg(wire.EventMsg(deliver, 1, api.Event{Type: api.EventSynced, ID: 5, Token: env.Stream.Token(5)}))
+		}
+		// then nothing, ever
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	c := client.New(client.NewNATS(nc, subjects))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go func() {
+		for range c.Watch(ctx, "p/", client.WatchReplica("silent"), client.WatchProgress(50*time.Millisecond)) {
+		}
+	}()
+	first := <-requests
+	if first.Resume {
+		t.Fatalf("first request %+v, want the initial state", first)
+	}
+	select {
+	case again := <-requests:
+		if !again.Resume || again.After != 5 || again.Prefix != "p/" {
+			t.Fatalf("request after the silence %+v, want a resume after 5", again)
+		}
+	case <-ctx.Done():
+		t.Fatal("the watch did not give up the silent replica")
 	}
 }

@@ -109,8 +109,11 @@ func (g *Gateway) watch(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
 	g.setToken(w, ev.Token, tok)
-	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
+	// The server's read timeout is for reading requests: a stream lives
+	// longer, and its connection's read deadline would end it.
+	_ = rc.SetReadDeadline(time.Time{})
+	w.WriteHeader(http.StatusOK)
 	var buf []byte
 	buf = append(buf, "retry: 1000\n\n"...)
 	for {
