@@ -38,13 +38,21 @@ func (h *HTTP) Watch(ctx context.Context, req api.WatchRequest) iter.Seq2[Event,
 			yield(Event{}, err)
 			return
 		}
-		w := &watchState{req: req, yield: yield}
+		w := &watchState{req: req, yield: yield, begun: time.Now()}
+		wait := req.Wait
+		if wait <= 0 {
+			wait = h.ReadWait
+		}
 		b := backoff.Backoff{Max: watchRetryMax}
 		for ctx.Err() == nil {
 			err := h.watchOnce(ctx, w)
 			var resume errResume
 			switch {
 			case err == nil, errors.As(err, &resume), retryable(err):
+				if err != nil && w.giveUp(wait) {
+					yield(Event{}, err)
+					return
+				}
 				if b.Wait(ctx) != nil {
 					return
 				}
@@ -88,6 +96,7 @@ func (h *HTTP) watchOnce(ctx context.Context, w *watchState) error {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		return decodeHTTPError(resp.StatusCode, body)
 	}
+	w.started = true
 	// Nothing for three progress intervals: the gateway or its replica
 	// is gone.
 	liveness := watchLiveness*max(w.req.Progress, api.DefaultWatchProgress) + h.ReadMargin

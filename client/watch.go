@@ -144,9 +144,32 @@ type watchState struct {
 	req     api.WatchRequest
 	yield   func(Event, error) bool
 	initial []Event
+	// started is set once a replica has started the watch: until then a
+	// failure is retried only for the watch's wait, so that a watch
+	// nobody can serve fails rather than hangs.
+	started bool
+	begun   time.Time
+}
+
+// giveUp reports whether a watch that failed to start with err, wait after
+// it began, should fail rather than try again.
+func (w *watchState) giveUp(wait time.Duration) bool {
+	if w.begun.IsZero() {
+		w.begun = time.Now()
+	}
+	return !w.started && time.Since(w.begun) >= wait
+}
+
+// wait is how long the watch's start may wait for its token.
+func (w *natsWatch) wait() time.Duration {
+	if w.req.Wait > 0 {
+		return w.req.Wait
+	}
+	return w.c.ReadWait
 }
 
 func (w *natsWatch) run(ctx context.Context) error {
+	w.begun = time.Now()
 	b := backoff.Backoff{Max: watchRetryMax}
 	exclude := ""
 	compacted := 0
@@ -171,6 +194,9 @@ func (w *natsWatch) run(ctx context.Context) error {
 		case errors.As(err, &resume), retryable(err):
 			if w.req.Replica != "" && errors.Is(err, nats.ErrNoResponders) {
 				return w.c.pinnedErr(w.req.Replica, err)
+			}
+			if w.giveUp(w.wait()) {
+				return err
 			}
 			if served != "" && w.req.Replica == "" {
 				exclude = served
@@ -249,6 +275,7 @@ func (w *natsWatch) attempt(ctx context.Context, exclude string) (string, error)
 	if err != nil {
 		return replica, err
 	}
+	w.started = true
 	defer func() { _ = c.nc.Publish(control, wire.WatchControlMsg(0, true)) }()
 
 	liveness := watchLiveness*w.req.Progress + c.ReadMargin

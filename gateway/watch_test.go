@@ -725,3 +725,14 @@ func TestWatchSlowConsumer(t *testing.T) {
 		t.Fatalf("listing again: %v", err)
 	}
 }
+
+// TestWatchNoReplica: with no replica serving, a watch fails within its
+// wait with 503 before any stream starts, rather than hang.
+func TestWatchNoReplica(t *testing.T) {
+	s := stacktest.Start(t, stacktest.Options{Replicas: 1})
+	s.StopReplica(t, "r1")
+	status, body, _ := openWatch(t, s.URL+"/v1/watch?prefix=a/", api.HeaderWait, "500ms")
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, api.CodeUnavailable) {
+		t.Fatalf("watch with no replica: %d %s, want 503 %s", status, body, api.CodeUnavailable)
+	}
+}
