@@ -351,6 +351,11 @@ func (w *watch) run(ctx context.Context) error {
 		if err := r.cfg.Store.Err(); err != nil {
 			return r.unavailable(err)
 		}
+		select {
+		case <-w.stopped: // a watcher that stops while changes keep coming
+			return errWatchStopped
+		default:
+		}
 		wake := w.s.watches.wake(ctx, w.store) // before Changes, so that no commit falls between
 		if err := w.acquire(ctx); err != nil {
 			return err
