@@ -112,9 +112,10 @@ func (f *feed) reset(applied uint64) {
 }
 
 // changes appends to dst up to limit changes of keys under prefix with a
-// revision above after, in stream order, and returns next, the position
-// they bring a watcher to: the revision of the last change looked at when
-// limit stopped it, else the feed's position (never below after). wake is
+// revision above after, in stream order (more than limit rather than part
+// of a revision's changes), and returns next, the position they bring a
+// watcher to: the revision of the last change looked at when limit
+// stopped it, else the feed's position (never below after). wake is
 // closed at the next append. A watcher at after below the window's start
 // has lost changes: api.ErrResumePointCompacted.
 func (f *feed) changes(after uint64, prefix string, limit int, dst []api.Record) (out []api.Record, next uint64, wake <-chan struct{}, err error) {
@@ -130,7 +131,10 @@ func (f *feed) changes(after uint64, prefix string, limit int, dst []api.Record)
 	for ; i < len(held); i++ {
 		rec := held[i].rec
 		if strings.HasPrefix(rec.Key, prefix) {
-			if len(dst) >= limit {
+			// Changes of one revision (the expiries a message brings
+			// with its own write) are never split: next must not name
+			// a revision half sent.
+			if len(dst) >= limit && rec.Revision != next {
 				return dst, next, f.wake, nil
 			}
 			dst = append(dst, rec)

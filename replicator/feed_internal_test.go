@@ -138,3 +138,21 @@ func BenchmarkFeedAppend(b *testing.B) {
 		f.append(recs, false, uint64(i+1))
 	}
 }
+
+// TestFeedKeepsRevisionsWhole: several changes of one revision (a message's
+// write and the expiries it brings) come in one call even past the limit,
+// so that a watcher's position never names a revision half sent.
+func TestFeedKeepsRevisionsWhole(t *testing.T) {
+	f := newFeed(0, 0)
+	f.append([]api.Record{put("a", 1)}, false, 1)
+	f.append([]api.Record{{Key: "b", Revision: 2, Deleted: true}, {Key: "c", Revision: 2, Deleted: true}, put("d", 2)}, false, 2)
+	f.append([]api.Record{put("e", 3)}, false, 3)
+	got, next, _, err := f.changes(0, "", 2, nil)
+	if err != nil || !equal(revs(got), []uint64{1, 2, 2, 2}) || next != 2 {
+		t.Fatalf("changes(0, limit 2)=%v next %d %v, want 1 2 2 2 next 2", revs(got), next, err)
+	}
+	got, next, _, err = f.changes(next, "", 2, nil)
+	if err != nil || !equal(revs(got), []uint64{3}) || next != 3 {
+		t.Fatalf("changes(2)=%v next %d %v, want 3 next 3", revs(got), next, err)
+	}
+}
