@@ -25,7 +25,42 @@ const (
 	HeaderOp          = "Tidemark-Op"
 	HeaderIfMatch     = "If-Match"
 	HeaderIfNoneMatch = "If-None-Match"
+	// HeaderTTL gives a put a time to live, as a Go duration ("30s"); an
+	// HTTP request may spell it in its canonical form, Tidemark-Ttl.
+	HeaderTTL = "Tidemark-TTL"
 )
+
+// Bounds of a put's time to live (HeaderTTL).
+const (
+	MinTTL = time.Second
+	// MaxTTL keeps a key's expiry time (the put's stream time plus its
+	// TTL) far inside the range of Unix nanoseconds.
+	MaxTTL = 100 * 365 * 24 * time.Hour
+)
+
+// ParseTTL parses a put's time to live: "" is none, otherwise a Go
+// duration from MinTTL to MaxTTL.
+func ParseTTL(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, Errorf(ErrInvalidRequest, "invalid TTL %q: want a duration like 30s or 1h", s)
+	}
+	if err := checkTTL(d); err != nil {
+		return 0, err
+	}
+	return d, nil
+}
+
+// checkTTL checks a TTL that is set (not 0).
+func checkTTL(d time.Duration) error {
+	if d < MinTTL || d > MaxTTL {
+		return Errorf(ErrInvalidRequest, "invalid TTL %v: want %v to %v", d, MinTTL, MaxTTL)
+	}
+	return nil
+}
 
 // MaxWriteIDLen bounds a client-chosen write id.
 const MaxWriteIDLen = 128
@@ -66,8 +101,9 @@ func invalidSession(id string) error {
 
 // ParseWriteHeaders reads what a write says in its headers, the same over
 // HTTP and NATS: its write id, its condition (If-Match: a revision, or
-// If-None-Match: *) and its session's number. It checks them as Validate
-// does, and leaves the key, op and value to the caller.
+// If-None-Match: *), its session's number and a put's time to live
+// (HeaderTTL). It checks them as Validate does, and leaves the key, op and
+// value to the caller.
 func ParseWriteHeaders(h map[string][]string, req *WriteRequest) error {
 	req.WriteID = headerValue(h, HeaderWriteID)
 	if s := headerValue(h, HeaderIfMatch); s != "" {
@@ -88,8 +124,18 @@ func ParseWriteHeaders(h map[string][]string, req *WriteRequest) error {
 	if req.Session, req.SessionSeq, err = ParseSession(headerValue(h, HeaderSession), headerValue(h, HeaderSessionSeq)); err != nil {
 		return err
 	}
+	ttl := headerValue(h, HeaderTTL)
+	if ttl == "" {
+		ttl = headerValue(h, headerTTLCanonical)
+	}
+	if req.TTL, err = ParseTTL(ttl); err != nil {
+		return err
+	}
 	return req.checkHeaders()
 }
+
+// headerTTLCanonical is HeaderTTL as an HTTP server hands it over.
+const headerTTLCanonical = "Tidemark-Ttl"
 
 // headerValue is the first value of header name in h, an HTTP or a NATS
 // header, whose names Tidemark writes in their canonical form.

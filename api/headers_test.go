@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/tidemark/tidemark/api"
 )
@@ -74,4 +75,59 @@ func TestWriteRequestValidate(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
+}
+
+// A put's time to live reads the same from an HTTP header (canonical name)
+// and a NATS header (as written); bad values and a TTL on a delete are
+// refused.
+func TestParseWriteHeadersTTL(t *testing.T) {
+	h := http.Header{}
+	h.Set(api.HeaderTTL, "1m30s")
+	req := api.WriteRequest{Op: api.OpPut, Key: "k"}
+	if err := api.ParseWriteHeaders(h, &req); err != nil || req.TTL != 90*time.Second {
+		t.Fatalf("HTTP: TTL=%v, %v; want 1m30s", req.TTL, err)
+	}
+	req = api.WriteRequest{Op: api.OpPut, Key: "k"}
+	if err := api.ParseWriteHeaders(map[string][]string{api.HeaderTTL: {"2s"}}, &req); err != nil || req.TTL != 2*time.Second {
+		t.Fatalf("NATS: TTL=%v, %v; want 2s", req.TTL, err)
+	}
+	for _, bad := range []string{"0s", "999ms", "-5s", "30", "soon", "1000000h"} {
+		req := api.WriteRequest{Op: api.OpPut, Key: "k"}
+		if err := api.ParseWriteHeaders(map[string][]string{api.HeaderTTL: {bad}}, &req); !errors.Is(err, api.ErrInvalidRequest) {
+			t.Errorf("TTL %q: got %v, want invalid_request", bad, err)
+		}
+	}
+	del := api.WriteRequest{Op: api.OpDelete, Key: "k"}
+	if err := api.ParseWriteHeaders(map[string][]string{api.HeaderTTL: {"5s"}}, &del); !errors.Is(err, api.ErrInvalidRequest) {
+		t.Errorf("TTL on a delete: got %v, want invalid_request", err)
+	}
+	if err := (api.WriteRequest{Op: api.OpDelete, Key: "k", TTL: time.Minute}).Validate(); !errors.Is(err, api.ErrInvalidRequest) {
+		t.Errorf("Validate of a delete with a TTL: %v", err)
+	}
+	if err := (api.WriteRequest{Op: api.OpPut, Key: "k", TTL: time.Millisecond}).Validate(); !errors.Is(err, api.ErrInvalidRequest) {
+		t.Errorf("Validate of a TTL below a second: %v", err)
+	}
+}
+
+func FuzzParseTTL(f *testing.F) {
+	for _, s := range []string{"30s", "1s", "999ms", "-1s", "1h2m", "", "x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := api.ParseTTL(s)
+		if err != nil {
+			if !errors.Is(err, api.ErrInvalidRequest) {
+				t.Fatalf("ParseTTL(%q): error without a code: %v", s, err)
+			}
+			return
+		}
+		if s == "" && d != 0 || s != "" && (d < api.MinTTL || d > api.MaxTTL) {
+			t.Fatalf("ParseTTL(%q)=%v", s, d)
+		}
+		if s != "" {
+			if again, err := api.ParseTTL(d.String()); err != nil || again != d {
+				t.Fatalf("ParseTTL(%q)=%v, again %v, %v", d.String(), d, again, err)
+			}
+		}
+	})
 }

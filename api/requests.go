@@ -28,11 +28,14 @@ type WriteRequest struct {
 	// already stored for Session is never applied (monotonic writes).
 	Session    string
 	SessionSeq uint64
+	// TTL, when not zero, makes a put's key expire TTL after the put in
+	// stream time (MinTTL to MaxTTL); a delete carries none.
+	TTL time.Duration
 }
 
 // Validate checks everything about a write that needs no server: its key,
-// op, write id, condition and session. The value's size is the writer's to
-// check, against its limit.
+// op, write id, condition, session and TTL. The value's size is the
+// writer's to check, against its limit.
 func (w WriteRequest) Validate() error {
 	if err := ValidateKey(w.Key); err != nil {
 		return err
@@ -64,6 +67,14 @@ func (w WriteRequest) checkHeaders() error {
 	}
 	if w.IfAbsent && w.IfRevision != 0 {
 		return Errorf(ErrInvalidRequest, "If-Match and If-None-Match together")
+	}
+	if w.TTL != 0 {
+		if w.Op == OpDelete {
+			return Errorf(ErrInvalidRequest, "TTL on a delete: only a put has a time to live")
+		}
+		if err := checkTTL(w.TTL); err != nil {
+			return err
+		}
 	}
 	return checkSession(w.Session, w.SessionSeq)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -57,6 +58,10 @@ type Campaign struct {
 	SessionOrder bool
 	// Probes are the extra clients of every run (ParseProbes).
 	Probes Probes
+	// Compaction runs every run with aggressive compaction and TTL keys
+	// (Options.Compaction, Options.TTL), leaving out the faults that
+	// replace the stream's history.
+	Compaction bool
 	// Dir receives one directory per run, report.json and report.txt.
 	Dir string
 	// Binaries are the programs to run.
@@ -76,6 +81,7 @@ const (
 	EnvReport       = "CHAOS_REPORT"
 	EnvNATSServer   = "CHAOS_NATS_SERVER"
 	EnvProbes       = "CHAOS_PROBES" // default all
+	EnvCompaction   = "CHAOS_COMPACTION" // default false
 )
 
 // Probe kinds: extra clients that run besides the sessions.
@@ -172,6 +178,14 @@ func CampaignFromEnv(environ []string) (Campaign, error) {
 			return c, fmt.Errorf("%s: %q: want true or false", EnvSessionOrder, s)
 		}
 	}
+	if s := get(EnvCompaction, ""); s != "" {
+		if c.Compaction, err = strconv.ParseBool(s); err != nil {
+			return c, fmt.Errorf("%s: %q: want true or false", EnvCompaction, s)
+		}
+	}
+	if c.Compaction {
+		c.Faults = slices.DeleteFunc(c.Faults, func(f FaultKind) bool { return !recordable(f) })
+	}
 	return c, nil
 }
 
@@ -210,6 +224,7 @@ func RunCampaign(ctx context.Context, c Campaign) (*Report, error) {
 				Seed: seed, Dir: filepath.Join(c.Dir, name), Binaries: c.Binaries, Topology: topo,
 				Sessions: c.Sessions, Duration: c.Duration, Faults: c.Faults, SessionOrder: c.SessionOrder,
 				RacePairs: c.Probes.RacePairs, Reusers: c.Probes.Reusers,
+				Compaction: c.Compaction, TTL: c.Compaction,
 				Logger: c.Logger,
 			})
 			if err != nil {

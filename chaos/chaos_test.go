@@ -94,6 +94,28 @@ func TestFaultsStreamHistory(t *testing.T) {
 	}
 }
 
+// TestFaultsCompaction is the short fault run with aggressive compaction
+// (a base snapshot every 50 messages, a window of 20, a look every 200ms),
+// so that replicas killed or cut off come back from the stream or from a
+// base snapshot, and with keys that have a time to live: it must end with
+// no violation, nothing lost, the replicas converged, the stream compacted
+// and keys expired.
+func TestFaultsCompaction(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes for about a minute")
+	}
+	res := shortRun(t, chaos.Options{Sessions: 8, SessionOrder: true, Compaction: true, TTL: true,
+		Faults: []chaos.FaultKind{chaos.KillReplica, chaos.KillReplicaMidBatch, chaos.KillGateway, chaos.KillWriter,
+			chaos.KillNATS, chaos.Pause, chaos.PartitionReplica}})
+	if res.Compacted == 0 {
+		t.Fatal("the stream was never compacted")
+	}
+	if res.Expired == 0 {
+		t.Fatal("no key expired")
+	}
+	t.Logf("compaction removed the stream's first %d messages; %d keys expired", res.Compacted, res.Expired)
+}
+
 // shortRun runs seed 1 on one NATS server for forty seconds with opts'
 // workload and faults, and fails unless it found nothing and injected
 // every one of the faults at least once.

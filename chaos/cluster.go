@@ -144,8 +144,9 @@ func childEnv() []string {
 }
 
 // StartCluster starts the processes of topo in dir and waits until every
-// one is ready. Close stops them.
-func StartCluster(ctx context.Context, dir string, bins Binaries, topo Topology, log zerolog.Logger) (c *Cluster, err error) {
+// one is ready; every process gets the configuration settings set
+// (key=value, as --set takes them). Close stops them.
+func StartCluster(ctx context.Context, dir string, bins Binaries, topo Topology, log zerolog.Logger, set ...string) (c *Cluster, err error) {
 	topo.setDefaults()
 	c = &Cluster{topo: topo, dir: dir, bins: bins, log: log}
 	started := c // a failing return sets c to nil before this runs
@@ -177,6 +178,9 @@ func StartCluster(ctx context.Context, dir string, bins Binaries, topo Topology,
 	}
 	common := func(urls []string) []string {
 		args := []string{"--nats", strings.Join(urls, ","), "--set", fmt.Sprintf("stream.replicas=%d", topo.NATS)}
+		for _, kv := range set {
+			args = append(args, "--set", kv)
+		}
 		return args
 	}
 	for i := range topo.Writers {

@@ -8,8 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -23,12 +23,15 @@ import (
 // DumpStream reads every message of the stream from its first sequence to
 // its last, with an ordered consumer, as the checker wants them.
 func DumpStream(ctx context.Context, js jetstream.JetStream, cfg stream.Config) ([]history.Message, error) {
-	if cfg.Name == "" {
-		cfg.Name = stream.DefaultName
-	}
-	if cfg.Subject == "" {
-		cfg.Subject = stream.DefaultSubject
-	}
+	return dumpStream(ctx, js, cfg, false)
+}
+
+// dumpStream is DumpStream; with purged, a stream that no longer starts at
+// 1, or loses messages at its start while it is read (compaction), is read
+// from where it starts, and the messages are in sequence order with gaps
+// only where the stream lost some.
+func dumpStream(ctx context.Context, js jetstream.JetStream, cfg stream.Config, purged bool) ([]history.Message, error) {
+	cfg = streamDefaults(cfg)
 	h, err := js.Stream(ctx, cfg.Name)
 	if err != nil {
 		return nil, fmt.Errorf("dump stream: %w", err)
@@ -41,7 +44,7 @@ func DumpStream(ctx context.Context, js jetstream.JetStream, cfg stream.Config) 
 	if last == 0 {
 		return nil, nil
 	}
-	if info.State.FirstSeq != 1 {
+	if info.State.FirstSeq != 1 && !purged {
 		return nil, fmt.Errorf("dump stream: it starts at %d, not 1 (messages removed)", info.State.FirstSeq)
 	}
 	cons, err := js.OrderedConsumer(ctx, cfg.Name, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
@@ -54,7 +57,7 @@ func DumpStream(ctx context.Context, js jetstream.JetStream, cfg stream.Config) 
 	}
 	defer it.Stop()
 	out := make([]history.Message, 0, last)
-	for uint64(len(out)) < last {
+	for len(out) == 0 || out[len(out)-1].Seq < last {
 		nctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		msg, err := it.Next(jetstream.NextContext(nctx))
 		cancel()
@@ -69,31 +72,92 @@ func DumpStream(ctx context.Context, js jetstream.JetStream, cfg stream.Config) 
 		if err != nil {
 			return nil, err
 		}
-		if m.Seq != uint64(len(out))+1 {
-			return nil, fmt.Errorf("dump stream: got sequence %d, want %d", m.Seq, len(out)+1)
+		m.Time = meta.Timestamp
+		want := uint64(len(out)) + 1
+		if len(out) > 0 {
+			want = out[len(out)-1].Seq + 1
+		}
+		if m.Seq != want && !(purged && m.Seq > want) {
+			return nil, fmt.Errorf("dump stream: got sequence %d, want %d", m.Seq, want)
 		}
 		out = append(out, m)
 	}
 	return out, nil
 }
 
+// streamFirst returns the stream's first sequence.
+func streamFirst(ctx context.Context, c *Cluster) (uint64, error) {
+	h, err := c.js.Stream(ctx, stream.DefaultName)
+	if err != nil {
+		return 0, err
+	}
+	info, err := h.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.FirstSeq, nil
+}
+
+// recorded returns the stream as rec recorded it, up to the stream's last
+// sequence, after checking that every message the stream still holds is
+// the one recorded at its sequence.
+func recorded(ctx context.Context, c *Cluster, rec *Recorder) ([]history.Message, error) {
+	held, err := dumpStream(ctx, c.js, stream.Config{}, true)
+	if err != nil {
+		return nil, err
+	}
+	if len(held) == 0 {
+		return nil, nil
+	}
+	msgs, err := rec.Messages(ctx, held[len(held)-1].Seq)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range held {
+		r := msgs[m.Seq-1]
+		if !reflect.DeepEqual(normal(r), normal(m)) {
+			return nil, fmt.Errorf("recorder: the stream holds %+v at %d, the recorder read %+v", m, m.Seq, r)
+		}
+	}
+	return msgs, nil
+}
+
+// normal is m as two reads of one stream message must agree on.
+func normal(m history.Message) history.Message {
+	m.Time = m.Time.UTC()
+	if len(m.Value) == 0 {
+		m.Value = nil
+	}
+	return m
+}
+
+// streamDefaults is cfg with the default stream name and subject where
+// they are empty.
+func streamDefaults(cfg stream.Config) stream.Config {
+	if cfg.Name == "" {
+		cfg.Name = stream.DefaultName
+	}
+	if cfg.Subject == "" {
+		cfg.Subject = stream.DefaultSubject
+	}
+	return cfg
+}
+
 // decodeMessage turns a stream message into the checker's form.
 func decodeMessage(prefix string, seq uint64, subject string, h nats.Header, data []byte) (history.Message, error) {
-	e, err := stream.DecodeEntry(prefix, subject, h.Get(api.HeaderOp), data)
+	e, err := stream.DecodeMessage(prefix, subject, h, data)
 	if err != nil {
 		return history.Message{}, fmt.Errorf("dump stream: seq %d: %w", seq, err)
 	}
-	m := history.Message{Seq: seq, Kind: history.Put, Key: e.Key, Value: e.Value, MsgID: h.Get(stream.HeaderMsgID), Batch: h.Get(stream.HeaderBatchID)}
+	m := history.Message{Seq: seq, Kind: history.Put, Key: e.Key, Value: e.Value, MsgID: h.Get(stream.HeaderMsgID),
+		Batch: h.Get(stream.HeaderBatchID), SessionID: e.Session, SessionSeq: e.SessionSeq, TTL: e.TTL}
 	switch e.Op {
 	case api.OpDelete:
 		m.Kind, m.Value = history.Delete, nil
 	case stream.OpSession:
 		m.Kind, m.Value = history.Marker, nil
-	}
-	if m.SessionID = h.Get(api.HeaderSession); m.SessionID != "" {
-		if m.SessionSeq, err = strconv.ParseUint(h.Get(api.HeaderSessionSeq), 10, 64); err != nil {
-			return history.Message{}, fmt.Errorf("dump stream: seq %d: bad session sequence %q", seq, h.Get(api.HeaderSessionSeq))
-		}
+	case stream.OpTick:
+		m.Kind, m.Value = history.Tick, nil
 	}
 	return m, nil
 }
@@ -124,7 +188,7 @@ func DumpReplica(ctx context.Context, t *client.NATS, id string, msgs []history.
 	}
 	keys := map[string]bool{}
 	for _, m := range msgs {
-		if m.Kind == history.Marker {
+		if !m.Kind.IsWrite() {
 			continue
 		}
 		keys[m.Key] = true

@@ -52,7 +52,7 @@ func (c *Cluster) ReadPaths() []ReadPath {
 func FinalReads(ctx context.Context, paths []ReadPath, msgs []history.Message, ops []history.Op) []history.FinalRead {
 	keys := map[string]bool{}
 	for _, m := range msgs {
-		if m.Kind != history.Marker { // a session's order marker names no key
+		if m.Kind.IsWrite() { // a session's order marker and a clock tick name no key
 			keys[m.Key] = true
 		}
 	}

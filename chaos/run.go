@@ -63,6 +63,18 @@ type Options struct {
 	// writes through two gateways at once) and write-id reusers besides
 	// the sessions.
 	RacePairs, Reusers int
+	// Compaction runs the replicas with an aggressive compaction cycle
+	// (compactionSettings), so that the stream is purged many times during
+	// the run, and records the stream as it is stored (Recorder), since
+	// the stream at the end no longer holds its start. It cannot be
+	// combined with the faults that replace the stream's history
+	// (TailLoss, RecreateStream), whose checks need the whole of the
+	// history they replace.
+	Compaction bool
+	// TTL gives some of the workload's puts a time to live; the stream is
+	// recorded as with Compaction, and the run waits at the end until
+	// every key's expiry is in the stream (replicas tick an idle stream).
+	TTL bool
 	// Logger receives the harness's progress.
 	Logger zerolog.Logger
 }
@@ -105,6 +117,12 @@ type Result struct {
 	// GroupCommitted counts the messages of the final stream that the
 	// writers' group commit stored (groupCommitted).
 	GroupCommitted int `json:"group_committed"`
+	// Compacted is how many messages compaction had removed from the
+	// stream's start by the end of a run with Compaction.
+	Compacted uint64 `json:"compacted,omitempty"`
+	// Expired is how many times a key's time to live ran out in the
+	// final stream.
+	Expired int `json:"expired,omitempty"`
 	// Crashes lists the processes that exited without being killed.
 	Crashes []string `json:"crashes,omitempty"`
 	// Check is the checker's report.
@@ -143,11 +161,29 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	log := o.Logger.With().Uint64("seed", o.Seed).Logger()
-	c, err := StartCluster(ctx, o.Dir, o.Binaries, o.Topology, log)
+	var set []string
+	if o.Compaction || o.TTL {
+		for _, f := range o.Faults {
+			if !recordable(f) {
+				return nil, fmt.Errorf("chaos: fault %s cannot run with compaction or TTL keys", f)
+			}
+		}
+	}
+	if o.Compaction {
+		set = compactionSettings
+	}
+	c, err := StartCluster(ctx, o.Dir, o.Binaries, o.Topology, log, set...)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
+	var rec *Recorder
+	if o.Compaction || o.TTL {
+		if rec, err = StartRecorder(ctx, c.admin.Conn, stream.Config{}); err != nil {
+			return nil, err
+		}
+		defer rec.Stop()
+	}
 	log.Info().Str("topology", res.Topology).Str("dir", o.Dir).Msg("cluster ready")
 
 	wconn, err := natsconn.Connect(ctx, natsconn.ConnectConfig{URL: c.FrontURL(), Name: "chaos-workload", Logger: log})
@@ -192,7 +228,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}()
 	ops, err := workload.Run(wctx, workload.Config{
 		Seed: o.Seed, Sessions: o.Sessions, Gateways: c.GatewayURLs(), NATS: wconn.Conn,
-		Replicas: c.ReplicaIDs(), SessionOrder: o.SessionOrder, RacePairs: o.RacePairs, Reusers: o.Reusers,
+		Replicas: c.ReplicaIDs(), SessionOrder: o.SessionOrder, RacePairs: o.RacePairs, Reusers: o.Reusers, TTL: o.TTL,
 		RunID: strconv.FormatUint(o.Seed, 36) + "x" + strconv.FormatInt(start.UnixNano()%1e9, 36),
 	})
 	stop()
@@ -211,6 +247,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	for _, w := range c.writers {
 		_ = w.proc.Close()
 	}
+	if o.TTL {
+		if err := waitExpiries(ctx, c, rec); err != nil {
+			return nil, err
+		}
+	}
 	admin := c.adminT
 	h := &history.History{Version: history.Version, Ops: ops, Epochs: in.epochs, Losses: in.losses}
 	res.Converge, err = Converge(ctx, c.js, admin, c.ReplicaIDs(), o.ConvergeTimeout)
@@ -218,7 +259,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		res.Error = err.Error()
 		log.Error().Err(err).Msg("no convergence")
 	}
-	final, err := dumpAll(ctx, c, admin)
+	if rec != nil {
+		if first, err := streamFirst(ctx, c); err == nil {
+			res.Compacted = first - 1
+		}
+	}
+	final, err := dumpAll(ctx, c, admin, rec)
 	if err != nil {
 		res.Error = strings.TrimPrefix(res.Error+"; ", "; ") + err.Error()
 	}
@@ -235,6 +281,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.Crashes = c.Crashes()
 	if h.Final != nil {
 		res.GroupCommitted = groupCommitted(h.Final.Stream)
+		res.Expired = history.NewSnapshots(h.Final.Stream).Final.Expired
 	}
 	res.Check = checker.Check(h)
 	log.Info().Int("violations", res.Check.Violations()).Dur("converge", res.Converge).Int("group_committed", res.GroupCommitted).Msg("checked")
@@ -265,11 +312,68 @@ func groupCommitted(msgs []history.Message) int {
 	return n
 }
 
-// dumpAll reads the stream and every replica.
-func dumpAll(ctx context.Context, c *Cluster, t *client.NATS) (*history.Final, error) {
+// recordable reports whether a run whose stream is recorded (Recorder)
+// can inject f: not the faults that replace the stream's history.
+func recordable(f FaultKind) bool { return f != TailLoss && f != RecreateStream }
+
+// expiryWait bounds how long a run with TTL waits at the end for every
+// key's expiry to be in the stream.
+const expiryWait = 2 * time.Minute
+
+// waitExpiries waits until the stream recorded by rec holds, after every
+// put with a time to live, a message at or after its expiry: then every
+// replica has expired every such key at the same position, and no replica
+// publishes another clock tick, so that the stream no longer grows.
+func waitExpiries(ctx context.Context, c *Cluster, rec *Recorder) error {
+	ctx, cancel := context.WithTimeout(ctx, expiryWait)
+	defer cancel()
+	b := backoff.Backoff{Max: 200 * time.Millisecond}
+	for {
+		last, err := StreamLast(ctx, c.js)
+		if err == nil && last > 0 {
+			var msgs []history.Message
+			if msgs, err = rec.Messages(ctx, last); err == nil {
+				end := msgs[len(msgs)-1].Time
+				due := false
+				for _, m := range msgs {
+					if m.TTL > 0 && m.Time.Add(m.TTL).After(end) {
+						due = true
+						break
+					}
+				}
+				if !due {
+					return nil
+				}
+			}
+		}
+		if err := b.Wait(ctx); err != nil {
+			return fmt.Errorf("the stream's last message is still before a key's expiry: %w", err)
+		}
+	}
+}
+
+// compactionSettings are the configuration of a run with Compaction: a
+// base snapshot every 50 messages, a window of 20, a look every 200ms, and
+// a duplicate window of 2s (compaction keeps the messages of the duplicate
+// window, so the default two minutes would keep a short run's every
+// message).
+var compactionSettings = []string{
+	"compaction.interval=200ms", "compaction.snapshot_messages=50", "compaction.window_messages=20",
+	"stream.duplicate_window=2s",
+}
+
+// dumpAll reads the stream (as rec recorded it, when it is not nil) and
+// every replica.
+func dumpAll(ctx context.Context, c *Cluster, t *client.NATS, rec *Recorder) (*history.Final, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	msgs, err := DumpStream(ctx, c.js, stream.Config{})
+	var msgs []history.Message
+	var err error
+	if rec != nil {
+		msgs, err = recorded(ctx, c, rec)
+	} else {
+		msgs, err = DumpStream(ctx, c.js, stream.Config{})
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -117,6 +117,9 @@ func (h *HTTP) Write(ctx context.Context, req api.WriteRequest) (api.WriteResult
 		hr.Header.Set(api.HeaderSession, req.Session)
 		hr.Header.Set(api.HeaderSessionSeq, strconv.FormatUint(req.SessionSeq, 10))
 	}
+	if req.TTL != 0 {
+		hr.Header.Set(api.HeaderTTL, req.TTL.String())
+	}
 	resp, data, err := h.do(hr)
 	if err != nil {
 		return failed, err

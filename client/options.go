@@ -60,6 +60,14 @@ func IfAbsent() WriteOption {
 	return func(r *api.WriteRequest) { r.IfAbsent = true }
 }
 
+// WithTTL gives a put a time to live (HTTP Tidemark-TTL), at least
+// api.MinTTL: the key expires d after the put in stream time, at the same
+// stream position on every replica, and reads after that are
+// api.ErrNotFound. A later put without it clears it. A delete refuses it.
+func WithTTL(d time.Duration) WriteOption {
+	return func(r *api.WriteRequest) { r.TTL = d }
+}
+
 // WithWriteID names the write, so that a retry within the stream's
 // duplicate window is stored once and returns the same revision. Without
 // it a Session names each write itself.

@@ -50,7 +50,7 @@ type pendingWrite struct {
 
 func (p *pendingWrite) matches(req api.WriteRequest) bool {
 	return p.req.Op == req.Op && p.req.Key == req.Key && bytes.Equal(p.req.Value, req.Value) &&
-		p.req.IfRevision == req.IfRevision && p.req.IfAbsent == req.IfAbsent &&
+		p.req.IfRevision == req.IfRevision && p.req.IfAbsent == req.IfAbsent && p.req.TTL == req.TTL &&
 		(req.WriteID == "" || req.WriteID == p.req.WriteID)
 }
 

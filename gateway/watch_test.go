@@ -736,3 +736,29 @@ func TestWatchNoReplica(t *testing.T) {
 		t.Fatalf("watch with no replica: %d %s, want 503 %s", status, body, api.CodeUnavailable)
 	}
 }
+
+// TestWatchExpiry: a key whose time to live runs out is a delete event of
+// the watch, at the revision of the message it expires at, after the put.
+func TestWatchExpiry(t *testing.T) {
+	s := stacktest.Start(t, stacktest.Options{Replicas: 2, WatchProgress: 100 * time.Millisecond})
+	status, body, w := openWatch(t, s.URL+"/v1/watch?prefix=t/")
+	if status != 200 {
+		t.Fatalf("watch: %d %s", status, body)
+	}
+	if ev := w.next(t, 10*time.Second); ev.Type != "synced" {
+		t.Fatalf("event %+v, want synced", ev)
+	}
+	p := put(t, s, "t/session", "x", api.HeaderTTL, "1s")
+	ev := w.next(t, 10*time.Second)
+	if d := ev.change(t); ev.Type != "put" || d.Key != "t/session" || d.Revision != p.Revision {
+		t.Fatalf("event %+v, want the put at %d", ev, p.Revision)
+	}
+	ev = w.next(t, 20*time.Second)
+	d := ev.change(t)
+	if id, _ := strconv.ParseUint(ev.ID, 10, 64); ev.Type != "delete" || d.Key != "t/session" || d.Revision <= p.Revision || id != d.Revision {
+		t.Fatalf("event %+v, want the expiry of t/session after %d", ev, p.Revision)
+	}
+	if r := do(t, "GET", s.URL+"/v1/kv/t/session", "", api.HeaderToken, d.Token); r.Status != 404 {
+		t.Fatalf("read at the expiry's token: %d, want 404", r.Status)
+	}
+}

@@ -1,6 +1,8 @@
 package replicator_test
 
 import (
+	"github.com/tidemark/tidemark/api"
+
 	"context"
 	"fmt"
 	"io/fs"
@@ -10,8 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/replicator"
+	"github.com/tidemark/tidemark/stream"
 )
 
 // BenchmarkApply measures the apply loop catching up b.N messages (100-byte
@@ -172,4 +178,89 @@ func BenchmarkGetFromTables(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkApplyTTL measures the apply loop catching up b.N puts (100-byte
+// values over 1000 keys) without a time to live, with one that never runs
+// out during the run (index entries only), with one that has run out for
+// the first half of the puts by the time the second half is published
+// (the second half's first puts expire the first half's), and with puts
+// of new keys published over twice their TTL (nearly every put of the
+// second half expires a key).
+func BenchmarkApplyTTL(b *testing.B) {
+	for _, tt := range []struct {
+		name string
+		ttl  time.Duration
+		// steady: the puts are published over twice the TTL, so that
+		// during the second half nearly every put expires a key.
+		steady bool
+	}{{"none", 0, false}, {"pending", time.Hour, false}, {"expiring", time.Second, false}, {"steady", time.Second, true}} {
+		b.Run(tt.name, func(b *testing.B) {
+			env := testenv.Start(b)
+			value := []byte(strings.Repeat("v", 100))
+			msgs := make([]*nats.Msg, b.N)
+			for i := range msgs {
+				key := fmt.Sprintf("key-%d", i%1000)
+				if tt.steady {
+					key = fmt.Sprintf("key-%d", i)
+				}
+				msgs[i] = stream.Message(env.Config.Subject, api.WriteRequest{Op: api.OpPut, Key: key, Value: value, TTL: tt.ttl})
+			}
+			half := b.N / 2
+			switch {
+			case tt.steady:
+				const chunks = 40
+				start := time.Now()
+				for c := range chunks {
+					at := start.Add(time.Duration(c) * 2 * tt.ttl / chunks)
+					testenv.Eventually(b, 10*time.Second, "the chunk's time", func() bool { return time.Now().After(at) })
+					publishMsgs(b, env, msgs[c*b.N/chunks:(c+1)*b.N/chunks])
+				}
+			case tt.ttl == time.Second:
+				publishMsgs(b, env, msgs[:half])
+				end := time.Now().Add(tt.ttl)
+				testenv.Eventually(b, 10*time.Second, "the first half's TTL to run out", func() bool { return time.Now().After(end) })
+				publishMsgs(b, env, msgs[half:])
+			default:
+				publishMsgs(b, env, msgs)
+			}
+			r := open(b, env, b.TempDir())
+
+			b.ResetTimer()
+			run(b, r)
+			waitApplied(b, r, uint64(b.N))
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			b.ReportMetric(float64(r.Stats().Expired), "expired")
+		})
+	}
+}
+
+// publishMsgs publishes msgs pipelined and waits for every ack.
+func publishMsgs(b *testing.B, env *testenv.Env, msgs []*nats.Msg) {
+	b.Helper()
+	const window = 512
+	var futures []jetstream.PubAckFuture
+	wait := func() {
+		for _, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				b.Fatalf("publish: %v", err)
+			case <-time.After(testTimeout):
+				b.Fatalf("no ack within %v", testTimeout)
+			}
+		}
+		futures = futures[:0]
+	}
+	for _, m := range msgs {
+		f, err := env.JS.PublishMsgAsync(m)
+		if err != nil {
+			b.Fatalf("publish: %v", err)
+		}
+		if futures = append(futures, f); len(futures) == window {
+			wait()
+		}
+	}
+	wait()
 }

@@ -29,9 +29,14 @@
 //	m/applied      uint64 big-endian: the last stream sequence applied.
 //	m/stream       the identity (stream.Stream.ID) of the stream applied.
 //	m/format       one byte, the layout version (1).
+//	x/<E><key>     uint64 big-endian: the revision of a put with a time to
+//	               live; E is its expiry (uint64 big-endian stream time in
+//	               Unix nanoseconds). See ttl.go.
 //
 // Deletes keep a tombstone so that a read of a deleted key can report the
 // delete's revision; scans skip tombstones. Tombstones are never removed.
+// A key whose time to live runs out gets a tombstone too, whose revision is
+// the stream position at which it expired (ttl.go).
 //
 // # Crash safety
 //

@@ -15,6 +15,8 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tidemark/tidemark/stream"
 )
 
 // A replica serves a token only if the stream it applied is the stream that
@@ -26,7 +28,8 @@ import (
 //
 // So the replica remembers which message it applied last: m/head holds the
 // applied sequence and a SHA-256 sum over that message's stream timestamp
-// (nanoseconds), subject, write id (Nats-Msg-Id), op header and data,
+// (nanoseconds), subject, write id (Nats-Msg-Id), op header, time to live
+// header (stream.HeaderTTL, when set) and data,
 // written in the same Badger transaction as m/applied. The timestamp is
 // assigned by the stream when it stores a message, so a message published
 // again at the same sequence has another sum even with the same content;
@@ -81,7 +84,13 @@ func messageSum(t time.Time, subject string, hdr nats.Header, data []byte) [sha2
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], uint64(t.UnixNano()))
 	s.Write(b[:])
-	for _, f := range []string{subject, hdr.Get(nats.MsgIdHdr), hdr.Get(api.HeaderOp)} {
+	fields := []string{subject, hdr.Get(nats.MsgIdHdr), hdr.Get(api.HeaderOp)}
+	if ttl := hdr.Get(stream.HeaderTTL); ttl != "" {
+		// Only when set, so that the sums of messages without it stay
+		// what they were.
+		fields = append(fields, ttl)
+	}
+	for _, f := range fields {
 		binary.BigEndian.PutUint64(b[:], uint64(len(f)))
 		s.Write(b[:])
 		s.Write([]byte(f))

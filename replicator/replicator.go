@@ -92,6 +92,12 @@ type Config struct {
 	// DefaultWatchWindowBytes.
 	WatchWindow      int
 	WatchWindowBytes int64
+	// TickInterval is how often a caught-up replica checks whether a key's
+	// time to live has run out on an idle stream, which then needs a clock
+	// tick to expire it (ttl.go); DefaultTickInterval when 0. Such a key
+	// expires within about one interval plus the clock skew between the
+	// replica and the stream's server.
+	TickInterval time.Duration
 	// Bootstrap, when set, lets Run restore a snapshot of another replica
 	// when the stream no longer holds the next sequence (ErrGap), and go on
 	// from there; without it Run stops with ErrGap. See bootstrap.go.
@@ -122,6 +128,9 @@ type Stats struct {
 	// Skipped is how many writes this process left out because they came
 	// out of their session's order (see stream.SessionWindow).
 	Skipped uint64
+	// Expired is how many keys this process expired at the end of their
+	// time to live.
+	Expired uint64
 	// CacheHits and CacheMisses count point reads answered from the record
 	// cache and from Badger; CacheEntries is how many records it holds.
 	CacheHits, CacheMisses uint64
@@ -147,6 +156,12 @@ type Replicator struct {
 	skipped    atomic.Uint64
 
 	sessionsSwept atomic.Uint64 // session records forgotten (sweepSessions)
+
+	// nextExpiry is the earliest pending expiry of a key with a time to
+	// live, in Unix nanoseconds of stream time (0: none); expired counts
+	// the keys expired (ttl.go).
+	nextExpiry atomic.Int64
+	expired    atomic.Uint64
 
 	// dbMu guards db: reads hold it shared, Open and Close exclusively.
 	dbMu sync.RWMutex
@@ -212,6 +227,9 @@ func New(cfg Config) *Replicator {
 	}
 	if cfg.ScrubInterval <= 0 {
 		cfg.ScrubInterval = DefaultScrubInterval
+	}
+	if cfg.TickInterval <= 0 {
+		cfg.TickInterval = DefaultTickInterval
 	}
 	log := cfg.Logger.With().Str("replica", cfg.ID).Logger()
 	if cfg.Stream != nil {
@@ -492,6 +510,7 @@ func (r *Replicator) Stats() Stats {
 		Batches:  r.batches.Load(),
 		Splits:   r.splits.Load(),
 		Skipped:  r.skipped.Load(),
+		Expired:  r.expired.Load(),
 	}
 	st.CacheHits, st.CacheMisses, st.CacheEntries = r.cache.stats()
 	return st

@@ -101,6 +101,9 @@ func (r *Replicator) run(ctx context.Context, db *badger.DB) error {
 	}
 	r.release(ErrUnverified)
 	r.release(ErrDiskFull)
+	if err := r.loadExpiry(db); err != nil { // ttl.go
+		return err
+	}
 	cons, msgs, err := r.consume(ctx, applied+1)
 	if err != nil {
 		return nilOnDone(ctx, err)
@@ -118,8 +121,9 @@ func (r *Replicator) run(ctx context.Context, db *badger.DB) error {
 	in := make(chan delivery, r.cfg.MaxBatch)
 	lost := make(chan error, 1)
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
 	go func() { defer wg.Done(); r.pump(pctx, msgs, in, budget, budgetSize, info.Created) }()
+	go func() { defer wg.Done(); r.tick(pctx) }() // ttl.go
 	go func() { defer wg.Done(); r.collectGarbage(pctx, db) }()
 	go func() { defer wg.Done(); r.scrub(pctx, db) }()
 	go func() { defer wg.Done(); r.watchStream(pctx, info.Created, lost) }()

@@ -141,12 +141,18 @@ func (r *Replicator) commitTxn(db *badger.DB, ds []delivery) (int, int, error) {
 	txn := db.NewTransaction(true)
 	defer txn.Discard()
 	skipped := 0
+	exp := r.newExpirer(db) // keys with a time to live (ttl.go)
+	defer exp.close()
 	for i := range ds {
 		d := &ds[i]
 		d.skip = false
-		if d.entry.Op == stream.OpSession {
-			// A session order marker: it only holds the session's place
-			// in the stream for the write that follows it.
+		if err := exp.due(txn, d.seq, d.time); err != nil {
+			return i, 0, err
+		}
+		if d.entry.Op == stream.OpSession || d.entry.Op == stream.OpTick {
+			// A session order marker only holds the session's place in
+			// the stream for the write that follows it; a clock tick only
+			// moves stream time (ttl.go).
 			d.skip = true
 			continue
 		}
@@ -163,6 +169,11 @@ func (r *Replicator) commitTxn(db *badger.DB, ds []delivery) (int, int, error) {
 		}
 		if err := txn.Set(dataKey(d.entry.Key), encodeRecord(d.entry, d.seq)); err != nil {
 			return i, 0, err
+		}
+		if d.entry.TTL != 0 {
+			if err := exp.add(txn, d); err != nil {
+				return i, 0, err
+			}
 		}
 	}
 	last := ds[len(ds)-1].seq
@@ -182,13 +193,16 @@ func (r *Replicator) commitTxn(db *badger.DB, ds []delivery) (int, int, error) {
 		return len(ds), 0, err
 	}
 	r.setHead(h, true)
+	r.committedExpiries(&exp)
 	// The cache's entries of these keys are replaced before the caller
-	// publishes applied.
-	// The watch feed (feed.go) gets the same changes, here and only
-	// here, so that every change of the state reaches watchers.
+	// publishes applied. The watch feed (feed.go) gets the same changes,
+	// expiries included, here and only here, so that every change of the
+	// state reaches watchers.
 	r.cache.beginApply()
 	changes := r.feedBuf[:0]
+	ex := 0
 	for _, d := range ds {
+		ex, changes = r.cacheExpired(&exp, ex, d.seq, changes)
 		if d.skip {
 			continue
 		}

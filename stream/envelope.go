@@ -4,10 +4,12 @@ import (
 	"github.com/tidemark/tidemark/api"
 
 	"encoding/base64"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // OpSession marks a session order marker: the stream message by which a
@@ -15,16 +17,24 @@ import (
 // (SessionSubject). It changes no key.
 const OpSession api.Op = "session"
 
+// OpTick marks a clock tick: an empty message on TickSubject that a
+// replica publishes to move stream time forward on an idle stream, so that
+// a key whose time to live has run out expires. It changes no key.
+const OpTick api.Op = "tick"
+
 // Message headers of the envelope, on stream messages.
 const (
 	// HeaderMsgID is JetStream's deduplication header; Tidemark puts the write id in it.
 	HeaderMsgID = "Nats-Msg-Id"
+	// HeaderTTL carries a put's time to live, in whole nanoseconds: the key
+	// expires at the message's stream timestamp plus it.
+	HeaderTTL = "Tidemark-TTL"
 )
 
-// Entry is one decoded stream message: a put or a delete of a key, or a
-// session order marker (OpSession, no key).
+// Entry is one decoded stream message: a put or a delete of a key, a
+// session order marker (OpSession, no key) or a clock tick (OpTick, no key).
 type Entry struct {
-	// Op is OpPut or OpDelete.
+	// Op is OpPut, OpDelete, OpSession or OpTick.
 	Op api.Op
 	// Key is the key written.
 	Key string
@@ -34,6 +44,8 @@ type Entry struct {
 	// empty when the write has no session); see SessionWindow.
 	Session    string
 	SessionSeq uint64
+	// TTL is a put's time to live (0: none); see HeaderTTL.
+	TTL time.Duration
 }
 
 // SessionWindow is how long, in stream time, a session's highest write
@@ -70,14 +82,41 @@ func SessionSubject(prefix, session string) string {
 
 // Message encodes the stream message of a put or a delete under the
 // stream subject prefix: the key's subject, the op header, the session's
-// ordering headers and a put's value. DecodeMessage reads it back.
+// ordering headers, a put's time to live and its value. DecodeMessage
+// reads it back.
 func Message(prefix string, req api.WriteRequest) *nats.Msg {
 	m := nats.NewMsg(KeySubject(prefix, req.Key))
 	m.Header.Set(api.HeaderOp, string(req.Op))
 	api.SetSession(m.Header, req.Session, req.SessionSeq)
 	if req.Op == api.OpPut {
 		m.Data = req.Value
+		if req.TTL != 0 {
+			m.Header.Set(HeaderTTL, strconv.FormatInt(int64(req.TTL), 10))
+		}
 	}
+	return m
+}
+
+// tickSubject is the subject of clock ticks after the prefix: two tokens,
+// neither a key subject (one token) nor a session subject (sessionToken
+// first).
+const tickSubject = "clock.tick"
+
+// TickSubject returns the subject of clock ticks under the stream subject
+// prefix.
+func TickSubject(prefix string) string { return prefix + "." + tickSubject }
+
+// TickMsg encodes the clock tick that moves the stream's time towards at
+// (Unix nanoseconds), the expiry it is published for, on a stream whose
+// last sequence is last: it expects that last sequence, so it lands only
+// on a stream still idle there, and its message id names at and last, so
+// that the ticks of several publishers at one position are stored once.
+// DecodeMessage reads it back.
+func TickMsg(prefix string, at int64, last uint64) *nats.Msg {
+	m := nats.NewMsg(TickSubject(prefix))
+	m.Header.Set(api.HeaderOp, string(OpTick))
+	m.Header.Set(HeaderMsgID, "tick:"+strconv.FormatInt(at, 10)+":"+strconv.FormatUint(last, 10))
+	m.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(last, 10))
 	return m
 }
 
@@ -97,6 +136,15 @@ func DecodeEntry(prefix, subject, op string, data []byte) (Entry, error) {
 	rest, ok := strings.CutPrefix(subject, prefix+".")
 	if !ok {
 		return Entry{}, api.Errorf(api.ErrInvalidRequest, "message subject %q is outside %s.>", subject, prefix)
+	}
+	if rest == tickSubject {
+		switch {
+		case api.Op(op) != OpTick:
+			return Entry{}, api.Errorf(api.ErrInvalidRequest, "clock tick with op %q", op)
+		case len(data) != 0:
+			return Entry{}, api.Errorf(api.ErrInvalidRequest, "clock tick with a body")
+		}
+		return Entry{Op: OpTick}, nil
 	}
 	if session, ok := strings.CutPrefix(rest, sessionToken+"."); ok {
 		switch {
@@ -134,11 +182,23 @@ func DecodeEntry(prefix, subject, op string, data []byte) (Entry, error) {
 }
 
 // DecodeMessage decodes a stream message from its subject, headers and data:
-// the entry of DecodeEntry plus its session ordering headers.
+// the entry of DecodeEntry plus its session ordering headers and a put's
+// time to live.
 func DecodeMessage(prefix, subject string, h nats.Header, data []byte) (Entry, error) {
 	e, err := DecodeEntry(prefix, subject, h.Get(api.HeaderOp), data)
 	if err != nil {
 		return Entry{}, err
+	}
+	if vs, ok := h[HeaderTTL]; ok {
+		if e.Op != api.OpPut || len(vs) != 1 {
+			return Entry{}, api.Errorf(api.ErrInvalidRequest, "%s header on a %s message", HeaderTTL, e.Op)
+		}
+		if e.TTL, err = parseTTL(vs[0]); err != nil {
+			return Entry{}, err
+		}
+	}
+	if e.Op == OpTick && (h.Get(api.HeaderSession) != "" || h.Get(api.HeaderSessionSeq) != "") {
+		return Entry{}, api.Errorf(api.ErrInvalidRequest, "clock tick with a session")
 	}
 	session := e.Session
 	if e.Session, e.SessionSeq, err = api.ParseSession(h.Get(api.HeaderSession), h.Get(api.HeaderSessionSeq)); err != nil {
@@ -148,4 +208,14 @@ func DecodeMessage(prefix, subject string, h nats.Header, data []byte) (Entry, e
 		return Entry{}, api.Errorf(api.ErrInvalidRequest, "session marker of %q on the subject of %q", e.Session, session)
 	}
 	return e, nil
+}
+
+// parseTTL decodes HeaderTTL strictly: the canonical decimal form of a
+// number of nanoseconds from api.MinTTL to api.MaxTTL, as Message writes it.
+func parseTTL(s string) (time.Duration, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || strconv.FormatInt(n, 10) != s || n < int64(api.MinTTL) || n > int64(api.MaxTTL) {
+		return 0, api.Errorf(api.ErrInvalidRequest, "bad %s header %q: want nanoseconds from %d to %d", HeaderTTL, s, int64(api.MinTTL), int64(api.MaxTTL))
+	}
+	return time.Duration(n), nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -99,6 +100,7 @@ func FuzzDecodeEntry(f *testing.F) {
 	f.Add(stream.KeySubject("p", "key"), "del", []byte(nil))
 	f.Add("p.", "put", []byte{})
 	f.Add(stream.SessionSubject("p", "s"), "session", []byte(nil))
+	f.Add(stream.TickSubject("p"), "tick", []byte(nil))
 	f.Fuzz(func(t *testing.T, subject, op string, data []byte) {
 		e, err := stream.DecodeEntry("p", subject, op, data)
 		if err != nil {
@@ -107,6 +109,12 @@ func FuzzDecodeEntry(f *testing.F) {
 		if e.Op == stream.OpSession {
 			if got := stream.SessionSubject("p", e.Session); got != subject || e.Key != "" || len(data) != 0 {
 				t.Fatalf("marker %+v decoded from %q (%d bytes)", e, subject, len(data))
+			}
+			return
+		}
+		if e.Op == stream.OpTick {
+			if subject != stream.TickSubject("p") || e.Key != "" || len(data) != 0 {
+				t.Fatalf("tick %+v decoded from %q (%d bytes)", e, subject, len(data))
 			}
 			return
 		}
@@ -178,4 +186,83 @@ func TestMessageRoundTrip(t *testing.T) {
 	if err != nil || e.Op != stream.OpSession || e.Session != "s1" || e.SessionSeq != 4 {
 		t.Fatalf("marker decoded as %+v, %v", e, err)
 	}
+}
+
+// A put's time to live and a clock tick survive the envelope, and the
+// TTL header is read strictly.
+func TestTTLAndTick(t *testing.T) {
+	req := api.WriteRequest{Op: api.OpPut, Key: "k", Value: []byte("v"), TTL: 90 * time.Second}
+	m := stream.Message("tidemark.kv", req)
+	e, err := stream.DecodeMessage("tidemark.kv", m.Subject, m.Header, m.Data)
+	if err != nil || e.TTL != req.TTL || e.Op != api.OpPut {
+		t.Fatalf("put with TTL decoded as %+v, %v", e, err)
+	}
+	tick := stream.TickMsg("tidemark.kv", 12345, 7)
+	if e, err := stream.DecodeMessage("tidemark.kv", tick.Subject, tick.Header, tick.Data); err != nil || e.Op != stream.OpTick || e.Key != "" {
+		t.Fatalf("tick decoded as %+v, %v", e, err)
+	}
+	if got, want := tick.Header.Get(stream.HeaderMsgID), stream.TickMsg("tidemark.kv", 12345, 7).Header.Get(stream.HeaderMsgID); got != want || got == "" {
+		t.Fatalf("tick ids %q and %q: want one id per expiry", got, want)
+	}
+	if a, b := tick.Header.Get(stream.HeaderMsgID), stream.TickMsg("tidemark.kv", 12346, 7).Header.Get(stream.HeaderMsgID); a == b {
+		t.Fatalf("ticks of two expiries share id %q", a)
+	}
+	for name, ttl := range map[string]string{
+		"duration syntax": "30s", "below a second": "999999999", "negative": "-1000000000",
+		"leading zero": "01000000000", "plus sign": "+1000000000", "empty": "", "too long": "9223372036854775807",
+	} {
+		m := stream.Message("tidemark.kv", api.WriteRequest{Op: api.OpPut, Key: "k"})
+		m.Header.Set(stream.HeaderTTL, ttl)
+		if _, err := stream.DecodeMessage("tidemark.kv", m.Subject, m.Header, m.Data); !errors.Is(err, api.ErrInvalidRequest) {
+			t.Errorf("%s: TTL %q decoded: %v", name, ttl, err)
+		}
+	}
+	d := stream.Message("tidemark.kv", api.WriteRequest{Op: api.OpDelete, Key: "k"})
+	d.Header.Set(stream.HeaderTTL, "1000000000")
+	if _, err := stream.DecodeMessage("tidemark.kv", d.Subject, d.Header, d.Data); err == nil {
+		t.Errorf("delete with a TTL decoded")
+	}
+	tick.Header.Set(stream.HeaderTTL, "1000000000")
+	if _, err := stream.DecodeMessage("tidemark.kv", tick.Subject, tick.Header, tick.Data); err == nil {
+		t.Errorf("tick with a TTL decoded")
+	}
+	for _, bad := range []struct {
+		op   string
+		data []byte
+	}{{"put", nil}, {"tick", []byte("x")}} {
+		if _, err := stream.DecodeEntry("tidemark.kv", stream.TickSubject("tidemark.kv"), bad.op, bad.data); err == nil {
+			t.Errorf("tick subject with op %q and %d bytes decoded", bad.op, len(bad.data))
+		}
+	}
+}
+
+func FuzzDecodeTTL(f *testing.F) {
+	f.Add(stream.KeySubject("p", "k"), "put", "1000000000")
+	f.Add(stream.KeySubject("p", "k"), "del", "1000000000")
+	f.Add(stream.TickSubject("p"), "tick", "")
+	f.Add(stream.KeySubject("p", "k"), "put", "1e9")
+	f.Fuzz(func(t *testing.T, subject, op, ttl string) {
+		h := nats.Header{}
+		h.Set(api.HeaderOp, op)
+		if ttl != "" {
+			h.Set(stream.HeaderTTL, ttl)
+		}
+		e, err := stream.DecodeMessage("p", subject, h, nil)
+		if err != nil {
+			return
+		}
+		if e.TTL != 0 && (e.Op != api.OpPut || e.TTL < api.MinTTL || e.TTL > api.MaxTTL) {
+			t.Fatalf("decoded %+v from TTL %q", e, ttl)
+		}
+		if e.Op == stream.OpTick && (subject != stream.TickSubject("p") || e.Key != "") {
+			t.Fatalf("tick %+v from subject %q", e, subject)
+		}
+		m := stream.Message("p", api.WriteRequest{Op: e.Op, Key: e.Key, TTL: e.TTL})
+		if e.Op == api.OpPut {
+			again, err := stream.DecodeMessage("p", m.Subject, m.Header, m.Data)
+			if err != nil || again.TTL != e.TTL {
+				t.Fatalf("re-encode of %+v -> %+v, %v", e, again, err)
+			}
+		}
+	})
 }

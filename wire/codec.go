@@ -33,6 +33,9 @@ func WriteMsg(subject string, w api.WriteRequest) *nats.Msg {
 		m.Header.Set(api.HeaderIfNoneMatch, "*")
 	}
 	api.SetSession(m.Header, w.Session, w.SessionSeq)
+	if w.TTL != 0 {
+		m.Header.Set(api.HeaderTTL, w.TTL.String())
+	}
 	if w.Op == api.OpPut {
 		m.Data = w.Value
 	}

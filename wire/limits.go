@@ -51,7 +51,8 @@ func computeOverheads() overheads {
 	maxWait := time.Duration(math.MaxInt64)
 
 	put := api.WriteRequest{Op: api.OpPut, Key: key, Token: tok, WriteID: strings.Repeat("w", api.MaxWriteIDLen),
-		IfRevision: math.MaxUint64, Session: strings.Repeat("s", api.MaxIDLen), SessionSeq: math.MaxUint64}
+		IfRevision: math.MaxUint64, Session: strings.Repeat("s", api.MaxIDLen), SessionSeq: math.MaxUint64,
+		TTL: api.MaxTTL - 1} // the longest duration text a TTL has
 	whole := headerSize(WriteMsg("put", put).Header)
 
 	// The stream message a writer publishes: its op, session and the
@@ -61,6 +62,9 @@ func computeOverheads() overheads {
 	api.SetSession(sm, put.Session, put.SessionSeq)
 	sm.Set(jetstream.MsgIDHeader, put.WriteID)
 	sm.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(math.MaxUint64, 10))
+	// A put's time to live in nanoseconds, under the stream's name of it
+	// (stream.HeaderTTL, as long as api.HeaderTTL).
+	sm.Set(api.HeaderTTL, strconv.FormatInt(int64(api.MaxTTL), 10))
 	whole = max(whole, headerSize(sm))
 
 	served := api.ServedBy{Replica: replica, Applied: math.MaxUint64, Waited: maxWait, StreamLast: math.MaxUint64}

@@ -53,9 +53,21 @@ func (w *Writer) writeIfRevision(ctx context.Context, req api.WriteRequest, id s
 	} else if m.Subject != subject || msgOp(m) != api.OpPut {
 		return placed{}, w.mismatch(ctx, req, subject, nil)
 	}
-	at, err := w.publishIf(ctx, req, id, ss, expect)
-	if !wire.WrongLastSeq(err) {
-		return at, err
+	// A put with a time to live that has expired is not the key's
+	// revision any more (ttl.go).
+	expired := false
+	if m != nil {
+		st, err := w.ttlOf(ctx, m, false)
+		if err != nil {
+			return placed{}, err
+		}
+		expired = st == ttlExpired
+	}
+	if !expired {
+		at, err := w.publishIf(ctx, req, id, ss, expect)
+		if !wire.WrongLastSeq(err) {
+			return at, err
+		}
 	}
 	// The key has moved on, possibly by this very write: an earlier attempt
 	// or the client's first try stored it, and a single JetStream server
@@ -68,13 +80,17 @@ func (w *Writer) writeIfRevision(ctx context.Context, req api.WriteRequest, id s
 	if next != nil && msgID(next) == id {
 		return w.stored(ctx, req, id, next.Sequence, next)
 	}
+	if expired && next == nil {
+		return placed{}, api.Errorf(api.ErrRevisionMismatch, "%s: it expired (its time to live ran out)", lostCondition(req))
+	}
 	return placed{}, w.mismatch(ctx, req, subject, nil)
 }
 
 // writeIfAbsent publishes req only if the key does not exist: it has no
-// message at all, or its last message is a delete. Like JetStream's KV
-// Create, it first expects no message, and on a tombstone expects the
-// tombstone's sequence, which keeps the write atomic.
+// message at all, or its last message is a delete or a put whose time to
+// live has run out (ttl.go). Like JetStream's KV Create, it first expects
+// no message, and on a tombstone (or an expired put) expects its sequence,
+// which keeps the write atomic.
 func (w *Writer) writeIfAbsent(ctx context.Context, req api.WriteRequest, id string, ss *session) (placed, error) {
 	subject := w.stream.KeySubject(req.Key)
 	// With no message of the key in the stream, the key may still live in
@@ -99,6 +115,17 @@ func (w *Writer) writeIfAbsent(ctx context.Context, req api.WriteRequest, id str
 			// This write, stored by an earlier attempt or the client's
 			// first try (see writeIfRevision).
 			return w.stored(ctx, req, id, last.Sequence, last)
+		case last != nil && msgOp(last) == api.OpPut && round < maxAbsentRounds:
+			// A put with a time to live that has expired leaves the key
+			// absent (ttl.go): expect it.
+			st, err := w.ttlOf(ctx, last, true)
+			if err != nil {
+				return placed{}, err
+			}
+			if st != ttlExpired {
+				return placed{}, w.mismatch(ctx, req, subject, last)
+			}
+			expect = last.Sequence
 		case last != nil && msgOp(last) != api.OpDelete, round >= maxAbsentRounds:
 			return placed{}, w.mismatch(ctx, req, subject, last)
 		case last == nil:

@@ -15,12 +15,13 @@ import (
 )
 
 // sameWrite reports whether m, a stream message that carries req's write
-// id, is the write req describes: the same key, op and value. A write id
+// id, is the write req describes: the same key, op, value and time to
+// live. A write id
 // names one write; a second write under the same id is refused
 // (api.ErrWriteIDReused), never answered with the first one's revision.
 func (w *Writer) sameWrite(m *jetstream.RawStreamMsg, req api.WriteRequest) bool {
 	e, err := stream.DecodeMessage(w.stream.Subject(), m.Subject, m.Header, m.Data)
-	return err == nil && e.Op == req.Op && e.Key == req.Key && bytes.Equal(e.Value, req.Value)
+	return err == nil && e.Op == req.Op && e.Key == req.Key && bytes.Equal(e.Value, req.Value) && e.TTL == req.TTL
 }
 
 // stored returns where the stream holds the message at seq that carries

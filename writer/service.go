@@ -46,6 +46,7 @@ var endpointMetadata = map[string]map[string]string{
 		"description":  "Set a key to the request body",
 		"request.body": "the value, up to max_value_bytes",
 		"request.if":   "header If-Match: N (only at revision N) or If-None-Match: *",
+		"request.ttl":  "header Tidemark-TTL: 30s, the key then expires (1s or more)",
 	}),
 	EndpointDelete: writeMetadata(map[string]string{
 		"description":  "Delete a key",

@@ -355,7 +355,7 @@ func checkWriteIDs(r *Report, h *history.History, w *world) map[*history.Op]bool
 	}
 	isStored := func(op *history.Op) bool {
 		for _, m := range stored[op.WriteID] {
-			if m.Key == op.Key && m.Kind == op.Kind && (m.Kind != history.Put || bytes.Equal(m.Value, op.Value)) {
+			if m.Key == op.Key && m.Kind == op.Kind && m.TTL == op.TTL && (m.Kind != history.Put || bytes.Equal(m.Value, op.Value)) {
 				return true
 			}
 		}
@@ -457,8 +457,8 @@ func checkStream(r *Report, h *history.History, w *world, reused map[*history.Op
 	for _, st := range streams {
 		s := st.s
 		for _, m := range s.Stream {
-			if m.Kind == history.Marker {
-				continue // a writer's claim on a session number, not a write
+			if !m.Kind.IsWrite() {
+				continue // a writer's claim on a session number or a clock tick, not a write
 			}
 			var op *history.Op
 			// Of the writes with the message's id, the first with its
@@ -497,9 +497,9 @@ func checkStream(r *Report, h *history.History, w *world, reused map[*history.Op
 			for _, c := range same {
 				stored[c] = place{st.id, m.Seq}
 			}
-			if m.Key != op.Key || m.Kind != op.Kind || (op.Kind == history.Put && !bytes.Equal(m.Value, op.Value)) {
+			if m.Key != op.Key || m.Kind != op.Kind || m.TTL != op.TTL || (op.Kind == history.Put && !bytes.Equal(m.Value, op.Value)) {
 				r.add(Violation{Kind: CorruptWrite, Session: op.Session, Index: op.Index, Seq: m.Seq,
-					Detail: fmt.Sprintf("stored %s %q = %q, sent %s %q = %q", m.Kind, m.Key, m.Value, op.Kind, op.Key, op.Value)})
+					Detail: fmt.Sprintf("stored %s %q = %q (ttl %v), sent %s %q = %q (ttl %v)", m.Kind, m.Key, m.Value, m.TTL, op.Kind, op.Key, op.Value, op.TTL)})
 			}
 			for _, c := range same {
 				checkStored(r, w, s, st.id, m, c)
@@ -830,20 +830,17 @@ func checkGet(r *Report, s *history.Snapshots, st *sessionState, op *history.Op)
 func checkGetValue(r *Report, s *history.Snapshots, op *history.Op) {
 	if op.Revision != 0 {
 		m, ok := s.Message(op.Revision)
-		wantKind := history.Put
-		if !op.Found {
-			wantKind = history.Delete
-		}
+		w, written := s.WrittenAt(op.Key, op.Revision)
 		switch {
 		case !ok:
 			r.opViolation(PhantomRead, op, "read %q at revision %d, beyond the stream's %d messages", op.Key, op.Revision, len(s.Stream))
 			return
-		case m.Key != op.Key || m.Kind != wantKind || (op.Found && !bytes.Equal(m.Value, op.Value)):
+		case s.Final.Skipped[op.Revision] && m.Key == op.Key:
+			r.opViolation(PhantomRead, op, "read %q at revision %d, a write replicas must skip", op.Key, op.Revision)
+			return
+		case !written || w.Deleted == op.Found || (op.Found && !bytes.Equal(w.Value, op.Value)):
 			r.opViolation(PhantomRead, op, "read %q = %q (found %v) at revision %d; the stream holds %s %q = %q there",
 				op.Key, abbrev(op.Value), op.Found, op.Revision, m.Kind, m.Key, abbrev(m.Value))
-			return
-		case s.Final.Skipped[op.Revision]:
-			r.opViolation(PhantomRead, op, "read %q at revision %d, a write replicas must skip", op.Key, op.Revision)
 			return
 		}
 	} else if op.Found {
@@ -908,8 +905,8 @@ func checkScanValues(r *Report, s *history.Snapshots, op *history.Op) {
 			return
 		}
 		prev = it.Key
-		m, ok := s.Message(it.Revision)
-		if !ok || m.Key != it.Key || m.Kind != history.Put || !bytes.Equal(m.Value, it.Value) || s.Final.Skipped[it.Revision] {
+		w, ok := s.WrittenAt(it.Key, it.Revision)
+		if !ok || w.Deleted || !bytes.Equal(w.Value, it.Value) {
 			r.opViolation(PhantomRead, op, "scan returned %q = %q at revision %d, which the stream does not hold", it.Key, abbrev(it.Value), it.Revision)
 			return
 		}

@@ -2,6 +2,7 @@ package checker_test
 
 import (
 	"os"
+	"time"
 	"testing"
 
 	"github.com/tidemark/tidemark/chaos/checker"
@@ -215,4 +216,40 @@ func TestCheckHistoryFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Log(checker.Check(h).Summary())
+}
+
+// TestTTLExpiry: b is put with a time to live that has run out by the
+// delete of a (seq 3), which expires b at 3. A 404 of b at 3 (the expiry's
+// revision) is right; b's value at applied 3, or b found at revision 3, is
+// a violation.
+func TestTTLExpiry(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	msgs := stream()
+	for i := range msgs {
+		msgs[i].Time = t0.Add(time.Duration(i) * time.Second)
+	}
+	msgs[1].TTL = time.Second // b expires at t0+2s: at seq 3
+	with := func(read history.Op) *history.History {
+		f := history.NewSnapshots(msgs).FoldTo(3)
+		rep := history.Replica{ID: "r1", Applied: 3}
+		for _, rec := range f.Keys {
+			rep.Records = append(rep.Records, rec)
+		}
+		b := put(0, 1, "b", "b1", "w0-1", 2, 1)
+		b.TTL = time.Second
+		return &history.History{Version: history.Version,
+			Ops:   []history.Op{put(0, 0, "a", "a1", "w0-0", 1, 0), b, del(1, 0, "a", "w1-0", 3, 0), read},
+			Final: &history.Final{Stream: msgs, Replicas: []history.Replica{rep}}}
+	}
+	if r := checker.Check(with(get(2, 0, "b", "", 3, 3, 3))); !r.OK() {
+		t.Fatalf("the expired 404 is a violation:\n%s", r.Summary())
+	}
+	for name, read := range map[string]history.Op{
+		"value after the expiry": get(2, 0, "b", "b1", 2, 3, 3),
+		"found at the expiry":    get(2, 0, "b", "b1", 3, 3, 3),
+	} {
+		if r := checker.Check(with(read)); r.OK() {
+			t.Errorf("%s: no violation", name)
+		}
+	}
 }

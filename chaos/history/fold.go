@@ -1,8 +1,25 @@
 package history
 
+import (
+	"sort"
+)
+
+// MaxExpiries and MaxExpiryBytes bound the pending expiries (stale ones
+// included) that one message of the stream processes, in the order of
+// (expiry, key), as replicas do: a message takes entries while it has taken
+// fewer than MaxExpiries, whose keys hold fewer than MaxExpiryBytes; the rest
+// are processed at the following messages.
+const (
+	MaxExpiries    = 4096
+	MaxExpiryBytes = 256 << 10
+)
+
 // Fold is the state of every key after applying a prefix of the stream,
-// with the replicas' session-ordering rule: a message whose SessionSeq is
-// not above the highest one already applied for its SessionID is skipped.
+// with the replicas' session-ordering rule (a message whose SessionSeq is
+// not above the highest one already applied for its SessionID is skipped)
+// and their expiry rule (before a message of stream time t is applied,
+// every key whose time to live ran out at or before t becomes a tombstone
+// at that message's sequence).
 type Fold struct {
 	// Keys holds every key ever written, tombstones included.
 	Keys map[string]Record
@@ -10,8 +27,19 @@ type Fold struct {
 	Applied uint64
 	// Skipped holds the sequences skipped by the session-ordering rule.
 	Skipped map[uint64]bool
+	// Expired counts the keys that expired.
+	Expired int
 
 	sessions map[string]uint64
+	pending  []expiry // the expiry index, sorted by (at, key)
+}
+
+// expiry is one entry of the expiry index: key expires at at (Unix
+// nanoseconds) if its record is still the put at rev.
+type expiry struct {
+	at  int64
+	key string
+	rev uint64
 }
 
 // NewFold returns the state of an empty stream.
@@ -19,17 +47,19 @@ func NewFold() *Fold {
 	return &Fold{Keys: map[string]Record{}, Skipped: map[uint64]bool{}, sessions: map[string]uint64{}}
 }
 
-// Apply folds m, the message after Applied, into the state. It reports
-// whether the message changed a key (false: skipped by session ordering).
-func (f *Fold) Apply(m Message) bool {
+// Apply folds m, the message after Applied, into the state, and returns
+// the records it wrote: those of the keys it expired, then m's own (none
+// when m changes no key or is skipped by session ordering).
+func (f *Fold) Apply(m Message) []Record {
 	f.Applied = m.Seq
-	if m.Kind == Marker {
-		return false // changes no key, and a replica never counts it as skipped
+	written := f.expire(m)
+	if m.Kind == Marker || m.Kind == Tick {
+		return written // changes no key, and a replica never counts it as skipped
 	}
 	if m.SessionID != "" {
 		if m.SessionSeq <= f.sessions[m.SessionID] {
 			f.Skipped[m.Seq] = true
-			return false
+			return written
 		}
 		f.sessions[m.SessionID] = m.SessionSeq
 	}
@@ -41,9 +71,52 @@ func (f *Fold) Apply(m Message) bool {
 		if rec.Value == nil {
 			rec.Value = []byte{}
 		}
+		if m.TTL > 0 {
+			f.index(expiry{at: m.Time.Add(m.TTL).UnixNano(), key: m.Key, rev: m.Seq})
+		}
 	}
 	f.Keys[m.Key] = rec
-	return true
+	return append(written, rec)
+}
+
+// index adds e to the expiry index, replacing an entry of the same expiry
+// and key.
+func (f *Fold) index(e expiry) {
+	i := sort.Search(len(f.pending), func(i int) bool {
+		p := f.pending[i]
+		return p.at > e.at || (p.at == e.at && p.key >= e.key)
+	})
+	if i < len(f.pending) && f.pending[i].at == e.at && f.pending[i].key == e.key {
+		f.pending[i] = e
+		return
+	}
+	f.pending = append(f.pending, expiry{})
+	copy(f.pending[i+1:], f.pending[i:])
+	f.pending[i] = e
+}
+
+// expire processes the index entries due at m's time, up to MaxExpiries:
+// each key still at the put it names becomes a tombstone at m.Seq.
+func (f *Fold) expire(m Message) []Record {
+	if len(f.pending) == 0 || m.Time.IsZero() {
+		return nil
+	}
+	now := m.Time.UnixNano()
+	var out []Record
+	n, size := 0, 0
+	for n < len(f.pending) && n < MaxExpiries && size < MaxExpiryBytes && f.pending[n].at <= now {
+		e := f.pending[n]
+		n++
+		size += len(e.key)
+		if rec, ok := f.Keys[e.key]; ok && !rec.Deleted && rec.Revision == e.rev {
+			rec = Record{Key: e.key, Revision: m.Seq, Deleted: true}
+			f.Keys[e.key] = rec
+			f.Expired++
+			out = append(out, rec)
+		}
+	}
+	f.pending = f.pending[n:]
+	return out
 }
 
 // Snapshots folds a stream once and answers "what was the state of key at
@@ -53,16 +126,17 @@ type Snapshots struct {
 	Stream []Message
 	// Final is the fold of the whole stream.
 	Final *Fold
-	// writes holds, per key, the sequences that changed it, ascending.
-	writes map[string][]uint64
+	// writes holds, per key, the records written to it, by ascending
+	// revision: its applied puts and deletes and its expiries.
+	writes map[string][]Record
 }
 
 // NewSnapshots folds stream, which must be in sequence order from 1.
 func NewSnapshots(stream []Message) *Snapshots {
-	s := &Snapshots{Stream: stream, Final: NewFold(), writes: map[string][]uint64{}}
+	s := &Snapshots{Stream: stream, Final: NewFold(), writes: map[string][]Record{}}
 	for _, m := range stream {
-		if s.Final.Apply(m) {
-			s.writes[m.Key] = append(s.writes[m.Key], m.Seq)
+		for _, rec := range s.Final.Apply(m) {
+			s.writes[rec.Key] = append(s.writes[rec.Key], rec)
 		}
 	}
 	return s
@@ -73,25 +147,19 @@ func NewSnapshots(stream []Message) *Snapshots {
 func (s *Snapshots) At(key string, n uint64) (rec Record, ok bool) {
 	ws := s.writes[key]
 	// The last write at or below n.
-	lo, hi := 0, len(ws)
-	for lo < hi {
-		mid := (lo + hi) / 2
-		if ws[mid] <= n {
-			lo = mid + 1
-		} else {
-			hi = mid
-		}
-	}
-	if lo == 0 {
+	i := sort.Search(len(ws), func(i int) bool { return ws[i].Revision > n })
+	if i == 0 {
 		return Record{Key: key}, false
 	}
-	m := s.Stream[ws[lo-1]-1]
-	rec = Record{Key: key, Revision: m.Seq, Deleted: m.Kind == Delete}
-	if !rec.Deleted {
-		rec.Value = m.Value
-		if rec.Value == nil {
-			rec.Value = []byte{}
-		}
+	return ws[i-1], true
+}
+
+// WrittenAt returns the record that the fold wrote to key at exactly seq:
+// an applied put or delete of key, or key's expiry at that message.
+func (s *Snapshots) WrittenAt(key string, seq uint64) (rec Record, ok bool) {
+	rec, ok = s.At(key, seq)
+	if !ok || rec.Revision != seq {
+		return Record{Key: key}, false
 	}
 	return rec, true
 }

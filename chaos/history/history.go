@@ -26,8 +26,11 @@ const (
 	Delete Kind = "delete"
 	// Marker is a session order marker in the stream: it changes no key.
 	Marker Kind = "marker"
-	Get    Kind = "get"
-	Scan   Kind = "scan"
+	// Tick is a clock tick in the stream: it changes no key itself, but
+	// moves stream time, which expires keys whose time to live ran out.
+	Tick Kind = "tick"
+	Get  Kind = "get"
+	Scan Kind = "scan"
 )
 
 // IsWrite reports whether k changes data.
@@ -78,6 +81,8 @@ type Op struct {
 	// SessionID and SessionSeq are the write's session ordering, if used.
 	SessionID  string `json:"session_id,omitempty"`
 	SessionSeq uint64 `json:"session_seq,omitempty"`
+	// TTL is a put's time to live, if it had one.
+	TTL time.Duration `json:"ttl,omitempty"`
 
 	// Prefix, After and Limit are a scan's request; Items and Next its reply.
 	Prefix string `json:"prefix,omitempty"`
@@ -131,6 +136,11 @@ type Message struct {
 	// SessionID and SessionSeq are the write's session ordering, if any.
 	SessionID  string `json:"session_id,omitempty"`
 	SessionSeq uint64 `json:"session_seq,omitempty"`
+	// Time is the message's stream timestamp, and TTL a put's time to
+	// live (0: none): the key expires at the first message whose Time is
+	// at or after Time + TTL.
+	Time time.Time     `json:"time,omitzero"`
+	TTL  time.Duration `json:"ttl,omitempty"`
 }
 
 // Record is the state of one key in a replica.
@@ -292,7 +302,7 @@ func validStream(msgs []Message) error {
 		if m.Seq != uint64(i)+1 {
 			return fmt.Errorf("stream message %d has sequence %d, want %d", i, m.Seq, i+1)
 		}
-		if m.Kind != Put && m.Kind != Delete && m.Kind != Marker {
+		if m.Kind != Put && m.Kind != Delete && m.Kind != Marker && m.Kind != Tick {
 			return fmt.Errorf("stream message %d: kind %q", m.Seq, m.Kind)
 		}
 	}

@@ -3,6 +3,7 @@ package history_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -115,4 +116,65 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-decode: %v", err)
 		}
 	})
+}
+
+// TestFoldExpiry folds keys with a time to live: a key expires at the first
+// message at or after its expiry, as a tombstone at that message's
+// sequence; a later put without one clears it; a skipped or marker message
+// expires keys too.
+func TestFoldExpiry(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	s := history.NewSnapshots([]history.Message{
+		{Seq: 1, Kind: history.Put, Key: "a", Value: []byte("1"), Time: at(0), TTL: 2 * time.Second},
+		{Seq: 2, Kind: history.Put, Key: "b", Value: []byte("x"), Time: at(0.5), TTL: 2 * time.Second},
+		{Seq: 3, Kind: history.Put, Key: "b", Value: []byte("y"), Time: at(1)}, // clears b's TTL
+		{Seq: 4, Kind: history.Put, Key: "c", Value: []byte("z"), Time: at(1.9)},
+		{Seq: 5, Kind: history.Tick, Time: at(2)}, // a expires here, at its expiry exactly
+		{Seq: 6, Kind: history.Marker, Key: "", Time: at(3)},
+	})
+	for _, tt := range []struct {
+		key     string
+		at      uint64
+		rev     uint64
+		deleted bool
+	}{{"a", 4, 1, false}, {"a", 5, 5, true}, {"a", 6, 5, true}, {"b", 6, 3, false}, {"c", 6, 4, false}} {
+		rec, ok := s.At(tt.key, tt.at)
+		if !ok || rec.Revision != tt.rev || rec.Deleted != tt.deleted {
+			t.Errorf("At(%s, %d)=%+v %v, want rev %d deleted %v", tt.key, tt.at, rec, ok, tt.rev, tt.deleted)
+		}
+	}
+	if rec, ok := s.WrittenAt("a", 5); !ok || !rec.Deleted {
+		t.Errorf("WrittenAt(a, 5)=%+v %v, want the expiry's tombstone", rec, ok)
+	}
+	if _, ok := s.WrittenAt("c", 5); ok {
+		t.Error("WrittenAt(c, 5): c was not written at 5")
+	}
+	if s.Final.Expired != 1 {
+		t.Errorf("Expired=%d, want 1", s.Final.Expired)
+	}
+	if rec := s.Final.Keys["a"]; !rec.Deleted || rec.Revision != 5 {
+		t.Errorf("final a=%+v, want expired at 5", rec)
+	}
+}
+
+// TestFoldExpiryBound folds more due expiries than one message processes:
+// the rest expire at the following messages, in (expiry, key) order.
+func TestFoldExpiryBound(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	var msgs []history.Message
+	n := history.MaxExpiries + 10
+	for i := range n {
+		msgs = append(msgs, history.Message{Seq: uint64(i + 1), Kind: history.Put, Key: fmt.Sprintf("k%04d", i),
+			Value: []byte("v"), Time: t0, TTL: time.Second})
+	}
+	msgs = append(msgs,
+		history.Message{Seq: uint64(n + 1), Kind: history.Tick, Time: t0.Add(time.Minute)},
+		history.Message{Seq: uint64(n + 2), Kind: history.Tick, Time: t0.Add(2 * time.Minute)})
+	s := history.NewSnapshots(msgs)
+	first := s.Final.Keys[fmt.Sprintf("k%04d", history.MaxExpiries-1)]
+	rest := s.Final.Keys[fmt.Sprintf("k%04d", history.MaxExpiries)]
+	if first.Revision != uint64(n+1) || rest.Revision != uint64(n+2) || !first.Deleted || !rest.Deleted {
+		t.Fatalf("last of the first %d expired at %d, the next at %d; want %d and %d", history.MaxExpiries, first.Revision, rest.Revision, n+1, n+2)
+	}
 }

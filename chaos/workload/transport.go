@@ -23,7 +23,7 @@ func (s *session) doNATS(ctx context.Context, op *history.Op, tok api.Token) api
 	switch op.Kind {
 	case history.Put, history.Delete:
 		req := api.WriteRequest{Op: api.OpPut, Key: op.Key, Value: op.Value, Token: tok, WriteID: op.WriteID,
-			Session: op.SessionID, SessionSeq: op.SessionSeq}
+			Session: op.SessionID, SessionSeq: op.SessionSeq, TTL: op.TTL}
 		if op.Kind == history.Delete {
 			req.Op = api.OpDelete
 		}
@@ -105,6 +105,9 @@ func (s *session) doHTTP(ctx context.Context, base string, op *history.Op, tok a
 	}
 	if op.Kind.IsWrite() {
 		req.Header.Set(api.HeaderWriteID, op.WriteID)
+		if op.TTL > 0 {
+			req.Header.Set(api.HeaderTTL, op.TTL.String())
+		}
 		if op.SessionID != "" {
 			req.Header.Set(api.HeaderSession, op.SessionID)
 			req.Header.Set(api.HeaderSessionSeq, strconv.FormatUint(op.SessionSeq, 10))

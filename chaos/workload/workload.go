@@ -92,6 +92,8 @@ type Config struct {
 	// send a write id again with other content, and again with the same
 	// content (see reuse).
 	Reusers int
+	// TTL gives one put in four a time to live of 1 to 3 seconds.
+	TTL bool
 }
 
 func (c *Config) setDefaults() {
@@ -259,6 +261,9 @@ func (s *session) next(index int) history.Op {
 				pad = strings.Repeat("y", 16<<10+s.rng.IntN(16<<10))
 			}
 			op.Value = fmt.Appendf(nil, "v-%s-%d-%d-%s", s.cfg.RunID, s.id, index, pad)
+			if s.cfg.TTL && s.rng.IntN(4) == 0 {
+				op.TTL = time.Duration(1+s.rng.IntN(3)) * time.Second
+			}
 		}
 		if s.cfg.SessionOrder {
 			s.writes++
