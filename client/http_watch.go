@@ -68,7 +68,7 @@ func (h *HTTP) Watch(ctx context.Context, req api.WatchRequest) iter.Seq2[Event,
 
 // watchOnce runs one connection of w; nil when the stream ended.
 func (h *HTTP) watchOnce(ctx context.Context, w *watchState) error {
-	w.initial = w.initial[:0]
+	w.resuming()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	q := url.Values{}

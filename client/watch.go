@@ -149,6 +149,24 @@ type watchState struct {
 	// nobody can serve fails rather than hangs.
 	started bool
 	begun   time.Time
+	// group is the revision of the last change passed on, groupSeen how
+	// many changes of it were: one revision may have several (a message's
+	// write and the expiries it brings). req.After moves past a revision
+	// only once it is complete, and a resume skips the changes of it
+	// already passed on, which the replica sends again.
+	group     uint64
+	groupSeen int
+	replay    int
+}
+
+// resuming prepares a new attempt: the replica sends again the changes of
+// a revision passed on in part.
+func (w *watchState) resuming() {
+	w.initial = w.initial[:0]
+	w.replay = 0
+	if w.group > w.req.After {
+		w.replay = w.groupSeen
+	}
 }
 
 // giveUp reports whether a watch that failed to start with err, wait after
@@ -231,7 +249,7 @@ func retryable(err error) bool {
 // replica it asked (or that answered).
 func (w *natsWatch) attempt(ctx context.Context, exclude string) (string, error) {
 	c := w.c
-	w.initial = w.initial[:0]
+	w.resuming()
 	target := w.req.Replica
 	if target == "" && c.Router != nil {
 		need := w.req.Token.Seq
@@ -352,6 +370,20 @@ func (w *watchState) handle(ev Event) error {
 		if w.req.Resume && ev.ID <= w.req.After {
 			return nil // sent before; a replica never does, but nothing repeats
 		}
+		if ev.ID == w.group {
+			if w.replay > 0 {
+				w.replay-- // passed on before the resume
+				return nil
+			}
+			w.groupSeen++
+		} else {
+			if w.group != 0 {
+				w.req.After = max(w.req.After, w.group) // the revision before is complete
+			}
+			w.group, w.groupSeen, w.replay = ev.ID, 1, 0
+		}
+		w.req.Resume = true
+		return emit(ev)
 	case api.EventSynced:
 		if w.req.Resume {
 			return nil
@@ -363,8 +395,8 @@ func (w *watchState) handle(ev Event) error {
 		}
 		w.initial = nil
 	case api.EventProgress:
-		if w.req.Resume && ev.ID < w.req.After {
-			return nil
+		if w.req.Resume && ev.ID < max(w.req.After, w.group) {
+			return nil // ids never go back
 		}
 	}
 	if ev.Type != api.EventPut || ev.ID != 0 {
