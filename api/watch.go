@@ -44,6 +44,10 @@ type Event struct {
 	Key      string
 	Revision uint64
 	Value    []byte
+	// More marks a change that more changes of the same revision follow
+	// (a message's write and the expiries it brings share its revision):
+	// a resume point is complete only at the last of them.
+	More bool
 	// Token is the session token as of the event.
 	Token Token
 	// Err is the error of an EventError.

@@ -122,6 +122,10 @@ func (h *HTTP) watchOnce(ctx context.Context, w *watchState) error {
 			if err != nil {
 				return errResume{err}
 			}
+			if ev.ID == 0 && w.req.Resume && (ev.Type == api.EventPut || ev.Type == api.EventDelete) {
+				// A change that more of its revision follow names no id.
+				ev.ID, ev.More = ev.Revision, true
+			}
 			if err := w.handle(ev); err != nil {
 				return err
 			}

@@ -146,7 +146,9 @@ func appendSSE(b []byte, ev api.Event, v any) []byte {
 		b = strconv.AppendUint(append(b, "id: "...), ev.ID, 10)
 		b = append(b, '\n')
 	case api.EventPut, api.EventDelete:
-		if ev.ID != 0 {
+		// Only the last change of a revision names it: a reconnect in
+		// the middle of a revision's changes gets all of them again.
+		if ev.ID != 0 && !ev.More {
 			b = strconv.AppendUint(append(b, "id: "...), ev.ID, 10)
 			b = append(b, '\n')
 		}

@@ -315,11 +315,14 @@ func (w *sseWatcher) event(t testing.TB, ev sseEvent) {
 		// The stream ends; the reconnect resumes from lastID.
 	case ev.Type == "synced":
 		w.synced = w.lastID
-	case ev.Type == "put" && !ev.HasID:
+	case ev.Type == "put" && !ev.HasID && w.synced == 0:
 		var d api.EventJSON
 		_ = json.Unmarshal([]byte(ev.Data), &d)
 		w.initial[d.Key] = string(d.Value)
 	case ev.Type == "put" || ev.Type == "delete":
+		if !ev.HasID { // more changes of its revision follow
+			ev.ID = strconv.FormatUint(ev.change(t).Revision, 10)
+		}
 		w.changes = append(w.changes, ev)
 	}
 }
@@ -748,17 +751,36 @@ func TestWatchExpiry(t *testing.T) {
 	if ev := w.next(t, 10*time.Second); ev.Type != "synced" {
 		t.Fatalf("event %+v, want synced", ev)
 	}
-	p := put(t, s, "t/session", "x", api.HeaderTTL, "1s")
-	ev := w.next(t, 10*time.Second)
-	if d := ev.change(t); ev.Type != "put" || d.Key != "t/session" || d.Revision != p.Revision {
-		t.Fatalf("event %+v, want the put at %d", ev, p.Revision)
+	keys := []string{"t/a", "t/b", "t/c"}
+	var last api.WriteJSON
+	for _, k := range keys {
+		last = put(t, s, k, "x", api.HeaderTTL, "1s")
 	}
-	ev = w.next(t, 20*time.Second)
-	d := ev.change(t)
-	if id, _ := strconv.ParseUint(ev.ID, 10, 64); ev.Type != "delete" || d.Key != "t/session" || d.Revision <= p.Revision || id != d.Revision {
-		t.Fatalf("event %+v, want the expiry of t/session after %d", ev, p.Revision)
+	for _, k := range keys {
+		if ev := w.next(t, 10*time.Second); ev.Type != "put" || ev.change(t).Key != k || !ev.HasID {
+			t.Fatalf("event %+v, want the put of %s", ev, k)
+		}
 	}
-	if r := do(t, "GET", s.URL+"/v1/kv/t/session", "", api.HeaderToken, d.Token); r.Status != 404 {
-		t.Fatalf("read at the expiry's token: %d, want 404", r.Status)
+	// The three expire, likely at one message: the changes of one
+	// revision name it only on the last of them.
+	expired := map[string]bool{}
+	var d api.EventJSON
+	var ev sseEvent
+	for range keys {
+		ev = w.next(t, 20*time.Second)
+		d = ev.change(t)
+		if ev.Type != "delete" || !strings.HasPrefix(d.Key, "t/") || d.Revision <= last.Revision || expired[d.Key] {
+			t.Fatalf("event %+v, want an expiry after %d", ev, last.Revision)
+		}
+		expired[d.Key] = true
+		if ev.HasID && ev.ID != strconv.FormatUint(d.Revision, 10) {
+			t.Fatalf("event %+v: id is not its revision", ev)
+		}
+	}
+	if !ev.HasID {
+		t.Fatalf("the last expiry %+v names no id", ev)
+	}
+	if r := do(t, "GET", s.URL+"/v1/kv/t/c", "", api.HeaderToken, d.Token); r.Status != 404 {
+		t.Fatalf("read at the last expiry's token: %d, want 404", r.Status)
 	}
 }

@@ -370,9 +370,12 @@ func (w *watch) run(ctx context.Context) error {
 			return err
 		}
 		buf = recs
-		for _, rec := range recs {
+		for i, rec := range recs {
 			ev := api.Event{Type: api.EventPut, ID: rec.Revision, Key: rec.Key, Revision: rec.Revision, Value: rec.Value,
-				Token: r.cfg.Stream.Token(max(w.need, rec.Revision))}
+				Token: r.cfg.Stream.Token(max(w.need, rec.Revision)),
+				// A read never splits a revision's changes: the last of
+				// them is in recs.
+				More: i+1 < len(recs) && recs[i+1].Revision == rec.Revision}
 			if rec.Deleted {
 				ev.Type, ev.Value = api.EventDelete, nil
 			}

@@ -23,6 +23,9 @@ const (
 	// HeaderEventSeq numbers the events of one watch from 1, so that a lost
 	// message shows.
 	HeaderEventSeq = "Tidemark-Event-Seq"
+	// HeaderEventMore, "1", marks a change that more changes of its
+	// revision follow.
+	HeaderEventMore = "Tidemark-Event-More"
 )
 
 // Bounds of a watch request's progress interval.
@@ -145,6 +148,9 @@ func EventMsg(subject string, n uint64, ev api.Event) *nats.Msg {
 	if ev.ID != 0 {
 		m.Header.Set(HeaderEventID, strconv.FormatUint(ev.ID, 10))
 	}
+	if ev.More {
+		m.Header.Set(HeaderEventMore, "1")
+	}
 	if ev.Type == api.EventError {
 		m.Data, _ = json.Marshal(api.ErrorBodyOf(ev.Err))
 		return m
@@ -185,6 +191,12 @@ func DecodeEvent(m *nats.Msg) (uint64, api.Event, error) {
 		if ev.ID, err = strconv.ParseUint(s, 10, 64); err != nil {
 			return bad("%s %q", HeaderEventID, s)
 		}
+	}
+	switch more := m.Header.Get(HeaderEventMore); {
+	case more == "1" && (ev.Type == api.EventPut || ev.Type == api.EventDelete) && ev.ID != 0:
+		ev.More = true
+	case more != "":
+		return bad("%s %q on a %s event", HeaderEventMore, more, ev.Type)
 	}
 	if ev.Type == api.EventError {
 		var body api.ErrorJSON
