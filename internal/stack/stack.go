@@ -67,8 +67,8 @@ type Front struct {
 }
 
 // NewFront returns the front of the pipeline on conn whose stream is named
-// streamName. The gateway writes and reads over NATS unless gc sets its
-// Writer or Reader; its Monitor is made unless gc sets one; noRouter sends
+// streamName. The gateway writes, reads and watches over NATS unless gc
+// sets its Writer, Reader or Watcher; its Monitor is made unless gc sets one; noRouter sends
 // reads to the shared subject (any ready replica) instead of routing them
 // by the replicas' advertised progress.
 func NewFront(conn *nats.Conn, streamName string, subjects wire.Subjects, gc gateway.Config, noRouter bool) (*Front, error) {
@@ -94,6 +94,9 @@ func NewFront(conn *nats.Conn, streamName string, subjects wire.Subjects, gc gat
 	}
 	if gc.Reader == nil {
 		gc.Reader = f.Transport
+	}
+	if gc.Watcher == nil {
+		gc.Watcher = f.Transport // watches go to the replicas over NATS, in-process ones too
 	}
 	f.Gateway = gateway.New(gc)
 	return f, nil
