@@ -164,3 +164,45 @@ func TestWatchResumesFromSilentReplica(t *testing.T) {
 		t.Fatal("the watch did not give up the silent replica")
 	}
 }
+
+// TestHTTPWatchSignedTokens: with a gateway that signs its tokens, a
+// session's watch over HTTP starts with the session's signed token and
+// keeps the signed tokens of its events, so that the session's next read
+// is accepted and sees the watched write.
+func TestHTTPWatchSignedTokens(t *testing.T) {
+	signer, err := api.NewSigner([]byte("watch-key-0123456789"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := stacktest.Start(t, stacktest.Options{Replicas: 2, Signer: signer, WatchProgress: 100 * time.Millisecond})
+	c := client.New(client.NewHTTP(s.URL))
+	sess := c.NewSession()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := sess.Put(ctx, "sig/1", []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	// Another client writes the change the watch then sees: only the
+	// watch hands this transport the signed token of its revision.
+	other := client.New(client.NewHTTP(s.URL)).NewSession()
+	var seen uint64
+	for ev, err := range sess.Watch(ctx, "sig/") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Type == api.EventSynced {
+			w, err := other.Put(ctx, "sig/2", []byte("b"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen = w.Revision
+		}
+		if seen != 0 && ev.ID == seen {
+			break
+		}
+	}
+	got, err := sess.Get(ctx, "sig/2")
+	if err != nil || string(got.Record.Value) != "b" {
+		t.Fatalf("read after the watch: %+v %v, want b", got, err)
+	}
+}
