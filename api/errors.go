@@ -38,26 +38,30 @@ var (
 	ErrWriteIDReused = errors.New("write id reused")
 	// ErrUnknownReplica means a read named a replica that no one serves.
 	ErrUnknownReplica = errors.New("unknown replica")
+	// ErrResumePointCompacted means a watch asked to resume from a
+	// revision the replicas no longer hold; the client lists again.
+	ErrResumePointCompacted = errors.New("resume point compacted")
 	// ErrInternal is an unexpected failure.
 	ErrInternal = errors.New("internal error")
 )
 
 // Error codes, as they appear in HTTP error bodies and NATS error headers.
 const (
-	CodeInvalidToken        = "invalid_token"
-	CodeInvalidKey          = "invalid_key"
-	CodeInvalidRequest      = "invalid_request"
-	CodeTokenStreamMismatch = "token_stream_mismatch"
-	CodeTokenFromFuture     = "token_from_future"
-	CodeNotFound            = "not_found"
-	CodeRevisionMismatch    = "revision_mismatch"
-	CodeValueTooLarge       = "value_too_large"
-	CodeUnavailable         = "unavailable"
-	CodeTokenWaitTimeout    = "token_wait_timeout"
-	CodeOutOfOrder          = "write_out_of_order"
-	CodeWriteIDReused       = "write_id_reused"
-	CodeUnknownReplica      = "unknown_replica"
-	CodeInternal            = "internal"
+	CodeInvalidToken         = "invalid_token"
+	CodeInvalidKey           = "invalid_key"
+	CodeInvalidRequest       = "invalid_request"
+	CodeTokenStreamMismatch  = "token_stream_mismatch"
+	CodeTokenFromFuture      = "token_from_future"
+	CodeNotFound             = "not_found"
+	CodeRevisionMismatch     = "revision_mismatch"
+	CodeValueTooLarge        = "value_too_large"
+	CodeUnavailable          = "unavailable"
+	CodeTokenWaitTimeout     = "token_wait_timeout"
+	CodeOutOfOrder           = "write_out_of_order"
+	CodeWriteIDReused        = "write_id_reused"
+	CodeUnknownReplica       = "unknown_replica"
+	CodeResumePointCompacted = "resume_point_compacted"
+	CodeInternal             = "internal"
 )
 
 var codes = []struct {
@@ -77,6 +81,7 @@ var codes = []struct {
 	{ErrOutOfOrder, CodeOutOfOrder},
 	{ErrWriteIDReused, CodeWriteIDReused},
 	{ErrUnknownReplica, CodeUnknownReplica},
+	{ErrResumePointCompacted, CodeResumePointCompacted},
 	{ErrInternal, CodeInternal},
 }
 

@@ -156,6 +156,17 @@ func (s *Session) ScanAll(ctx context.Context, prefix string, opts ...ReadOption
 	return c.ScanAll(WithSession(ctx, s), prefix, opts...)
 }
 
+// Watch watches the keys under prefix in this session: the watch starts at
+// the session's token (its initial state has every write the session has
+// seen) and merges each event's token into the session (Client.Watch).
+func (s *Session) Watch(ctx context.Context, prefix string, opts ...WatchOption) iter.Seq2[Event, error] {
+	c, err := s.client()
+	if err != nil {
+		return func(yield func(Event, error) bool) { yield(Event{}, err) }
+	}
+	return c.Watch(WithSession(ctx, s), prefix, opts...)
+}
+
 // write sends req through c as the session's next write, after the
 // session's earlier writes have been answered.
 func (s *Session) write(ctx context.Context, c *Client, req api.WriteRequest) (api.WriteResult, error) {

@@ -45,6 +45,10 @@ const (
 	// DefaultGatewayMaxWait is the longest wait a request may ask for.
 	DefaultGatewayMaxWait = Duration(api.DefaultMaxWait)
 
+	// DefaultGatewayWatchProgress is how often an idle watch gets a
+	// progress event.
+	DefaultGatewayWatchProgress = Duration(api.DefaultWatchProgress)
+
 	// DefaultWriterGroupCommit turns on the writer's group commit.
 	DefaultWriterGroupCommit = true
 	// DefaultWriterGroupCommitMin is the fewest writes sent as one batch.
@@ -61,6 +65,11 @@ const (
 	DefaultReplicaBootstrap = true
 	// DefaultReplicaCacheMB is the size of a replica's record cache, in MiB.
 	DefaultReplicaCacheMB = replicator.DefaultCacheBytes >> 20
+	// DefaultReplicaWatchWindow is how many recent changes a replica keeps
+	// for watches to resume in.
+	DefaultReplicaWatchWindow = replicator.DefaultWatchWindow
+	// DefaultReplicaWatchWindowMB bounds the watch window's keys and values, in MiB.
+	DefaultReplicaWatchWindowMB = replicator.DefaultWatchWindowBytes >> 20
 
 	// DefaultReplicaTombstoneHorizon is how long, in stream time, a
 	// replica keeps a deleted key's tombstone.
@@ -204,6 +213,10 @@ type GatewayConfig struct {
 	// AccessLog logs one line per HTTP request: method, path, status,
 	// bytes, duration, the replica that served it and the token's sequence.
 	AccessLog bool `yaml:"access_log"`
+	// WatchProgress is how often an idle watch (GET /v1/watch) gets a
+	// progress event, 100ms to 1m; a replica that sends nothing for three
+	// of them is left for another.
+	WatchProgress Duration `yaml:"watch_progress"`
 }
 
 // WriterConfig describes the writer role.
@@ -248,6 +261,13 @@ type ReplicaConfig struct {
 	// tombstone of a deleted key; after it a read of the key is a 404
 	// without the delete's revision, as if the key had never existed.
 	TombstoneHorizon Duration `yaml:"tombstone_horizon"`
+	// WatchWindow is how many of the most recent changes the replica keeps
+	// in memory for watches, 1 to 10000000: a watch resumes from a revision
+	// inside it (older is 410 resume_point_compacted), and a watcher that
+	// falls further behind is cut off. WatchWindowMB bounds their keys and
+	// values, in MiB (1 to 65536).
+	WatchWindow   int `yaml:"watch_window"`
+	WatchWindowMB int `yaml:"watch_window_mb"`
 }
 
 // CompactionConfig describes how the stream is kept bounded: replicas store
@@ -316,6 +336,7 @@ func Default() Config {
 			MaxValueBytes: DefaultGatewayMaxValueBytes,
 			DefaultWait:   DefaultGatewayDefaultWait,
 			MaxWait:       DefaultGatewayMaxWait,
+			WatchProgress: DefaultGatewayWatchProgress,
 		},
 		Writer: WriterConfig{
 			GroupCommit:    DefaultWriterGroupCommit,
@@ -328,6 +349,8 @@ func Default() Config {
 			CacheMB:    DefaultReplicaCacheMB,
 
 			TombstoneHorizon: DefaultReplicaTombstoneHorizon,
+			WatchWindow:      DefaultReplicaWatchWindow,
+			WatchWindowMB:    DefaultReplicaWatchWindowMB,
 		},
 		Compaction: CompactionConfig{
 			Enabled:          DefaultCompactionEnabled,

@@ -50,6 +50,9 @@ func TestDefault_Values(t *testing.T) {
 		{"compaction.snapshot_age", c.Compaction.SnapshotAge, config.Duration(10 * time.Minute)},
 		{"compaction.window_messages", c.Compaction.WindowMessages, int64(50000)},
 		{"compaction.interval", c.Compaction.Interval, config.Duration(10 * time.Second)},
+		{"replica.watch_window", c.Replica.WatchWindow, 100000},
+		{"replica.watch_window_mb", c.Replica.WatchWindowMB, 64},
+		{"gateway.watch_progress", c.Gateway.WatchProgress, config.Duration(5 * time.Second)},
 		{"dev.replicas", c.Dev.Replicas, 2},
 		{"dev.nats_listen", c.Dev.NATSListen, "127.0.0.1:4222"},
 		{"dev.data", c.Dev.Data, "./tidemark-data"},
@@ -67,7 +70,7 @@ func TestDefault_Values(t *testing.T) {
 
 func TestFields(t *testing.T) {
 	names := config.Fields()
-	if got, want := len(names), 43; got != want {
+	if got, want := len(names), 46; got != want {
 		t.Fatalf("len(Fields())=%d, want %d: %v", got, want, names)
 	}
 	if !slices.IsSorted(names) {

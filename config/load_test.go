@@ -99,6 +99,7 @@ func fullConfig() config.Config {
 			MaxValueBytes: 4096,
 			DefaultWait:   config.Duration(2 * time.Second),
 			MaxWait:       config.Duration(10 * time.Second),
+			WatchProgress: config.Duration(5 * time.Second),
 		},
 		Writer: config.WriterConfig{GroupCommit: false, GroupCommitMin: 3},
 		Replica: config.ReplicaConfig{
@@ -110,6 +111,8 @@ func fullConfig() config.Config {
 			CacheMB:    16,
 
 			TombstoneHorizon: config.Duration(48 * time.Hour),
+			WatchWindow:      100000,
+			WatchWindowMB:    64,
 		},
 		Compaction: config.CompactionConfig{
 			Enabled: false, SnapshotMessages: 5000, SnapshotAge: config.Duration(time.Minute),

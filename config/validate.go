@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tidemark/tidemark/stream"
 )
@@ -68,6 +69,10 @@ func (c Config) Validate() error {
 		v.add("gateway.default_wait", fmt.Sprintf("must not exceed gateway.max_wait (%s), got %s", c.Gateway.MaxWait, c.Gateway.DefaultWait))
 	}
 
+	if d := c.Gateway.WatchProgress; d < Duration(100*time.Millisecond) || d > Duration(time.Minute) {
+		v.add("gateway.watch_progress", fmt.Sprintf("must be between 100ms and 1m, got %s", d))
+	}
+
 	// writer
 	v.between("writer.group_commit_min", int64(c.Writer.GroupCommitMin), 1, stream.MaxAtomicBatch)
 
@@ -77,6 +82,8 @@ func (c Config) Validate() error {
 	}
 	v.nonEmpty("replica.data", c.Replica.Data)
 	v.between("replica.cache_mb", int64(c.Replica.CacheMB), 0, maxReplicaCacheMB)
+	v.between("replica.watch_window", int64(c.Replica.WatchWindow), 1, 10_000_000)
+	v.between("replica.watch_window_mb", int64(c.Replica.WatchWindowMB), 1, 65536)
 	if c.Replica.HTTP != "" {
 		v.check("replica.http", listenAddr(c.Replica.HTTP))
 	}

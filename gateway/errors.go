@@ -24,6 +24,8 @@ func statusOf(code string) int {
 		return http.StatusUnprocessableEntity
 	case api.CodeValueTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case api.CodeResumePointCompacted:
+		return http.StatusGone
 	case api.CodeUnavailable:
 		return http.StatusServiceUnavailable
 	case api.CodeTokenWaitTimeout:

@@ -4,6 +4,7 @@ import (
 	"github.com/tidemark/tidemark/api"
 
 	"context"
+	"iter"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -68,6 +69,52 @@ func FuzzHTTPRequest(f *testing.F) {
 		}
 		if w.Code >= 400 && w.Code < 500 && rec.writes > 0 {
 			t.Fatalf("%s %s answered %d after writing", method, path, w.Code)
+		}
+	})
+}
+
+// watchRecorder is a Watcher that checks what reaches it and answers with
+// one synced event.
+type watchRecorder struct{ watches int }
+
+func (r *watchRecorder) Watch(_ context.Context, req api.WatchRequest) iter.Seq2[api.Event, error] {
+	r.watches++
+	if err := req.Validate(); err != nil {
+		panic("gateway passed an invalid watch request: " + err.Error())
+	}
+	return func(yield func(api.Event, error) bool) {
+		yield(api.Event{Type: api.EventSynced, ID: 1, Token: api.NewToken("ab", 1)}, nil)
+	}
+}
+
+// FuzzWatchRequest sends arbitrary queries, Last-Event-ID, token and wait
+// headers to GET /v1/watch: it never panics, a request it rejects (4xx)
+// never reaches the watcher, and one it accepts is an event stream.
+func FuzzWatchRequest(f *testing.F) {
+	f.Add("prefix=a/&after=3", "", "1.ab.1", "2s", "")
+	f.Add("prefix=%ff", "x", "", "", "r1")
+	f.Add("after=-1", "18446744073709551616", "garbage", "-1s", "a.b")
+	f.Fuzz(func(t *testing.T, query, lastID, tok, wait, replica string) {
+		rec := &watchRecorder{}
+		g := New(Config{Reader: &recorder{}, Watcher: rec})
+		req, err := http.NewRequest("GET", "http://x/v1/watch", nil)
+		if err != nil {
+			t.Skip()
+		}
+		req.URL.RawQuery = query
+		req.Header.Set(HeaderLastEventID, lastID)
+		req.Header.Set(api.HeaderToken, tok)
+		req.Header.Set(api.HeaderWait, wait)
+		req.Header.Set(api.HeaderReplica, replica)
+		w := httptest.NewRecorder()
+		g.Handler().ServeHTTP(w, req)
+		switch {
+		case w.Code >= 400 && w.Code < 500 && rec.watches > 0:
+			t.Fatalf("?%s answered %d after watching", query, w.Code)
+		case w.Code == 200 && (w.Header().Get("Content-Type") != "text/event-stream" || !strings.Contains(w.Body.String(), "event: synced\n")):
+			t.Fatalf("?%s: 200 with %q %q", query, w.Header().Get("Content-Type"), w.Body.String())
+		case w.Code != 200 && w.Code < 400:
+			t.Fatalf("?%s: status %d", query, w.Code)
 		}
 	})
 }

@@ -54,6 +54,12 @@ type Config struct {
 	// DefaultWait is a read's wait bound when the request sets none;
 	// MaxWait caps what a request may ask for.
 	DefaultWait, MaxWait time.Duration
+	// Watcher serves watches (GET /v1/watch); nil uses the Reader when it
+	// is one (the NATS client transport is).
+	Watcher Watcher
+	// WatchProgress is how often an idle watch gets a progress event;
+	// api.DefaultWatchProgress when 0.
+	WatchProgress time.Duration
 	// Ready reports whether the gateway can serve (nil) or why not.
 	Ready func() error
 	// Signer, when set, signs the tokens handed to clients and rejects
@@ -88,6 +94,10 @@ type Gateway struct {
 
 	mu   sync.Mutex
 	addr net.Addr
+
+	// closing ends when the gateway shuts down, which ends its watches.
+	closing context.Context
+	close   context.CancelFunc
 }
 
 // New returns a gateway with defaults filled in; Run starts it.
@@ -107,7 +117,11 @@ func New(cfg Config) *Gateway {
 	if cfg.Ready == nil {
 		cfg.Ready = func() error { return nil }
 	}
+	if cfg.WatchProgress <= 0 {
+		cfg.WatchProgress = api.DefaultWatchProgress
+	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger}
+	g.closing, g.close = context.WithCancel(context.Background())
 	g.metrics = newMetrics(cfg.Registerer, cfg.Gatherer)
 	g.handler = g.routes()
 	if cfg.AccessLog {
@@ -149,6 +163,7 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    DefaultMaxHeaderBytes,
 		ErrorLog:          nil,
 	}
+	srv.RegisterOnShutdown(g.close) // watches would hold Shutdown up
 	g.log.Info().Str("addr", ln.Addr().String()).Msg("gateway listening")
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

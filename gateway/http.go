@@ -42,6 +42,10 @@ func (g *Gateway) routes() http.Handler {
 			g.metrics.handler.ServeHTTP(w, r)
 		case path == statusJSONPath || path == statusPagePath:
 			g.serveStatus(w, r) // status.go
+		case path == watchPath:
+			g.watch(w, r) // watch.go
+		case path == watchPagePath:
+			serveWatchPage(w, r)
 		case path == kvPath:
 			g.instrument("scan", w, r, g.scan, http.MethodGet)
 		case strings.HasPrefix(path, kvPath+"/"):

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -74,6 +75,16 @@ type Service struct {
 	Ready func(ctx context.Context) error
 	// MaxInFlight bounds the requests handled at once; set it before Run.
 	MaxInFlight int
+	// WatchProgress is how often an idle watch gets a progress event when
+	// its request does not say; api.DefaultWatchProgress by default.
+	WatchProgress time.Duration
+	// WatchUnacked is the most events sent to a watcher beyond what it
+	// acknowledged (DefaultWatchUnacked); WatchClientTimeout is how long a
+	// watch is kept whose watcher sends nothing (DefaultWatchClientTimeout).
+	WatchUnacked       int
+	WatchClientTimeout time.Duration
+
+	watches watches
 
 	nc       *nats.Conn
 	subjects wire.Subjects
@@ -83,13 +94,18 @@ type Service struct {
 
 // NewService returns a service for r on nc under subjects.
 func NewService(nc *nats.Conn, subjects wire.Subjects, r *Reader, logger zerolog.Logger) *Service {
-	return &Service{
-		MaxInFlight: DefaultMaxInFlight,
-		nc:          nc,
-		subjects:    subjects,
-		r:           r,
-		log:         logger.With().Str("replica", r.Replica()).Logger(),
+	s := &Service{
+		MaxInFlight:        DefaultMaxInFlight,
+		WatchProgress:      api.DefaultWatchProgress,
+		WatchUnacked:       DefaultWatchUnacked,
+		WatchClientTimeout: DefaultWatchClientTimeout,
+		nc:                 nc,
+		subjects:           subjects,
+		r:                  r,
+		log:                logger.With().Str("replica", r.Replica()).Logger(),
 	}
+	s.watches.s = s
+	return s
 }
 
 // Run registers the service and serves until ctx ends; it then stops the
@@ -100,6 +116,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if !api.ValidID(id) {
 		return fmt.Errorf("reader service: replica id %q: want 1 to %d letters, digits, '-' or '_'", id, api.MaxIDLen)
 	}
+	defer s.watches.wg.Wait() // the watches end with ctx, after the service has stopped
 	pool := wire.NewPool(ctx, s.MaxInFlight)
 	defer pool.Close() // after the service has stopped
 	svc, err := micro.AddService(s.nc, micro.Config{
@@ -133,10 +150,14 @@ func (s *Service) Run(ctx context.Context) error {
 		micro.WithEndpointMetadata(endpointMetadata(true, own))); err != nil {
 		return fmt.Errorf("reader service: %w", err)
 	}
+	watch := s.watches.handler(ctx)
+	if err := s.addWatchEndpoint(svc, "replica_watch", s.subjects.ReplicaWatch(id), false, watch, own); err != nil {
+		return err
+	}
 	s.log.Info().Str("get", s.subjects.ReplicaGet(id)).Str("scan", s.subjects.ReplicaScan(id)).Msg("reader service started")
 
 	joined := make(chan error, 1)
-	go func() { joined <- s.join(ctx, svc, get, scan) }()
+	go func() { joined <- s.join(ctx, svc, get, scan, watch) }()
 	select {
 	case <-ctx.Done():
 		return <-joined
@@ -150,7 +171,7 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // join adds the shared endpoints once the store is ready.
-func (s *Service) join(ctx context.Context, svc micro.Service, get, scan micro.Handler) error {
+func (s *Service) join(ctx context.Context, svc micro.Service, get, scan, watch micro.Handler) error {
 	if s.Ready != nil {
 		if err := s.Ready(ctx); err != nil {
 			if ctx.Err() == nil {
@@ -167,6 +188,9 @@ func (s *Service) join(ctx context.Context, svc micro.Service, get, scan micro.H
 	if err := svc.AddEndpoint("scan", scan, micro.WithEndpointSubject(s.subjects.Scan()), micro.WithEndpointQueueGroup(QueueGroup),
 		micro.WithEndpointMetadata(endpointMetadata(true, shared))); err != nil {
 		return fmt.Errorf("reader service: %w", err)
+	}
+	if err := s.addWatchEndpoint(svc, "watch", s.subjects.Watch(), true, watch, shared); err != nil {
+		return err
 	}
 	s.log.Info().Str("get", s.subjects.Get()).Str("scan", s.subjects.Scan()).Str("queue", QueueGroup).Msg("reader taking shared reads")
 	return nil

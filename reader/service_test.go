@@ -166,7 +166,9 @@ func TestServiceEndToEnd(t *testing.T) {
 		"get@" + subjects.Get() + "/" + reader.QueueGroup,
 		"replica_get@" + subjects.ReplicaGet("r1") + "/",
 		"replica_scan@" + subjects.ReplicaScan("r1") + "/",
+		"replica_watch@" + subjects.ReplicaWatch("r1") + "/",
 		"scan@" + subjects.Scan() + "/" + reader.QueueGroup,
+		"watch@" + subjects.Watch() + "/" + reader.QueueGroup,
 	}
 	if !slices.Equal(names, want) {
 		t.Fatalf("endpoints=%v, want %v", names, want)

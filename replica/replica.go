@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -51,6 +52,16 @@ type Config struct {
 	// CacheBytes bounds the cache of current records point reads are served
 	// from; 0 means replicator.DefaultCacheBytes, negative turns it off.
 	CacheBytes int64
+	// WatchWindow and WatchWindowBytes bound the recent changes kept for
+	// watches (replicator.Config.WatchWindow); 0 means the defaults.
+	WatchWindow      int
+	WatchWindowBytes int64
+	// WatchClientTimeout is how long a watch is kept whose watcher sends
+	// nothing; 0 means reader.DefaultWatchClientTimeout. WatchUnacked is the
+	// most events sent beyond what a watcher acknowledged; 0 means
+	// reader.DefaultWatchUnacked.
+	WatchClientTimeout time.Duration
+	WatchUnacked       int
 	// Bootstrap lets a replica that finds the stream no longer holds what
 	// it needs (limits, a purge) restore a snapshot of a ready replica,
 	// carried by a JetStream object store, and go on from there; without
@@ -72,7 +83,8 @@ type Replica struct {
 	cfg     Config
 	repl    *replicator.Replicator
 	rd      *reader.Reader
-	compact *compactor // nil: compaction off
+	compact *compactor                     // nil: compaction off
+	svc     atomic.Pointer[reader.Service] // while Run serves over NATS
 }
 
 // New returns a replica; Open opens its directory.
@@ -83,7 +95,8 @@ func New(cfg Config) *Replica {
 		boot = &fetcher{id: cfg.ID, st: cfg.Stream, subjects: cfg.Subjects, nc: cfg.Conn, log: cfg.Logger.With().Str("replica", cfg.ID).Logger()}
 	}
 	repl := replicator.New(replicator.Config{ID: cfg.ID, Dir: cfg.Dir, SyncWrites: cfg.SyncWrites, Stream: cfg.Stream, Logger: cfg.Logger, Bootstrap: boot,
-		CacheBytes: cfg.CacheBytes, TombstoneHorizon: cfg.TombstoneHorizon, SweepInterval: cfg.SweepInterval})
+		CacheBytes: cfg.CacheBytes, TombstoneHorizon: cfg.TombstoneHorizon, SweepInterval: cfg.SweepInterval,
+		WatchWindow: cfg.WatchWindow, WatchWindowBytes: cfg.WatchWindowBytes})
 	rd := reader.New(reader.Config{Replica: cfg.ID, Store: repl, Stream: cfg.Stream, DefaultWait: cfg.DefaultWait, MaxWait: cfg.MaxWait, Logger: cfg.Logger})
 	r := &Replica{cfg: cfg, repl: repl, rd: rd}
 	if cfg.Compaction.Enabled && cfg.Conn != nil {
@@ -127,6 +140,13 @@ func (r *Replica) Run(ctx context.Context) error {
 	if r.cfg.Conn != nil {
 		svc := reader.NewService(r.cfg.Conn, r.cfg.Subjects, r.rd, r.cfg.Logger)
 		svc.Ready = r.repl.WaitReady
+		r.svc.Store(svc)
+		if r.cfg.WatchClientTimeout > 0 {
+			svc.WatchClientTimeout = r.cfg.WatchClientTimeout
+		}
+		if r.cfg.WatchUnacked > 0 {
+			svc.WatchUnacked = r.cfg.WatchUnacked
+		}
 		g.Go(func() error { return svc.Run(gctx) })
 		g.Go(func() error { return r.advertise(gctx) })
 		g.Go(func() error { return r.serveSnapshots(gctx) }) // snapshots for bootstrapping replicas (bootstrap.go)
@@ -164,6 +184,14 @@ func (r *Replica) checkIDFree(ctx context.Context) error {
 	default:
 		return fmt.Errorf("replica %s: check that its id is free: %w", r.cfg.ID, err)
 	}
+}
+
+// Watches returns how many watches the replica serves over NATS now.
+func (r *Replica) Watches() int64 {
+	if svc := r.svc.Load(); svc != nil {
+		return svc.ActiveWatches()
+	}
+	return 0
 }
 
 // Close closes the Badger directory; call it after Run has returned.

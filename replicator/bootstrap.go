@@ -290,6 +290,7 @@ func (r *Replicator) install(tmp string) (*badger.DB, error) {
 	// it serves the restored state (history.go).
 	r.setHead(h, known)
 	r.cfg.Stream.ObserveLast(applied)
+	r.feed.reset(applied)
 	r.advance(applied)
 	return db, nil
 }

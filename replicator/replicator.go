@@ -11,6 +11,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/rs/zerolog"
 
+	"github.com/tidemark/tidemark/api"
 	"github.com/tidemark/tidemark/stream"
 )
 
@@ -85,6 +86,12 @@ type Config struct {
 	// its value log rather than in the LSM tree; DefaultValueThreshold
 	// when 0.
 	ValueThreshold int64
+	// WatchWindow and WatchWindowBytes bound the watch window, the most
+	// recent changes kept in memory for watchers (feed.go): a watch resumes
+	// from a revision inside it; 0 means DefaultWatchWindow and
+	// DefaultWatchWindowBytes.
+	WatchWindow      int
+	WatchWindowBytes int64
 	// TickInterval is how often a caught-up replica checks whether a key's
 	// time to live has run out on an idle stream, which then needs a clock
 	// tick to expire it (ttl.go); DefaultTickInterval when 0. Such a key
@@ -175,6 +182,10 @@ type Replicator struct {
 	db   *badger.DB
 	// cache holds current records for point reads (cache.go); nil when off.
 	cache *recordCache
+	// feed is the watch window (feed.go); feedBuf is the apply loop's
+	// buffer of a commit's changes.
+	feed    *feed
+	feedBuf []api.Record
 
 	// mu guards the lifecycle, the stop reason, readiness and the waiters.
 	mu        sync.Mutex
@@ -250,6 +261,7 @@ func New(cfg Config) *Replicator {
 		stopCh:  make(chan struct{}),
 		readyCh: make(chan struct{}),
 		cache:   newRecordCache(cfg.CacheBytes),
+		feed:    newFeed(cfg.WatchWindow, cfg.WatchWindowBytes),
 
 		corruptCh:  make(chan error, 1),
 		appliedTxn: appliedTxnOf(cfg),
@@ -304,6 +316,7 @@ func (r *Replicator) Open() error {
 	r.cache.reset()
 	r.setHead(h, known)
 	r.applied.Store(applied)
+	r.feed.reset(applied)
 	if applied > 0 {
 		// Not served until Run has verified that the stream still holds
 		// this history (history.go).

@@ -91,6 +91,7 @@ func (r *Replicator) discard(aside bool) (*badger.DB, error) {
 	r.db = db
 	r.setHead(head{}, true)
 	r.applied.Store(0)
+	r.feed.reset(0)
 	return db, nil
 }
 

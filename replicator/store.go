@@ -209,11 +209,14 @@ func (r *Replicator) commitTxn(db *badger.DB, ds []delivery) (int, int, error) {
 	r.setHead(h, true)
 	r.committedExpiries(&exp)
 	// The cache's entries of these keys are replaced before the caller
-	// publishes applied.
+	// publishes applied. The watch feed (feed.go) gets the same changes,
+	// expiries included, here and only here, so that every change of the
+	// state reaches watchers.
 	r.cache.beginApply()
+	changes := r.feedBuf[:0]
 	ex := 0
 	for _, d := range ds {
-		ex = r.cacheExpired(&exp, ex, d.seq)
+		ex, changes = r.cacheExpired(&exp, ex, d.seq, changes)
 		if d.skip {
 			continue
 		}
@@ -222,8 +225,12 @@ func (r *Replicator) commitTxn(db *badger.DB, ds []delivery) (int, int, error) {
 			rec.Value = d.entry.Value
 		}
 		r.cache.update(d.entry.Key, rec)
+		changes = append(changes, rec)
 	}
 	r.cache.endApply()
+	r.feed.append(changes, false, last)
+	clear(changes)
+	r.feedBuf = changes[:0]
 	return len(ds), skipped, nil
 }
 
@@ -390,40 +397,17 @@ func (r *Replicator) Scan(prefix, after string, limit int, page *wire.PageBudget
 		if applied, err = readApplied(txn); err != nil {
 			return err
 		}
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = dataKey(prefix)
-		opts.PrefetchSize = min(limit+1, 100)
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		start := opts.Prefix
-		if after != "" {
-			if k := dataKey(after + "\x00"); string(k) > string(start) {
-				start = k
-			}
-		}
 		more := false
-		for it.Seek(start); it.ValidForPrefix(opts.Prefix); it.Next() {
-			item := it.Item()
-			key := string(item.Key()[len(dataPrefix):])
-			var rec api.Record
-			if err := item.Value(func(b []byte) error {
-				if len(b) > 0 && b[0] == kindTombstone {
-					rec.Deleted = true
-					return nil
-				}
-				rec, err = decodeRecord(key, b)
-				return err
-			}); err != nil {
-				return fmt.Errorf("scan %q: %w", prefix, err)
-			}
-			if rec.Deleted {
-				continue
-			}
+		err = eachLive(txn, prefix, after, min(limit+1, 100), func(rec api.Record) (bool, error) {
 			if len(items) == limit || !page.Add(rec) {
 				more = true
-				break
+				return false, nil
 			}
 			items = append(items, rec)
+			return true, nil
+		})
+		if err != nil {
+			return err
 		}
 		if more {
 			next = items[len(items)-1].Key
@@ -446,6 +430,45 @@ const DefaultSweepInterval = 10 * time.Minute
 // DefaultTombstoneHorizon is how long, in stream time, a replica keeps the
 // tombstone of a deleted key (Config.TombstoneHorizon).
 const DefaultTombstoneHorizon = 24 * time.Hour
+
+// eachLive calls fn with the live records under prefix that sort after
+// after ("" for all), in key order, in txn, until fn returns false.
+func eachLive(txn *badger.Txn, prefix, after string, prefetch int, fn func(api.Record) (bool, error)) error {
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = dataKey(prefix)
+	opts.PrefetchSize = prefetch
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	start := opts.Prefix
+	if after != "" {
+		if k := dataKey(after + "\x00"); string(k) > string(start) {
+			start = k
+		}
+	}
+	for it.Seek(start); it.ValidForPrefix(opts.Prefix); it.Next() {
+		item := it.Item()
+		key := string(item.Key()[len(dataPrefix):])
+		var rec api.Record
+		if err := item.Value(func(b []byte) (err error) {
+			if len(b) > 0 && b[0] == kindTombstone {
+				rec.Deleted = true
+				return nil
+			}
+			rec, err = decodeRecord(key, b)
+			return err
+		}); err != nil {
+			return fmt.Errorf("scan %q: %w", prefix, err)
+		}
+		if rec.Deleted {
+			continue
+		}
+		ok, err := fn(rec)
+		if err != nil || !ok {
+			return err
+		}
+	}
+	return nil
+}
 
 // sweepSessions deletes the session records that stream.SessionWindow has
 // expired as of the stream time now (Unix nanoseconds): records the order

@@ -262,14 +262,17 @@ func (r *Replicator) committedExpiries(x *expirer) {
 }
 
 // cacheExpired replaces the cache entries of the keys x expired at seq,
-// from x.expired[i:], and returns the index of the first expiry after seq;
-// commitTxn calls it in stream order, before the message at seq.
-func (r *Replicator) cacheExpired(x *expirer, i int, seq uint64) int {
+// from x.expired[i:], appends their deletes to changes (for the watch
+// feed), and returns the index of the first expiry after seq; commitTxn
+// calls it in stream order, before the message at seq.
+func (r *Replicator) cacheExpired(x *expirer, i int, seq uint64, changes []api.Record) (int, []api.Record) {
 	for ; i < len(x.expired) && x.expired[i].seq == seq; i++ {
 		e := x.expired[i]
-		r.cache.update(e.key, api.Record{Key: e.key, Revision: e.seq, Deleted: true})
+		rec := api.Record{Key: e.key, Revision: e.seq, Deleted: true}
+		r.cache.update(e.key, rec)
+		changes = append(changes, rec)
 	}
-	return i
+	return i, changes
 }
 
 // loadExpiry reads the earliest pending expiry of db's index.

@@ -202,3 +202,11 @@ func (r *Replicator) fail(err error) {
 	}
 	r.waiters = nil
 }
+
+// Waiting returns how many WaitApplied calls wait for a sequence not yet
+// applied, for tests and status.
+func (r *Replicator) Waiting() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.waiters)
+}

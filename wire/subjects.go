@@ -43,3 +43,9 @@ func (s Subjects) Status(id string) string { return s.base() + ".status." + id }
 
 // StatusAll matches every replica's status subject.
 func (s Subjects) StatusAll() string { return s.base() + ".status.*" }
+
+// Watch is where a watch starts on any one ready replica.
+func (s Subjects) Watch() string { return s.base() + ".watch" }
+
+// ReplicaWatch is where a watch starts on one replica.
+func (s Subjects) ReplicaWatch(id string) string { return s.base() + ".replica." + id + ".watch" }

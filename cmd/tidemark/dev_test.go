@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidemark/tidemark/api"
+	"github.com/tidemark/tidemark/client"
 	"github.com/tidemark/tidemark/internal/stacktest"
 )
 
@@ -108,6 +110,27 @@ func TestDevEndToEnd(t *testing.T) {
 	s := do(t, "GET", base+"/v1/kv?prefix=greet", "", "Tidemark-Token", put.Token)
 	if s.Status != 200 || !strings.Contains(s.Body, `"key":"greeting"`) {
 		t.Fatalf("scan: status=%d body=%s", s.Status, s.Body)
+	}
+	// A watch (GET /v1/watch, over the Go client's HTTP transport) starts
+	// with the session's write.
+	wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	var watched []string
+	tok, err := api.ParseToken(put.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ev, err := range client.New(client.NewHTTP(base)).Watch(client.WithToken(wctx, tok), "greet") {
+		if err != nil {
+			t.Fatalf("watch: %v", err)
+		}
+		watched = append(watched, string(ev.Type)+" "+ev.Key)
+		if ev.Type == api.EventSynced {
+			break
+		}
+	}
+	wcancel()
+	if got, want := strings.Join(watched, ", "), "put greeting, synced "; got != want {
+		t.Fatalf("watch events %q, want %q", got, want)
 	}
 	// Metrics: the build, writes by op (delete, not del), and every read's wait.
 	m := do(t, "GET", base+"/metrics", "")

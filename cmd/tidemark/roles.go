@@ -191,6 +191,7 @@ func replicaConfig(c config.Config, id, dir string) replica.Config {
 			WindowMessages:   windowMessages(c.Compaction.WindowMessages),
 			Interval:         time.Duration(c.Compaction.Interval),
 		},
+		WatchWindow: c.Replica.WatchWindow, WatchWindowBytes: int64(c.Replica.WatchWindowMB) << 20,
 	}
 }
 
@@ -223,6 +224,7 @@ func gatewayConfig(c config.Config, nc *natsconn.Conn, log zerolog.Logger, ready
 		Addr:          c.Gateway.HTTP,
 		MaxValueBytes: c.Gateway.MaxValueBytes,
 		DefaultWait:   time.Duration(c.Gateway.DefaultWait), MaxWait: time.Duration(c.Gateway.MaxWait),
+		WatchProgress: time.Duration(c.Gateway.WatchProgress),
 		Ready: func() error {
 			if !nc.Healthy() {
 				return errors.New("nats disconnected")

@@ -67,8 +67,8 @@ type Front struct {
 }
 
 // NewFront returns the front of the pipeline on conn whose stream is named
-// streamName. The gateway writes and reads over NATS unless gc sets its
-// Writer or Reader; its Monitor is made unless gc sets one; noRouter sends
+// streamName. The gateway writes, reads and watches over NATS unless gc
+// sets its Writer, Reader or Watcher; its Monitor is made unless gc sets one; noRouter sends
 // reads to the shared subject (any ready replica) instead of routing them
 // by the replicas' advertised progress.
 func NewFront(conn *nats.Conn, streamName string, subjects wire.Subjects, gc gateway.Config, noRouter bool) (*Front, error) {
@@ -94,6 +94,9 @@ func NewFront(conn *nats.Conn, streamName string, subjects wire.Subjects, gc gat
 	}
 	if gc.Reader == nil {
 		gc.Reader = f.Transport
+	}
+	if gc.Watcher == nil {
+		gc.Watcher = f.Transport // watches go to the replicas over NATS, in-process ones too
 	}
 	f.Gateway = gateway.New(gc)
 	return f, nil
@@ -129,6 +132,8 @@ type Stack struct {
 	cancel context.CancelFunc
 	errs   chan error // the first error of a part that stopped on its own
 
+	ctx     context.Context           // what the parts run under
+	configs map[string]replica.Config // by replica id, for StartReplica
 	mu      sync.Mutex
 	running map[string]*running // by replica id
 	wg      sync.WaitGroup
@@ -149,7 +154,8 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		return nil, errors.New("stack: a NATS connection and a stream are required")
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s := &Stack{cancel: cancel, errs: make(chan error, 1+len(cfg.Replicas)), running: map[string]*running{}}
+	s := &Stack{cancel: cancel, errs: make(chan error, 1+len(cfg.Replicas)), running: map[string]*running{},
+		ctx: rctx, configs: map[string]replica.Config{}}
 
 	wc := cfg.Writer
 	wc.Stream = cfg.Stream
@@ -164,6 +170,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	for _, rc := range cfg.Replicas {
 		rc.Stream, rc.Conn, rc.Subjects = cfg.Stream, cfg.Conn, cfg.Subjects
 		rc.Logger = cfg.Logger
+		s.configs[rc.ID] = rc
 		r, err := s.startReplica(rctx, rc)
 		if err != nil {
 			_ = s.Close()
@@ -229,6 +236,8 @@ func (s *Stack) Err() <-chan error { return s.errs }
 
 // Replica returns the replica with id, or nil.
 func (s *Stack) Replica(id string) *replica.Replica {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, r := range s.Replicas {
 		if r.ID() == id {
 			return r
@@ -286,6 +295,34 @@ func (s *Stack) StopReplica(id string) error {
 		err = fmt.Errorf("close replica %s: %w", id, cerr)
 	}
 	return err
+}
+
+// StartReplica starts again replica id, which StopReplica stopped, over
+// its directory, as a new process would.
+func (s *Stack) StartReplica(id string) error {
+	s.mu.Lock()
+	_, running := s.running[id]
+	rc, known := s.configs[id]
+	closed := s.closed
+	s.mu.Unlock()
+	switch {
+	case !known:
+		return fmt.Errorf("no replica %q", id)
+	case running || closed:
+		return fmt.Errorf("replica %q is running, or the stack is closed", id)
+	}
+	r, err := s.startReplica(s.ctx, rc)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	for i := range s.Replicas {
+		if s.Replicas[i].ID() == id {
+			s.Replicas[i] = r
+		}
+	}
+	s.mu.Unlock()
+	return nil
 }
 
 // Close stops the writer service and the replicas, waits for them, and

@@ -50,6 +50,14 @@ type Options struct {
 	// MaxPayload is the NATS server's max_payload (default the embedded
 	// server's).
 	MaxPayload int32
+	// WatchWindow bounds each replica's watch window (default the replica's);
+	// WatchProgress is the gateway's progress interval (default its own).
+	WatchWindow   int
+	WatchProgress time.Duration
+	// WatchClientTimeout is how long a replica keeps a silent watcher;
+	// WatchUnacked is the most events it sends beyond the acknowledged.
+	WatchClientTimeout time.Duration
+	WatchUnacked       int
 	// NoRouter sends reads to the shared subject (any ready replica)
 	// instead of routing them by the replicas' advertised progress.
 	NoRouter bool
@@ -78,7 +86,8 @@ func Start(t testing.TB, opts Options) *Stack {
 	var replicas []replica.Config
 	for i := 1; i <= opts.Replicas; i++ {
 		id := fmt.Sprintf("r%d", i)
-		rc := replica.Config{ID: id, Dir: filepath.Join(dir, id), DefaultWait: opts.DefaultWait, MaxWait: opts.MaxWait}
+		rc := replica.Config{ID: id, Dir: filepath.Join(dir, id), DefaultWait: opts.DefaultWait, MaxWait: opts.MaxWait,
+			WatchWindow: opts.WatchWindow, WatchClientTimeout: opts.WatchClientTimeout, WatchUnacked: opts.WatchUnacked}
 		if i == 1 {
 			rc.Compaction = opts.Compaction
 		}
@@ -89,7 +98,7 @@ func Start(t testing.TB, opts Options) *Stack {
 		Writer:   writer.Config{MaxValueBytes: opts.MaxValueBytes},
 		Replicas: replicas,
 		Gateway: gateway.Config{MaxValueBytes: opts.MaxValueBytes, DefaultWait: opts.DefaultWait, MaxWait: opts.MaxWait,
-			Signer: opts.Signer, Affinity: opts.Affinity, AccessLog: opts.AccessLog},
+			Signer: opts.Signer, Affinity: opts.Affinity, AccessLog: opts.AccessLog, WatchProgress: opts.WatchProgress},
 		NoRouter: opts.NoRouter,
 	})
 	if err != nil {
