@@ -30,28 +30,9 @@ const maxAbsentRounds = 3
 func (w *Writer) writeIfRevision(ctx context.Context, req api.WriteRequest, id string, ss *session) (placed, error) {
 	subject := w.stream.KeySubject(req.Key)
 	n := req.IfRevision
-	m, err := w.getMsg(ctx, n, "")
+	expect, err := w.revisionExpectation(ctx, req)
 	if err != nil {
 		return placed{}, err
-	}
-	expect := n
-	if m == nil {
-		// Not in the stream: ahead of it, or removed by limits or a purge
-		// together with every older message of the key. Then only a
-		// replica knows whether n is still the key's revision, and the
-		// key has no message left: expecting none keeps the write atomic.
-		rec, err := w.removedHistory(ctx, req.Key)
-		switch {
-		case err != nil:
-			return placed{}, err
-		case rec == nil: // the stream holds everything: n is ahead of it
-			return placed{}, w.mismatch(ctx, req, subject, nil)
-		case rec.Deleted || rec.Revision != n:
-			return placed{}, mismatchOf(lostCondition(req), rec)
-		}
-		expect = 0
-	} else if m.Subject != subject || msgOp(m) != api.OpPut {
-		return placed{}, w.mismatch(ctx, req, subject, nil)
 	}
 	at, err := w.publishIf(ctx, req, id, ss, expect)
 	if !wire.WrongLastSeq(err) {
@@ -69,6 +50,38 @@ func (w *Writer) writeIfRevision(ctx context.Context, req api.WriteRequest, id s
 		return w.stored(ctx, req, id, next.Sequence, next)
 	}
 	return placed{}, w.mismatch(ctx, req, subject, nil)
+}
+
+// revisionExpectation returns the last sequence the key's subject must
+// have for req's If-Match (req.IfRevision) to hold, or
+// api.ErrRevisionMismatch when it already does not.
+func (w *Writer) revisionExpectation(ctx context.Context, req api.WriteRequest) (uint64, error) {
+	subject := w.stream.KeySubject(req.Key)
+	n := req.IfRevision
+	m, err := w.getMsg(ctx, n, "")
+	if err != nil {
+		return 0, err
+	}
+	if m == nil {
+		// Not in the stream: ahead of it, or removed by limits or a purge
+		// together with every older message of the key. Then only a
+		// replica knows whether n is still the key's revision, and the
+		// key has no message left: expecting none keeps the write atomic.
+		rec, err := w.removedHistory(ctx, req.Key)
+		switch {
+		case err != nil:
+			return 0, err
+		case rec == nil: // the stream holds everything: n is ahead of it
+			return 0, w.mismatch(ctx, req, subject, nil)
+		case rec.Deleted || rec.Revision != n:
+			return 0, mismatchOf(lostCondition(req), rec)
+		}
+		return 0, nil
+	}
+	if m.Subject != subject || msgOp(m) != api.OpPut {
+		return 0, w.mismatch(ctx, req, subject, nil)
+	}
+	return n, nil
 }
 
 // writeIfAbsent publishes req only if the key does not exist: it has no
