@@ -141,6 +141,7 @@ func (r *Replicator) commitTxn(db *badger.DB, ds []delivery) (int, int, error) {
 	txn := db.NewTransaction(true)
 	defer txn.Discard()
 	skipped := 0
+	txnSkip := false // the session rule left out the transaction being applied
 	for i := range ds {
 		d := &ds[i]
 		d.skip = false
@@ -148,6 +149,24 @@ func (r *Replicator) commitTxn(db *badger.DB, ds []delivery) (int, int, error) {
 			// A session order marker: it only holds the session's place
 			// in the stream for the write that follows it.
 			d.skip = true
+			continue
+		}
+		if d.entry.Op == stream.OpTxn {
+			// A transaction's marker changes no key; it carries the
+			// transaction's session step, which decides for all its ops.
+			d.skip, txnSkip = true, false
+			if d.entry.Session != "" {
+				apply, err := sessionOrder(txn, *d)
+				if err != nil {
+					return i, 0, err
+				}
+				txnSkip = !apply
+			}
+			continue
+		}
+		if d.entry.TxnIndex > 0 && txnSkip {
+			d.skip = true
+			skipped++
 			continue
 		}
 		if d.entry.Session != "" {
