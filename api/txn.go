@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Transaction defaults and bounds.
@@ -106,7 +107,15 @@ type OpError struct {
 	Err error
 }
 
-func (e *OpError) Error() string { return fmt.Sprintf("op %d: %v", e.Op, e.Err) }
+// Error says the op's index before its error, once: an error decoded from
+// the wire already says it.
+func (e *OpError) Error() string {
+	prefix := fmt.Sprintf("op %d: ", e.Op)
+	if msg := e.Err.Error(); !strings.HasPrefix(msg, prefix) {
+		return prefix + msg
+	}
+	return e.Err.Error()
+}
 func (e *OpError) Unwrap() error { return e.Err }
 
 // FailedOp returns the index of the transaction op err names, if it names one.
@@ -231,4 +240,19 @@ func (r TxnResult) ToTxnResultJSON(tok string) TxnResultJSON {
 		out.Ops[i] = TxnOpRevision{Key: op.Key, Revision: op.Revision}
 	}
 	return out
+}
+
+// ParseTxnHeaders reads what a transaction says in its headers, the same
+// over HTTP and NATS: its write id and its session's step. Conditions go on
+// each op, so If-Match and If-None-Match are refused.
+func ParseTxnHeaders(h map[string][]string, req *TxnRequest) error {
+	if headerValue(h, HeaderIfMatch) != "" || headerValue(h, HeaderIfNoneMatch) != "" {
+		return Errorf(ErrInvalidRequest, "If-Match and If-None-Match do not apply to a transaction: put if_revision or if_absent on its ops")
+	}
+	var w WriteRequest
+	if err := ParseWriteHeaders(h, &w); err != nil {
+		return err
+	}
+	req.WriteID, req.Session, req.SessionSeq = w.WriteID, w.Session, w.SessionSeq
+	return nil
 }

@@ -43,3 +43,6 @@ func (s Subjects) Status(id string) string { return s.base() + ".status." + id }
 
 // StatusAll matches every replica's status subject.
 func (s Subjects) StatusAll() string { return s.base() + ".status.*" }
+
+// Txn is the writer's transaction endpoint.
+func (s Subjects) Txn() string { return s.base() + ".txn" }
