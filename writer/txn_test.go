@@ -2,12 +2,15 @@ package writer_test
 
 import (
 	"github.com/tidemark/tidemark/api"
+	"github.com/tidemark/tidemark/wire"
 
 	"errors"
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/tidemark/tidemark/internal/stacktest"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/stream"
 	"github.com/tidemark/tidemark/writer"
@@ -231,5 +234,46 @@ func TestTxnLimits(t *testing.T) {
 	}
 	if got := lastSeq(t, e); got != before {
 		t.Fatalf("stream last %d, want %d", got, before)
+	}
+}
+
+// The transaction endpoint: the same transaction over NATS, the failing op
+// named in the error header.
+func TestServiceTxn(t *testing.T) {
+	e := testenv.Start(t)
+	subjects := wire.Subjects{}
+	stacktest.RunWriter(t, e, subjects)
+	nc := e.Conn.Conn
+	txn := func(req api.TxnRequest) (api.TxnResult, error) {
+		t.Helper()
+		reply, err := nc.RequestMsg(wire.TxnMsg(subjects.Txn(), req), 10*time.Second)
+		if err != nil {
+			t.Fatalf("request on %s: %v", subjects.Txn(), err)
+		}
+		return wire.DecodeTxnReply(reply)
+	}
+	res, err := txn(api.TxnRequest{Ops: []api.TxnOp{txnPut("a", "1"), txnPut("b", "2")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := res.Token, e.Stream.Token(res.Revision); got != want || res.Revision != lastSeq(t, e) {
+		t.Fatalf("Token=%v, want %v (Revision=%d)", got, want, res.Revision)
+	}
+	if len(res.Ops) != 2 || res.Ops[1].Key != "b" || res.Ops[1].Revision != res.Revision {
+		t.Fatalf("Ops=%+v", res.Ops)
+	}
+	_, err = txn(api.TxnRequest{Token: res.Token, Ops: []api.TxnOp{txnPut("c", "1"), {Op: api.OpPut, Key: "a", IfAbsent: true}}})
+	if op, ok := api.FailedOp(err); !errors.Is(err, api.ErrRevisionMismatch) || !ok || op != 1 {
+		t.Fatalf("lost condition: %v (op %d, %v), want %v at op 1", err, op, ok, api.ErrRevisionMismatch)
+	}
+	if got := lastSeq(t, e); got != res.Revision {
+		t.Fatalf("stream last %d after a refused transaction, want %d", got, res.Revision)
+	}
+	reply, err := nc.Request(subjects.Txn(), []byte(`{"ops":[{"op":"zap","key":"a"}]}`), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wire.DecodeTxnReply(reply); !errors.Is(err, api.ErrInvalidRequest) {
+		t.Fatalf("malformed transaction: %v, want %v", err, api.ErrInvalidRequest)
 	}
 }
