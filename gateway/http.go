@@ -44,6 +44,8 @@ func (g *Gateway) routes() http.Handler {
 			g.serveStatus(w, r) // status.go
 		case path == kvPath:
 			g.instrument("scan", w, r, g.scan, http.MethodGet)
+		case path == txnPath:
+			g.instrument("txn", w, r, g.txn, http.MethodPost) // txn.go
 		case strings.HasPrefix(path, kvPath+"/"):
 			switch r.Method {
 			case http.MethodGet, http.MethodHead:
