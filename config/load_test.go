@@ -93,7 +93,7 @@ func fullConfig() config.Config {
 			DefaultWait:   config.Duration(2 * time.Second),
 			MaxWait:       config.Duration(10 * time.Second),
 		},
-		Writer: config.WriterConfig{GroupCommit: false, GroupCommitMin: 3},
+		Writer: config.WriterConfig{GroupCommit: false, GroupCommitMin: 3, TxnMaxOps: config.DefaultWriterTxnMaxOps, TxnMaxBytes: config.DefaultWriterTxnMaxBytes},
 		Replica: config.ReplicaConfig{
 			ID:         "replica-a",
 			Data:       "/var/lib/tidemark",
