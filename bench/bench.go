@@ -88,7 +88,7 @@ type Config struct {
 	// Window bounds the raw async baseline's publishes awaiting an ack.
 	Window int
 	// Only, when not empty, runs only these sections (writes, ryw, reads,
-	// sizes, apply, catchup, memory).
+	// sizes, txn, apply, catchup, memory).
 	Only []string
 	// Dir is where temporary directories go; "" is the system's.
 	Dir string
@@ -105,7 +105,7 @@ type Config struct {
 }
 
 // Sections of a run, in the order they run.
-var Sections = []string{"writes", "ryw", "reads", "sizes", "apply", "catchup", "memory"}
+var Sections = []string{"writes", "ryw", "reads", "sizes", "txn", "apply", "catchup", "memory"}
 
 // New returns cfg with defaults for the zero fields.
 func New(cfg Config) Config {
@@ -248,6 +248,7 @@ func runMode(ctx context.Context, cfg Config, mode string) ([]Row, error) {
 		{"ryw", ph.ryw},
 		{"reads", ph.reads},
 		{"sizes", ph.sizes},
+		{"txn", ph.txns}, // txn.go
 		{"apply", ph.apply},
 		{"catchup", ph.catchUp},
 		{"memory", ph.memory},
