@@ -87,8 +87,15 @@ func decodeMessage(prefix string, seq uint64, subject string, h nats.Header, dat
 	switch e.Op {
 	case api.OpDelete:
 		m.Kind, m.Value = history.Delete, nil
-	case stream.OpSession:
+	case stream.OpSession, stream.OpTxn:
 		m.Kind, m.Value = history.Marker, nil
+	}
+	if h.Get(stream.HeaderTxn) != "" {
+		t, err := stream.DecodeMessage(prefix, subject, h, data)
+		if err != nil {
+			return history.Message{}, fmt.Errorf("dump stream: seq %d: %w", seq, err)
+		}
+		m.TxnIndex, m.TxnSize = t.TxnIndex, t.TxnSize
 	}
 	if m.SessionID = h.Get(api.HeaderSession); m.SessionID != "" {
 		if m.SessionSeq, err = strconv.ParseUint(h.Get(api.HeaderSessionSeq), 10, 64); err != nil {

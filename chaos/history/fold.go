@@ -12,6 +12,7 @@ type Fold struct {
 	Skipped map[uint64]bool
 
 	sessions map[string]uint64
+	txnSkip  bool // the session rule left out the transaction being folded
 }
 
 // NewFold returns the state of an empty stream.
@@ -23,8 +24,23 @@ func NewFold() *Fold {
 // whether the message changed a key (false: skipped by session ordering).
 func (f *Fold) Apply(m Message) bool {
 	f.Applied = m.Seq
+	if m.Kind == Marker && m.TxnSize > 0 {
+		// A transaction's marker: its session step decides for its ops.
+		f.txnSkip = false
+		if m.SessionID != "" {
+			f.txnSkip = m.SessionSeq <= f.sessions[m.SessionID]
+			if !f.txnSkip {
+				f.sessions[m.SessionID] = m.SessionSeq
+			}
+		}
+		return false
+	}
 	if m.Kind == Marker {
 		return false // changes no key, and a replica never counts it as skipped
+	}
+	if m.TxnIndex > 0 && f.txnSkip {
+		f.Skipped[m.Seq] = true
+		return false
 	}
 	if m.SessionID != "" {
 		if m.SessionSeq <= f.sessions[m.SessionID] {
@@ -55,14 +71,42 @@ type Snapshots struct {
 	Final *Fold
 	// writes holds, per key, the sequences that changed it, ascending.
 	writes map[string][]uint64
+	// txns are the stream's transactions, in order; txnOf[seq] is the
+	// index in txns of the one that holds seq, or -1.
+	txns  []TxnSpan
+	txnOf []int
+}
+
+// TxnSpan is a transaction in the stream: its marker at First, its ops
+// after it up to Last.
+type TxnSpan struct {
+	First, Last uint64
+}
+
+// TxnAt returns the transaction that holds the message at seq, marker or
+// op, if one does.
+func (s *Snapshots) TxnAt(seq uint64) (TxnSpan, bool) {
+	if seq == 0 || seq >= uint64(len(s.txnOf)) || s.txnOf[seq] < 0 {
+		return TxnSpan{}, false
+	}
+	return s.txns[s.txnOf[seq]], true
 }
 
 // NewSnapshots folds stream, which must be in sequence order from 1.
 func NewSnapshots(stream []Message) *Snapshots {
-	s := &Snapshots{Stream: stream, Final: NewFold(), writes: map[string][]uint64{}}
+	s := &Snapshots{Stream: stream, Final: NewFold(), writes: map[string][]uint64{}, txnOf: make([]int, len(stream)+1)}
+	for i := range s.txnOf {
+		s.txnOf[i] = -1
+	}
 	for _, m := range stream {
 		if s.Final.Apply(m) {
 			s.writes[m.Key] = append(s.writes[m.Key], m.Seq)
+		}
+		if m.Kind == Marker && m.TxnSize > 0 && m.Seq+uint64(m.TxnSize) <= uint64(len(stream)) {
+			s.txns = append(s.txns, TxnSpan{First: m.Seq, Last: m.Seq + uint64(m.TxnSize)})
+			for q := m.Seq; q <= m.Seq+uint64(m.TxnSize); q++ {
+				s.txnOf[q] = len(s.txns) - 1
+			}
 		}
 	}
 	return s
