@@ -494,6 +494,16 @@ func txnOrder(d delivery, want *int) error {
 	return nil
 }
 
+// txnBoundary returns the most of the first fit deliveries of ds that end
+// at a transaction's end (or outside one): 0 when the first transaction
+// alone is longer than fit.
+func txnBoundary(ds []delivery, fit int) int {
+	for fit > 0 && !ds[fit-1].entry.EndsTxn() {
+		fit--
+	}
+	return fit
+}
+
 // commit applies ds in as few transactions as Badger allows, each carrying
 // its own applied, and publishes each new applied after its commit.
 func (r *Replicator) commit(db *badger.DB, ds []delivery) error {
@@ -511,10 +521,7 @@ func (r *Replicator) commit(db *badger.DB, ds []delivery) error {
 			if fit >= n {
 				fit = n - 1
 			}
-			// A transaction of the stream is never split.
-			for fit > 0 && !ds[fit-1].entry.EndsTxn() {
-				fit--
-			}
+			fit = txnBoundary(ds, fit) // a transaction of the stream is never split
 			if fit < 1 {
 				return fmt.Errorf("apply seq %d: a single message or transaction does not fit a Badger transaction: %w", ds[0].seq, err)
 			}
