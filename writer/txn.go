@@ -329,14 +329,16 @@ func (w *Writer) absentExpectation(ctx context.Context, req api.WriteRequest, fr
 
 // storedTxn returns where the stream holds the transaction with write id
 // id, stored before (placed{} when it holds none), after checking that it
-// is req's by its digest sum. must: the caller knows that it is stored.
+// is req's by its digest sum. must: the write id's session marker is
+// stored, so the write id names a stored write.
 func (w *Writer) storedTxn(ctx context.Context, req api.TxnRequest, id, sum string, must bool) (placed, error) {
 	m, err := w.lastMsg(ctx, stream.TxnSubject(w.stream.Subject(), id))
 	switch {
 	case err != nil:
 		return placed{}, err
 	case m == nil && must:
-		return placed{}, api.Errorf(api.ErrUnavailable, "write id %q: its session marker is stored but its transaction cannot be read", id)
+		// The session's marker of this write id is a single write's.
+		return placed{}, api.Errorf(api.ErrWriteIDReused, "write id %q already names a write of the session that is not a transaction; use a new write id for a new transaction", id)
 	case m == nil:
 		return placed{}, nil
 	case m.Header.Get(stream.HeaderTxnSum) != sum:

@@ -277,3 +277,15 @@ func TestServiceTxn(t *testing.T) {
 		t.Fatalf("malformed transaction: %v, want %v", err, api.ErrInvalidRequest)
 	}
 }
+
+// A session's write id that names a single write is refused for a
+// transaction of the same step.
+func TestTxnSessionWriteIDOfAWrite(t *testing.T) {
+	e := testenv.Start(t)
+	w := newWriter(e, writer.Config{})
+	mustWrite(t, w, api.WriteRequest{Op: api.OpPut, Key: "k", Value: []byte("1"), Session: "s1", SessionSeq: 1, WriteID: "w1"})
+	_, err := w.Txn(testContext(t), api.TxnRequest{WriteID: "w1", Session: "s1", SessionSeq: 1, Ops: []api.TxnOp{txnPut("a", "1")}})
+	if !errors.Is(err, api.ErrWriteIDReused) {
+		t.Fatalf("Txn under a single write's id: %v, want %v", err, api.ErrWriteIDReused)
+	}
+}
