@@ -288,3 +288,35 @@ func TestTxnCrashRecovery(t *testing.T) {
 		t.Fatalf("after the restart: %q, want %q", v, ends[last])
 	}
 }
+
+// A replica paused while it holds part of a transaction, and resumed,
+// applies every transaction whole, once, in batches of at most 4 messages
+// but for the transactions' own.
+func TestTxnPausedMidStream(t *testing.T) {
+	env := testenv.Start(t)
+	w := writer.New(writer.Config{Stream: env.Stream})
+	const n = 20
+	var last api.TxnResult
+	for i := 1; i <= 10; i++ {
+		last = writeTxn(t, w, txnOps(n, fmt.Sprintf("t%d", i)))
+	}
+	r := open(t, env, t.TempDir(), func(c *replicator.Config) { c.MaxBatch = 4 })
+	held := make(chan struct{}, 1)
+	replicator.SetTxnWaitHook(r, func(int) {
+		select {
+		case held <- struct{}{}:
+		default:
+		}
+	})
+	r.Pause()
+	run(t, r)
+	<-held // the apply loop holds part of the first transaction, and will wait for the pause
+	r.Resume()
+	waitApplied(t, r, last.Revision)
+	if v, applied := txnState(t, r, n); v != "t10" || applied != last.Revision {
+		t.Fatalf("after every transaction: %q at %d, want t10 at %d", v, applied, last.Revision)
+	}
+	if got, want := r.Stats().Messages, last.Revision; got != want {
+		t.Fatalf("Messages applied=%d, want %d", got, want)
+	}
+}
