@@ -37,6 +37,8 @@ type ErrorJSON struct {
 type ErrorBody struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Op is the index of the transaction op that failed, when one did.
+	Op *int `json:"op,omitempty"`
 }
 
 // ToScanJSON converts a scan page to its JSON form.
@@ -50,7 +52,11 @@ func (r ScanResult) ToScanJSON() ScanJSON {
 
 // ErrorBodyOf returns the JSON error body for err.
 func ErrorBodyOf(err error) ErrorJSON {
-	return ErrorJSON{Error: ErrorBody{Code: Code(err), Message: err.Error()}}
+	body := ErrorJSON{Error: ErrorBody{Code: Code(err), Message: err.Error()}}
+	if i, ok := FailedOp(err); ok {
+		body.Error.Op = &i
+	}
+	return body
 }
 
 // EncodeKey writes a key into a header value: percent-encoded, so that any

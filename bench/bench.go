@@ -88,8 +88,8 @@ type Config struct {
 	// Window bounds the raw async baseline's publishes awaiting an ack.
 	Window int
 	// Only, when not empty, runs only these sections (writes, ryw, reads,
-	// sizes, apply, catchup, memory, soak). The soak runs only when named,
-	// and alone.
+	// sizes, txn, apply, catchup, memory, soak). The soak runs only when
+	// named, and alone.
 	Only []string
 	// Dir is where temporary directories go; "" is the system's.
 	Dir string
@@ -108,7 +108,7 @@ type Config struct {
 }
 
 // Sections of a run, in the order they run.
-var Sections = []string{"writes", "ryw", "reads", "sizes", "apply", "catchup", "memory", "soak"}
+var Sections = []string{"writes", "ryw", "reads", "sizes", "txn", "apply", "catchup", "memory", "soak"}
 
 // New returns cfg with defaults for the zero fields.
 func New(cfg Config) Config {
@@ -274,6 +274,7 @@ func runMode(ctx context.Context, cfg Config, mode string) ([]Row, error) {
 		{"ryw", ph.ryw},
 		{"reads", ph.reads},
 		{"sizes", ph.sizes},
+		{"txn", ph.txns}, // txn.go
 		{"apply", ph.apply},
 		{"catchup", ph.catchUp},
 		{"memory", ph.memory},

@@ -14,8 +14,8 @@ import (
 // Row is one measurement: Tidemark's figure and, where there is one, the
 // baseline measured in the same run and the ratio between them.
 type Row struct {
-	// Section groups rows: writes, ryw, reads, sizes, apply, catchup,
-	// memory.
+	// Section groups rows: writes, ryw, reads, sizes, txn, apply,
+	// catchup, memory.
 	Section string `json:"section"`
 	// Name says what was measured.
 	Name string `json:"name"`

@@ -74,6 +74,10 @@ func TestFaultsShort(t *testing.T) {
 	if got, want := res.Check.Writes["ok"], 500; got < want {
 		t.Fatalf("%d acknowledged writes, want at least %d: the workload did not get going", got, want)
 	}
+	if got, want := res.Check.Txns, 20; got < want {
+		t.Fatalf("%d acknowledged transactions, want at least %d", got, want)
+	}
+	t.Logf("%d acknowledged transactions", res.Check.Txns)
 }
 
 // TestFaultsStreamHistory is the short run of the faults that change the

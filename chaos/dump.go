@@ -154,11 +154,12 @@ func decodeMessage(prefix string, seq uint64, subject string, h nats.Header, dat
 	switch e.Op {
 	case api.OpDelete:
 		m.Kind, m.Value = history.Delete, nil
-	case stream.OpSession:
+	case stream.OpSession, stream.OpTxn:
 		m.Kind, m.Value = history.Marker, nil
 	case stream.OpTick:
 		m.Kind, m.Value = history.Tick, nil
 	}
+	m.TxnIndex, m.TxnSize = e.TxnIndex, e.TxnSize
 	return m, nil
 }
 

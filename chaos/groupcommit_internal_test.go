@@ -27,6 +27,11 @@ func TestGroupCommitted(t *testing.T) {
 		{"a batch of two writes", []history.Message{put(1, "a", "B"), put(2, "b", "B")}, 2},
 		{"a conditional session write", []history.Message{marker(1, "a", "S"), put(2, "a", "S")}, 0},
 		{"a marker batched with another write", []history.Message{marker(1, "a", "B"), put(2, "b", "B")}, 2},
+		{"a transaction", []history.Message{
+			{Seq: 1, Kind: history.Marker, Batch: "T", TxnSize: 2},
+			{Seq: 2, Kind: history.Put, Key: "a", Batch: "T", TxnIndex: 1, TxnSize: 2},
+			{Seq: 3, Kind: history.Put, Key: "b", Batch: "T", TxnIndex: 2, TxnSize: 2},
+		}, 0},
 		{"both", []history.Message{marker(1, "a", "S"), put(2, "a", "S"), put(3, "b", "B"), put(4, "c", "B"), put(5, "d", "")}, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -294,17 +294,19 @@ const groupCommitMin = 2
 
 // groupCommitted counts the messages of msgs stored by the writers' group
 // commit: those of atomic batches but the batches of a conditional session
-// write, which are its order marker and itself.
+// write, which are its order marker and itself, and of a transaction.
 func groupCommitted(msgs []history.Message) int {
 	batches := map[string][]history.Message{}
+	txns := map[string]bool{}
 	for _, m := range msgs {
 		if m.Batch != "" {
 			batches[m.Batch] = append(batches[m.Batch], m)
+			txns[m.Batch] = txns[m.Batch] || m.TxnSize > 0
 		}
 	}
 	n := 0
-	for _, b := range batches {
-		if len(b) == 2 && b[0].Kind == history.Marker && b[0].MsgID == writer.MarkerID(b[1].MsgID) {
+	for id, b := range batches {
+		if txns[id] || (len(b) == 2 && b[0].Kind == history.Marker && b[0].MsgID == writer.MarkerID(b[1].MsgID)) {
 			continue
 		}
 		n += len(b)

@@ -99,3 +99,25 @@ func FuzzHTTPReplies(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeHTTPTxn feeds the reading of a gateway's transaction reply
+// arbitrary statuses and bodies: it never panics, a success has a revision
+// and its ops, and a failure has a code.
+func FuzzDecodeHTTPTxn(f *testing.F) {
+	f.Add(200, `{"revision":5,"token":"1.abc123.5","ops":[{"key":"a","revision":4},{"key":"b","revision":5}]}`)
+	f.Add(412, `{"error":{"code":"revision_mismatch","message":"m","op":1}}`)
+	f.Add(412, `{"error":{"code":"revision_mismatch","message":"m","op":-1}}`)
+	f.Add(200, `{"revision":0}`)
+	f.Fuzz(func(t *testing.T, status int, body string) {
+		res, err := decodeHTTPTxn(status, http.Header{}, []byte(body), api.ParseToken)
+		if err != nil {
+			if op, ok := api.FailedOp(err); ok && op < 0 {
+				t.Fatalf("negative op %d", op)
+			}
+			return
+		}
+		if status != 200 || res.Revision == 0 || len(res.Ops) == 0 {
+			t.Fatalf("status %d decoded as success %+v", status, res)
+		}
+	})
+}

@@ -380,7 +380,11 @@ func decodeHTTPScan(status int, h http.Header, body []byte, parse tokenParser) (
 func decodeHTTPError(status int, body []byte) error {
 	var e api.ErrorJSON
 	if json.Unmarshal(body, &e) == nil && e.Error.Code != "" {
-		return api.FromCode(e.Error.Code, e.Error.Message)
+		err := api.FromCode(e.Error.Code, e.Error.Message)
+		if e.Error.Op != nil && *e.Error.Op >= 0 {
+			err = &api.OpError{Op: *e.Error.Op, Err: err}
+		}
+		return err
 	}
 	text := fmt.Sprintf("gateway answered %d %s without an error body", status, http.StatusText(status))
 	switch {

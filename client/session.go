@@ -38,6 +38,8 @@ type Session struct {
 	tok     api.Token
 	seq     uint64        // the last write number handed out
 	pending *pendingWrite // the last write, if it failed indeterminately
+	// pendingTxn is the last transaction, if it failed indeterminately.
+	pendingTxn *api.TxnRequest
 
 	writes fifo // one write at a time, in call order
 }
@@ -185,7 +187,7 @@ func (s *Session) write(ctx context.Context, c *Client, req api.WriteRequest) (a
 			req.WriteID = newWriteID()
 		}
 	}
-	s.pending = nil
+	s.pending, s.pendingTxn = nil, nil
 	req.Session, req.Token = s.id, s.tok
 	s.mu.Unlock()
 

@@ -53,6 +53,10 @@ const (
 	DefaultWriterGroupCommit = true
 	// DefaultWriterGroupCommitMin is the fewest writes sent as one batch.
 	DefaultWriterGroupCommitMin = writer.DefaultGroupCommitMin
+	// DefaultWriterTxnMaxOps is the most ops of a transaction.
+	DefaultWriterTxnMaxOps = api.DefaultTxnMaxOps
+	// DefaultWriterTxnMaxBytes bounds a transaction's keys and values.
+	DefaultWriterTxnMaxBytes = api.DefaultTxnMaxBytes
 
 	// DefaultReplicaData is the replica's Badger directory.
 	DefaultReplicaData = "./tidemark-replica"
@@ -235,6 +239,15 @@ type WriterConfig struct {
 	// single server's file store a batch costs about as much as a few
 	// fsyncs.
 	GroupCommitMin int `yaml:"group_commit_min"`
+	// TxnMaxOps is the most ops a transaction (POST /v1/txn) may hold, 1
+	// to 998: the server's 1000 messages of an atomic batch, less the
+	// transaction's marker and a session's order marker. More are refused
+	// with 400 invalid_request.
+	TxnMaxOps int `yaml:"txn_max_ops"`
+	// TxnMaxBytes bounds the keys and values of a transaction (1 byte to
+	// 64 MiB); more are refused with 413 value_too_large. A transaction
+	// sent over NATS must also fit the server's max_payload.
+	TxnMaxBytes int `yaml:"txn_max_bytes"`
 }
 
 // ReplicaConfig describes one replica.
@@ -341,6 +354,8 @@ func Default() Config {
 		Writer: WriterConfig{
 			GroupCommit:    DefaultWriterGroupCommit,
 			GroupCommitMin: DefaultWriterGroupCommitMin,
+			TxnMaxOps:      DefaultWriterTxnMaxOps,
+			TxnMaxBytes:    DefaultWriterTxnMaxBytes,
 		},
 		Replica: ReplicaConfig{
 			Data:       DefaultReplicaData,

@@ -41,6 +41,8 @@ func TestDefault_Values(t *testing.T) {
 		{"replica.sync_writes", c.Replica.SyncWrites, false},
 		{"writer.group_commit", c.Writer.GroupCommit, true},
 		{"writer.group_commit_min", c.Writer.GroupCommitMin, 8},
+		{"writer.txn_max_ops", c.Writer.TxnMaxOps, 100},
+		{"writer.txn_max_bytes", c.Writer.TxnMaxBytes, 1 << 20},
 		{"replica.http", c.Replica.HTTP, ""},
 		{"replica.bootstrap", c.Replica.Bootstrap, true},
 		{"replica.cache_mb", c.Replica.CacheMB, 64},
@@ -70,7 +72,7 @@ func TestDefault_Values(t *testing.T) {
 
 func TestFields(t *testing.T) {
 	names := config.Fields()
-	if got, want := len(names), 46; got != want {
+	if got, want := len(names), 48; got != want {
 		t.Fatalf("len(Fields())=%d, want %d: %v", got, want, names)
 	}
 	if !slices.IsSorted(names) {

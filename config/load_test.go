@@ -101,7 +101,7 @@ func fullConfig() config.Config {
 			MaxWait:       config.Duration(10 * time.Second),
 			WatchProgress: config.Duration(5 * time.Second),
 		},
-		Writer: config.WriterConfig{GroupCommit: false, GroupCommitMin: 3},
+		Writer: config.WriterConfig{GroupCommit: false, GroupCommitMin: 3, TxnMaxOps: config.DefaultWriterTxnMaxOps, TxnMaxBytes: config.DefaultWriterTxnMaxBytes},
 		Replica: config.ReplicaConfig{
 			ID:         "replica-a",
 			Data:       "/var/lib/tidemark",

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/stream"
+	"github.com/tidemark/tidemark/writer"
 )
 
 // Validate checks every setting and returns an error listing each bad one
@@ -75,6 +76,8 @@ func (c Config) Validate() error {
 
 	// writer
 	v.between("writer.group_commit_min", int64(c.Writer.GroupCommitMin), 1, stream.MaxAtomicBatch)
+	v.between("writer.txn_max_ops", int64(c.Writer.TxnMaxOps), 1, writer.MaxTxnOps)
+	v.between("writer.txn_max_bytes", int64(c.Writer.TxnMaxBytes), 1, 64<<20)
 
 	// replica
 	if c.Replica.ID != "" {

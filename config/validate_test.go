@@ -77,6 +77,8 @@ func TestValidate_Errors(t *testing.T) {
 		{"replica.tombstone_horizon 0", func(c *config.Config) { c.Replica.TombstoneHorizon = 0 }, "replica.tombstone_horizon", "replica.tombstone_horizon: must be positive, got 0s"},
 		{"writer.group_commit_min 0", func(c *config.Config) { c.Writer.GroupCommitMin = 0 }, "writer.group_commit_min", "writer.group_commit_min: must be between 1 and 1000, got 0"},
 		{"writer.group_commit_min 1001", func(c *config.Config) { c.Writer.GroupCommitMin = 1001 }, "writer.group_commit_min", "writer.group_commit_min: must be between 1 and 1000, got 1001"},
+		{"writer.txn_max_ops 999", func(c *config.Config) { c.Writer.TxnMaxOps = 999 }, "writer.txn_max_ops", "writer.txn_max_ops: must be between 1 and 998, got 999"},
+		{"writer.txn_max_bytes 0", func(c *config.Config) { c.Writer.TxnMaxBytes = 0 }, "writer.txn_max_bytes", "writer.txn_max_bytes: must be between 1 and 67108864, got 0"},
 		{"dev.replicas 0", func(c *config.Config) { c.Dev.Replicas = 0 }, "dev.replicas", "dev.replicas: must be between 1 and 16, got 0"},
 		{"dev.replicas 17", func(c *config.Config) { c.Dev.Replicas = 17 }, "dev.replicas", "dev.replicas: must be between 1 and 16, got 17"},
 		{"dev.nats_listen empty", func(c *config.Config) { c.Dev.NATSListen = "" }, "dev.nats_listen", `dev.nats_listen: must be host:port, got ""`},

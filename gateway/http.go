@@ -48,6 +48,8 @@ func (g *Gateway) routes() http.Handler {
 			serveWatchPage(w, r)
 		case path == kvPath:
 			g.instrument("scan", w, r, g.scan, http.MethodGet)
+		case path == txnPath:
+			g.instrument("txn", w, r, g.txn, http.MethodPost) // txn.go
 		case strings.HasPrefix(path, kvPath+"/"):
 			switch r.Method {
 			case http.MethodGet, http.MethodHead:

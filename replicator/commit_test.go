@@ -131,3 +131,54 @@ func TestSweepSessions(t *testing.T) {
 		t.Fatalf("Get(old)=%+v, %v; want revision 4", rec, err)
 	}
 }
+
+// txnDeliveries returns n transactions of k puts of value each, sequences
+// from 1: a marker, then its ops.
+func txnDeliveries(n, k int, value []byte) []delivery {
+	var ds []delivery
+	for t := range n {
+		ds = append(ds, delivery{seq: uint64(len(ds) + 1), entry: stream.Entry{Op: stream.OpTxn, TxnSize: k}})
+		for i := 1; i <= k; i++ {
+			ds = append(ds, delivery{seq: uint64(len(ds) + 1), entry: stream.Entry{Op: api.OpPut, Key: fmt.Sprintf("%d/%d", t, i), Value: value, TxnIndex: i, TxnSize: k}})
+		}
+	}
+	return ds
+}
+
+func TestTxnBoundary(t *testing.T) {
+	ds := append(txnDeliveries(2, 3, nil), delivery{seq: 9, entry: stream.Entry{Op: api.OpPut, Key: "alone"}})
+	for _, tt := range []struct{ fit, want int }{
+		{9, 9}, {8, 8}, {7, 4}, {5, 4}, {4, 4}, {3, 0}, {1, 0}, {0, 0},
+	} {
+		if got := txnBoundary(ds, tt.fit); got != tt.want {
+			t.Errorf("txnBoundary(fit %d)=%d, want %d", tt.fit, got, tt.want)
+		}
+	}
+}
+
+// TestCommitSplitsAtTxns feeds commit transactions that, together, are far
+// larger than a Badger transaction may hold: it splits them, only between
+// transactions, and applies them all.
+func TestCommitSplitsAtTxns(t *testing.T) {
+	env := testenv.Start(t)
+	r := New(Config{Dir: t.TempDir(), Stream: env.Stream, Logger: zerolog.Nop()})
+	if err := r.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	value := bytes.Repeat([]byte("v"), DefaultValueThreshold-1024)
+	// Each transaction about a third of what one Badger transaction may
+	// hold (15% of a memtable), seven of them.
+	k := DefaultMemTableSize * 15 / 100 / len(value) / 3
+	ds := txnDeliveries(7, k, value)
+	if err := r.commit(r.db, ds); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	st := r.Stats()
+	if st.Splits == 0 || st.Batches < 3 {
+		t.Fatalf("Stats=%+v, want the transactions split into several Badger transactions", st)
+	}
+	if got, want := st.Applied, uint64(len(ds)); got != want {
+		t.Fatalf("Applied=%d, want %d", got, want)
+	}
+}

@@ -219,6 +219,11 @@ type Replicator struct {
 	// pauseMu guards paused and resumeCh, and is held by the apply loop
 	// while it commits, so that Pause returns only after an in-flight
 	// commit.
+	// txnWaitHook, when set (by tests), is called on the apply goroutine
+	// each time it holds part of a transaction, held messages, and waits
+	// for the rest.
+	txnWaitHook func(held int)
+
 	pauseMu  sync.Mutex
 	paused   bool
 	resumeCh chan struct{}

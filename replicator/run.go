@@ -326,10 +326,18 @@ func (r *Replicator) applyLoop(ctx context.Context, db *badger.DB, in <-chan del
 			return nil
 		}
 		batch = r.drain(in, append(batch[:0], first))
+		var ok bool
+		if batch, ok = r.completeTxn(ctx, in, batch, budget); !ok {
+			return nil
+		}
 		if !r.holdUnpaused(ctx) {
 			return nil
 		}
 		batch = r.drain(in, batch)
+		if batch, ok = r.completeTxn(ctx, in, batch, budget); !ok {
+			r.pauseMu.Unlock()
+			return nil
+		}
 		err := r.applyBatch(db, batch)
 		r.pauseMu.Unlock()
 		var size int64
@@ -350,8 +358,9 @@ func (r *Replicator) applyLoop(ctx context.Context, db *badger.DB, in <-chan del
 	}
 }
 
-// drain appends the deliveries already waiting, up to the batch limits, and
-// stops after one that carries an error.
+// drain appends the deliveries already waiting, up to the batch limits or,
+// inside a transaction, beyond them to its end, and stops after one that
+// carries an error.
 func (r *Replicator) drain(in <-chan delivery, batch []delivery) []delivery {
 	var size int64
 	for _, d := range batch {
@@ -360,7 +369,7 @@ func (r *Replicator) drain(in <-chan delivery, batch []delivery) []delivery {
 		}
 		size += d.size
 	}
-	for len(batch) < r.cfg.MaxBatch && size < int64(r.cfg.MaxBatchBytes) {
+	for (len(batch) < r.cfg.MaxBatch && size < int64(r.cfg.MaxBatchBytes)) || inTxn(batch) {
 		select {
 		case d := <-in:
 			batch = append(batch, d)
@@ -373,6 +382,46 @@ func (r *Replicator) drain(in <-chan delivery, batch []delivery) []delivery {
 		}
 	}
 	return batch
+}
+
+// inTxn reports whether batch ends inside a transaction: its last delivery
+// is a transaction's marker or an op before its last.
+func inTxn(batch []delivery) bool {
+	if len(batch) == 0 {
+		return false
+	}
+	d := batch[len(batch)-1]
+	return d.err == nil && !d.entry.EndsTxn()
+}
+
+// completeTxn waits for the rest of a transaction that batch ends inside
+// of, so that a transaction is applied whole, in one Badger transaction,
+// and applied never points inside one. The stream holds a transaction's
+// messages together (one atomic batch), so the rest follows at once. Its
+// messages are held beyond the pump's budget, which a transaction could
+// exceed: their budget is given back now. It returns false when ctx ends.
+func (r *Replicator) completeTxn(ctx context.Context, in <-chan delivery, batch []delivery, budget *semaphore.Weighted) ([]delivery, bool) {
+	if !inTxn(batch) {
+		return batch, true
+	}
+	for i := range batch {
+		budget.Release(batch[i].size)
+		batch[i].size = 0
+	}
+	for inTxn(batch) {
+		if r.txnWaitHook != nil {
+			r.txnWaitHook(len(batch))
+		}
+		select {
+		case d := <-in:
+			budget.Release(d.size)
+			d.size = 0
+			batch = r.drain(in, append(batch, d))
+		case <-ctx.Done():
+			return batch, false
+		}
+	}
+	return batch, true
 }
 
 // holdUnpaused waits while the replicator is paused and returns with pauseMu
@@ -398,6 +447,7 @@ func (r *Replicator) applyBatch(db *badger.DB, batch []delivery) error {
 	next := r.Applied() + 1
 	ok := make([]delivery, 0, len(batch))
 	var stop error
+	want := 0 // the index of the transaction op that must come next; 0: none
 	for _, d := range batch {
 		if d.err != nil {
 			stop = d.err
@@ -410,8 +460,16 @@ func (r *Replicator) applyBatch(db *badger.DB, batch []delivery) error {
 			stop = fmt.Errorf("%w: applied %d, the stream delivered %d next (messages removed by limits or a purge); rebuild the replica", ErrGap, next-1, d.seq)
 			break
 		}
+		if err := txnOrder(d, &want); err != nil {
+			stop = err
+			break
+		}
 		ok = append(ok, d)
 		next++
+	}
+	// A transaction cut short by a gap or a bad message is not applied.
+	for len(ok) > 0 && !ok[len(ok)-1].entry.EndsTxn() {
+		ok = ok[:len(ok)-1]
 	}
 	if len(ok) > 0 {
 		if err := r.checkSpace(false); err != nil {
@@ -422,6 +480,36 @@ func (r *Replicator) applyBatch(db *badger.DB, batch []delivery) error {
 		}
 	}
 	return stop
+}
+
+// txnOrder checks that d comes where its transaction headers place it: a
+// transaction's ops follow its marker in order, with nothing between them.
+// want is the index of the op that must come next (0: none), which it
+// advances.
+func txnOrder(d delivery, want *int) error {
+	e := d.entry
+	switch {
+	case *want == 0 && e.TxnIndex == 0:
+	case *want != 0 && e.TxnIndex == *want:
+	default:
+		return fmt.Errorf("%w: seq %d: message %d/%d of a transaction where op %d of one was due (0: none); the replica stops before it",
+			ErrBadMessage, d.seq, e.TxnIndex, e.TxnSize, *want)
+	}
+	*want = e.TxnIndex + 1
+	if e.EndsTxn() {
+		*want = 0
+	}
+	return nil
+}
+
+// txnBoundary returns the most of the first fit deliveries of ds that end
+// at a transaction's end (or outside one): 0 when the first transaction
+// alone is longer than fit.
+func txnBoundary(ds []delivery, fit int) int {
+	for fit > 0 && !ds[fit-1].entry.EndsTxn() {
+		fit--
+	}
+	return fit
 }
 
 // commit applies ds in as few transactions as Badger allows, each carrying
@@ -441,8 +529,9 @@ func (r *Replicator) commit(db *badger.DB, ds []delivery) error {
 			if fit >= n {
 				fit = n - 1
 			}
+			fit = txnBoundary(ds, fit) // a transaction of the stream is never split
 			if fit < 1 {
-				return fmt.Errorf("apply seq %d: a single message does not fit a transaction: %w", ds[0].seq, err)
+				return fmt.Errorf("apply seq %d: a single message or transaction does not fit a Badger transaction: %w", ds[0].seq, err)
 			}
 			n = fit
 			r.splits.Add(1)

@@ -157,6 +157,7 @@ func (r *Replicator) commitTxn(db *badger.DB, ds []delivery) (int, int, error) {
 	skipped := 0
 	exp := r.newExpirer(db) // keys with a time to live (ttl.go)
 	defer exp.close()
+	txnSkip := false // the session rule left out the transaction being applied
 	for i := range ds {
 		d := &ds[i]
 		d.skip = false
@@ -168,6 +169,24 @@ func (r *Replicator) commitTxn(db *badger.DB, ds []delivery) (int, int, error) {
 			// the stream for the write that follows it; a clock tick only
 			// moves stream time (ttl.go).
 			d.skip = true
+			continue
+		}
+		if d.entry.Op == stream.OpTxn {
+			// A transaction's marker changes no key; it carries the
+			// transaction's session step, which decides for all its ops.
+			d.skip, txnSkip = true, false
+			if d.entry.Session != "" {
+				apply, err := sessionOrder(txn, *d)
+				if err != nil {
+					return i, 0, err
+				}
+				txnSkip = !apply
+			}
+			continue
+		}
+		if d.entry.TxnIndex > 0 && txnSkip {
+			d.skip = true
+			skipped++
 			continue
 		}
 		if d.entry.Session != "" {

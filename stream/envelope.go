@@ -46,6 +46,10 @@ type Entry struct {
 	SessionSeq uint64
 	// TTL is a put's time to live (0: none); see HeaderTTL.
 	TTL time.Duration
+	// TxnIndex and TxnSize place the message in a transaction of TxnSize
+	// ops (HeaderTxn): 0 on its marker (OpTxn), 1 to TxnSize on its ops;
+	// both 0 outside a transaction.
+	TxnIndex, TxnSize int
 }
 
 // SessionWindow is how long, in stream time, a session's highest write
@@ -157,6 +161,17 @@ func DecodeEntry(prefix, subject, op string, data []byte) (Entry, error) {
 		}
 		return Entry{Op: OpSession, Session: session}, nil
 	}
+	if id, ok := strings.CutPrefix(rest, txnToken+"."); ok {
+		switch raw, err := keyEncoding.DecodeString(id); {
+		case err != nil || len(raw) == 0 || len(raw) > api.MaxWriteIDLen:
+			return Entry{}, api.Errorf(api.ErrInvalidRequest, "message subject %q: bad transaction id", subject)
+		case api.Op(op) != OpTxn:
+			return Entry{}, api.Errorf(api.ErrInvalidRequest, "transaction marker with op %q", op)
+		case len(data) != 0:
+			return Entry{}, api.Errorf(api.ErrInvalidRequest, "transaction marker with a body")
+		}
+		return Entry{Op: OpTxn}, nil
+	}
 	k, err := keyEncoding.DecodeString(rest)
 	if err != nil {
 		return Entry{}, api.Errorf(api.ErrInvalidRequest, "message subject %q: bad key encoding", subject)
@@ -206,6 +221,12 @@ func DecodeMessage(prefix, subject string, h nats.Header, data []byte) (Entry, e
 	}
 	if e.Op == OpSession && e.Session != session {
 		return Entry{}, api.Errorf(api.ErrInvalidRequest, "session marker of %q on the subject of %q", e.Session, session)
+	}
+	if err := decodeTxn(&e, h); err != nil {
+		return Entry{}, err
+	}
+	if e.TxnIndex > 0 && e.Session != "" {
+		return Entry{}, api.Errorf(api.ErrInvalidRequest, "transaction op with session headers: its marker carries the session")
 	}
 	return e, nil
 }

@@ -101,9 +101,16 @@ func FuzzDecodeEntry(f *testing.F) {
 	f.Add("p.", "put", []byte{})
 	f.Add(stream.SessionSubject("p", "s"), "session", []byte(nil))
 	f.Add(stream.TickSubject("p"), "tick", []byte(nil))
+	f.Add(stream.TxnSubject("p", "id"), "txn", []byte(nil))
 	f.Fuzz(func(t *testing.T, subject, op string, data []byte) {
 		e, err := stream.DecodeEntry("p", subject, op, data)
 		if err != nil {
+			return
+		}
+		if e.Op == stream.OpTxn {
+			if !strings.HasPrefix(subject, "p.txn.") || e.Key != "" || len(data) != 0 {
+				t.Fatalf("transaction marker %+v decoded from %q (%d bytes)", e, subject, len(data))
+			}
 			return
 		}
 		if e.Op == stream.OpSession {

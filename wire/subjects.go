@@ -49,3 +49,6 @@ func (s Subjects) Watch() string { return s.base() + ".watch" }
 
 // ReplicaWatch is where a watch starts on one replica.
 func (s Subjects) ReplicaWatch(id string) string { return s.base() + ".replica." + id + ".watch" }
+
+// Txn is the writer's transaction endpoint.
+func (s Subjects) Txn() string { return s.base() + ".txn" }

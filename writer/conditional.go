@@ -31,38 +31,9 @@ const maxAbsentRounds = 3
 func (w *Writer) writeIfRevision(ctx context.Context, req api.WriteRequest, id string, ss *session) (placed, error) {
 	subject := w.stream.KeySubject(req.Key)
 	n := req.IfRevision
-	m, err := w.getMsg(ctx, n, "")
+	expect, expired, err := w.revisionExpectation(ctx, req)
 	if err != nil {
 		return placed{}, err
-	}
-	expect := n
-	if m == nil {
-		// Not in the stream: ahead of it, or removed by limits or a purge
-		// together with every older message of the key. Then only a
-		// replica knows whether n is still the key's revision, and the
-		// key has no message left: expecting none keeps the write atomic.
-		rec, err := w.removedHistory(ctx, req.Key)
-		switch {
-		case err != nil:
-			return placed{}, err
-		case rec == nil: // the stream holds everything: n is ahead of it
-			return placed{}, w.mismatch(ctx, req, subject, nil)
-		case rec.Deleted || rec.Revision != n:
-			return placed{}, mismatchOf(lostCondition(req), rec)
-		}
-		expect = 0
-	} else if m.Subject != subject || msgOp(m) != api.OpPut {
-		return placed{}, w.mismatch(ctx, req, subject, nil)
-	}
-	// A put with a time to live that has expired is not the key's
-	// revision any more (ttl.go).
-	expired := false
-	if m != nil {
-		st, err := w.ttlOf(ctx, m, false)
-		if err != nil {
-			return placed{}, err
-		}
-		expired = st == ttlExpired
 	}
 	if !expired {
 		at, err := w.publishIf(ctx, req, id, ss, expect)
@@ -85,6 +56,44 @@ func (w *Writer) writeIfRevision(ctx context.Context, req api.WriteRequest, id s
 		return placed{}, api.Errorf(api.ErrRevisionMismatch, "%s: it expired (its time to live ran out)", lostCondition(req))
 	}
 	return placed{}, w.mismatch(ctx, req, subject, nil)
+}
+
+// revisionExpectation returns the last sequence the key's subject must
+// have for req's If-Match (req.IfRevision) to hold, or
+// api.ErrRevisionMismatch when it already does not; expired reports that
+// the put at req.IfRevision had a time to live that has run out, so that
+// it is not the key's revision any more (ttl.go).
+func (w *Writer) revisionExpectation(ctx context.Context, req api.WriteRequest) (expect uint64, expired bool, err error) {
+	subject := w.stream.KeySubject(req.Key)
+	n := req.IfRevision
+	m, err := w.getMsg(ctx, n, "")
+	if err != nil {
+		return 0, false, err
+	}
+	if m == nil {
+		// Not in the stream: ahead of it, or removed by limits or a purge
+		// together with every older message of the key. Then only a
+		// replica knows whether n is still the key's revision, and the
+		// key has no message left: expecting none keeps the write atomic.
+		rec, err := w.removedHistory(ctx, req.Key)
+		switch {
+		case err != nil:
+			return 0, false, err
+		case rec == nil: // the stream holds everything: n is ahead of it
+			return 0, false, w.mismatch(ctx, req, subject, nil)
+		case rec.Deleted || rec.Revision != n:
+			return 0, false, mismatchOf(lostCondition(req), rec)
+		}
+		return 0, false, nil
+	}
+	if m.Subject != subject || msgOp(m) != api.OpPut {
+		return 0, false, w.mismatch(ctx, req, subject, nil)
+	}
+	st, err := w.ttlOf(ctx, m, false)
+	if err != nil {
+		return 0, false, err
+	}
+	return n, st == ttlExpired, nil
 }
 
 // writeIfAbsent publishes req only if the key does not exist: it has no

@@ -2,6 +2,7 @@ package writer
 
 import (
 	"github.com/tidemark/tidemark/api"
+	"github.com/tidemark/tidemark/stream"
 
 	"sync"
 	"time"
@@ -114,6 +115,8 @@ func opLabel(op api.Op) string {
 		return "put"
 	case api.OpDelete:
 		return "delete"
+	case stream.OpTxn:
+		return "txn"
 	}
 	return "invalid"
 }

@@ -36,6 +36,7 @@ const (
 const (
 	EndpointPut    = "put"
 	EndpointDelete = "delete"
+	EndpointTxn    = "txn"
 )
 
 // endpointMetadata describes each endpoint's request and reply, for `nats
@@ -53,6 +54,16 @@ var endpointMetadata = map[string]map[string]string{
 		"request.body": "empty",
 		"request.if":   "header If-Match: N (only at revision N)",
 	}),
+	EndpointTxn: {
+		"description":      "Write several keys atomically: all or nothing",
+		"request.body":     `{"ops":[{"op":"put|delete","key","value":"<base64>","if_revision":N,"if_absent":true}]}`,
+		"request.token":    "header Tidemark-Token: the session token",
+		"request.write_id": "header Tidemark-Write-Id: a retry is stored once",
+		"request.session":  "headers Tidemark-Session, -Session-Seq: one step of the session",
+		"reply.body":       `{"revision":N,"token":"...","ops":[{"key","revision"}]}`,
+		"errors":           `header Nats-Service-Error-Code; Tidemark-Txn-Op: the failing op`,
+		"errors.write":     "revision_mismatch write_id_reused invalid_request value_too_large",
+	},
 }
 
 // writeMetadata adds what put and delete share to m.
@@ -144,7 +155,13 @@ func (s *Service) Run(ctx context.Context) error {
 			return fmt.Errorf("writer service: endpoint %s on %s: %w", e.name, e.subject, err)
 		}
 	}
-	s.log.Info().Str("stream", s.w.stream.Name()).Str("put", s.subjects.Put()).Str("delete", s.subjects.Delete()).
+	err = svc.AddEndpoint(EndpointTxn, h.txn(), micro.WithEndpointSubject(s.subjects.Txn()),
+		micro.WithEndpointQueueGroup(QueueGroup), micro.WithEndpointMetadata(endpointMetadata[EndpointTxn]))
+	if err != nil {
+		stop()
+		return fmt.Errorf("writer service: endpoint %s on %s: %w", EndpointTxn, s.subjects.Txn(), err)
+	}
+	s.log.Info().Str("stream", s.w.stream.Name()).Str("put", s.subjects.Put()).Str("delete", s.subjects.Delete()).Str("txn", s.subjects.Txn()).
 		Str("id", svc.Info().ID).Msg("writer service started")
 
 	select {
@@ -191,6 +208,37 @@ func (h *handlers) endpoint(op api.Op) micro.Handler {
 	})
 }
 
+// txn returns the handler of the transaction endpoint. Malformed requests
+// are answered at once; transactions run on the pool.
+func (h *handlers) txn() micro.Handler {
+	return micro.HandlerFunc(func(req micro.Request) {
+		tr, err := wire.DecodeTxnRequest(nats.Header(req.Headers()), req.Data())
+		if err != nil {
+			h.replyTxn(req, api.TxnResult{}, err)
+			return
+		}
+		h.mu.RLock()
+		defer h.mu.RUnlock()
+		if h.stopped {
+			h.replyTxn(req, api.TxnResult{Token: tr.Token}, api.Errorf(api.ErrUnavailable, "writer is stopping"))
+			return
+		}
+		h.pool.Handler(func(ctx context.Context, req micro.Request) {
+			res, err := h.w.Txn(ctx, tr)
+			h.replyTxn(req, res, err)
+		}).Handle(req)
+	})
+}
+
+// replyTxn answers a transaction request, logging a failure as reply does.
+func (h *handlers) replyTxn(req micro.Request, res api.TxnResult, err error) {
+	hdr, body := wire.EncodeTxnReply(res, err)
+	if rerr := wire.Respond(req, hdr, body, err); rerr != nil {
+		h.log.Warn().Err(rerr).Msg("reply to transaction")
+	}
+	h.logFailed(err, "", "transaction failed")
+}
+
 // reply answers req and logs a failed write: problems of the writer or the
 // stream as warnings, the client's own mistakes and lost conditions at debug.
 func (h *handlers) reply(req micro.Request, key string, res api.WriteResult, err error) {
@@ -198,6 +246,13 @@ func (h *handlers) reply(req micro.Request, key string, res api.WriteResult, err
 	if rerr := wire.Respond(req, hdr, body, err); rerr != nil {
 		h.log.Warn().Err(rerr).Str("key", key).Msg("reply to write")
 	}
+	h.logFailed(err, key, "write failed")
+}
+
+// logFailed logs a failed write of key ("": a transaction), if err is
+// not nil: problems of the writer or the stream as warnings, the client's
+// own mistakes and lost conditions at debug.
+func (h *handlers) logFailed(err error, key, msg string) {
 	if err == nil {
 		return
 	}
@@ -206,7 +261,10 @@ func (h *handlers) reply(req micro.Request, key string, res api.WriteResult, err
 	if code == api.CodeUnavailable || code == api.CodeInternal {
 		ev = h.log.Warn()
 	}
-	ev.Err(err).Str("key", key).Str("code", code).Msg("write failed")
+	if key != "" {
+		ev = ev.Str("key", key)
+	}
+	ev.Err(err).Str("code", code).Msg(msg)
 }
 
 // close hands no more requests to the pool, then cancels the writes in

@@ -140,7 +140,7 @@ func TestService_Info(t *testing.T) {
 		got = append(got, ep.Name+" "+ep.Subject+" "+ep.QueueGroup)
 	}
 	slices.Sort(got)
-	want := []string{"delete test.v1.delete tidemark-writer", "put test.v1.put tidemark-writer"}
+	want := []string{"delete test.v1.delete tidemark-writer", "put test.v1.put tidemark-writer", "txn test.v1.txn tidemark-writer"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("Endpoints=%q, want %q", got, want)
 	}

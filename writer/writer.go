@@ -63,6 +63,13 @@ type Config struct {
 	// GroupCommitMin is the fewest writes that group commit sends as one
 	// batch; fewer are published one by one. DefaultGroupCommitMin when 0.
 	GroupCommitMin int
+	// TxnMaxOps is the most ops a transaction may hold:
+	// api.DefaultTxnMaxOps when 0, at most MaxTxnOps (what the server
+	// takes in one atomic batch).
+	TxnMaxOps int
+	// TxnMaxBytes bounds the keys and values of a transaction:
+	// api.DefaultTxnMaxBytes when 0.
+	TxnMaxBytes int
 	// Records reads keys from the replicas. A conditional write asks it,
 	// with strong consistency, for the current revision of a key none of
 	// whose messages the stream holds any more (removed by limits or a
@@ -85,6 +92,9 @@ type Writer struct {
 	attemptTimeout time.Duration
 	log            zerolog.Logger
 
+	txnMaxOps   int
+	txnMaxBytes int
+
 	records Records
 	// removedFor is the id of the stream last seen to have removed
 	// history (readRemoved): a stream never gets it back.
@@ -103,6 +113,8 @@ func New(cfg Config) *Writer {
 		log:            cfg.Logger,
 		records:        cfg.Records,
 		sessions:       sessions{max: DefaultMaxSessions},
+		txnMaxOps:      min(cmp.Or(cfg.TxnMaxOps, api.DefaultTxnMaxOps), MaxTxnOps),
+		txnMaxBytes:    cmp.Or(cfg.TxnMaxBytes, api.DefaultTxnMaxBytes),
 	}
 	if w.maxValueBytes <= 0 {
 		w.maxValueBytes = api.DefaultMaxValueBytes
@@ -151,12 +163,7 @@ func (w *Writer) Write(ctx context.Context, req api.WriteRequest) (res api.Write
 	// something waits on it other than the requests, which retry bounds.
 	ctx, cancel := deadline.WithTimeout(ctx, w.retryTimeout)
 	defer cancel()
-	err = w.stream.CheckToken(ctx, req.Token)
-	if errors.Is(err, api.ErrTokenStreamMismatch) && w.stream.Refresh(ctx) == nil {
-		// The stream may have been recreated since this writer last looked.
-		err = w.stream.CheckToken(ctx, req.Token)
-	}
-	if err != nil {
+	if err := w.checkToken(ctx, req.Token); err != nil {
 		return failed, err
 	}
 
@@ -170,6 +177,17 @@ func (w *Writer) Write(ctx context.Context, req api.WriteRequest) (res api.Write
 		defer w.sessions.release(ss)
 	}
 	return w.write(ctx, req, id, ss)
+}
+
+// checkToken checks a request's token against the stream, looking at the
+// stream again when the token names another one.
+func (w *Writer) checkToken(ctx context.Context, tok api.Token) error {
+	err := w.stream.CheckToken(ctx, tok)
+	if errors.Is(err, api.ErrTokenStreamMismatch) && w.stream.Refresh(ctx) == nil {
+		// The stream may have been recreated since this writer last looked.
+		err = w.stream.CheckToken(ctx, tok)
+	}
+	return err
 }
 
 // write publishes a validated request with write id id; ss is its session,
@@ -192,9 +210,29 @@ func (w *Writer) write(ctx context.Context, req api.WriteRequest, id string, ss 
 	if err != nil {
 		return failed, err
 	}
+	tok, err := w.answer(ctx, req.Token, was, at, id)
+	if err != nil {
+		if errors.Is(err, errLostHistory) {
+			return api.WriteResult{Key: req.Key}, err
+		}
+		return failed, err
+	}
+	return api.WriteResult{Key: req.Key, Revision: at.seq, Token: tok}, nil
+}
+
+// errLostHistory marks the failure of lostHistory, whose reply carries no
+// token.
+var errLostHistory = errors.New("the stream lost history the token covers")
+
+// answer returns the session's token after a write (or a transaction)
+// that the stream holds at at, published when the stream's identity was
+// was, its message at at.seq carrying message id id; or why the write must
+// not be acknowledged (wrapping errLostHistory when the reply must carry
+// no token).
+func (w *Writer) answer(ctx context.Context, reqTok api.Token, was string, at placed, id string) (api.Token, error) {
 	seq := at.seq
 	if err := w.sameStream(ctx, was, seq, id); err != nil {
-		return failed, err
+		return api.Token{}, err
 	}
 	w.stream.ObserveLast(seq)
 	// The token is normally just the write's; a retried write answered from
@@ -206,21 +244,18 @@ func (w *Writer) write(ctx context.Context, req api.WriteRequest, id string, ss 
 	// that token, so the session starts again on the new stream. So is a
 	// write stored as new behind the token of the same stream (lostHistory).
 	tok := w.stream.Token(seq)
-	if !req.Token.IsZero() && req.Token.Stream != tok.Stream {
+	if !reqTok.IsZero() && reqTok.Stream != tok.Stream {
 		// Checked against the old identity, before this writer (by this
 		// write or a concurrent one) took on the new one.
-		return failed, api.Errorf(api.ErrUnavailable,
+		return api.Token{}, api.Errorf(api.ErrUnavailable,
 			"stream %s was recreated while the write was in flight; the write is in the new stream, which the request's token does not name: start the session again", w.stream.Name())
 	}
-	if err := w.lostHistory(req, at); err != nil {
+	if err := w.lostHistory(reqTok, at); err != nil {
 		// The request's token points at writes the stream no longer
 		// holds, and the write sits behind it: return neither.
-		return api.WriteResult{Key: req.Key}, err
+		return api.Token{}, err
 	}
-	if tok, err = req.Token.Merge(tok); err != nil {
-		return failed, err
-	}
-	return api.WriteResult{Key: req.Key, Revision: seq, Token: tok}, nil
+	return reqTok.Merge(tok)
 }
 
 // lostHistory fails a write that the stream stored as new at or below the
@@ -235,14 +270,14 @@ func (w *Writer) write(ctx context.Context, req api.WriteRequest, id string, ss 
 // fresh read. A write stored earlier (a duplicate ack, a write found by its
 // id) may well be at or below the token: a retry of a write the session
 // has seen.
-func (w *Writer) lostHistory(req api.WriteRequest, at placed) error {
-	if at.earlier || req.Token.IsZero() || at.seq > req.Token.Seq {
+func (w *Writer) lostHistory(reqTok api.Token, at placed) error {
+	if at.earlier || reqTok.IsZero() || at.seq > reqTok.Seq {
 		return nil
 	}
 	w.stream.Suspect()
 	return api.Errorf(api.ErrUnavailable,
-		"stream %s lost acknowledged writes that the request's token covers: the write was stored as new at %d, at or below the token's %d, so its outcome is unknown to the session; start the session again from a fresh read, without that token",
-		w.stream.Name(), at.seq, req.Token.Seq)
+		"stream %s lost acknowledged writes that the request's token covers: the write was stored as new at %d, at or below the token's %d, so its outcome is unknown to the session; start the session again from a fresh read, without that token: %w",
+		w.stream.Name(), at.seq, reqTok.Seq, errLostHistory)
 }
 
 // placed is where the stream holds a write.

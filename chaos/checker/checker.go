@@ -96,6 +96,10 @@ const (
 	// FinalMissing: at the end, a strong read through a gateway or pinned to
 	// a replica did not find a key's state (absent, failed or not read).
 	FinalMissing Kind = "final-missing"
+	// TxnPartial: a read or scan saw part of a transaction: served at a
+	// position inside one, or a scan that shows one op of a transaction
+	// and, for another key of it in its range, an older state.
+	TxnPartial Kind = "txn-partial"
 	// FinalDifferent: at the end, a strong read returned another value,
 	// revision or tombstone than the fold of the stream.
 	FinalDifferent Kind = "final-different"
@@ -139,7 +143,9 @@ type Report struct {
 	// Ops counts the operations; Writes, Reads by outcome.
 	Ops    int                     `json:"ops"`
 	Writes map[history.Outcome]int `json:"writes"`
-	Reads  map[history.Outcome]int `json:"reads"`
+	// Txns counts the acknowledged transactions (among Writes).
+	Txns  int                     `json:"txns"`
+	Reads map[history.Outcome]int `json:"reads"`
 	// StreamLen is the number of messages in the final stream;
 	// Replicas the number of replica states checked.
 	StreamLen int `json:"stream_len"`
@@ -184,8 +190,8 @@ func (r *Report) OK() bool { return r.Violations() == 0 }
 // Summary lists the counts by kind and the examples, one per line.
 func (r *Report) Summary() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d ops (writes %v, reads %v), stream %d messages, %d replicas: %d violations, %d lost, %d duplicated, %d unexpected\n",
-		r.Ops, r.Writes, r.Reads, r.StreamLen, r.Replicas, r.Violations(), r.Lost, r.Duplicated, r.Unexpected)
+	fmt.Fprintf(&b, "%d ops (writes %v, %d of them transactions, reads %v), stream %d messages, %d replicas: %d violations, %d lost, %d duplicated, %d unexpected\n",
+		r.Ops, r.Writes, r.Txns, r.Reads, r.StreamLen, r.Replicas, r.Violations(), r.Lost, r.Duplicated, r.Unexpected)
 	if r.LostByFault+r.Unverifiable+r.Epochs+r.FinalReads > 0 {
 		fmt.Fprintf(&b, "  %d acknowledged writes lost by a fault (not counted as lost), %d reads of a lost tail, %d deleted streams, %d final strong reads\n",
 			r.LostByFault, r.Unverifiable, r.Epochs, r.FinalReads)
@@ -290,7 +296,10 @@ func Check(h *history.History) *Report {
 		Epochs:   len(h.Epochs),
 	}
 	for _, op := range h.Ops {
-		if op.Kind.IsWrite() {
+		if op.Kind == history.Txn && op.Outcome == history.OK {
+			r.Txns++
+		}
+		if op.Kind.Writes() {
 			r.Writes[op.Outcome]++
 		} else {
 			r.Reads[op.Outcome]++
@@ -423,8 +432,12 @@ func checkSessionSeqs(r *Report, h *history.History) {
 func checkStream(r *Report, h *history.History, w *world, reused map[*history.Op]bool) {
 	byID := map[string][]*history.Op{}
 	byValue := map[string]*history.Op{}
+	txns := map[string]*history.Op{}
 	for i := range h.Ops {
 		op := &h.Ops[i]
+		if op.Kind == history.Txn {
+			txns[op.WriteID] = op
+		}
 		if !op.Kind.IsWrite() {
 			continue
 		}
@@ -458,7 +471,17 @@ func checkStream(r *Report, h *history.History, w *world, reused map[*history.Op
 		s := st.s
 		for _, m := range s.Stream {
 			if !m.Kind.IsWrite() {
-				continue // a writer's claim on a session number or a clock tick, not a write
+				continue // a writer's claim on a session number, a transaction's marker or a clock tick: not a write
+			}
+			if m.TxnIndex > 0 {
+				if m.TxnIndex == m.TxnSize {
+					checkTxnStored(r, s, txns, m, func(op *history.Op) bool {
+						_, dup := stored[op]
+						stored[op] = place{st.id, m.Seq}
+						return dup
+					})
+				}
+				continue
 			}
 			var op *history.Op
 			// Of the writes with the message's id, the first with its
@@ -508,7 +531,7 @@ func checkStream(r *Report, h *history.History, w *world, reused map[*history.Op
 	}
 	for i := range h.Ops {
 		op := &h.Ops[i]
-		if !op.Kind.IsWrite() || op.Outcome != history.OK {
+		if !op.Kind.Writes() || op.Outcome != history.OK {
 			continue
 		}
 		if _, ok := stored[op]; ok {
@@ -523,6 +546,49 @@ func checkStream(r *Report, h *history.History, w *world, reused map[*history.Op
 			r.Lost++
 			r.opViolation(LostWrite, op, "%s %q acknowledged at revision %d is not in the stream", op.Kind, op.Key, op.Revision)
 		}
+	}
+}
+
+// checkTxnStored checks the transaction whose last op is m, found in the
+// stream of s: the transaction op that sent it (by its write id, in the
+// message ids "txn:<id>:<i>" of its messages), its content, and its
+// outcome; store records it as stored and reports whether it already was.
+func checkTxnStored(r *Report, s *history.Snapshots, txns map[string]*history.Op, m history.Message, store func(*history.Op) bool) {
+	first := m.Seq - uint64(m.TxnSize) + 1
+	head, _ := s.Message(first)
+	id, _ := strings.CutPrefix(head.MsgID, "txn:")
+	id = id[:max(strings.LastIndexByte(id, ':'), 0)]
+	op := txns[id]
+	if op == nil {
+		r.Unexpected++
+		r.add(Violation{Kind: UnexpectedWrite, Session: -1, Index: -1, Seq: m.Seq,
+			Detail: fmt.Sprintf("transaction of %d ops (msg id %q) was sent by no session", m.TxnSize, head.MsgID)})
+		return
+	}
+	if store(op) {
+		r.Duplicated++
+		r.add(Violation{Kind: DuplicateWrite, Session: op.Session, Index: op.Index, Seq: m.Seq, Detail: "transaction stored twice"})
+		return
+	}
+	if len(op.TxnOps) != m.TxnSize {
+		r.add(Violation{Kind: CorruptWrite, Session: op.Session, Index: op.Index, Seq: m.Seq,
+			Detail: fmt.Sprintf("transaction stored with %d ops, sent with %d", m.TxnSize, len(op.TxnOps))})
+		return
+	}
+	for i, t := range op.TxnOps {
+		got, _ := s.Message(first + uint64(i))
+		if got.Key != t.Key || got.Kind != t.Kind || (t.Kind == history.Put && !bytes.Equal(got.Value, t.Value)) {
+			r.add(Violation{Kind: CorruptWrite, Session: op.Session, Index: op.Index, Seq: got.Seq,
+				Detail: fmt.Sprintf("transaction op %d stored as %s %q = %q, sent %s %q = %q", i, got.Kind, got.Key, got.Value, t.Kind, t.Key, t.Value)})
+		}
+	}
+	switch {
+	case op.Outcome == history.Failed:
+		r.add(Violation{Kind: FailedWriteApplied, Session: op.Session, Index: op.Index, Seq: m.Seq,
+			Detail: fmt.Sprintf("transaction reported failed (%s) is stored at %d", op.Code, m.Seq)})
+	case op.Outcome == history.OK && op.Revision != m.Seq:
+		r.add(Violation{Kind: WrongRevision, Session: op.Session, Index: op.Index, Seq: m.Seq,
+			Detail: fmt.Sprintf("transaction acknowledged at %d, stored at %d", op.Revision, m.Seq)})
 	}
 }
 
@@ -763,6 +829,22 @@ func checkSession(r *Report, w *world, ops []history.Op) {
 			}
 			acked[op.WriteID] = op
 			checkWrite(r, &st, op)
+		case history.Txn:
+			if prev := acked[op.WriteID]; prev != nil && op.WriteID != "" {
+				continue
+			}
+			acked[op.WriteID] = op
+			// Each op as a write of the session, at its own revision; the
+			// transaction is one step of the session's order.
+			for i, t := range op.TxnOps {
+				w := *op
+				w.Kind, w.Key, w.Value = t.Kind, t.Key, t.Value
+				w.Revision = op.Revision - uint64(len(op.TxnOps)) + 1 + uint64(i)
+				if i > 0 {
+					w.SessionSeq = 0
+				}
+				checkWrite(r, &st, &w)
+			}
 		case history.Get:
 			checkGet(r, s, &st, op)
 		case history.Scan:
@@ -808,10 +890,46 @@ func checkPosition(r *Report, st *sessionState, op *history.Op) {
 	st.seenMax = max(st.seenMax, op.Applied)
 }
 
+// checkTxnPosition checks that a read was not served at a position inside
+// a transaction. A get reports at least its record's revision, which may
+// be an op of a transaction that was applied whole.
+func checkTxnPosition(r *Report, s *history.Snapshots, op *history.Op) {
+	if op.Applied == 0 || (op.Kind == history.Get && op.Applied == op.Revision) {
+		return
+	}
+	if t, ok := s.TxnAt(op.Applied); ok && op.Applied < t.Last {
+		r.opViolation(TxnPartial, op, "served by %s at applied %d, inside the transaction at %d-%d", op.ServedBy, op.Applied, t.First, t.Last)
+	}
+}
+
+// checkScanTxns checks that a scan that shows an op of a transaction shows
+// every other key of it in its range at that op's revision or later.
+func checkScanTxns(r *Report, s *history.Snapshots, op *history.Op) {
+	got := map[string]uint64{}
+	for _, it := range op.Items {
+		got[it.Key] = it.Revision
+	}
+	for _, it := range op.Items {
+		t, ok := s.TxnAt(it.Revision)
+		if !ok {
+			continue
+		}
+		for q := t.First + 1; q <= t.Last; q++ {
+			m, _ := s.Message(q)
+			if rev, returned := got[m.Key]; returned && rev < q && inScanRange(op, m.Key) {
+				r.opViolation(TxnPartial, op, "scan from %s shows %q at %d of the transaction at %d-%d, and %q at %d, before its op at %d",
+					op.ServedBy, it.Key, it.Revision, t.First, t.Last, m.Key, rev, q)
+				return
+			}
+		}
+	}
+}
+
 func checkGet(r *Report, s *history.Snapshots, st *sessionState, op *history.Op) {
 	// The value against the stream.
 	if s != nil {
 		checkGetValue(r, s, op)
+		checkTxnPosition(r, s, op)
 	}
 	// Session guarantees, on the key's revision.
 	switch {
@@ -872,6 +990,8 @@ func checkGetValue(r *Report, s *history.Snapshots, op *history.Op) {
 func checkScan(r *Report, s *history.Snapshots, st *sessionState, op *history.Op) {
 	if s != nil {
 		checkScanValues(r, s, op)
+		checkTxnPosition(r, s, op)
+		checkScanTxns(r, s, op)
 	}
 	items := map[string]uint64{}
 	for _, it := range op.Items {

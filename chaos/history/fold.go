@@ -32,6 +32,7 @@ type Fold struct {
 
 	sessions map[string]uint64
 	pending  []expiry // the expiry index, sorted by (at, key)
+	txnSkip  bool     // the session rule left out the transaction being folded
 }
 
 // expiry is one entry of the expiry index: key expires at at (Unix
@@ -53,8 +54,23 @@ func NewFold() *Fold {
 func (f *Fold) Apply(m Message) []Record {
 	f.Applied = m.Seq
 	written := f.expire(m)
+	if m.Kind == Marker && m.TxnSize > 0 {
+		// A transaction's marker: its session step decides for its ops.
+		f.txnSkip = false
+		if m.SessionID != "" {
+			f.txnSkip = m.SessionSeq <= f.sessions[m.SessionID]
+			if !f.txnSkip {
+				f.sessions[m.SessionID] = m.SessionSeq
+			}
+		}
+		return written
+	}
 	if m.Kind == Marker || m.Kind == Tick {
 		return written // changes no key, and a replica never counts it as skipped
+	}
+	if m.TxnIndex > 0 && f.txnSkip {
+		f.Skipped[m.Seq] = true
+		return written
 	}
 	if m.SessionID != "" {
 		if m.SessionSeq <= f.sessions[m.SessionID] {
@@ -129,14 +145,42 @@ type Snapshots struct {
 	// writes holds, per key, the records written to it, by ascending
 	// revision: its applied puts and deletes and its expiries.
 	writes map[string][]Record
+	// txns are the stream's transactions, in order; txnOf[seq] is the
+	// index in txns of the one that holds seq, or -1.
+	txns  []TxnSpan
+	txnOf []int
+}
+
+// TxnSpan is a transaction in the stream: its marker at First, its ops
+// after it up to Last.
+type TxnSpan struct {
+	First, Last uint64
+}
+
+// TxnAt returns the transaction that holds the message at seq, marker or
+// op, if one does.
+func (s *Snapshots) TxnAt(seq uint64) (TxnSpan, bool) {
+	if seq == 0 || seq >= uint64(len(s.txnOf)) || s.txnOf[seq] < 0 {
+		return TxnSpan{}, false
+	}
+	return s.txns[s.txnOf[seq]], true
 }
 
 // NewSnapshots folds stream, which must be in sequence order from 1.
 func NewSnapshots(stream []Message) *Snapshots {
-	s := &Snapshots{Stream: stream, Final: NewFold(), writes: map[string][]Record{}}
+	s := &Snapshots{Stream: stream, Final: NewFold(), writes: map[string][]Record{}, txnOf: make([]int, len(stream)+1)}
+	for i := range s.txnOf {
+		s.txnOf[i] = -1
+	}
 	for _, m := range stream {
 		for _, rec := range s.Final.Apply(m) {
 			s.writes[rec.Key] = append(s.writes[rec.Key], rec)
+		}
+		if m.Kind == Marker && m.TxnSize > 0 && m.Seq+uint64(m.TxnSize) <= uint64(len(stream)) {
+			s.txns = append(s.txns, TxnSpan{First: m.Seq, Last: m.Seq + uint64(m.TxnSize)})
+			for q := m.Seq; q <= m.Seq+uint64(m.TxnSize); q++ {
+				s.txnOf[q] = len(s.txns) - 1
+			}
 		}
 	}
 	return s

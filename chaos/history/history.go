@@ -31,10 +31,15 @@ const (
 	Tick Kind = "tick"
 	Get  Kind = "get"
 	Scan Kind = "scan"
+	// Txn is an atomic multi-key write: its TxnOps, all or none.
+	Txn Kind = "txn"
 )
 
-// IsWrite reports whether k changes data.
+// IsWrite reports whether k changes one key's data.
 func (k Kind) IsWrite() bool { return k == Put || k == Delete }
+
+// Writes reports whether k changes data: a write or a transaction.
+func (k Kind) Writes() bool { return k.IsWrite() || k == Txn }
 
 // Outcome is how an operation ended, as the client saw it.
 type Outcome string
@@ -84,6 +89,11 @@ type Op struct {
 	// TTL is a put's time to live, if it had one.
 	TTL time.Duration `json:"ttl,omitempty"`
 
+	// TxnOps are the writes of a transaction (Kind Txn), each a Put or a
+	// Delete of its own key; its Revision is its last op's, and op i's is
+	// Revision - len(TxnOps) + 1 + i.
+	TxnOps []TxnOp `json:"txn_ops,omitempty"`
+
 	// Prefix, After and Limit are a scan's request; Items and Next its reply.
 	Prefix string `json:"prefix,omitempty"`
 	After  string `json:"after,omitempty"`
@@ -119,6 +129,13 @@ type Op struct {
 	Stream string `json:"stream,omitempty"`
 }
 
+// TxnOp is one write of a transaction.
+type TxnOp struct {
+	Kind  Kind   `json:"kind"`
+	Key   string `json:"key"`
+	Value []byte `json:"value,omitempty"`
+}
+
 // Message is one message of the stream, as a final dump read it.
 type Message struct {
 	// Seq is the stream sequence, the write's revision.
@@ -141,6 +158,11 @@ type Message struct {
 	// at or after Time + TTL.
 	Time time.Time     `json:"time,omitzero"`
 	TTL  time.Duration `json:"ttl,omitempty"`
+	// TxnIndex and TxnSize place the message in a transaction of TxnSize
+	// ops: 0 on its marker (Kind Marker), 1 to TxnSize on its ops; both 0
+	// outside one.
+	TxnIndex int `json:"txn_index,omitempty"`
+	TxnSize  int `json:"txn_size,omitempty"`
 }
 
 // Record is the state of one key in a replica.
@@ -269,7 +291,7 @@ func (h *History) Validate() error {
 	next := map[int]int{}
 	for i, op := range h.Ops {
 		switch op.Kind {
-		case Put, Delete, Get, Scan:
+		case Put, Delete, Get, Scan, Txn:
 		default:
 			return fmt.Errorf("%w: op %d: unknown kind %q", ErrFormat, i, op.Kind)
 		}

@@ -34,6 +34,14 @@ func (s *session) doNATS(ctx context.Context, op *history.Op, tok api.Token) api
 		}
 		op.Outcome, op.Revision = history.OK, res.Revision
 		return res.Token
+	case history.Txn:
+		res, err := s.nats.Txn(ctx, txnRequest(op, tok))
+		if err != nil {
+			s.fail(op, codeOf(err), err.Error())
+			return res.Token
+		}
+		op.Outcome, op.Revision = history.OK, res.Revision
+		return res.Token
 	case history.Get:
 		res, err := s.nats.Get(ctx, api.GetRequest{Key: op.Key, ReadSpec: api.ReadSpec{Token: tok, Wait: s.cfg.ReadWait, Replica: op.Replica}})
 		op.ServedBy, op.Applied = res.Replica, res.Applied
@@ -88,6 +96,8 @@ func (s *session) doHTTP(ctx context.Context, base string, op *history.Op, tok a
 		method, body = http.MethodPut, bytesReader(op.Value)
 	case history.Delete:
 		method = http.MethodDelete
+	case history.Txn:
+		method, target, body = http.MethodPost, base+"/v1/txn", bytesReader(api.EncodeTxnJSON(txnRequest(op, tok).Ops))
 	case history.Scan:
 		q := url.Values{"prefix": {op.Prefix}, "limit": {strconv.Itoa(op.Limit)}}
 		if op.After != "" {
@@ -103,7 +113,7 @@ func (s *session) doHTTP(ctx context.Context, base string, op *history.Op, tok a
 	if !tok.IsZero() {
 		req.Header.Set(api.HeaderToken, tok.String())
 	}
-	if op.Kind.IsWrite() {
+	if op.Kind.Writes() {
 		req.Header.Set(api.HeaderWriteID, op.WriteID)
 		if op.TTL > 0 {
 			req.Header.Set(api.HeaderTTL, op.TTL.String())
@@ -161,6 +171,16 @@ func (s *session) doHTTP(ctx context.Context, base string, op *history.Op, tok a
 		if t, err := api.ParseToken(w.Token); err == nil && out.IsZero() {
 			out = t
 		}
+	case history.Txn:
+		var t api.TxnResultJSON
+		if err := json.Unmarshal(data, &t); err != nil {
+			s.fail(op, "", "bad transaction reply: "+err.Error())
+			return out
+		}
+		op.Outcome, op.Revision = history.OK, t.Revision
+		if tt, err := api.ParseToken(t.Token); err == nil && out.IsZero() {
+			out = tt
+		}
 	case history.Get:
 		op.Outcome, op.Found, op.Value, op.Revision = history.OK, true, data, rev
 	case history.Scan:
@@ -176,6 +196,21 @@ func (s *session) doHTTP(ctx context.Context, base string, op *history.Op, tok a
 		}
 	}
 	return out
+}
+
+// txnRequest is the transaction op records, with token tok.
+func txnRequest(op *history.Op, tok api.Token) api.TxnRequest {
+	req := api.TxnRequest{Token: tok, WriteID: op.WriteID, Session: op.SessionID, SessionSeq: op.SessionSeq}
+	for _, t := range op.TxnOps {
+		o := api.TxnOp{Op: api.OpPut, Key: t.Key, Value: t.Value}
+		if t.Kind == history.Delete {
+			o.Op, o.Value = api.OpDelete, nil
+		} else if o.Value == nil {
+			o.Value = []byte{}
+		}
+		req.Ops = append(req.Ops, o)
+	}
+	return req
 }
 
 func abbrev(b []byte) []byte {

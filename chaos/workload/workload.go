@@ -242,10 +242,12 @@ func (s *session) next(index int) history.Op {
 		return fmt.Sprintf("%s%d", own, s.rng.IntN(s.cfg.OwnKeys))
 	}
 	switch n := s.rng.IntN(100); {
-	case n < 35:
+	case n < 32:
 		op.Kind = history.Put
-	case n < 45:
+	case n < 40:
 		op.Kind = history.Delete
+	case n < 48:
+		op.Kind = history.Txn
 	case n < 85:
 		op.Kind = history.Get
 	default:
@@ -264,6 +266,29 @@ func (s *session) next(index int) history.Op {
 			if s.cfg.TTL && s.rng.IntN(4) == 0 {
 				op.TTL = time.Duration(1+s.rng.IntN(3)) * time.Second
 			}
+		}
+		if s.cfg.SessionOrder {
+			s.writes++
+			op.SessionID = fmt.Sprintf("c%s-s%d", s.cfg.RunID, s.id)
+			op.SessionSeq = s.writes
+		}
+	case history.Txn:
+		// Two to four keys, shared and own, each put or deleted, with
+		// unique values: the checker tells every transaction's writes
+		// apart in the stream and in every read.
+		op.WriteID = fmt.Sprintf("w-%s-%d-%d", s.cfg.RunID, s.id, index)
+		seen := map[string]bool{}
+		for j := range 2 + s.rng.IntN(3) {
+			k := key()
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			t := history.TxnOp{Kind: history.Put, Key: k, Value: fmt.Appendf(nil, "v-%s-%d-%d-%d", s.cfg.RunID, s.id, index, j)}
+			if s.rng.IntN(5) == 0 {
+				t.Kind, t.Value = history.Delete, nil
+			}
+			op.TxnOps = append(op.TxnOps, t)
 		}
 		if s.cfg.SessionOrder {
 			s.writes++
@@ -294,7 +319,7 @@ func (s *session) do(ctx context.Context, op *history.Op) {
 		op.TokenIn = s.token.Seq
 	}
 	useNATS := s.gateway == "" && s.nats != nil && (len(s.cfg.Gateways) == 0 || s.rng.IntN(2) == 0)
-	if !op.Kind.IsWrite() && len(s.cfg.Replicas) > 0 && (useNATS || s.rng.IntN(2) == 0) {
+	if !op.Kind.Writes() && len(s.cfg.Replicas) > 0 && (useNATS || s.rng.IntN(2) == 0) {
 		op.Replica = s.cfg.Replicas[s.rng.IntN(len(s.cfg.Replicas))]
 	}
 	tok := s.token
@@ -350,7 +375,7 @@ func readOutcome(code string) history.Outcome {
 
 func (s *session) fail(op *history.Op, code, msg string) {
 	op.Code, op.Error = code, msg
-	if op.Kind.IsWrite() {
+	if op.Kind.Writes() {
 		op.Outcome = writeOutcome(code)
 	} else {
 		op.Outcome = readOutcome(code)

@@ -207,7 +207,8 @@ func windowMessages(n int64) int64 {
 // writerConfig is the writer's configuration; the caller sets its stream,
 // logger and records.
 func writerConfig(c config.Config) writer.Config {
-	return writer.Config{MaxValueBytes: c.Gateway.MaxValueBytes, GroupCommit: c.Writer.GroupCommit, GroupCommitMin: c.Writer.GroupCommitMin}
+	return writer.Config{MaxValueBytes: c.Gateway.MaxValueBytes, GroupCommit: c.Writer.GroupCommit, GroupCommitMin: c.Writer.GroupCommitMin,
+		TxnMaxOps: c.Writer.TxnMaxOps, TxnMaxBytes: c.Writer.TxnMaxBytes}
 }
 
 // gatewayConfig is the gateway's configuration: ready, when set, adds to
