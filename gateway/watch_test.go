@@ -264,6 +264,13 @@ func (w *sseWatcher) run(t testing.TB, ctx context.Context, urls []string, prefi
 			_ = backoff.Sleep(ctx, 20*time.Millisecond) // EventSource's retry
 			continue
 		}
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			// No replica to serve it yet (a gateway that has not heard
+			// one): a client that honours Retry-After tries again.
+			resp.Body.Close()
+			_ = backoff.Sleep(ctx, 50*time.Millisecond)
+			continue
+		}
 		if resp.StatusCode != 200 {
 			w.fail(fmt.Errorf("watch on %s: status %d", url, resp.StatusCode))
 			resp.Body.Close()
@@ -478,18 +485,24 @@ func TestWatchExactlyOnceAcrossFaults(t *testing.T) {
 		go func() { defer wg.Done(); sses[i].run(t, ctx, gateways, "x/") }()
 	}
 	synced := func() bool {
-		for _, w := range gos {
+		for i, w := range gos {
 			w.mu.Lock()
-			ok := w.synced != 0
+			ok, err := w.synced != 0, w.err
 			w.mu.Unlock()
+			if err != nil {
+				t.Fatalf("Go watcher %d stopped before it synced: %v", i, err)
+			}
 			if !ok {
 				return false
 			}
 		}
-		for _, w := range sses {
+		for i, w := range sses {
 			w.mu.Lock()
-			ok := w.synced != 0
+			ok, err := w.synced != 0, w.err
 			w.mu.Unlock()
+			if err != nil {
+				t.Fatalf("SSE watcher %d stopped before it synced: %v", i, err)
+			}
 			if !ok {
 				return false
 			}
