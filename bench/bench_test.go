@@ -152,7 +152,8 @@ func TestPercentiles(t *testing.T) {
 }
 
 // TestRun runs every section but memory (which needs the tidemark binary)
-// in fast mode, briefly, and checks that each produced its rows.
+// and the soak (which runs only when named) in fast mode, briefly, and
+// checks that each produced its rows.
 func TestRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the whole benchmark briefly; skipped with -short")
@@ -181,9 +182,12 @@ func TestRun(t *testing.T) {
 		}
 	}
 	for _, s := range Sections {
-		if !seen[s] {
+		if !seen[s] && s != "soak" { // the soak runs only when named (TestSoak)
 			t.Errorf("no rows for section %s", s)
 		}
+	}
+	if seen["soak"] {
+		t.Error("the soak ran without being named")
 	}
 	checkShapes(t, rep.Modes[0].Rows)
 	var table, js bytes.Buffer
