@@ -118,13 +118,21 @@ func (h *HTTP) watchOnce(ctx context.Context, w *watchState) error {
 			}
 			n++
 			m.Header.Set(wire.HeaderEventSeq, strconv.FormatUint(n, 10))
+			if t := api.EventType(m.Header.Get(wire.HeaderEvent)); w.req.Resume && m.Header.Get(wire.HeaderEventID) == "" &&
+				(t == api.EventPut || t == api.EventDelete) {
+				// A change that more of its revision or transaction
+				// follow names no id: it is its revision's, as over NATS.
+				var c struct {
+					Revision uint64 `json:"revision"`
+				}
+				if json.Unmarshal(m.Data, &c) == nil && c.Revision != 0 {
+					m.Header.Set(wire.HeaderEventID, strconv.FormatUint(c.Revision, 10))
+					m.Header.Set(wire.HeaderEventMore, "1")
+				}
+			}
 			ev, err := h.decodeSSE(m)
 			if err != nil {
 				return errResume{err}
-			}
-			if ev.ID == 0 && w.req.Resume && (ev.Type == api.EventPut || ev.Type == api.EventDelete) {
-				// A change that more of its revision follow names no id.
-				ev.ID, ev.More = ev.Revision, true
 			}
 			if err := w.handle(ev); err != nil {
 				return err
