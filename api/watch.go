@@ -45,13 +45,38 @@ type Event struct {
 	Revision uint64
 	Value    []byte
 	// More marks a change that more changes of the same revision follow
-	// (a message's write and the expiries it brings share its revision):
-	// a resume point is complete only at the last of them.
+	// (a message's write and the expiries it brings share its revision),
+	// or more changes of the same transaction: a resume point is complete
+	// only at the last of them.
 	More bool
+	// Txn marks a change that a transaction made (zero for any other).
+	Txn TxnMark
 	// Token is the session token as of the event.
 	Token Token
 	// Err is the error of an EventError.
 	Err error
+}
+
+// TxnMark marks the changes of one transaction in a watch: a watch
+// delivers them consecutively, with no other event between them, in one
+// read of the replica.
+type TxnMark struct {
+	// Revision is the transaction's revision: its last op's.
+	Revision uint64
+	// Ops is how many ops the transaction applied, under any prefix.
+	Ops int
+}
+
+// IsZero reports whether m marks nothing.
+func (m TxnMark) IsZero() bool { return m == TxnMark{} }
+
+// Change is one change of a replica's watch window: the record, its
+// transaction, and whether more changes of its revision or transaction
+// follow it in the same read.
+type Change struct {
+	Record
+	Txn  TxnMark
+	More bool
 }
 
 // WatchRequest asks for the changes of a prefix.
@@ -96,5 +121,13 @@ type EventJSON struct {
 	Key      string `json:"key,omitempty"`
 	Revision uint64 `json:"revision,omitempty"`
 	Value    []byte `json:"value,omitempty"`
-	Token    string `json:"token"`
+	// Txn marks a change that a transaction made.
+	Txn   *EventTxnJSON `json:"txn,omitempty"`
+	Token string        `json:"token"`
+}
+
+// EventTxnJSON is the transaction mark of a change event (TxnMark).
+type EventTxnJSON struct {
+	Revision uint64 `json:"revision"`
+	Ops      int    `json:"ops"`
 }

@@ -118,13 +118,12 @@ func (h *HTTP) watchOnce(ctx context.Context, w *watchState) error {
 			}
 			n++
 			m.Header.Set(wire.HeaderEventSeq, strconv.FormatUint(n, 10))
+			if w.req.Resume {
+				sseChangeID(m)
+			}
 			ev, err := h.decodeSSE(m)
 			if err != nil {
 				return errResume{err}
-			}
-			if ev.ID == 0 && w.req.Resume && (ev.Type == api.EventPut || ev.Type == api.EventDelete) {
-				// A change that more of its revision follow names no id.
-				ev.ID, ev.More = ev.Revision, true
 			}
 			if err := w.handle(ev); err != nil {
 				return err
@@ -142,6 +141,23 @@ func (h *HTTP) watchOnce(ctx context.Context, w *watchState) error {
 		return errResume{api.Errorf(api.ErrUnavailable, "the watch sent nothing for %v", liveness)}
 	}
 	return nil
+}
+
+// sseChangeID gives a change event of the stream that names no id (more
+// changes of its revision or transaction follow it) its revision as id and
+// More, as over NATS; DecodeEvent then checks it as any other.
+func sseChangeID(m *nats.Msg) {
+	t := api.EventType(m.Header.Get(wire.HeaderEvent))
+	if m.Header.Get(wire.HeaderEventID) != "" || (t != api.EventPut && t != api.EventDelete) {
+		return
+	}
+	var c struct {
+		Revision uint64 `json:"revision"`
+	}
+	if json.Unmarshal(m.Data, &c) == nil && c.Revision != 0 {
+		m.Header.Set(wire.HeaderEventID, strconv.FormatUint(c.Revision, 10))
+		m.Header.Set(wire.HeaderEventMore, "1")
+	}
 }
 
 // decodeSSE decodes one event as the NATS protocol's (the same fields),

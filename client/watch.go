@@ -68,8 +68,9 @@ func WatchWait(d time.Duration) WatchOption {
 // Watch streams the changes of the keys under prefix: without WatchAfter,
 // first the live records as of at least the session's token (puts without
 // an ID), then EventSynced, then every change in stream order, with
-// EventProgress while idle. Each event's token is merged into the
-// context's session. The watch reconnects on its own, on another replica
+// EventProgress while idle. A transaction's changes come consecutively,
+// each with Txn set to the transaction's revision and op count, More on all
+// but the last. Each event's token is merged into the context's session. The watch reconnects on its own, on another replica
 // if need be, from the last event's ID; it ends at the first error it
 // cannot get past: api.ErrResumePointCompacted means the resume point is
 // gone and the caller lists again (Watch without WatchAfter).

@@ -36,10 +36,11 @@ const (
 // satisfies it.
 type WatchStore interface {
 	// Changes returns up to limit changes under prefix after revision
-	// after, the position they bring the watcher to, and a channel closed
-	// at the next commit; api.ErrResumePointCompacted when after is older
-	// than the window.
-	Changes(after uint64, prefix string, limit int, dst []api.Record) ([]api.Record, uint64, <-chan struct{}, error)
+	// after (more rather than split a revision's or a transaction's), the
+	// position they bring the watcher to, and a channel closed at the next
+	// commit; api.ErrResumePointCompacted when after is older than the
+	// window.
+	Changes(after uint64, prefix string, limit int, dst []api.Change) ([]api.Change, uint64, <-chan struct{}, error)
 	// ScanAll calls fn with every live record under prefix from one
 	// snapshot, and the snapshot's applied sequence.
 	ScanAll(prefix string, fn func(rec api.Record, applied uint64) error) (uint64, error)
@@ -346,7 +347,7 @@ func (w *watch) run(ctx context.Context) error {
 	tick := time.NewTicker(progress)
 	defer tick.Stop()
 	idleSince := time.Now()
-	var buf []api.Record
+	var buf []api.Change
 	for {
 		if err := r.cfg.Store.Err(); err != nil {
 			return r.unavailable(err)
@@ -370,12 +371,11 @@ func (w *watch) run(ctx context.Context) error {
 			return err
 		}
 		buf = recs
-		for i, rec := range recs {
+		for _, rec := range recs {
+			// A read never splits a revision's or a transaction's
+			// changes: the last of them is in recs.
 			ev := api.Event{Type: api.EventPut, ID: rec.Revision, Key: rec.Key, Revision: rec.Revision, Value: rec.Value,
-				Token: r.cfg.Stream.Token(max(w.need, rec.Revision)),
-				// A read never splits a revision's changes: the last of
-				// them is in recs.
-				More: i+1 < len(recs) && recs[i+1].Revision == rec.Revision}
+				Token: r.cfg.Stream.Token(max(w.need, rec.Revision)), More: rec.More, Txn: rec.Txn}
 			if rec.Deleted {
 				ev.Type, ev.Value = api.EventDelete, nil
 			}
@@ -417,7 +417,7 @@ func (s *Service) addWatchEndpoint(svc micro.Service, name, subject string, queu
 		"request.body":    `{"prefix","after"?,"deliver","progress"?}; header Tidemark-Token, Tidemark-Wait`,
 		"reply.body":      `{"control","replica"}; events then go to deliver`,
 		"event.headers":   "Tidemark-Event, Tidemark-Event-Id, Tidemark-Event-Seq",
-		"event.body":      `{"key","revision","value","token"}`,
+		"event.body":      `{"key","revision","value","txn"?:{"revision","ops"},"token"}`,
 		"control.body":    `{"received":N} at least every 2s, {"stop":true}`,
 		"errors.position": "resume_point_compacted",
 	})}

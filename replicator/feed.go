@@ -47,11 +47,14 @@ type feed struct {
 	wake     chan struct{} // closed and replaced on every append and reset
 }
 
-// feedEntry is one change of the feed. txn > 1 marks the first of txn
-// changes that one transaction made (none yet: every write is alone).
+// feedEntry is one change of the feed. txn marks a change that a
+// transaction made; group is the revision of the transaction whose changes
+// (from its first op's to its last op's, with the expiries its ops bring)
+// it is among, which a read never splits, 0 outside any.
 type feedEntry struct {
-	rec api.Record
-	txn int
+	rec   api.Record
+	txn   api.TxnMark
+	group uint64
 }
 
 func newFeed(count int, bytes int64) *feed {
@@ -68,19 +71,15 @@ func feedCost(rec api.Record) int64 {
 	return int64(len(rec.Key) + len(rec.Value) + feedEntryOverhead)
 }
 
-// append adds the changes of one commit that brought the state to pos;
-// txn marks them as one transaction. It keeps no reference to changes,
-// only to the records' values, which nobody modifies.
-func (f *feed) append(changes []api.Record, txn bool, pos uint64) {
+// append adds the changes of one commit that brought the state to pos. It
+// keeps no reference to ents, only to the records' values, which nobody
+// modifies.
+func (f *feed) append(ents []feedEntry, pos uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for i, rec := range changes {
-		e := feedEntry{rec: rec}
-		if txn && i == 0 && len(changes) > 1 {
-			e.txn = len(changes)
-		}
+	for _, e := range ents {
 		f.ents = append(f.ents, e)
-		f.bytes += feedCost(rec)
+		f.bytes += feedCost(e.rec)
 	}
 	for n := len(f.ents) - f.start; n > 0 && (n > f.maxCount || f.bytes > f.maxBytes); n-- {
 		old := &f.ents[f.start]
@@ -113,12 +112,14 @@ func (f *feed) reset(applied uint64) {
 
 // changes appends to dst up to limit changes of keys under prefix with a
 // revision above after, in stream order (more than limit rather than part
-// of a revision's changes), and returns next, the position they bring a
-// watcher to: the revision of the last change looked at when limit
-// stopped it, else the feed's position (never below after). wake is
-// closed at the next append. A watcher at after below the window's start
-// has lost changes: api.ErrResumePointCompacted.
-func (f *feed) changes(after uint64, prefix string, limit int, dst []api.Record) (out []api.Record, next uint64, wake <-chan struct{}, err error) {
+// of a revision's or a transaction's changes), and returns next, the
+// position they bring a watcher to: the revision of the last change looked
+// at when limit stopped it, else the feed's position (never below after).
+// Each change's More says whether more changes of its revision or
+// transaction follow it in dst. wake is closed at the next append. A
+// watcher at after below the window's start has lost changes:
+// api.ErrResumePointCompacted.
+func (f *feed) changes(after uint64, prefix string, limit int, dst []api.Change) (out []api.Change, next uint64, wake <-chan struct{}, err error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if after < f.floor {
@@ -128,18 +129,25 @@ func (f *feed) changes(after uint64, prefix string, limit int, dst []api.Record)
 	held := f.ents[f.start:]
 	i := sort.Search(len(held), func(i int) bool { return held[i].rec.Revision > after })
 	next = after
+	first := len(dst)
+	var group, sentGroup uint64 // of the last change looked at, and sent
 	for ; i < len(held); i++ {
-		rec := held[i].rec
-		if strings.HasPrefix(rec.Key, prefix) {
+		e := &held[i]
+		if strings.HasPrefix(e.rec.Key, prefix) {
 			// Changes of one revision (the expiries a message brings
-			// with its own write) are never split: next must not name
-			// a revision half sent.
-			if len(dst) >= limit && rec.Revision != next {
+			// with its own write) and of one transaction are never
+			// split: next must not name a revision or a transaction
+			// half sent.
+			if len(dst) >= limit && e.rec.Revision != next && (e.group == 0 || e.group != group) {
 				return dst, next, f.wake, nil
 			}
-			dst = append(dst, rec)
+			if n := len(dst); n > first && (dst[n-1].Revision == e.rec.Revision || e.group != 0 && e.group == sentGroup) {
+				dst[n-1].More = true
+			}
+			dst = append(dst, api.Change{Record: e.rec, Txn: e.txn})
+			sentGroup = e.group
 		}
-		next = rec.Revision
+		next, group = e.rec.Revision, e.group
 	}
 	return dst, max(next, f.pos), f.wake, nil
 }
@@ -153,11 +161,11 @@ func (f *feed) window() (floor, pos uint64) {
 
 // Changes appends to dst up to limit changes (puts, and deletes with
 // Deleted set) of keys under prefix applied after revision after, in
-// stream order, from the watch window (Config.WatchWindow), and returns the
+// stream order, a transaction's marked and never split, from the watch window (Config.WatchWindow), and returns the
 // position they bring a watcher to (see feed.changes) and a channel closed
 // at the next commit. A revision older than the window is
 // api.ErrResumePointCompacted. It does no I/O.
-func (r *Replicator) Changes(after uint64, prefix string, limit int, dst []api.Record) ([]api.Record, uint64, <-chan struct{}, error) {
+func (r *Replicator) Changes(after uint64, prefix string, limit int, dst []api.Change) ([]api.Change, uint64, <-chan struct{}, error) {
 	return r.feed.changes(after, prefix, limit, dst)
 }
 

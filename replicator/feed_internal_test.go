@@ -12,7 +12,16 @@ func put(key string, rev uint64) api.Record {
 	return api.Record{Key: key, Revision: rev, Value: []byte("v")}
 }
 
-func revs(recs []api.Record) []uint64 {
+// ents is recs as the changes of one commit, none a transaction's.
+func ents(recs ...api.Record) []feedEntry {
+	out := make([]feedEntry, len(recs))
+	for i, rec := range recs {
+		out[i].rec = rec
+	}
+	return out
+}
+
+func revs(recs []api.Change) []uint64 {
 	var out []uint64
 	for _, r := range recs {
 		out = append(out, r.Revision)
@@ -43,9 +52,9 @@ func TestFeedWindow(t *testing.T) {
 		if rev%3 == 0 {
 			key = "b/" + strconv.FormatUint(rev, 10)
 		}
-		f.append([]api.Record{put(key, rev)}, false, rev)
+		f.append(ents(put(key, rev)), rev)
 	}
-	f.append(nil, false, 22) // a commit of no change (a skipped write) moves the position
+	f.append(nil, 22) // a commit of no change (a skipped write) moves the position
 	if floor, pos := f.window(); floor != 15 || pos != 22 {
 		t.Fatalf("window()=%d,%d, want 15,22", floor, pos)
 	}
@@ -70,7 +79,7 @@ func TestFeedWindow(t *testing.T) {
 func TestFeedBytes(t *testing.T) {
 	f := newFeed(1000, 3*(feedEntryOverhead+3+1))
 	for rev := uint64(1); rev <= 5; rev++ {
-		f.append([]api.Record{put("k/"+strconv.FormatUint(rev, 10), rev)}, false, rev)
+		f.append(ents(put("k/"+strconv.FormatUint(rev, 10), rev)), rev)
 	}
 	if floor, _ := f.window(); floor != 2 {
 		t.Fatalf("floor %d, want 2 (3 changes fit)", floor)
@@ -87,14 +96,11 @@ func TestFeedBytes(t *testing.T) {
 func TestFeedWakeAndReset(t *testing.T) {
 	f := newFeed(0, 0)
 	_, _, wake, _ := f.changes(0, "", 10, nil)
-	f.append([]api.Record{put("a", 1), put("b", 2)}, true, 2)
+	f.append(ents(put("a", 1), put("b", 2)), 2)
 	select {
 	case <-wake:
 	default:
 		t.Fatal("append did not wake the watcher")
-	}
-	if f.ents[0].txn != 2 || f.ents[1].txn != 0 {
-		t.Fatalf("transaction marks %d %d, want 2 0", f.ents[0].txn, f.ents[1].txn)
 	}
 	_, _, wake, _ = f.changes(2, "", 10, nil)
 	f.reset(100)
@@ -116,7 +122,7 @@ func TestFeedWakeAndReset(t *testing.T) {
 func TestFeedCompacts(t *testing.T) {
 	f := newFeed(10, 1<<30)
 	for rev := uint64(1); rev <= 100000; rev++ {
-		f.append([]api.Record{put("k", rev)}, false, rev)
+		f.append(ents(put("k", rev)), rev)
 	}
 	if n := len(f.ents); n > 2100 {
 		t.Fatalf("the feed's slice holds %d entries for a window of 10", n)
@@ -131,11 +137,11 @@ func TestFeedCompacts(t *testing.T) {
 // change; watchers add nothing to it (they wait on the one channel).
 func BenchmarkFeedAppend(b *testing.B) {
 	f := newFeed(0, 0)
-	recs := []api.Record{put("k/1", 0)}
+	recs := ents(put("k/1", 0))
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		recs[0].Revision = uint64(i + 1)
-		f.append(recs, false, uint64(i+1))
+		recs[0].rec.Revision = uint64(i + 1)
+		f.append(recs, uint64(i+1))
 	}
 }
 
@@ -144,9 +150,9 @@ func BenchmarkFeedAppend(b *testing.B) {
 // so that a watcher's position never names a revision half sent.
 func TestFeedKeepsRevisionsWhole(t *testing.T) {
 	f := newFeed(0, 0)
-	f.append([]api.Record{put("a", 1)}, false, 1)
-	f.append([]api.Record{{Key: "b", Revision: 2, Deleted: true}, {Key: "c", Revision: 2, Deleted: true}, put("d", 2)}, false, 2)
-	f.append([]api.Record{put("e", 3)}, false, 3)
+	f.append(ents(put("a", 1)), 1)
+	f.append(ents(api.Record{Key: "b", Revision: 2, Deleted: true}, api.Record{Key: "c", Revision: 2, Deleted: true}, put("d", 2)), 2)
+	f.append(ents(put("e", 3)), 3)
 	got, next, _, err := f.changes(0, "", 2, nil)
 	if err != nil || !equal(revs(got), []uint64{1, 2, 2, 2}) || next != 2 {
 		t.Fatalf("changes(0, limit 2)=%v next %d %v, want 1 2 2 2 next 2", revs(got), next, err)
@@ -154,5 +160,66 @@ func TestFeedKeepsRevisionsWhole(t *testing.T) {
 	got, next, _, err = f.changes(next, "", 2, nil)
 	if err != nil || !equal(revs(got), []uint64{3}) || next != 3 {
 		t.Fatalf("changes(2)=%v next %d %v, want 3 next 3", revs(got), next, err)
+	}
+}
+
+// TestFeedKeepsTransactionsWhole: the changes of one transaction (with an
+// expiry one of its ops brought) come in one read even past the limit,
+// each op marked with the transaction's revision and op count, More on all
+// but the last of them; a prefix that holds only some of its ops gets those
+// alone, still marked; a read that starts inside it gets the rest.
+func TestFeedKeepsTransactionsWhole(t *testing.T) {
+	f := newFeed(0, 0)
+	f.append(ents(put("a/0", 1)), 1)
+	// Revision 2 is the transaction's marker; its ops are 3, 4 and 5, and
+	// op 4 brings the expiry of b/x.
+	txn := ents(put("a/1", 3), api.Record{Key: "b/x", Revision: 4, Deleted: true}, api.Record{Key: "a/2", Revision: 4, Deleted: true}, put("b/3", 5))
+	txn[0].txn.Ops, txn[2].txn.Ops, txn[3].txn.Ops = 1, 1, 1
+	markTxn(txn, 5)
+	f.append(txn, 5)
+	f.append(ents(put("a/6", 6)), 6)
+	mark := api.TxnMark{Revision: 5, Ops: 3}
+	type ev struct {
+		rev  uint64
+		txn  api.TxnMark
+		more bool
+	}
+	evs := func(got []api.Change) []ev {
+		var out []ev
+		for _, c := range got {
+			out = append(out, ev{c.Revision, c.Txn, c.More})
+		}
+		return out
+	}
+	same := func(a, b []ev) bool {
+		if len(a) != len(b) {
+			return false
+		}
+		for i := range a {
+			if a[i] != b[i] {
+				return false
+			}
+		}
+		return true
+	}
+	for _, tt := range []struct {
+		after  uint64
+		prefix string
+		limit  int
+		want   []ev
+		next   uint64
+	}{
+		{0, "", 2, []ev{{1, api.TxnMark{}, false}, {3, mark, true}, {4, api.TxnMark{}, true}, {4, mark, true}, {5, mark, false}}, 5},
+		{1, "", 1, []ev{{3, mark, true}, {4, api.TxnMark{}, true}, {4, mark, true}, {5, mark, false}}, 5},
+		{0, "a/", 2, []ev{{1, api.TxnMark{}, false}, {3, mark, true}, {4, mark, false}}, 5},
+		{0, "b/", 1, []ev{{4, api.TxnMark{}, true}, {5, mark, false}}, 6},
+		{3, "", 1, []ev{{4, api.TxnMark{}, true}, {4, mark, true}, {5, mark, false}}, 5},
+		{5, "", 1, []ev{{6, api.TxnMark{}, false}}, 6},
+		{0, "", 100, []ev{{1, api.TxnMark{}, false}, {3, mark, true}, {4, api.TxnMark{}, true}, {4, mark, true}, {5, mark, false}, {6, api.TxnMark{}, false}}, 6},
+	} {
+		got, next, _, err := f.changes(tt.after, tt.prefix, tt.limit, nil)
+		if err != nil || !same(evs(got), tt.want) || next != tt.next {
+			t.Errorf("changes(%d, %q, %d)=%v next %d %v, want %v next %d", tt.after, tt.prefix, tt.limit, evs(got), next, err, tt.want, tt.next)
+		}
 	}
 }

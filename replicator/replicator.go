@@ -11,7 +11,6 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/rs/zerolog"
 
-	"github.com/tidemark/tidemark/api"
 	"github.com/tidemark/tidemark/stream"
 )
 
@@ -185,7 +184,7 @@ type Replicator struct {
 	// feed is the watch window (feed.go); feedBuf is the apply loop's
 	// buffer of a commit's changes.
 	feed    *feed
-	feedBuf []api.Record
+	feedBuf []feedEntry
 
 	// mu guards the lifecycle, the stop reason, readiness and the waiters.
 	mu        sync.Mutex

@@ -234,6 +234,7 @@ func (r *Replicator) commitTxn(db *badger.DB, ds []delivery) (int, int, error) {
 	r.cache.beginApply()
 	changes := r.feedBuf[:0]
 	ex := 0
+	txnStart := -1 // index in changes of the first op's change of the transaction being applied
 	for _, d := range ds {
 		ex, changes = r.cacheExpired(&exp, ex, d.seq, changes)
 		if d.skip {
@@ -244,13 +245,40 @@ func (r *Replicator) commitTxn(db *badger.DB, ds []delivery) (int, int, error) {
 			rec.Value = d.entry.Value
 		}
 		r.cache.update(d.entry.Key, rec)
-		changes = append(changes, rec)
+		e := feedEntry{rec: rec}
+		if d.entry.TxnIndex > 0 {
+			if txnStart < 0 {
+				txnStart = len(changes)
+			}
+			e.txn.Ops = 1 // an op; the transaction's mark is set at its last
+		}
+		changes = append(changes, e)
+		if txnStart >= 0 && d.entry.EndsTxn() {
+			markTxn(changes[txnStart:], d.seq)
+			txnStart = -1
+		}
 	}
 	r.cache.endApply()
-	r.feed.append(changes, false, last)
+	r.feed.append(changes, last)
 	clear(changes)
 	r.feedBuf = changes[:0]
 	return len(ds), skipped, nil
+}
+
+// markTxn marks the changes of one transaction, ents, from its first op's
+// to its last op's at revision rev (with the expiries its ops brought,
+// which are not its ops), as one group of the watch feed.
+func markTxn(ents []feedEntry, rev uint64) {
+	ops := 0
+	for i := range ents {
+		ops += ents[i].txn.Ops
+	}
+	for i := range ents {
+		if ents[i].txn.Ops != 0 {
+			ents[i].txn = api.TxnMark{Revision: rev, Ops: ops}
+		}
+		ents[i].group = rev
+	}
 }
 
 // sessionOrder applies the monotonic-writes rule to d, in txn: a write is

@@ -265,12 +265,12 @@ func (r *Replicator) committedExpiries(x *expirer) {
 // from x.expired[i:], appends their deletes to changes (for the watch
 // feed), and returns the index of the first expiry after seq; commitTxn
 // calls it in stream order, before the message at seq.
-func (r *Replicator) cacheExpired(x *expirer, i int, seq uint64, changes []api.Record) (int, []api.Record) {
+func (r *Replicator) cacheExpired(x *expirer, i int, seq uint64, changes []feedEntry) (int, []feedEntry) {
 	for ; i < len(x.expired) && x.expired[i].seq == seq; i++ {
 		e := x.expired[i]
 		rec := api.Record{Key: e.key, Revision: e.seq, Deleted: true}
 		r.cache.update(e.key, rec)
-		changes = append(changes, rec)
+		changes = append(changes, feedEntry{rec: rec})
 	}
 	return i, changes
 }

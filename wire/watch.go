@@ -170,6 +170,9 @@ func EventJSONOf(ev api.Event, token string) api.EventJSON {
 				body.Value = []byte{}
 			}
 		}
+		if !ev.Txn.IsZero() {
+			body.Txn = &api.EventTxnJSON{Revision: ev.Txn.Revision, Ops: ev.Txn.Ops}
+		}
 	}
 	return body
 }
@@ -224,12 +227,20 @@ func DecodeEvent(m *nats.Msg) (uint64, api.Event, error) {
 		if ev.Type == api.EventDelete && body.Value != nil {
 			return bad("a delete with a value")
 		}
+		if t := body.Txn; t != nil {
+			// Only changes of the stream belong to a transaction, at
+			// or before its revision, which is its last op's.
+			if ev.ID == 0 || t.Ops < 1 || t.Revision < body.Revision {
+				return bad("transaction %+v of a change at revision %d with id %d", *t, body.Revision, ev.ID)
+			}
+			ev.Txn = api.TxnMark{Revision: t.Revision, Ops: t.Ops}
+		}
 		ev.Key, ev.Revision, ev.Value = body.Key, body.Revision, body.Value
 		if ev.Type == api.EventPut && ev.Value == nil {
 			ev.Value = []byte{}
 		}
 	default: // synced, progress
-		if body.Key != "" || body.Revision != 0 || body.Value != nil {
+		if body.Key != "" || body.Revision != 0 || body.Value != nil || body.Txn != nil {
 			return bad("%s event %q", ev.Type, m.Data)
 		}
 	}

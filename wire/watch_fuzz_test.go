@@ -69,18 +69,58 @@ func TestWatchRoundTrip(t *testing.T) {
 		{Type: api.EventPut, ID: 5, Key: "p/a", Revision: 5, Value: []byte("v"), Token: api.NewToken("ab", 5)},
 		{Type: api.EventPut, Key: "p/a", Revision: 5, Value: []byte{}, Token: api.NewToken("ab", 7)},
 		{Type: api.EventDelete, ID: 6, Key: "p/a", Revision: 6, Token: api.NewToken("ab", 6)},
+		{Type: api.EventPut, ID: 8, Key: "p/b", Revision: 8, Value: []byte("w"), More: true, Txn: api.TxnMark{Revision: 9, Ops: 2}, Token: api.NewToken("ab", 8)},
+		{Type: api.EventDelete, ID: 9, Key: "p/c", Revision: 9, Txn: api.TxnMark{Revision: 9, Ops: 2}, Token: api.NewToken("ab", 9)},
 		{Type: api.EventSynced, ID: 7, Token: api.NewToken("ab", 7)},
 		{Type: api.EventProgress, ID: 0, Token: api.NewToken("ab", 0)},
 	} {
 		n, back, err := wire.DecodeEvent(wire.EventMsg("in.box", 3, ev))
 		if err != nil || n != 3 || back.Type != ev.Type || back.ID != ev.ID || back.Key != ev.Key || back.Revision != ev.Revision ||
-			string(back.Value) != string(ev.Value) || back.Token != ev.Token {
+			string(back.Value) != string(ev.Value) || back.Token != ev.Token || back.More != ev.More || back.Txn != ev.Txn {
 			t.Fatalf("round trip of %+v: %d %+v %v", ev, n, back, err)
 		}
 	}
 	_, back, err := wire.DecodeEvent(wire.EventMsg("in.box", 1, api.Event{Type: api.EventError, Err: api.Errorf(api.ErrResumePointCompacted, "gone")}))
 	if err != nil || back.Type != api.EventError || !errors.Is(back.Err, api.ErrResumePointCompacted) {
 		t.Fatalf("error event: %+v %v", back, err)
+	}
+}
+
+// TestDecodeEventTxn: a transaction mark decodes on a change of the stream
+// only, with at least one op, at or after the change's revision.
+func TestDecodeEventTxn(t *testing.T) {
+	for _, tt := range []struct {
+		name, typ, id, body string
+		ok                  bool
+		want                api.TxnMark
+	}{
+		{"put", "put", "5", `{"key":"a","revision":5,"value":"dg==","txn":{"revision":6,"ops":2},"token":"1.ab.5"}`, true, api.TxnMark{Revision: 6, Ops: 2}},
+		{"delete at its last op", "delete", "6", `{"key":"a","revision":6,"txn":{"revision":6,"ops":2},"token":"1.ab.6"}`, true, api.TxnMark{Revision: 6, Ops: 2}},
+		{"no mark", "put", "5", `{"key":"a","revision":5,"value":"dg==","token":"1.ab.5"}`, true, api.TxnMark{}},
+		{"before the change", "put", "5", `{"key":"a","revision":5,"value":"dg==","txn":{"revision":4,"ops":2},"token":"1.ab.5"}`, false, api.TxnMark{}},
+		{"no ops", "put", "5", `{"key":"a","revision":5,"value":"dg==","txn":{"revision":5,"ops":0},"token":"1.ab.5"}`, false, api.TxnMark{}},
+		{"negative ops", "put", "5", `{"key":"a","revision":5,"value":"dg==","txn":{"revision":5,"ops":-1},"token":"1.ab.5"}`, false, api.TxnMark{}},
+		{"initial state record", "put", "", `{"key":"a","revision":5,"value":"dg==","txn":{"revision":5,"ops":1},"token":"1.ab.5"}`, false, api.TxnMark{}},
+		{"unknown field", "put", "5", `{"key":"a","revision":5,"value":"dg==","txn":{"revision":5,"ops":1,"keys":1},"token":"1.ab.5"}`, false, api.TxnMark{}},
+		{"not an object", "put", "5", `{"key":"a","revision":5,"value":"dg==","txn":5,"token":"1.ab.5"}`, false, api.TxnMark{}},
+		{"on progress", "progress", "5", `{"txn":{"revision":5,"ops":1},"token":"1.ab.5"}`, false, api.TxnMark{}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m := nats.NewMsg("in.box")
+			m.Header.Set(wire.HeaderEvent, tt.typ)
+			m.Header.Set(wire.HeaderEventSeq, "1")
+			if tt.id != "" {
+				m.Header.Set(wire.HeaderEventID, tt.id)
+			}
+			m.Data = []byte(tt.body)
+			_, ev, err := wire.DecodeEvent(m)
+			if (err == nil) != tt.ok || (err != nil && !errors.Is(err, api.ErrInternal)) {
+				t.Fatalf("DecodeEvent(%s)=%v, want ok %v", tt.body, err, tt.ok)
+			}
+			if err == nil && ev.Txn != tt.want {
+				t.Fatalf("DecodeEvent(%s) marks %+v, want %+v", tt.body, ev.Txn, tt.want)
+			}
+		})
 	}
 }
 
@@ -116,6 +156,8 @@ func FuzzDecodeEvent(f *testing.F) {
 	f.Add("synced", "1", "0", `{"token":"1.ab.0"}`)
 	f.Add("error", "2", "", `{"error":{"code":"resume_point_compacted","message":"gone"}}`)
 	f.Add("delete", "x", "-1", `{"key":"","value":"dg=="}`)
+	f.Add("put", "4", "5", `{"key":"a","revision":5,"value":"dg==","txn":{"revision":7,"ops":3},"token":"1.ab.5"}`)
+	f.Add("delete", "4", "7", `{"key":"a","revision":7,"txn":{"revision":7,"ops":0},"token":"1.ab.7"}`)
 	f.Fuzz(func(t *testing.T, typ, seq, id, body string) {
 		m := nats.NewMsg("in.box")
 		m.Header.Set(wire.HeaderEvent, typ)
@@ -132,15 +174,19 @@ func FuzzDecodeEvent(f *testing.F) {
 			return
 		}
 		if ev.Type == api.EventPut || ev.Type == api.EventDelete {
-			if api.ValidateKey(ev.Key) != nil || ev.Revision == 0 || (ev.ID != 0 && ev.ID != ev.Revision) {
+			if api.ValidateKey(ev.Key) != nil || ev.Revision == 0 || (ev.ID != 0 && ev.ID != ev.Revision) ||
+				(!ev.Txn.IsZero() && (ev.ID == 0 || ev.Txn.Ops < 1 || ev.Txn.Revision < ev.Revision)) {
 				t.Fatalf("DecodeEvent decoded a bad change %+v", ev)
 			}
+		}
+		if ev.Type != api.EventPut && ev.Type != api.EventDelete && !ev.Txn.IsZero() {
+			t.Fatalf("DecodeEvent marked a %s event %+v", ev.Type, ev.Txn)
 		}
 		if ev.Type == api.EventError {
 			return
 		}
 		n2, back, err := wire.DecodeEvent(wire.EventMsg("in.box", n, ev))
-		if err != nil || n2 != n || back.Type != ev.Type || back.ID != ev.ID || back.Key != ev.Key || string(back.Value) != string(ev.Value) || back.Token != ev.Token {
+		if err != nil || n2 != n || back.Type != ev.Type || back.ID != ev.ID || back.Key != ev.Key || string(back.Value) != string(ev.Value) || back.Token != ev.Token || back.Txn != ev.Txn {
 			t.Fatalf("re-encoding %+v: %+v %v", ev, back, err)
 		}
 	})
