@@ -58,4 +58,3 @@ func (w *watcher) add(ev history.WatchEvent) {
 	ev.Time = time.Now()
 	w.rec.Events = append(w.rec.Events, ev)
 }
-
