@@ -43,7 +43,9 @@ func wdel(key string, rev uint64) history.WatchEvent {
 	return history.WatchEvent{Type: history.WatchDelete, ID: rev, Key: key, Revision: rev}
 }
 
-func synced(id uint64) history.WatchEvent { return history.WatchEvent{Type: history.WatchSynced, ID: id} }
+func synced(id uint64) history.WatchEvent {
+	return history.WatchEvent{Type: history.WatchSynced, ID: id}
+}
 
 func progress(id uint64) history.WatchEvent {
 	return history.WatchEvent{Type: history.WatchProgress, ID: id}
