@@ -271,7 +271,7 @@ func (r *Report) WriteTable(w io.Writer) {
 	fmt.Fprintln(tw, "seed\ttopology\tduration\tops\twrites ok/indet/failed\tfaults\tviolations\tlost\tduplicated\tgroup-committed\tcatch-up max\tconverge\tresult")
 	faults := map[FaultKind]int{}
 	kinds := map[checker.Kind]int{}
-	var ops, violations, lost, dups, lostByFault int
+	var ops, violations, lost, dups, lostByFault, watchEvents int
 	var worst, worstCatch time.Duration
 	for _, res := range r.Results {
 		var catch time.Duration
@@ -305,6 +305,7 @@ func (r *Report) WriteTable(w io.Writer) {
 		}
 		ops, violations, lost, dups = ops+c.Ops, violations+c.Violations(), lost+c.Lost, dups+c.Duplicated
 		lostByFault += c.LostByFault
+		watchEvents += c.WatchEvents
 		fmt.Fprintf(tw, "%d\t%s\t%v\t%d\t%d/%d/%d\t%d\t%d\t%d\t%d\t%d\t%v\t%v\t%s\n", res.Seed, res.Topology,
 			res.Duration.Round(time.Second), c.Ops, c.Writes["ok"], c.Writes["indeterminate"], c.Writes["failed"],
 			len(res.Faults), c.Violations(), c.Lost, c.Duplicated, res.GroupCommitted, catch.Round(time.Millisecond), res.Converge.Round(time.Millisecond), verdict)
@@ -313,6 +314,9 @@ func (r *Report) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "\n%d runs, %d operations, %d violations, %d lost writes, %d duplicated writes, "+
 		"slowest catch-up after a fault %v, slowest final convergence %v\n",
 		len(r.Results), ops, violations, lost, dups, worstCatch.Round(time.Millisecond), worst.Round(time.Millisecond))
+	if watchEvents > 0 {
+		fmt.Fprintf(w, "%d watch events checked against the stream\n", watchEvents)
+	}
 	if lostByFault > 0 {
 		fmt.Fprintf(w, "%d acknowledged writes lost by tail-loss faults (a restored store), reported apart from lost writes\n", lostByFault)
 	}
