@@ -231,6 +231,24 @@ func TestCampaignFromEnv(t *testing.T) {
 	}
 }
 
+// TestCampaignWatchersFromEnv: a campaign runs two watchers unless
+// CHAOS_WATCHERS says otherwise.
+func TestCampaignWatchersFromEnv(t *testing.T) {
+	for _, tt := range []struct {
+		env  string
+		ok   bool
+		want int
+	}{{"", true, 2}, {"CHAOS_WATCHERS=5", true, 5}, {"CHAOS_WATCHERS=0", true, 0}, {"CHAOS_WATCHERS=-1", false, 0}, {"CHAOS_WATCHERS=x", false, 0}} {
+		c, err := chaos.CampaignFromEnv([]string{tt.env})
+		if got := err == nil; got != tt.ok {
+			t.Fatalf("CampaignFromEnv(%q) error=%v, want ok=%v", tt.env, err, tt.ok)
+		}
+		if tt.ok && c.Watchers != tt.want {
+			t.Fatalf("CampaignFromEnv(%q).Watchers=%d, want %d", tt.env, c.Watchers, tt.want)
+		}
+	}
+}
+
 // FuzzCampaignFromEnv: the campaign's environment never panics the parser.
 func FuzzCampaignFromEnv(f *testing.F) {
 	f.Add("1,2,3", "single,cluster", "all", "3m", "8")
