@@ -48,7 +48,7 @@ func checkWatches(r *Report, w *world, watches []history.Watch) {
 			}
 			seg.events = append(seg.events, ev)
 			switch ev.Type {
-			case history.WatchError:
+			case history.WatchError, history.WatchRelist:
 				flush()
 				continue
 			case history.WatchPut, history.WatchDelete:

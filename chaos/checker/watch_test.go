@@ -89,6 +89,12 @@ func TestCheckWatchGood(t *testing.T) {
 	if got, want := r.WatchChanges, []int{7, 2, 1}; !slices.Equal(got, want) {
 		t.Fatalf("change events per watcher %v, want %v", got, want)
 	}
+	// A watcher that lists again on its own ends its listing the same way.
+	ws := goodWatches()
+	ws[0].Events[9] = history.WatchEvent{Type: history.WatchRelist}
+	if r := checker.Check(watchHistory(ws)); r.Counts[checker.Watch] != 0 || r.WatchEvents != 14 {
+		t.Fatalf("%d watch violations, %d events checked with a relist:\n%s", r.Counts[checker.Watch], r.WatchEvents, r.Summary())
+	}
 }
 
 // TestCheckWatchViolations breaks the good watchers one way at a time and
@@ -134,6 +140,7 @@ func TestCheckWatchViolations(t *testing.T) {
 		{"initial repeated", 0, insert(1, initial("p/a", "a1", 1)), "repeated"},
 		{"initial after synced", 1, insert(1, initial("q/x", "x1", 2)), "after the synced event"},
 		{"no synced", 2, drop(1), "without a synced event"},
+		{"listed again without an end", 0, drop(9), "a second synced event"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -271,6 +271,9 @@ const (
 	// WatchError ends a watch (Code, Error); the watcher then lists again:
 	// a new initial state and WatchSynced.
 	WatchError WatchType = "error"
+	// WatchRelist: the watcher stopped the watch on its own and lists
+	// again.
+	WatchRelist WatchType = "relist"
 )
 
 // WatchEvent is one event a watcher saw, in the order it saw them.
@@ -356,7 +359,7 @@ func (h *History) Validate() error {
 	for i, w := range h.Watches {
 		for j, ev := range w.Events {
 			switch ev.Type {
-			case WatchPut, WatchDelete, WatchSynced, WatchProgress, WatchError:
+			case WatchPut, WatchDelete, WatchSynced, WatchProgress, WatchError, WatchRelist:
 			default:
 				return fmt.Errorf("%w: watch %d event %d: unknown type %q", ErrFormat, i, j, ev.Type)
 			}

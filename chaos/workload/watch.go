@@ -2,6 +2,7 @@ package workload
 
 import (
 	"context"
+	"math/rand/v2"
 	"time"
 
 	"github.com/tidemark/tidemark/api"
@@ -18,10 +19,14 @@ const watchRetryMax = 2 * time.Second
 // resumes on another replica on its own. It records every event it is
 // given; a watch that ends with an error (the resume point compacted, no
 // replica starting it in time) is recorded as such, and the watcher lists
-// again: a new initial state and its synced event.
+// again: a new initial state and its synced event. It also lists again
+// on its own (recorded as WatchRelist) after a random WatchRelist to
+// 2*WatchRelist changes, so that initial states taken under load are
+// checked too.
 type watcher struct {
 	cfg *Config
 	c   *client.Client
+	rng *rand.Rand
 	rec *history.Watch
 }
 
@@ -29,6 +34,10 @@ func (w *watcher) run(ctx context.Context) {
 	b := backoff.Backoff{Max: watchRetryMax}
 	for ctx.Err() == nil {
 		ended := false
+		relist, changes := -1, 0
+		if w.cfg.WatchRelist > 0 {
+			relist = w.cfg.WatchRelist + w.rng.IntN(w.cfg.WatchRelist+1)
+		}
 		for ev, err := range w.c.Watch(ctx, w.rec.Prefix, client.WatchProgress(w.cfg.WatchProgress)) {
 			if ctx.Err() != nil {
 				return // events after the end are not recorded: the run no longer waits for them
@@ -41,6 +50,14 @@ func (w *watcher) run(ctx context.Context) {
 			b.Reset()
 			w.add(history.WatchEvent{Type: history.WatchType(ev.Type), ID: ev.ID, Key: ev.Key, Revision: ev.Revision,
 				Value: ev.Value, More: ev.More, Stream: ev.Token.Stream})
+			if ev.ID != 0 && (ev.Type == api.EventPut || ev.Type == api.EventDelete) {
+				if changes++; changes == relist {
+					w.add(history.WatchEvent{Type: history.WatchRelist})
+					ended = true
+					b.Reset()
+					break
+				}
+			}
 		}
 		if ctx.Err() != nil {
 			return
@@ -48,7 +65,7 @@ func (w *watcher) run(ctx context.Context) {
 		if !ended {
 			w.add(history.WatchEvent{Type: history.WatchError, Error: "the watch ended"})
 		}
-		if b.Wait(ctx) != nil {
+		if changes != relist && b.Wait(ctx) != nil {
 			return
 		}
 	}

@@ -44,6 +44,8 @@ const (
 	// event: short, so that a watcher whose replica stopped resumes on
 	// another within a few seconds.
 	DefaultWatchProgress = time.Second
+	// DefaultWatchRelist is Config.WatchRelist's default.
+	DefaultWatchRelist = 300
 )
 
 // Prefixes of the keys a workload writes.
@@ -105,6 +107,10 @@ type Config struct {
 	// WatchProgress is how often an idle watcher gets a progress event
 	// (DefaultWatchProgress when 0).
 	WatchProgress time.Duration
+	// WatchRelist makes each watcher list again after a random
+	// WatchRelist to 2*WatchRelist change events (DefaultWatchRelist
+	// when 0; never when negative).
+	WatchRelist int
 }
 
 func (c *Config) setDefaults() {
@@ -130,6 +136,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.WatchProgress <= 0 {
 		c.WatchProgress = DefaultWatchProgress
+	}
+	if c.WatchRelist == 0 {
+		c.WatchRelist = DefaultWatchRelist
 	}
 	if c.RunID == "" {
 		c.RunID = fmt.Sprintf("%d", c.Seed)
@@ -177,7 +186,7 @@ func RunWatched(ctx context.Context, cfg Config) ([]history.Op, []history.Watch,
 	defer stopWatchers()
 	var watchers sync.WaitGroup
 	for i := range cfg.Watchers {
-		w := &watcher{cfg: &cfg, c: client.New(nt), rec: &watches[i]}
+		w := &watcher{cfg: &cfg, c: client.New(nt), rng: rand.New(rand.NewPCG(cfg.Seed, 0x77a7c4+uint64(i))), rec: &watches[i]}
 		w.rec.ID, w.rec.Prefix = i, SharedPrefix
 		if i%2 == 1 {
 			w.rec.Prefix = fmt.Sprintf(ownPrefix, (i/2)%cfg.Sessions)
