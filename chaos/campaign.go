@@ -58,6 +58,8 @@ type Campaign struct {
 	SessionOrder bool
 	// Probes are the extra clients of every run (ParseProbes).
 	Probes Probes
+	// Watchers is the number of watchers of every run (Options.Watchers).
+	Watchers int
 	// Compaction runs every run with aggressive compaction and TTL keys
 	// (Options.Compaction, Options.TTL), leaving out the faults that
 	// replace the stream's history.
@@ -82,6 +84,7 @@ const (
 	EnvNATSServer   = "CHAOS_NATS_SERVER"
 	EnvProbes       = "CHAOS_PROBES"     // default all
 	EnvCompaction   = "CHAOS_COMPACTION" // default false
+	EnvWatchers     = "CHAOS_WATCHERS"   // default DefaultWatchers
 )
 
 // Probe kinds: extra clients that run besides the sessions.
@@ -131,6 +134,7 @@ const (
 	DefaultTopologies = "single,cluster"
 	DefaultCampaign   = 3 * time.Minute
 	DefaultReportDir  = "chaos-report"
+	DefaultWatchers   = 2
 )
 
 // CampaignFromEnv reads a campaign from "KEY=value" entries such as
@@ -149,7 +153,7 @@ func CampaignFromEnv(environ []string) (Campaign, error) {
 		}
 		return def
 	}
-	c := Campaign{Duration: DefaultCampaign, Sessions: DefaultSessions, SessionOrder: true, Dir: get(EnvReport, DefaultReportDir)}
+	c := Campaign{Duration: DefaultCampaign, Sessions: DefaultSessions, SessionOrder: true, Watchers: DefaultWatchers, Dir: get(EnvReport, DefaultReportDir)}
 	var err error
 	if c.Seeds, err = ParseSeeds(get(EnvSeeds, DefaultSeeds)); err != nil {
 		return c, fmt.Errorf("%s: %w", EnvSeeds, err)
@@ -171,6 +175,11 @@ func CampaignFromEnv(environ []string) (Campaign, error) {
 	if s := get(EnvSessions, ""); s != "" {
 		if c.Sessions, err = strconv.Atoi(s); err != nil || c.Sessions < 1 || c.Sessions > 1000 {
 			return c, fmt.Errorf("%s: %q: want 1 to 1000", EnvSessions, s)
+		}
+	}
+	if s := get(EnvWatchers, ""); s != "" {
+		if c.Watchers, err = strconv.Atoi(s); err != nil || c.Watchers < 0 || c.Watchers > 1000 {
+			return c, fmt.Errorf("%s: %q: want 0 to 1000", EnvWatchers, s)
 		}
 	}
 	if s := get(EnvSessionOrder, ""); s != "" {
@@ -223,7 +232,7 @@ func RunCampaign(ctx context.Context, c Campaign) (*Report, error) {
 			res, err := Run(ctx, Options{
 				Seed: seed, Dir: filepath.Join(c.Dir, name), Binaries: c.Binaries, Topology: topo,
 				Sessions: c.Sessions, Duration: c.Duration, Faults: c.Faults, SessionOrder: c.SessionOrder,
-				RacePairs: c.Probes.RacePairs, Reusers: c.Probes.Reusers,
+				RacePairs: c.Probes.RacePairs, Reusers: c.Probes.Reusers, Watchers: c.Watchers,
 				Compaction: c.Compaction, TTL: c.Compaction,
 				Logger: c.Logger,
 			})
@@ -271,7 +280,7 @@ func (r *Report) WriteTable(w io.Writer) {
 	fmt.Fprintln(tw, "seed\ttopology\tduration\tops\twrites ok/indet/failed\tfaults\tviolations\tlost\tduplicated\tgroup-committed\tcatch-up max\tconverge\tresult")
 	faults := map[FaultKind]int{}
 	kinds := map[checker.Kind]int{}
-	var ops, violations, lost, dups, lostByFault int
+	var ops, violations, lost, dups, lostByFault, watchEvents int
 	var worst, worstCatch time.Duration
 	for _, res := range r.Results {
 		var catch time.Duration
@@ -305,6 +314,7 @@ func (r *Report) WriteTable(w io.Writer) {
 		}
 		ops, violations, lost, dups = ops+c.Ops, violations+c.Violations(), lost+c.Lost, dups+c.Duplicated
 		lostByFault += c.LostByFault
+		watchEvents += c.WatchEvents
 		fmt.Fprintf(tw, "%d\t%s\t%v\t%d\t%d/%d/%d\t%d\t%d\t%d\t%d\t%d\t%v\t%v\t%s\n", res.Seed, res.Topology,
 			res.Duration.Round(time.Second), c.Ops, c.Writes["ok"], c.Writes["indeterminate"], c.Writes["failed"],
 			len(res.Faults), c.Violations(), c.Lost, c.Duplicated, res.GroupCommitted, catch.Round(time.Millisecond), res.Converge.Round(time.Millisecond), verdict)
@@ -313,6 +323,9 @@ func (r *Report) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "\n%d runs, %d operations, %d violations, %d lost writes, %d duplicated writes, "+
 		"slowest catch-up after a fault %v, slowest final convergence %v\n",
 		len(r.Results), ops, violations, lost, dups, worstCatch.Round(time.Millisecond), worst.Round(time.Millisecond))
+	if watchEvents > 0 {
+		fmt.Fprintf(w, "%d watch events checked against the stream\n", watchEvents)
+	}
 	if lostByFault > 0 {
 		fmt.Fprintf(w, "%d acknowledged writes lost by tail-loss faults (a restored store), reported apart from lost writes\n", lostByFault)
 	}

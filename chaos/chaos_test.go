@@ -63,7 +63,7 @@ func TestFaultsShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes for about a minute")
 	}
-	res := shortRun(t, chaos.Options{Sessions: 8, SessionOrder: true,
+	res := shortRun(t, chaos.Options{Sessions: 8, SessionOrder: true, Watchers: 2,
 		Faults: []chaos.FaultKind{chaos.KillReplica, chaos.KillReplicaMidBatch, chaos.KillGateway, chaos.KillWriter,
 			chaos.KillNATS, chaos.Pause, chaos.PartitionReplica}})
 	for _, f := range res.Faults {
@@ -108,7 +108,7 @@ func TestFaultsCompaction(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes for about a minute")
 	}
-	res := shortRun(t, chaos.Options{Sessions: 8, SessionOrder: true, Compaction: true, TTL: true,
+	res := shortRun(t, chaos.Options{Sessions: 8, SessionOrder: true, Compaction: true, TTL: true, Watchers: 2,
 		Faults: []chaos.FaultKind{chaos.KillReplica, chaos.KillReplicaMidBatch, chaos.KillGateway, chaos.KillWriter,
 			chaos.KillNATS, chaos.Pause, chaos.PartitionReplica}})
 	if res.Compacted == 0 {
@@ -151,6 +151,15 @@ func shortRun(t *testing.T, opts chaos.Options) *chaos.Result {
 	if got, want := len(kinds), len(opts.Faults); got != want {
 		t.Fatalf("%d fault kinds injected, want %d", got, want)
 	}
+	if got := len(res.Check.WatchChanges); got != opts.Watchers {
+		t.Fatalf("%d watchers checked, want %d", got, opts.Watchers)
+	}
+	for i, n := range res.Check.WatchChanges {
+		if n == 0 {
+			t.Fatalf("watcher %d saw no change event", i)
+		}
+	}
+	t.Logf("%d watch events checked, change events per watcher %v", res.Check.WatchEvents, res.Check.WatchChanges)
 	// The writers fsync every write (sync_interval: always) and batch it
 	// by group commit: the run must have gone through the batches.
 	t.Logf("%d messages stored by group commit", res.GroupCommitted)
@@ -219,6 +228,24 @@ func TestCampaignFromEnv(t *testing.T) {
 				t.Fatalf("CampaignFromEnv(%q)=%+v", tt.env, c)
 			}
 		})
+	}
+}
+
+// TestCampaignWatchersFromEnv: a campaign runs two watchers unless
+// CHAOS_WATCHERS says otherwise.
+func TestCampaignWatchersFromEnv(t *testing.T) {
+	for _, tt := range []struct {
+		env  string
+		ok   bool
+		want int
+	}{{"", true, 2}, {"CHAOS_WATCHERS=5", true, 5}, {"CHAOS_WATCHERS=0", true, 0}, {"CHAOS_WATCHERS=-1", false, 0}, {"CHAOS_WATCHERS=x", false, 0}} {
+		c, err := chaos.CampaignFromEnv([]string{tt.env})
+		if got := err == nil; got != tt.ok {
+			t.Fatalf("CampaignFromEnv(%q) error=%v, want ok=%v", tt.env, err, tt.ok)
+		}
+		if tt.ok && c.Watchers != tt.want {
+			t.Fatalf("CampaignFromEnv(%q).Watchers=%d, want %d", tt.env, c.Watchers, tt.want)
+		}
 	}
 }
 

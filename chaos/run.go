@@ -75,6 +75,9 @@ type Options struct {
 	// recorded as with Compaction, and the run waits at the end until
 	// every key's expiry is in the stream (replicas tick an idle stream).
 	TTL bool
+	// Watchers is the number of watchers the workload runs (Go client
+	// watches over NATS, checked against the history).
+	Watchers int
 	// Logger receives the harness's progress.
 	Logger zerolog.Logger
 }
@@ -226,10 +229,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		faultsDone <- in.run(wctx)
 	}()
-	ops, err := workload.Run(wctx, workload.Config{
+	ops, watches, err := workload.RunWatched(wctx, workload.Config{
 		Seed: o.Seed, Sessions: o.Sessions, Gateways: c.GatewayURLs(), NATS: wconn.Conn,
 		Replicas: c.ReplicaIDs(), SessionOrder: o.SessionOrder, RacePairs: o.RacePairs, Reusers: o.Reusers, TTL: o.TTL,
-		RunID: strconv.FormatUint(o.Seed, 36) + "x" + strconv.FormatInt(start.UnixNano()%1e9, 36),
+		Watchers: o.Watchers,
+		RunID:    strconv.FormatUint(o.Seed, 36) + "x" + strconv.FormatInt(start.UnixNano()%1e9, 36),
 	})
 	stop()
 	res.Faults = <-faultsDone
@@ -253,7 +257,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	admin := c.adminT
-	h := &history.History{Version: history.Version, Ops: ops, Epochs: in.epochs, Losses: in.losses}
+	h := &history.History{Version: history.Version, Ops: ops, Epochs: in.epochs, Losses: in.losses, Watches: watches}
 	res.Converge, err = Converge(ctx, c.js, admin, c.ReplicaIDs(), o.ConvergeTimeout)
 	if err != nil {
 		res.Error = err.Error()

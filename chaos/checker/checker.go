@@ -103,6 +103,11 @@ const (
 	// FinalDifferent: at the end, a strong read returned another value,
 	// revision or tombstone than the fold of the stream.
 	FinalDifferent Kind = "final-different"
+	// Watch: a watcher's listing is not the fold's: an initial state other
+	// than the live keys under its prefix at its synced position, or
+	// changes after it missing, repeated, out of revision order, outside
+	// the prefix, with another value, or that the fold has not.
+	Watch Kind = "watch"
 )
 
 // MaxExamples is how many violations of each kind a Report keeps.
@@ -169,6 +174,13 @@ type Report struct {
 	// reads made at the end.
 	Epochs     int `json:"epochs,omitempty"`
 	FinalReads int `json:"final_reads,omitempty"`
+	// Watchers counts the watchers checked, WatchEvents the records and
+	// changes of theirs checked, and WatchUnverifiable the listings left
+	// out because they saw a deleted stream or a tail a fault lost.
+	Watchers          int   `json:"watchers,omitempty"`
+	WatchChanges      []int `json:"watch_changes,omitempty"` // change events per watcher
+	WatchEvents       int   `json:"watch_events,omitempty"`
+	WatchUnverifiable int   `json:"watch_unverifiable,omitempty"`
 	// Counts holds how many violations of each kind were found; Examples
 	// up to MaxExamples of each.
 	Counts   map[Kind]int         `json:"counts"`
@@ -195,6 +207,9 @@ func (r *Report) Summary() string {
 	if r.LostByFault+r.Unverifiable+r.Epochs+r.FinalReads > 0 {
 		fmt.Fprintf(&b, "  %d acknowledged writes lost by a fault (not counted as lost), %d reads of a lost tail, %d deleted streams, %d final strong reads\n",
 			r.LostByFault, r.Unverifiable, r.Epochs, r.FinalReads)
+	}
+	if r.Watchers > 0 {
+		fmt.Fprintf(&b, "  %d watchers: %d watch events checked, %d listings not verifiable\n", r.Watchers, r.WatchEvents, r.WatchUnverifiable)
 	}
 	kinds := make([]string, 0, len(r.Counts))
 	for k := range r.Counts {
@@ -323,6 +338,7 @@ func Check(h *history.History) *Report {
 		r.add(Violation{Kind: NoFinalState, Session: -1, Index: -1, Detail: "the history has no final state; durability not checked"})
 		checkWriteIDs(r, h, w)
 	}
+	checkWatches(r, w, h.Watches)
 	checkSessionSeqs(r, h)
 	for _, ops := range h.Sessions() {
 		checkSession(r, w, ops)

@@ -2,6 +2,7 @@ package history
 
 import (
 	"sort"
+	"strings"
 )
 
 // MaxExpiries and MaxExpiryBytes bound the pending expiries (stale ones
@@ -206,6 +207,46 @@ func (s *Snapshots) WrittenAt(key string, seq uint64) (rec Record, ok bool) {
 		return Record{Key: key}, false
 	}
 	return rec, true
+}
+
+// Changes returns the records the fold wrote to keys under prefix with a
+// revision in (after, upto], by ascending revision, and by key within one
+// (a key written twice at one revision, by its expiry and then by the
+// message, in that order).
+func (s *Snapshots) Changes(prefix string, after, upto uint64) []Record {
+	var out []Record
+	for key, ws := range s.writes {
+		if !strings.HasPrefix(key, prefix) {
+			continue
+		}
+		i := sort.Search(len(ws), func(i int) bool { return ws[i].Revision > after })
+		for ; i < len(ws) && ws[i].Revision <= upto; i++ {
+			out = append(out, ws[i])
+		}
+	}
+	sort.SliceStable(out, func(a, b int) bool {
+		if out[a].Revision != out[b].Revision {
+			return out[a].Revision < out[b].Revision
+		}
+		return out[a].Key < out[b].Key
+	})
+	return out
+}
+
+// Live returns the live records of the keys under prefix after the fold of
+// the first n messages, by key.
+func (s *Snapshots) Live(prefix string, n uint64) []Record {
+	var out []Record
+	for key := range s.writes {
+		if !strings.HasPrefix(key, prefix) {
+			continue
+		}
+		if rec, ok := s.At(key, n); ok && !rec.Deleted {
+			out = append(out, rec)
+		}
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Key < out[b].Key })
+	return out
 }
 
 // Message returns the message at seq, if the stream holds it.

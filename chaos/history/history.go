@@ -251,6 +251,57 @@ type History struct {
 	Epochs []Epoch `json:"epochs,omitempty"`
 	// Losses are the tails of the stream lost by faults, in order.
 	Losses []Loss `json:"losses,omitempty"`
+	// Watches are what the workload's watchers saw.
+	Watches []Watch `json:"watches,omitempty"`
+}
+
+// WatchType is the type of one event a watcher recorded.
+type WatchType string
+
+// The events of a watcher.
+const (
+	// WatchPut and WatchDelete are changes (ID = Revision), and, as puts
+	// with ID 0, the records of an initial state.
+	WatchPut    WatchType = "put"
+	WatchDelete WatchType = "delete"
+	// WatchSynced ends an initial state: its ID is the snapshot's position.
+	WatchSynced WatchType = "synced"
+	// WatchProgress says every change up to its ID has been sent.
+	WatchProgress WatchType = "progress"
+	// WatchError ends a watch (Code, Error); the watcher then lists again:
+	// a new initial state and WatchSynced.
+	WatchError WatchType = "error"
+	// WatchRelist: the watcher stopped the watch on its own and lists
+	// again.
+	WatchRelist WatchType = "relist"
+)
+
+// WatchEvent is one event a watcher saw, in the order it saw them.
+type WatchEvent struct {
+	Type WatchType `json:"type"`
+	// ID is the stream position the event brings the watch to (0 for the
+	// records of an initial state and for errors).
+	ID uint64 `json:"id,omitempty"`
+	// Key, Revision and Value are the change or record (Value for puts).
+	Key      string `json:"key,omitempty"`
+	Revision uint64 `json:"revision,omitempty"`
+	Value    []byte `json:"value,omitempty"`
+	// More marks a change that more changes of the same revision follow.
+	More bool `json:"more,omitempty"`
+	// Stream is the identity of the stream the event's token named.
+	Stream string `json:"stream,omitempty"`
+	// Code and Error are an error's.
+	Code  string `json:"code,omitempty"`
+	Error string `json:"error,omitempty"`
+	// Time is when the watcher received it.
+	Time time.Time `json:"time"`
+}
+
+// Watch is one watcher of the workload: the keys under Prefix.
+type Watch struct {
+	ID     int          `json:"id"`
+	Prefix string       `json:"prefix"`
+	Events []WatchEvent `json:"events"`
 }
 
 // ErrFormat means a history file is not a well-formed history.
@@ -304,6 +355,15 @@ func (h *History) Validate() error {
 			return fmt.Errorf("%w: op %d: session %d index %d, want %d", ErrFormat, i, op.Session, op.Index, next[op.Session])
 		}
 		next[op.Session]++
+	}
+	for i, w := range h.Watches {
+		for j, ev := range w.Events {
+			switch ev.Type {
+			case WatchPut, WatchDelete, WatchSynced, WatchProgress, WatchError, WatchRelist:
+			default:
+				return fmt.Errorf("%w: watch %d event %d: unknown type %q", ErrFormat, i, j, ev.Type)
+			}
+		}
 	}
 	for _, e := range h.Epochs {
 		if err := validStream(e.Stream); err != nil {

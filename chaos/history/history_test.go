@@ -25,6 +25,14 @@ func sample() *history.History {
 			Stream:   []history.Message{{Seq: 1, Kind: history.Put, Key: "k", Value: []byte{0, 1, 0xff}, MsgID: "w"}},
 			Replicas: []history.Replica{{ID: "r1", Applied: 1, Records: []history.Record{{Key: "k", Value: []byte{0, 1, 0xff}, Revision: 1}}}},
 		},
+		Watches: []history.Watch{{ID: 0, Prefix: "k", Events: []history.WatchEvent{
+			{Type: history.WatchSynced, Time: now},
+			{Type: history.WatchPut, ID: 1, Key: "k", Value: []byte{0, 1, 0xff}, Revision: 1, Stream: "s", Time: now},
+			{Type: history.WatchProgress, ID: 1, Time: now},
+			{Type: history.WatchError, Code: "unavailable", Error: "gone", Time: now},
+			{Type: history.WatchPut, Key: "k", Value: []byte{0, 1, 0xff}, Revision: 1, Time: now},
+			{Type: history.WatchSynced, ID: 1, Time: now},
+		}}},
 	}
 }
 
@@ -43,8 +51,15 @@ func TestRoundTrip(t *testing.T) {
 	if got, want := string(h.Final.Stream[0].Value), "\x00\x01\xff"; got != want {
 		t.Fatalf("value=%q, want %q", got, want)
 	}
-	if r := checker.Check(h); !r.OK() {
+	if got, want := len(h.Watches[0].Events), 6; got != want {
+		t.Fatalf("%d watch events, want %d", got, want)
+	}
+	r := checker.Check(h)
+	if !r.OK() {
 		t.Fatalf("sample history has violations:\n%s", r.Summary())
+	}
+	if got, want := r.WatchEvents, 2; got != want {
+		t.Fatalf("%d watch events checked, want %d", got, want)
 	}
 }
 
@@ -57,6 +72,8 @@ func TestDecodeRejects(t *testing.T) {
 		{"unknown kind", `{"version":1,"ops":[{"session":0,"index":0,"kind":"cas","outcome":"ok","invoke":"2026-01-01T00:00:00Z","complete":"2026-01-01T00:00:00Z"}]}`},
 		{"unknown outcome", `{"version":1,"ops":[{"session":0,"index":0,"kind":"get","outcome":"maybe","invoke":"2026-01-01T00:00:00Z","complete":"2026-01-01T00:00:00Z"}]}`},
 		{"index gap", `{"version":1,"ops":[{"session":0,"index":1,"kind":"get","outcome":"ok","invoke":"2026-01-01T00:00:00Z","complete":"2026-01-01T00:00:00Z"}]}`},
+		{"unknown watch event", `{"version":1,"ops":[],"watches":[{"id":0,"prefix":"","events":[{"type":"bookmark","time":"2026-01-01T00:00:00Z"}]}]}`},
+		{"unknown watch field", `{"version":1,"ops":[],"watches":[{"id":0,"prefix":"","events":[{"type":"synced","at":1,"time":"2026-01-01T00:00:00Z"}]}]}`},
 		{"stream gap", `{"version":1,"ops":[],"final":{"stream":[{"seq":2,"kind":"put","key":"k"}],"replicas":[]}}`},
 	}
 	for _, tt := range tests {
@@ -98,6 +115,7 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add(buf.Bytes())
 	f.Add([]byte(`{"version":1,"ops":[]}`))
+	f.Add([]byte(`{"version":1,"ops":[],"final":{"stream":[{"seq":1,"kind":"put","key":"p/a","value":"eA=="}],"replicas":[]},"watches":[{"id":0,"prefix":"p/","events":[{"type":"put","key":"p/a","revision":1,"time":"2026-01-01T00:00:00Z"},{"type":"synced","id":1,"time":"2026-01-01T00:00:00Z"},{"type":"delete","id":3,"key":"p/a","revision":3,"more":true,"time":"2026-01-01T00:00:00Z"}]}]}`))
 	f.Add([]byte(`{"version":1,"ops":[],"final":{"stream":[],"replicas":[{"id":"r","applied":5,"records":[{"key":"a","revision":9,"deleted":true}]}]}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, err := history.Decode(bytes.NewReader(data))

@@ -40,6 +40,12 @@ const (
 	// DefaultMaxThink is the longest pause between two operations of a
 	// session.
 	DefaultMaxThink = 20 * time.Millisecond
+	// DefaultWatchProgress is how often an idle watcher gets a progress
+	// event: short, so that a watcher whose replica stopped resumes on
+	// another within a few seconds.
+	DefaultWatchProgress = time.Second
+	// DefaultWatchRelist is Config.WatchRelist's default.
+	DefaultWatchRelist = 300
 )
 
 // Prefixes of the keys a workload writes.
@@ -94,6 +100,17 @@ type Config struct {
 	Reusers int
 	// TTL gives one put in four a time to live of 1 to 3 seconds.
 	TTL bool
+	// Watchers is the number of watchers to run besides the sessions,
+	// over NATS (see watch): the even ones watch the shared prefix, the
+	// odd ones a session's own.
+	Watchers int
+	// WatchProgress is how often an idle watcher gets a progress event
+	// (DefaultWatchProgress when 0).
+	WatchProgress time.Duration
+	// WatchRelist makes each watcher list again after a random
+	// WatchRelist to 2*WatchRelist change events (DefaultWatchRelist
+	// when 0; never when negative).
+	WatchRelist int
 }
 
 func (c *Config) setDefaults() {
@@ -117,6 +134,12 @@ func (c *Config) setDefaults() {
 	} else if c.MaxThink == 0 {
 		c.MaxThink = DefaultMaxThink
 	}
+	if c.WatchProgress <= 0 {
+		c.WatchProgress = DefaultWatchProgress
+	}
+	if c.WatchRelist == 0 {
+		c.WatchRelist = DefaultWatchRelist
+	}
 	if c.RunID == "" {
 		c.RunID = fmt.Sprintf("%d", c.Seed)
 	}
@@ -127,9 +150,19 @@ func (c *Config) setDefaults() {
 // operation in flight when ctx ends is finished (bounded by OpTimeout), not
 // abandoned, so that its outcome is known.
 func Run(ctx context.Context, cfg Config) ([]history.Op, error) {
+	ops, _, err := RunWatched(ctx, cfg)
+	return ops, err
+}
+
+// RunWatched is Run that also returns what the watchers saw, each from its
+// start until the sessions are done.
+func RunWatched(ctx context.Context, cfg Config) ([]history.Op, []history.Watch, error) {
 	cfg.setDefaults()
 	if len(cfg.Gateways) == 0 && cfg.NATS == nil {
-		return nil, fmt.Errorf("workload: no gateway and no NATS connection")
+		return nil, nil, fmt.Errorf("workload: no gateway and no NATS connection")
+	}
+	if cfg.Watchers > 0 && cfg.NATS == nil {
+		return nil, nil, fmt.Errorf("workload: watchers need a NATS connection")
 	}
 	hc := &http.Client{
 		Timeout: cfg.OpTimeout,
@@ -147,6 +180,22 @@ func Run(ctx context.Context, cfg Config) ([]history.Op, error) {
 	out := make([][]history.Op, n)
 	mk := func(i int) *session {
 		return &session{cfg: &cfg, id: i, http: hc, nats: nt, rng: newRand(cfg.Seed, i)}
+	}
+	watches := make([]history.Watch, cfg.Watchers)
+	wctx, stopWatchers := context.WithCancel(ctx)
+	defer stopWatchers()
+	var watchers sync.WaitGroup
+	for i := range cfg.Watchers {
+		w := &watcher{cfg: &cfg, c: client.New(nt), rng: rand.New(rand.NewPCG(cfg.Seed, 0x77a7c4+uint64(i))), rec: &watches[i]}
+		w.rec.ID, w.rec.Prefix = i, SharedPrefix
+		if i%2 == 1 {
+			w.rec.Prefix = fmt.Sprintf(ownPrefix, (i/2)%cfg.Sessions)
+		}
+		watchers.Add(1)
+		go func() {
+			defer watchers.Done()
+			w.run(wctx)
+		}()
 	}
 	var wg sync.WaitGroup
 	for i := range cfg.Sessions {
@@ -179,6 +228,8 @@ func Run(ctx context.Context, cfg Config) ([]history.Op, error) {
 		}()
 	}
 	wg.Wait()
+	stopWatchers()
+	watchers.Wait()
 	var ops []history.Op
 	for _, o := range out {
 		ops = append(ops, o...)
@@ -189,7 +240,7 @@ func Run(ctx context.Context, cfg Config) ([]history.Op, error) {
 		}
 		return ops[a].Index < ops[b].Index
 	})
-	return ops, nil
+	return ops, watches, nil
 }
 
 // newRand returns the random source of session i.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/rs/zerolog"
 
@@ -23,8 +24,8 @@ const name = "tidemark-chaos"
 // options are the flags of tidemark-chaos; each, when set, wins over its
 // CHAOS_* environment variable.
 type options struct {
-	seeds, duration, topologies, faults, sessions, report, natsServer, sessionOrder, probes string
-	tidemark                                                                                *string
+	seeds, duration, topologies, faults, sessions, report, natsServer, sessionOrder, probes, watchers string
+	tidemark                                                                                          *string
 }
 
 // declare declares the flags of tidemark-chaos on fs, into a new options.
@@ -35,6 +36,7 @@ func declare(fs *flag.FlagSet) *options {
 	fs.StringVar(&o.topologies, "topologies", "", "single and/or cluster (default "+chaos.DefaultTopologies+", or "+chaos.EnvTopologies+")")
 	fs.StringVar(&o.faults, "faults", "", "comma-separated fault kinds, or all (default all, or "+chaos.EnvFaults+")")
 	fs.StringVar(&o.probes, "probes", "", "comma-separated probe clients ("+chaos.ProbeSessionRace+", "+chaos.ProbeWriteIDReuse+"), all or none (default all, or "+chaos.EnvProbes+")")
+	fs.StringVar(&o.watchers, "watchers", "", "watchers per run, checked against the history (default "+strconv.Itoa(chaos.DefaultWatchers)+", or "+chaos.EnvWatchers+")")
 	fs.StringVar(&o.sessions, "sessions", "", "concurrent client sessions per run (or "+chaos.EnvSessions+")")
 	fs.StringVar(&o.sessionOrder, "session-order", "", "true or false: send writes with session ordering (default true, or "+chaos.EnvSessionOrder+")")
 	fs.StringVar(&o.report, "report", "", "directory for the runs and report.json / report.txt (default "+chaos.DefaultReportDir+", or "+chaos.EnvReport+")")
@@ -58,7 +60,7 @@ func campaign(ctx context.Context, o *options, log zerolog.Logger, stdout io.Wri
 	for k, v := range map[string]string{
 		chaos.EnvSeeds: o.seeds, chaos.EnvDuration: o.duration, chaos.EnvTopologies: o.topologies,
 		chaos.EnvFaults: o.faults, chaos.EnvSessions: o.sessions, chaos.EnvReport: o.report, chaos.EnvSessionOrder: o.sessionOrder,
-		chaos.EnvProbes: o.probes,
+		chaos.EnvProbes: o.probes, chaos.EnvWatchers: o.watchers,
 	} {
 		if v != "" {
 			environ = append(environ, k+"="+v)
