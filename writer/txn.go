@@ -1,7 +1,6 @@
 package writer
 
 import (
-	"github.com/tidemark/tidemark/internal/deadline"
 	"github.com/tidemark/tidemark/wire"
 
 	"github.com/tidemark/tidemark/api"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 
 	"github.com/tidemark/tidemark/stream"
 )
@@ -51,20 +49,11 @@ func (w *Writer) Txn(ctx context.Context, req api.TxnRequest) (res api.TxnResult
 	if err := w.validateTxn(req); err != nil {
 		return failed, err
 	}
-	ctx, cancel := deadline.WithTimeout(ctx, w.retryTimeout)
-	defer cancel()
-	if err := w.checkToken(ctx, req.Token); err != nil {
+	ctx, id, ss, done, err := w.admit(ctx, req.Token, req.WriteID, req.Session)
+	if err != nil {
 		return failed, err
 	}
-	id := req.WriteID
-	if id == "" {
-		id = nuid.Next()
-	}
-	var ss *session
-	if req.Session != "" {
-		ss = w.sessions.acquire(req.Session)
-		defer w.sessions.release(ss)
-	}
+	defer done()
 	was := w.stream.ID()
 	at, err := w.txn(ctx, req, id, ss)
 	if err != nil {

@@ -159,24 +159,37 @@ func (w *Writer) Write(ctx context.Context, req api.WriteRequest) (res api.Write
 	if err := w.validate(req); err != nil {
 		return failed, err
 	}
-	// The retry timeout bounds the whole write; its timer starts only if
-	// something waits on it other than the requests, which retry bounds.
-	ctx, cancel := deadline.WithTimeout(ctx, w.retryTimeout)
-	defer cancel()
-	if err := w.checkToken(ctx, req.Token); err != nil {
+	ctx, id, ss, done, err := w.admit(ctx, req.Token, req.WriteID, req.Session)
+	if err != nil {
 		return failed, err
 	}
+	defer done()
+	return w.write(ctx, req, id, ss)
+}
 
-	id := req.WriteID
-	if id == "" {
+// admit starts a write or a transaction: it bounds ctx by the retry
+// timeout (whose timer starts only if something waits on it other than the
+// requests, which retry bounds), checks the token, names the write (its
+// write id, or a new one) and takes its session, if it has one, for the
+// whole write. done ends all that; it is nil when admit fails.
+func (w *Writer) admit(ctx context.Context, tok api.Token, writeID, sessionID string) (_ context.Context, id string, ss *session, done func(), err error) {
+	ctx, cancel := deadline.WithTimeout(ctx, w.retryTimeout)
+	if err := w.checkToken(ctx, tok); err != nil {
+		cancel()
+		return ctx, "", nil, nil, err
+	}
+	if id = writeID; id == "" {
 		id = nuid.Next()
 	}
-	var ss *session
-	if req.Session != "" {
-		ss = w.sessions.acquire(req.Session)
-		defer w.sessions.release(ss)
+	if sessionID != "" {
+		ss = w.sessions.acquire(sessionID)
 	}
-	return w.write(ctx, req, id, ss)
+	return ctx, id, ss, func() {
+		if ss != nil {
+			w.sessions.release(ss)
+		}
+		cancel()
+	}, nil
 }
 
 // checkToken checks a request's token against the stream, looking at the
