@@ -114,28 +114,10 @@ func TestCrashRecovery(t *testing.T) {
 	publishAsync(t, env, 1, ws)
 
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
-	cmd.Env = append(os.Environ(), envHelper+"=replica", envNATS+"="+env.Server.ClientURL(), envDir+"="+dir)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	kill := func() {
-		once.Do(func() {
-			_ = cmd.Process.Kill() // SIGKILL
-			_ = cmd.Wait()
-		})
-	}
-	t.Cleanup(kill)
+	sc, stderr, kill := startReplicaProcess(t, env, dir)
+	var err error
 
 	var reported uint64
-	sc := bufio.NewScanner(stdout)
 	for reported < killAt && sc.Scan() {
 		if s, ok := strings.CutPrefix(sc.Text(), "applied "); ok {
 			if reported, err = strconv.ParseUint(s, 10, 64); err != nil {
@@ -165,4 +147,32 @@ func TestCrashRecovery(t *testing.T) {
 	if got, want := r.Stats().Messages, uint64(total)-crashed; got != want {
 		t.Fatalf("Messages applied after the restart=%d, want %d", got, want)
 	}
+}
+
+// startReplicaProcess runs a replica of env's stream on dir in a child
+// process (TestHelperProcess), which prints each applied sequence as it
+// commits it: it returns a scanner of those lines, the child's stderr, and
+// kill, which ends it with SIGKILL (also at the end of the test).
+func startReplicaProcess(t *testing.T, env *testenv.Env, dir string) (*bufio.Scanner, *bytes.Buffer, func()) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd.Env = append(os.Environ(), envHelper+"=replica", envNATS+"="+env.Server.ClientURL(), envDir+"="+dir)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &bytes.Buffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	kill := func() {
+		once.Do(func() {
+			_ = cmd.Process.Kill() // SIGKILL
+			_ = cmd.Wait()
+		})
+	}
+	t.Cleanup(kill)
+	return bufio.NewScanner(stdout), stderr, kill
 }

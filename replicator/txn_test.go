@@ -3,13 +3,10 @@ package replicator_test
 import (
 	"github.com/tidemark/tidemark/api"
 
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -233,27 +230,9 @@ func TestTxnCrashRecovery(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
-	cmd.Env = append(os.Environ(), envHelper+"=replica", envNATS+"="+env.Server.ClientURL(), envDir+"="+dir)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	kill := func() {
-		once.Do(func() {
-			_ = cmd.Process.Kill() // SIGKILL
-			_ = cmd.Wait()
-		})
-	}
-	t.Cleanup(kill)
+	sc, stderr, kill := startReplicaProcess(t, env, dir)
+	var err error
 	var reported uint64
-	sc := bufio.NewScanner(stdout)
 	for reported < killAt && sc.Scan() {
 		if s, ok := strings.CutPrefix(sc.Text(), "applied "); ok {
 			if reported, err = strconv.ParseUint(s, 10, 64); err != nil {
