@@ -245,6 +245,20 @@ type sseWatcher struct {
 	err      error
 }
 
+// state returns the watcher's synced id and the error it stopped on.
+func (w *sseWatcher) state() (uint64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.synced, w.err
+}
+
+// state returns the watcher's synced id and the error it stopped on.
+func (w *goWatcher) state() (uint64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.synced, w.err
+}
+
 func (w *sseWatcher) run(t testing.TB, ctx context.Context, urls []string, prefix string) {
 	for i := 0; ctx.Err() == nil; i++ {
 		url := urls[i%len(urls)] + "/v1/watch?prefix=" + prefix
@@ -484,26 +498,20 @@ func TestWatchExactlyOnceAcrossFaults(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); sses[i].run(t, ctx, gateways, "x/") }()
 	}
+	var all []interface{ state() (uint64, error) }
+	for _, w := range gos {
+		all = append(all, w)
+	}
+	for _, w := range sses {
+		all = append(all, w)
+	}
 	synced := func() bool {
-		for i, w := range gos {
-			w.mu.Lock()
-			ok, err := w.synced != 0, w.err
-			w.mu.Unlock()
+		for i, w := range all {
+			synced, err := w.state()
 			if err != nil {
-				t.Fatalf("Go watcher %d stopped before it synced: %v", i, err)
+				t.Fatalf("watcher %d stopped before it synced: %v", i, err)
 			}
-			if !ok {
-				return false
-			}
-		}
-		for i, w := range sses {
-			w.mu.Lock()
-			ok, err := w.synced != 0, w.err
-			w.mu.Unlock()
-			if err != nil {
-				t.Fatalf("SSE watcher %d stopped before it synced: %v", i, err)
-			}
-			if !ok {
+			if synced == 0 {
 				return false
 			}
 		}

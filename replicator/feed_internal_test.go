@@ -2,6 +2,7 @@ package replicator
 
 import (
 	"github.com/tidemark/tidemark/api"
+	"slices"
 
 	"errors"
 	"strconv"
@@ -29,18 +30,6 @@ func revs(recs []api.Change) []uint64 {
 	return out
 }
 
-func equal(a, b []uint64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // TestFeedWindow: the feed holds the most recent changes up to its count,
 // serves every change after a revision inside it, by prefix, in order, and
 // refuses a revision before its start.
@@ -59,11 +48,11 @@ func TestFeedWindow(t *testing.T) {
 		t.Fatalf("window()=%d,%d, want 15,22", floor, pos)
 	}
 	got, next, _, err := f.changes(15, "a/", 100, nil)
-	if err != nil || !equal(revs(got), []uint64{16, 17, 19, 20}) || next != 22 {
+	if err != nil || !slices.Equal(revs(got), []uint64{16, 17, 19, 20}) || next != 22 {
 		t.Fatalf("changes(15, a/)=%v next %d %v, want 16 17 19 20 next 22", revs(got), next, err)
 	}
 	got, next, _, err = f.changes(16, "", 2, nil)
-	if err != nil || !equal(revs(got), []uint64{17, 18}) || next != 18 {
+	if err != nil || !slices.Equal(revs(got), []uint64{17, 18}) || next != 18 {
 		t.Fatalf("changes(16, \"\", 2)=%v next %d %v, want 17 18 next 18", revs(got), next, err)
 	}
 	if _, _, _, err := f.changes(14, "", 100, nil); !errors.Is(err, api.ErrResumePointCompacted) {
@@ -85,7 +74,7 @@ func TestFeedBytes(t *testing.T) {
 		t.Fatalf("floor %d, want 2 (3 changes fit)", floor)
 	}
 	got, _, _, err := f.changes(2, "", 100, nil)
-	if err != nil || !equal(revs(got), []uint64{3, 4, 5}) {
+	if err != nil || !slices.Equal(revs(got), []uint64{3, 4, 5}) {
 		t.Fatalf("changes(2)=%v %v, want 3 4 5", revs(got), err)
 	}
 }
@@ -154,11 +143,11 @@ func TestFeedKeepsRevisionsWhole(t *testing.T) {
 	f.append(ents(api.Record{Key: "b", Revision: 2, Deleted: true}, api.Record{Key: "c", Revision: 2, Deleted: true}, put("d", 2)), 2)
 	f.append(ents(put("e", 3)), 3)
 	got, next, _, err := f.changes(0, "", 2, nil)
-	if err != nil || !equal(revs(got), []uint64{1, 2, 2, 2}) || next != 2 {
+	if err != nil || !slices.Equal(revs(got), []uint64{1, 2, 2, 2}) || next != 2 {
 		t.Fatalf("changes(0, limit 2)=%v next %d %v, want 1 2 2 2 next 2", revs(got), next, err)
 	}
 	got, next, _, err = f.changes(next, "", 2, nil)
-	if err != nil || !equal(revs(got), []uint64{3}) || next != 3 {
+	if err != nil || !slices.Equal(revs(got), []uint64{3}) || next != 3 {
 		t.Fatalf("changes(2)=%v next %d %v, want 3 next 3", revs(got), next, err)
 	}
 }
@@ -191,17 +180,6 @@ func TestFeedKeepsTransactionsWhole(t *testing.T) {
 		}
 		return out
 	}
-	same := func(a, b []ev) bool {
-		if len(a) != len(b) {
-			return false
-		}
-		for i := range a {
-			if a[i] != b[i] {
-				return false
-			}
-		}
-		return true
-	}
 	for _, tt := range []struct {
 		after  uint64
 		prefix string
@@ -218,7 +196,7 @@ func TestFeedKeepsTransactionsWhole(t *testing.T) {
 		{0, "", 100, []ev{{1, api.TxnMark{}, false}, {3, mark, true}, {4, api.TxnMark{}, true}, {4, mark, true}, {5, mark, false}, {6, api.TxnMark{}, false}}, 6},
 	} {
 		got, next, _, err := f.changes(tt.after, tt.prefix, tt.limit, nil)
-		if err != nil || !same(evs(got), tt.want) || next != tt.next {
+		if err != nil || !slices.Equal(evs(got), tt.want) || next != tt.next {
 			t.Errorf("changes(%d, %q, %d)=%v next %d %v, want %v next %d", tt.after, tt.prefix, tt.limit, evs(got), next, err, tt.want, tt.next)
 		}
 	}

@@ -2,6 +2,7 @@ package replicator_test
 
 import (
 	"github.com/tidemark/tidemark/api"
+	"slices"
 
 	"strconv"
 	"testing"
@@ -63,21 +64,9 @@ func TestTxnFeedMarked(t *testing.T) {
 					t.Fatalf("change %d %+v, want %+v (all %+v)", i, got[i], want[i], got)
 				}
 			}
-			if wantReads := []int{1, 3, 2, 1}; !equalInts(reads, wantReads) {
+			if wantReads := []int{1, 3, 2, 1}; !slices.Equal(reads, wantReads) {
 				t.Fatalf("reads of %v changes, want %v", reads, wantReads)
 			}
 		})
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
