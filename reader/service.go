@@ -57,7 +57,7 @@ func endpointMetadata(scan bool, whose string) map[string]string {
 	m["description"] = "Read one key, " + whose
 	m["request.key"] = "header Tidemark-Key: the key, percent-encoded (required)"
 	m["request.body"] = "empty"
-	m["request.session"] = "header Tidemark-Session: also answer that session's highest applied number"
+	m["request.session"] = "header Tidemark-Session: also the session's highest applied number"
 	m["reply.body"] = "the value; header Tidemark-Revision"
 	m["reply.session"] = "header Tidemark-Session-Seq, when asked and known"
 	m["errors.read"] = "not_found (for a deleted key, with its Tidemark-Revision)"

@@ -413,13 +413,14 @@ func (w *watch) run(ctx context.Context) error {
 // addWatchEndpoint adds the watch endpoint on subject to svc.
 func (s *Service) addWatchEndpoint(svc micro.Service, name, subject string, queue bool, h micro.Handler, whose string) error {
 	opts := []micro.EndpointOpt{micro.WithEndpointSubject(subject), micro.WithEndpointMetadata(map[string]string{
-		"description":     "Watch a prefix from the session token, " + whose,
-		"request.body":    `{"prefix","after"?,"deliver","progress"?}; header Tidemark-Token, Tidemark-Wait`,
+		"description":     "Watch a prefix from the token, " + whose,
+		"request.body":    `{"prefix","after"?,"deliver","progress"?}`,
+		"request.headers": "Tidemark-Token, Tidemark-Wait",
 		"reply.body":      `{"control","replica"}; events then go to deliver`,
 		"event.headers":   "Tidemark-Event, Tidemark-Event-Id, Tidemark-Event-Seq",
 		"event.body":      `{"key","revision","value","txn"?:{"revision","ops"},"token"}`,
 		"control.body":    `{"received":N} at least every 2s, {"stop":true}`,
-		"errors.position": "resume_point_compacted",
+		"errors":          "Nats-Service-Error-Code; resume_point_compacted when too old",
 	})}
 	if queue {
 		opts = append(opts, micro.WithEndpointQueueGroup(QueueGroup))

@@ -56,7 +56,7 @@ var endpointMetadata = map[string]map[string]string{
 	}),
 	EndpointTxn: {
 		"description":      "Write several keys atomically: all or nothing",
-		"request.body":     `{"ops":[{"op":"put|delete","key","value":"<base64>","if_revision":N,"if_absent":true}]}`,
+		"request.body":     `{"ops":[{"op":"put|delete","key","value","if_revision","if_absent"}]}`,
 		"request.token":    "header Tidemark-Token: the session token",
 		"request.write_id": "header Tidemark-Write-Id: a retry is stored once",
 		"request.session":  "headers Tidemark-Session, -Session-Seq: one step of the session",
