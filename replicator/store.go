@@ -288,30 +288,52 @@ func markTxn(ents []feedEntry, rev uint64) {
 // makes the same decision. The record is read through txn, so it sees the
 // writes of this same batch.
 func sessionOrder(txn *badger.Txn, d delivery) (bool, error) {
-	key := append([]byte(sessionPrefix), d.entry.Session...)
-	item, err := txn.Get(key)
+	seq, at, found, err := readSession(txn, d.entry.Session)
 	switch {
-	case err == nil:
-		var seq uint64
-		var at int64
-		if err := item.Value(func(b []byte) error {
-			if len(b) != 16 {
-				return fmt.Errorf("session %q: corrupt record of %d bytes", d.entry.Session, len(b))
-			}
-			seq, at = binary.BigEndian.Uint64(b), int64(binary.BigEndian.Uint64(b[8:]))
-			return nil
-		}); err != nil {
-			return false, err
-		}
-		if d.entry.SessionSeq <= seq && d.time-at < int64(stream.SessionWindow) {
-			return false, nil
-		}
-	case !errors.Is(err, badger.ErrKeyNotFound):
-		return false, fmt.Errorf("read session %q: %w", d.entry.Session, err)
+	case err != nil:
+		return false, err
+	case found && d.entry.SessionSeq <= seq && d.time-at < int64(stream.SessionWindow):
+		return false, nil
 	}
-	v := binary.BigEndian.AppendUint64(make([]byte, 0, 16), d.entry.SessionSeq)
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, sessionRecord), d.entry.SessionSeq)
 	v = binary.BigEndian.AppendUint64(v, uint64(d.time))
-	return true, txn.Set(key, v)
+	return true, txn.Set(sessionKey(d.entry.Session), v)
+}
+
+// sessionRecord is the size of a session's record: the highest write
+// number applied for it and the stream time (Unix nanoseconds) it was
+// applied at.
+const sessionRecord = 16
+
+// sessionKey is the key of session id's record.
+func sessionKey(id string) []byte { return append([]byte(sessionPrefix), id...) }
+
+// decodeSession decodes a session's record; ok is false when b is not one.
+func decodeSession(b []byte) (seq uint64, at int64, ok bool) {
+	if len(b) != sessionRecord {
+		return 0, 0, false
+	}
+	return binary.BigEndian.Uint64(b), int64(binary.BigEndian.Uint64(b[8:])), true
+}
+
+// readSession reads session id's record in txn; found is false when it has
+// none.
+func readSession(txn *badger.Txn, id string) (seq uint64, at int64, found bool, err error) {
+	item, err := txn.Get(sessionKey(id))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, 0, false, nil
+	}
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("read session %q: %w", id, err)
+	}
+	err = item.Value(func(b []byte) error {
+		var ok bool
+		if seq, at, ok = decodeSession(b); !ok {
+			return fmt.Errorf("%w: session %q: record of %d bytes", ErrCorrupt, id, len(b))
+		}
+		return nil
+	})
+	return seq, at, err == nil, err
 }
 
 // Get returns the record of key and the applied sequence of the snapshot it
@@ -389,22 +411,11 @@ func (r *Replicator) Session(id string) (uint64, error) {
 	var seq uint64
 	err := r.db.View(func(txn *badger.Txn) (err error) {
 		defer guard("read session", &err)
-		item, err := txn.Get(append([]byte(sessionPrefix), id...))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
+		n, at, found, err := readSession(txn, id)
+		if found && time.Now().UnixNano()-at < int64(stream.SessionWindow+sessionSlack) {
+			seq = n
 		}
-		if err != nil {
-			return fmt.Errorf("read session %q: %w", id, err)
-		}
-		return item.Value(func(b []byte) error {
-			if len(b) != 16 {
-				return fmt.Errorf("%w: session %q: record of %d bytes", ErrCorrupt, id, len(b))
-			}
-			if at := int64(binary.BigEndian.Uint64(b[8:])); time.Now().UnixNano()-at < int64(stream.SessionWindow+sessionSlack) {
-				seq = binary.BigEndian.Uint64(b)
-			}
-			return nil
-		})
+		return err
 	})
 	if err != nil {
 		return 0, r.storeFailed(err)
@@ -523,7 +534,8 @@ func eachLive(txn *badger.Txn, prefix, after string, prefetch int, fn func(api.R
 func (r *Replicator) sweepSessions(db *badger.DB, now int64) {
 	cutoff := now - int64(stream.SessionWindow)
 	r.sweep(db, "forget expired sessions", []byte(sessionPrefix), func(_, b []byte) bool {
-		return len(b) == 16 && int64(binary.BigEndian.Uint64(b[8:])) < cutoff
+		_, at, ok := decodeSession(b)
+		return ok && at < cutoff
 	}, func(keys [][]byte) { r.sessionsSwept.Add(uint64(len(keys))) })
 }
 
