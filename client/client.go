@@ -155,9 +155,17 @@ func (c *Client) send(ctx context.Context, req api.WriteRequest) (api.WriteResul
 	if req.WriteID == "" {
 		req.WriteID = newWriteID()
 	}
+	return retried(ctx, c, func() (api.WriteResult, error) { return c.transport.Write(ctx, req) })
+}
+
+// retried calls send until it succeeds, fails for another reason than
+// api.ErrUnavailable or has been tried c.writeAttempts times, with backoff
+// between tries. send must keep its write id from try to try, so that the
+// stream stores the write once.
+func retried[T any](ctx context.Context, c *Client, send func() (T, error)) (T, error) {
 	b := backoff.Backoff{Min: writeRetryMin, Max: writeRetryMax}
 	for attempt := 1; ; attempt++ {
-		res, err := c.transport.Write(ctx, req)
+		res, err := send()
 		if err == nil || !errors.Is(err, api.ErrUnavailable) || attempt >= c.writeAttempts || b.Wait(ctx) != nil {
 			return res, err
 		}

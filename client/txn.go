@@ -2,7 +2,6 @@ package client
 
 import (
 	"github.com/tidemark/tidemark/api"
-	"github.com/tidemark/tidemark/internal/backoff"
 	"github.com/tidemark/tidemark/wire"
 
 	"bytes"
@@ -75,13 +74,7 @@ func (c *Client) sendTxn(ctx context.Context, req api.TxnRequest) (api.TxnResult
 	if req.WriteID == "" {
 		req.WriteID = newWriteID()
 	}
-	b := backoff.Backoff{Min: writeRetryMin, Max: writeRetryMax}
-	for attempt := 1; ; attempt++ {
-		res, err := t.Txn(ctx, req)
-		if err == nil || !errors.Is(err, api.ErrUnavailable) || attempt >= c.writeAttempts || b.Wait(ctx) != nil {
-			return res, err
-		}
-	}
+	return retried(ctx, c, func() (api.TxnResult, error) { return t.Txn(ctx, req) })
 }
 
 // txn sends req through c as the session's next step, after the session's
