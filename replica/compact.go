@@ -159,11 +159,6 @@ func baseOf(info *jetstream.ObjectInfo) (*BaseSnapshot, error) {
 		Bytes: info.Size, Created: created}, nil
 }
 
-// ReadBase returns the base snapshot stored for st, or nil when there is none.
-func ReadBase(ctx context.Context, st *stream.Stream) (*BaseSnapshot, error) {
-	return readBase(ctx, st)
-}
-
 // compactor is a replica's compactor; see Compaction.
 type compactor struct {
 	r   *Replica
