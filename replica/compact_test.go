@@ -301,6 +301,11 @@ func TestCompactionKeepsGuarantees(t *testing.T) {
 	if late, err := wn.Write(ctx, api.WriteRequest{Op: api.OpPut, Key: "late", Value: []byte("l"), Session: "S", SessionSeq: 4}); !errors.Is(err, api.ErrOutOfOrder) {
 		t.Fatalf("late write 4 of session S over NATS after compaction = %+v, %v; want write_out_of_order", late, err)
 	}
+	// A transaction is one step of its session: a late one is refused too.
+	if late, err := wn.Txn(ctx, api.TxnRequest{Session: "S", SessionSeq: 4,
+		Ops: []api.TxnOp{{Op: api.OpPut, Key: "late", Value: []byte("l")}}}); !errors.Is(err, api.ErrOutOfOrder) {
+		t.Fatalf("late transaction 4 of session S after compaction = %+v, %v; want write_out_of_order", late, err)
+	}
 	s6 := must(api.WriteRequest{Op: api.OpPut, Key: "sk", Value: []byte("6"), Session: "S", SessionSeq: 6})
 
 	// Write-id deduplication within the duplicate window: compaction keeps

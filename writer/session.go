@@ -1,6 +1,7 @@
 package writer
 
 import (
+	"cmp"
 	"github.com/tidemark/tidemark/wire"
 
 	"github.com/tidemark/tidemark/api"
@@ -182,7 +183,11 @@ func (w *Writer) order(ctx context.Context, req api.WriteRequest, id string, ss 
 // consistency, and refuses numbers not above it; the claim then expects
 // no marker, as for a new session.
 func (w *Writer) orderAfterRemoved(ctx context.Context, req api.WriteRequest) error {
-	res, removed, err := w.readRemoved(ctx, api.GetRequest{Key: req.Key, Session: req.Session}, "session "+req.Session)
+	// The session's record comes with a point read, which names a key: the
+	// write's, or for a transaction's step, which has none, the session's
+	// id (a valid key; its record is not looked at).
+	key := cmp.Or(req.Key, req.Session)
+	res, removed, err := w.readRemoved(ctx, api.GetRequest{Key: key, Session: req.Session}, "session "+req.Session)
 	switch {
 	case err != nil || !removed:
 		return err
